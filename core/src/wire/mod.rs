@@ -1,0 +1,14 @@
+//! Decoding captured frames into the few facts the engine needs: addresses, ports, TCP sequence space,
+//! ICMP type and code. Only byte slices come in; nothing here allocates or panics on hostile input.
+//! Header parsing is etherparse's (lax mode, so snap-length-cut packets still yield their headers);
+//! the Linux cooked headers and BSD loopback framing are read here because etherparse knows only SLL v1.
+
+mod error;
+mod link;
+mod packet;
+
+pub use error::{DecodeError, Layer};
+pub use link::LinkType;
+pub use packet::{
+    decode, Decoded, IcmpMessage, IpVersion, Packet, Skip, TcpFlags, TcpSegment, Transport,
+};
