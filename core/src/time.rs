@@ -89,3 +89,80 @@ mod tests {
         assert_eq!(a.millis_since(b), 0.0);
     }
 }
+
+impl Timestamp {
+    /// Parses what `Display` writes: `YYYY-MM-DDTHH:MM:SS[.fraction]Z`. Anything else is `None`.
+    pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+        let b = s.as_bytes();
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<u64> { s.get(r)?.parse().ok() };
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+            return None;
+        }
+        let rest = s.get(19..)?;
+        let frac = rest.strip_suffix('Z')?;
+        let nanos = match frac.strip_prefix('.') {
+            None if frac.is_empty() => 0,
+            Some(digits)
+                if !digits.is_empty()
+                    && digits.len() <= 9
+                    && digits.bytes().all(|c| c.is_ascii_digit()) =>
+            {
+                digits.parse::<u64>().ok()? * 10u64.pow(9 - digits.len() as u32)
+            }
+            _ => return None,
+        };
+        let days = days_from_civil(y as i64, mo as u32, d as u32);
+        let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + mi * 60 + sec;
+        Some(Timestamp(
+            secs.checked_mul(1_000_000_000)?.checked_add(nanos)?,
+        ))
+    }
+}
+
+/// Inverse of `civil_from_days`.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn parse_inverts_display() {
+        for ns in [0u64, 951_782_400_000_000_000, 1_795_821_177_123_456_000] {
+            let ts = Timestamp(ns);
+            assert_eq!(Timestamp::parse_rfc3339(&ts.to_string()), Some(ts));
+        }
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-27T23:12:57Z"),
+            Some(Timestamp(1_795_821_177_000_000_000))
+        );
+        for bad in [
+            "",
+            "2026-11-27",
+            "2026-13-01T00:00:00Z",
+            "2026-11-27T23:12:57.Z",
+            "2026-11-27T23:12:57+01:00",
+        ] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The entry: the one record every part of Faultline speaks (SPEC §2). Serialises to exactly the JSON
+//! form of the spec; fields that do not apply are left out.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::time::Timestamp;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub id: String,
+    #[serde(serialize_with = "ser_ts", deserialize_with = "de_ts")]
+    pub timestamp: Timestamp,
+    pub node: Option<String>,
+    pub protocol: Protocol,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub error: Option<EntryError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<IcmpInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Request>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Response>,
+    /// Milliseconds: request to response for HTTP, attempt or event to the packet or timer that decided
+    /// it for TCP, 0 for ICMP.
+    pub elapsed_time: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Http,
+    Dns,
+    Tcp,
+    Icmp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Dns => "dns",
+            Protocol::Tcp => "tcp",
+            Protocol::Icmp => "icmp",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    /// Absent for ICMP, which has no ports.
+    pub port: Option<u16>,
+    /// Pod name, filled in by the agent on a node; null offline.
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+}
+
+impl Endpoint {
+    pub fn new(ip: IpAddr, port: Option<u16>) -> Self {
+        Endpoint {
+            ip,
+            port,
+            name: None,
+            namespace: None,
+        }
+    }
+}
+
+/// `10.0.0.1:80`, `[2001:db8::1]:80`, or the bare address when there is no port.
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.ip, self.port) {
+            (IpAddr::V6(ip), Some(port)) => write!(f, "[{ip}]:{port}"),
+            (ip, Some(port)) => write!(f, "{ip}:{port}"),
+            (ip, None) => write!(f, "{ip}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorType {
+    /// A TCP connection error (§3.1).
+    #[serde(rename = "connection")]
+    Connection,
+    /// The payload broke its protocol, or the connection ended inside a message (§3.5).
+    #[serde(rename = "dissection")]
+    Dissection,
+    /// An L4 stream whose protocol was not identified in time (§3.2).
+    #[serde(rename = "timeout")]
+    Timeout,
+    /// A half connection: a request without response or a response without request (§3.5).
+    #[serde(rename = "pair-not-found")]
+    PairNotFound,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::Connection => "connection",
+            ErrorType::Dissection => "dissection",
+            ErrorType::Timeout => "timeout",
+            ErrorType::PairNotFound => "pair-not-found",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryError {
+    #[serde(rename = "type")]
+    pub kind: ErrorType,
+    pub msg: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TcpState {
+    SynSent,
+    Reset,
+    CloseWait,
+    LastAck,
+}
+
+impl TcpState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpState::SynSent => "SynSent",
+            TcpState::Reset => "Reset",
+            TcpState::CloseWait => "CloseWait",
+            TcpState::LastAck => "LastAck",
+        }
+    }
+}
+
+/// Why a connection attempt failed (`SynSent` only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SynReason {
+    /// The SYN was answered by RST.
+    Refused,
+    /// The SYN was not answered within `synTimeoutMs`.
+    Timeout,
+    /// The SYN was answered by an ICMP error (unreachable, time exceeded, parameter problem): the entry
+    /// for that ICMP message says which.
+    Unreachable,
+}
+
+impl SynReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SynReason::Refused => "refused",
+            SynReason::Timeout => "timeout",
+            SynReason::Unreachable => "unreachable",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Server => "server",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpInfo {
+    pub state: TcpState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<SynReason>,
+    /// `Reset`: the side that sent the RST. `SynSent`/refused: the server. `CloseWait` and `LastAck`: the
+    /// side stuck in that state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Side>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IcmpInfo {
+    pub version: u8,
+    #[serde(rename = "type")]
+    pub icmp_type: u8,
+    pub code: u8,
+    pub type_name: String,
+    pub code_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<OriginalFlow>,
+    /// Next-hop MTU of "fragmentation needed" and "packet too big".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Byte offset of the fault, for parameter problems.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<u32>,
+}
+
+/// The datagram an ICMP error quotes: the flow it reports on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginalFlow {
+    /// `tcp`, `udp`, `icmp`, `sctp`, or the IP protocol number.
+    pub protocol: String,
+    pub src: FlowEndpoint,
+    pub dst: FlowEndpoint,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowEndpoint {
+    pub ip: IpAddr,
+    /// 0 where the protocol has no ports or the quote was too short to hold them.
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub version: String,
+    /// Header names in lower case (HTTP names are case-insensitive); repeated headers joined with ", ".
+    pub headers: BTreeMap<String, String>,
+    pub body_size: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    pub status: u16,
+    pub status_text: String,
+    pub version: String,
+    pub headers: BTreeMap<String, String>,
+    pub body_size: u64,
+}
+
+fn ser_ts<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(ts)
+}
+
+fn de_ts<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+    let text = String::deserialize(d)?;
+    Timestamp::parse_rfc3339(&text)
+        .ok_or_else(|| serde::de::Error::custom(format!("bad timestamp {text:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_form_matches_the_spec() {
+        let e = Entry {
+            id: "7".into(),
+            timestamp: Timestamp(1_795_821_177_123_456_000),
+            node: None,
+            protocol: Protocol::Tcp,
+            src: Endpoint::new("10.0.1.5".parse().expect("ip"), Some(43120)),
+            dst: Endpoint::new("2001:db8::7".parse().expect("ip"), Some(8080)),
+            error: Some(EntryError {
+                kind: ErrorType::Connection,
+                msg: "SynSent".into(),
+            }),
+            tcp: Some(TcpInfo {
+                state: TcpState::SynSent,
+                reason: Some(SynReason::Refused),
+                by: Some(Side::Server),
+            }),
+            icmp: None,
+            request: None,
+            response: None,
+            elapsed_time: 0.25,
+        };
+        let json = serde_json::to_string(&e).expect("serialises");
+        assert_eq!(
+            json,
+            r#"{"id":"7","timestamp":"2026-11-27T23:12:57.123456Z","node":null,"protocol":"tcp","src":{"ip":"10.0.1.5","port":43120,"name":null,"namespace":null},"dst":{"ip":"2001:db8::7","port":8080,"name":null,"namespace":null},"error":{"type":"connection","msg":"SynSent"},"tcp":{"state":"SynSent","reason":"refused","by":"server"},"elapsedTime":0.25}"#
+        );
+        let back: Entry = serde_json::from_str(&json).expect("parses back");
+        assert_eq!(back, e);
+        assert_eq!(e.dst.to_string(), "[2001:db8::7]:8080");
+    }
+}
