@@ -2,6 +2,7 @@
 //! clocks, no threads, so every part can be tested from crafted bytes and fuzzed.
 
 pub mod entry;
+pub mod http;
 pub mod icmp;
 pub mod pcap;
 pub mod time;
