@@ -1,9 +1,20 @@
 //! Faultline's engine: pure logic on byte slices. Frames come in, entries (SPEC §2) come out; no I/O, no
 //! clocks, no threads, so every part can be tested from crafted bytes and fuzzed.
 
+pub mod config;
+pub mod engine;
 pub mod entry;
+mod flow;
 pub mod http;
 pub mod icmp;
 pub mod pcap;
+pub mod stats;
+pub mod tcp;
 pub mod time;
 pub mod wire;
+
+pub use config::EngineConfig;
+pub use engine::Engine;
+pub use entry::Entry;
+pub use stats::Stats;
+pub use time::Timestamp;

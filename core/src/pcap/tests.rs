@@ -33,7 +33,9 @@ fn classic(big_endian: bool, nanos: bool, link: u32, records: &[(u32, u32, &[u8]
     f
 }
 
-fn read_all(bytes: &[u8]) -> Result<Vec<(LinkType, u64, Vec<u8>, u32)>, PcapError> {
+type Rec = (LinkType, u64, Vec<u8>, u32);
+
+fn read_all(bytes: &[u8]) -> Result<Vec<Rec>, PcapError> {
     let mut r = PcapReader::new(bytes)?;
     let mut out = Vec::new();
     while let Some(rec) = r.next_record()? {

@@ -1,0 +1,235 @@
+//! The engine: frames in, entries out. It owns the flow table, runs every connection's timers on the
+//! capture's clock, turns ICMP messages into entries, and stamps each entry with an id and the node.
+
+use crate::config::EngineConfig;
+use crate::entry::{Endpoint, Entry, Protocol};
+use crate::flow::{evict_oldest, FlowKey, FlowTable};
+use crate::icmp::{self, Kind};
+use crate::stats::Stats;
+use crate::tcp::conn::{Conn, Ctx, Keep};
+use crate::time::Timestamp;
+use crate::wire::{
+    self, DecodeError, Decoded, IcmpMessage, LinkType, Packet, Skip, TcpSegment, Transport,
+};
+
+pub struct Engine {
+    cfg: EngineConfig,
+    flows: FlowTable,
+    stats: Stats,
+    /// The latest capture time seen: time never runs backwards for timers, even if packets do.
+    now: Timestamp,
+    next_sweep: Option<Timestamp>,
+    next_id: u64,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Engine {
+        Engine {
+            cfg,
+            flows: FlowTable::default(),
+            stats: Stats::default(),
+            now: Timestamp(0),
+            next_sweep: None,
+            next_id: 0,
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Decodes and handles one captured frame. A frame that does not decode is counted and its error
+    /// returned; the engine carries on.
+    pub fn handle_frame(
+        &mut self,
+        link: LinkType,
+        data: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), DecodeError> {
+        self.stats.packets += 1;
+        match wire::decode(link, data, ts) {
+            Ok(Decoded::Packet(p)) => {
+                self.handle(&p, out);
+                Ok(())
+            }
+            Ok(Decoded::Skipped(skip)) => {
+                self.advance(ts, out);
+                match skip {
+                    Skip::NotIp => self.stats.not_ip += 1,
+                    Skip::Fragment => self.stats.fragments += 1,
+                    Skip::OtherProtocol => self.stats.other_protocols += 1,
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.decode_errors += 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// Handles one decoded packet.
+    pub fn handle(&mut self, p: &Packet<'_>, out: &mut Vec<Entry>) {
+        self.advance(p.ts, out);
+        let start = out.len();
+        match &p.transport {
+            Transport::Tcp(seg) => {
+                self.stats.tcp_segments += 1;
+                self.on_tcp(p, seg, out);
+            }
+            Transport::Udp { .. } => self.stats.udp_datagrams += 1,
+            Transport::Icmp(msg) => {
+                self.stats.icmp_messages += 1;
+                self.on_icmp(p, msg, out);
+            }
+        }
+        self.stamp(start, out);
+    }
+
+    /// Moves the clock to `now` and fires due timers. Called for every packet; call it on a ticker too
+    /// when capturing live, so timeouts fire while the network is quiet.
+    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
+        if now > self.now {
+            self.now = now;
+        }
+        let due = self.next_sweep.is_none_or(|t| self.now >= t);
+        if due {
+            let start = out.len();
+            self.sweep(false, out);
+            self.stamp(start, out);
+            self.next_sweep = Some(self.now.plus_millis(self.cfg.sweep_interval_ms()));
+        }
+    }
+
+    /// End of input: every pending state is resolved as if its timer expired (SPEC §3.6).
+    pub fn finish(&mut self, out: &mut Vec<Entry>) {
+        let start = out.len();
+        self.sweep(true, out);
+        self.stamp(start, out);
+    }
+
+    fn sweep(&mut self, end_of_input: bool, out: &mut Vec<Entry>) {
+        let now = self.now;
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            stats: &mut self.stats,
+            out,
+        };
+        self.flows
+            .retain(|_, conn| conn.check(now, end_of_input, &mut ctx) == Keep::Yes);
+    }
+
+    fn stamp(&mut self, start: usize, out: &mut [Entry]) {
+        for e in &mut out[start..] {
+            self.next_id += 1;
+            e.id = self.next_id.to_string();
+            e.node.clone_from(&self.cfg.node);
+            self.stats.entries += 1;
+        }
+    }
+
+    fn on_tcp(&mut self, p: &Packet<'_>, seg: &TcpSegment<'_>, out: &mut Vec<Entry>) {
+        let src = (p.src, seg.src_port);
+        let dst = (p.dst, seg.dst_port);
+        let key = FlowKey::new(src, dst);
+        let flags = seg.flags;
+        let is_syn = flags.syn() && !flags.ack();
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            stats: &mut self.stats,
+            out,
+        };
+        if let Some(conn) = self.flows.get_mut(&key) {
+            let from_client = conn.client == src;
+            if is_syn
+                && (from_client || conn.phase == crate::tcp::conn::Phase::Closed)
+                && conn.is_new_attempt(seg)
+            {
+                // Port reuse, or a new attempt after an unanswered one: settle the old connection first.
+                conn.check(p.ts, true, &mut ctx);
+                *conn = Conn::syn(src, dst, p.ts, seg.seq);
+                ctx.stats.flows_created += 1;
+                return;
+            }
+            conn.on_segment(from_client, seg, p.ts, &mut ctx);
+            return;
+        }
+        let conn = if is_syn {
+            Conn::syn(src, dst, p.ts, seg.seq)
+        } else if flags.syn() {
+            Conn::syn_ack(dst, src, p.ts, seg)
+        } else if flags.rst() {
+            // An RST for a connection we never saw tells us nothing about a connection we can report.
+            ctx.stats.orphan_resets += 1;
+            return;
+        } else {
+            // Mid-stream: guess the server as the side with the lower port (services listen low,
+            // clients use ephemeral ports).
+            let (client, server) = if seg.src_port > seg.dst_port {
+                (src, dst)
+            } else {
+                (dst, src)
+            };
+            Conn::midstream(client, server, p.ts)
+        };
+        if self.flows.len() >= self.cfg.max_flows {
+            self.stats.flows_evicted += evict_oldest(&mut self.flows);
+        }
+        self.stats.flows_created += 1;
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            stats: &mut self.stats,
+            out,
+        };
+        let from_client = conn.client == src;
+        let conn = self.flows.entry(key).or_insert(conn);
+        if !is_syn && !flags.syn() {
+            conn.on_segment(from_client, seg, p.ts, &mut ctx);
+        }
+    }
+
+    fn on_icmp(&mut self, p: &Packet<'_>, msg: &IcmpMessage<'_>, out: &mut Vec<Entry>) {
+        let c = icmp::classify(msg);
+        let report = match c.kind {
+            Kind::Error | Kind::Routing => true,
+            Kind::Informational => self.cfg.show_icmp_informational,
+            Kind::Other => false,
+        };
+        if let Some(q) = &c.quoted {
+            if q.protocol == 6 && q.tcp_syn && icmp::kills_connection_attempt(msg) {
+                let key = FlowKey::new((q.src, q.src_port), (q.dst, q.dst_port));
+                if let Some(conn) = self.flows.get_mut(&key) {
+                    if conn.client == (q.src, q.src_port) {
+                        conn.icmp_error_for_syn();
+                    }
+                }
+            }
+        }
+        if !report {
+            return;
+        }
+        out.push(Entry {
+            id: String::new(),
+            timestamp: p.ts,
+            node: None,
+            protocol: Protocol::Icmp,
+            src: Endpoint::new(p.src, None),
+            dst: Endpoint::new(p.dst, None),
+            error: None,
+            tcp: None,
+            icmp: Some(c.info),
+            request: None,
+            response: None,
+            elapsed_time: 0.0,
+        });
+    }
+}
