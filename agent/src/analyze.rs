@@ -1,0 +1,119 @@
+//! `faultline-agent analyze`: capture files through the engine, entries to stdout, a summary to stderr.
+//! A file that cannot be read is reported and ends the run with a non-zero exit, but everything found
+//! before it is still resolved and printed (SPEC §7).
+
+use std::fs::File;
+use std::io::{self, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use faultline_core::pcap::{PcapError, PcapReader};
+use faultline_core::{Engine, Entry};
+
+use crate::cli::{AnalyzeArgs, OutputFormat};
+use crate::output::{Sink, Summary};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error("{path}: cannot open: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: PcapError },
+    #[error("writing output: {0}")]
+    Write(#[from] io::Error),
+}
+
+pub fn run(args: &AnalyzeArgs) -> ExitCode {
+    if args.query.is_some() {
+        eprintln!(
+            "faultline-agent: --query needs the KFL filter language, which this build does not have yet; \
+             run without --query (and filter the JSON lines with jq) for now"
+        );
+        return ExitCode::from(2);
+    }
+    let format = args.output.unwrap_or(if io::stdout().is_terminal() {
+        OutputFormat::Table
+    } else {
+        OutputFormat::Jsonl
+    });
+    let stdout = io::stdout().lock();
+    let mut sink = Sink::new(format, io::BufWriter::new(stdout));
+    let mut engine = Engine::new(args.engine.to_config());
+    let mut summary = Summary::default();
+    let mut failure = None;
+    let mut entries = Vec::new();
+    for path in &args.files {
+        let res = analyze_file(path, &mut engine, &mut entries, &mut sink, &mut summary);
+        if let Err(e) = res {
+            failure = Some(e);
+            break;
+        }
+    }
+    // Whatever happened, what was seen is resolved and printed.
+    engine.finish(&mut entries);
+    let flushed = emit(&mut entries, &mut sink, &mut summary).and_then(|()| sink.finish());
+    if let Err(e) = flushed {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("faultline-agent: {}", AnalyzeError::Write(e));
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
+    summary.print(engine.stats(), &mut io::stderr().lock());
+    match failure {
+        Some(AnalyzeError::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Some(e) => {
+            eprintln!("faultline-agent: {e}");
+            ExitCode::FAILURE
+        }
+        None => ExitCode::SUCCESS,
+    }
+}
+
+fn analyze_file<W: Write>(
+    path: &Path,
+    engine: &mut Engine,
+    entries: &mut Vec<Entry>,
+    sink: &mut Sink<W>,
+    summary: &mut Summary,
+) -> Result<(), AnalyzeError> {
+    let file = File::open(path).map_err(|source| AnalyzeError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let read_err = |source| AnalyzeError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut reader = PcapReader::new(BufReader::with_capacity(1 << 16, file)).map_err(read_err)?;
+    loop {
+        let record = match reader.next_record() {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => {
+                summary.skipped_records += reader.skipped_records();
+                return Err(read_err(e));
+            }
+        };
+        if let Err(e) = engine.handle_frame(record.link_type, record.data, record.ts, entries) {
+            tracing::debug!(file = %path.display(), error = %e, "frame did not decode");
+        }
+        if !entries.is_empty() {
+            emit(entries, sink, summary)?;
+        }
+    }
+    summary.skipped_records += reader.skipped_records();
+    Ok(())
+}
+
+fn emit<W: Write>(
+    entries: &mut Vec<Entry>,
+    sink: &mut Sink<W>,
+    summary: &mut Summary,
+) -> io::Result<()> {
+    for e in entries.drain(..) {
+        summary.count(&e);
+        sink.write(&e)?;
+    }
+    Ok(())
+}

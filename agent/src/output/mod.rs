@@ -1,0 +1,100 @@
+//! Where entries go: JSON lines or a table on stdout, and a summary for people on stderr.
+
+mod table;
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use faultline_core::{Entry, Stats};
+
+use crate::cli::OutputFormat;
+
+pub struct Sink<W: Write> {
+    format: OutputFormat,
+    out: W,
+    header_written: bool,
+}
+
+impl<W: Write> Sink<W> {
+    pub fn new(format: OutputFormat, out: W) -> Self {
+        Sink {
+            format,
+            out,
+            header_written: false,
+        }
+    }
+
+    pub fn write(&mut self, e: &Entry) -> io::Result<()> {
+        match self.format {
+            OutputFormat::Jsonl => {
+                serde_json::to_writer(&mut self.out, e)?;
+                self.out.write_all(b"\n")
+            }
+            OutputFormat::Table => {
+                if !self.header_written {
+                    self.header_written = true;
+                    writeln!(self.out, "{}", table::header())?;
+                }
+                writeln!(self.out, "{}", table::row(e))
+            }
+        }
+    }
+
+    pub fn finish(&mut self) -> io::Result<()> {
+        if self.format == OutputFormat::Table && !self.header_written {
+            writeln!(self.out, "No entries: nothing to report.")?;
+        }
+        self.out.flush()
+    }
+}
+
+/// Counts for the closing summary.
+#[derive(Default)]
+pub struct Summary {
+    by_kind: BTreeMap<String, u64>,
+    total: u64,
+    pub skipped_records: u64,
+}
+
+impl Summary {
+    pub fn count(&mut self, e: &Entry) {
+        self.total += 1;
+        *self.by_kind.entry(table::kind(e)).or_default() += 1;
+    }
+
+    pub fn print(&self, stats: &Stats, w: &mut impl Write) {
+        let kinds: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        let mut lines = vec![format!(
+            "{} entries{}{}",
+            self.total,
+            if kinds.is_empty() { "" } else { ": " },
+            kinds.join(", ")
+        )];
+        lines.push(format!(
+            "{} packets ({} undecodable, {} not IP, {} fragments, {} other protocols{}), {} connections, \
+             {} evicted, {} missed bytes, {} stream timeouts",
+            stats.packets,
+            stats.decode_errors,
+            stats.not_ip,
+            stats.fragments,
+            stats.other_protocols,
+            if self.skipped_records > 0 {
+                format!(", {} on unsupported interfaces", self.skipped_records)
+            } else {
+                String::new()
+            },
+            stats.flows_created,
+            stats.flows_evicted,
+            stats.missed_bytes,
+            stats.streams_timed_out,
+        ));
+        for l in lines {
+            // The summary is a courtesy: a closed stderr must not turn into a failure.
+            let _ = writeln!(w, "{l}");
+        }
+    }
+}

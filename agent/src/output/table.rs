@@ -1,0 +1,131 @@
+//! One line per entry, in words a person on call can act on.
+
+use faultline_core::entry::{ErrorType, Protocol, Side, SynReason, TcpState};
+use faultline_core::Entry;
+
+const WIDTHS: [usize; 5] = [27, 5, 24, 24, 34];
+
+pub fn header() -> String {
+    line(["TIME", "PROTO", "SOURCE", "DESTINATION", "WHAT"], "DETAIL")
+}
+
+pub fn row(e: &Entry) -> String {
+    let (what, detail) = describe(e);
+    line(
+        [
+            &e.timestamp.to_string(),
+            e.protocol.as_str(),
+            &e.src.to_string(),
+            &e.dst.to_string(),
+            &what,
+        ],
+        &detail,
+    )
+}
+
+fn line(cols: [&str; 5], last: &str) -> String {
+    let mut s = String::new();
+    for (c, w) in cols.iter().zip(WIDTHS) {
+        s.push_str(c);
+        let pad = w.saturating_sub(c.chars().count()) + 1;
+        s.extend(std::iter::repeat_n(' ', pad.max(1)));
+    }
+    s.push_str(last);
+    s.trim_end().to_owned()
+}
+
+/// A short name for the kind of entry, used by the table and the summary.
+pub fn kind(e: &Entry) -> String {
+    if let Some(t) = &e.tcp {
+        return format!("tcp {}", t.state.as_str());
+    }
+    if let Some(i) = &e.icmp {
+        return format!("icmp {}", i.type_name);
+    }
+    match (&e.error, &e.response) {
+        (Some(err), _) => format!("{} {}", e.protocol.as_str(), err.kind.as_str()),
+        (None, Some(r)) => format!("{} {}xx", e.protocol.as_str(), r.status / 100),
+        (None, None) => e.protocol.as_str().to_owned(),
+    }
+}
+
+fn side(s: Option<Side>) -> &'static str {
+    s.map_or("peer", |s| s.as_str())
+}
+
+fn other(s: Option<Side>) -> &'static str {
+    match s {
+        Some(Side::Client) => "server",
+        Some(Side::Server) => "client",
+        None => "peer",
+    }
+}
+
+fn describe(e: &Entry) -> (String, String) {
+    let ms = e.elapsed_time;
+    if let Some(t) = &e.tcp {
+        let what = match t.reason {
+            Some(r) => format!("{} ({})", t.state.as_str(), r.as_str()),
+            None => format!("{} ({})", t.state.as_str(), side(t.by)),
+        };
+        let detail = match (t.state, t.reason) {
+            (TcpState::SynSent, Some(SynReason::Refused)) => {
+                "connection refused: the SYN was answered by RST".into()
+            }
+            (TcpState::SynSent, Some(SynReason::Unreachable)) => {
+                "connection failed: the SYN was answered by an ICMP error".into()
+            }
+            (TcpState::SynSent, _) => format!("no answer to the SYN after {ms} ms"),
+            (TcpState::Reset, _) => format!("connection reset by the {} after {ms} ms", side(t.by)),
+            (TcpState::CloseWait, _) => format!(
+                "the {} never closed after the {}'s FIN (CLOSE_WAIT for {ms} ms)",
+                side(t.by),
+                other(t.by)
+            ),
+            (TcpState::LastAck, _) => {
+                format!(
+                    "the {}'s last FIN was not acknowledged (LAST_ACK for {ms} ms)",
+                    side(t.by)
+                )
+            }
+        };
+        return (what, detail);
+    }
+    if let Some(i) = &e.icmp {
+        let mut detail = match &i.original {
+            Some(o) => format!(
+                "about {} {}:{} -> {}:{}",
+                o.protocol, o.src.ip, o.src.port, o.dst.ip, o.dst.port
+            ),
+            None => String::new(),
+        };
+        if let Some(mtu) = i.mtu {
+            detail.push_str(&format!(" (next-hop MTU {mtu})"));
+        }
+        return (format!("{}/{}", i.type_name, i.code_name), detail);
+    }
+    let request = e
+        .request
+        .as_ref()
+        .map(|r| format!("{} {}", r.method, r.path));
+    match (&e.error, &e.response) {
+        (Some(err), _) => {
+            let what = match err.kind {
+                ErrorType::PairNotFound => "half connection".to_owned(),
+                ErrorType::Dissection => format!("{} dissection error", e.protocol.as_str()),
+                ErrorType::Timeout => "stream timeout".to_owned(),
+                ErrorType::Connection => "connection error".to_owned(),
+            };
+            let detail = match request {
+                Some(r) => format!("{r}: {}", err.msg),
+                None => err.msg.clone(),
+            };
+            (what, detail)
+        }
+        (None, Some(resp)) if e.protocol == Protocol::Http => (
+            format!("{} {}", resp.status, resp.status_text),
+            format!("{} ({ms} ms)", request.unwrap_or_default()),
+        ),
+        _ => (String::new(), String::new()),
+    }
+}
