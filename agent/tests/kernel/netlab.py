@@ -1,0 +1,164 @@
+"""A three-host lab in network namespaces: client — router — server, over veth pairs, IPv4 and IPv6.
+The kernel in each namespace is the real thing: its TCP answers SYNs, its netfilter REJECTs, its router
+sends Time Exceeded and Fragmentation Needed. Traffic never leaves the namespaces made here; addresses are
+from the documentation ranges (RFC 5737, RFC 3849)."""
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TRAFFIC = str(HERE / "traffic.py")
+REPO = HERE.parents[2]
+
+CLIENT4, ROUTER4_C, ROUTER4_S, SERVER4 = "198.51.100.2", "198.51.100.1", "203.0.113.1", "203.0.113.2"
+CLIENT6, ROUTER6_C, ROUTER6_S, SERVER6 = "2001:db8:1::2", "2001:db8:1::1", "2001:db8:2::1", "2001:db8:2::2"
+
+_ids = itertools.count()
+
+
+def sh(*cmd, check=True, capture=False):
+    return subprocess.run(cmd, check=check, text=True, capture_output=capture)
+
+
+def analyzer_binary():
+    path = os.environ.get("FAULTLINE_AGENT") or str(REPO / "target" / "debug" / "faultline-agent")
+    if not Path(path).exists():
+        raise RuntimeError(f"{path} not found: build it first (make build) or set FAULTLINE_AGENT")
+    return path
+
+
+class Lab:
+    """Namespaces `<prefix>-c`, `-r`, `-s`. Interfaces: c0 (client), r0/r1 (router), s0 (server)."""
+
+    def __init__(self, server_side_mtu=1500):
+        self.prefix = f"fl{os.getpid() % 10000}x{next(_ids)}"
+        self.c, self.r, self.s = (f"{self.prefix}-{n}" for n in "crs")
+        # IPv6 needs links of at least 1280 bytes: below that, the IPv4 route to the server gets the small
+        # MTU instead of the link (the router honours a route MTU when it forwards).
+        self.link_mtu = max(server_side_mtu, 1280)
+        self.route_mtu = server_side_mtu if server_side_mtu < 1280 else None
+        self.procs = []
+
+    def __enter__(self):
+        try:
+            self._setup()
+        except Exception:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _setup(self):
+        for ns in (self.c, self.r, self.s):
+            sh("ip", "netns", "add", ns)
+            self.ns(ns, "ip", "link", "set", "lo", "up")
+        for ns in (self.c, self.r, self.s):
+            # No duplicate address detection (addresses are usable at once), no ICMP rate limits (every
+            # REJECT answers), no router solicitations (ICMPv6 entries of their own that would land in
+            # the middle of a test's capture), forwarding on the router.
+            for key, val in (("net.ipv6.conf.all.accept_dad", "0"), ("net.ipv6.conf.default.accept_dad", "0"),
+                             ("net.ipv4.icmp_ratelimit", "0"), ("net.ipv6.icmp.ratelimit", "0"),
+                             ("net.ipv6.conf.default.router_solicitations", "0"),
+                             ("net.ipv6.conf.all.router_solicitations", "0")):
+                self.ns(ns, "sysctl", "-qw", f"{key}={val}")
+        # Interfaces are made after the sysctls so that they inherit the defaults.
+        sh("ip", "link", "add", "c0", "netns", self.c, "type", "veth", "peer", "name", "r0", "netns", self.r)
+        sh("ip", "link", "add", "r1", "netns", self.r, "type", "veth", "peer", "name", "s0", "netns", self.s)
+        self.ns(self.r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self.ns(self.r, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        plan = [
+            (self.c, "c0", [f"{CLIENT4}/24", f"{CLIENT6}/64"], 1500),
+            (self.r, "r0", [f"{ROUTER4_C}/24", f"{ROUTER6_C}/64"], 1500),
+            (self.r, "r1", [f"{ROUTER4_S}/24", f"{ROUTER6_S}/64"], self.link_mtu),
+            (self.s, "s0", [f"{SERVER4}/24", f"{SERVER6}/64"], self.link_mtu),
+        ]
+        for ns, dev, addrs, mtu in plan:
+            for a in addrs:
+                extra = ["nodad"] if ":" in a else []
+                self.ns(ns, "ip", "addr", "add", a, "dev", dev, *extra)
+            self.ns(ns, "ip", "link", "set", dev, "mtu", str(mtu), "up")
+        if self.route_mtu:
+            self.ns(self.r, "ip", "route", "replace", "203.0.113.0/24", "dev", "r1", "src", ROUTER4_S,
+                    "mtu", str(self.route_mtu))
+        self.ns(self.c, "ip", "route", "add", "default", "via", ROUTER4_C)
+        self.ns(self.c, "ip", "-6", "route", "add", "default", "via", ROUTER6_C)
+        self.ns(self.s, "ip", "route", "add", "default", "via", ROUTER4_S)
+        self.ns(self.s, "ip", "-6", "route", "add", "default", "via", ROUTER6_S)
+        # Neighbour discovery done up front, so it is not in the middle of the captured traffic.
+        self.ns(self.c, "ping", "-c1", "-W2", SERVER4, capture=True)
+        self.ns(self.c, "ping", "-6", "-c1", "-W2", SERVER6, capture=True)
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for ns in (self.c, self.r, self.s):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+    def ns(self, ns, *cmd, check=True, capture=False):
+        return sh("ip", "netns", "exec", ns, *cmd, check=check, capture=capture)
+
+    def traffic(self, ns, *args, check=False):
+        """Runs a traffic.py command to completion in `ns`; returns its stdout."""
+        r = self.ns(ns, sys.executable, TRAFFIC, *args, check=check, capture=True)
+        return r.stdout
+
+    def server(self, *args):
+        """Starts a traffic.py server in the server namespace and waits until it listens."""
+        p = subprocess.Popen(["ip", "netns", "exec", self.s, sys.executable, TRAFFIC, *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        line = p.stdout.readline()
+        if "listening" not in line:
+            raise RuntimeError(f"server did not start: {line!r} {p.stderr.read() if p.poll() is not None else ''}")
+        return p
+
+    @contextmanager
+    def capture(self, path, where="client"):
+        """tcpdump on the client's (or server's) interface for the duration of the block."""
+        ns, dev = (self.c, "c0") if where == "client" else (self.s, "s0")
+        p = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-U", "-w", str(path),
+                              "--immediate-mode", "-s", "0"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        line = p.stderr.readline()
+        if "listening" not in line:
+            p.kill()
+            raise RuntimeError(f"tcpdump did not start: {line}")
+        try:
+            yield
+        finally:
+            time.sleep(0.3)
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=10)
+
+    def iptables(self, v6, *rule):
+        self.ns(self.r, "ip6tables" if v6 else "iptables", *rule)
+
+
+def analyze(pcap, *flags):
+    """Runs `faultline-agent analyze --output jsonl` and returns the entries."""
+    r = subprocess.run([analyzer_binary(), "analyze", "--output", "jsonl", *flags, str(pcap)],
+                       capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise AssertionError(f"analyze failed ({r.returncode}): {r.stderr}")
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def tshark_fields(pcap, display_filter, *fields, decode_as=()):
+    args = ["tshark", "-r", str(pcap), "-Y", display_filter, "-T", "fields"]
+    for d in decode_as:
+        args += ["-d", d]
+    for f in fields:
+        args += ["-e", f]
+    r = subprocess.run(args, capture_output=True, text=True, check=True)
+    return [tuple(line.split("\t")) for line in r.stdout.splitlines() if line.strip()]
