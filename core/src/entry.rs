@@ -223,6 +223,12 @@ pub struct FlowEndpoint {
     pub port: u16,
 }
 
+impl fmt::Display for FlowEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Endpoint::new(self.ip, Some(self.port)).fmt(f)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request {

@@ -3,7 +3,7 @@
 use faultline_core::entry::{ErrorType, Protocol, Side, SynReason, TcpState};
 use faultline_core::Entry;
 
-const WIDTHS: [usize; 5] = [27, 5, 24, 24, 34];
+const WIDTHS: [usize; 5] = [27, 5, 24, 24, 38];
 
 pub fn header() -> String {
     line(["TIME", "PROTO", "SOURCE", "DESTINATION", "WHAT"], "DETAIL")
@@ -93,10 +93,7 @@ fn describe(e: &Entry) -> (String, String) {
     }
     if let Some(i) = &e.icmp {
         let mut detail = match &i.original {
-            Some(o) => format!(
-                "about {} {}:{} -> {}:{}",
-                o.protocol, o.src.ip, o.src.port, o.dst.ip, o.dst.port
-            ),
+            Some(o) => format!("about {} {} -> {}", o.protocol, o.src, o.dst),
             None => String::new(),
         };
         if let Some(mtu) = i.mtu {

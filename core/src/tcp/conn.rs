@@ -244,7 +244,9 @@ impl Conn {
                     } else {
                         Side::Server
                     };
-                    let e = self.tcp_entry(ts, TcpState::Reset, None, Some(by), ts);
+                    let mut e = self.tcp_entry(ts, TcpState::Reset, None, Some(by), ts);
+                    // How long the connection lived before it was reset.
+                    e.elapsed_time = ts.millis_since(self.first_ts);
                     ctx.out.push(e);
                     self.close(ts, "connection reset", ctx);
                 } else {
@@ -392,6 +394,7 @@ impl Conn {
             }
             app
         });
+        app.saw_payload |= seg.seg_len > 0;
         let mut outcomes = Vec::new();
         let App {
             streams,
@@ -460,7 +463,7 @@ impl Conn {
         let mut outcomes = Vec::new();
         match &mut app.proto {
             Proto::Http(d) => d.check(now, cfg.pair_timeout_ms, &mut outcomes),
-            Proto::Unknown | Proto::Other if !app.timed_out => {
+            Proto::Unknown | Proto::Other if app.saw_payload && !app.timed_out => {
                 let deadline = self.first_ts.plus_millis(cfg.tcp_stream_channel_timeout_ms);
                 if end_of_input || now >= deadline {
                     app.timed_out = true;
@@ -557,6 +560,8 @@ struct App {
     proto: Proto,
     /// The first bytes of each direction while they are too few to tell what protocol this is.
     probes: [Vec<u8>; 2],
+    /// Whether any payload was seen: only streams with payload can time out waiting to be identified.
+    saw_payload: bool,
     timed_out: bool,
 }
 
@@ -566,6 +571,7 @@ impl App {
             streams: [Reassembler::new(max_held), Reassembler::new(max_held)],
             proto: Proto::Unknown,
             probes: Default::default(),
+            saw_payload: false,
             timed_out: false,
         }
     }

@@ -1,0 +1,32 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Each installs what it needs first.
+
+CARGO ?= cargo
+PYTEST ?= python3 -m pytest
+
+.PHONY: deps build demo test lint unit kernel-test clean
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	$(CARGO) build --workspace --locked
+
+## Real faulty traffic in network namespaces, captured and analysed; prints the table and the pcap path.
+demo: deps build
+	python3 scripts/demo.py
+
+## Everything CI runs: formatting, lints, unit and integration tests, real kernel traffic (needs root).
+test: deps lint unit kernel-test
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --locked
+
+kernel-test: build
+	$(PYTEST) -q agent/tests/kernel
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building and testing Faultline needs on a fresh Debian machine, and nothing when it is
+# already there. Runs as root (CI and the dev machines are root); uses only Debian's and PyPI's registries.
+set -euo pipefail
+
+need=()
+for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6tables:iptables ping:iputils-ping; do
+    cmd=${pair%%:*}
+    pkg=${pair#*:}
+    command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+[ -e /usr/include/pcap.h ] || need+=(libpcap-dev)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! python3 -c 'import pytest' 2>/dev/null; then
+    python3 -m pip install -q pytest
+fi
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
