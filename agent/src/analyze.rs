@@ -31,11 +31,8 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let format = args.output.unwrap_or(if io::stdout().is_terminal() {
-        OutputFormat::Table
-    } else {
-        OutputFormat::Jsonl
-    });
+    let format =
+        args.output.unwrap_or(if io::stdout().is_terminal() { OutputFormat::Table } else { OutputFormat::Jsonl });
     let stdout = io::stdout().lock();
     let mut sink = Sink::new(format, io::BufWriter::new(stdout));
     let mut engine = Engine::new(args.engine.to_config());
@@ -77,14 +74,8 @@ fn analyze_file<W: Write>(
     sink: &mut Sink<W>,
     summary: &mut Summary,
 ) -> Result<(), AnalyzeError> {
-    let file = File::open(path).map_err(|source| AnalyzeError::Open {
-        path: path.to_owned(),
-        source,
-    })?;
-    let read_err = |source| AnalyzeError::Read {
-        path: path.to_owned(),
-        source,
-    };
+    let file = File::open(path).map_err(|source| AnalyzeError::Open { path: path.to_owned(), source })?;
+    let read_err = |source| AnalyzeError::Read { path: path.to_owned(), source };
     let mut reader = PcapReader::new(BufReader::with_capacity(1 << 16, file)).map_err(read_err)?;
     loop {
         let record = match reader.next_record() {
@@ -106,11 +97,7 @@ fn analyze_file<W: Write>(
     Ok(())
 }
 
-fn emit<W: Write>(
-    entries: &mut Vec<Entry>,
-    sink: &mut Sink<W>,
-    summary: &mut Summary,
-) -> io::Result<()> {
+fn emit<W: Write>(entries: &mut Vec<Entry>, sink: &mut Sink<W>, summary: &mut Summary) -> io::Result<()> {
     for e in entries.drain(..) {
         summary.count(&e);
         sink.write(&e)?;

@@ -7,11 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use faultline_core::EngineConfig;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "faultline-agent",
-    version,
-    about = "Finds network errors in packets"
-)]
+#[command(name = "faultline-agent", version, about = "Finds network errors in packets")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

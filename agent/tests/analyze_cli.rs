@@ -13,15 +13,7 @@ fn conversation() -> Vec<(u64, Vec<u8>)> {
     let c = [198, 51, 100, 2];
     let s = [203, 0, 113, 2];
     let mut pkts = Vec::new();
-    let mut push = |us: u64,
-                    src: [u8; 4],
-                    dst: [u8; 4],
-                    sp: u16,
-                    dp: u16,
-                    f: &str,
-                    seq: u32,
-                    ack: u32,
-                    data: &[u8]| {
+    let mut push = |us: u64, src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, f: &str, seq: u32, ack: u32, data: &[u8]| {
         let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sp, dp, seq, 65535);
         if f.contains('S') {
             b = b.syn();
@@ -49,39 +41,15 @@ fn conversation() -> Vec<(u64, Vec<u8>)> {
     let req = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n";
     push(1300, c, s, 40002, 8080, "A", 1001, 5001, req);
     let resp = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-    push(
-        3300,
-        s,
-        c,
-        8080,
-        40002,
-        "A",
-        5001,
-        1001 + req.len() as u32,
-        resp,
-    );
-    push(
-        4000,
-        s,
-        c,
-        8080,
-        40002,
-        "RA",
-        5001 + resp.len() as u32,
-        0,
-        b"",
-    );
+    push(3300, s, c, 8080, 40002, "A", 5001, 1001 + req.len() as u32, resp);
+    push(4000, s, c, 8080, 40002, "RA", 5001 + resp.len() as u32, 0, b"");
     pkts
 }
 
 fn ethernet(ip: &[u8], vlan_tags: usize) -> Vec<u8> {
     let mut f = vec![4, 4, 4, 4, 4, 4, 2, 2, 2, 2, 2, 2];
     for i in 0..vlan_tags {
-        f.extend(if i == 0 && vlan_tags == 2 {
-            [0x88, 0xa8]
-        } else {
-            [0x81, 0x00]
-        });
+        f.extend(if i == 0 && vlan_tags == 2 { [0x88, 0xa8] } else { [0x81, 0x00] });
         f.extend([0x00, 0x0a]);
     }
     f.extend([0x08, 0x00]);
@@ -96,9 +64,7 @@ fn sll(ip: &[u8]) -> Vec<u8> {
 }
 
 fn sll2(ip: &[u8]) -> Vec<u8> {
-    let mut f = vec![
-        0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 2, 2, 2, 2, 2, 2, 0, 0,
-    ];
+    let mut f = vec![0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 2, 2, 2, 2, 2, 2, 0, 0];
     f.extend(ip);
     f
 }
@@ -128,11 +94,7 @@ fn pcap(link: u32, nanos: bool, big_endian: bool, frames: &[(u64, Vec<u8>)]) -> 
     f.extend(w32(link));
     for (us, data) in frames {
         f.extend(w32((us / 1_000_000) as u32));
-        f.extend(w32(if nanos {
-            (us % 1_000_000 * 1000) as u32
-        } else {
-            (us % 1_000_000) as u32
-        }));
+        f.extend(w32(if nanos { (us % 1_000_000 * 1000) as u32 } else { (us % 1_000_000) as u32 }));
         f.extend(w32(data.len() as u32));
         f.extend(w32(data.len() as u32));
         f.extend(data);
@@ -204,60 +166,34 @@ fn every_format_and_link_layer_gives_the_same_entries() {
     let files = [
         write(&dir, "eth.pcap", &pcap(1, false, false, &eth)),
         write(&dir, "eth-ns-be.pcap", &pcap(1, true, true, &eth)),
-        write(
-            &dir,
-            "vlan.pcap",
-            &pcap(1, false, false, &map(|p| ethernet(p, 1))),
-        ),
-        write(
-            &dir,
-            "qinq.pcap",
-            &pcap(1, false, false, &map(|p| ethernet(p, 2))),
-        ),
+        write(&dir, "vlan.pcap", &pcap(1, false, false, &map(|p| ethernet(p, 1)))),
+        write(&dir, "qinq.pcap", &pcap(1, false, false, &map(|p| ethernet(p, 2)))),
         write(&dir, "sll.pcap", &pcap(113, false, false, &map(sll))),
         write(&dir, "sll2.pcapng", &pcapng(276, &map(sll2))),
         write(&dir, "raw.pcap", &pcap(101, false, false, &conv)),
         write(&dir, "eth.pcapng", &pcapng(1, &eth)),
     ];
     let first = analyze(&["--output", "jsonl"], &[&files[0]]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let expected = stdout(&first);
-    let lines: Vec<serde_json::Value> = expected
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        expected.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
     let kinds: Vec<String> = lines
         .iter()
         .map(|e| match (&e["tcp"], &e["response"], &e["error"]) {
             (serde_json::Value::Object(t), _, _) => {
-                format!(
-                    "{}/{}",
-                    t["state"],
-                    t.get("reason").unwrap_or(&serde_json::Value::Null)
-                )
+                format!("{}/{}", t["state"], t.get("reason").unwrap_or(&serde_json::Value::Null))
             }
             (_, serde_json::Value::Object(r), _) => format!("http {}", r["status"]),
             (_, _, err) => format!("{}", err["msg"]),
         })
         .collect();
-    assert_eq!(
-        kinds,
-        vec![r#""SynSent"/"refused""#, "http 404", r#""Reset"/null"#]
-    );
+    assert_eq!(kinds, vec![r#""SynSent"/"refused""#, "http 404", r#""Reset"/null"#]);
     assert_eq!(lines[1]["elapsedTime"], 2.0);
     assert_eq!(lines[0]["timestamp"], "2026-11-27T23:12:57.000000Z");
     for f in &files[1..] {
         let o = analyze(&["--output", "jsonl"], &[f]);
-        assert!(
-            o.status.success(),
-            "{}: {}",
-            f.display(),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert!(o.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&o.stderr));
         assert_eq!(stdout(&o), expected, "{}", f.display());
     }
 }
@@ -310,18 +246,9 @@ fn table_output_names_what_happened() {
     assert!(o.status.success());
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
-    assert!(
-        lines[0].starts_with("TIME") && lines[0].contains("DETAIL"),
-        "{out}"
-    );
-    assert!(
-        lines[1].contains("SynSent (refused)") && lines[1].contains("198.51.100.2:40001"),
-        "{out}"
-    );
-    assert!(
-        lines[2].contains("404 Not Found") && lines[2].contains("GET /nope"),
-        "{out}"
-    );
+    assert!(lines[0].starts_with("TIME") && lines[0].contains("DETAIL"), "{out}");
+    assert!(lines[1].contains("SynSent (refused)") && lines[1].contains("198.51.100.2:40001"), "{out}");
+    assert!(lines[2].contains("404 Not Found") && lines[2].contains("GET /nope"), "{out}");
     assert!(lines[3].contains("Reset (server)"), "{out}");
     let summary = String::from_utf8_lossy(&o.stderr);
     assert!(summary.contains("3 entries"), "{summary}");
@@ -334,17 +261,10 @@ fn timeout_flags_reach_the_engine() {
     // One unanswered SYN, then an unrelated packet 2 s later.
     let mut frames = Vec::new();
     let mut p = Vec::new();
-    PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-        .tcp(40000, 80, 1, 100)
-        .syn()
-        .write(&mut p, b"")
-        .expect("b");
+    PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).tcp(40000, 80, 1, 100).syn().write(&mut p, b"").expect("b");
     frames.push((1_000_000, p));
     let mut q = Vec::new();
-    PacketBuilder::ipv4([10, 0, 0, 3], [10, 0, 0, 4], 64)
-        .udp(1, 2)
-        .write(&mut q, b"")
-        .expect("b");
+    PacketBuilder::ipv4([10, 0, 0, 3], [10, 0, 0, 4], 64).udp(1, 2).write(&mut q, b"").expect("b");
     frames.push((3_000_000, q));
     let f = write(&dir, "syn.pcap", &pcap(101, false, false, &frames));
     let elapsed = |args: &[&str]| -> f64 {
@@ -353,10 +273,7 @@ fn timeout_flags_reach_the_engine() {
         let v: serde_json::Value = serde_json::from_str(line.trim()).expect("one entry");
         v["elapsedTime"].as_f64().expect("number")
     };
-    assert_eq!(
-        elapsed(&["--output", "jsonl", "--syn-timeout-ms", "500"]),
-        500.0
-    );
+    assert_eq!(elapsed(&["--output", "jsonl", "--syn-timeout-ms", "500"]), 500.0);
     // With the default 3000 ms, the capture ends first (2 s after the SYN).
     assert_eq!(elapsed(&["--output", "jsonl"]), 2000.0);
 }

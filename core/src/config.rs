@@ -49,15 +49,11 @@ impl EngineConfig {
     /// How often timers are checked, in capture time: a quarter of the shortest timeout, between 10 ms
     /// and 1 s. Entries carry exact times either way; this only bounds how late a timeout is noticed.
     pub fn sweep_interval_ms(&self) -> u64 {
-        let shortest = [
-            self.syn_timeout_ms,
-            self.close_timeout_ms,
-            self.pair_timeout_ms,
-            self.tcp_stream_channel_timeout_ms,
-        ]
-        .into_iter()
-        .min()
-        .unwrap_or(1_000);
+        let shortest =
+            [self.syn_timeout_ms, self.close_timeout_ms, self.pair_timeout_ms, self.tcp_stream_channel_timeout_ms]
+                .into_iter()
+                .min()
+                .unwrap_or(1_000);
         (shortest / 4).clamp(10, 1_000)
     }
 }

@@ -8,9 +8,7 @@ use crate::icmp::{self, Kind};
 use crate::stats::Stats;
 use crate::tcp::conn::{Conn, Ctx, Keep};
 use crate::time::Timestamp;
-use crate::wire::{
-    self, DecodeError, Decoded, IcmpMessage, LinkType, Packet, Skip, TcpSegment, Transport,
-};
+use crate::wire::{self, DecodeError, Decoded, IcmpMessage, LinkType, Packet, Skip, TcpSegment, Transport};
 
 pub struct Engine {
     cfg: EngineConfig,
@@ -119,13 +117,8 @@ impl Engine {
 
     fn sweep(&mut self, end_of_input: bool, out: &mut Vec<Entry>) {
         let now = self.now;
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            stats: &mut self.stats,
-            out,
-        };
-        self.flows
-            .retain(|_, conn| conn.check(now, end_of_input, &mut ctx) == Keep::Yes);
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out };
+        self.flows.retain(|_, conn| conn.check(now, end_of_input, &mut ctx) == Keep::Yes);
     }
 
     fn stamp(&mut self, start: usize, out: &mut [Entry]) {
@@ -143,17 +136,10 @@ impl Engine {
         let key = FlowKey::new(src, dst);
         let flags = seg.flags;
         let is_syn = flags.syn() && !flags.ack();
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            stats: &mut self.stats,
-            out,
-        };
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out };
         if let Some(conn) = self.flows.get_mut(&key) {
             let from_client = conn.client == src;
-            if is_syn
-                && (from_client || conn.phase == crate::tcp::conn::Phase::Closed)
-                && conn.is_new_attempt(seg)
-            {
+            if is_syn && (from_client || conn.phase == crate::tcp::conn::Phase::Closed) && conn.is_new_attempt(seg) {
                 // Port reuse, or a new attempt after an unanswered one: settle the old connection first.
                 conn.check(p.ts, true, &mut ctx);
                 *conn = Conn::syn(src, dst, p.ts, seg.seq);
@@ -174,22 +160,14 @@ impl Engine {
         } else {
             // Mid-stream: guess the server as the side with the lower port (services listen low,
             // clients use ephemeral ports).
-            let (client, server) = if seg.src_port > seg.dst_port {
-                (src, dst)
-            } else {
-                (dst, src)
-            };
+            let (client, server) = if seg.src_port > seg.dst_port { (src, dst) } else { (dst, src) };
             Conn::midstream(client, server, p.ts)
         };
         if self.flows.len() >= self.cfg.max_flows {
             self.stats.flows_evicted += evict_oldest(&mut self.flows);
         }
         self.stats.flows_created += 1;
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            stats: &mut self.stats,
-            out,
-        };
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out };
         let from_client = conn.client == src;
         let conn = self.flows.entry(key).or_insert(conn);
         if !is_syn && !flags.syn() {

@@ -65,12 +65,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(ip: IpAddr, port: Option<u16>) -> Self {
-        Endpoint {
-            ip,
-            port,
-            name: None,
-            namespace: None,
-        }
+        Endpoint { ip, port, name: None, namespace: None }
     }
 }
 
@@ -256,8 +251,7 @@ fn ser_ts<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
 
 fn de_ts<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
     let text = String::deserialize(d)?;
-    Timestamp::parse_rfc3339(&text)
-        .ok_or_else(|| serde::de::Error::custom(format!("bad timestamp {text:?}")))
+    Timestamp::parse_rfc3339(&text).ok_or_else(|| serde::de::Error::custom(format!("bad timestamp {text:?}")))
 }
 
 #[cfg(test)]
@@ -273,15 +267,8 @@ mod tests {
             protocol: Protocol::Tcp,
             src: Endpoint::new("10.0.1.5".parse().expect("ip"), Some(43120)),
             dst: Endpoint::new("2001:db8::7".parse().expect("ip"), Some(8080)),
-            error: Some(EntryError {
-                kind: ErrorType::Connection,
-                msg: "SynSent".into(),
-            }),
-            tcp: Some(TcpInfo {
-                state: TcpState::SynSent,
-                reason: Some(SynReason::Refused),
-                by: Some(Side::Server),
-            }),
+            error: Some(EntryError { kind: ErrorType::Connection, msg: "SynSent".into() }),
+            tcp: Some(TcpInfo { state: TcpState::SynSent, reason: Some(SynReason::Refused), by: Some(Side::Server) }),
             icmp: None,
             request: None,
             response: None,

@@ -40,13 +40,7 @@ impl fmt::Display for Timestamp {
         let days = secs / 86_400;
         let rem = secs % 86_400;
         let (y, m, d) = civil_from_days(days as i64);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
-        )
+        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
     }
 }
 
@@ -75,10 +69,7 @@ mod tests {
         assert_eq!(ts.to_string(), "2026-11-27T23:12:57.123456Z");
         assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000Z");
         // A leap day.
-        assert_eq!(
-            Timestamp::from_micros(951_782_400_000_000).to_string(),
-            "2000-02-29T00:00:00.000000Z"
-        );
+        assert_eq!(Timestamp::from_micros(951_782_400_000_000).to_string(), "2000-02-29T00:00:00.000000Z");
     }
 
     #[test]
@@ -94,13 +85,7 @@ impl Timestamp {
     /// Parses what `Display` writes: `YYYY-MM-DDTHH:MM:SS[.fraction]Z`. Anything else is `None`.
     pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
         let b = s.as_bytes();
-        if b.len() < 20
-            || b[4] != b'-'
-            || b[7] != b'-'
-            || b[10] != b'T'
-            || b[13] != b':'
-            || b[16] != b':'
-        {
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
             return None;
         }
         let num = |r: std::ops::Range<usize>| -> Option<u64> { s.get(r)?.parse().ok() };
@@ -113,20 +98,14 @@ impl Timestamp {
         let frac = rest.strip_suffix('Z')?;
         let nanos = match frac.strip_prefix('.') {
             None if frac.is_empty() => 0,
-            Some(digits)
-                if !digits.is_empty()
-                    && digits.len() <= 9
-                    && digits.bytes().all(|c| c.is_ascii_digit()) =>
-            {
+            Some(digits) if !digits.is_empty() && digits.len() <= 9 && digits.bytes().all(|c| c.is_ascii_digit()) => {
                 digits.parse::<u64>().ok()? * 10u64.pow(9 - digits.len() as u32)
             }
             _ => return None,
         };
         let days = days_from_civil(y as i64, mo as u32, d as u32);
         let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + mi * 60 + sec;
-        Some(Timestamp(
-            secs.checked_mul(1_000_000_000)?.checked_add(nanos)?,
-        ))
+        Some(Timestamp(secs.checked_mul(1_000_000_000)?.checked_add(nanos)?))
     }
 }
 
@@ -151,17 +130,8 @@ mod parse_tests {
             let ts = Timestamp(ns);
             assert_eq!(Timestamp::parse_rfc3339(&ts.to_string()), Some(ts));
         }
-        assert_eq!(
-            Timestamp::parse_rfc3339("2026-11-27T23:12:57Z"),
-            Some(Timestamp(1_795_821_177_000_000_000))
-        );
-        for bad in [
-            "",
-            "2026-11-27",
-            "2026-13-01T00:00:00Z",
-            "2026-11-27T23:12:57.Z",
-            "2026-11-27T23:12:57+01:00",
-        ] {
+        assert_eq!(Timestamp::parse_rfc3339("2026-11-27T23:12:57Z"), Some(Timestamp(1_795_821_177_000_000_000)));
+        for bad in ["", "2026-11-27", "2026-13-01T00:00:00Z", "2026-11-27T23:12:57.Z", "2026-11-27T23:12:57+01:00"] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
         }
     }

@@ -30,22 +30,14 @@ fn seed_frames() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let eth = || PacketBuilder::ethernet2([2; 6], [4; 6]);
     let mut b = Vec::new();
-    eth()
-        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-        .tcp(40000, 80, 1, 100)
-        .syn()
-        .write(&mut b, b"")
-        .expect("b");
+    eth().ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).tcp(40000, 80, 1, 100).syn().write(&mut b, b"").expect("b");
     out.push(b);
     let mut b = Vec::new();
     eth()
         .ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
         .tcp(80, 40000, 7, 100)
         .ack(2)
-        .write(
-            &mut b,
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-        )
+        .write(&mut b, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
         .expect("b");
     out.push(b);
     let mut b = Vec::new();
@@ -62,17 +54,8 @@ fn seed_frames() -> Vec<Vec<u8>> {
     let mut b = Vec::new();
     eth()
         .ipv4([10, 0, 0, 9], [10, 0, 0, 1], 64)
-        .icmpv4(etherparse::Icmpv4Type::Unknown {
-            type_u8: 3,
-            code_u8: 3,
-            bytes5to8: [0; 4],
-        })
-        .write(
-            &mut b,
-            &[
-                0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 53,
-            ],
-        )
+        .icmpv4(etherparse::Icmpv4Type::Unknown { type_u8: 3, code_u8: 3, bytes5to8: [0; 4] })
+        .write(&mut b, &[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 53])
         .expect("b");
     out.push(b);
     out
@@ -82,17 +65,8 @@ fn seed_frames() -> Vec<Vec<u8>> {
 fn mutated_frames_through_the_engine() {
     let mut rng = Rng(0x5eed_f00d);
     let seeds = seed_frames();
-    let links = [
-        LinkType::Ethernet,
-        LinkType::LinuxSll,
-        LinkType::LinuxSll2,
-        LinkType::RawIp,
-        LinkType::Loopback,
-    ];
-    let mut engine = Engine::new(EngineConfig {
-        max_flows: 64,
-        ..EngineConfig::default()
-    });
+    let links = [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::RawIp, LinkType::Loopback];
+    let mut engine = Engine::new(EngineConfig { max_flows: 64, ..EngineConfig::default() });
     let mut out = Vec::new();
     for i in 0..200_000u64 {
         let mut f = seeds[rng.below(seeds.len())].clone();
@@ -122,20 +96,14 @@ fn mutated_frames_through_the_engine() {
 #[test]
 fn random_bytes_through_the_capture_reader() {
     let mut rng = Rng(0xcafe);
-    let mut valid = vec![
-        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0,
-    ];
+    let mut valid = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0];
     valid.extend([0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 1, 2, 3, 4]);
     let ng_head = [
-        0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0xff, 0xff, 0xff, 28, 0, 0, 0,
+        0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 28, 0, 0, 0,
     ];
     for _ in 0..50_000 {
-        let mut f = if rng.below(2) == 0 {
-            valid.clone()
-        } else {
-            ng_head.to_vec()
-        };
+        let mut f = if rng.below(2) == 0 { valid.clone() } else { ng_head.to_vec() };
         let tail = rng.bytes(64);
         f.extend(tail);
         for _ in 0..rng.below(3) {
@@ -170,16 +138,8 @@ fn random_bytes_through_the_http_dissector() {
         let mut d = HttpDissector::default();
         let mut out = Vec::new();
         for step in 0..rng.below(30) {
-            let dir = if rng.below(2) == 0 {
-                Dir::ClientToServer
-            } else {
-                Dir::ServerToClient
-            };
-            let data = if rng.below(3) == 0 {
-                rng.bytes(40)
-            } else {
-                fragments[rng.below(fragments.len())].to_vec()
-            };
+            let dir = if rng.below(2) == 0 { Dir::ClientToServer } else { Dir::ServerToClient };
+            let data = if rng.below(3) == 0 { rng.bytes(40) } else { fragments[rng.below(fragments.len())].to_vec() };
             let ts = Timestamp::from_millis(step as u64);
             match rng.below(20) {
                 0 => {

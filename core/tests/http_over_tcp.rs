@@ -21,20 +21,8 @@ fn request_and_response_on_a_high_port_pair_with_latency() {
     let mut s = Sim::new();
     s.server.1 = 31337;
     s.handshake(0);
-    s.c(
-        10,
-        PSH | ACK,
-        1001,
-        5001,
-        b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n",
-    );
-    s.s(
-        35,
-        PSH | ACK,
-        5001,
-        1035,
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy",
-    );
+    s.c(10, PSH | ACK, 1001, 5001, b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n");
+    s.s(35, PSH | ACK, 5001, 1035, b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy");
     s.c(36, FIN | ACK, 1035, 5071, b"");
     s.s(37, FIN | ACK, 5071, 1036, b"");
     s.c(38, ACK, 1036, 5072, b"");
@@ -53,13 +41,7 @@ fn out_of_order_segments_are_reassembled() {
     s.c(10, PSH | ACK, 1010, 5001, b"HTTP/1.1\r\n\r\n");
     s.c(11, PSH | ACK, 1001, 5001, b"GET /ooo ");
     s.c(12, PSH | ACK, 1001, 5001, b"GET /ooo "); // retransmission
-    s.s(
-        20,
-        PSH | ACK,
-        5001,
-        1023,
-        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-    );
+    s.s(20, PSH | ACK, 5001, 1023, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     let out = s.finish();
     assert_eq!(kinds(&out), vec!["http:200"]);
 }
@@ -71,17 +53,8 @@ fn request_answered_by_reset_is_reset_plus_missing_response() {
     s.c(10, PSH | ACK, 1001, 5001, b"GET /boom HTTP/1.1\r\n\r\n");
     s.s(11, RST | ACK, 5001, 1023, b"");
     let out = s.finish();
-    assert_eq!(
-        kinds(&out),
-        vec![
-            "connection:Reset",
-            "pair-not-found:missing response: connection reset"
-        ]
-    );
-    assert_eq!(
-        out[1].request.as_ref().map(|r| r.path.as_str()),
-        Some("/boom")
-    );
+    assert_eq!(kinds(&out), vec!["connection:Reset", "pair-not-found:missing response: connection reset"]);
+    assert_eq!(out[1].request.as_ref().map(|r| r.path.as_str()), Some("/boom"));
 }
 
 #[test]
@@ -94,10 +67,7 @@ fn server_that_never_answers_yields_missing_response_at_its_fin() {
     s.s(1001, FIN | ACK, 5001, 1024, b"");
     s.c(1002, ACK, 1024, 5002, b"");
     let out = s.finish();
-    assert_eq!(
-        kinds(&out),
-        vec!["pair-not-found:missing response: server closed the connection"]
-    );
+    assert_eq!(kinds(&out), vec!["pair-not-found:missing response: server closed the connection"]);
     assert_eq!(out[0].elapsed_time, 991.0);
 }
 
@@ -107,10 +77,7 @@ fn unanswered_request_at_end_of_capture_is_missing_response() {
     s.handshake(0);
     s.c(10, PSH | ACK, 1001, 5001, b"GET /pending HTTP/1.1\r\n\r\n");
     let out = s.finish();
-    assert_eq!(
-        kinds(&out),
-        vec!["pair-not-found:missing response: capture ended"]
-    );
+    assert_eq!(kinds(&out), vec!["pair-not-found:missing response: capture ended"]);
 }
 
 #[test]
@@ -130,22 +97,13 @@ fn garbage_answer_and_short_answer_are_dissection_errors() {
     let mut s = Sim::new();
     s.handshake(0);
     s.c(10, PSH | ACK, 1001, 5001, b"GET / HTTP/1.1\r\n\r\n");
-    s.s(
-        11,
-        PSH | ACK,
-        5001,
-        1019,
-        b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
-    );
+    s.s(11, PSH | ACK, 5001, 1019, b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort");
     s.s(12, FIN | ACK, 5044, 1019, b"");
     s.c(13, FIN | ACK, 1019, 5045, b"");
     s.s(14, ACK, 5045, 1020, b"");
     let out = s.finish();
     assert_eq!(out.len(), 1, "{out:?}");
-    assert!(out[0]
-        .error
-        .as_ref()
-        .is_some_and(|e| e.msg.starts_with("unexpected EOF")));
+    assert!(out[0].error.as_ref().is_some_and(|e| e.msg.starts_with("unexpected EOF")));
 }
 
 #[test]
@@ -154,24 +112,15 @@ fn non_http_stream_counts_a_stream_timeout_only() {
     s.handshake(0);
     s.c(10, PSH | ACK, 1001, 5001, b"\x16\x03\x01\x00\x05hello");
     s.advance(20_000);
-    assert!(
-        s.out.is_empty(),
-        "stream timeouts are entries only when showStreamTimeouts is on"
-    );
+    assert!(s.out.is_empty(), "stream timeouts are entries only when showStreamTimeouts is on");
     assert_eq!(s.engine.stats().streams_timed_out, 1);
 
-    let cfg = faultline_core::EngineConfig {
-        show_stream_timeouts: true,
-        ..Default::default()
-    };
+    let cfg = faultline_core::EngineConfig { show_stream_timeouts: true, ..Default::default() };
     let mut s = Sim::with(cfg);
     s.handshake(0);
     s.c(10, PSH | ACK, 1001, 5001, b"\x16\x03\x01\x00\x05hello");
     s.advance(20_000);
-    assert_eq!(
-        kinds(&s.out),
-        vec!["timeout:stream timeout: no protocol identified within 10000 ms"]
-    );
+    assert_eq!(kinds(&s.out), vec!["timeout:stream timeout: no protocol identified within 10000 ms"]);
 }
 
 #[test]
@@ -183,11 +132,7 @@ fn sequence_gap_counts_missed_bytes() {
     s.c(11, PSH | ACK, 1120, 5001, b"GET /b HTTP/1.1\r\n\r\n");
     s.c(12, RST, 1140, 0, b"");
     assert_eq!(s.engine.stats().missed_bytes, 100);
-    assert_eq!(
-        s.engine.stats().http_desyncs,
-        1,
-        "a gap between requests loses the framing"
-    );
+    assert_eq!(s.engine.stats().http_desyncs, 1, "a gap between requests loses the framing");
     let out = s.finish();
     // The desynchronised connection reports no half connection for /a, but the reset stands.
     assert_eq!(kinds(&out), vec!["connection:Reset"]);

@@ -12,20 +12,10 @@ fn syn_answered_by_rst_is_refused_not_reset() {
     s.c(0, SYN, 1000, 0, b"");
     s.s(1, RST | ACK, 0, 1001, b"");
     let out = s.finish();
-    assert_eq!(
-        tcp_errors(&out),
-        vec![(TcpState::SynSent, Some(SynReason::Refused), Some("server"))]
-    );
+    assert_eq!(tcp_errors(&out), vec![(TcpState::SynSent, Some(SynReason::Refused), Some("server"))]);
     let e = &out[0];
-    assert_eq!(
-        e.error.as_ref().map(|e| (e.kind, e.msg.as_str())),
-        Some((ErrorType::Connection, "SynSent"))
-    );
-    assert_eq!(
-        (e.src.port, e.dst.port),
-        (Some(40000), Some(80)),
-        "src is the client"
-    );
+    assert_eq!(e.error.as_ref().map(|e| (e.kind, e.msg.as_str())), Some((ErrorType::Connection, "SynSent")));
+    assert_eq!((e.src.port, e.dst.port), (Some(40000), Some(80)), "src is the client");
     assert_eq!(e.elapsed_time, 1.0);
 }
 
@@ -39,28 +29,19 @@ fn unanswered_syn_with_retransmissions_is_one_timeout() {
     s.c(15_000, SYN, 1000, 0, b"");
     s.c(31_000, SYN, 1000, 0, b"");
     s.advance(40_000);
-    assert_eq!(
-        s.tcp_errors(),
-        vec![(TcpState::SynSent, Some(SynReason::Timeout), None)]
-    );
+    assert_eq!(s.tcp_errors(), vec![(TcpState::SynSent, Some(SynReason::Timeout), None)]);
     assert_eq!(s.out[0].elapsed_time, 3000.0, "decided at synTimeoutMs");
     assert_eq!(s.finish().len(), 1);
 }
 
 #[test]
 fn syn_timeout_follows_the_configured_value() {
-    let mut s = Sim::with(EngineConfig {
-        syn_timeout_ms: 500,
-        ..EngineConfig::default()
-    });
+    let mut s = Sim::with(EngineConfig { syn_timeout_ms: 500, ..EngineConfig::default() });
     s.c(0, SYN, 1000, 0, b"");
     s.advance(400);
     assert!(s.out.is_empty());
     s.advance(600);
-    assert_eq!(
-        s.tcp_errors(),
-        vec![(TcpState::SynSent, Some(SynReason::Timeout), None)]
-    );
+    assert_eq!(s.tcp_errors(), vec![(TcpState::SynSent, Some(SynReason::Timeout), None)]);
 }
 
 #[test]
@@ -83,23 +64,9 @@ fn rst_on_established_connection_is_reset_by_its_sender() {
         s.handshake(0);
         s.c(10, PSH | ACK, 1001, 5001, b"hello");
         s.s(11, ACK, 5001, 1006, b"");
-        s.tcp(
-            20,
-            from_client,
-            RST | ACK,
-            if from_client { 1006 } else { 5001 },
-            0,
-            b"",
-        );
+        s.tcp(20, from_client, RST | ACK, if from_client { 1006 } else { 5001 }, 0, b"");
         // Further RSTs on the same connection are the same reset.
-        s.tcp(
-            21,
-            from_client,
-            RST,
-            if from_client { 1006 } else { 5001 },
-            0,
-            b"",
-        );
+        s.tcp(21, from_client, RST, if from_client { 1006 } else { 5001 }, 0, b"");
         let out = s.finish();
         assert_eq!(tcp_errors(&out), vec![(TcpState::Reset, None, Some(by))]);
         assert_eq!(out.len(), 1);
@@ -116,10 +83,7 @@ fn peer_that_never_closes_after_fin_is_close_wait() {
     assert!(s.tcp_errors().is_empty(), "closeTimeoutMs not yet over");
     // Timers are checked every quarter of the shortest timeout; the entry carries the exact times.
     s.advance(6000);
-    assert_eq!(
-        s.tcp_errors(),
-        vec![(TcpState::CloseWait, None, Some("server"))]
-    );
+    assert_eq!(s.tcp_errors(), vec![(TcpState::CloseWait, None, Some("server"))]);
     assert_eq!(s.out[0].elapsed_time, 5000.0);
     assert_eq!(s.finish().len(), 1, "reported once");
 }
@@ -137,15 +101,8 @@ fn data_after_the_fin_restarts_the_close_wait_clock_but_keepalives_do_not() {
     s.advance(7999);
     assert!(s.tcp_errors().is_empty());
     s.advance(9000);
-    assert_eq!(
-        s.tcp_errors(),
-        vec![(TcpState::CloseWait, None, Some("server"))]
-    );
-    assert_eq!(
-        s.out[0].timestamp.nanos(),
-        (T0_MS + 3000) * 1_000_000,
-        "quiet since the late data"
-    );
+    assert_eq!(s.tcp_errors(), vec![(TcpState::CloseWait, None, Some("server"))]);
+    assert_eq!(s.out[0].timestamp.nanos(), (T0_MS + 3000) * 1_000_000, "quiet since the late data");
 }
 
 #[test]
@@ -157,10 +114,7 @@ fn unacknowledged_last_fin_is_last_ack() {
     s.s(12, FIN | ACK, 5001, 1002, b"");
     s.s(300, FIN | ACK, 5001, 1002, b""); // retransmitted: the last ACK was lost
     s.advance(5013);
-    assert_eq!(
-        s.tcp_errors(),
-        vec![(TcpState::LastAck, None, Some("server"))]
-    );
+    assert_eq!(s.tcp_errors(), vec![(TcpState::LastAck, None, Some("server"))]);
     assert_eq!(s.finish().len(), 1);
 }
 
@@ -226,10 +180,7 @@ fn mid_stream_pickup_reports_resets_with_the_client_as_source() {
     s.c(1, ACK, 333_000, 777_010, b"");
     s.s(2, RST | ACK, 777_010, 333_000, b"");
     let out = s.finish();
-    assert_eq!(
-        tcp_errors(&out),
-        vec![(TcpState::Reset, None, Some("server"))]
-    );
+    assert_eq!(tcp_errors(&out), vec![(TcpState::Reset, None, Some("server"))]);
     assert_eq!(out[0].src.port, Some(40000));
 }
 
@@ -246,31 +197,19 @@ fn end_of_input_resolves_pending_states() {
     let mut s = Sim::new();
     s.c(0, SYN, 1000, 0, b"");
     let out = s.finish();
-    assert_eq!(
-        tcp_errors(&out),
-        vec![(TcpState::SynSent, Some(SynReason::Timeout), None)]
-    );
-    assert_eq!(
-        out[0].elapsed_time, 0.0,
-        "decided at the end of a capture that lasted 0 ms"
-    );
+    assert_eq!(tcp_errors(&out), vec![(TcpState::SynSent, Some(SynReason::Timeout), None)]);
+    assert_eq!(out[0].elapsed_time, 0.0, "decided at the end of a capture that lasted 0 ms");
 
     let mut s = Sim::new();
     s.handshake(0);
     s.s(10, FIN | ACK, 5001, 1001, b"");
     s.c(11, ACK, 1001, 5002, b"");
-    assert_eq!(
-        tcp_errors(&s.finish()),
-        vec![(TcpState::CloseWait, None, Some("client"))]
-    );
+    assert_eq!(tcp_errors(&s.finish()), vec![(TcpState::CloseWait, None, Some("client"))]);
 }
 
 #[test]
 fn flow_table_stays_within_its_capacity() {
-    let mut s = Sim::with(EngineConfig {
-        max_flows: 100,
-        ..EngineConfig::default()
-    });
+    let mut s = Sim::with(EngineConfig { max_flows: 100, ..EngineConfig::default() });
     for i in 0..1000u16 {
         s.client.1 = 10_000 + i;
         s.c(u64::from(i), SYN, 1, 0, b"");
@@ -290,10 +229,7 @@ fn ipv6_rows_behave_the_same() {
     let out = s.finish();
     assert_eq!(
         tcp_errors(&out),
-        vec![
-            (TcpState::SynSent, Some(SynReason::Refused), Some("server")),
-            (TcpState::Reset, None, Some("server"))
-        ]
+        vec![(TcpState::SynSent, Some(SynReason::Refused), Some("server")), (TcpState::Reset, None, Some("server"))]
     );
     assert_eq!(out[0].src.to_string(), "[2001:db8::1]:40000");
 }

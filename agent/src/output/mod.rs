@@ -17,11 +17,7 @@ pub struct Sink<W: Write> {
 
 impl<W: Write> Sink<W> {
     pub fn new(format: OutputFormat, out: W) -> Self {
-        Sink {
-            format,
-            out,
-            header_written: false,
-        }
+        Sink { format, out, header_written: false }
     }
 
     pub fn write(&mut self, e: &Entry) -> io::Result<()> {
@@ -63,17 +59,9 @@ impl Summary {
     }
 
     pub fn print(&self, stats: &Stats, w: &mut impl Write) {
-        let kinds: Vec<String> = self
-            .by_kind
-            .iter()
-            .map(|(k, n)| format!("{n} {k}"))
-            .collect();
-        let mut lines = vec![format!(
-            "{} entries{}{}",
-            self.total,
-            if kinds.is_empty() { "" } else { ": " },
-            kinds.join(", ")
-        )];
+        let kinds: Vec<String> = self.by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let mut lines =
+            vec![format!("{} entries{}{}", self.total, if kinds.is_empty() { "" } else { ": " }, kinds.join(", "))];
         lines.push(format!(
             "{} packets ({} undecodable, {} not IP, {} fragments, {} other protocols{}), {} connections, \
              {} evicted, {} missed bytes, {} stream timeouts",

@@ -11,16 +11,7 @@ pub fn header() -> String {
 
 pub fn row(e: &Entry) -> String {
     let (what, detail) = describe(e);
-    line(
-        [
-            &e.timestamp.to_string(),
-            e.protocol.as_str(),
-            &e.src.to_string(),
-            &e.dst.to_string(),
-            &what,
-        ],
-        &detail,
-    )
+    line([&e.timestamp.to_string(), e.protocol.as_str(), &e.src.to_string(), &e.dst.to_string(), &what], &detail)
 }
 
 fn line(cols: [&str; 5], last: &str) -> String {
@@ -69,24 +60,17 @@ fn describe(e: &Entry) -> (String, String) {
             None => format!("{} ({})", t.state.as_str(), side(t.by)),
         };
         let detail = match (t.state, t.reason) {
-            (TcpState::SynSent, Some(SynReason::Refused)) => {
-                "connection refused: the SYN was answered by RST".into()
-            }
+            (TcpState::SynSent, Some(SynReason::Refused)) => "connection refused: the SYN was answered by RST".into(),
             (TcpState::SynSent, Some(SynReason::Unreachable)) => {
                 "connection failed: the SYN was answered by an ICMP error".into()
             }
             (TcpState::SynSent, _) => format!("no answer to the SYN after {ms} ms"),
             (TcpState::Reset, _) => format!("connection reset by the {} after {ms} ms", side(t.by)),
-            (TcpState::CloseWait, _) => format!(
-                "the {} never closed after the {}'s FIN (CLOSE_WAIT for {ms} ms)",
-                side(t.by),
-                other(t.by)
-            ),
+            (TcpState::CloseWait, _) => {
+                format!("the {} never closed after the {}'s FIN (CLOSE_WAIT for {ms} ms)", side(t.by), other(t.by))
+            }
             (TcpState::LastAck, _) => {
-                format!(
-                    "the {}'s last FIN was not acknowledged (LAST_ACK for {ms} ms)",
-                    side(t.by)
-                )
+                format!("the {}'s last FIN was not acknowledged (LAST_ACK for {ms} ms)", side(t.by))
             }
         };
         return (what, detail);
@@ -101,10 +85,7 @@ fn describe(e: &Entry) -> (String, String) {
         }
         return (format!("{}/{}", i.type_name, i.code_name), detail);
     }
-    let request = e
-        .request
-        .as_ref()
-        .map(|r| format!("{} {}", r.method, r.path));
+    let request = e.request.as_ref().map(|r| format!("{} {}", r.method, r.path));
     match (&e.error, &e.response) {
         (Some(err), _) => {
             let what = match err.kind {
@@ -119,10 +100,9 @@ fn describe(e: &Entry) -> (String, String) {
             };
             (what, detail)
         }
-        (None, Some(resp)) if e.protocol == Protocol::Http => (
-            format!("{} {}", resp.status, resp.status_text),
-            format!("{} ({ms} ms)", request.unwrap_or_default()),
-        ),
+        (None, Some(resp)) if e.protocol == Protocol::Http => {
+            (format!("{} {}", resp.status, resp.status_text), format!("{} ({ms} ms)", request.unwrap_or_default()))
+        }
         _ => (String::new(), String::new()),
     }
 }

@@ -21,30 +21,10 @@ pub enum Dir {
 
 #[derive(Debug, PartialEq)]
 pub enum HttpOutcome {
-    Pair {
-        req_ts: Timestamp,
-        request: Request,
-        resp_ts: Timestamp,
-        response: Response,
-    },
-    Dissection {
-        ts: Timestamp,
-        msg: String,
-        request: Option<(Timestamp, Request)>,
-        response: Option<Response>,
-    },
-    MissingResponse {
-        req_ts: Timestamp,
-        request: Request,
-        decided: Timestamp,
-        why: &'static str,
-    },
-    MissingRequest {
-        resp_ts: Timestamp,
-        response: Response,
-        decided: Timestamp,
-        why: &'static str,
-    },
+    Pair { req_ts: Timestamp, request: Request, resp_ts: Timestamp, response: Response },
+    Dissection { ts: Timestamp, msg: String, request: Option<(Timestamp, Request)>, response: Option<Response> },
+    MissingResponse { req_ts: Timestamp, request: Request, decided: Timestamp, why: &'static str },
+    MissingRequest { resp_ts: Timestamp, response: Response, decided: Timestamp, why: &'static str },
 }
 
 struct Pending {
@@ -100,21 +80,8 @@ impl HttpDissector {
             return;
         }
         let res = match dir {
-            Dir::ClientToServer => self.req.feed(
-                data,
-                ts,
-                &mut RequestSide {
-                    p: &mut self.pairing,
-                },
-            ),
-            Dir::ServerToClient => self.resp.feed(
-                data,
-                ts,
-                &mut ResponseSide {
-                    p: &mut self.pairing,
-                    out,
-                },
-            ),
+            Dir::ClientToServer => self.req.feed(data, ts, &mut RequestSide { p: &mut self.pairing }),
+            Dir::ServerToClient => self.resp.feed(data, ts, &mut ResponseSide { p: &mut self.pairing, out }),
         };
         if let Err(msg) = res {
             self.fail(dir, ts, msg, out);
@@ -144,25 +111,14 @@ impl HttpDissector {
         }
         match dir {
             Dir::ClientToServer => {
-                if let Err(msg) = self.req.eof(
-                    "connection closed",
-                    ts,
-                    &mut RequestSide {
-                        p: &mut self.pairing,
-                    },
-                ) {
+                if let Err(msg) = self.req.eof("connection closed", ts, &mut RequestSide { p: &mut self.pairing }) {
                     self.fail(dir, ts, msg, out);
                 }
             }
             Dir::ServerToClient => {
-                if let Err(msg) = self.resp.eof(
-                    "connection closed",
-                    ts,
-                    &mut ResponseSide {
-                        p: &mut self.pairing,
-                        out,
-                    },
-                ) {
+                if let Err(msg) =
+                    self.resp.eof("connection closed", ts, &mut ResponseSide { p: &mut self.pairing, out })
+                {
                     self.fail(dir, ts, msg, out);
                     return;
                 }
@@ -177,24 +133,11 @@ impl HttpDissector {
         if self.is_stopped() {
             return;
         }
-        if let Err(msg) = self.resp.eof(
-            why,
-            ts,
-            &mut ResponseSide {
-                p: &mut self.pairing,
-                out,
-            },
-        ) {
+        if let Err(msg) = self.resp.eof(why, ts, &mut ResponseSide { p: &mut self.pairing, out }) {
             self.fail(Dir::ServerToClient, ts, msg, out);
             return;
         }
-        if let Err(msg) = self.req.eof(
-            why,
-            ts,
-            &mut RequestSide {
-                p: &mut self.pairing,
-            },
-        ) {
+        if let Err(msg) = self.req.eof(why, ts, &mut RequestSide { p: &mut self.pairing }) {
             self.fail(Dir::ClientToServer, ts, msg, out);
             return;
         }
@@ -226,31 +169,16 @@ impl HttpDissector {
             .partition(|(ts, _)| ts.plus_millis(pair_timeout_ms) <= now);
         self.pairing.orphans = keep;
         for (resp_ts, response) in due {
-            out.push(HttpOutcome::MissingRequest {
-                resp_ts,
-                response,
-                decided: now,
-                why: "no request seen",
-            });
+            out.push(HttpOutcome::MissingRequest { resp_ts, response, decided: now, why: "no request seen" });
         }
     }
 
     fn resolve_all(&mut self, ts: Timestamp, why: &'static str, out: &mut Vec<HttpOutcome>) {
         for p in self.pairing.pending.drain(..) {
-            out.push(HttpOutcome::MissingResponse {
-                req_ts: p.ts,
-                request: p.request,
-                decided: ts,
-                why,
-            });
+            out.push(HttpOutcome::MissingResponse { req_ts: p.ts, request: p.request, decided: ts, why });
         }
         for (resp_ts, response) in self.pairing.orphans.drain(..) {
-            out.push(HttpOutcome::MissingRequest {
-                resp_ts,
-                response,
-                decided: ts,
-                why: "no request seen",
-            });
+            out.push(HttpOutcome::MissingRequest { resp_ts, response, decided: ts, why: "no request seen" });
         }
     }
 
@@ -262,17 +190,10 @@ impl HttpDissector {
                 None => (self.pairing.pending.pop_front(), None),
             },
             // A request cut short is the newest one queued; a request that does not parse was never queued.
-            Dir::ClientToServer if msg.starts_with("unexpected EOF") => {
-                (self.pairing.pending.pop_back(), None)
-            }
+            Dir::ClientToServer if msg.starts_with("unexpected EOF") => (self.pairing.pending.pop_back(), None),
             Dir::ClientToServer => (None, None),
         };
-        out.push(HttpOutcome::Dissection {
-            ts,
-            msg,
-            request: request.map(|p| (p.ts, p.request)),
-            response,
-        });
+        out.push(HttpOutcome::Dissection { ts, msg, request: request.map(|p| (p.ts, p.request)), response });
         self.stop();
     }
 
@@ -325,10 +246,7 @@ impl Handler for ResponseSide<'_> {
         } else {
             (self.p.pending.pop_front(), false)
         };
-        let method = request
-            .as_ref()
-            .map(|p| p.request.method.as_str())
-            .unwrap_or("");
+        let method = request.as_ref().map(|p| p.request.method.as_str()).unwrap_or("");
         let rule = if method == "HEAD" || status == 204 || status == 304 {
             BodyRule::None
         } else if status == 101 || (method == "CONNECT" && (200..300).contains(&status)) {
@@ -336,12 +254,7 @@ impl Handler for ResponseSide<'_> {
         } else {
             BodyRule::Normal
         };
-        self.p.in_flight = Some(InFlight {
-            request,
-            response,
-            ts,
-            silent,
-        });
+        self.p.in_flight = Some(InFlight { request, response, ts, silent });
         if rule == BodyRule::Tunnel {
             // The parser will not report an end: the message is complete now.
             self.message_end(0, ts);
@@ -361,9 +274,7 @@ impl Handler for ResponseSide<'_> {
                 resp_ts: f.ts,
                 response: f.response,
             }),
-            None if !f.silent && self.p.orphans.len() < MAX_ORPHANS => {
-                self.p.orphans.push((f.ts, f.response))
-            }
+            None if !f.silent && self.p.orphans.len() < MAX_ORPHANS => self.p.orphans.push((f.ts, f.response)),
             None => {}
         }
     }

@@ -78,12 +78,7 @@ pub struct Parser {
 
 impl Parser {
     pub fn new(role: Role) -> Self {
-        Parser {
-            role,
-            state: State::Head,
-            buf: Vec::new(),
-            body_size: 0,
-        }
+        Parser { role, state: State::Head, buf: Vec::new(), body_size: 0 }
     }
 
     pub fn is_lost(&self) -> bool {
@@ -94,21 +89,13 @@ impl Parser {
         self.state == State::Tunnel
     }
 
-    pub fn feed<H: Handler>(
-        &mut self,
-        mut input: &[u8],
-        ts: Timestamp,
-        h: &mut H,
-    ) -> Result<(), String> {
+    pub fn feed<H: Handler>(&mut self, mut input: &[u8], ts: Timestamp, h: &mut H) -> Result<(), String> {
         while !input.is_empty() {
             match self.state {
                 State::Head => {
                     if self.buf.is_empty() {
                         // Empty lines between messages are allowed (RFC 9112 §2.2).
-                        let skip = input
-                            .iter()
-                            .take_while(|b| matches!(b, b'\r' | b'\n'))
-                            .count();
+                        let skip = input.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
                         input = &input[skip..];
                         if input.is_empty() {
                             break;
@@ -167,16 +154,9 @@ impl Parser {
                     let line_text = line.strip_suffix(b"\r").unwrap_or(&line);
                     if self.state == State::ChunkSize {
                         let size = parse_chunk_size(line_text).ok_or_else(|| {
-                            format!(
-                                "parser error: bad chunk size line {:?}",
-                                String::from_utf8_lossy(line_text)
-                            )
+                            format!("parser error: bad chunk size line {:?}", String::from_utf8_lossy(line_text))
                         })?;
-                        self.state = if size == 0 {
-                            State::Trailer
-                        } else {
-                            State::ChunkData(size)
-                        };
+                        self.state = if size == 0 { State::Trailer } else { State::ChunkData(size) };
                     } else if line_text.is_empty() {
                         self.end_message(ts, h);
                     }
@@ -187,20 +167,14 @@ impl Parser {
                     let take = rem.min(input.len() as u64);
                     input = &input[take as usize..];
                     self.body_size += take;
-                    self.state = if rem == take {
-                        State::ChunkDataEnd(false)
-                    } else {
-                        State::ChunkData(rem - take)
-                    };
+                    self.state = if rem == take { State::ChunkDataEnd(false) } else { State::ChunkData(rem - take) };
                 }
                 State::ChunkDataEnd(seen_cr) => {
                     match (input[0], seen_cr) {
                         (b'\r', false) => self.state = State::ChunkDataEnd(true),
                         (b'\n', _) => self.state = State::ChunkSize,
                         (other, _) => {
-                            return Err(format!(
-                                "parser error: chunk data followed by {other:#04x}, not CRLF"
-                            ));
+                            return Err(format!("parser error: chunk data followed by {other:#04x}, not CRLF"));
                         }
                     }
                     input = &input[1..];
@@ -233,15 +207,10 @@ impl Parser {
         let noun = self.role.noun();
         let err = match self.state {
             State::Head if !self.buf.is_empty() => {
-                format!(
-                    "unexpected EOF: {why} after {} bytes of the {noun} header",
-                    self.buf.len()
-                )
+                format!("unexpected EOF: {why} after {} bytes of the {noun} header", self.buf.len())
             }
             State::Length(rem) => {
-                format!(
-                    "unexpected EOF: {why} {rem} bytes short of the {noun} body's Content-Length"
-                )
+                format!("unexpected EOF: {why} {rem} bytes short of the {noun} body's Content-Length")
             }
             State::ChunkSize | State::ChunkData(_) | State::ChunkDataEnd(_) | State::Trailer => {
                 format!("unexpected EOF: {why} before the last chunk of the {noun} body")
@@ -258,19 +227,14 @@ impl Parser {
 
     fn check_head_len(&self, len: usize) -> Result<(), String> {
         if len > MAX_HEAD {
-            return Err(format!(
-                "parser error: {} header longer than {MAX_HEAD} bytes",
-                self.role.noun()
-            ));
+            return Err(format!("parser error: {} header longer than {MAX_HEAD} bytes", self.role.noun()));
         }
         Ok(())
     }
 
     fn push_line(&mut self, part: &[u8]) -> Result<(), String> {
         if self.buf.len() + part.len() > MAX_LINE {
-            return Err(format!(
-                "parser error: chunk line longer than {MAX_LINE} bytes"
-            ));
+            return Err(format!("parser error: chunk line longer than {MAX_LINE} bytes"));
         }
         self.buf.extend_from_slice(part);
         Ok(())
@@ -284,12 +248,7 @@ impl Parser {
 
     /// Parses a complete head at the start of `data`, hands it to the handler and sets up the body.
     /// `Ok(None)`: the head is not complete yet.
-    fn try_head<H: Handler>(
-        &mut self,
-        data: &[u8],
-        ts: Timestamp,
-        h: &mut H,
-    ) -> Result<Option<usize>, String> {
+    fn try_head<H: Handler>(&mut self, data: &[u8], ts: Timestamp, h: &mut H) -> Result<Option<usize>, String> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let noun = self.role.noun();
         let bad = |e: httparse::Error| format!("parser error: {noun} {}", describe(e));
@@ -354,22 +313,15 @@ struct Framing {
     content_length: Option<u64>,
 }
 
-fn collect_headers(
-    raw: &[httparse::Header<'_>],
-) -> Result<(BTreeMap<String, String>, Framing), String> {
+fn collect_headers(raw: &[httparse::Header<'_>]) -> Result<(BTreeMap<String, String>, Framing), String> {
     let mut map: BTreeMap<String, String> = BTreeMap::new();
-    let mut framing = Framing {
-        chunked: false,
-        other_coding: false,
-        content_length: None,
-    };
+    let mut framing = Framing { chunked: false, other_coding: false, content_length: None };
     for h in raw {
         let name = h.name.to_ascii_lowercase();
         let value = String::from_utf8_lossy(h.value).trim().to_owned();
         if name == "content-length" {
-            let n: u64 = value
-                .parse()
-                .map_err(|_| format!("parser error: Content-Length {value:?} is not a number"))?;
+            let n: u64 =
+                value.parse().map_err(|_| format!("parser error: Content-Length {value:?} is not a number"))?;
             if framing.content_length.is_some_and(|prev| prev != n) {
                 return Err("parser error: conflicting Content-Length headers".into());
             }
@@ -391,10 +343,7 @@ fn collect_headers(
 }
 
 fn parse_chunk_size(line: &[u8]) -> Option<u64> {
-    let end = line
-        .iter()
-        .position(|b| matches!(b, b';' | b' ' | b'\t'))
-        .unwrap_or(line.len());
+    let end = line.iter().position(|b| matches!(b, b';' | b' ' | b'\t')).unwrap_or(line.len());
     let digits = &line[..end];
     if digits.is_empty() || digits.len() > 15 {
         return None;

@@ -23,11 +23,7 @@ pub fn classify(msg: &IcmpMessage<'_>) -> Classified {
         IpVersion::V4 => names::v4(msg.icmp_type, msg.code),
         IpVersion::V6 => names::v6(msg.icmp_type, msg.code),
     };
-    let quoted = if kind == Kind::Error || is_redirect(msg) {
-        parse_quote(msg.version, msg.body)
-    } else {
-        None
-    };
+    let quoted = if kind == Kind::Error || is_redirect(msg) { parse_quote(msg.version, msg.body) } else { None };
     let be32 = u32::from_be_bytes(msg.rest);
     let mtu = match (msg.version, msg.icmp_type, msg.code) {
         // RFC 1191: the next-hop MTU is the low 16 bits; 0 from pre-1191 routers means "unknown".
@@ -42,14 +38,8 @@ pub fn classify(msg: &IcmpMessage<'_>) -> Classified {
     };
     let original = quoted.as_ref().map(|q| OriginalFlow {
         protocol: q.protocol_name(),
-        src: FlowEndpoint {
-            ip: q.src,
-            port: q.src_port,
-        },
-        dst: FlowEndpoint {
-            ip: q.dst,
-            port: q.dst_port,
-        },
+        src: FlowEndpoint { ip: q.src, port: q.src_port },
+        dst: FlowEndpoint { ip: q.dst, port: q.dst_port },
     });
     let info = IcmpInfo {
         version: match msg.version {
@@ -76,9 +66,7 @@ fn is_redirect(msg: &IcmpMessage<'_>) -> bool {
 /// Linux aborts a connecting socket on).
 pub fn kills_connection_attempt(msg: &IcmpMessage<'_>) -> bool {
     match msg.version {
-        IpVersion::V4 => {
-            matches!(msg.icmp_type, 3 if msg.code != 4) || matches!(msg.icmp_type, 11 | 12)
-        }
+        IpVersion::V4 => matches!(msg.icmp_type, 3 if msg.code != 4) || matches!(msg.icmp_type, 11 | 12),
         IpVersion::V6 => matches!(msg.icmp_type, 1 | 3 | 4),
     }
 }

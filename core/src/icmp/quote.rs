@@ -44,11 +44,7 @@ pub fn parse_quote(version: crate::wire::IpVersion, body: &[u8]) -> Option<Quote
             let dst = Ipv4Addr::new(body[16], body[17], body[18], body[19]);
             // A non-first fragment's payload has no transport header.
             let frag_offset = u16::from_be_bytes([body[6], body[7]]) & 0x1fff;
-            let l4 = if frag_offset == 0 {
-                &body[ihl..]
-            } else {
-                &[][..]
-            };
+            let l4 = if frag_offset == 0 { &body[ihl..] } else { &[][..] };
             (body[9], IpAddr::V4(src), IpAddr::V4(dst), l4)
         }
         (crate::wire::IpVersion::V6, 6) => {
@@ -64,10 +60,7 @@ pub fn parse_quote(version: crate::wire::IpVersion, body: &[u8]) -> Option<Quote
     };
     let has_ports = matches!(protocol, 6 | 17 | 132 | 136);
     let (src_port, dst_port) = if has_ports && l4.len() >= 4 {
-        (
-            u16::from_be_bytes([l4[0], l4[1]]),
-            u16::from_be_bytes([l4[2], l4[3]]),
-        )
+        (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]))
     } else {
         (0, 0)
     };
@@ -79,15 +72,7 @@ pub fn parse_quote(version: crate::wire::IpVersion, body: &[u8]) -> Option<Quote
     } else {
         (None, false)
     };
-    Some(Quoted {
-        protocol,
-        src,
-        dst,
-        src_port,
-        dst_port,
-        tcp_seq,
-        tcp_syn,
-    })
+    Some(Quoted { protocol, src, dst, src_port, dst_port, tcp_seq, tcp_syn })
 }
 
 /// Walks hop-by-hop, routing, fragment, destination options and mobility headers, as far as the quote goes.
@@ -99,13 +84,8 @@ fn skip_v6_extensions(mut next: u8, mut rest: &[u8]) -> (u8, &[u8]) {
         if rest.len() < 8 {
             return (next, &[]);
         }
-        let len = if next == 44 {
-            8
-        } else {
-            (usize::from(rest[1]) + 1) * 8
-        };
-        let is_later_fragment =
-            next == 44 && (u16::from_be_bytes([rest[2], rest[3]]) & 0xfff8) != 0;
+        let len = if next == 44 { 8 } else { (usize::from(rest[1]) + 1) * 8 };
+        let is_later_fragment = next == 44 && (u16::from_be_bytes([rest[2], rest[3]]) & 0xfff8) != 0;
         next = rest[0];
         if is_later_fragment || rest.len() < len {
             return (next, &[]);
@@ -122,9 +102,7 @@ mod tests {
 
     #[test]
     fn quoted_udp_v4() {
-        let mut q = vec![
-            0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-        ];
+        let mut q = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
         q.extend([0x30, 0x39, 0x00, 0x35, 0, 8, 0, 0]);
         let got = parse_quote(IpVersion::V4, &q).expect("quote");
         assert_eq!(got.protocol_name(), "udp");
@@ -140,10 +118,7 @@ mod tests {
         q.extend([6, 0, 0, 0, 0, 0, 0, 0]); // hop-by-hop, 8 bytes, next = TCP
         q.extend([0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 7]);
         let got = parse_quote(IpVersion::V6, &q).expect("quote");
-        assert_eq!(
-            (got.protocol, got.src_port, got.dst_port, got.tcp_seq),
-            (6, 40000, 80, Some(7))
-        );
+        assert_eq!((got.protocol, got.src_port, got.dst_port, got.tcp_seq), (6, 40000, 80, Some(7)));
         assert!(got.tcp_syn, "an 8-byte TCP quote cannot show flags");
     }
 
@@ -152,9 +127,7 @@ mod tests {
         assert_eq!(parse_quote(IpVersion::V4, &[]), None);
         assert_eq!(parse_quote(IpVersion::V4, &[0x45, 0, 0]), None);
         assert_eq!(parse_quote(IpVersion::V6, &[0x45; 40]), None);
-        let q = [
-            0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0x30,
-        ];
+        let q = [0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0x30];
         assert_eq!(parse_quote(IpVersion::V4, &q).map(|q| q.src_port), Some(0));
         // An IHL below 5 words is invalid.
         assert_eq!(parse_quote(IpVersion::V4, &[0x41; 40]), None);

@@ -29,17 +29,10 @@ impl State {
         src.read_exact(&mut rest, "pcap file header")?;
         // rest: version major(2) minor(2) thiszone(4) sigfigs(4) snaplen(4) linktype(4)
         let link_type = link_type(endian.u32(&rest, 16))?;
-        Ok(State {
-            endian,
-            nanos,
-            link_type,
-        })
+        Ok(State { endian, nanos, link_type })
     }
 
-    pub(super) fn next<'a, R: Read>(
-        &mut self,
-        src: &'a mut Source<R>,
-    ) -> Result<Option<Record<'a>>, PcapError> {
+    pub(super) fn next<'a, R: Read>(&mut self, src: &'a mut Source<R>) -> Result<Option<Record<'a>>, PcapError> {
         let mut hdr = [0u8; 16];
         if !src.read_exact_or_eof(&mut hdr, "pcap record header")? {
             return Ok(None);
@@ -48,11 +41,7 @@ impl State {
         let frac = u64::from(self.endian.u32(&hdr, 4));
         let incl = self.endian.u32(&hdr, 8) as usize;
         let orig_len = self.endian.u32(&hdr, 12);
-        let frac_ns = if self.nanos {
-            frac
-        } else {
-            frac.saturating_mul(1_000)
-        };
+        let frac_ns = if self.nanos { frac } else { frac.saturating_mul(1_000) };
         src.read_body(incl, "pcap record")?;
         Ok(Some(Record {
             link_type: self.link_type,

@@ -18,15 +18,12 @@ pub enum PcapError {
     #[error("not a capture file: magic number {0:#010x} is neither pcap nor pcapng")]
     UnknownFormat(u32),
     #[error("truncated at byte {offset}: {what} needs {need} bytes, only {have} remain")]
-    Truncated {
-        offset: u64,
-        what: &'static str,
-        need: usize,
-        have: usize,
-    },
+    Truncated { offset: u64, what: &'static str, need: usize, have: usize },
     #[error("corrupt at byte {offset}: {detail}")]
     Corrupt { offset: u64, detail: String },
-    #[error("unsupported link type {0} (supported: Ethernet 1, Linux cooked 113/276, raw IP 101/228/229, loopback 0/108)")]
+    #[error(
+        "unsupported link type {0} (supported: Ethernet 1, Linux cooked 113/276, raw IP 101/228/229, loopback 0/108)"
+    )]
     UnsupportedLinkType(u32),
     #[error("read failed: {0}")]
     Io(#[from] io::Error),
@@ -54,11 +51,7 @@ pub struct PcapReader<R> {
 
 impl<R: Read> PcapReader<R> {
     pub fn new(inner: R) -> Result<Self, PcapError> {
-        let mut src = Source {
-            inner,
-            offset: 0,
-            buf: Vec::new(),
-        };
+        let mut src = Source { inner, offset: 0, buf: Vec::new() };
         let mut magic = [0u8; 4];
         src.read_exact(&mut magic, "file header")?;
         let format = match u32::from_le_bytes(magic) {
@@ -98,12 +91,7 @@ impl<R: Read> Source<R> {
         let got = read_full(&mut self.inner, out)?;
         self.offset += got as u64;
         if got < out.len() {
-            return Err(PcapError::Truncated {
-                offset: self.offset,
-                what,
-                need: out.len(),
-                have: got,
-            });
+            return Err(PcapError::Truncated { offset: self.offset, what, need: out.len(), have: got });
         }
         Ok(())
     }
@@ -114,12 +102,7 @@ impl<R: Read> Source<R> {
         self.offset += got as u64;
         match got {
             0 => Ok(false),
-            n if n < out.len() => Err(PcapError::Truncated {
-                offset: self.offset,
-                what,
-                need: out.len(),
-                have: n,
-            }),
+            n if n < out.len() => Err(PcapError::Truncated { offset: self.offset, what, need: out.len(), have: n }),
             _ => Ok(true),
         }
     }
@@ -127,9 +110,7 @@ impl<R: Read> Source<R> {
     /// Reads `len` bytes into the internal buffer (after checking `len` against `MAX_RECORD`).
     fn read_body(&mut self, len: usize, what: &'static str) -> Result<(), PcapError> {
         if len > MAX_RECORD {
-            return Err(self.corrupt(format!(
-                "{what} claims {len} bytes, more than the {MAX_RECORD}-byte limit"
-            )));
+            return Err(self.corrupt(format!("{what} claims {len} bytes, more than the {MAX_RECORD}-byte limit")));
         }
         let mut buf = std::mem::take(&mut self.buf);
         buf.resize(len, 0);
@@ -139,10 +120,7 @@ impl<R: Read> Source<R> {
     }
 
     fn corrupt(&self, detail: String) -> PcapError {
-        PcapError::Corrupt {
-            offset: self.offset,
-            detail,
-        }
+        PcapError::Corrupt { offset: self.offset, detail }
     }
 }
 

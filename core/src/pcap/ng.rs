@@ -35,21 +35,14 @@ pub(super) struct State {
 impl State {
     /// Called after the first four bytes (the section header type) were read.
     pub(super) fn open<R: Read>(src: &mut Source<R>, _magic: [u8; 4]) -> Result<State, PcapError> {
-        let mut state = State {
-            endian: Endian::Little,
-            interfaces: Vec::new(),
-            skipped: 0,
-        };
+        let mut state = State { endian: Endian::Little, interfaces: Vec::new(), skipped: 0 };
         let mut len = [0u8; 4];
         src.read_exact(&mut len, "pcapng section header")?;
         state.read_section_header(src, len)?;
         Ok(state)
     }
 
-    pub(super) fn next<'a, R: Read>(
-        &mut self,
-        src: &'a mut Source<R>,
-    ) -> Result<Option<Record<'a>>, PcapError> {
+    pub(super) fn next<'a, R: Read>(&mut self, src: &'a mut Source<R>) -> Result<Option<Record<'a>>, PcapError> {
         loop {
             let mut hdr = [0u8; 8];
             if !src.read_exact_or_eof(&mut hdr, "pcapng block header")? {
@@ -68,33 +61,21 @@ impl State {
             match block_type {
                 IDB_TYPE => self.read_interface(src, body_len)?,
                 EPB_TYPE | OPB_TYPE | SPB_TYPE => {
-                    let Some((iface, ts, range, orig_len)) =
-                        self.packet_fields(src, block_type, body_len)?
-                    else {
+                    let Some((iface, ts, range, orig_len)) = self.packet_fields(src, block_type, body_len)? else {
                         continue;
                     };
-                    let Some(link_type) = self.interfaces.get(iface).and_then(|i| i.link_type)
-                    else {
+                    let Some(link_type) = self.interfaces.get(iface).and_then(|i| i.link_type) else {
                         self.skipped += 1;
                         continue;
                     };
-                    return Ok(Some(Record {
-                        link_type,
-                        ts,
-                        data: &src.buf[range],
-                        orig_len,
-                    }));
+                    return Ok(Some(Record { link_type, ts, data: &src.buf[range], orig_len }));
                 }
                 _ => {}
             }
         }
     }
 
-    fn read_section_header<R: Read>(
-        &mut self,
-        src: &mut Source<R>,
-        len_bytes: [u8; 4],
-    ) -> Result<(), PcapError> {
+    fn read_section_header<R: Read>(&mut self, src: &mut Source<R>, len_bytes: [u8; 4]) -> Result<(), PcapError> {
         let mut bom = [0u8; 4];
         src.read_exact(&mut bom, "pcapng byte-order magic")?;
         self.endian = if u32::from_le_bytes(bom) == BYTE_ORDER_MAGIC {
@@ -102,17 +83,12 @@ impl State {
         } else if u32::from_be_bytes(bom) == BYTE_ORDER_MAGIC {
             Endian::Big
         } else {
-            return Err(src.corrupt(format!(
-                "bad pcapng byte-order magic {:#010x}",
-                u32::from_le_bytes(bom)
-            )));
+            return Err(src.corrupt(format!("bad pcapng byte-order magic {:#010x}", u32::from_le_bytes(bom))));
         };
         let total = self.endian.u32(&len_bytes, 0) as usize;
         check_block_len(src, total)?;
         if total < 28 {
-            return Err(src.corrupt(format!(
-                "pcapng section header of {total} bytes is shorter than 28"
-            )));
+            return Err(src.corrupt(format!("pcapng section header of {total} bytes is shorter than 28")));
         }
         // Version, section length and options: nothing we need. Skip them and the trailing length.
         src.read_body(total - 12, "pcapng section header")?;
@@ -121,20 +97,12 @@ impl State {
         Ok(())
     }
 
-    fn read_interface<R: Read>(
-        &mut self,
-        src: &mut Source<R>,
-        body_len: usize,
-    ) -> Result<(), PcapError> {
+    fn read_interface<R: Read>(&mut self, src: &mut Source<R>, body_len: usize) -> Result<(), PcapError> {
         if body_len < 8 {
-            return Err(src.corrupt(format!(
-                "pcapng interface block body of {body_len} bytes, need 8"
-            )));
+            return Err(src.corrupt(format!("pcapng interface block body of {body_len} bytes, need 8")));
         }
         if self.interfaces.len() >= MAX_INTERFACES {
-            return Err(src.corrupt(format!(
-                "more than {MAX_INTERFACES} interfaces in one section"
-            )));
+            return Err(src.corrupt(format!("more than {MAX_INTERFACES} interfaces in one section")));
         }
         let b = &src.buf;
         let code = u32::from(self.endian.u16(b, 0));
@@ -149,19 +117,11 @@ impl State {
             }
             if opt == 9 && len >= 1 {
                 let v = b[at + 4];
-                resolution = if v & 0x80 == 0 {
-                    (10, v)
-                } else {
-                    (2, v & 0x7f)
-                };
+                resolution = if v & 0x80 == 0 { (10, v) } else { (2, v & 0x7f) };
             }
             at += 4 + len.div_ceil(4) * 4;
         }
-        self.interfaces.push(Interface {
-            link_type: link_type(code).ok(),
-            snap_len,
-            resolution,
-        });
+        self.interfaces.push(Interface { link_type: link_type(code).ok(), snap_len, resolution });
         Ok(())
     }
 
@@ -178,25 +138,11 @@ impl State {
         let (iface, hi, lo, cap, orig, start) = match block_type {
             EPB_TYPE => {
                 need(src, body_len, 20, "enhanced packet block")?;
-                (
-                    e.u32(b, 0) as usize,
-                    e.u32(b, 4),
-                    e.u32(b, 8),
-                    e.u32(b, 12) as usize,
-                    e.u32(b, 16),
-                    20,
-                )
+                (e.u32(b, 0) as usize, e.u32(b, 4), e.u32(b, 8), e.u32(b, 12) as usize, e.u32(b, 16), 20)
             }
             OPB_TYPE => {
                 need(src, body_len, 20, "obsolete packet block")?;
-                (
-                    usize::from(e.u16(b, 0)),
-                    e.u32(b, 4),
-                    e.u32(b, 8),
-                    e.u32(b, 12) as usize,
-                    e.u32(b, 16),
-                    20,
-                )
+                (usize::from(e.u16(b, 0)), e.u32(b, 4), e.u32(b, 8), e.u32(b, 12) as usize, e.u32(b, 16), 20)
             }
             _ => {
                 need(src, body_len, 4, "simple packet block")?;
@@ -208,16 +154,14 @@ impl State {
             }
         };
         if start + cap > body_len {
-            return Err(src.corrupt(format!(
-                "packet block says {cap} captured bytes but has room for {}",
-                body_len - start
-            )));
+            return Err(
+                src.corrupt(format!("packet block says {cap} captured bytes but has room for {}", body_len - start))
+            );
         }
         let Some(interface) = self.interfaces.get(iface) else {
-            return Err(src.corrupt(format!(
-                "packet on interface {iface}, but only {} described",
-                self.interfaces.len()
-            )));
+            return Err(
+                src.corrupt(format!("packet on interface {iface}, but only {} described", self.interfaces.len()))
+            );
         };
         let ts = to_nanos((u64::from(hi) << 32) | u64::from(lo), interface.resolution);
         Ok(Some((iface, ts, start..start + cap, orig)))
@@ -230,10 +174,9 @@ impl State {
 
 fn check_block_len<R: Read>(src: &Source<R>, total: usize) -> Result<(), PcapError> {
     if total < 12 || total % 4 != 0 || total > MAX_RECORD + 64 {
-        return Err(src.corrupt(format!(
-            "pcapng block length {total} is not a multiple of 4 in 12..={}",
-            MAX_RECORD + 64
-        )));
+        return Err(
+            src.corrupt(format!("pcapng block length {total} is not a multiple of 4 in 12..={}", MAX_RECORD + 64))
+        );
     }
     Ok(())
 }

@@ -39,12 +39,7 @@ fn read_all(bytes: &[u8]) -> Result<Vec<Rec>, PcapError> {
     let mut r = PcapReader::new(bytes)?;
     let mut out = Vec::new();
     while let Some(rec) = r.next_record()? {
-        out.push((
-            rec.link_type,
-            rec.ts.nanos(),
-            rec.data.to_vec(),
-            rec.orig_len,
-        ));
+        out.push((rec.link_type, rec.ts.nanos(), rec.data.to_vec(), rec.orig_len));
     }
     Ok(out)
 }
@@ -55,11 +50,7 @@ fn classic_in_both_byte_orders_and_resolutions() {
         let frac = if nanos { 123_456_789 } else { 123_456 };
         let f = classic(be, nanos, 1, &[(10, frac, b"abc"), (11, 0, b"")]);
         let recs = read_all(&f).expect("valid file");
-        let want_ns = if nanos {
-            10_123_456_789
-        } else {
-            10_123_456_000
-        };
+        let want_ns = if nanos { 10_123_456_789 } else { 10_123_456_000 };
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[0], (LinkType::Ethernet, want_ns, b"abc".to_vec(), 13));
         assert_eq!(recs[1].1, 11_000_000_000);
@@ -76,10 +67,7 @@ fn classic_truncated_record_says_where() {
             other => panic!("expected Truncated, got {other:?}"),
         }
     }
-    assert!(matches!(
-        PcapReader::new(&f[..10]),
-        Err(PcapError::Truncated { .. })
-    ));
+    assert!(matches!(PcapReader::new(&f[..10]), Err(PcapError::Truncated { .. })));
 }
 
 #[test]
@@ -95,15 +83,9 @@ fn absurd_record_length_is_corrupt_not_an_allocation() {
 
 #[test]
 fn unknown_magic_and_link_type() {
-    assert!(matches!(
-        PcapReader::new(&b"GET / HTTP/1.1\r\n\r\nxxxxxxxxxxx"[..]),
-        Err(PcapError::UnknownFormat(_))
-    ));
+    assert!(matches!(PcapReader::new(&b"GET / HTTP/1.1\r\n\r\nxxxxxxxxxxx"[..]), Err(PcapError::UnknownFormat(_))));
     let f = classic(false, false, 147, &[]);
-    assert!(matches!(
-        PcapReader::new(&f[..]),
-        Err(PcapError::UnsupportedLinkType(147))
-    ));
+    assert!(matches!(PcapReader::new(&f[..]), Err(PcapError::UnsupportedLinkType(147))));
 }
 
 fn block(t: u32, body: &[u8]) -> Vec<u8> {

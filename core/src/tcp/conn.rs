@@ -19,12 +19,8 @@ use std::net::IpAddr;
 use super::reassembly::{Chunk, Reassembler};
 use super::{seq_ge, seq_lt};
 use crate::config::EngineConfig;
-use crate::entry::{
-    Endpoint, Entry, EntryError, ErrorType, Protocol, Side, SynReason, TcpInfo, TcpState,
-};
-use crate::http::{
-    looks_like_request, looks_like_response, Dir, HttpDissector, HttpOutcome, Verdict,
-};
+use crate::entry::{Endpoint, Entry, EntryError, ErrorType, Protocol, Side, SynReason, TcpInfo, TcpState};
+use crate::http::{looks_like_request, looks_like_response, Dir, HttpDissector, HttpOutcome, Verdict};
 use crate::stats::Stats;
 use crate::time::Timestamp;
 use crate::wire::TcpSegment;
@@ -103,12 +99,7 @@ impl Conn {
     }
 
     /// Picked up at the server's SYN-ACK (the SYN was not captured).
-    pub fn syn_ack(
-        client: (IpAddr, u16),
-        server: (IpAddr, u16),
-        ts: Timestamp,
-        seg: &TcpSegment<'_>,
-    ) -> Conn {
+    pub fn syn_ack(client: (IpAddr, u16), server: (IpAddr, u16), ts: Timestamp, seg: &TcpSegment<'_>) -> Conn {
         let mut c = Conn::new(client, server, ts, Phase::SynAcked);
         c.halves[0].isn = Some(seg.ack.wrapping_sub(1));
         c.halves[1].isn = Some(seg.seq);
@@ -154,13 +145,7 @@ impl Conn {
         }
     }
 
-    pub fn on_segment(
-        &mut self,
-        from_client: bool,
-        seg: &TcpSegment<'_>,
-        ts: Timestamp,
-        ctx: &mut Ctx<'_>,
-    ) {
+    pub fn on_segment(&mut self, from_client: bool, seg: &TcpSegment<'_>, ts: Timestamp, ctx: &mut Ctx<'_>) {
         if ts > self.last_ts {
             self.last_ts = ts;
         }
@@ -203,19 +188,12 @@ impl Conn {
         }
         if flags.fin() && self.halves[me].fin.is_none() {
             let ack_needed = seg.seq.wrapping_add(len).wrapping_add(1);
-            self.halves[me].fin = Some(Fin {
-                ack_needed,
-                ts,
-                acked: None,
-            });
+            self.halves[me].fin = Some(Fin { ack_needed, ts, acked: None });
         }
         if len > 0 || flags.fin() {
             self.feed_app(me, seg, ts, ctx);
         }
-        let both_acked = self
-            .halves
-            .iter()
-            .all(|h| h.fin.as_ref().is_some_and(|f| f.acked.is_some()));
+        let both_acked = self.halves.iter().all(|h| h.fin.as_ref().is_some_and(|f| f.acked.is_some()));
         if both_acked {
             self.close(ts, "connection closed", ctx);
         }
@@ -224,13 +202,8 @@ impl Conn {
     fn on_rst(&mut self, from_client: bool, ts: Timestamp, ctx: &mut Ctx<'_>) {
         match self.phase {
             Phase::SynSent if !from_client => {
-                let e = self.tcp_entry(
-                    self.syn_ts,
-                    TcpState::SynSent,
-                    Some(SynReason::Refused),
-                    Some(Side::Server),
-                    ts,
-                );
+                let e =
+                    self.tcp_entry(self.syn_ts, TcpState::SynSent, Some(SynReason::Refused), Some(Side::Server), ts);
                 ctx.out.push(e);
                 self.close(ts, "connection reset", ctx);
             }
@@ -239,11 +212,7 @@ impl Conn {
             _ => {
                 let both_fins = self.halves.iter().all(|h| h.fin.is_some());
                 if !both_fins {
-                    let by = if from_client {
-                        Side::Client
-                    } else {
-                        Side::Server
-                    };
+                    let by = if from_client { Side::Client } else { Side::Server };
                     let mut e = self.tcp_entry(ts, TcpState::Reset, None, Some(by), ts);
                     // How long the connection lived before it was reset.
                     e.elapsed_time = ts.millis_since(self.first_ts);
@@ -267,19 +236,11 @@ impl Conn {
         let decided = |since: Timestamp, ms: u64| since.plus_millis(ms).min(now).max(since);
         match self.phase {
             Phase::Closed => {
-                return if due(self.closed_at, self.linger_ms) {
-                    Keep::Remove
-                } else {
-                    Keep::Yes
-                };
+                return if due(self.closed_at, self.linger_ms) { Keep::Remove } else { Keep::Yes };
             }
             Phase::SynSent => {
                 if due(self.syn_ts, cfg.syn_timeout_ms) {
-                    let reason = if self.syn_answered_by_icmp {
-                        SynReason::Unreachable
-                    } else {
-                        SynReason::Timeout
-                    };
+                    let reason = if self.syn_answered_by_icmp { SynReason::Unreachable } else { SynReason::Timeout };
                     let at = decided(self.syn_ts, cfg.syn_timeout_ms);
                     let e = self.tcp_entry(self.syn_ts, TcpState::SynSent, Some(reason), None, at);
                     ctx.out.push(e);
@@ -300,11 +261,7 @@ impl Conn {
                 let Some(acked) = fin.acked else { continue };
                 let quiet_since = self.halves[stuck].last_data.map_or(acked, |d| d.max(acked));
                 if due(quiet_since, cfg.close_timeout_ms) {
-                    let by = if stuck == 0 {
-                        Side::Client
-                    } else {
-                        Side::Server
-                    };
+                    let by = if stuck == 0 { Side::Client } else { Side::Server };
                     let at = decided(quiet_since, cfg.close_timeout_ms);
                     let e = self.tcp_entry(quiet_since, TcpState::CloseWait, None, Some(by), at);
                     ctx.out.push(e);
@@ -313,11 +270,7 @@ impl Conn {
             }
         }
         if let (Some(a), Some(b)) = (&self.halves[0].fin, &self.halves[1].fin) {
-            let (last_side, last) = if b.ts >= a.ts {
-                (Side::Server, b)
-            } else {
-                (Side::Client, a)
-            };
+            let (last_side, last) = if b.ts >= a.ts { (Side::Server, b) } else { (Side::Client, a) };
             if last.acked.is_none() && due(last.ts, cfg.close_timeout_ms) {
                 let (since, at) = (last.ts, decided(last.ts, cfg.close_timeout_ms));
                 let e = self.tcp_entry(since, TcpState::LastAck, None, Some(last_side), at);
@@ -356,10 +309,7 @@ impl Conn {
         decided: Timestamp,
     ) -> Entry {
         let mut e = self.entry(Protocol::Tcp, ts, decided);
-        e.error = Some(EntryError {
-            kind: ErrorType::Connection,
-            msg: state.as_str().to_owned(),
-        });
+        e.error = Some(EntryError { kind: ErrorType::Connection, msg: state.as_str().to_owned() });
         e.tcp = Some(TcpInfo { state, reason, by });
         e
     }
@@ -396,32 +346,12 @@ impl Conn {
         });
         app.saw_payload |= seg.seg_len > 0;
         let mut outcomes = Vec::new();
-        let App {
-            streams,
-            proto,
-            probes,
-            ..
-        } = &mut **app;
+        let App { streams, proto, probes, .. } = &mut **app;
         let midstream = self.midstream;
         let stats = &mut *ctx.stats;
-        streams[me].segment(
-            ts,
-            seg.seq,
-            seg.payload,
-            seg.seg_len,
-            seg.flags.fin(),
-            &mut |chunk| {
-                on_chunk(
-                    proto,
-                    &mut probes[me],
-                    me,
-                    midstream,
-                    chunk,
-                    stats,
-                    &mut outcomes,
-                )
-            },
-        );
+        streams[me].segment(ts, seg.seq, seg.payload, seg.seg_len, seg.flags.fin(), &mut |chunk| {
+            on_chunk(proto, &mut probes[me], me, midstream, chunk, stats, &mut outcomes)
+        });
         self.emit_http(outcomes, ctx);
     }
 
@@ -431,25 +361,10 @@ impl Conn {
             return;
         };
         let mut outcomes = Vec::new();
-        let App {
-            streams,
-            proto,
-            probes,
-            ..
-        } = &mut *app;
+        let App { streams, proto, probes, .. } = &mut *app;
         for (i, stream) in streams.iter_mut().enumerate() {
             let stats = &mut *ctx.stats;
-            stream.flush(&mut |chunk| {
-                on_chunk(
-                    proto,
-                    &mut probes[i],
-                    i,
-                    self.midstream,
-                    chunk,
-                    stats,
-                    &mut outcomes,
-                )
-            });
+            stream.flush(&mut |chunk| on_chunk(proto, &mut probes[i], i, self.midstream, chunk, stats, &mut outcomes));
         }
         if let Proto::Http(d) = proto {
             d.on_close(ts, why, &mut outcomes);
@@ -492,58 +407,31 @@ impl Conn {
     fn emit_http(&self, outcomes: Vec<HttpOutcome>, ctx: &mut Ctx<'_>) {
         for o in outcomes {
             let e = match o {
-                HttpOutcome::Pair {
-                    req_ts,
-                    request,
-                    resp_ts,
-                    response,
-                } => {
+                HttpOutcome::Pair { req_ts, request, resp_ts, response } => {
                     let mut e = self.entry(Protocol::Http, req_ts, resp_ts);
                     e.request = Some(request);
                     e.response = Some(response);
                     e
                 }
-                HttpOutcome::Dissection {
-                    ts,
-                    msg,
-                    request,
-                    response,
-                } => {
+                HttpOutcome::Dissection { ts, msg, request, response } => {
                     let start = request.as_ref().map_or(ts, |(t, _)| *t);
                     let mut e = self.entry(Protocol::Http, start, ts);
-                    e.error = Some(EntryError {
-                        kind: ErrorType::Dissection,
-                        msg,
-                    });
+                    e.error = Some(EntryError { kind: ErrorType::Dissection, msg });
                     e.request = request.map(|(_, r)| r);
                     e.response = response;
                     e
                 }
-                HttpOutcome::MissingResponse {
-                    req_ts,
-                    request,
-                    decided,
-                    why,
-                } => {
+                HttpOutcome::MissingResponse { req_ts, request, decided, why } => {
                     let mut e = self.entry(Protocol::Http, req_ts, decided);
-                    e.error = Some(EntryError {
-                        kind: ErrorType::PairNotFound,
-                        msg: format!("missing response: {why}"),
-                    });
+                    e.error =
+                        Some(EntryError { kind: ErrorType::PairNotFound, msg: format!("missing response: {why}") });
                     e.request = Some(request);
                     e
                 }
-                HttpOutcome::MissingRequest {
-                    resp_ts,
-                    response,
-                    decided,
-                    why,
-                } => {
+                HttpOutcome::MissingRequest { resp_ts, response, decided, why } => {
                     let mut e = self.entry(Protocol::Http, resp_ts, decided);
-                    e.error = Some(EntryError {
-                        kind: ErrorType::PairNotFound,
-                        msg: format!("missing request: {why}"),
-                    });
+                    e.error =
+                        Some(EntryError { kind: ErrorType::PairNotFound, msg: format!("missing request: {why}") });
                     e.response = Some(response);
                     e
                 }
@@ -596,11 +484,7 @@ fn on_chunk(
     stats: &mut Stats,
     outcomes: &mut Vec<HttpOutcome>,
 ) {
-    let dir = if dir_index == 0 {
-        Dir::ClientToServer
-    } else {
-        Dir::ServerToClient
-    };
+    let dir = if dir_index == 0 { Dir::ClientToServer } else { Dir::ServerToClient };
     match chunk {
         Chunk::Data(ts, bytes) => {
             if let Proto::Unknown = proto {

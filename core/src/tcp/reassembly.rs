@@ -98,12 +98,7 @@ impl Reassembler {
         if seg_len > 0 && end > next {
             if start <= next {
                 let skip = usize::try_from(next - start).unwrap_or(usize::MAX);
-                self.deliver(
-                    ts,
-                    data.get(skip..).unwrap_or(&[]),
-                    (end - next) as u64,
-                    sink,
-                );
+                self.deliver(ts, data.get(skip..).unwrap_or(&[]), (end - next) as u64, sink);
                 self.drain(sink);
             } else if let Ok(at) = u64::try_from(start) {
                 self.hold(at, ts, data, u64::from(seg_len));
@@ -151,14 +146,7 @@ impl Reassembler {
         let longer = self.held.get(&at).is_none_or(|h| h.len < len);
         if longer {
             self.held_bytes += data.len();
-            if let Some(old) = self.held.insert(
-                at,
-                Held {
-                    ts,
-                    data: data.to_vec(),
-                    len,
-                },
-            ) {
+            if let Some(old) = self.held.insert(at, Held { ts, data: data.to_vec(), len }) {
                 self.held_bytes -= old.data.len();
             }
         }
@@ -208,12 +196,7 @@ mod tests {
 
     /// Runs segments (seq, data, seg_len, fin) and renders what came out as a string: data verbatim,
     /// gaps as `<n>`, the end as `$`.
-    fn run(
-        isn: Option<u32>,
-        segs: &[(u32, &[u8], u32, bool)],
-        flush: bool,
-        max_held: usize,
-    ) -> (String, u64) {
+    fn run(isn: Option<u32>, segs: &[(u32, &[u8], u32, bool)], flush: bool, max_held: usize) -> (String, u64) {
         let mut r = Reassembler::new(max_held);
         if let Some(isn) = isn {
             r.start_at(isn);
@@ -239,24 +222,13 @@ mod tests {
 
     #[test]
     fn in_order_with_fin() {
-        let (out, missed) = run(
-            Some(100),
-            &[seg(100, b"abc"), (103, b"def", 3, true)],
-            false,
-            1 << 20,
-        );
+        let (out, missed) = run(Some(100), &[seg(100, b"abc"), (103, b"def", 3, true)], false, 1 << 20);
         assert_eq!((out.as_str(), missed), ("abcdef$", 0));
     }
 
     #[test]
     fn out_of_order_and_retransmission() {
-        let segs = [
-            seg(106, b"ghi"),
-            seg(100, b"abc"),
-            seg(100, b"abc"),
-            seg(102, b"cdef"),
-            seg(103, b"def"),
-        ];
+        let segs = [seg(106, b"ghi"), seg(100, b"abc"), seg(100, b"abc"), seg(102, b"cdef"), seg(103, b"def")];
         assert_eq!(run(Some(100), &segs, false, 1 << 20).0, "abcdefghi");
     }
 
@@ -274,45 +246,21 @@ mod tests {
 
     #[test]
     fn gaps_are_counted_at_flush_and_over_budget() {
-        let (out, missed) = run(
-            Some(0),
-            &[seg(0, b"ab"), seg(5, b"fg"), (7, b"", 0, true)],
-            true,
-            1 << 20,
-        );
+        let (out, missed) = run(Some(0), &[seg(0, b"ab"), seg(5, b"fg"), (7, b"", 0, true)], true, 1 << 20);
         assert_eq!((out.as_str(), missed), ("ab<3>fg$", 3));
         // A budget of 3 bytes: holding "fg" and "jk" exceeds it, so the first hole is given up.
-        let (out, missed) = run(
-            Some(0),
-            &[seg(0, b"ab"), seg(5, b"fg"), seg(9, b"jk")],
-            false,
-            3,
-        );
+        let (out, missed) = run(Some(0), &[seg(0, b"ab"), seg(5, b"fg"), seg(9, b"jk")], false, 3);
         assert_eq!((out.as_str(), missed), ("ab<3>fg", 3));
     }
 
     #[test]
     fn snap_length_cut_segment_is_data_then_gap() {
-        let (out, missed) = run(
-            Some(0),
-            &[(0, b"abc", 10, false), seg(10, b"xyz")],
-            false,
-            1 << 20,
-        );
+        let (out, missed) = run(Some(0), &[(0, b"abc", 10, false), seg(10, b"xyz")], false, 1 << 20);
         assert_eq!((out.as_str(), missed), ("abc<7>xyz", 7));
     }
 
     #[test]
     fn mid_stream_starts_at_the_first_segment() {
-        assert_eq!(
-            run(
-                None,
-                &[seg(5000, b"mid"), seg(5003, b"dle")],
-                false,
-                1 << 20
-            )
-            .0,
-            "middle"
-        );
+        assert_eq!(run(None, &[seg(5000, b"mid"), seg(5003, b"dle")], false, 1 << 20).0, "middle");
     }
 }

@@ -27,11 +27,7 @@ impl fmt::Display for Layer {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("{layer} header truncated: {have} bytes, need {need}")]
-    Truncated {
-        layer: Layer,
-        need: usize,
-        have: usize,
-    },
+    Truncated { layer: Layer, need: usize, have: usize },
     #[error("{layer} header malformed: {detail}")]
     Malformed { layer: Layer, detail: String },
 }
@@ -44,9 +40,6 @@ impl DecodeError {
     }
 
     pub(crate) fn malformed(layer: Layer, detail: impl fmt::Display) -> Self {
-        DecodeError::Malformed {
-            layer,
-            detail: detail.to_string(),
-        }
+        DecodeError::Malformed { layer, detail: detail.to_string() }
     }
 }

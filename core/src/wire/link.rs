@@ -39,11 +39,7 @@ pub(crate) enum LinkPayload<'a> {
 
 fn need(data: &[u8], len: usize) -> Result<(), DecodeError> {
     if data.len() < len {
-        return Err(DecodeError::Truncated {
-            layer: Layer::Link,
-            need: len,
-            have: data.len(),
-        });
+        return Err(DecodeError::Truncated { layer: Layer::Link, need: len, have: data.len() });
     }
     Ok(())
 }
@@ -85,28 +81,15 @@ mod tests {
     #[test]
     fn short_cooked_headers_say_how_short() {
         let err = linux_sll2(&[0u8; 7]).err();
-        assert_eq!(
-            err,
-            Some(DecodeError::Truncated {
-                layer: Layer::Link,
-                need: 20,
-                have: 7
-            })
-        );
+        assert_eq!(err, Some(DecodeError::Truncated { layer: Layer::Link, need: 20, have: 7 }));
         assert!(linux_sll(&[0u8; 15]).is_err());
         assert!(loopback(&[2, 0]).is_err());
     }
 
     #[test]
     fn loopback_family_in_either_byte_order() {
-        assert!(matches!(
-            loopback(&[2, 0, 0, 0, 0x45]),
-            Ok(LinkPayload::Ip(_))
-        ));
-        assert!(matches!(
-            loopback(&[0, 0, 0, 30, 0x60]),
-            Ok(LinkPayload::Ip(_))
-        ));
+        assert!(matches!(loopback(&[2, 0, 0, 0, 0x45]), Ok(LinkPayload::Ip(_))));
+        assert!(matches!(loopback(&[0, 0, 0, 30, 0x60]), Ok(LinkPayload::Ip(_))));
         assert!(matches!(loopback(&[7, 0, 0, 0]), Ok(LinkPayload::NotIp)));
     }
 }

@@ -3,9 +3,7 @@
 use std::net::IpAddr;
 
 use etherparse::err::packet::SliceError;
-use etherparse::{
-    ip_number, EtherType, LaxIpPayloadSlice, LaxNetSlice, LaxSlicedPacket, TransportSlice,
-};
+use etherparse::{ip_number, EtherType, LaxIpPayloadSlice, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
 use super::error::{DecodeError, Layer};
 use super::link::{self, LinkPayload, LinkType};
@@ -103,12 +101,11 @@ pub enum Decoded<'a> {
 pub fn decode(link_type: LinkType, data: &[u8], ts: Timestamp) -> Result<Decoded<'_>, DecodeError> {
     let payload = match link_type {
         LinkType::Ethernet => {
-            let sliced =
-                LaxSlicedPacket::from_ethernet(data).map_err(|e| DecodeError::Truncated {
-                    layer: Layer::Link,
-                    need: e.required_len,
-                    have: e.len,
-                })?;
+            let sliced = LaxSlicedPacket::from_ethernet(data).map_err(|e| DecodeError::Truncated {
+                layer: Layer::Link,
+                need: e.required_len,
+                have: e.len,
+            })?;
             return from_sliced(sliced, ts);
         }
         LinkType::LinuxSll => link::linux_sll(data)?,
@@ -117,16 +114,12 @@ pub fn decode(link_type: LinkType, data: &[u8], ts: Timestamp) -> Result<Decoded
         LinkType::RawIp => LinkPayload::Ip(data),
     };
     match payload {
-        LinkPayload::EtherType(et, rest) => {
-            from_sliced(LaxSlicedPacket::from_ether_type(EtherType(et), rest), ts)
-        }
+        LinkPayload::EtherType(et, rest) => from_sliced(LaxSlicedPacket::from_ether_type(EtherType(et), rest), ts),
         LinkPayload::Ip(rest) => {
             let sliced = LaxSlicedPacket::from_ip(rest).map_err(|e| match e {
-                etherparse::err::ip::LaxHeaderSliceError::Len(l) => DecodeError::Truncated {
-                    layer: Layer::Ip,
-                    need: l.required_len,
-                    have: l.len,
-                },
+                etherparse::err::ip::LaxHeaderSliceError::Len(l) => {
+                    DecodeError::Truncated { layer: Layer::Ip, need: l.required_len, have: l.len }
+                }
                 other => DecodeError::malformed(Layer::Ip, other),
             })?;
             from_sliced(sliced, ts)
@@ -141,23 +134,12 @@ fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Decoded
             let h = v4.header();
             let auth_len = v4.extensions().auth.map_or(0, |a| a.slice().len());
             let claimed = usize::from(h.total_len()).saturating_sub(h.slice().len() + auth_len);
-            (
-                IpAddr::V4(h.source_addr()),
-                IpAddr::V4(h.destination_addr()),
-                v4.payload().clone(),
-                claimed,
-            )
+            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), v4.payload().clone(), claimed)
         }
         Some(LaxNetSlice::Ipv6(v6)) => {
             let h = v6.header();
-            let claimed =
-                usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len());
-            (
-                IpAddr::V6(h.source_addr()),
-                IpAddr::V6(h.destination_addr()),
-                v6.payload().clone(),
-                claimed,
-            )
+            let claimed = usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len());
+            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), v6.payload().clone(), claimed)
         }
         Some(LaxNetSlice::Arp(_)) => return Ok(Decoded::Skipped(Skip::NotIp)),
         None => {
@@ -174,9 +156,7 @@ fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Decoded
         Some(TransportSlice::Tcp(tcp)) => {
             let payload = tcp.payload();
             let seg_len = if ip_payload.incomplete {
-                claimed_len
-                    .saturating_sub(tcp.header_slice().len())
-                    .max(payload.len())
+                claimed_len.saturating_sub(tcp.header_slice().len()).max(payload.len())
             } else {
                 payload.len()
             };
@@ -190,10 +170,9 @@ fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Decoded
                 seg_len: u32::try_from(seg_len).unwrap_or(u32::MAX),
             })
         }
-        Some(TransportSlice::Udp(udp)) => Transport::Udp {
-            src_port: udp.source_port(),
-            dst_port: udp.destination_port(),
-        },
+        Some(TransportSlice::Udp(udp)) => {
+            Transport::Udp { src_port: udp.source_port(), dst_port: udp.destination_port() }
+        }
         Some(TransportSlice::Icmpv4(icmp)) => Transport::Icmp(IcmpMessage {
             version: IpVersion::V4,
             icmp_type: icmp.type_u8(),
@@ -210,12 +189,7 @@ fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Decoded
         }),
         _ => return transport_missing(&ip_payload, sliced.stop_err),
     };
-    Ok(Decoded::Packet(Packet {
-        ts,
-        src,
-        dst,
-        transport,
-    }))
+    Ok(Decoded::Packet(Packet { ts, src, dst, transport }))
 }
 
 /// No transport slice: either a protocol we do not analyse, or one we do whose header is broken.
@@ -237,11 +211,7 @@ fn transport_missing(
 
 fn slice_error(layer: Layer, err: SliceError) -> DecodeError {
     match err {
-        SliceError::Len(l) => DecodeError::Truncated {
-            layer,
-            need: l.required_len,
-            have: l.len,
-        },
+        SliceError::Len(l) => DecodeError::Truncated { layer, need: l.required_len, have: l.len },
         other => DecodeError::malformed(layer, other),
     }
 }

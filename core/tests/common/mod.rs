@@ -46,20 +46,8 @@ impl Sim {
     }
 
     /// A TCP segment from the client (`from_client`) or the server at `ms` after T0.
-    pub fn tcp(
-        &mut self,
-        ms: u64,
-        from_client: bool,
-        flags: u8,
-        seq: u32,
-        ack: u32,
-        payload: &[u8],
-    ) {
-        let (src, dst) = if from_client {
-            (self.client, self.server)
-        } else {
-            (self.server, self.client)
-        };
+    pub fn tcp(&mut self, ms: u64, from_client: bool, flags: u8, seq: u32, ack: u32, payload: &[u8]) {
+        let (src, dst) = if from_client { (self.client, self.server) } else { (self.server, self.client) };
         let frame = tcp_frame(src, dst, flags, seq, ack, payload);
         self.frame(ms, &frame);
     }
@@ -74,9 +62,7 @@ impl Sim {
 
     pub fn frame(&mut self, ms: u64, frame: &[u8]) {
         let ts = Timestamp::from_millis(T0_MS + ms);
-        self.engine
-            .handle_frame(LinkType::Ethernet, frame, ts, &mut self.out)
-            .expect("crafted frames decode");
+        self.engine.handle_frame(LinkType::Ethernet, frame, ts, &mut self.out).expect("crafted frames decode");
     }
 
     /// Client ISN 1000, server ISN 5000; afterwards the client's next sequence number is 1001 and the
@@ -88,8 +74,7 @@ impl Sim {
     }
 
     pub fn advance(&mut self, ms: u64) {
-        self.engine
-            .advance(Timestamp::from_millis(T0_MS + ms), &mut self.out);
+        self.engine.advance(Timestamp::from_millis(T0_MS + ms), &mut self.out);
     }
 
     pub fn finish(mut self) -> Vec<Entry> {
@@ -104,20 +89,10 @@ impl Sim {
 }
 
 pub fn tcp_errors(out: &[Entry]) -> Vec<(TcpState, Option<SynReason>, Option<&'static str>)> {
-    out.iter()
-        .filter_map(|e| e.tcp.as_ref())
-        .map(|t| (t.state, t.reason, t.by.map(|b| b.as_str())))
-        .collect()
+    out.iter().filter_map(|e| e.tcp.as_ref()).map(|t| (t.state, t.reason, t.by.map(|b| b.as_str()))).collect()
 }
 
-pub fn tcp_frame(
-    src: (IpAddr, u16),
-    dst: (IpAddr, u16),
-    flags: u8,
-    seq: u32,
-    ack: u32,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn tcp_frame(src: (IpAddr, u16), dst: (IpAddr, u16), flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
     let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
     let ip = match (src.0, dst.0) {
         (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),

@@ -1,0 +1,137 @@
+//! Entries as KFL records: every selector reaches the field of the same name in the JSON form (SPEC §2),
+//! without serialising the entry or allocating.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use faultline_kfl::{seg_name, Inline, Record, Seg, Value};
+
+use crate::entry::{Endpoint, Entry, FlowEndpoint};
+
+impl Record for Entry {
+    fn get(&self, path: &[Seg]) -> Option<Value<'_>> {
+        let (first, rest) = path.split_first()?;
+        let name = seg_name(first)?;
+        match (name, rest) {
+            ("id", []) => Some(Value::Str(&self.id)),
+            ("timestamp", []) => Some(Value::Text(Inline::format(format_args!("{}", self.timestamp)))),
+            ("node", []) => Some(Value::from_opt_str(self.node.as_deref())),
+            ("protocol", []) => Some(Value::Str(self.protocol.as_str())),
+            ("src", rest) => endpoint(&self.src, rest),
+            ("dst", rest) => endpoint(&self.dst, rest),
+            ("elapsedTime", []) => Some(Value::Num(self.elapsed_time)),
+            ("error", rest) => {
+                let Some(err) = &self.error else { return rest.is_empty().then_some(Value::Null) };
+                match leaf(rest)? {
+                    None => Some(Value::Present),
+                    Some("type") => Some(Value::Str(err.kind.as_str())),
+                    Some("msg") => Some(Value::Str(&err.msg)),
+                    _ => None,
+                }
+            }
+            ("tcp", rest) => {
+                let t = self.tcp.as_ref()?;
+                match leaf(rest)? {
+                    None => Some(Value::Present),
+                    Some("state") => Some(Value::Str(t.state.as_str())),
+                    Some("reason") => Some(Value::from_opt_str(t.reason.map(|r| r.as_str()))),
+                    Some("by") => Some(Value::from_opt_str(t.by.map(|b| b.as_str()))),
+                    _ => None,
+                }
+            }
+            ("icmp", rest) => {
+                let i = self.icmp.as_ref()?;
+                let Some((f, deeper)) = rest.split_first() else { return Some(Value::Present) };
+                match (seg_name(f)?, deeper) {
+                    ("version", []) => Some(Value::Num(f64::from(i.version))),
+                    ("type", []) => Some(Value::Num(f64::from(i.icmp_type))),
+                    ("code", []) => Some(Value::Num(f64::from(i.code))),
+                    ("typeName", []) => Some(Value::Str(&i.type_name)),
+                    ("codeName", []) => Some(Value::Str(&i.code_name)),
+                    ("mtu", []) => i.mtu.map(|m| Value::Num(f64::from(m))),
+                    ("pointer", []) => i.pointer.map(|p| Value::Num(f64::from(p))),
+                    ("original", deeper) => {
+                        let o = i.original.as_ref()?;
+                        let Some((g, deepest)) = deeper.split_first() else { return Some(Value::Present) };
+                        match (seg_name(g)?, deepest) {
+                            ("protocol", []) => Some(Value::Str(&o.protocol)),
+                            ("src", d) => flow_endpoint(&o.src, d),
+                            ("dst", d) => flow_endpoint(&o.dst, d),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                }
+            }
+            ("request", rest) => {
+                let r = self.request.as_ref()?;
+                let Some((f, deeper)) = rest.split_first() else { return Some(Value::Present) };
+                match (seg_name(f)?, deeper) {
+                    ("method", []) => Some(Value::Str(&r.method)),
+                    ("path", []) => Some(Value::Str(&r.path)),
+                    ("version", []) => Some(Value::Str(&r.version)),
+                    ("bodySize", []) => Some(Value::Num(r.body_size as f64)),
+                    ("headers", d) => headers(&r.headers, d),
+                    _ => None,
+                }
+            }
+            ("response", rest) => {
+                let r = self.response.as_ref()?;
+                let Some((f, deeper)) = rest.split_first() else { return Some(Value::Present) };
+                match (seg_name(f)?, deeper) {
+                    ("status", []) => Some(Value::Num(f64::from(r.status))),
+                    ("statusText", []) => Some(Value::Str(&r.status_text)),
+                    ("version", []) => Some(Value::Str(&r.version)),
+                    ("bodySize", []) => Some(Value::Num(r.body_size as f64)),
+                    ("headers", d) => headers(&r.headers, d),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `[]` → `Some(None)` (the object itself); `[name]` → `Some(Some(name))`; deeper → `None`.
+fn leaf(rest: &[Seg]) -> Option<Option<&str>> {
+    match rest {
+        [] => Some(None),
+        [one] => seg_name(one).map(Some),
+        _ => None,
+    }
+}
+
+fn ip(ip: &IpAddr) -> Value<'static> {
+    Value::Text(Inline::format(format_args!("{ip}")))
+}
+
+fn endpoint<'a>(e: &'a Endpoint, rest: &[Seg]) -> Option<Value<'a>> {
+    match leaf(rest)? {
+        None => Some(Value::Present),
+        Some("ip") => Some(ip(&e.ip)),
+        Some("port") => Some(e.port.map_or(Value::Null, |p| Value::Num(f64::from(p)))),
+        Some("name") => Some(Value::from_opt_str(e.name.as_deref())),
+        Some("namespace") => Some(Value::from_opt_str(e.namespace.as_deref())),
+        _ => None,
+    }
+}
+
+fn flow_endpoint<'a>(e: &'a FlowEndpoint, rest: &[Seg]) -> Option<Value<'a>> {
+    match leaf(rest)? {
+        None => Some(Value::Present),
+        Some("ip") => Some(ip(&e.ip)),
+        Some("port") => Some(Value::Num(f64::from(e.port))),
+        _ => None,
+    }
+}
+
+/// Header names are stored in lower case; lookups ignore case without allocating.
+fn headers<'a>(h: &'a BTreeMap<String, String>, rest: &[Seg]) -> Option<Value<'a>> {
+    match leaf(rest)? {
+        None => Some(Value::Present),
+        Some(name) => h
+            .get(name)
+            .or_else(|| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+            .map(|v| Value::Str(v)),
+    }
+}
