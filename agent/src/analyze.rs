@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use faultline_core::pcap::{PcapError, PcapReader};
 use faultline_core::{Engine, Entry};
+use faultline_kfl::Query;
 
 use crate::cli::{AnalyzeArgs, OutputFormat};
 use crate::output::{Sink, Summary};
@@ -24,17 +25,20 @@ pub enum AnalyzeError {
 }
 
 pub fn run(args: &AnalyzeArgs) -> ExitCode {
-    if args.query.is_some() {
-        eprintln!(
-            "faultline-agent: --query needs the KFL filter language, which this build does not have yet; \
-             run without --query (and filter the JSON lines with jq) for now"
-        );
-        return ExitCode::from(2);
-    }
+    let query = match args.query.as_deref().map(Query::parse).transpose() {
+        Ok(q) => q,
+        Err(e) => {
+            let text = args.query.as_deref().unwrap_or_default();
+            eprintln!("faultline-agent: invalid --query: {e}");
+            eprintln!("  {text}");
+            eprintln!("  {}^", " ".repeat(e.column.saturating_sub(1)));
+            return ExitCode::from(2);
+        }
+    };
     let format =
         args.output.unwrap_or(if io::stdout().is_terminal() { OutputFormat::Table } else { OutputFormat::Jsonl });
     let stdout = io::stdout().lock();
-    let mut sink = Sink::new(format, io::BufWriter::new(stdout));
+    let mut sink = Sink::new(format, io::BufWriter::new(stdout), query);
     let mut engine = Engine::new(args.engine.to_config());
     let mut summary = Summary::default();
     let mut failure = None;
@@ -56,7 +60,7 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    summary.print(engine.stats(), &mut io::stderr().lock());
+    summary.print(engine.stats(), sink.filtered_out(), &mut io::stderr().lock());
     match failure {
         Some(AnalyzeError::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Some(e) => {
@@ -99,8 +103,9 @@ fn analyze_file<W: Write>(
 
 fn emit<W: Write>(entries: &mut Vec<Entry>, sink: &mut Sink<W>, summary: &mut Summary) -> io::Result<()> {
     for e in entries.drain(..) {
-        summary.count(&e);
-        sink.write(&e)?;
+        if sink.write(&e)? {
+            summary.count(&e);
+        }
     }
     Ok(())
 }

@@ -40,7 +40,8 @@ pub struct AnalyzeArgs {
     #[arg(long, short = 'o', value_enum)]
     pub output: Option<OutputFormat>,
 
-    /// Print only the entries that match this KFL query.
+    /// Print only the entries that match this KFL query, e.g.
+    /// 'response.status > 400 or error or icmp or tcp'.
     #[arg(long, short = 'q', value_name = "KFL")]
     pub query: Option<String>,
 

@@ -230,12 +230,35 @@ fn unreadable_input_is_a_clear_error() {
 }
 
 #[test]
-fn query_is_refused_until_kfl_exists() {
+fn query_filters_entries() {
     let dir = tempdir("query");
     let f = write(&dir, "eth.pcap", &pcap(101, false, false, &conversation()));
-    let o = analyze(&["--query", "tcp"], &[&f]);
+    let count = |q: &str| -> usize {
+        let o = analyze(&["--output", "jsonl", "--query", q], &[&f]);
+        assert!(o.status.success(), "{q}: {}", String::from_utf8_lossy(&o.stderr));
+        stdout(&o).lines().count()
+    };
+    assert_eq!(count("tcp"), 2);
+    assert_eq!(count("!tcp"), 1);
+    assert_eq!(count("response.status > 400 or error or icmp or tcp"), 3);
+    assert_eq!(count("response.status > 404"), 0);
+    assert_eq!(count(r#"request.path.startsWith("/no") and response.status == 404"#), 1);
+    let o = analyze(&["--output", "jsonl", "--query", "tcp"], &[&f]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("2 entries (1 more did not match the query)"));
+}
+
+#[test]
+fn bad_query_points_at_the_fault() {
+    let dir = tempdir("badquery");
+    let f = write(&dir, "eth.pcap", &pcap(101, false, false, &conversation()));
+    let o = analyze(&["--query", "(tcp or icmp"], &[&f]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("KFL"));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "faultline-agent: invalid --query: column 13: expected ')' to close the '(' at column 1, found end of query\n  \
+         (tcp or icmp\n              ^\n"
+    );
+    assert!(o.stdout.is_empty(), "nothing is analysed with a bad query");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod engine;
 pub mod entry;
+mod entry_record;
 mod flow;
 pub mod http;
 pub mod icmp;

@@ -48,13 +48,24 @@ pub enum Expr {
     Not(Box<Expr>),
     Cmp(Operand, CmpOp, Operand),
     /// `selector == r"…"` (or `!=`): a regex search on the field's text.
-    Regex { sel: Vec<Seg>, re: Regex, negate: bool },
+    Regex {
+        sel: Vec<Seg>,
+        re: Regex,
+        negate: bool,
+    },
     /// `selector.startsWith("…")` and friends.
-    Helper { sel: Vec<Seg>, helper: Helper, arg: String },
+    Helper {
+        sel: Vec<Seg>,
+        helper: Helper,
+        arg: String,
+    },
     /// A bare selector: true when the field exists and is not null, false, 0 or "".
     Truthy(Vec<Seg>),
     /// `http`, `dns`, `tcp`, `icmp`: the entry's protocol (`sel` is the path to `protocol`).
-    Protocol { sel: Vec<Seg>, name: String },
+    Protocol {
+        sel: Vec<Seg>,
+        name: String,
+    },
     /// `error`: the entry has an error (`sel` is the path to `error`).
     HasError(Vec<Seg>),
     Const(bool),

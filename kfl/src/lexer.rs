@@ -92,10 +92,7 @@ pub fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
                 return Err(ParseError::at(
                     src,
                     start,
-                    format!(
-                        "unknown operator '{}': expected one of == != < <= > >= && || !",
-                        (c as char)
-                    ),
+                    format!("unknown operator '{}': expected one of == != < <= > >= && || !", (c as char)),
                 ));
             }
             b'r' if matches!(b.get(i + 1), Some(b'"' | b'\'')) => {
@@ -116,9 +113,8 @@ pub fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
                     end += 1;
                 }
                 let text = &src[i..end];
-                let n: f64 = text
-                    .parse()
-                    .map_err(|_| ParseError::at(src, start, format!("'{text}' is not a number")))?;
+                let n: f64 =
+                    text.parse().map_err(|_| ParseError::at(src, start, format!("'{text}' is not a number")))?;
                 i = end;
                 out.push((Tok::Num(n), start));
                 continue;

@@ -29,7 +29,6 @@ const MAX_DEPTH: usize = 64;
 /// Regexes are compiled with a size limit for the same reason.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-
 pub fn parse(src: &str) -> Result<Expr, ParseError> {
     let toks = lex(src)?;
     let mut p = Parser { src, toks, pos: 0, depth: 0 };
@@ -122,10 +121,8 @@ impl Parser<'_> {
             self.depth -= 1;
             if !matches!(self.peek(), Tok::RParen) {
                 let col = ParseError::at(self.src, open, "").column;
-                return Err(self.err(format!(
-                    "expected ')' to close the '(' at column {col}, found {}",
-                    self.peek().describe()
-                )));
+                return Err(self
+                    .err(format!("expected ')' to close the '(' at column {col}, found {}", self.peek().describe())));
             }
             self.bump();
             return Ok(inner);
@@ -177,9 +174,7 @@ impl Parser<'_> {
             (Term::Sel(a), Term::Sel(b)) => Ok(Expr::Cmp(Operand::Sel(a), op, Operand::Sel(b))),
             (Term::Sel(a), Term::Lit(l)) => Ok(Expr::Cmp(Operand::Sel(a), op, Operand::Lit(l))),
             (Term::Lit(l), Term::Sel(b)) => Ok(Expr::Cmp(Operand::Lit(l), op, Operand::Sel(b))),
-            (Term::Lit(a), Term::Lit(b)) => {
-                Ok(Expr::Const(crate::eval::compare_literals(&a, op, &b)))
-            }
+            (Term::Lit(a), Term::Lit(b)) => Ok(Expr::Const(crate::eval::compare_literals(&a, op, &b))),
         }
     }
 
@@ -199,11 +194,9 @@ impl Parser<'_> {
                 "true" => Ok(Term::Lit(Literal::Bool(true))),
                 "false" => Ok(Term::Lit(Literal::Bool(false))),
                 "null" => Ok(Term::Lit(Literal::Null)),
-                "and" | "or" | "not" => Err(ParseError::at(
-                    self.src,
-                    at,
-                    format!("expected a field, a value or '(', found '{name}'"),
-                )),
+                "and" | "or" | "not" => {
+                    Err(ParseError::at(self.src, at, format!("expected a field, a value or '(', found '{name}'")))
+                }
                 _ => self.selector(name),
             },
             Tok::End => Err(ParseError::at(self.src, at, "unexpected end of query: expected a field, a value or '('")),
@@ -267,7 +260,11 @@ impl Parser<'_> {
         let arg = match self.bump() {
             Tok::Str(s) => s,
             t => {
-                return Err(ParseError::at(self.src, at, format!("expected a quoted string argument, found {}", t.describe())))
+                return Err(ParseError::at(
+                    self.src,
+                    at,
+                    format!("expected a quoted string argument, found {}", t.describe()),
+                ))
             }
         };
         if !matches!(self.peek(), Tok::RParen) {

@@ -5,28 +5,52 @@ use super::*;
 fn entries() -> Vec<(&'static str, Json)> {
     let ep = |ip: &str, port: u16| json!({"ip": ip, "port": port, "name": null, "namespace": "shop"});
     vec![
-        ("ok200", json!({"protocol": "http", "src": ep("10.0.0.1", 40000), "dst": ep("10.0.0.2", 80), "error": null,
+        (
+            "ok200",
+            json!({"protocol": "http", "src": ep("10.0.0.1", 40000), "dst": ep("10.0.0.2", 80), "error": null,
             "request": {"method": "GET", "path": "/api/v1/orders", "headers": {"x-request-id": "abc-1"}},
-            "response": {"status": 200, "headers": {"content-length": "12"}}, "elapsedTime": 3.5})),
-        ("err503", json!({"protocol": "http", "src": ep("10.0.0.1", 40001), "dst": ep("10.0.0.2", 80), "error": null,
+            "response": {"status": 200, "headers": {"content-length": "12"}}, "elapsedTime": 3.5}),
+        ),
+        (
+            "err503",
+            json!({"protocol": "http", "src": ep("10.0.0.1", 40001), "dst": ep("10.0.0.2", 80), "error": null,
             "request": {"method": "POST", "path": "/checkout", "headers": {}},
-            "response": {"status": 503, "headers": {"content-length": "4"}}, "elapsedTime": 12.0})),
-        ("bad400", json!({"protocol": "http", "src": ep("10.0.0.1", 40002), "dst": ep("10.0.0.2", 80), "error": null,
-            "request": {"method": "GET", "path": "/x", "headers": {}}, "response": {"status": 400, "headers": {}}})),
-        ("half", json!({"protocol": "http", "src": ep("10.0.0.1", 40003), "dst": ep("10.0.0.2", 80),
+            "response": {"status": 503, "headers": {"content-length": "4"}}, "elapsedTime": 12.0}),
+        ),
+        (
+            "bad400",
+            json!({"protocol": "http", "src": ep("10.0.0.1", 40002), "dst": ep("10.0.0.2", 80), "error": null,
+            "request": {"method": "GET", "path": "/x", "headers": {}}, "response": {"status": 400, "headers": {}}}),
+        ),
+        (
+            "half",
+            json!({"protocol": "http", "src": ep("10.0.0.1", 40003), "dst": ep("10.0.0.2", 80),
             "error": {"type": "pair-not-found", "msg": "missing response: connection reset"},
-            "request": {"method": "GET", "path": "/api/slow", "headers": {}}})),
-        ("reset", json!({"protocol": "tcp", "src": ep("10.0.0.1", 40004), "dst": ep("10.0.0.2", 5432),
-            "error": {"type": "connection", "msg": "Reset"}, "tcp": {"state": "Reset", "by": "server"}})),
-        ("icmp", json!({"protocol": "icmp", "src": {"ip": "10.0.0.254", "port": null}, "dst": {"ip": "10.0.0.1", "port": null},
+            "request": {"method": "GET", "path": "/api/slow", "headers": {}}}),
+        ),
+        (
+            "reset",
+            json!({"protocol": "tcp", "src": ep("10.0.0.1", 40004), "dst": ep("10.0.0.2", 5432),
+            "error": {"type": "connection", "msg": "Reset"}, "tcp": {"state": "Reset", "by": "server"}}),
+        ),
+        (
+            "icmp",
+            json!({"protocol": "icmp", "src": {"ip": "10.0.0.254", "port": null}, "dst": {"ip": "10.0.0.1", "port": null},
             "error": null, "icmp": {"version": 4, "type": 3, "code": 3, "typeName": "DestinationUnreachable",
             "codeName": "Port", "original": {"protocol": "udp", "src": {"ip": "10.0.0.1", "port": 40005},
-            "dst": {"ip": "10.0.0.2", "port": 53}}}})),
-        ("dissect", json!({"protocol": "http", "src": ep("10.0.0.1", 40006), "dst": ep("10.0.0.2", 80),
+            "dst": {"ip": "10.0.0.2", "port": 53}}}}),
+        ),
+        (
+            "dissect",
+            json!({"protocol": "http", "src": ep("10.0.0.1", 40006), "dst": ep("10.0.0.2", 80),
             "error": {"type": "dissection", "msg": "parser error: response invalid HTTP version"},
-            "request": {"method": "GET", "path": "/g", "headers": {}}})),
-        ("stream", json!({"protocol": "tcp", "src": ep("10.0.0.1", 40007), "dst": ep("10.0.0.2", 443),
-            "error": {"type": "timeout", "msg": "stream timeout: no protocol identified within 10000 ms"}})),
+            "request": {"method": "GET", "path": "/g", "headers": {}}}),
+        ),
+        (
+            "stream",
+            json!({"protocol": "tcp", "src": ep("10.0.0.1", 40007), "dst": ep("10.0.0.2", 443),
+            "error": {"type": "timeout", "msg": "stream timeout: no protocol identified within 10000 ms"}}),
+        ),
     ]
 }
 
@@ -71,7 +95,11 @@ fn selectors_reach_nested_fields_and_map_keys() {
     assert_eq!(selected(r#"tcp.state == "Reset" and tcp.by == "server""#), vec!["reset"]);
     assert_eq!(selected(r#"error.type == "pair-not-found""#), vec!["half"]);
     assert_eq!(selected(r#"src.namespace == "shop" and dst.port == 5432"#), vec!["reset"]);
-    assert_eq!(selected("response.headers[\"content-length\"] > 10"), vec!["ok200"], "numeric text compares as a number");
+    assert_eq!(
+        selected("response.headers[\"content-length\"] > 10"),
+        vec!["ok200"],
+        "numeric text compares as a number"
+    );
 }
 
 #[test]
@@ -95,7 +123,11 @@ fn helpers() {
     assert_eq!(selected(r#"request.path.startsWith("/api")"#), vec!["ok200", "half"]);
     assert_eq!(selected(r#"request.path.endsWith("out")"#), vec!["err503"]);
     assert_eq!(selected(r#"error.msg.contains("reset")"#), vec!["half"]);
-    assert_eq!(selected(r#"!request.path.contains("/")"#), vec!["reset", "icmp", "stream"], "missing: false, negated: true");
+    assert_eq!(
+        selected(r#"!request.path.contains("/")"#),
+        vec!["reset", "icmp", "stream"],
+        "missing: false, negated: true"
+    );
 }
 
 #[test]
@@ -138,7 +170,11 @@ fn bad_queries_say_where_and_what() {
         err(r#"request.path == "/api"#),
         "column 17: unterminated string: expected a closing \" before the end of the query"
     );
-    assert!(err(r#"request.path == r"[a-""#).starts_with("column 17: invalid regex: "), "{}", err(r#"request.path == r"[a-""#));
+    assert!(
+        err(r#"request.path == r"[a-""#).starts_with("column 17: invalid regex: "),
+        "{}",
+        err(r#"request.path == r"[a-""#)
+    );
     assert_eq!(err(""), "column 1: empty query: expected an expression");
     assert_eq!(err("   "), "column 1: empty query: expected an expression");
     assert_eq!(err("response.status >"), "column 18: unexpected end of query: expected a field, a value or '('");
@@ -169,9 +205,41 @@ fn deep_nesting_is_refused_not_a_stack_overflow() {
 fn random_input_never_panics() {
     // A fixed-seed generator over the query alphabet: every outcome is Ok or a positioned error.
     let alphabet: Vec<&str> = vec![
-        "(", ")", "[", "]", ".", "\"", "'", "r\"", "==", "!=", "<", ">=", "!", "&&", "||", "and", "or", "not", " ",
-        "tcp", "icmp", "error", "response", "status", "headers", "400", "-1.5", "1e999", "\\", "startsWith", "é", "=",
-        "null", "true", "x",
+        "(",
+        ")",
+        "[",
+        "]",
+        ".",
+        "\"",
+        "'",
+        "r\"",
+        "==",
+        "!=",
+        "<",
+        ">=",
+        "!",
+        "&&",
+        "||",
+        "and",
+        "or",
+        "not",
+        " ",
+        "tcp",
+        "icmp",
+        "error",
+        "response",
+        "status",
+        "headers",
+        "400",
+        "-1.5",
+        "1e999",
+        "\\",
+        "startsWith",
+        "é",
+        "=",
+        "null",
+        "true",
+        "x",
     ];
     let mut s: u64 = 0x1234_5678;
     let entries = entries();

@@ -6,34 +6,48 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use faultline_core::{Entry, Stats};
+use faultline_kfl::Query;
 
 use crate::cli::OutputFormat;
 
 pub struct Sink<W: Write> {
     format: OutputFormat,
     out: W,
+    query: Option<Query>,
     header_written: bool,
+    filtered_out: u64,
 }
 
 impl<W: Write> Sink<W> {
-    pub fn new(format: OutputFormat, out: W) -> Self {
-        Sink { format, out, header_written: false }
+    pub fn new(format: OutputFormat, out: W, query: Option<Query>) -> Self {
+        Sink { format, out, query, header_written: false, filtered_out: 0 }
     }
 
-    pub fn write(&mut self, e: &Entry) -> io::Result<()> {
+    /// Writes the entry if it matches the query; returns whether it did.
+    pub fn write(&mut self, e: &Entry) -> io::Result<bool> {
+        if self.query.as_ref().is_some_and(|q| !q.matches(e)) {
+            self.filtered_out += 1;
+            return Ok(false);
+        }
         match self.format {
             OutputFormat::Jsonl => {
                 serde_json::to_writer(&mut self.out, e)?;
-                self.out.write_all(b"\n")
+                self.out.write_all(b"\n")?;
             }
             OutputFormat::Table => {
                 if !self.header_written {
                     self.header_written = true;
                     writeln!(self.out, "{}", table::header())?;
                 }
-                writeln!(self.out, "{}", table::row(e))
+                writeln!(self.out, "{}", table::row(e))?;
             }
         }
+        Ok(true)
+    }
+
+    /// Entries the query left out.
+    pub fn filtered_out(&self) -> u64 {
+        self.filtered_out
     }
 
     pub fn finish(&mut self) -> io::Result<()> {
@@ -58,10 +72,12 @@ impl Summary {
         *self.by_kind.entry(table::kind(e)).or_default() += 1;
     }
 
-    pub fn print(&self, stats: &Stats, w: &mut impl Write) {
+    pub fn print(&self, stats: &Stats, filtered_out: u64, w: &mut impl Write) {
         let kinds: Vec<String> = self.by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        let mut lines =
-            vec![format!("{} entries{}{}", self.total, if kinds.is_empty() { "" } else { ": " }, kinds.join(", "))];
+        let not_matched =
+            if filtered_out > 0 { format!(" ({filtered_out} more did not match the query)") } else { String::new() };
+        let sep = if kinds.is_empty() { "" } else { ": " };
+        let mut lines = vec![format!("{} entries{not_matched}{sep}{}", self.total, kinds.join(", "))];
         lines.push(format!(
             "{} packets ({} undecodable, {} not IP, {} fragments, {} other protocols{}), {} connections, \
              {} evicted, {} missed bytes, {} stream timeouts",

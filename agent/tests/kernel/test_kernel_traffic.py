@@ -270,3 +270,22 @@ def test_healthy_traffic_has_no_errors_and_pairs_like_tshark(tmp_path, fam):
                            decode_as=["tcp.port==8080,http"])
     assert len(oracle) == len(entries)
     assert sorted(int(code) for code, _ in oracle) == sorted(e["response"]["status"] for e in entries)
+
+
+# ---- KFL on a real capture ------------------------------------------------------------------------------
+
+def test_query_filters_a_real_capture(tmp_path):
+    fam = FAMILIES["v4"]
+    pcap = tmp_path / "mixed.pcap"
+    with Lab() as lab:
+        lab.server("http-server", "8080")
+        with lab.capture(pcap):
+            run_client(lab, "http-get", fam["server"], "8080", "--sport", "40020", "GET /", "GET /missing")
+            run_client(lab, "connect", fam["server"], "1", "--sport", "40021")
+            run_client(lab, "udp", fam["server"], "9", "--sport", "40022")
+    everything = views(analyze(pcap))
+    assert [v[0] for v in everything] == ["http", "http", "icmp", "tcp"]
+    dashboard = views(analyze(pcap, "--query", "response.status > 400 or error or icmp or tcp"))
+    assert [v[:3] for v in dashboard] == [("http", 404, "GET"), ("icmp", 3, 3), ("tcp", "SynSent", "refused")]
+    assert [v[:2] for v in views(analyze(pcap, "--query", "!error and !icmp and !tcp"))] == [("http", 200), ("http", 404)]
+    assert views(analyze(pcap, "--query", "icmp.original.dst.port == 9")) == [v for v in everything if v[0] == "icmp"]
