@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTEST ?= python3 -m pytest
 
-.PHONY: deps build demo test lint unit kernel-test clean
+.PHONY: deps build demo test lint unit kernel-test fuzz clean
 
 deps:
 	@scripts/install-deps.sh
@@ -27,6 +27,13 @@ unit:
 
 kernel-test: build
 	$(PYTEST) -q agent/tests/kernel
+
+## Coverage-guided fuzzing of the decoder+engine, HTTP, pcap reader and KFL (needs nightly and cargo-fuzz).
+FUZZ_SECONDS ?= 60
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in engine http pcap kfl; do \
+		$(CARGO) +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; done
 
 clean:
 	$(CARGO) clean
