@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTEST ?= python3 -m pytest
 
-.PHONY: deps build demo test lint unit kernel-test fuzz clean
+.PHONY: deps build demo test lint crds unit kernel-test fuzz clean
 
 deps:
 	@scripts/install-deps.sh
@@ -21,6 +21,12 @@ test: deps lint unit kernel-test
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	@$(CARGO) run -q --locked -p faultline-crds --bin crdgen | diff -u crds/faultline.dev.yaml - \
+		|| { echo "crds/faultline.dev.yaml is stale: run 'make crds' and commit it" >&2; exit 1; }
+
+## Regenerate the CRD YAML from the Rust types.
+crds:
+	$(CARGO) run -q --locked -p faultline-crds --bin crdgen > crds/faultline.dev.yaml
 
 unit:
 	$(CARGO) test --workspace --locked

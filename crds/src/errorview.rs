@@ -1,0 +1,91 @@
+//! ErrorView (namespaced, short name `ev`): a live, filtered summary of entries. It sees entries whose
+//! source or destination pod is in its own namespace, so RBAC on ErrorViews is access control to error data.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+// Several printer columns share a type, which clippy mistakes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "faultline.dev",
+    version = "v1alpha1",
+    kind = "ErrorView",
+    namespaced,
+    shortname = "ev",
+    status = "ErrorViewStatus",
+    derive = "PartialEq",
+    doc = "A live summary of the entries that match a KFL query, in this namespace.",
+    printcolumn(name = "Query", type_ = "string", json_path = ".spec.query"),
+    printcolumn(name = "Matched", type_ = "integer", json_path = ".status.matched"),
+    printcolumn(name = "Last Seen", type_ = "date", json_path = ".status.lastSeen"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorViewSpec {
+    /// The KFL query, e.g. `response.status > 400 or error or icmp or tcp`.
+    #[schemars(length(min = 1, max = 4096))]
+    #[x_kube(validation = Rule::new("!self.matches('^\\\\s*$')").message("query must not be empty"))]
+    pub query: String,
+    /// Only entries from the last this many seconds are counted.
+    #[serde(default = "default_window_seconds")]
+    #[schemars(range(min = 10, max = 604_800))]
+    pub window_seconds: u32,
+    /// Publish matching entries as Events on the involved Pods.
+    #[serde(default)]
+    pub publish_events: bool,
+    /// How many recent matching entries to keep in status.
+    #[serde(default = "default_samples")]
+    #[schemars(range(max = 50))]
+    pub samples: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorViewStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, or `QueryInvalid` with the parser's message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Entries that matched within the window.
+    #[serde(default)]
+    pub matched: u64,
+    /// Counts by kind: TCP state, ICMP type, dissection, half connection, HTTP status class.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts_by_kind: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_pairs: Vec<PairCount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Time>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PairCount {
+    pub source: String,
+    pub destination: String,
+    pub count: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Sample {
+    pub id: String,
+    pub timestamp: String,
+    pub summary: String,
+}
+
+fn default_window_seconds() -> u32 {
+    900
+}
+fn default_samples() -> u32 {
+    5
+}

@@ -1,0 +1,273 @@
+//! TapConfig (cluster-scoped, short name `tap`): one per agent DaemonSet. Every timeout, the capture
+//! backend, interfaces, filter and dissectors are passed to the agents; a change rolls the DaemonSet.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+// Several printer columns share a type, which clippy mistakes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "faultline.dev",
+    version = "v1alpha1",
+    kind = "TapConfig",
+    shortname = "tap",
+    status = "TapConfigStatus",
+    derive = "PartialEq",
+    doc = "Where and how Faultline captures: one agent DaemonSet per TapConfig.",
+    printcolumn(name = "Backend", type_ = "string", json_path = ".spec.captureBackend"),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desiredAgents"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyAgents"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TapConfigSpec {
+    /// How agents capture packets: `afpacket` (default), `libpcap`, or `pfring` where its kernel module is
+    /// loaded (agents fall back to `afpacket` and say so in status where it is not).
+    #[serde(default)]
+    pub capture_backend: CaptureBackend,
+
+    /// Detection timeouts, in milliseconds of capture time.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+
+    /// Drop ratio (kernel plus agent drops over packets received) above which the `PacketLoss` condition
+    /// is set, 0 to 1.
+    #[serde(default = "default_packet_loss_threshold")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub packet_loss_threshold: f64,
+
+    /// Interfaces to capture on; empty means every interface.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(regex(pattern = r"^[A-Za-z0-9_.:@-]{1,15}$")))]
+    pub interfaces: Vec<String>,
+
+    /// A BPF filter (tcpdump syntax) applied in the kernel before packets reach the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub bpf_filter: Option<String>,
+
+    /// Which nodes run an agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+
+    /// Tolerations for the agent pods (to capture on tainted nodes too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+
+    /// Which namespaces' pods to report on; all when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchSpec>,
+
+    /// Application protocols to dissect.
+    #[serde(default = "default_dissectors")]
+    #[schemars(length(max = 8))]
+    pub dissectors: Vec<Dissector>,
+
+    /// pcap recording for Wireshark (SPEC §6). Off by default: captures can hold secrets.
+    #[serde(default)]
+    pub recorder: RecorderSpec,
+
+    /// Report streams whose protocol was not identified in time as entries, not only as a count.
+    #[serde(default)]
+    pub show_stream_timeouts: bool,
+
+    /// The agent pods: image and resources.
+    #[serde(default)]
+    pub agent: AgentSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureBackend {
+    #[default]
+    Afpacket,
+    Libpcap,
+    Pfring,
+}
+
+impl CaptureBackend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureBackend::Afpacket => "afpacket",
+            CaptureBackend::Libpcap => "libpcap",
+            CaptureBackend::Pfring => "pfring",
+        }
+    }
+}
+
+/// Timeouts in milliseconds. The API server rejects zero, negative and absurd (over an hour, or a day for
+/// `idleTimeoutMs`) values.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.closeTimeoutMs <= self.idleTimeoutMs").message(
+    "closeTimeoutMs must not exceed idleTimeoutMs: a connection would be forgotten before its close could be judged"
+))]
+pub struct Timeouts {
+    /// A SYN not answered within this is `SynSent` with reason `timeout`.
+    #[serde(default = "default_syn_timeout_ms")]
+    #[schemars(range(min = 1, max = 3_600_000))]
+    pub syn_timeout_ms: u64,
+    /// How long a peer may stay silent after the other side's FIN (`CloseWait`), or a last FIN stay
+    /// unacknowledged (`LastAck`).
+    #[serde(default = "default_close_timeout_ms")]
+    #[schemars(range(min = 1, max = 3_600_000))]
+    pub close_timeout_ms: u64,
+    /// How long a request waits for its response before it is a half connection.
+    #[serde(default = "default_pair_timeout_ms")]
+    #[schemars(range(min = 1, max = 3_600_000))]
+    pub pair_timeout_ms: u64,
+    /// How long a stream may carry payload without its protocol being identified.
+    #[serde(default = "default_stream_timeout_ms")]
+    #[schemars(range(min = 1, max = 3_600_000))]
+    pub tcp_stream_channel_timeout_ms: u64,
+    /// A connection without packets for this long is forgotten (not an error).
+    #[serde(default = "default_idle_timeout_ms")]
+    #[schemars(range(min = 1, max = 86_400_000))]
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            syn_timeout_ms: default_syn_timeout_ms(),
+            close_timeout_ms: default_close_timeout_ms(),
+            pair_timeout_ms: default_pair_timeout_ms(),
+            tcp_stream_channel_timeout_ms: default_stream_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Dissector {
+    Http,
+    Dns,
+}
+
+impl Dissector {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dissector::Http => "http",
+            Dissector::Dns => "dns",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecorderSpec {
+    #[serde(default)]
+    pub mode: RecorderMode,
+    /// Continuous mode: the most bytes kept on a node before the oldest file is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1_048_576))]
+    pub max_total_bytes: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RecorderMode {
+    #[default]
+    Off,
+    /// Each error entry links to a small pcap of its flow.
+    Errors,
+    /// Rotating files under a size cap.
+    Continuous,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSpec {
+    /// The agent image; the operator's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePullPolicy::Always => "Always",
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Never => "Never",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TapConfigStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Degraded`, `PacketLoss`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub desired_agents: i32,
+    #[serde(default)]
+    pub ready_agents: i32,
+    /// Capture statistics per node, as the agents last reported them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeCaptureStats>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCaptureStats {
+    pub node: String,
+    pub received: u64,
+    pub dropped: u64,
+    pub drop_ratio: f64,
+    pub streams_timed_out: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_report: Option<Time>,
+}
+
+fn default_packet_loss_threshold() -> f64 {
+    0.01
+}
+fn default_dissectors() -> Vec<Dissector> {
+    vec![Dissector::Http]
+}
+fn default_syn_timeout_ms() -> u64 {
+    3_000
+}
+fn default_close_timeout_ms() -> u64 {
+    5_000
+}
+fn default_pair_timeout_ms() -> u64 {
+    30_000
+}
+fn default_stream_timeout_ms() -> u64 {
+    10_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    300_000
+}
