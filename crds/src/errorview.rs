@@ -35,14 +35,14 @@ pub struct ErrorViewSpec {
     /// Only entries from the last this many seconds are counted.
     #[serde(default = "default_window_seconds")]
     #[schemars(range(min = 10, max = 604_800))]
-    pub window_seconds: u32,
+    pub window_seconds: i32,
     /// Publish matching entries as Events on the involved Pods.
     #[serde(default)]
     pub publish_events: bool,
     /// How many recent matching entries to keep in status.
     #[serde(default = "default_samples")]
     #[schemars(range(max = 50))]
-    pub samples: u32,
+    pub samples: i32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -55,10 +55,10 @@ pub struct ErrorViewStatus {
     pub conditions: Vec<Condition>,
     /// Entries that matched within the window.
     #[serde(default)]
-    pub matched: u64,
+    pub matched: i64,
     /// Counts by kind: TCP state, ICMP type, dissection, half connection, HTTP status class.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub counts_by_kind: BTreeMap<String, u64>,
+    pub counts_by_kind: BTreeMap<String, i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top_pairs: Vec<PairCount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,7 +72,7 @@ pub struct ErrorViewStatus {
 pub struct PairCount {
     pub source: String,
     pub destination: String,
-    pub count: u64,
+    pub count: i64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -83,9 +83,9 @@ pub struct Sample {
     pub summary: String,
 }
 
-fn default_window_seconds() -> u32 {
+fn default_window_seconds() -> i32 {
     900
 }
-fn default_samples() -> u32 {
+fn default_samples() -> i32 {
     5
 }

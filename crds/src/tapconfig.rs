@@ -113,24 +113,24 @@ pub struct Timeouts {
     /// A SYN not answered within this is `SynSent` with reason `timeout`.
     #[serde(default = "default_syn_timeout_ms")]
     #[schemars(range(min = 1, max = 3_600_000))]
-    pub syn_timeout_ms: u64,
+    pub syn_timeout_ms: i64,
     /// How long a peer may stay silent after the other side's FIN (`CloseWait`), or a last FIN stay
     /// unacknowledged (`LastAck`).
     #[serde(default = "default_close_timeout_ms")]
     #[schemars(range(min = 1, max = 3_600_000))]
-    pub close_timeout_ms: u64,
+    pub close_timeout_ms: i64,
     /// How long a request waits for its response before it is a half connection.
     #[serde(default = "default_pair_timeout_ms")]
     #[schemars(range(min = 1, max = 3_600_000))]
-    pub pair_timeout_ms: u64,
+    pub pair_timeout_ms: i64,
     /// How long a stream may carry payload without its protocol being identified.
     #[serde(default = "default_stream_timeout_ms")]
     #[schemars(range(min = 1, max = 3_600_000))]
-    pub tcp_stream_channel_timeout_ms: u64,
+    pub tcp_stream_channel_timeout_ms: i64,
     /// A connection without packets for this long is forgotten (not an error).
     #[serde(default = "default_idle_timeout_ms")]
     #[schemars(range(min = 1, max = 86_400_000))]
-    pub idle_timeout_ms: u64,
+    pub idle_timeout_ms: i64,
 }
 
 impl Default for Timeouts {
@@ -177,14 +177,16 @@ pub struct RecorderSpec {
     /// Continuous mode: the most bytes kept on a node before the oldest file is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1_048_576))]
-    pub max_total_bytes: Option<u64>,
+    pub max_total_bytes: Option<i64>,
 }
 
+// `none` rather than `off`: YAML 1.1 (what kubectl reads) turns an unquoted `off` into `false`.
+/// What to record: `none` (the default), `errors`, or `continuous`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum RecorderMode {
     #[default]
-    Off,
+    None,
     /// Each error entry links to a small pcap of its flow.
     Errors,
     /// Rotating files under a size cap.
@@ -242,10 +244,10 @@ pub struct TapConfigStatus {
 #[serde(rename_all = "camelCase")]
 pub struct NodeCaptureStats {
     pub node: String,
-    pub received: u64,
-    pub dropped: u64,
+    pub received: i64,
+    pub dropped: i64,
     pub drop_ratio: f64,
-    pub streams_timed_out: u64,
+    pub streams_timed_out: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_report: Option<Time>,
 }
@@ -256,18 +258,18 @@ fn default_packet_loss_threshold() -> f64 {
 fn default_dissectors() -> Vec<Dissector> {
     vec![Dissector::Http]
 }
-fn default_syn_timeout_ms() -> u64 {
+fn default_syn_timeout_ms() -> i64 {
     3_000
 }
-fn default_close_timeout_ms() -> u64 {
+fn default_close_timeout_ms() -> i64 {
     5_000
 }
-fn default_pair_timeout_ms() -> u64 {
+fn default_pair_timeout_ms() -> i64 {
     30_000
 }
-fn default_stream_timeout_ms() -> u64 {
+fn default_stream_timeout_ms() -> i64 {
     10_000
 }
-fn default_idle_timeout_ms() -> u64 {
+fn default_idle_timeout_ms() -> i64 {
     300_000
 }

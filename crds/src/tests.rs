@@ -20,7 +20,7 @@ fn spec_defaults_match_the_spec_example() {
     assert_eq!(tap.timeouts.tcp_stream_channel_timeout_ms, 10000);
     assert_eq!(tap.packet_loss_threshold, 0.01);
     assert_eq!(tap.dissectors, vec![Dissector::Http]);
-    assert_eq!(tap.recorder.mode, RecorderMode::Off);
+    assert_eq!(tap.recorder.mode, RecorderMode::None);
 }
 
 #[test]
