@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTEST ?= python3 -m pytest
 
-.PHONY: deps build demo test lint crds unit kernel-test fuzz clean
+.PHONY: deps build demo test lint crds unit kernel-test e2e-test control-plane cluster-up cluster-down fuzz clean
 
 deps:
 	@scripts/install-deps.sh
@@ -15,8 +15,9 @@ build:
 demo: deps build
 	python3 scripts/demo.py
 
-## Everything CI runs: formatting, lints, unit and integration tests, real kernel traffic (needs root).
-test: deps lint unit kernel-test
+## Everything CI runs: formatting, lints, unit and integration tests, real kernel traffic (needs root),
+## and the operator against a real kube-apiserver.
+test: deps lint unit kernel-test e2e-test
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -33,6 +34,20 @@ unit:
 
 kernel-test: build
 	$(PYTEST) -q agent/tests/kernel
+
+## kube-apiserver, kubectl and etcd from Go modules (minutes the first time, cached after).
+control-plane:
+	e2e/build-control-plane.sh
+
+e2e-test: build control-plane
+	$(PYTEST) -q e2e
+
+## A control plane on loopback to use by hand: `make cluster-up` prints the KUBECONFIG to export.
+cluster-up: control-plane
+	python3 e2e/cluster.py up
+
+cluster-down:
+	python3 e2e/cluster.py down
 
 ## Coverage-guided fuzzing of the decoder+engine, HTTP, pcap reader and KFL (needs nightly and cargo-fuzz).
 FUZZ_SECONDS ?= 60

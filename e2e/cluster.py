@@ -81,7 +81,7 @@ class Cluster:
         certs = self.dir / "certs"
         make_certs(certs)
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
-        self.server = f"https://127.0.0.1:{api_port}"
+        (self.dir / "server").write_text(f"https://127.0.0.1:{api_port}")
         self._start("etcd", [
             str(self.bin / "etcd"), "--data-dir", str(self.dir / "etcd"), "--name", "default",
             "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
@@ -103,9 +103,12 @@ class Cluster:
             "--service-cluster-ip-range=10.0.0.0/24", "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true", f"--cert-dir={self.dir / 'apiserver-certs'}"])
         self.kubeconfig.write_text(kubeconfig(self.server, certs / "ca.crt", ADMIN_TOKEN))
-        (self.dir / "server").write_text(self.server)
         self._wait_ready(timeout)
         return self
+
+    @property
+    def server(self):
+        return (self.dir / "server").read_text().strip()
 
     def down(self):
         pids = self.dir / "pids"

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need=()
-for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6tables:iptables ping:iputils-ping; do
+for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6tables:iptables ping:iputils-ping openssl:openssl; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
@@ -20,3 +20,4 @@ if ! python3 -c 'import pytest' 2>/dev/null; then
     python3 -m pip install -q pytest
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+command -v go >/dev/null || { echo "go not found: the e2e control plane is built from Go modules" >&2; exit 1; }

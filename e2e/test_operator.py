@@ -1,0 +1,244 @@
+"""The operator against a real kube-apiserver: CRDs and their validation, the TapConfig controller
+(DaemonSet, RBAC, configuration, status, rolls, clean-up), its own least-privilege RBAC, health and metrics,
+and leader election between two replicas."""
+
+import json
+import time
+
+import pytest
+
+from conftest import NAMESPACE, Operator
+
+SPEC_EXAMPLE = """
+apiVersion: faultline.dev/v1alpha1
+kind: TapConfig
+metadata: {name: %(name)s}
+spec:
+  captureBackend: %(backend)s
+  timeouts:
+    synTimeoutMs: 3000
+    closeTimeoutMs: 5000
+    pairTimeoutMs: 30000
+    tcpStreamChannelTimeoutMs: 10000
+  packetLossThreshold: 0.01
+"""
+
+
+def tap_yaml(name, backend="afpacket"):
+    return SPEC_EXAMPLE % {"name": name, "backend": backend}
+
+
+def eventually(fn, timeout=30, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # not there yet
+            last = e
+        time.sleep(0.3)
+    raise AssertionError(f"{what} not met within {timeout}s; last: {last}")
+
+
+def metric(text, name):
+    """The value of one sample in Prometheus text (comments skipped)."""
+    for line in text.splitlines():
+        if not line.startswith("#") and line.rsplit(" ", 1)[0] == name:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def daemonset(cluster, tap):
+    return cluster.kubectl_json("-n", NAMESPACE, "get", "daemonset", f"faultline-agent-{tap}")
+
+
+def args(ds):
+    return ds["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def conditions(cluster, tap):
+    st = cluster.kubectl_json("get", "tapconfig", tap).get("status", {})
+    return {c["type"]: c for c in st.get("conditions", [])}
+
+
+# ---- CRDs ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec,message", [
+    ("captureBackend: ebpf", 'Unsupported value: "ebpf"'),
+    ("timeouts: {synTimeoutMs: -5}", "synTimeoutMs in body should be greater than or equal to 1"),
+    ("timeouts: {pairTimeoutMs: 0}", "pairTimeoutMs in body should be greater than or equal to 1"),
+    ("timeouts: {closeTimeoutMs: 99999999}", "closeTimeoutMs in body should be less than or equal to 3600000"),
+    ("timeouts: {closeTimeoutMs: 9000, idleTimeoutMs: 1000}", "closeTimeoutMs must not exceed idleTimeoutMs"),
+    ("packetLossThreshold: 1.5", "packetLossThreshold in body should be less than or equal to 1"),
+    ("interfaces: ['eth0; rm -rf /']", "should match"),
+    ("dissectors: [smtp]", 'Unsupported value: "smtp"'),
+    ("recorder: {mode: off}", "mode in body must be of type string"),
+])
+def test_api_server_rejects_invalid_tapconfigs(cluster, spec, message):
+    r = cluster.kubectl("apply", "-f", "-", check=False,
+                        input=f"apiVersion: faultline.dev/v1alpha1\nkind: TapConfig\nmetadata: {{name: bad}}\nspec:\n  {spec}\n")
+    assert r.returncode != 0
+    assert message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("query", ['""', '"   "'])
+def test_api_server_rejects_an_empty_errorview_query(cluster, query):
+    r = cluster.kubectl("apply", "-f", "-", check=False, input=(
+        "apiVersion: faultline.dev/v1alpha1\nkind: ErrorView\nmetadata: {name: e, namespace: default}\n"
+        f"spec:\n  query: {query}\n"))
+    assert r.returncode != 0
+    assert "query" in r.stderr, r.stderr
+
+
+def test_defaults_are_applied_and_printer_columns_work(cluster, operator):
+    cluster.kubectl("apply", "-f", "-", input="apiVersion: faultline.dev/v1alpha1\nkind: TapConfig\n"
+                                                "metadata: {name: defaults}\nspec: {}\n")
+    spec = cluster.kubectl_json("get", "tap", "defaults")["spec"]
+    assert spec["captureBackend"] == "afpacket"
+    assert spec["timeouts"] == {"synTimeoutMs": 3000, "closeTimeoutMs": 5000, "pairTimeoutMs": 30000,
+                                "tcpStreamChannelTimeoutMs": 10000, "idleTimeoutMs": 300000}
+    table = cluster.kubectl("get", "tap", "defaults").stdout
+    assert table.split("\n")[0].split() == ["NAME", "BACKEND", "DESIRED", "READY", "STATUS", "AGE"]
+    cluster.kubectl("delete", "tap", "defaults", "--wait=true")
+
+
+# ---- TapConfig controller -----------------------------------------------------------------------------
+
+def test_tapconfig_becomes_an_agent_daemonset(cluster, operator):
+    cluster.kubectl("apply", "-f", "-", input=tap_yaml("example"))
+    ds = eventually(lambda: daemonset(cluster, "example"), what="DaemonSet")
+    a = args(ds)
+    for flag in ["--capture-backend=afpacket", "--syn-timeout-ms=3000", "--close-timeout-ms=5000",
+                 "--pair-timeout-ms=30000", "--tcp-stream-channel-timeout-ms=10000", "--idle-timeout-ms=300000",
+                 "--packet-loss-threshold=0.01"]:
+        assert flag in a, a
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["privileged"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"add": ["NET_RAW", "NET_ADMIN"], "drop": ["ALL"]}
+    assert ds["metadata"]["ownerReferences"][0]["kind"] == "TapConfig"
+    full = cluster.kubectl_json("-n", NAMESPACE, "get", "daemonset", "faultline-agent-example", "--show-managed-fields")
+    managers = {(m["manager"], m["operation"]) for m in full["metadata"]["managedFields"]}
+    assert ("faultline-operator", "Apply") in managers, "server-side apply with its own field manager"
+    config = json.loads(cluster.kubectl_json("-n", NAMESPACE, "get", "configmap", "faultline-agent-example")
+                        ["data"]["config.json"])
+    assert config["timeouts"]["pairTimeoutMs"] == 30000 and config["captureBackend"] == "afpacket"
+    cluster.kubectl("-n", NAMESPACE, "get", "serviceaccount", "faultline-agent-example")
+    role = cluster.kubectl_json("get", "clusterrole", "faultline-agent-example")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    binding = cluster.kubectl_json("get", "clusterrolebinding", "faultline-agent-example")
+    assert binding["subjects"][0]["name"] == "faultline-agent-example"
+
+    # Status: observed generation; not ready while no agent is scheduled.
+    tap = eventually(lambda: (t := cluster.kubectl_json("get", "tap", "example")).get("status") and t)
+    assert tap["status"]["observedGeneration"] == tap["metadata"]["generation"]
+    c = conditions(cluster, "example")
+    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", "NoAgentsScheduled")
+    assert (c["Degraded"]["status"], c["Degraded"]["reason"]) == ("False", "Reconciled")
+
+    # There is no DaemonSet controller here: report two ready agents the way it would.
+    cluster.kubectl("-n", NAMESPACE, "patch", "daemonset", "faultline-agent-example", "--subresource=status",
+                    "--type=merge", "-p", json.dumps({"status": {"desiredNumberScheduled": 2, "numberReady": 2,
+                                                                  "currentNumberScheduled": 2,
+                                                                  "numberMisscheduled": 0}}))
+    eventually(lambda: conditions(cluster, "example")["Ready"]["status"] == "True", what="Ready=True")
+    st = cluster.kubectl_json("get", "tap", "example")["status"]
+    assert (st["desiredAgents"], st["readyAgents"]) == (2, 2)
+    assert conditions(cluster, "example")["Ready"]["reason"] == "AgentsReady"
+
+
+def test_a_spec_change_rolls_the_daemonset(cluster, operator):
+    cluster.kubectl("apply", "-f", "-", input=tap_yaml("rolling"))
+    before = eventually(lambda: daemonset(cluster, "rolling"))
+    cluster.kubectl("patch", "tap", "rolling", "--type=merge", "-p",
+                    json.dumps({"spec": {"captureBackend": "libpcap", "timeouts": {"synTimeoutMs": 4500}}}))
+    after = eventually(lambda: (d := daemonset(cluster, "rolling"))["metadata"]["generation"] >
+                       before["metadata"]["generation"] and d, what="DaemonSet updated")
+    assert "--capture-backend=libpcap" in args(after) and "--syn-timeout-ms=4500" in args(after)
+    # A field that only reaches the ConfigMap still changes the pod template (config hash).
+    hash_of = lambda d: d["spec"]["template"]["metadata"]["annotations"]["faultline.dev/config-hash"]  # noqa: E731
+    cluster.kubectl("patch", "tap", "rolling", "--type=merge", "-p", json.dumps({"spec": {"recorder": {"mode": "errors"}}}))
+    eventually(lambda: hash_of(daemonset(cluster, "rolling")) != hash_of(after), what="config hash changed")
+
+
+def test_invalid_spec_gets_a_condition_and_the_operator_keeps_running(cluster, operator):
+    # Passes the schema, fails the operator's own checks: an interface listed twice.
+    cluster.kubectl("apply", "-f", "-", input="apiVersion: faultline.dev/v1alpha1\nkind: TapConfig\n"
+                                                "metadata: {name: twice}\nspec: {interfaces: [eth0, eth0]}\n")
+    c = eventually(lambda: (c := conditions(cluster, "twice")).get("Degraded") and c, what="Degraded")
+    assert (c["Degraded"]["status"], c["Degraded"]["reason"]) == ("True", "InvalidSpec")
+    assert '"eth0" is listed twice' in c["Degraded"]["message"]
+    assert cluster.kubectl("-n", NAMESPACE, "get", "daemonset", "faultline-agent-twice", check=False).returncode != 0
+
+    # Refused by the API server when applied: requests above limits.
+    cluster.kubectl("apply", "-f", "-", input=tap_yaml("greedy"))
+    eventually(lambda: daemonset(cluster, "greedy"))
+    cluster.kubectl("patch", "tap", "greedy", "--type=merge", "-p", json.dumps(
+        {"spec": {"agent": {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}}}))
+    c = eventually(lambda: (c := conditions(cluster, "greedy"))["Degraded"]["status"] == "True" and c)
+    assert c["Degraded"]["reason"] == "ApplyFailed"
+    assert "must be less than or equal to memory limit" in c["Degraded"]["message"]
+    # Fixing the spec clears it.
+    cluster.kubectl("patch", "tap", "greedy", "--type=merge", "-p", json.dumps(
+        {"spec": {"agent": {"resources": {"requests": {"memory": "512Mi"}, "limits": {"memory": "1Gi"}}}}}))
+    eventually(lambda: conditions(cluster, "greedy")["Degraded"]["status"] == "False", what="recovered")
+    assert operator.proc.poll() is None
+    assert operator.get("/healthz") == (200, "ok")
+
+
+def test_deleting_the_tapconfig_removes_what_it_created(cluster, operator):
+    cluster.kubectl("apply", "-f", "-", input=tap_yaml("doomed"))
+    eventually(lambda: daemonset(cluster, "doomed"))
+    cluster.kubectl("delete", "tap", "doomed", "--wait=true", "--timeout=30s")
+    for kind, ns in [("daemonset", NAMESPACE), ("configmap", NAMESPACE), ("serviceaccount", NAMESPACE),
+                     ("clusterrole", None), ("clusterrolebinding", None)]:
+        args_ = (["-n", ns] if ns else []) + ["get", kind, "faultline-agent-doomed"]
+        assert cluster.kubectl(*args_, check=False).returncode != 0, f"{kind} left behind"
+
+
+# ---- The operator itself ------------------------------------------------------------------------------
+
+def test_operator_runs_with_least_privilege(cluster, operator, operator_kubeconfig):
+    # Everything above was done by an operator holding only its ServiceAccount's token. It may not do more:
+    for verb, what in [("delete", "nodes"), ("get", "secrets"), ("create", "daemonsets --namespace=default"),
+                       ("create", "pods")]:
+        r = cluster.kubectl("auth", "can-i", verb, *what.split(), kubeconfig=operator_kubeconfig, check=False)
+        assert r.stdout.strip() == "no", f"the operator may {verb} {what}"
+    r = cluster.kubectl("-n", "default", "create", "configmap", "x", kubeconfig=operator_kubeconfig, check=False)
+    assert "forbidden" in r.stderr
+
+
+def test_health_and_metrics(operator):
+    assert operator.get("/healthz") == (200, "ok")
+    assert operator.get("/readyz")[0] == 200
+    status, text = operator.get("/metrics")
+    assert status == 200
+    assert metric(text, 'faultline_operator_reconciliations_total{controller="tapconfig",result="ok"}') >= 5
+    assert metric(text, "faultline_operator_leader") == 1.0
+
+
+def test_leader_election_and_graceful_handover(cluster, operator, operator_kubeconfig, tmp_path):
+    """Runs last: it stops the session's operator (replica-a) to hand the lease over."""
+    lease = lambda: cluster.kubectl_json("-n", NAMESPACE, "get", "lease", "faultline-operator")["spec"]  # noqa
+    is_leader = lambda o: metric(o.get("/metrics")[1], "faultline_operator_leader") == 1.0  # noqa: E731
+    assert lease()["holderIdentity"] == "replica-a"
+    standby = Operator(operator_kubeconfig, tmp_path / "b.log", "replica-b")
+    try:
+        standby.wait_ready()
+        time.sleep(3)
+        assert not is_leader(standby), "a second replica waits while the lease is held"
+        assert lease()["holderIdentity"] == "replica-a"
+        cluster.kubectl("apply", "-f", "-", input=tap_yaml("before-handover"))
+        eventually(lambda: daemonset(cluster, "before-handover"))
+
+        assert operator.stop() == 0, "SIGTERM is a graceful shutdown"
+        # The lease was released on the way out, so the standby need not wait for it to expire (15 s).
+        eventually(lambda: lease().get("holderIdentity") == "replica-b", timeout=8, what="replica-b leads")
+        eventually(lambda: is_leader(standby), timeout=5, what="replica-b reports leadership")
+        cluster.kubectl("apply", "-f", "-", input=tap_yaml("after-handover"))
+        eventually(lambda: daemonset(cluster, "after-handover"), what="the new leader reconciles")
+    finally:
+        assert standby.stop() == 0

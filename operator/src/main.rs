@@ -1,0 +1,156 @@
+//! `faultline-operator`: parses its settings, connects to the API server, campaigns for the leader lease,
+//! and runs the controllers while it leads. Everything else lives in the modules.
+
+mod context;
+mod error;
+mod http;
+mod leader;
+mod metrics;
+mod tapconfig;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Parser;
+use faultline_crds::TapConfig;
+use kube::api::ListParams;
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use crate::context::Context;
+use crate::tapconfig::build::BuildParams;
+
+#[derive(Parser, Debug)]
+#[command(name = "faultline-operator", version, about = "The Faultline operator")]
+struct Args {
+    /// Namespace of the agents, their configuration and the leader lease.
+    #[arg(long, env = "FAULTLINE_NAMESPACE", default_value = "faultline-system")]
+    namespace: String,
+    /// Agent image for TapConfigs that do not name one.
+    #[arg(long, env = "FAULTLINE_AGENT_IMAGE", default_value = "ghcr.io/faultline-dev/faultline-agent:0.1.0")]
+    agent_image: String,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "FAULTLINE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Campaign for a Lease before acting, so that several replicas can run.
+    #[arg(long, env = "FAULTLINE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    #[arg(long, default_value = "faultline-operator")]
+    lease_name: String,
+    /// This replica's name in the lease (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            tracing::error!("{msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let client = Client::try_default().await.map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        stop_tx.send_replace(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let health = http::Health { ready: ready.clone(), metrics: metrics.clone() };
+    let http_server = tokio::spawn(http::serve(args.http_addr, health, stopped(stop_rx.clone())));
+
+    // Ready once the API server answers and the CRDs are installed.
+    let taps: Api<TapConfig> = Api::all(client.clone());
+    loop {
+        match taps.list(&ListParams::default().limit(1)).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list TapConfigs yet (API server down, or CRDs not installed?)")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = stopped(stop_rx.clone()) => return Ok(()),
+        }
+    }
+    ready.store(true, Ordering::Relaxed);
+
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let (lead_tx, mut lead_rx) = watch::channel(!args.leader_election);
+    if args.leader_election {
+        let elector = leader::Elector::new(client.clone(), &args.namespace, &args.lease_name, identity.clone());
+        tokio::spawn(elector.run(lead_tx));
+        tracing::info!(identity = %identity, "waiting to become leader");
+        tokio::select! {
+            r = lead_rx.wait_for(|l| *l) => { if r.is_err() { return Err("leader election ended".into()); } }
+            _ = stopped(stop_rx.clone()) => return Ok(()),
+        }
+    }
+    metrics.leader.set(1);
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        build: BuildParams { namespace: args.namespace.clone(), agent_image: args.agent_image.clone() },
+        metrics: metrics.clone(),
+    });
+    let mut lost = lead_rx.clone();
+    let mut stop = stop_rx.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = lost.wait_for(|l| !*l) => tracing::error!("leadership lost"),
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    };
+    tapconfig::reconcile::run(ctx, shutdown).await;
+    metrics.leader.set(0);
+    let lost_leadership = !*lead_rx.borrow();
+    if args.leader_election {
+        leader::Elector::release(client, &args.namespace, &args.lease_name, &identity).await;
+    }
+    let _ = http_server.await;
+    if lost_leadership && !*stop_rx.borrow() {
+        return Err("stopped after losing the leader lease".into());
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,50 @@
+//! Prometheus metrics of the operator, served on `/metrics`.
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub controller: &'static str,
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconciliations: Family<ReconcileLabels, Counter>,
+    pub reconcile_seconds: Histogram,
+    pub leader: Gauge<i64, AtomicI64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("faultline_operator");
+        let reconciliations = Family::<ReconcileLabels, Counter>::default();
+        registry.register("reconciliations", "Reconciliations by controller and result", reconciliations.clone());
+        let reconcile_seconds = Histogram::new([0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
+        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_seconds.clone());
+        let leader = Gauge::<i64, AtomicI64>::default();
+        registry.register("leader", "Whether this replica holds the leader lease (1) or waits (0)", leader.clone());
+        Metrics { registry, reconciliations, reconcile_seconds, leader }
+    }
+}
+
+impl Metrics {
+    pub fn count(&self, controller: &'static str, result: &'static str) {
+        self.reconciliations.get_or_create(&ReconcileLabels { controller, result }).inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,232 @@
+//! TapConfig → the objects that make up its agents. Pure: no client, no clock, so it is unit-tested from
+//! YAML. Everything the agents need is on their command line (each timeout, the backend, interfaces,
+//! filter, dissectors), and the whole configuration also sits in a ConfigMap whose hash is a pod-template
+//! annotation: any change to the spec changes the template and so rolls the DaemonSet.
+
+use std::collections::BTreeMap;
+
+use faultline_crds::{TapConfig, TapConfigSpec};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::Resource;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Label every child carries; the controller maps children back to their TapConfig by it.
+pub const TAPCONFIG_LABEL: &str = "faultline.dev/tapconfig";
+pub const CONFIG_HASH_ANNOTATION: &str = "faultline.dev/config-hash";
+pub const CONFIG_PATH: &str = "/etc/faultline/config.json";
+
+/// What `build` needs besides the TapConfig: where children go and the defaults the operator was given.
+#[derive(Clone, Debug)]
+pub struct BuildParams {
+    pub namespace: String,
+    pub agent_image: String,
+}
+
+/// The objects one TapConfig owns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Children {
+    pub service_account: ServiceAccount,
+    pub cluster_role: ClusterRole,
+    pub cluster_role_binding: ClusterRoleBinding,
+    pub config_map: ConfigMap,
+    pub daemon_set: DaemonSet,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    #[error("the TapConfig has no name or uid yet")]
+    Unnamed,
+    #[error("invalid spec: {0}")]
+    Invalid(String),
+    #[error("internal: {0}")]
+    Serde(String),
+}
+
+/// The name of every child of TapConfig `tap`.
+pub fn child_name(tap: &str) -> String {
+    format!("faultline-agent-{tap}")
+}
+
+pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
+    let name = tap.meta().name.clone().ok_or(BuildError::Unnamed)?;
+    let uid = tap.meta().uid.clone().ok_or(BuildError::Unnamed)?;
+    super::validate::validate(&tap.spec).map_err(BuildError::Invalid)?;
+    let spec = &tap.spec;
+    let child = child_name(&name);
+    let labels = json!({
+        "app.kubernetes.io/name": "faultline-agent",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": "faultline-operator",
+        TAPCONFIG_LABEL: name,
+    });
+    let owner = json!([{
+        "apiVersion": TapConfig::api_version(&()),
+        "kind": TapConfig::kind(&()),
+        "name": name,
+        "uid": uid,
+        "controller": true,
+    }]);
+    let meta = |namespaced: bool| {
+        let mut m = json!({"name": child, "labels": labels, "ownerReferences": owner});
+        if namespaced {
+            m["namespace"] = json!(p.namespace);
+        }
+        m
+    };
+    let config = agent_config(spec);
+    let config_text = serde_json::to_string_pretty(&config).map_err(|e| BuildError::Serde(e.to_string()))?;
+    let hash = format!("{:x}", Sha256::digest(config_text.as_bytes()));
+
+    let service_account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(true)});
+    let cluster_role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta(false),
+        // Agents resolve pod IPs to names and namespaces: read-only access to pods, nothing else.
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+    });
+    let cluster_role_binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta(false),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": child},
+        "subjects": [{"kind": "ServiceAccount", "name": child, "namespace": p.namespace}],
+    });
+    let config_map = json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(true),
+        "data": {"config.json": config_text},
+    });
+    let selector = json!({"app.kubernetes.io/name": "faultline-agent", TAPCONFIG_LABEL: name});
+    let image = spec.agent.image.clone().unwrap_or_else(|| p.agent_image.clone());
+    let mut container = json!({
+        "name": "agent",
+        "image": image,
+        "args": agent_args(spec),
+        "env": [
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        ],
+        "resources": spec.agent.resources.clone().map_or_else(default_resources, |r| json!(r)),
+        // Raw sockets need NET_RAW, promiscuous mode and PACKET_STATISTICS need NET_ADMIN; nothing else.
+        "securityContext": {
+            "privileged": false,
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"], "add": ["NET_RAW", "NET_ADMIN"]},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/faultline", "readOnly": true},
+            {"name": "scratch", "mountPath": "/var/lib/faultline"},
+        ],
+    });
+    if let Some(policy) = spec.agent.image_pull_policy {
+        container["imagePullPolicy"] = json!(policy.as_str());
+    }
+    let mut pod_spec = json!({
+        "serviceAccountName": child,
+        "hostNetwork": true,
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": child}},
+            {"name": "scratch", "emptyDir": {}},
+        ],
+        "terminationGracePeriodSeconds": 30,
+    });
+    if let Some(sel) = &spec.node_selector {
+        pod_spec["nodeSelector"] = json!(sel);
+    }
+    if let Some(t) = &spec.tolerations {
+        pod_spec["tolerations"] = json!(t);
+    }
+    let daemon_set = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta(true),
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {CONFIG_HASH_ANNOTATION: hash}},
+                "spec": pod_spec,
+            },
+        },
+    });
+    Ok(Children {
+        service_account: typed(service_account)?,
+        cluster_role: typed(cluster_role)?,
+        cluster_role_binding: typed(cluster_role_binding)?,
+        config_map: typed(config_map)?,
+        daemon_set: typed(daemon_set)?,
+    })
+}
+
+/// The agent's command line: the same flags as `faultline-agent analyze`, named after the TapConfig fields.
+pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
+    let t = &spec.timeouts;
+    let mut args = vec![
+        "run".to_owned(),
+        format!("--config={CONFIG_PATH}"),
+        format!("--capture-backend={}", spec.capture_backend.as_str()),
+        format!("--syn-timeout-ms={}", t.syn_timeout_ms),
+        format!("--close-timeout-ms={}", t.close_timeout_ms),
+        format!("--pair-timeout-ms={}", t.pair_timeout_ms),
+        format!("--tcp-stream-channel-timeout-ms={}", t.tcp_stream_channel_timeout_ms),
+        format!("--idle-timeout-ms={}", t.idle_timeout_ms),
+        format!("--packet-loss-threshold={}", spec.packet_loss_threshold),
+    ];
+    args.extend(spec.interfaces.iter().map(|i| format!("--interface={i}")));
+    if let Some(f) = &spec.bpf_filter {
+        args.push(format!("--bpf-filter={f}"));
+    }
+    args.extend(spec.dissectors.iter().map(|d| format!("--dissector={}", d.as_str())));
+    if spec.show_stream_timeouts {
+        args.push("--show-stream-timeouts".to_owned());
+    }
+    args
+}
+
+/// Everything the agent is configured with, as it reads it from the ConfigMap.
+fn agent_config(spec: &TapConfigSpec) -> Value {
+    json!({
+        "captureBackend": spec.capture_backend,
+        "timeouts": spec.timeouts,
+        "packetLossThreshold": spec.packet_loss_threshold,
+        "interfaces": spec.interfaces,
+        "bpfFilter": spec.bpf_filter,
+        "watchNamespaces": spec.watch.as_ref().map(|w| w.namespaces.clone()).unwrap_or_default(),
+        "dissectors": spec.dissectors,
+        "recorder": spec.recorder,
+        "showStreamTimeouts": spec.show_stream_timeouts,
+    })
+}
+
+fn default_resources() -> Value {
+    json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}})
+}
+
+/// Converts to the typed object, and checks that nothing was lost on the way: a misspelled field would
+/// be silently dropped by serde, so the round trip must give back exactly what was built.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -> Result<T, BuildError> {
+    let t: T = serde_json::from_value(v.clone()).map_err(|e| BuildError::Serde(e.to_string()))?;
+    let back = serde_json::to_value(&t).map_err(|e| BuildError::Serde(e.to_string()))?;
+    if strip_nulls(back) != strip_nulls(v) {
+        return Err(BuildError::Serde("built object does not round-trip through its type".into()));
+    }
+    Ok(t)
+}
+
+fn strip_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, strip_nulls(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(strip_nulls).collect()),
+        other => other,
+    }
+}
+
+/// The name of the TapConfig a child belongs to, from its label.
+pub fn owner_of(labels: &BTreeMap<String, String>) -> Option<&str> {
+    labels.get(TAPCONFIG_LABEL).map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests;

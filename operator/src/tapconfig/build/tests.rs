@@ -1,0 +1,149 @@
+use faultline_crds::TapConfig;
+
+use super::*;
+
+fn params() -> BuildParams {
+    BuildParams { namespace: "faultline-system".into(), agent_image: "faultline/agent:dev".into() }
+}
+
+fn fixture(name: &str) -> TapConfig {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut tap: TapConfig = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // What the API server adds.
+    tap.metadata.uid = Some("0d9c9d6e-0000-4000-8000-000000000001".into());
+    tap
+}
+
+fn container(ds: &DaemonSet) -> &k8s_openapi::api::core::v1::Container {
+    let pod = ds.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec");
+    &pod.containers[0]
+}
+
+#[test]
+fn the_spec_example_becomes_a_daemonset_whose_args_carry_every_timeout_and_the_backend() {
+    let c = build(&fixture("spec-example.yaml"), &params()).expect("builds");
+    let args = container(&c.daemon_set).args.clone().expect("args");
+    for want in [
+        "run",
+        "--capture-backend=afpacket",
+        "--syn-timeout-ms=3000",
+        "--close-timeout-ms=5000",
+        "--pair-timeout-ms=30000",
+        "--tcp-stream-channel-timeout-ms=10000",
+        "--idle-timeout-ms=300000",
+        "--packet-loss-threshold=0.01",
+        "--dissector=http",
+    ] {
+        assert!(args.iter().any(|a| a == want), "missing {want} in {args:?}");
+    }
+    assert_eq!(c.daemon_set.metadata.name.as_deref(), Some("faultline-agent-default"));
+    assert_eq!(c.daemon_set.metadata.namespace.as_deref(), Some("faultline-system"));
+    assert_eq!(container(&c.daemon_set).image.as_deref(), Some("faultline/agent:dev"));
+}
+
+#[test]
+fn everything_in_the_spec_reaches_the_agents() {
+    let c = build(&fixture("full.yaml"), &params()).expect("builds");
+    let ctr = container(&c.daemon_set);
+    let args = ctr.args.clone().expect("args");
+    for want in [
+        "--capture-backend=libpcap",
+        "--syn-timeout-ms=1500",
+        "--close-timeout-ms=2500",
+        "--pair-timeout-ms=20000",
+        "--tcp-stream-channel-timeout-ms=8000",
+        "--idle-timeout-ms=600000",
+        "--packet-loss-threshold=0.05",
+        "--interface=eth0",
+        "--interface=cni0",
+        "--bpf-filter=tcp or icmp",
+        "--dissector=http",
+        "--dissector=dns",
+        "--show-stream-timeouts",
+    ] {
+        assert!(args.iter().any(|a| a == want), "missing {want} in {args:?}");
+    }
+    assert_eq!(ctr.image.as_deref(), Some("registry.example/faultline-agent:1.2.3"));
+    assert_eq!(ctr.image_pull_policy.as_deref(), Some("Always"));
+    let pod = c.daemon_set.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod");
+    assert_eq!(pod.node_selector.as_ref().and_then(|n| n.get("kubernetes.io/os")).map(String::as_str), Some("linux"));
+    assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(1));
+    let limits = ctr.resources.as_ref().and_then(|r| r.limits.as_ref()).expect("limits");
+    assert_eq!(limits.get("memory").map(|q| q.0.as_str()), Some("256Mi"));
+    let config = c.config_map.data.as_ref().and_then(|d| d.get("config.json")).expect("config");
+    let config: serde_json::Value = serde_json::from_str(config).expect("json");
+    assert_eq!(config["watchNamespaces"], serde_json::json!(["shop", "payments"]));
+    assert_eq!(config["recorder"]["mode"], "errors");
+    assert_eq!(config["timeouts"]["pairTimeoutMs"], 20000);
+}
+
+#[test]
+fn agents_get_least_privilege() {
+    let c = build(&fixture("spec-example.yaml"), &params()).expect("builds");
+    let pod = c.daemon_set.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod");
+    assert_eq!(pod.host_network, Some(true));
+    let sc = container(&c.daemon_set).security_context.as_ref().expect("security context");
+    assert_eq!(sc.privileged, Some(false));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    let caps = sc.capabilities.as_ref().expect("capabilities");
+    assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]));
+    assert_eq!(caps.add.as_deref(), Some(&["NET_RAW".to_owned(), "NET_ADMIN".to_owned()][..]));
+    let rules = c.cluster_role.rules.as_ref().expect("rules");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].resources.as_deref(), Some(&["pods".to_owned()][..]));
+    assert_eq!(rules[0].verbs, vec!["get", "list", "watch"]);
+    let subject = &c.cluster_role_binding.subjects.as_ref().expect("subjects")[0];
+    assert_eq!((subject.kind.as_str(), subject.name.as_str()), ("ServiceAccount", "faultline-agent-default"));
+}
+
+#[test]
+fn children_are_owned_and_labelled() {
+    let c = build(&fixture("spec-example.yaml"), &params()).expect("builds");
+    let metas = [
+        &c.service_account.metadata,
+        &c.cluster_role.metadata,
+        &c.cluster_role_binding.metadata,
+        &c.config_map.metadata,
+        &c.daemon_set.metadata,
+    ];
+    for m in metas {
+        let owner = &m.owner_references.as_ref().expect("owner")[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("TapConfig", "default", Some(true)));
+        assert_eq!(m.labels.as_ref().and_then(|l| owner_of(l)), Some("default"));
+    }
+}
+
+#[test]
+fn a_spec_change_changes_the_pod_template() {
+    let a = build(&fixture("spec-example.yaml"), &params()).expect("builds");
+    let mut changed = fixture("spec-example.yaml");
+    changed.spec.recorder.mode = faultline_crds::RecorderMode::Continuous;
+    let b = build(&changed, &params()).expect("builds");
+    let hash = |c: &Children| {
+        c.daemon_set.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.annotations.clone())
+    };
+    assert_ne!(hash(&a), hash(&b), "a field that is only in the ConfigMap must still roll the pods");
+    let mut timeout = fixture("spec-example.yaml");
+    timeout.spec.timeouts.syn_timeout_ms = 4000;
+    let c = build(&timeout, &params()).expect("builds");
+    assert_ne!(container(&a.daemon_set).args, container(&c.daemon_set).args);
+}
+
+#[test]
+fn invalid_specs_say_what_is_wrong() {
+    let mut tap = fixture("spec-example.yaml");
+    tap.spec.timeouts.close_timeout_ms = 0;
+    tap.spec.interfaces = vec!["eth0".into(), "eth0".into()];
+    tap.spec.bpf_filter = Some("tcp\nor udp".into());
+    let err = build(&tap, &params()).expect_err("invalid");
+    assert_eq!(
+        err.to_string(),
+        "invalid spec: timeouts.closeTimeoutMs is 0, must be between 1 and 3600000; interfaces: \"eth0\" is listed \
+         twice; bpfFilter must be one line without control characters"
+    );
+    let mut unnamed = fixture("spec-example.yaml");
+    unnamed.metadata.uid = None;
+    assert_eq!(build(&unnamed, &params()), Err(BuildError::Unnamed));
+}

@@ -1,0 +1,159 @@
+//! Reconcile one TapConfig: dereference → validate and build (pure) → apply (server-side apply, forced,
+//! one field manager) → update status. A finalizer removes the cluster-scoped RBAC and the namespaced
+//! children on deletion, so nothing depends on a garbage collector being present.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faultline_crds::TapConfig;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{finalizer, Event};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::build::{build, child_name, owner_of, BuildError, Children, TAPCONFIG_LABEL};
+use super::status::{status, Outcome};
+use crate::context::{Context, MANAGER};
+use crate::error::{Error, Result};
+
+pub const FINALIZER: &str = "faultline.dev/cleanup";
+const CONTROLLER: &str = "tapconfig";
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let taps: Api<TapConfig> = Api::all(ctx.client.clone());
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ctx.build.namespace);
+    // Children of a cluster-scoped owner live in a namespace, so they are mapped back by label rather
+    // than by owner reference (which would carry the child's namespace).
+    let by_label = |ds: DaemonSet| owner_of(ds.labels()).map(ObjectRef::<TapConfig>::new);
+    Controller::new(taps, watcher::Config::default().any_semantic())
+        .watches(daemon_sets, watcher::Config::default().labels(TAPCONFIG_LABEL), by_label)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(tapconfig = %obj.name, "reconciled"),
+                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+async fn reconcile(tap: Arc<TapConfig>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let api: Api<TapConfig> = Api::all(ctx.client.clone());
+    let res = finalizer(&api, FINALIZER, tap, |event| async {
+        match event {
+            Event::Apply(tap) => apply(&tap, &ctx).await,
+            Event::Cleanup(tap) => cleanup(&tap, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
+    ctx.metrics.count(CONTROLLER, if res.is_ok() { "ok" } else { "error" });
+    res
+}
+
+fn error_policy(tap: Arc<TapConfig>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(tapconfig = %tap.name_any(), error = %err, kind = err.metric_label(), "will retry");
+    ctx.metrics.count(CONTROLLER, err.metric_label());
+    Action::requeue(Duration::from_secs(15))
+}
+
+async fn apply(tap: &TapConfig, ctx: &Context) -> Result<Action> {
+    let children = match build(tap, &ctx.build) {
+        Ok(c) => c,
+        Err(BuildError::Invalid(msg)) => {
+            tracing::info!(tapconfig = %tap.name_any(), problem = %msg, "invalid spec");
+            update_status(tap, ctx, &Outcome::Invalid(msg)).await?;
+            // Nothing will fix itself: wait for the user to change the spec.
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match apply_children(&children, ctx).await {
+        Ok(ds) => {
+            let st = ds.status.unwrap_or_default();
+            let outcome = Outcome::Applied { desired: st.desired_number_scheduled, ready: st.number_ready };
+            update_status(tap, ctx, &outcome).await?;
+            Ok(Action::requeue(Duration::from_secs(300)))
+        }
+        // The API server refused what the spec asked for (say, limits below requests): say so and wait.
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 400 || e.code == 422 => {
+            update_status(tap, ctx, &Outcome::ApplyFailed(e.message.clone())).await?;
+            Ok(Action::await_change())
+        }
+        Err(e) => {
+            let _ = update_status(tap, ctx, &Outcome::ApplyFailed(e.to_string())).await;
+            Err(e)
+        }
+    }
+}
+
+/// Server-side applies every child; returns the DaemonSet as stored (with its status).
+async fn apply_children(c: &Children, ctx: &Context) -> Result<DaemonSet> {
+    let client = &ctx.client;
+    let ns = ctx.build.namespace.as_str();
+    let pp = PatchParams::apply(MANAGER).force();
+    let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| m.name.clone().unwrap_or_default();
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .patch(&name(&c.service_account.metadata), &pp, &Patch::Apply(&c.service_account))
+        .await?;
+    Api::<ClusterRole>::all(client.clone())
+        .patch(&name(&c.cluster_role.metadata), &pp, &Patch::Apply(&c.cluster_role))
+        .await?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch(&name(&c.cluster_role_binding.metadata), &pp, &Patch::Apply(&c.cluster_role_binding))
+        .await?;
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .patch(&name(&c.config_map.metadata), &pp, &Patch::Apply(&c.config_map))
+        .await?;
+    let ds = Api::<DaemonSet>::namespaced(client.clone(), ns)
+        .patch(&name(&c.daemon_set.metadata), &pp, &Patch::Apply(&c.daemon_set))
+        .await?;
+    Ok(ds)
+}
+
+async fn update_status(tap: &TapConfig, ctx: &Context, outcome: &Outcome) -> Result<()> {
+    let name = tap.meta().name.clone().ok_or(Error::Unnamed)?;
+    let st = status(tap, outcome, &Time(Timestamp::now()));
+    if tap.status.as_ref() == Some(&st) {
+        return Ok(());
+    }
+    let patch = json!({"apiVersion": TapConfig::api_version(&()), "kind": TapConfig::kind(&()), "status": st});
+    Api::<TapConfig>::all(ctx.client.clone())
+        .patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
+async fn cleanup(tap: &TapConfig, ctx: &Context) -> Result<Action> {
+    let child = child_name(&tap.name_any());
+    let client = &ctx.client;
+    let ns = ctx.build.namespace.as_str();
+    let dp = DeleteParams::background();
+    ignore_missing(Api::<DaemonSet>::namespaced(client.clone(), ns).delete(&child, &dp).await.map(|_| ()))?;
+    ignore_missing(Api::<ConfigMap>::namespaced(client.clone(), ns).delete(&child, &dp).await.map(|_| ()))?;
+    ignore_missing(Api::<ClusterRoleBinding>::all(client.clone()).delete(&child, &dp).await.map(|_| ()))?;
+    ignore_missing(Api::<ClusterRole>::all(client.clone()).delete(&child, &dp).await.map(|_| ()))?;
+    ignore_missing(Api::<ServiceAccount>::namespaced(client.clone(), ns).delete(&child, &dp).await.map(|_| ()))?;
+    tracing::info!(tapconfig = %tap.name_any(), "agents removed");
+    Ok(Action::await_change())
+}
+
+fn ignore_missing(r: Result<(), kube::Error>) -> Result<()> {
+    match r {
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        other => Ok(other?),
+    }
+}
