@@ -20,6 +20,8 @@ pub enum Command {
     /// Files are read in the order given, as one continuous capture (rotated files of one capture can be
     /// passed together). At the end every pending state is resolved as if its timer expired.
     Analyze(AnalyzeArgs),
+    /// Capture live traffic on this node and report entries to the operator (the DaemonSet mode).
+    Run(Box<RunArgs>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -84,6 +86,9 @@ pub struct EngineArgs {
     /// The most connections tracked at once; beyond it the least recently seen are evicted and counted.
     #[arg(long, value_name = "N", default_value_t = EngineConfig::default().max_flows)]
     pub max_flows: usize,
+
+    #[arg(skip)]
+    pub id_prefix: String,
 }
 
 impl EngineArgs {
@@ -97,7 +102,104 @@ impl EngineArgs {
             show_stream_timeouts: self.show_stream_timeouts,
             show_icmp_informational: self.show_icmp_informational,
             max_flows: self.max_flows.max(1),
+            id_prefix: self.id_prefix.clone(),
             ..EngineConfig::default()
         }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The agent configuration written by the operator (a ConfigMap); flags take precedence.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// How to capture: afpacket, libpcap, or pfring (falls back to afpacket where it cannot be used).
+    #[arg(long, value_enum, default_value = "afpacket")]
+    pub capture_backend: crate::capture::Backend,
+
+    /// Interfaces to capture on (repeatable); every interface that is up, except loopback, when none.
+    #[arg(long = "interface", value_name = "NAME")]
+    pub interfaces: Vec<String>,
+
+    /// A BPF filter (tcpdump syntax) applied in the kernel.
+    #[arg(long, value_name = "FILTER")]
+    pub bpf_filter: Option<String>,
+
+    /// Application protocols to dissect (repeatable). HTTP/1.x is the one implemented.
+    #[arg(long = "dissector", value_name = "NAME")]
+    pub dissectors: Vec<String>,
+
+    /// The loss ratio the operator alerts on; reported, not used by the agent itself.
+    #[arg(long, default_value_t = 0.01)]
+    pub packet_loss_threshold: f64,
+
+    /// Only report entries whose source or destination pod is in one of these namespaces (repeatable).
+    #[arg(long = "watch-namespace", value_name = "NS")]
+    pub watch_namespaces: Vec<String>,
+
+    /// This node's name, stamped on every entry.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Where the operator listens, e.g. http://faultline-operator.faultline-system.svc:8080.
+    #[arg(long, env = "FAULTLINE_OPERATOR_URL")]
+    pub operator_url: Option<String>,
+
+    /// The ServiceAccount token presented to the operator.
+    #[arg(long, env = "FAULTLINE_TOKEN_FILE", default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token")]
+    pub token_file: PathBuf,
+
+    /// Address of /healthz and /metrics.
+    #[arg(long, env = "FAULTLINE_AGENT_HTTP_ADDR", default_value = "0.0.0.0:9102")]
+    pub http_addr: std::net::SocketAddr,
+
+    /// Frames that may wait for the engine; beyond, frames are dropped and counted.
+    #[arg(long, default_value_t = 65_536)]
+    pub queue_size: usize,
+
+    /// Memory for entries waiting to be sent; beyond, the oldest are dropped and counted.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub buffer_bytes: usize,
+
+    /// How often a batch is sent.
+    #[arg(long, default_value_t = 1000)]
+    pub report_interval_ms: u64,
+
+    /// Name pods from the API server (needs access to it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub resolve_pods: bool,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Unique per process; prefixes entry ids and names this run to the operator.
+    #[arg(skip = new_run_id())]
+    pub run_id: String,
+}
+
+fn new_run_id() -> String {
+    let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default();
+    let short: String = uuid.chars().filter(char::is_ascii_hexdigit).take(12).collect();
+    if short.is_empty() {
+        format!("{:x}", std::process::id())
+    } else {
+        short
+    }
+}
+
+impl RunArgs {
+    /// Namespaces to report on: the flags, else the configuration file's `watchNamespaces`.
+    pub fn watch_namespaces(&self) -> std::collections::BTreeSet<String> {
+        if !self.watch_namespaces.is_empty() {
+            return self.watch_namespaces.iter().cloned().collect();
+        }
+        let Some(path) = &self.config else { return Default::default() };
+        let parsed =
+            std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        parsed
+            .and_then(|v| v.get("watchNamespaces").cloned())
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
     }
 }

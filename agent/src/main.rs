@@ -2,8 +2,10 @@
 //! dispatches; each command lives in its own module.
 
 mod analyze;
+mod capture;
 mod cli;
 mod output;
+mod run;
 
 use std::process::ExitCode;
 
@@ -15,10 +17,23 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log(&cli.command))),
         )
         .init();
     match cli.command {
         cli::Command::Analyze(args) => analyze::run(&args),
+        cli::Command::Run(args) => {
+            let mut args = *args;
+            args.engine.id_prefix = format!("{}-", args.run_id);
+            run::run(&args)
+        }
+    }
+}
+
+/// `analyze` is a command-line tool (quiet); `run` is a service (informative).
+fn default_log(c: &cli::Command) -> &'static str {
+    match c {
+        cli::Command::Analyze(_) => "warn",
+        cli::Command::Run(_) => "info",
     }
 }

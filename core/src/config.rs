@@ -26,6 +26,8 @@ pub struct EngineConfig {
     pub max_out_of_order_bytes: usize,
     /// Node name stamped on every entry (`None` offline).
     pub node: Option<String>,
+    /// Put before every entry id, to make ids unique across agents and runs.
+    pub id_prefix: String,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +43,7 @@ impl Default for EngineConfig {
             max_flows: 500_000,
             max_out_of_order_bytes: 256 * 1024,
             node: None,
+            id_prefix: String::new(),
         }
     }
 }

@@ -124,7 +124,11 @@ impl Engine {
     fn stamp(&mut self, start: usize, out: &mut [Entry]) {
         for e in &mut out[start..] {
             self.next_id += 1;
-            e.id = self.next_id.to_string();
+            e.id = if self.cfg.id_prefix.is_empty() {
+                self.next_id.to_string()
+            } else {
+                format!("{}{}", self.cfg.id_prefix, self.next_id)
+            };
             e.node.clone_from(&self.cfg.node);
             self.stats.entries += 1;
         }

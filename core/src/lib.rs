@@ -8,6 +8,7 @@ mod entry_record;
 mod flow;
 pub mod http;
 pub mod icmp;
+pub mod ingest;
 pub mod pcap;
 pub mod stats;
 pub mod tcp;

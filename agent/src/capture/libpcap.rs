@@ -1,0 +1,60 @@
+//! libpcap through the `pcap` crate: kernel timestamps, BPF filters, and `pcap_stats` for drops.
+
+use faultline_core::wire::LinkType;
+use faultline_core::Timestamp;
+
+use super::{Capture, CaptureError, Frame, KernelStats};
+
+pub struct Libpcap {
+    name: String,
+    cap: pcap::Capture<pcap::Active>,
+    link_type: LinkType,
+}
+
+impl Libpcap {
+    pub fn open(name: &str, filter: Option<&str>) -> Result<Libpcap, CaptureError> {
+        let err = |e: pcap::Error| CaptureError::Pcap { interface: name.to_owned(), detail: e.to_string() };
+        let mut cap = pcap::Capture::from_device(name)
+            .map_err(err)?
+            .promisc(true)
+            .snaplen(262_144)
+            .timeout(100)
+            .immediate_mode(true)
+            .open()
+            .map_err(err)?;
+        if let Some(f) = filter {
+            cap.filter(f, true).map_err(|e| CaptureError::Filter { filter: f.to_owned(), detail: e.to_string() })?;
+        }
+        let code = cap.get_datalink().0;
+        let link_type = LinkType::from_linktype(u32::try_from(code).unwrap_or(u32::MAX)).ok_or_else(|| {
+            CaptureError::Pcap { interface: name.to_owned(), detail: format!("unsupported link type {code}") }
+        })?;
+        Ok(Libpcap { name: name.to_owned(), cap, link_type })
+    }
+}
+
+impl Capture for Libpcap {
+    fn next(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
+        match self.cap.next_packet() {
+            Ok(p) => {
+                let tv = p.header.ts;
+                let ns = (tv.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(tv.tv_usec as u64 * 1000);
+                Ok(Some(Frame { link_type: self.link_type, ts: Timestamp(ns), data: p.data }))
+            }
+            Err(pcap::Error::TimeoutExpired) => Ok(None),
+            Err(e) => Err(CaptureError::Pcap { interface: self.name.clone(), detail: e.to_string() }),
+        }
+    }
+
+    /// pcap_stats: packets received and dropped by the kernel since the capture opened.
+    fn kernel_stats(&mut self) -> KernelStats {
+        match self.cap.stats() {
+            Ok(s) => KernelStats { received: u64::from(s.received), dropped: u64::from(s.dropped) },
+            Err(_) => KernelStats::default(),
+        }
+    }
+
+    fn interface(&self) -> &str {
+        &self.name
+    }
+}

@@ -1,0 +1,80 @@
+//! Live capture behind one trait. Backends: AF_PACKET through pnet (the default), libpcap, and PF_RING
+//! where its kernel module is loaded (elsewhere the agent falls back to AF_PACKET and says so). Each
+//! reports the kernel's own drop counter so that loss is never silent (SPEC §3.3).
+
+mod afpacket;
+mod libpcap;
+
+use faultline_core::wire::LinkType;
+use faultline_core::Timestamp;
+
+/// Kernel counters of one capture, cumulative since it opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub received: u64,
+    pub dropped: u64,
+}
+
+/// One captured frame, borrowed until the next call.
+pub struct Frame<'a> {
+    pub link_type: LinkType,
+    pub ts: Timestamp,
+    pub data: &'a [u8],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("interface {0}: no such interface")]
+    NoInterface(String),
+    #[error("{backend} on {interface}: {source}")]
+    Open { backend: &'static str, interface: String, source: std::io::Error },
+    #[error("libpcap on {interface}: {detail}")]
+    Pcap { interface: String, detail: String },
+    #[error("BPF filter {filter:?}: {detail}")]
+    Filter { filter: String, detail: String },
+    #[error("reading from {interface}: {source}")]
+    Read { interface: String, source: std::io::Error },
+}
+
+/// A source of frames. `next` waits at most about 100 ms, so the caller can notice when to stop.
+pub trait Capture: Send {
+    fn next(&mut self) -> Result<Option<Frame<'_>>, CaptureError>;
+    /// Cumulative kernel counters.
+    fn kernel_stats(&mut self) -> KernelStats;
+    fn interface(&self) -> &str;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    Afpacket,
+    Libpcap,
+    Pfring,
+}
+
+/// The captures opened, and why the requested backend was replaced, if it was.
+pub type Opened = (Vec<Box<dyn Capture>>, Option<String>);
+
+/// Opens `backend` on each interface (every interface that is up, but loopback, when none is named).
+/// Returns the captures and, when a backend had to be replaced, why.
+pub fn open(backend: Backend, interfaces: &[String], filter: Option<&str>) -> Result<Opened, CaptureError> {
+    let (backend, note) = match backend {
+        Backend::Pfring if !std::path::Path::new("/proc/net/pf_ring").exists() => (
+            Backend::Afpacket,
+            Some("pfring requested but the pf_ring kernel module is not loaded: capturing with afpacket".to_owned()),
+        ),
+        // This build has no PF_RING library; its kernel module alone does not help.
+        Backend::Pfring => {
+            (Backend::Afpacket, Some("pfring is not built into this agent: capturing with afpacket".to_owned()))
+        }
+        b => (b, None),
+    };
+    let names: Vec<String> = if interfaces.is_empty() { afpacket::default_interfaces() } else { interfaces.to_vec() };
+    let mut out: Vec<Box<dyn Capture>> = Vec::new();
+    for name in &names {
+        match backend {
+            Backend::Afpacket | Backend::Pfring => out.push(Box::new(afpacket::AfPacket::open(name, filter)?)),
+            Backend::Libpcap => out.push(Box::new(libpcap::Libpcap::open(name, filter)?)),
+        }
+    }
+    Ok((out, note))
+}

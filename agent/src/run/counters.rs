@@ -1,0 +1,97 @@
+//! What the agent counts, shared by its threads, exported on `/metrics` and sent with every batch.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use faultline_core::ingest::AgentStats;
+
+#[derive(Default)]
+pub struct Counters {
+    /// Frames the capture threads read.
+    pub captured: AtomicU64,
+    /// Kernel counters summed over interfaces (set by the capture threads).
+    pub kernel_received: AtomicU64,
+    pub kernel_dropped: AtomicU64,
+    /// Frames dropped because the engine's queue was full.
+    pub queue_dropped: AtomicU64,
+    /// Entries dropped because the outbox was over its memory budget.
+    pub buffer_dropped: AtomicU64,
+    pub entries: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub streams_timed_out: AtomicU64,
+    pub missed_bytes: AtomicU64,
+    pub flows: AtomicU64,
+    pub batches_sent: AtomicU64,
+    pub batches_failed: AtomicU64,
+    pub capture_errors: AtomicU64,
+    backend_note: Mutex<Option<String>>,
+}
+
+impl Counters {
+    pub fn add(&self, c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set_backend_note(&self, note: Option<String>) {
+        if let Ok(mut g) = self.backend_note.lock() {
+            *g = note;
+        }
+    }
+
+    pub fn snapshot(&self) -> AgentStats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        // Packets seen: what the kernel counted where it counts, else what we read.
+        let received = g(&self.kernel_received).max(g(&self.captured));
+        AgentStats {
+            received,
+            kernel_dropped: g(&self.kernel_dropped),
+            queue_dropped: g(&self.queue_dropped),
+            buffer_dropped: g(&self.buffer_dropped),
+            entries: g(&self.entries),
+            decode_errors: g(&self.decode_errors),
+            streams_timed_out: g(&self.streams_timed_out),
+            missed_bytes: g(&self.missed_bytes),
+            backend_note: self.backend_note.lock().ok().and_then(|n| n.clone()),
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self, outbox_entries: usize, outbox_bytes: usize) -> String {
+        let s = self.snapshot();
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
+            out.push_str(&format!("# HELP faultline_agent_{name} {help}\n# TYPE faultline_agent_{name} {kind}\n"));
+            out.push_str(&format!("faultline_agent_{name} {v}\n"));
+        };
+        metric("packets_received_total", "counter", "Packets seen on the captured interfaces.", s.received);
+        metric(
+            "kernel_dropped_total",
+            "counter",
+            "Packets the kernel dropped before the agent read them.",
+            s.kernel_dropped,
+        );
+        metric("queue_dropped_total", "counter", "Frames dropped because the engine queue was full.", s.queue_dropped);
+        metric("buffer_dropped_total", "counter", "Entries dropped because the outbox was full.", s.buffer_dropped);
+        metric("entries_total", "counter", "Entries found.", s.entries);
+        metric("decode_errors_total", "counter", "Frames that did not decode.", s.decode_errors);
+        metric(
+            "streams_timed_out_total",
+            "counter",
+            "Streams whose protocol was not identified in time.",
+            s.streams_timed_out,
+        );
+        metric("missed_bytes_total", "counter", "TCP bytes never seen (sequence gaps).", s.missed_bytes);
+        metric("flows", "gauge", "Connections tracked.", g(&self.flows));
+        metric("batches_sent_total", "counter", "Batches the operator accepted.", g(&self.batches_sent));
+        metric(
+            "batches_failed_total",
+            "counter",
+            "Batches that could not be sent (kept and retried).",
+            g(&self.batches_failed),
+        );
+        metric("outbox_entries", "gauge", "Entries waiting to be sent.", outbox_entries as u64);
+        metric("outbox_bytes", "gauge", "Memory held by entries waiting to be sent.", outbox_bytes as u64);
+        out
+    }
+}

@@ -1,0 +1,129 @@
+//! The capture threads and the engine thread.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use faultline_core::wire::LinkType;
+use faultline_core::{Engine, EngineConfig, Entry, Timestamp};
+
+use super::counters::Counters;
+use super::outbox::Outbox;
+use super::pods::Resolver;
+use crate::capture::{Capture, KernelStats};
+
+/// A frame copied out of the capture buffer, on its way to the engine.
+pub struct Captured {
+    pub link_type: LinkType,
+    pub ts: Timestamp,
+    pub data: Vec<u8>,
+}
+
+pub fn capture_loop(mut cap: Box<dyn Capture>, tx: &SyncSender<Captured>, stop: &AtomicBool, counters: &Counters) {
+    let mut last_stats = Instant::now();
+    let mut reported = KernelStats::default();
+    while !stop.load(Ordering::Relaxed) {
+        match cap.next() {
+            Ok(Some(f)) => {
+                counters.add(&counters.captured, 1);
+                let frame = Captured { link_type: f.link_type, ts: f.ts, data: f.data.to_vec() };
+                match tx.try_send(frame) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => counters.add(&counters.queue_dropped, 1),
+                    Err(TrySendError::Disconnected(_)) => return,
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                counters.add(&counters.capture_errors, 1);
+                tracing::error!(error = %e, "capture failed; retrying in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            last_stats = Instant::now();
+            let now = cap.kernel_stats();
+            counters.add(&counters.kernel_received, now.received.saturating_sub(reported.received));
+            counters.add(&counters.kernel_dropped, now.dropped.saturating_sub(reported.dropped));
+            reported = now;
+        }
+    }
+}
+
+fn wall_clock() -> Timestamp {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timestamp(u64::try_from(now.as_nanos()).unwrap_or(u64::MAX))
+}
+
+pub fn engine_loop(
+    cfg: EngineConfig,
+    rx: &Receiver<Captured>,
+    outbox: &Outbox,
+    counters: &Counters,
+    stop: &AtomicBool,
+    pods: &Resolver,
+    watch_namespaces: &BTreeSet<String>,
+) {
+    let mut engine = Engine::new(cfg);
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut last_tick = Instant::now();
+    let mut published = faultline_core::Stats::default();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(f) => {
+                let _ = engine.handle_frame(f.link_type, &f.data, f.ts, &mut entries);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_tick.elapsed() >= Duration::from_millis(100) {
+            last_tick = Instant::now();
+            engine.advance(wall_clock(), &mut entries);
+            publish_stats(&engine, &mut published, counters);
+        }
+        if !entries.is_empty() {
+            hand_over(&mut entries, outbox, counters, pods, watch_namespaces);
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    // Stopping is not the end of the network: pending states stay unresolved rather than be guessed.
+    publish_stats(&engine, &mut published, counters);
+    hand_over(&mut entries, outbox, counters, pods, watch_namespaces);
+}
+
+fn publish_stats(engine: &Engine, published: &mut faultline_core::Stats, counters: &Counters) {
+    let s = engine.stats();
+    counters.add(&counters.decode_errors, s.decode_errors - published.decode_errors);
+    counters.add(&counters.streams_timed_out, s.streams_timed_out - published.streams_timed_out);
+    counters.add(&counters.missed_bytes, s.missed_bytes - published.missed_bytes);
+    counters.flows.store(engine.flow_count() as u64, Ordering::Relaxed);
+    *published = s.clone();
+}
+
+/// Names the pods at both ends, keeps what the TapConfig watches, and queues the rest for the operator.
+fn hand_over(
+    entries: &mut Vec<Entry>,
+    outbox: &Outbox,
+    counters: &Counters,
+    pods: &Resolver,
+    watch_namespaces: &BTreeSet<String>,
+) {
+    let batch = entries.drain(..).filter_map(|mut e| {
+        for ep in [&mut e.src, &mut e.dst] {
+            if let Some((name, ns)) = pods.lookup(&ep.ip) {
+                ep.name = Some(name);
+                ep.namespace = Some(ns);
+            }
+        }
+        let watched = watch_namespaces.is_empty()
+            || [&e.src, &e.dst].iter().any(|ep| ep.namespace.as_ref().is_some_and(|ns| watch_namespaces.contains(ns)));
+        watched.then_some(e)
+    });
+    let batch: Vec<Entry> = batch.collect();
+    counters.add(&counters.entries, batch.len() as u64);
+    let dropped = outbox.push(batch);
+    counters.add(&counters.buffer_dropped, dropped);
+}

@@ -1,0 +1,101 @@
+//! `faultline-agent run`: the DaemonSet mode. Capture threads feed a bounded queue; one engine thread
+//! turns frames into entries on the packets' own clock (and a wall-clock tick, so timeouts fire while the
+//! network is quiet); entries are named after their pods and handed to the reporter, which sends them to
+//! the operator in batches and keeps what it could not send within a memory budget. Every drop on the way
+//! is counted and reported.
+
+mod counters;
+mod engine_loop;
+mod outbox;
+mod pods;
+mod report;
+mod server;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::capture;
+use crate::cli::RunArgs;
+pub use counters::Counters;
+pub use outbox::Outbox;
+
+pub fn run(args: &RunArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run_async(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            tracing::error!("{msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_async(args: &RunArgs) -> Result<(), String> {
+    let counters = Arc::new(Counters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (captures, note) = capture::open(args.capture_backend, &args.interfaces, args.bpf_filter.as_deref())
+        .map_err(|e| format!("cannot capture: {e}"))?;
+    if let Some(note) = &note {
+        tracing::warn!("{note}");
+    }
+    counters.set_backend_note(note);
+    tracing::info!(interfaces = ?captures.iter().map(|c| c.interface().to_owned()).collect::<Vec<_>>(), "capturing");
+
+    let pods = pods::Resolver::start(args.resolve_pods).await;
+    let watch_namespaces = args.watch_namespaces();
+    let outbox = Arc::new(Outbox::new(args.buffer_bytes));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<engine_loop::Captured>(args.queue_size);
+
+    let mut threads = Vec::new();
+    for cap in captures {
+        let (tx, stop, counters) = (tx.clone(), stop.clone(), counters.clone());
+        threads.push(std::thread::spawn(move || engine_loop::capture_loop(cap, &tx, &stop, &counters)));
+    }
+    drop(tx);
+    let engine = {
+        let (cfg, outbox, counters, stop, pods) =
+            (args.engine.to_config(), outbox.clone(), counters.clone(), stop.clone(), pods.clone());
+        let cfg = faultline_core::EngineConfig { node: args.node_name.clone(), ..cfg };
+        std::thread::spawn(move || {
+            engine_loop::engine_loop(cfg, &rx, &outbox, &counters, &stop, &pods, &watch_namespaces)
+        })
+    };
+    let reporter = report::Reporter::new(args, outbox.clone(), counters.clone());
+    let report_task = tokio::task::spawn_blocking({
+        let stop = stop.clone();
+        move || reporter.run(&stop)
+    });
+    let server = tokio::spawn(server::serve(args.http_addr, counters.clone(), outbox.clone(), stop.clone()));
+
+    wait_for_signal().await;
+    tracing::info!("stopping: flushing what is buffered");
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let _ = engine.join();
+    // The reporter makes a last attempt to send what is left before it returns.
+    let _ = tokio::time::timeout(Duration::from_secs(10), report_task).await;
+    server.abort();
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Entries waiting for the operator, within a memory budget. When the operator cannot be reached the
+//! outbox fills; past the budget the oldest entries go first (and are counted), so the agent's memory stays
+//! bounded however long the outage lasts. Batches that fail to send are put back at the front, in order.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use faultline_core::Entry;
+
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    budget: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<(Entry, usize)>,
+    bytes: usize,
+    dropped: u64,
+}
+
+/// An entry's approximate memory: its JSON size is a fair and cheap stand-in.
+fn cost(e: &Entry) -> usize {
+    serde_json::to_vec(e).map_or(1024, |v| v.len()) + 64
+}
+
+impl Outbox {
+    pub fn new(budget: usize) -> Outbox {
+        Outbox { inner: Mutex::new(Inner::default()), budget }
+    }
+
+    /// Adds entries; returns how many old ones had to be dropped to stay within budget.
+    pub fn push(&self, entries: impl IntoIterator<Item = Entry>) -> u64 {
+        let Ok(mut g) = self.inner.lock() else { return 0 };
+        let before = g.dropped;
+        for e in entries {
+            let c = cost(&e);
+            g.bytes += c;
+            g.queue.push_back((e, c));
+        }
+        while g.bytes > self.budget {
+            match g.queue.pop_front() {
+                Some((_, c)) => {
+                    g.bytes -= c;
+                    g.dropped += 1;
+                }
+                None => break,
+            }
+        }
+        g.dropped - before
+    }
+
+    /// Takes up to `max` of the oldest entries.
+    pub fn take(&self, max: usize) -> Vec<Entry> {
+        let Ok(mut g) = self.inner.lock() else { return Vec::new() };
+        let n = max.min(g.queue.len());
+        let batch: Vec<(Entry, usize)> = g.queue.drain(..n).collect();
+        g.bytes -= batch.iter().map(|(_, c)| c).sum::<usize>();
+        batch.into_iter().map(|(e, _)| e).collect()
+    }
+
+    /// Puts a batch that could not be sent back at the front, dropping (oldest first) what no longer fits.
+    pub fn put_back(&self, batch: Vec<Entry>) -> u64 {
+        let Ok(mut g) = self.inner.lock() else { return 0 };
+        let before = g.dropped;
+        for e in batch.into_iter().rev() {
+            let c = cost(&e);
+            if g.bytes + c > self.budget {
+                g.dropped += 1;
+                continue;
+            }
+            g.bytes += c;
+            g.queue.push_front((e, c));
+        }
+        g.dropped - before
+    }
+
+    pub fn len_and_bytes(&self) -> (usize, usize) {
+        self.inner.lock().map_or((0, 0), |g| (g.queue.len(), g.bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_core::entry::{Endpoint, Protocol};
+    use faultline_core::Timestamp;
+
+    fn entry(i: u64) -> Entry {
+        Entry {
+            id: i.to_string(),
+            timestamp: Timestamp(i),
+            node: None,
+            protocol: Protocol::Tcp,
+            src: Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1)),
+            dst: Endpoint::new("10.0.0.2".parse().expect("ip"), Some(2)),
+            error: None,
+            tcp: None,
+            icmp: None,
+            request: None,
+            response: None,
+            elapsed_time: 0.0,
+        }
+    }
+
+    #[test]
+    fn stays_within_budget_dropping_the_oldest() {
+        let one = cost(&entry(1));
+        let o = Outbox::new(one * 10);
+        assert_eq!(o.push((0..25).map(entry)), 15);
+        let (n, bytes) = o.len_and_bytes();
+        assert!(n <= 10 && bytes <= one * 10);
+        let batch = o.take(3);
+        assert_eq!(batch.first().map(|e| e.id.as_str()), Some("15"), "the newest survive");
+        assert_eq!(o.put_back(batch), 0);
+        assert_eq!(o.take(1)[0].id, "15", "a failed batch goes back in front, in order");
+    }
+}

@@ -1,0 +1,93 @@
+//! Pod IPs to names and namespaces, from a watch on Pods (cluster-wide: the peer of a pod on this node
+//! may run anywhere). Without access to the API server the agent still runs, with names left empty.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, ResourceExt};
+
+#[derive(Clone, Default)]
+pub struct Resolver {
+    by_ip: Arc<RwLock<HashMap<IpAddr, (String, String)>>>,
+}
+
+impl Resolver {
+    pub async fn start(enabled: bool) -> Resolver {
+        let r = Resolver::default();
+        if !enabled {
+            return r;
+        }
+        match Client::try_default().await {
+            Ok(client) => {
+                let map = r.by_ip.clone();
+                tokio::spawn(async move { watch(client, map).await });
+            }
+            Err(e) => tracing::warn!(error = %e, "no Kubernetes API: entries will not name their pods"),
+        }
+        r
+    }
+
+    /// (name, namespace) of the pod with this IP.
+    pub fn lookup(&self, ip: &IpAddr) -> Option<(String, String)> {
+        self.by_ip.read().ok()?.get(ip).cloned()
+    }
+}
+
+fn ips(p: &Pod) -> Vec<IpAddr> {
+    let Some(st) = &p.status else { return Vec::new() };
+    // Host-network pods share the node's address: they cannot be told apart by IP.
+    if p.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+        return Vec::new();
+    }
+    let mut out: Vec<IpAddr> = st.pod_ips.iter().flatten().filter_map(|i| i.ip.parse().ok()).collect();
+    if let Some(ip) = st.pod_ip.as_deref().and_then(|i| i.parse().ok()) {
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+async fn watch(client: Client, map: Arc<RwLock<HashMap<IpAddr, (String, String)>>>) {
+    let pods: Api<Pod> = Api::all(client);
+    let mut stream = watcher::watcher(pods, watcher::Config::default()).default_backoff().boxed();
+    // A re-list (after a disconnect) builds a fresh map, so pods deleted meanwhile do not linger.
+    let mut relist: HashMap<IpAddr, (String, String)> = HashMap::new();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Init) => relist.clear(),
+            Ok(Event::InitApply(p)) => {
+                for ip in ips(&p) {
+                    relist.insert(ip, (p.name_any(), p.namespace().unwrap_or_default()));
+                }
+            }
+            Ok(Event::InitDone) => {
+                if let Ok(mut m) = map.write() {
+                    *m = std::mem::take(&mut relist);
+                }
+            }
+            Ok(Event::Apply(p)) => {
+                if let Ok(mut m) = map.write() {
+                    for ip in ips(&p) {
+                        m.insert(ip, (p.name_any(), p.namespace().unwrap_or_default()));
+                    }
+                }
+            }
+            Ok(Event::Delete(p)) => {
+                if let Ok(mut m) = map.write() {
+                    for ip in ips(&p) {
+                        if m.get(&ip).is_some_and(|(n, _)| *n == p.name_any()) {
+                            m.remove(&ip);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pod watch error (retrying)"),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Sends entries and statistics to the operator in batches, authenticated with the agent's ServiceAccount
+//! token. When the operator is unreachable the batch goes back into the outbox and the reporter backs off;
+//! it recovers by itself. A batch is retried with the same sequence number, so the operator counts it once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faultline_core::ingest::{Batch, INGEST_PATH};
+
+use super::counters::Counters;
+use super::outbox::Outbox;
+use crate::cli::RunArgs;
+
+const MAX_BATCH: usize = 1000;
+
+pub struct Reporter {
+    url: Option<String>,
+    token_file: std::path::PathBuf,
+    node: String,
+    run_id: String,
+    interval: Duration,
+    outbox: Arc<Outbox>,
+    counters: Arc<Counters>,
+    agent: ureq::Agent,
+}
+
+impl Reporter {
+    pub fn new(args: &RunArgs, outbox: Arc<Outbox>, counters: Arc<Counters>) -> Reporter {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Reporter {
+            url: args.operator_url.as_ref().map(|u| format!("{}{INGEST_PATH}", u.trim_end_matches('/'))),
+            token_file: args.token_file.clone(),
+            node: args.node_name.clone().unwrap_or_default(),
+            run_id: args.run_id.clone(),
+            interval: Duration::from_millis(args.report_interval_ms),
+            outbox,
+            counters,
+            agent,
+        }
+    }
+
+    pub fn run(&self, stop: &AtomicBool) {
+        let Some(url) = &self.url else {
+            tracing::warn!("no --operator-url: entries are counted and logged, not sent");
+            while !stop.load(Ordering::Relaxed) {
+                for e in self.outbox.take(MAX_BATCH) {
+                    tracing::info!(entry = %serde_json::to_string(&e).unwrap_or_default(), "entry");
+                }
+                std::thread::sleep(self.interval);
+            }
+            return;
+        };
+        let mut seq = 0u64;
+        let mut pending: Option<Batch> = None;
+        let mut backoff = self.interval;
+        let mut last_send = Instant::now() - self.interval;
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            if pending.is_none() && (last_send.elapsed() >= self.interval || stopping) {
+                let entries = self.outbox.take(MAX_BATCH);
+                seq += 1;
+                pending = Some(Batch {
+                    node: self.node.clone(),
+                    agent_run: self.run_id.clone(),
+                    seq,
+                    stats: self.counters.snapshot(),
+                    entries,
+                });
+            }
+            if let Some(batch) = pending.take() {
+                last_send = Instant::now();
+                match self.send(url, &batch) {
+                    Ok(()) => {
+                        self.counters.add(&self.counters.batches_sent, 1);
+                        backoff = self.interval;
+                    }
+                    Err(e) => {
+                        self.counters.add(&self.counters.batches_failed, 1);
+                        tracing::warn!(error = %e, entries = batch.entries.len(), "cannot reach the operator; will retry");
+                        // Keep the batch (same sequence number) unless stopping; newer entries keep queueing.
+                        if stopping {
+                            let lost = self.outbox.put_back(batch.entries);
+                            self.counters.add(&self.counters.buffer_dropped, lost);
+                            return;
+                        }
+                        pending = Some(batch);
+                        sleep_unless(stop, backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                }
+            }
+            if stopping && self.outbox.len_and_bytes().0 == 0 {
+                return;
+            }
+            if !stopping {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn send(&self, url: &str, batch: &Batch) -> Result<(), String> {
+        // Projected tokens rotate: read it for every request.
+        let token = std::fs::read_to_string(&self.token_file)
+            .map_err(|e| format!("token {}: {e}", self.token_file.display()))?;
+        let body = serde_json::to_vec(batch).map_err(|e| e.to_string())?;
+        let resp = self
+            .agent
+            .post(url)
+            .header("Authorization", &format!("Bearer {}", token.trim()))
+            .header("Content-Type", "application/json")
+            .send(&body[..])
+            .map_err(|e| e.to_string())?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(()),
+            code => Err(format!("operator answered {code}")),
+        }
+    }
+}
+
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

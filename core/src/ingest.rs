@@ -1,0 +1,55 @@
+//! What an agent sends the operator: a batch of entries and its capture statistics. Batches carry the
+//! agent's run id and a sequence number so that a batch sent twice (the reply was lost) counts once.
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::Entry;
+
+/// The path the operator serves ingest on.
+pub const INGEST_PATH: &str = "/api/v1/ingest";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Batch {
+    /// The node the agent runs on.
+    pub node: String,
+    /// Unique per agent process: restarts start a new sequence.
+    pub agent_run: String,
+    /// 1, 2, 3, … per run; a batch whose sequence was already accepted is acknowledged and ignored.
+    pub seq: u64,
+    pub stats: AgentStats,
+    pub entries: Vec<Entry>,
+}
+
+/// Cumulative counters of one agent run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStats {
+    /// Packets seen on the captured interfaces.
+    pub received: u64,
+    /// Dropped by the kernel before the agent read them.
+    pub kernel_dropped: u64,
+    /// Dropped because the engine's queue was full.
+    pub queue_dropped: u64,
+    /// Entries dropped because the agent's outbox was over budget (the operator was unreachable).
+    pub buffer_dropped: u64,
+    pub entries: u64,
+    pub decode_errors: u64,
+    pub streams_timed_out: u64,
+    pub missed_bytes: u64,
+    /// Set when the requested capture backend was replaced (e.g. PF_RING module missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_note: Option<String>,
+}
+
+impl AgentStats {
+    /// Packets lost before analysis, over packets seen.
+    pub fn drop_ratio(&self) -> f64 {
+        let lost = self.kernel_dropped + self.queue_dropped;
+        if self.received == 0 {
+            0.0
+        } else {
+            lost as f64 / self.received as f64
+        }
+    }
+}
