@@ -88,7 +88,7 @@ mod tests {
 
     fn entry(i: u64) -> Entry {
         Entry {
-            id: i.to_string(),
+            id: format!("{i:03}"),
             timestamp: Timestamp(i),
             node: None,
             protocol: Protocol::Tcp,
@@ -111,8 +111,8 @@ mod tests {
         let (n, bytes) = o.len_and_bytes();
         assert!(n <= 10 && bytes <= one * 10);
         let batch = o.take(3);
-        assert_eq!(batch.first().map(|e| e.id.as_str()), Some("15"), "the newest survive");
+        assert_eq!(batch.first().map(|e| e.id.as_str()), Some("015"), "the newest survive");
         assert_eq!(o.put_back(batch), 0);
-        assert_eq!(o.take(1)[0].id, "15", "a failed batch goes back in front, in order");
+        assert_eq!(o.take(1)[0].id, "015", "a failed batch goes back in front, in order");
     }
 }
