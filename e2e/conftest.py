@@ -36,8 +36,8 @@ def free_port():
 class Operator:
     """One replica of faultline-operator, started with a kubeconfig and stopped with SIGTERM."""
 
-    def __init__(self, kubeconfig, log_path, identity):
-        self.port = free_port()
+    def __init__(self, kubeconfig, log_path, identity, port=None):
+        self.port = port or free_port()
         self.identity = identity
         self.log_path = log_path
         env = dict(os.environ, KUBECONFIG=str(kubeconfig), FAULTLINE_HTTP_ADDR=f"127.0.0.1:{self.port}",

@@ -52,6 +52,7 @@ pub struct ErrorViewStatus {
     pub observed_generation: Option<i64>,
     /// `Ready`, or `QueryInvalid` with the parser's message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Entries that matched within the window.
     #[serde(default)]
@@ -65,6 +66,23 @@ pub struct ErrorViewStatus {
     pub last_seen: Option<Time>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Sample>,
+    /// Per-minute counts within the window: what the other fields are summed from, kept in status so that
+    /// an operator restart resumes the counts instead of resetting them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<MinuteBucket>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MinuteBucket {
+    /// Unix time of the minute's start, in seconds.
+    pub minute: i64,
+    pub matched: i64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kinds: BTreeMap<String, i64>,
+    /// `source -> destination` to count.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pairs: BTreeMap<String, i64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

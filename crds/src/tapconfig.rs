@@ -228,8 +228,10 @@ impl ImagePullPolicy {
 pub struct TapConfigStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Degraded`, `PacketLoss`.
+    /// `Ready`, `Degraded`, `PacketLoss`. A map keyed by type, so that the controller and the statistics
+    /// writer can each own their conditions under server-side apply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub desired_agents: i32,
@@ -237,6 +239,7 @@ pub struct TapConfigStatus {
     pub ready_agents: i32,
     /// Capture statistics per node, as the agents last reported them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
     pub nodes: Vec<NodeCaptureStats>,
 }
 
@@ -244,10 +247,21 @@ pub struct TapConfigStatus {
 #[serde(rename_all = "camelCase")]
 pub struct NodeCaptureStats {
     pub node: String,
+    /// Packets seen on the node's captured interfaces.
     pub received: i64,
+    /// Dropped before analysis: by the kernel, or from the agent's full queue.
     pub dropped: i64,
     pub drop_ratio: f64,
     pub streams_timed_out: i64,
+    /// TCP bytes never seen (sequence gaps).
+    #[serde(default)]
+    pub missed_bytes: i64,
+    /// Entries the agent had to drop because the operator was unreachable for too long.
+    #[serde(default)]
+    pub entries_dropped: i64,
+    /// Set when the agent could not use the requested capture backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_report: Option<Time>,
 }

@@ -1,5 +1,5 @@
 //! `/healthz` (the process is alive), `/readyz` (it can reach the API server and knows whether it leads),
-//! and `/metrics`.
+//! `/metrics`, and the agents' ingest endpoint.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,13 +21,19 @@ pub struct Health {
 pub async fn serve(
     addr: SocketAddr,
     health: Health,
+    ingest: crate::ingest::Ingest,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let agents = Router::new()
+        .route(faultline_core::ingest::INGEST_PATH, axum::routing::post(crate::ingest::handle))
+        .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
+        .with_state(ingest);
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(health);
+        .with_state(health)
+        .merge(agents);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await

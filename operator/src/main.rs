@@ -1,11 +1,16 @@
 //! `faultline-operator`: parses its settings, connects to the API server, campaigns for the leader lease,
 //! and runs the controllers while it leads. Everything else lives in the modules.
 
+mod clock;
 mod context;
 mod error;
+mod errorview;
+mod events;
 mod http;
+mod ingest;
 mod leader;
 mod metrics;
+mod store;
 mod tapconfig;
 
 use std::net::SocketAddr;
@@ -31,9 +36,15 @@ struct Args {
     /// Agent image for TapConfigs that do not name one.
     #[arg(long, env = "FAULTLINE_AGENT_IMAGE", default_value = "ghcr.io/faultline-dev/faultline-agent:0.1.0")]
     agent_image: String,
-    /// Address of /healthz, /readyz and /metrics.
+    /// Address of /healthz, /readyz, /metrics and the agents' ingest endpoint.
     #[arg(long, env = "FAULTLINE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
+    /// Where agents reach this operator; by default its Service in its namespace.
+    #[arg(long, env = "FAULTLINE_OPERATOR_URL")]
+    operator_url: Option<String>,
+    /// Recent entries kept in memory for ErrorViews.
+    #[arg(long, default_value_t = 200_000)]
+    store_capacity: usize,
     /// Campaign for a Lease before acting, so that several replicas can run.
     #[arg(long, env = "FAULTLINE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
@@ -75,8 +86,11 @@ async fn run(args: Args) -> Result<(), String> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let store = Arc::new(store::Store::new(args.store_capacity));
     let health = http::Health { ready: ready.clone(), metrics: metrics.clone() };
-    let http_server = tokio::spawn(http::serve(args.http_addr, health, stopped(stop_rx.clone())));
+    let leading = Arc::new(AtomicBool::new(false));
+    let ingest = ingest::Ingest::new(client.clone(), args.namespace.clone(), store.clone(), leading.clone());
+    let http_server = tokio::spawn(http::serve(args.http_addr, health, ingest, stopped(stop_rx.clone())));
 
     // Ready once the API server answers and the CRDs are installed.
     let taps: Api<TapConfig> = Api::all(client.clone());
@@ -109,10 +123,15 @@ async fn run(args: Args) -> Result<(), String> {
         }
     }
     metrics.leader.set(1);
+    leading.store(true, Ordering::Relaxed);
 
+    let operator_url = args
+        .operator_url
+        .clone()
+        .unwrap_or_else(|| format!("http://faultline-operator.{}.svc:{}", args.namespace, args.http_addr.port()));
     let ctx = Arc::new(Context {
         client: client.clone(),
-        build: BuildParams { namespace: args.namespace.clone(), agent_image: args.agent_image.clone() },
+        build: BuildParams { namespace: args.namespace.clone(), agent_image: args.agent_image.clone(), operator_url },
         metrics: metrics.clone(),
     });
     let mut lost = lead_rx.clone();
@@ -123,8 +142,33 @@ async fn run(args: Args) -> Result<(), String> {
             _ = stop.wait_for(|s| *s) => {}
         }
     };
+    let events = Arc::new(events::Events::new(client.clone(), identity.clone()));
+    let (done_tx, done_rx) = watch::channel(false);
+    let done = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|d| *d).await;
+    };
+    let views = tokio::spawn(errorview::run(ctx.clone(), store.clone(), events.clone(), done(done_rx.clone())));
+    let stats = tokio::spawn(tapconfig::stats::run(ctx.clone(), store.clone(), done(done_rx.clone())));
+    let flusher = tokio::spawn({
+        let (events, mut rx) = (events.clone(), done_rx.clone());
+        async move {
+            loop {
+                let last = tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => false,
+                    _ = rx.wait_for(|d| *d) => true,
+                };
+                events.flush().await;
+                if last {
+                    return;
+                }
+            }
+        }
+    });
     tapconfig::reconcile::run(ctx, shutdown).await;
+    done_tx.send_replace(true);
+    let _ = tokio::join!(views, stats, flusher);
     metrics.leader.set(0);
+    leading.store(false, Ordering::Relaxed);
     let lost_leadership = !*lead_rx.borrow();
     if args.leader_election {
         leader::Elector::release(client, &args.namespace, &args.lease_name, &identity).await;

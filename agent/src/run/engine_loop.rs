@@ -103,7 +103,12 @@ fn publish_stats(engine: &Engine, published: &mut faultline_core::Stats, counter
     *published = s.clone();
 }
 
-/// Names the pods at both ends, keeps what the TapConfig watches, and queues the rest for the operator.
+/// Names the pods at both ends, keeps what this node should report and the TapConfig watches, and
+/// queues it for the operator.
+///
+/// Traffic between pods on two nodes is captured on both. To report it once, the node that reports an
+/// entry is the destination pod's (the server, or the receiver of an ICMP message), else the source pod's;
+/// traffic with no pod at either end is reported by whoever sees it.
 fn hand_over(
     entries: &mut Vec<Entry>,
     outbox: &Outbox,
@@ -112,15 +117,21 @@ fn hand_over(
     watch_namespaces: &BTreeSet<String>,
 ) {
     let batch = entries.drain(..).filter_map(|mut e| {
-        for ep in [&mut e.src, &mut e.dst] {
-            if let Some((name, ns)) = pods.lookup(&ep.ip) {
-                ep.name = Some(name);
-                ep.namespace = Some(ns);
+        let (src, dst) = (pods.lookup(&e.src.ip), pods.lookup(&e.dst.ip));
+        let owner = dst.as_ref().or(src.as_ref()).and_then(|p| p.node.as_deref());
+        let mine = match (&e.node, owner) {
+            (Some(me), Some(owner)) => me == owner,
+            _ => true,
+        };
+        for (ep, pod) in [(&mut e.src, src), (&mut e.dst, dst)] {
+            if let Some(p) = pod {
+                ep.name = Some(p.name);
+                ep.namespace = Some(p.namespace);
             }
         }
         let watched = watch_namespaces.is_empty()
             || [&e.src, &e.dst].iter().any(|ep| ep.namespace.as_ref().is_some_and(|ns| watch_namespaces.contains(ns)));
-        watched.then_some(e)
+        (mine && watched).then_some(e)
     });
     let batch: Vec<Entry> = batch.collect();
     counters.add(&counters.entries, batch.len() as u64);

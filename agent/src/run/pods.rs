@@ -11,9 +11,19 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 
+/// A pod as far as entries care: its name, namespace and node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodRef {
+    pub name: String,
+    pub namespace: String,
+    pub node: Option<String>,
+}
+
+type ByIp = Arc<RwLock<HashMap<IpAddr, PodRef>>>;
+
 #[derive(Clone, Default)]
 pub struct Resolver {
-    by_ip: Arc<RwLock<HashMap<IpAddr, (String, String)>>>,
+    by_ip: ByIp,
 }
 
 impl Resolver {
@@ -32,8 +42,8 @@ impl Resolver {
         r
     }
 
-    /// (name, namespace) of the pod with this IP.
-    pub fn lookup(&self, ip: &IpAddr) -> Option<(String, String)> {
+    /// The pod with this IP.
+    pub fn lookup(&self, ip: &IpAddr) -> Option<PodRef> {
         self.by_ip.read().ok()?.get(ip).cloned()
     }
 }
@@ -53,17 +63,25 @@ fn ips(p: &Pod) -> Vec<IpAddr> {
     out
 }
 
-async fn watch(client: Client, map: Arc<RwLock<HashMap<IpAddr, (String, String)>>>) {
+fn pod_ref(p: &Pod) -> PodRef {
+    PodRef {
+        name: p.name_any(),
+        namespace: p.namespace().unwrap_or_default(),
+        node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
+    }
+}
+
+async fn watch(client: Client, map: ByIp) {
     let pods: Api<Pod> = Api::all(client);
     let mut stream = watcher::watcher(pods, watcher::Config::default()).default_backoff().boxed();
     // A re-list (after a disconnect) builds a fresh map, so pods deleted meanwhile do not linger.
-    let mut relist: HashMap<IpAddr, (String, String)> = HashMap::new();
+    let mut relist: HashMap<IpAddr, PodRef> = HashMap::new();
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(Event::Init) => relist.clear(),
             Ok(Event::InitApply(p)) => {
                 for ip in ips(&p) {
-                    relist.insert(ip, (p.name_any(), p.namespace().unwrap_or_default()));
+                    relist.insert(ip, pod_ref(&p));
                 }
             }
             Ok(Event::InitDone) => {
@@ -74,14 +92,14 @@ async fn watch(client: Client, map: Arc<RwLock<HashMap<IpAddr, (String, String)>
             Ok(Event::Apply(p)) => {
                 if let Ok(mut m) = map.write() {
                     for ip in ips(&p) {
-                        m.insert(ip, (p.name_any(), p.namespace().unwrap_or_default()));
+                        m.insert(ip, pod_ref(&p));
                     }
                 }
             }
             Ok(Event::Delete(p)) => {
                 if let Ok(mut m) = map.write() {
                     for ip in ips(&p) {
-                        if m.get(&ip).is_some_and(|(n, _)| *n == p.name_any()) {
+                        if m.get(&ip).is_some_and(|r| r.name == p.name_any()) {
                             m.remove(&ip);
                         }
                     }

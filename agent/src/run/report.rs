@@ -13,6 +13,8 @@ use super::outbox::Outbox;
 use crate::cli::RunArgs;
 
 const MAX_BATCH: usize = 1000;
+/// Retries slow down to this, so that an operator back from an outage hears from every agent soon.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub struct Reporter {
     url: Option<String>,
@@ -90,7 +92,7 @@ impl Reporter {
                         }
                         pending = Some(batch);
                         sleep_unless(stop, backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
                         continue;
                     }
                 }

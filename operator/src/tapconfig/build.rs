@@ -23,6 +23,8 @@ pub const CONFIG_PATH: &str = "/etc/faultline/config.json";
 pub struct BuildParams {
     pub namespace: String,
     pub agent_image: String,
+    /// Where agents send their entries.
+    pub operator_url: String,
 }
 
 /// The objects one TapConfig owns.
@@ -104,6 +106,7 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
         "env": [
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "FAULTLINE_OPERATOR_URL", "value": p.operator_url},
         ],
         "resources": spec.agent.resources.clone().map_or_else(default_resources, |r| json!(r)),
         // Raw sockets need NET_RAW, promiscuous mode and PACKET_STATISTICS need NET_ADMIN; nothing else.

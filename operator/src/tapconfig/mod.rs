@@ -4,5 +4,6 @@
 
 pub mod build;
 pub mod reconcile;
+pub mod stats;
 pub mod status;
 pub mod validate;

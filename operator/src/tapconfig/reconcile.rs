@@ -21,7 +21,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::build::{build, child_name, owner_of, BuildError, Children, TAPCONFIG_LABEL};
-use super::status::{status, Outcome};
+use super::status::{status, unchanged, Outcome};
 use crate::context::{Context, MANAGER};
 use crate::error::{Error, Result};
 
@@ -127,7 +127,7 @@ async fn apply_children(c: &Children, ctx: &Context) -> Result<DaemonSet> {
 async fn update_status(tap: &TapConfig, ctx: &Context, outcome: &Outcome) -> Result<()> {
     let name = tap.meta().name.clone().ok_or(Error::Unnamed)?;
     let st = status(tap, outcome, &Time(Timestamp::now()));
-    if tap.status.as_ref() == Some(&st) {
+    if unchanged(tap.status.as_ref(), &st) {
         return Ok(());
     }
     let patch = json!({"apiVersion": TapConfig::api_version(&()), "kind": TapConfig::kind(&()), "status": st});

@@ -39,13 +39,26 @@ pub fn status(tap: &TapConfig, outcome: &Outcome, now: &Time) -> TapConfigStatus
         Outcome::Applied { desired, ready } => (*desired, *ready),
         _ => (old.desired_agents, old.ready_agents),
     };
-    let mut conditions: Vec<Condition> =
-        old.conditions.iter().filter(|c| c.type_ != "Ready" && c.type_ != "Degraded").cloned().collect();
-    for (type_, (status, reason, message)) in [("Ready", ready), ("Degraded", degraded)] {
-        conditions.push(condition(&old.conditions, type_, status, reason, message, generation, now));
-    }
-    conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
-    TapConfigStatus { observed_generation: generation, conditions, desired_agents, ready_agents, nodes: old.nodes }
+    // Only the conditions this controller owns: `PacketLoss` and `nodes` belong to the statistics writer,
+    // and server-side apply merges the two by condition type.
+    let conditions = [("Degraded", degraded), ("Ready", ready)]
+        .into_iter()
+        .map(|(type_, (status, reason, message))| {
+            condition(&old.conditions, type_, status, reason, message, generation, now)
+        })
+        .collect();
+    TapConfigStatus { observed_generation: generation, conditions, desired_agents, ready_agents, nodes: Vec::new() }
+}
+
+/// Whether `new` (this controller's part of the status) is already what `old` says.
+pub fn unchanged(old: Option<&TapConfigStatus>, new: &TapConfigStatus) -> bool {
+    let Some(old) = old else { return false };
+    let mine = |s: &TapConfigStatus| {
+        let conds: Vec<Condition> =
+            s.conditions.iter().filter(|c| c.type_ == "Ready" || c.type_ == "Degraded").cloned().collect();
+        (s.observed_generation, s.desired_agents, s.ready_agents, conds)
+    };
+    mine(old) == mine(new)
 }
 
 /// A condition, keeping its last transition time when its status did not change.

@@ -3,7 +3,11 @@ use faultline_crds::TapConfig;
 use super::*;
 
 fn params() -> BuildParams {
-    BuildParams { namespace: "faultline-system".into(), agent_image: "faultline/agent:dev".into() }
+    BuildParams {
+        namespace: "faultline-system".into(),
+        agent_image: "faultline/agent:dev".into(),
+        operator_url: "http://faultline-operator.faultline-system.svc:8080".into(),
+    }
 }
 
 fn fixture(name: &str) -> TapConfig {

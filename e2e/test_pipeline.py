@@ -1,0 +1,196 @@
+"""The whole system: real packets between pod network namespaces, captured by one agent process per
+simulated node, sent to the operator, counted in ErrorViews, published as Events on the pods — against a
+real kube-apiserver, with Pod objects whose podIP is patched in (there is no kubelet)."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import NAMESPACE, REPO, Operator, free_port
+from podlab import PodLab
+from test_operator import eventually
+
+PODS = {"a": ("shop", "pod-a", "node-a", "198.51.100.10"),
+        "b": ("shop", "pod-b", "node-b", "198.51.100.11"),
+        "c": ("other", "pod-c", "node-b", "198.51.100.12")}
+DASHBOARD = "response.status > 400 or error or icmp or tcp"
+
+
+def agent_binary():
+    path = os.environ.get("FAULTLINE_AGENT") or str(REPO / "target" / "debug" / "faultline-agent")
+    assert Path(path).exists(), f"{path}: build it first"
+    return path
+
+
+class Agent:
+    def __init__(self, node, interfaces, operator_port, token_file, kubeconfig, log):
+        self.port = free_port()
+        args = [agent_binary(), "run", "--node-name", node, "--operator-url", f"http://127.0.0.1:{operator_port}",
+                "--token-file", str(token_file), "--http-addr", f"127.0.0.1:{self.port}",
+                "--syn-timeout-ms", "1000", "--close-timeout-ms", "1000", "--pair-timeout-ms", "3000",
+                "--report-interval-ms", "500"]
+        for i in interfaces:
+            args += ["--interface", i]
+        self.log = open(log, "ab")
+        self.proc = subprocess.Popen(args, env=dict(os.environ, KUBECONFIG=str(kubeconfig)), stdout=self.log,
+                                     stderr=self.log)
+
+    def metric(self, name):
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+def apply(cluster, obj):
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def view_status(cluster, ns, name):
+    return cluster.kubectl_json("-n", ns, "get", "errorview", name).get("status", {})
+
+
+@pytest.fixture(scope="module")
+def system(cluster, operator_kubeconfig, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("pipeline")
+    for ns in ("shop", "other"):
+        cluster.kubectl("create", "namespace", ns, check=False)
+    with PodLab() as lab:
+        veths = {}
+        for key, (ns, name, node, ip) in PODS.items():
+            veths[key] = lab.add_pod(key, ip)
+            apply(cluster, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+                            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "example/app"}]}})
+            cluster.kubectl("-n", ns, "patch", "pod", name, "--subresource=status", "--type=merge", "-p",
+                            json.dumps({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}))
+        operator = Operator(operator_kubeconfig, logs / "operator.log", "pipeline-1")
+        operator.wait_ready()
+        apply(cluster, {"apiVersion": "faultline.dev/v1alpha1", "kind": "TapConfig", "metadata": {"name": "default"},
+                        "spec": {"packetLossThreshold": 0.5}})
+        eventually(lambda: cluster.kubectl("-n", NAMESPACE, "get", "sa", "faultline-agent-default", check=False)
+                   .returncode == 0, what="agent ServiceAccount")
+        token = logs / "agent.token"
+        token.write_text(cluster.kubectl("create", "token", "faultline-agent-default", "-n", NAMESPACE,
+                                         "--duration=2h").stdout.strip())
+        agent_kubeconfig = cluster.service_account_kubeconfig(NAMESPACE, "faultline-agent-default",
+                                                              logs / "agent.kubeconfig")
+        for ns, name, query, extra in [("shop", "errors", DASHBOARD, {"publishEvents": True}),
+                                       ("other", "errors", DASHBOARD, {}),
+                                       ("shop", "bad", "response.status = 400", {}),
+                                       (NAMESPACE, "all-tcp", "tcp", {})]:
+            apply(cluster, {"apiVersion": "faultline.dev/v1alpha1", "kind": "ErrorView",
+                            "metadata": {"name": name, "namespace": ns}, "spec": {"query": query, **extra}})
+        agents = [Agent("node-a", [veths["a"]], operator.port, token, agent_kubeconfig, logs / "agent-a.log"),
+                  Agent("node-b", [veths["b"], veths["c"]], operator.port, token, agent_kubeconfig,
+                        logs / "agent-b.log")]
+        # Give the agents time to open their captures and list the pods.
+        eventually(lambda: all(a.metric("faultline_agent_batches_sent_total") for a in agents), what="agents report")
+        time.sleep(1)
+        state = {"lab": lab, "operator": operator, "agents": agents, "logs": logs,
+                 "operator_kubeconfig": operator_kubeconfig}
+        yield state
+        for a in state["agents"]:
+            a.stop()
+        state["operator"].stop()
+
+
+def make_errors(lab, sport_base):
+    """From pod-a to pod-b: a refused connection, an HTTP 503, UDP to a closed port, a reset."""
+    lab.traffic("a", "connect", PODS["b"][3], "81", "--sport", str(sport_base))
+    srv = lab.server("b", "serve", "8080", "error")
+    lab.traffic("a", "connect", PODS["b"][3], "8080", "--sport", str(sport_base + 1), "--send",
+                "GET /checkout HTTP/1.1\\r\\nHost: shop\\r\\n\\r\\n", "--wait", "0.5")
+    srv.wait(timeout=5)
+    lab.traffic("a", "udp", PODS["b"][3], "9", "--sport", str(sport_base + 2))
+    srv = lab.server("b", "serve", "8081", "read-then-hold", "--hold", "1")
+    lab.traffic("a", "connect", PODS["b"][3], "8081", "--sport", str(sport_base + 3), "--send", "x", "--close", "rst")
+    srv.wait(timeout=5)
+
+
+def test_errors_reach_the_errorview_of_their_namespace(cluster, system):
+    make_errors(system["lab"], 42000)
+    st = eventually(lambda: (s := view_status(cluster, "shop", "errors")).get("matched", 0) >= 4 and s,
+                    timeout=40, what="4 matched in shop/errors")
+    assert st["matched"] == 4, st
+    assert st["countsByKind"] == {"tcp/SynSent": 1, "http/5xx": 1, "icmp/DestinationUnreachable": 1,
+                                  "tcp/Reset": 1}
+    assert st["conditions"][0]["type"] == "Ready" and st["conditions"][0]["status"] == "True"
+    assert any(p["source"] == "shop/pod-a" and p["destination"] == "shop/pod-b" for p in st["topPairs"])
+    assert len(st["samples"]) == 4 and st["lastSeen"]
+    # A view in another namespace learns nothing about shop.
+    time.sleep(3)
+    assert view_status(cluster, "other", "errors").get("matched", 0) == 0
+    # A view in the operator's namespace is cluster-wide.
+    eventually(lambda: view_status(cluster, NAMESPACE, "all-tcp").get("matched", 0) == 2, what="cluster-wide view")
+    table = cluster.kubectl("-n", "shop", "get", "errorviews").stdout
+    assert "errors" in table and DASHBOARD in table
+
+
+def test_events_on_the_involved_pods(cluster, system):
+    def reasons(pod):
+        evs = cluster.kubectl_json("-n", "shop", "get", "events", "--field-selector", f"involvedObject.name={pod}")
+        return {e["reason"]: e for e in evs["items"]}
+    got = eventually(lambda: (r := reasons("pod-b")) and {"TCPSynSent", "HTTPServerError", "TCPReset"} <= set(r) and r,
+                     timeout=40, what="Events on pod-b")
+    assert got["TCPSynSent"]["type"] == "Warning"
+    assert "pod-a" in got["HTTPServerError"]["message"] or "pod-a" in got["HTTPServerError"].get("note", "")
+    assert "ICMPDestinationUnreachable" in eventually(lambda: reasons("pod-a"), what="Events on pod-a")
+    described = cluster.kubectl("-n", "shop", "describe", "pod", "pod-b").stdout
+    assert "TCPSynSent" in described and "HTTPServerError" in described
+    # Only the view with publishEvents writes Events: nothing in the other namespace.
+    assert cluster.kubectl_json("-n", "other", "get", "events")["items"] == []
+
+
+def test_invalid_query_gets_query_invalid(cluster, system):
+    def cond():
+        return {c["type"]: c for c in view_status(cluster, "shop", "bad").get("conditions", [])}
+    c = eventually(lambda: cond().get("QueryInvalid"), what="QueryInvalid")
+    assert c["status"] == "True"
+    assert c["message"] == "column 17: unknown operator '=': expected one of == != < <= > >= && || !"
+    assert cond()["Ready"]["status"] == "False"
+
+
+def test_tapconfig_status_has_per_node_capture_statistics(cluster, system):
+    def nodes():
+        st = cluster.kubectl_json("get", "tapconfig", "default").get("status", {})
+        return {n["node"]: n for n in st.get("nodes", [])}, {c["type"]: c for c in st.get("conditions", [])}
+    n, c = eventually(lambda: (x := nodes())[0].keys() >= {"node-a", "node-b"} and x, what="node statistics")
+    assert n["node-a"]["received"] > 0 and n["node-b"]["received"] > 0
+    assert n["node-a"]["dropRatio"] == 0 and n["node-a"]["lastReport"]
+    assert c["PacketLoss"]["status"] == "False"
+    assert c["Ready"]["type"] == "Ready", "the controller's conditions are still there beside PacketLoss"
+
+
+def test_restart_and_outage_lose_nothing(cluster, system):
+    before = eventually(lambda: (s := view_status(cluster, "shop", "errors")).get("matched") and s)["matched"]
+    system["operator"].proc.kill()
+    system["operator"].proc.wait()
+    # While the operator is down, more errors happen: the agents keep them.
+    lab = system["lab"]
+    lab.traffic("a", "connect", PODS["b"][3], "82", "--sport", "42100")
+    lab.traffic("a", "connect", PODS["b"][3], "83", "--sport", "42101")
+    eventually(lambda: system["agents"][0].metric("faultline_agent_batches_failed_total"), what="agent buffering")
+    # The replacement listens where the agents send (as a Service would route to it).
+    system["operator"] = Operator(system["operator_kubeconfig"], system["logs"] / "operator-2.log", "pipeline-2",
+                                  port=system["operator"].port)
+    system["operator"].wait_ready()
+    after = eventually(lambda: (m := view_status(cluster, "shop", "errors").get("matched", 0)) >= before + 2 and m,
+                       timeout=60, what="counts resumed plus the outage's entries")
+    assert after == before + 2, "no count was reset and nothing counted twice"
+    assert system["agents"][0].metric("faultline_agent_buffer_dropped_total") == 0

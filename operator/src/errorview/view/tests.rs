@@ -1,0 +1,112 @@
+use faultline_core::entry::{Endpoint, EntryError, Protocol, Response, Side, TcpInfo, TcpState};
+
+use super::*;
+
+fn view(ns: &str, query: &str, window: i32) -> ErrorView {
+    let mut v = ErrorView::new(
+        "errors",
+        serde_json::from_value(serde_json::json!({"query": query, "windowSeconds": window})).expect("spec"),
+    );
+    v.metadata.namespace = Some(ns.into());
+    v.metadata.generation = Some(1);
+    v
+}
+
+fn ep(ip: &str, port: u16, pod: Option<(&str, &str)>) -> Endpoint {
+    let mut e = Endpoint::new(ip.parse().expect("ip"), Some(port));
+    if let Some((ns, name)) = pod {
+        e.namespace = Some(ns.into());
+        e.name = Some(name.into());
+    }
+    e
+}
+
+fn entry(secs: u64, dst_ns: &str, status: Option<u16>) -> Entry {
+    let mut e = Entry {
+        id: format!("e{secs}"),
+        timestamp: Timestamp(secs * 1_000_000_000),
+        node: Some("n1".into()),
+        protocol: Protocol::Tcp,
+        src: ep("10.0.0.1", 40000, Some(("shop", "client"))),
+        dst: ep("10.0.0.2", 80, Some((dst_ns, "server"))),
+        error: Some(EntryError { kind: ErrorType::Connection, msg: "Reset".into() }),
+        tcp: Some(TcpInfo { state: TcpState::Reset, reason: None, by: Some(Side::Server) }),
+        icmp: None,
+        request: None,
+        response: None,
+        elapsed_time: 1.0,
+    };
+    if let Some(s) = status {
+        e.protocol = Protocol::Http;
+        e.error = None;
+        e.tcp = None;
+        e.response = Some(Response {
+            status: s,
+            status_text: String::new(),
+            version: "1.1".into(),
+            headers: Default::default(),
+            body_size: 0,
+        });
+    }
+    e.src.namespace = Some("shop".into());
+    e
+}
+
+#[test]
+fn counts_by_kind_pairs_and_window() {
+    let v = view("shop", "response.status > 400 or error or icmp or tcp", 120);
+    let mut s = ViewState::resume(&v, 0);
+    let t0 = 1_795_821_120; // a minute boundary
+    assert!(s.observe(&entry(t0, "shop", None), "shop", false, 2));
+    assert!(s.observe(&entry(t0 + 1, "shop", Some(503)), "shop", false, 2));
+    assert!(!s.observe(&entry(t0 + 2, "shop", Some(200)), "shop", false, 2), "no match");
+    assert!(s.observe(&entry(t0 + 70, "shop", None), "shop", false, 2));
+    let st = s.status(&v, Timestamp((t0 + 80) * 1_000_000_000));
+    assert_eq!(st.matched, 3);
+    assert_eq!(st.counts_by_kind.get("tcp/Reset"), Some(&2));
+    assert_eq!(st.counts_by_kind.get("http/5xx"), Some(&1));
+    assert_eq!(st.top_pairs[0].source, "shop/client");
+    assert_eq!(st.top_pairs[0].count, 3);
+    assert_eq!(st.samples.len(), 2, "bounded");
+    assert_eq!(st.buckets.len(), 2);
+    // Three minutes later the first minute has left the 120 s window.
+    let st = s.status(&v, Timestamp((t0 + 200) * 1_000_000_000));
+    assert_eq!(st.matched, 1);
+}
+
+#[test]
+fn a_view_sees_only_its_namespace_unless_cluster_wide() {
+    let v = view("other", "tcp", 900);
+    let mut s = ViewState::resume(&v, 0);
+    let mut e = entry(100, "shop", None);
+    assert!(!s.observe(&e, "other", false, 5));
+    assert!(s.observe(&e, "other", true, 5), "a view in the operator's namespace sees everything");
+    e.dst.namespace = Some("other".into());
+    assert!(s.observe(&e, "other", false, 5));
+}
+
+#[test]
+fn a_restart_resumes_the_counts_from_status_unless_the_query_changed() {
+    let mut v = view("shop", "tcp", 900);
+    let mut s = ViewState::resume(&v, 0);
+    for i in 0..4 {
+        s.observe(&entry(1_795_821_120 + i, "shop", None), "shop", false, 5);
+    }
+    let now = Timestamp(1_795_821_200 * 1_000_000_000);
+    v.status = Some(s.status(&v, now));
+    let mut again = ViewState::resume(&v, 42);
+    assert_eq!(again.cursor, 42);
+    assert_eq!(again.status(&v, now).matched, 4, "counts resumed");
+    v.metadata.generation = Some(2);
+    v.spec.query = "icmp".into();
+    let mut changed = ViewState::resume(&v, 42);
+    assert_eq!(changed.status(&v, now).matched, 0, "a new query starts afresh");
+}
+
+#[test]
+fn an_invalid_query_matches_nothing() {
+    let v = view("shop", "response.status = 400", 900);
+    let mut s = ViewState::resume(&v, 0);
+    assert!(s.query.is_err());
+    assert!(!s.observe(&entry(1, "shop", None), "shop", false, 5));
+}

@@ -1,0 +1,123 @@
+//! The operator's memory of recent entries: a bounded ring, numbered so that each ErrorView can read what
+//! is new since it last looked, plus the latest statistics of every agent. Batches are deduplicated by
+//! (agent run, sequence number): a batch retried after a lost reply counts once.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use faultline_core::ingest::{AgentStats, Batch};
+use faultline_core::{Entry, Timestamp};
+
+/// What one agent last said about its node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeReport {
+    pub stats: AgentStats,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Accepted {
+    New(usize),
+    Duplicate,
+}
+
+pub struct Store {
+    inner: Mutex<Inner>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: VecDeque<(u64, Arc<Entry>)>,
+    next_seq: u64,
+    /// Highest batch sequence accepted per agent run.
+    runs: HashMap<String, u64>,
+    /// (TapConfig, node) → latest report.
+    nodes: BTreeMap<(String, String), NodeReport>,
+    evicted: u64,
+}
+
+impl Store {
+    pub fn new(capacity: usize) -> Store {
+        Store { inner: Mutex::new(Inner { next_seq: 1, ..Inner::default() }), capacity }
+    }
+
+    pub fn ingest(&self, tapconfig: &str, batch: Batch, now: Timestamp) -> Accepted {
+        let Ok(mut g) = self.inner.lock() else { return Accepted::Duplicate };
+        let last = g.runs.get(&batch.agent_run).copied().unwrap_or(0);
+        if batch.seq <= last {
+            return Accepted::Duplicate;
+        }
+        g.runs.insert(batch.agent_run.clone(), batch.seq);
+        g.nodes.insert((tapconfig.to_owned(), batch.node.clone()), NodeReport { stats: batch.stats, at: now });
+        let n = batch.entries.len();
+        for e in batch.entries {
+            let seq = g.next_seq;
+            g.next_seq += 1;
+            g.entries.push_back((seq, Arc::new(e)));
+        }
+        while g.entries.len() > self.capacity {
+            g.entries.pop_front();
+            g.evicted += 1;
+        }
+        Accepted::New(n)
+    }
+
+    /// Entries numbered after `cursor`, and the cursor to pass next time.
+    pub fn since(&self, cursor: u64) -> (Vec<Arc<Entry>>, u64) {
+        let Ok(g) = self.inner.lock() else { return (Vec::new(), cursor) };
+        let start = g.entries.partition_point(|(s, _)| *s <= cursor);
+        let out = g.entries.range(start..).map(|(_, e)| e.clone()).collect();
+        (out, g.next_seq - 1)
+    }
+
+    pub fn node_reports(&self) -> BTreeMap<(String, String), NodeReport> {
+        self.inner.lock().map(|g| g.nodes.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_core::entry::{Endpoint, Protocol};
+
+    fn batch(run: &str, seq: u64, n: usize) -> Batch {
+        let e = Entry {
+            id: "x".into(),
+            timestamp: Timestamp(0),
+            node: None,
+            protocol: Protocol::Tcp,
+            src: Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1)),
+            dst: Endpoint::new("10.0.0.2".parse().expect("ip"), Some(2)),
+            error: None,
+            tcp: None,
+            icmp: None,
+            request: None,
+            response: None,
+            elapsed_time: 0.0,
+        };
+        Batch { node: "n1".into(), agent_run: run.into(), seq, stats: AgentStats::default(), entries: vec![e; n] }
+    }
+
+    #[test]
+    fn batches_count_once_and_readers_see_only_what_is_new() {
+        let s = Store::new(100);
+        assert_eq!(s.ingest("t", batch("a", 1, 3), Timestamp(1)), Accepted::New(3));
+        assert_eq!(s.ingest("t", batch("a", 1, 3), Timestamp(2)), Accepted::Duplicate, "a retried batch");
+        assert_eq!(s.ingest("t", batch("b", 1, 2), Timestamp(3)), Accepted::New(2), "another run");
+        let (all, cursor) = s.since(0);
+        assert_eq!((all.len(), cursor), (5, 5));
+        s.ingest("t", batch("a", 2, 1), Timestamp(4));
+        let (new, cursor) = s.since(cursor);
+        assert_eq!((new.len(), cursor), (1, 6));
+        assert_eq!(s.node_reports().len(), 1, "one (tapconfig, node)");
+    }
+
+    #[test]
+    fn capacity_is_bounded() {
+        let s = Store::new(10);
+        s.ingest("t", batch("a", 1, 25), Timestamp(1));
+        let (all, cursor) = s.since(0);
+        assert_eq!((all.len(), cursor), (10, 25));
+    }
+}

@@ -1,0 +1,88 @@
+//! Per-node capture statistics in TapConfig status, and the `PacketLoss` condition: written every few
+//! seconds from what the agents last reported, under a field manager of its own so that it never fights
+//! the controller over the status fields that one owns.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use faultline_crds::{NodeCaptureStats, TapConfig};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource};
+use serde_json::json;
+
+use super::status::condition;
+use crate::context::Context;
+use crate::store::{NodeReport, Store};
+
+const MANAGER: &str = "faultline-operator-stats";
+const ROUND: Duration = Duration::from_secs(5);
+
+pub async fn run(ctx: Arc<Context>, store: Arc<Store>, shutdown: impl std::future::Future<Output = ()> + Send) {
+    tokio::pin!(shutdown);
+    let mut written: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ROUND) => {}
+            _ = &mut shutdown => return,
+        }
+        let mut by_tap: BTreeMap<String, Vec<(String, NodeReport)>> = BTreeMap::new();
+        for ((tap, node), r) in store.node_reports() {
+            by_tap.entry(tap).or_default().push((node, r));
+        }
+        let api: Api<TapConfig> = Api::all(ctx.client.clone());
+        for (tap, nodes) in by_tap {
+            let Ok(Some(obj)) = api.get_opt(&tap).await else { continue };
+            let status = node_status(&obj, &nodes);
+            if written.get(&tap) == Some(&status) {
+                continue;
+            }
+            let patch =
+                json!({"apiVersion": TapConfig::api_version(&()), "kind": TapConfig::kind(&()), "status": status});
+            match api.patch_status(&tap, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await {
+                Ok(_) => {
+                    written.insert(tap, status);
+                }
+                Err(e) => tracing::warn!(tapconfig = %tap, error = %e, "cannot write capture statistics"),
+            }
+        }
+    }
+}
+
+/// `nodes` and the `PacketLoss` condition for one TapConfig.
+pub fn node_status(tap: &TapConfig, reports: &[(String, NodeReport)]) -> serde_json::Value {
+    let threshold = tap.spec.packet_loss_threshold;
+    let nodes: Vec<NodeCaptureStats> = reports
+        .iter()
+        .map(|(node, r)| {
+            let s = &r.stats;
+            NodeCaptureStats {
+                node: node.clone(),
+                received: i64::try_from(s.received).unwrap_or(i64::MAX),
+                dropped: i64::try_from(s.kernel_dropped + s.queue_dropped).unwrap_or(i64::MAX),
+                drop_ratio: (s.drop_ratio() * 10_000.0).round() / 10_000.0,
+                streams_timed_out: i64::try_from(s.streams_timed_out).unwrap_or(i64::MAX),
+                missed_bytes: i64::try_from(s.missed_bytes).unwrap_or(i64::MAX),
+                entries_dropped: i64::try_from(s.buffer_dropped).unwrap_or(i64::MAX),
+                backend_note: s.backend_note.clone(),
+                last_report: jiff::Timestamp::from_nanosecond(i128::from(r.at.nanos())).ok().map(Time),
+            }
+        })
+        .collect();
+    let lossy: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.drop_ratio > threshold)
+        .map(|n| format!("{} drops {:.2}%", n.node, n.drop_ratio * 100.0))
+        .collect();
+    let old = tap.status.clone().unwrap_or_default().conditions;
+    let now = Time(jiff::Timestamp::now());
+    let (st, reason, msg) = if lossy.is_empty() {
+        ("False", "WithinThreshold", format!("every node drops at most {:.2}% of packets", threshold * 100.0))
+    } else {
+        ("True", "AboveThreshold", format!("{} (threshold {:.2}%)", lossy.join(", "), threshold * 100.0))
+    };
+    let cond = condition(&old, "PacketLoss", st, reason, msg, tap.metadata.generation, &now);
+    json!({"nodes": nodes, "conditions": [cond]})
+}
