@@ -194,3 +194,25 @@ def test_restart_and_outage_lose_nothing(cluster, system):
                        timeout=60, what="counts resumed plus the outage's entries")
     assert after == before + 2, "no count was reset and nothing counted twice"
     assert system["agents"][0].metric("faultline_agent_buffer_dropped_total") == 0
+
+
+def test_only_agents_may_send_entries(cluster, system):
+    """The ingest endpoint refuses a request without a token, and a valid token that is not an agent's."""
+    import urllib.request
+    url = f"http://127.0.0.1:{system['operator'].port}/api/v1/ingest"
+    body = json.dumps({"node": "evil", "agentRun": "x", "seq": 1, "stats": {}, "entries": []}).encode()
+
+    def post(headers):
+        req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert post({}) == 401
+    assert post({"Authorization": "Bearer not-a-token"}) == 403
+    operator_token = cluster.kubectl("create", "token", "faultline-operator", "-n", NAMESPACE).stdout.strip()
+    assert post({"Authorization": f"Bearer {operator_token}"}) == 403, "a ServiceAccount that is not an agent"
+    agent_token = (system["logs"] / "agent.token").read_text().strip()
+    assert post({"Authorization": f"Bearer {agent_token}"}) == 200

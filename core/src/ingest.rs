@@ -17,13 +17,16 @@ pub struct Batch {
     pub agent_run: String,
     /// 1, 2, 3, … per run; a batch whose sequence was already accepted is acknowledged and ignored.
     pub seq: u64,
+    #[serde(default)]
     pub stats: AgentStats,
+    #[serde(default)]
     pub entries: Vec<Entry>,
 }
 
-/// Cumulative counters of one agent run.
+/// Cumulative counters of one agent run. Missing counters read as zero, so agents and operators of
+/// neighbouring versions understand each other.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct AgentStats {
     /// Packets seen on the captured interfaces.
     pub received: u64,
