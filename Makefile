@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTEST ?= python3 -m pytest
 
-.PHONY: deps build demo test lint crds unit kernel-test e2e-test control-plane cluster-up cluster-down fuzz clean
+.PHONY: deps build demo test lint crds unit kernel-test e2e-test control-plane cluster-up cluster-down fuzz bench clean
 
 deps:
 	@scripts/install-deps.sh
@@ -55,6 +55,10 @@ fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in engine http pcap kfl; do \
 		$(CARGO) +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; done
+
+## The analyzer beside tcpdump and tshark on a generated 800k-packet capture (see bench/).
+bench:
+	bench/run.sh
 
 clean:
 	$(CARGO) clean

@@ -10,6 +10,7 @@ for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6table
     command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ -e /usr/include/pcap.h ] || need+=(libpcap-dev)
+[ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Times faultline-agent analyze beside tcpdump (the cost of reading the file at all) and tshark's expert
+analysis (a full dissection) on the same capture, in one run, and prints packets/s, ratios and peak RSS.
+It also checks that the analyzer found every error the generator put in: a fast wrong answer is no
+result. Best of `--runs` wall times; peak RSS from wait4."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+TARGETS = {"tcpdump_ratio": 2.0, "tshark_ratio": 20.0, "rss_mib": 64}
+
+
+def run(argv):
+    """Wall time and peak RSS (MiB) of one run. GNU time measures the RSS: a child forked from this Python
+    process would start with Python's own RSS as its maximum."""
+    start = time.perf_counter()
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True)
+    wall = time.perf_counter() - start
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed: {r.stderr[-500:]}")
+    return wall, int(r.stderr.strip().splitlines()[-1]) / 1024
+
+
+def best(argv, runs):
+    results = [run(argv) for _ in range(runs)]
+    return min(w for w, _ in results), max(r for _, r in results)
+
+
+def check_entries(analyzer, capture, expected):
+    out = subprocess.run([analyzer, "analyze", "--output", "jsonl", capture], capture_output=True, text=True,
+                         check=True).stdout
+    got = {"http": 0, "http5xx": 0, "refused": 0, "reset": 0, "unanswered": 0, "icmp": 0}
+    for line in out.splitlines():
+        e = json.loads(line)
+        tcp, err, resp = e.get("tcp"), e.get("error"), e.get("response")
+        if tcp and tcp.get("reason") == "refused":
+            got["refused"] += 1
+        elif tcp and tcp["state"] == "Reset":
+            got["reset"] += 1
+        elif e.get("icmp"):
+            got["icmp"] += 1
+        elif err and err["msg"].startswith("missing response: server closed"):
+            got["unanswered"] += 1
+        elif resp and not err:
+            got["http"] += 1
+            got["http5xx"] += resp["status"] >= 500
+    want = {k: v for k, v in expected.items() if k in got}
+    if got != want:
+        sys.exit(f"analyzer found {got}, the capture holds {want}")
+    return got
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("capture")
+    p.add_argument("--analyzer", default="target/release/faultline-agent")
+    p.add_argument("--runs", type=int, default=3)
+    a = p.parse_args()
+    expected = json.load(open(a.capture + ".expected.json"))
+    packets = expected["packets"]
+    print(f"capture: {a.capture}: {packets} packets, {os.path.getsize(a.capture) / 2**20:.0f} MiB")
+    tools = [
+        ("faultline-agent analyze (jsonl)", [a.analyzer, "analyze", "--output", "jsonl", a.capture]),
+        ("tcpdump -r FILE -w /dev/null", ["tcpdump", "-r", a.capture, "-w", "/dev/null"]),
+        ("tshark -r FILE -q -z expert", ["tshark", "-r", a.capture, "-q", "-z", "expert"]),
+    ]
+    rows = {}
+    print(f"\n{'tool':34} {'wall s':>8} {'packets/s':>12} {'peak RSS':>10}")
+    for name, argv in tools:
+        runs = 1 if "tshark" in name else a.runs
+        wall, rss = best(argv, runs)
+        rows[name] = (wall, rss)
+        print(f"{name:34} {wall:8.3f} {packets / wall / 1e6:10.2f} M {rss:8.1f} MiB")
+    ours, _ = rows[tools[0][0]]
+    tcpdump, _ = rows[tools[1][0]]
+    tshark, _ = rows[tools[2][0]]
+    rss = rows[tools[0][0]][1]
+    print()
+    print(f"analyze / tcpdump wall time: {ours / tcpdump:5.2f}x  (target at most {TARGETS['tcpdump_ratio']}x)")
+    print(f"tshark / analyze wall time:  {tshark / ours:5.1f}x  (target at least {TARGETS['tshark_ratio']}x)")
+    print(f"analyze peak RSS:            {rss:5.1f} MiB (target at most {TARGETS['rss_mib']} MiB)")
+    print(f"\nentries found and checked against the generator: {check_entries(a.analyzer, a.capture, expected)}")
+
+
+if __name__ == "__main__":
+    main()
