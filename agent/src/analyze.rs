@@ -3,7 +3,7 @@
 //! before it is still resolved and printed (SPEC §7).
 
 use std::fs::File;
-use std::io::{self, BufReader, IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -80,7 +80,8 @@ fn analyze_file<W: Write>(
 ) -> Result<(), AnalyzeError> {
     let file = File::open(path).map_err(|source| AnalyzeError::Open { path: path.to_owned(), source })?;
     let read_err = |source| AnalyzeError::Read { path: path.to_owned(), source };
-    let mut reader = PcapReader::new(BufReader::with_capacity(1 << 16, file)).map_err(read_err)?;
+    // The reader buffers (in large chunks) itself.
+    let mut reader = PcapReader::new(file).map_err(read_err)?;
     loop {
         let record = match reader.next_record() {
             Ok(Some(r)) => r,

@@ -46,7 +46,7 @@ impl State {
         Ok(Some(Record {
             link_type: self.link_type,
             ts: Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(frac_ns)),
-            data: &src.buf,
+            data: src.body(),
             orig_len,
         }))
     }

@@ -51,7 +51,7 @@ pub struct PcapReader<R> {
 
 impl<R: Read> PcapReader<R> {
     pub fn new(inner: R) -> Result<Self, PcapError> {
-        let mut src = Source { inner, offset: 0, buf: Vec::new() };
+        let mut src = Source::new(inner);
         let mut magic = [0u8; 4];
         src.read_exact(&mut magic, "file header")?;
         let format = match u32::from_le_bytes(magic) {
@@ -78,45 +78,91 @@ impl<R: Read> PcapReader<R> {
     }
 }
 
-/// The byte source with its position, so that errors can say where the file went wrong.
+/// Bytes are read in chunks this large; records are handed out as slices of the chunk, never copied.
+const CHUNK: usize = 1 << 20;
+
+/// The byte source with its position, so that errors can say where the file went wrong. It reads large
+/// chunks and hands out slices of them: one copy from the kernel, none after.
 struct Source<R> {
     inner: R,
+    /// Bytes consumed so far (the file offset of `buf[start]`).
     offset: u64,
     buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// Where the body read last by `read_body` lies in `buf`.
+    body: std::ops::Range<usize>,
 }
 
 impl<R: Read> Source<R> {
+    fn new(inner: R) -> Source<R> {
+        Source { inner, offset: 0, buf: Vec::new(), start: 0, end: 0, eof: false, body: 0..0 }
+    }
+
+    /// Makes at least `need` bytes available (fewer only at the end of the file); returns how many are.
+    fn fill(&mut self, need: usize) -> io::Result<usize> {
+        if self.end - self.start >= need || self.eof {
+            return Ok(self.end - self.start);
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() < need.max(CHUNK) {
+            self.buf.resize(need.max(CHUNK), 0);
+        }
+        while self.end < need {
+            let n = read_full(&mut self.inner, &mut self.buf[self.end..])?;
+            if n == 0 {
+                self.eof = true;
+                break;
+            }
+            self.end += n;
+        }
+        Ok(self.end - self.start)
+    }
+
+    /// Consumes `n` bytes and returns where they are in `buf`; fewer is `Truncated`.
+    fn take(&mut self, n: usize, what: &'static str) -> Result<std::ops::Range<usize>, PcapError> {
+        let have = self.fill(n)?;
+        if have < n {
+            return Err(PcapError::Truncated { offset: self.offset + have as u64, what, need: n, have });
+        }
+        let r = self.start..self.start + n;
+        self.start += n;
+        self.offset += n as u64;
+        Ok(r)
+    }
+
     /// Fills `out` completely; a short read is `Truncated`.
     fn read_exact(&mut self, out: &mut [u8], what: &'static str) -> Result<(), PcapError> {
-        let got = read_full(&mut self.inner, out)?;
-        self.offset += got as u64;
-        if got < out.len() {
-            return Err(PcapError::Truncated { offset: self.offset, what, need: out.len(), have: got });
-        }
+        let r = self.take(out.len(), what)?;
+        out.copy_from_slice(&self.buf[r]);
         Ok(())
     }
 
     /// Like `read_exact`, but zero bytes at a record boundary is a clean end of file.
     fn read_exact_or_eof(&mut self, out: &mut [u8], what: &'static str) -> Result<bool, PcapError> {
-        let got = read_full(&mut self.inner, out)?;
-        self.offset += got as u64;
-        match got {
-            0 => Ok(false),
-            n if n < out.len() => Err(PcapError::Truncated { offset: self.offset, what, need: out.len(), have: n }),
-            _ => Ok(true),
+        if self.fill(out.len())? == 0 {
+            return Ok(false);
         }
+        self.read_exact(out, what)?;
+        Ok(true)
     }
 
-    /// Reads `len` bytes into the internal buffer (after checking `len` against `MAX_RECORD`).
+    /// Reads a body of `len` bytes (after checking `len` against `MAX_RECORD`); `body()` returns it.
     fn read_body(&mut self, len: usize, what: &'static str) -> Result<(), PcapError> {
         if len > MAX_RECORD {
             return Err(self.corrupt(format!("{what} claims {len} bytes, more than the {MAX_RECORD}-byte limit")));
         }
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.resize(len, 0);
-        let res = self.read_exact(&mut buf, what);
-        self.buf = buf;
-        res
+        self.body = self.take(len, what)?;
+        Ok(())
+    }
+
+    fn body(&self) -> &[u8] {
+        &self.buf[self.body.clone()]
     }
 
     fn corrupt(&self, detail: String) -> PcapError {

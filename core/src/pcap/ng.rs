@@ -68,7 +68,7 @@ impl State {
                         self.skipped += 1;
                         continue;
                     };
-                    return Ok(Some(Record { link_type, ts, data: &src.buf[range], orig_len }));
+                    return Ok(Some(Record { link_type, ts, data: &src.body()[range], orig_len }));
                 }
                 _ => {}
             }
@@ -104,7 +104,7 @@ impl State {
         if self.interfaces.len() >= MAX_INTERFACES {
             return Err(src.corrupt(format!("more than {MAX_INTERFACES} interfaces in one section")));
         }
-        let b = &src.buf;
+        let b = src.body();
         let code = u32::from(self.endian.u16(b, 0));
         let snap_len = self.endian.u32(b, 4);
         let mut resolution = (10, 6);
@@ -133,7 +133,7 @@ impl State {
         block_type: u32,
         body_len: usize,
     ) -> Result<Option<(usize, Timestamp, std::ops::Range<usize>, u32)>, PcapError> {
-        let b = &src.buf;
+        let b = src.body();
         let e = self.endian;
         let (iface, hi, lo, cap, orig, start) = match block_type {
             EPB_TYPE => {
