@@ -11,8 +11,9 @@ deps:
 build:
 	$(CARGO) build --workspace --locked
 
-## Real faulty traffic in network namespaces, captured and analysed; prints the table and the pcap path.
-demo: deps build
+## The whole system on this machine: control plane, operator, agents, pods in network namespaces and
+## every kind of error; prints the ErrorView, the Events and the path of a pcap for Wireshark.
+demo: deps build control-plane
 	python3 scripts/demo.py
 
 ## Everything CI runs: formatting, lints, unit and integration tests, real kernel traffic (needs root),

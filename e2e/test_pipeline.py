@@ -3,15 +3,11 @@ simulated node, sent to the operator, counted in ErrorViews, published as Events
 real kube-apiserver, with Pod objects whose podIP is patched in (there is no kubelet)."""
 
 import json
-import os
-import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import NAMESPACE, REPO, Operator, free_port
+from processes import NAMESPACE, Agent, Operator
 from podlab import PodLab
 from test_operator import eventually
 
@@ -19,43 +15,6 @@ PODS = {"a": ("shop", "pod-a", "node-a", "198.51.100.10"),
         "b": ("shop", "pod-b", "node-b", "198.51.100.11"),
         "c": ("other", "pod-c", "node-b", "198.51.100.12")}
 DASHBOARD = "response.status > 400 or error or icmp or tcp"
-
-
-def agent_binary():
-    path = os.environ.get("FAULTLINE_AGENT") or str(REPO / "target" / "debug" / "faultline-agent")
-    assert Path(path).exists(), f"{path}: build it first"
-    return path
-
-
-class Agent:
-    def __init__(self, node, interfaces, operator_port, token_file, kubeconfig, log):
-        self.port = free_port()
-        args = [agent_binary(), "run", "--node-name", node, "--operator-url", f"http://127.0.0.1:{operator_port}",
-                "--token-file", str(token_file), "--http-addr", f"127.0.0.1:{self.port}",
-                "--syn-timeout-ms", "1000", "--close-timeout-ms", "1000", "--pair-timeout-ms", "3000",
-                "--report-interval-ms", "500"]
-        for i in interfaces:
-            args += ["--interface", i]
-        self.log = open(log, "ab")
-        self.proc = subprocess.Popen(args, env=dict(os.environ, KUBECONFIG=str(kubeconfig)), stdout=self.log,
-                                     stderr=self.log)
-
-    def metric(self, name):
-        import urllib.request
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
-            for line in r.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
-        return None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
 
 
 def apply(cluster, obj):

@@ -1,0 +1,110 @@
+"""The Faultline processes the e2e tests and the demo run: the operator and the agents, as local processes
+talking to the local control plane."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NAMESPACE = "faultline-system"
+
+
+def operator_binary():
+    path = os.environ.get("FAULTLINE_OPERATOR") or str(REPO / "target" / "debug" / "faultline-operator")
+    if not Path(path).exists():
+        raise RuntimeError(f"{path} not found: build it first (make build) or set FAULTLINE_OPERATOR")
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Operator:
+    """One replica of faultline-operator, started with a kubeconfig and stopped with SIGTERM."""
+
+    def __init__(self, kubeconfig, log_path, identity, port=None):
+        self.port = port or free_port()
+        self.identity = identity
+        self.log_path = log_path
+        env = dict(os.environ, KUBECONFIG=str(kubeconfig), FAULTLINE_HTTP_ADDR=f"127.0.0.1:{self.port}",
+                   FAULTLINE_NAMESPACE=NAMESPACE, POD_NAME=identity, FAULTLINE_LOG="info")
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen([operator_binary()], env=env, stdout=self.log, stderr=self.log)
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def wait_ready(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if self.get("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited: {Path(self.log_path).read_text()[-2000:]}")
+            time.sleep(0.2)
+        raise RuntimeError("operator not ready")
+
+    def stop(self, timeout=20):
+        if self.log.closed:
+            return self.proc.returncode
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def agent_binary():
+    path = os.environ.get("FAULTLINE_AGENT") or str(REPO / "target" / "debug" / "faultline-agent")
+    assert Path(path).exists(), f"{path}: build it first"
+    return path
+
+
+class Agent:
+    def __init__(self, node, interfaces, operator_port, token_file, kubeconfig, log):
+        self.port = free_port()
+        args = [agent_binary(), "run", "--node-name", node, "--operator-url", f"http://127.0.0.1:{operator_port}",
+                "--token-file", str(token_file), "--http-addr", f"127.0.0.1:{self.port}",
+                "--syn-timeout-ms", "1000", "--close-timeout-ms", "1000", "--pair-timeout-ms", "3000",
+                "--report-interval-ms", "500"]
+        for i in interfaces:
+            args += ["--interface", i]
+        self.log = open(log, "ab")
+        self.proc = subprocess.Popen(args, env=dict(os.environ, KUBECONFIG=str(kubeconfig)), stdout=self.log,
+                                     stderr=self.log)
+
+    def metric(self, name):
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
