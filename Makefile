@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTEST ?= python3 -m pytest
 
-.PHONY: deps build demo test lint crds unit kernel-test e2e-test control-plane cluster-up cluster-down fuzz bench clean
+.PHONY: deps build demo test lint crds unit kernel-test e2e-test control-plane cluster-up cluster-down helm fuzz bench clean
 
 deps:
 	@scripts/install-deps.sh
@@ -23,12 +23,14 @@ test: deps lint unit kernel-test e2e-test
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
-	@$(CARGO) run -q --locked -p faultline-crds --bin crdgen | diff -u crds/faultline.dev.yaml - \
-		|| { echo "crds/faultline.dev.yaml is stale: run 'make crds' and commit it" >&2; exit 1; }
+	@for f in crds/faultline.dev.yaml charts/faultline/crds/faultline.dev.yaml; do \
+		$(CARGO) run -q --locked -p faultline-crds --bin crdgen | diff -u $$f - \
+		|| { echo "$$f is stale: run 'make crds' and commit it" >&2; exit 1; }; done
 
-## Regenerate the CRD YAML from the Rust types.
+## Regenerate the CRD YAML from the Rust types (for kubectl and for the chart).
 crds:
 	$(CARGO) run -q --locked -p faultline-crds --bin crdgen > crds/faultline.dev.yaml
+	cp crds/faultline.dev.yaml charts/faultline/crds/faultline.dev.yaml
 
 unit:
 	$(CARGO) test --workspace --locked
@@ -40,7 +42,11 @@ kernel-test: build
 control-plane:
 	e2e/build-control-plane.sh
 
-e2e-test: build control-plane
+## helm from the Go module proxy (cached), to lint and render the chart.
+helm:
+	e2e/build-helm.sh
+
+e2e-test: build control-plane helm
 	$(PYTEST) -q e2e
 
 ## A control plane on loopback to use by hand: `make cluster-up` prints the KUBECONFIG to export.

@@ -17,8 +17,8 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-if ! python3 -c 'import pytest' 2>/dev/null; then
-    python3 -m pip install -q pytest
-fi
+for mod in pytest:pytest yaml:pyyaml; do
+    python3 -c "import ${mod%%:*}" 2>/dev/null || python3 -m pip install -q "${mod#*:}"
+done
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 command -v go >/dev/null || { echo "go not found: the e2e control plane is built from Go modules" >&2; exit 1; }

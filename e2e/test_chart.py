@@ -1,0 +1,68 @@
+"""The Helm chart: lint-clean, rendered with `helm template`, and every object accepted by the real API
+server; applying it twice changes nothing (GitOps tools apply the same manifests over and over); and the
+operator's RBAC in the chart is exactly the RBAC the e2e tests run the operator with."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from processes import NAMESPACE, REPO
+
+CHART = REPO / "charts" / "faultline"
+# helm built from source does not know a Kubernetes version of its own; the control plane's is the one.
+KUBE = ["--kube-version", "v1.36.3"]
+
+
+@pytest.fixture(scope="module")
+def helm():
+    out = subprocess.run([str(REPO / "e2e" / "build-helm.sh")], check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def render(helm, *args, namespace="faultline-chart"):
+    r = subprocess.run([helm, "template", "faultline", str(CHART), "--namespace", namespace, *KUBE, *args],
+                       check=True, capture_output=True, text=True)
+    return r.stdout
+
+
+def test_chart_lints_clean(helm):
+    r = subprocess.run([helm, "lint", "--strict", *KUBE, str(CHART)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 chart(s) failed" in r.stdout
+
+
+def test_rendered_chart_is_accepted_and_applies_idempotently(cluster, helm, tmp_path):
+    # Into the namespace the other tests' operator uses, whose cluster-scoped RBAC then has the same
+    # subjects; the TapConfig is renamed so as not to touch theirs.
+    manifests = render(helm, "--include-crds", "--set", "tapConfig.name=from-chart", namespace=NAMESPACE)
+    path = tmp_path / "rendered.yaml"
+    path.write_text(manifests)
+    first = cluster.kubectl("apply", "--server-side", "--field-manager=gitops", "-f", str(path))
+    kinds = {line.split("/")[0] for line in first.stdout.split()}
+    for kind in ["deployment.apps", "service", "serviceaccount", "clusterrole.rbac.authorization.k8s.io",
+                 "tapconfig.faultline.dev", "customresourcedefinition.apiextensions.k8s.io"]:
+        assert kind in kinds, first.stdout
+    second = cluster.kubectl("apply", "--server-side", "--field-manager=gitops", "-f", str(path))
+    assert "configured" not in second.stdout.replace("serverside-applied", ""), second.stdout
+    diff = cluster.kubectl("diff", "--server-side", "--field-manager=gitops", "-f", str(path), check=False)
+    assert diff.returncode == 0, f"drift after a second apply:\n{diff.stdout}"
+
+
+def test_chart_rbac_is_the_rbac_the_tests_use(helm):
+    def rules(docs, kind):
+        return [d["rules"] for d in docs if d and d.get("kind") == kind][0]
+    chart = list(yaml.safe_load_all(render(helm)))
+    plain = list(yaml.safe_load_all((REPO / "deploy" / "operator-rbac.yaml").read_text()))
+    for kind in ("ClusterRole", "Role"):
+        assert rules(chart, kind) == rules(plain, kind), kind
+
+
+def test_values_reach_the_operator(helm):
+    docs = list(yaml.safe_load_all(render(helm, "--set", "agent.image.tag=9.9.9", "--set", "tapConfig.enabled=false")))
+    dep = [d for d in docs if d and d["kind"] == "Deployment"][0]
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FAULTLINE_AGENT_IMAGE"] == "ghcr.io/faultline-dev/faultline-agent:9.9.9"
+    assert env["FAULTLINE_OPERATOR_URL"] == "http://faultline-operator.faultline-chart.svc:8080"
+    assert not [d for d in docs if d and d["kind"] == "TapConfig"]
