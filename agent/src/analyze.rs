@@ -39,12 +39,21 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         args.output.unwrap_or(if io::stdout().is_terminal() { OutputFormat::Table } else { OutputFormat::Jsonl });
     let stdout = io::stdout().lock();
     let mut sink = Sink::new(format, io::BufWriter::new(stdout), query);
-    let mut engine = Engine::new(args.engine.to_config());
+    let mut cfg = args.engine.to_config();
+    cfg.record_errors = args.record_errors.is_some();
+    if let Some(dir) = &args.record_errors {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("faultline-agent: cannot create {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    }
+    let mut engine = Engine::new(cfg);
+    let recorder = Recorder { dir: args.record_errors.clone() };
     let mut summary = Summary::default();
     let mut failure = None;
     let mut entries = Vec::new();
     for path in &args.files {
-        let res = analyze_file(path, &mut engine, &mut entries, &mut sink, &mut summary);
+        let res = analyze_file(path, &mut engine, &mut entries, &mut sink, &mut summary, &recorder);
         if let Err(e) = res {
             failure = Some(e);
             break;
@@ -52,6 +61,7 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
     }
     // Whatever happened, what was seen is resolved and printed.
     engine.finish(&mut entries);
+    recorder.attach(&mut engine, &mut entries);
     let flushed = emit(&mut entries, &mut sink, &mut summary).and_then(|()| sink.finish());
     if let Err(e) = flushed {
         if e.kind() != io::ErrorKind::BrokenPipe {
@@ -77,6 +87,7 @@ fn analyze_file<W: Write>(
     entries: &mut Vec<Entry>,
     sink: &mut Sink<W>,
     summary: &mut Summary,
+    recorder: &Recorder,
 ) -> Result<(), AnalyzeError> {
     let file = File::open(path).map_err(|source| AnalyzeError::Open { path: path.to_owned(), source })?;
     let read_err = |source| AnalyzeError::Read { path: path.to_owned(), source };
@@ -95,6 +106,7 @@ fn analyze_file<W: Write>(
             tracing::debug!(file = %path.display(), error = %e, "frame did not decode");
         }
         if !entries.is_empty() {
+            recorder.attach(engine, entries);
             emit(entries, sink, summary)?;
         }
     }
@@ -109,4 +121,33 @@ fn emit<W: Write>(entries: &mut Vec<Entry>, sink: &mut Sink<W>, summary: &mut Su
         }
     }
     Ok(())
+}
+
+/// Writes the engine's recordings (`--record-errors`) and names them in their entries.
+struct Recorder {
+    dir: Option<PathBuf>,
+}
+
+impl Recorder {
+    fn attach(&self, engine: &mut Engine, entries: &mut [Entry]) {
+        let Some(dir) = &self.dir else { return };
+        for (id, pcap) in engine.take_recordings() {
+            let path = dir.join(format!("{id}.pcap"));
+            match write_private(&path, &pcap) {
+                Ok(()) => {
+                    if let Some(e) = entries.iter_mut().find(|e| e.id == id) {
+                        e.pcap = Some(path.display().to_string());
+                    }
+                }
+                Err(err) => tracing::warn!(path = %path.display(), error = %err, "cannot write recording"),
+            }
+        }
+    }
+}
+
+/// Captures can hold secrets: recordings are readable by their owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)
 }

@@ -42,6 +42,11 @@ pub struct AnalyzeArgs {
     #[arg(long, short = 'o', value_enum)]
     pub output: Option<OutputFormat>,
 
+    /// Write a pcap of each error entry's flow (its packets up to and including the error) into this
+    /// directory, and name the file in the entry's `pcap` field.
+    #[arg(long, value_name = "DIR")]
+    pub record_errors: Option<PathBuf>,
+
     /// Print only the entries that match this KFL query, e.g.
     /// 'response.status > 400 or error or icmp or tcp'.
     #[arg(long, short = 'q', value_name = "KFL")]

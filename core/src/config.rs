@@ -28,6 +28,9 @@ pub struct EngineConfig {
     pub node: Option<String>,
     /// Put before every entry id, to make ids unique across agents and runs.
     pub id_prefix: String,
+    /// Keep the last packets of each flow so that error entries come with a pcap of their flow
+    /// (`Engine::take_recordings`).
+    pub record_errors: bool,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +47,7 @@ impl Default for EngineConfig {
             max_out_of_order_bytes: 256 * 1024,
             node: None,
             id_prefix: String::new(),
+            record_errors: false,
         }
     }
 }

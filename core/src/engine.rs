@@ -5,14 +5,23 @@ use crate::config::EngineConfig;
 use crate::entry::{Endpoint, Entry, Protocol};
 use crate::flow::{evict_oldest, FlowKey, FlowTable};
 use crate::icmp::{self, Kind};
+use crate::record::FlowRecorder;
 use crate::stats::Stats;
 use crate::tcp::conn::{Conn, Ctx, Keep};
 use crate::time::Timestamp;
+
+/// Errors-only recording keeps at most this many flows, packets per flow and bytes per flow.
+const RECORDED_FLOWS: usize = 1024;
+const RECORDED_PACKETS: usize = 32;
+const RECORDED_BYTES: usize = 64 * 1024;
 use crate::wire::{self, DecodeError, Decoded, IcmpMessage, LinkType, Packet, Skip, TcpSegment, Transport};
 
 pub struct Engine {
     cfg: EngineConfig,
     flows: FlowTable,
+    recorder: Option<FlowRecorder>,
+    /// (entry id, pcap of its flow) waiting for `take_recordings`.
+    recordings: Vec<(String, Vec<u8>)>,
     stats: Stats,
     /// The latest capture time seen: time never runs backwards for timers, even if packets do.
     now: Timestamp,
@@ -22,9 +31,12 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
+        let recorder = cfg.record_errors.then(|| FlowRecorder::new(RECORDED_FLOWS, RECORDED_PACKETS, RECORDED_BYTES));
         Engine {
             cfg,
             flows: FlowTable::default(),
+            recorder,
+            recordings: Vec::new(),
             stats: Stats::default(),
             now: Timestamp(0),
             next_sweep: None,
@@ -56,11 +68,20 @@ impl Engine {
         self.stats.packets += 1;
         match wire::decode(link, data, ts) {
             Ok(Decoded::Packet(p)) => {
+                let start = out.len();
+                if let Some(rec) = &mut self.recorder {
+                    if let Some(key) = record_key(&p) {
+                        rec.push(key, link, ts, data);
+                    }
+                }
                 self.handle(&p, out);
+                self.record(&out[start..]);
                 Ok(())
             }
             Ok(Decoded::Skipped(skip)) => {
+                let start = out.len();
                 self.advance(ts, out);
+                self.record(&out[start..]);
                 match skip {
                     Skip::NotIp => self.stats.not_ip += 1,
                     Skip::Fragment => self.stats.fragments += 1,
@@ -77,7 +98,7 @@ impl Engine {
 
     /// Handles one decoded packet.
     pub fn handle(&mut self, p: &Packet<'_>, out: &mut Vec<Entry>) {
-        self.advance(p.ts, out);
+        self.tick(p.ts, out);
         let start = out.len();
         match &p.transport {
             Transport::Tcp(seg) => {
@@ -96,6 +117,12 @@ impl Engine {
     /// Moves the clock to `now` and fires due timers. Called for every packet; call it on a ticker too
     /// when capturing live, so timeouts fire while the network is quiet.
     pub fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
+        let start = out.len();
+        self.tick(now, out);
+        self.record(&out[start..]);
+    }
+
+    fn tick(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
         if now > self.now {
             self.now = now;
         }
@@ -113,6 +140,26 @@ impl Engine {
         let start = out.len();
         self.sweep(true, out);
         self.stamp(start, out);
+        self.record(&out[start..]);
+    }
+
+    /// Pcaps of the flows of error and ICMP entries found since the last call, by entry id (only with
+    /// `record_errors`).
+    pub fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
+        std::mem::take(&mut self.recordings)
+    }
+
+    fn record(&mut self, new: &[Entry]) {
+        let Some(rec) = &self.recorder else { return };
+        for e in new.iter().filter(|e| e.error.is_some() || e.icmp.is_some()) {
+            let key = match e.icmp.as_ref().and_then(|i| i.original.as_ref()) {
+                Some(o) => FlowKey::new((o.src.ip, o.src.port), (o.dst.ip, o.dst.port)),
+                None => FlowKey::new((e.src.ip, e.src.port.unwrap_or(0)), (e.dst.ip, e.dst.port.unwrap_or(0))),
+            };
+            if let Some(pcap) = rec.pcap(&key) {
+                self.recordings.push((e.id.clone(), pcap));
+            }
+        }
     }
 
     fn sweep(&mut self, end_of_input: bool, out: &mut Vec<Entry>) {
@@ -212,6 +259,19 @@ impl Engine {
             request: None,
             response: None,
             elapsed_time: 0.0,
+            pcap: None,
         });
+    }
+}
+
+/// The flow a packet is recorded under: its own 4-tuple, or for an ICMP error the flow it quotes (so the
+/// error sits beside the datagram it answers).
+fn record_key(p: &Packet<'_>) -> Option<FlowKey> {
+    match &p.transport {
+        Transport::Tcp(t) => Some(FlowKey::new((p.src, t.src_port), (p.dst, t.dst_port))),
+        Transport::Udp { src_port, dst_port } => Some(FlowKey::new((p.src, *src_port), (p.dst, *dst_port))),
+        Transport::Icmp(m) => {
+            icmp::parse_quote(m.version, m.body).map(|q| FlowKey::new((q.src, q.src_port), (q.dst, q.dst_port)))
+        }
     }
 }

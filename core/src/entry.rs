@@ -31,6 +31,10 @@ pub struct Entry {
     /// Milliseconds: request to response for HTTP, attempt or event to the packet or timer that decided
     /// it for TCP, 0 for ICMP.
     pub elapsed_time: f64,
+    /// Where a pcap of the entry's flow can be had, when recording is on: a file path offline, the
+    /// operator's API path in a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcap: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -273,6 +277,7 @@ mod tests {
             request: None,
             response: None,
             elapsed_time: 0.25,
+            pcap: None,
         };
         let json = serde_json::to_string(&e).expect("serialises");
         assert_eq!(

@@ -10,6 +10,7 @@ pub mod http;
 pub mod icmp;
 pub mod ingest;
 pub mod pcap;
+mod record;
 pub mod stats;
 pub mod tcp;
 pub mod time;

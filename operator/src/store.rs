@@ -95,6 +95,7 @@ mod tests {
             request: None,
             response: None,
             elapsed_time: 0.0,
+            pcap: None,
         };
         Batch { node: "n1".into(), agent_run: run.into(), seq, stats: AgentStats::default(), entries: vec![e; n] }
     }

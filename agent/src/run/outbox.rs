@@ -100,6 +100,7 @@ mod tests {
             request: None,
             response: None,
             elapsed_time: 0.0,
+            pcap: None,
         }
     }
 

@@ -2,6 +2,8 @@
 for real in network namespaces and asserts the exact entries. Where tshark has an opinion (ICMP types and
 codes, RSTs, HTTP pairing) it is asked too, as an independent oracle."""
 
+import os
+
 import pytest
 
 from netlab import (CLIENT4, CLIENT6, ROUTER4_C, ROUTER6_C, SERVER4, SERVER6, Lab, analyze, tshark_fields)
@@ -289,3 +291,31 @@ def test_query_filters_a_real_capture(tmp_path):
     assert [v[:3] for v in dashboard] == [("http", 404, "GET"), ("icmp", 3, 3), ("tcp", "SynSent", "refused")]
     assert [v[:2] for v in views(analyze(pcap, "--query", "!error and !icmp and !tcp"))] == [("http", 200), ("http", 404)]
     assert views(analyze(pcap, "--query", "icmp.original.dst.port == 9")) == [v for v in everything if v[0] == "icmp"]
+
+
+# ---- Recording for Wireshark --------------------------------------------------------------------------
+
+def test_error_recordings_open_in_tshark(tmp_path):
+    fam = FAMILIES["v4"]
+    pcap = tmp_path / "mixed.pcap"
+    with Lab() as lab:
+        lab.server("serve", "8080", "error")
+        with lab.capture(pcap):
+            run_client(lab, "connect", fam["server"], "1", "--sport", "40030")
+            run_client(lab, "connect", fam["server"], "8080", "--sport", "40031", "--send", REQUEST, "--wait", "0.5")
+            run_client(lab, "udp", fam["server"], "9", "--sport", "40032")
+    rec = tmp_path / "recordings"
+    entries = analyze(pcap, "--record-errors", str(rec))
+    recorded = [e for e in entries if e.get("pcap")]
+    # The refused SYN and the ICMP error (the 503 is not an error entry).
+    assert sorted(view(e)[0] for e in recorded) == ["icmp", "tcp"]
+    for e in recorded:
+        path = e["pcap"]
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600", "recordings may hold secrets"
+        rows = tshark_fields(path, "", "frame.number", "_ws.col.Protocol")
+        if e.get("tcp"):
+            flags = tshark_fields(path, "tcp", "tcp.flags.syn", "tcp.flags.reset")
+            assert flags[0][0] in ("1", "True") and flags[-1][1] in ("1", "True"), flags
+            assert len(rows) == 2, "the SYN and the RST"
+        else:
+            assert [r[1] for r in rows] == ["UDP", "ICMP"], "the datagram, then the error it drew"

@@ -4,6 +4,9 @@
 
 mod classic;
 mod ng;
+mod writer;
+
+pub use writer::{linktype_code, to_pcap, PcapWriter};
 
 use std::io::{self, Read};
 

@@ -328,6 +328,7 @@ impl Conn {
             request: None,
             response: None,
             elapsed_time: decided.millis_since(ts),
+            pcap: None,
         }
     }
 

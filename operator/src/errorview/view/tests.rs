@@ -35,6 +35,7 @@ fn entry(secs: u64, dst_ns: &str, status: Option<u16>) -> Entry {
         request: None,
         response: None,
         elapsed_time: 1.0,
+        pcap: None,
     };
     if let Some(s) = status {
         e.protocol = Protocol::Http;
