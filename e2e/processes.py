@@ -85,7 +85,7 @@ class Agent:
         args = [agent_binary(), "run", "--node-name", node, "--operator-url", f"http://127.0.0.1:{operator_port}",
                 "--token-file", str(token_file), "--http-addr", f"127.0.0.1:{self.port}",
                 "--syn-timeout-ms", "1000", "--close-timeout-ms", "1000", "--pair-timeout-ms", "3000",
-                "--report-interval-ms", "500"]
+                "--report-interval-ms", "500", "--recorder", "errors"]
         for i in interfaces:
             args += ["--interface", i]
         self.log = open(log, "ab")

@@ -3,6 +3,7 @@ simulated node, sent to the operator, counted in ErrorViews, published as Events
 real kube-apiserver, with Pod objects whose podIP is patched in (there is no kubelet)."""
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -175,3 +176,36 @@ def test_only_agents_may_send_entries(cluster, system):
     assert post({"Authorization": f"Bearer {operator_token}"}) == 403, "a ServiceAccount that is not an agent"
     agent_token = (system["logs"] / "agent.token").read_text().strip()
     assert post({"Authorization": f"Bearer {agent_token}"}) == 200
+
+
+def test_an_error_entry_pcap_is_served_to_those_who_may_see_it(cluster, system, tmp_path):
+    import urllib.request
+    samples = eventually(lambda: view_status(cluster, "shop", "errors").get("samples"), what="samples")
+    ids = [s["id"] for s in samples]
+    port = system["operator"].port
+
+    def get(entry_id, token):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/entries/{entry_id}/pcap",
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    admin = "faultline-e2e-admin"
+    got = [(i, *get(i, admin)) for i in ids]
+    served = [(i, body) for i, status, body in got if status == 200]
+    assert served, f"no recording among {[(i, s) for i, s, _ in got]}"
+    entry_id, body = served[0]
+    path = tmp_path / f"{entry_id}.pcap"
+    path.write_bytes(body)
+    frames = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e", "frame.number"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert len(frames) >= 2, "the flow's packets up to the error open in tshark"
+    # Nobody else: no token, and a valid token of a ServiceAccount that may not read ErrorViews in shop.
+    assert get(entry_id, None)[0] == 401
+    agent_token = (system["logs"] / "agent.token").read_text().strip()
+    assert get(entry_id, agent_token)[0] == 403
+    # kubectl get shows where to fetch it.
+    assert any(s["id"] == entry_id for s in samples)

@@ -171,6 +171,19 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1000)]
     pub report_interval_ms: u64,
 
+    /// Recording: none, errors (each error entry's flow goes to the operator as a pcap), or continuous
+    /// (rotating pcap files in --record-dir, the oldest deleted beyond --record-max-bytes).
+    #[arg(long, value_enum, default_value = "none")]
+    pub recorder: RecorderMode,
+
+    /// Where continuous recording writes its files.
+    #[arg(long, default_value = "/var/lib/faultline/pcaps")]
+    pub record_dir: PathBuf,
+
+    /// Continuous recording keeps at most this many bytes of files.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub record_max_bytes: u64,
+
     /// Name pods from the API server (needs access to it).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub resolve_pods: bool,
@@ -207,4 +220,11 @@ impl RunArgs {
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default()
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RecorderMode {
+    None,
+    Errors,
+    Continuous,
 }

@@ -1,6 +1,8 @@
 //! What an agent sends the operator: a batch of entries and its capture statistics. Batches carry the
 //! agent's run id and a sequence number so that a batch sent twice (the reply was lost) counts once.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::entry::Entry;
@@ -21,6 +23,27 @@ pub struct Batch {
     pub stats: AgentStats,
     #[serde(default)]
     pub entries: Vec<Entry>,
+    /// Recordings of error entries' flows (TapConfig `recorder.mode: errors`): entry id → pcap file.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "base64_map")]
+    pub pcaps: BTreeMap<String, Vec<u8>>,
+}
+
+/// pcap bytes travel as base64 strings in the JSON batch.
+mod base64_map {
+    use std::collections::BTreeMap;
+
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<String, Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(m.iter().map(|(k, v)| (k, STANDARD.encode(v))))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
+        let m = BTreeMap::<String, String>::deserialize(d)?;
+        m.into_iter().map(|(k, v)| STANDARD.decode(v).map(|b| (k, b)).map_err(serde::de::Error::custom)).collect()
+    }
 }
 
 /// Cumulative counters of one agent run. Missing counters read as zero, so agents and operators of
@@ -54,5 +77,19 @@ impl AgentStats {
         } else {
             lost as f64 / self.received as f64
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcaps_round_trip_as_base64() {
+        let mut b = Batch { node: "n".into(), agent_run: "r".into(), seq: 1, ..Batch::default() };
+        b.pcaps.insert("r-1".into(), vec![0xd4, 0xc3, 0xb2, 0xa1, 0, 255]);
+        let json = serde_json::to_string(&b).expect("serialises");
+        assert!(json.contains(r#""pcaps":{"r-1":"1MOyoQD/"}"#), "{json}");
+        assert_eq!(serde_json::from_str::<Batch>(&json).expect("parses"), b);
     }
 }

@@ -22,18 +22,21 @@ pub async fn serve(
     addr: SocketAddr,
     health: Health,
     ingest: crate::ingest::Ingest,
+    pcaps: crate::pcaps::Pcaps,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let agents = Router::new()
         .route(faultline_core::ingest::INGEST_PATH, axum::routing::post(crate::ingest::handle))
         .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
         .with_state(ingest);
+    let recordings = Router::new().route("/api/v1/entries/{id}/pcap", get(crate::pcaps::handle)).with_state(pcaps);
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(health)
-        .merge(agents);
+        .merge(agents)
+        .merge(recordings);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await

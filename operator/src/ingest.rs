@@ -12,10 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use faultline_core::ingest::Batch;
-use k8s_openapi::api::authentication::v1::TokenReview;
-use kube::api::PostParams;
-use kube::{Api, Client};
-use serde_json::json;
+use kube::Client;
 use sha2::{Digest, Sha256};
 
 use crate::store::{Accepted, Store};
@@ -48,18 +45,9 @@ impl Ingest {
                 return Ok(who);
             }
         }
-        let review: TokenReview = serde_json::from_value(json!({
-            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}
-        }))
-        .map_err(kube::Error::SerdeError)?;
-        let answer = Api::<TokenReview>::all(self.client.clone()).create(&PostParams::default(), &review).await?;
-        let status = answer.status.unwrap_or_default();
-        let user = status.user.and_then(|u| u.username).unwrap_or_default();
+        let user = crate::auth::review(&self.client, token).await?.and_then(|u| u.username).unwrap_or_default();
         let prefix = format!("system:serviceaccount:{}:faultline-agent-", self.namespace);
-        let who = match (status.authenticated, user.strip_prefix(&prefix)) {
-            (Some(true), Some(tap)) if !tap.is_empty() => Some(tap.to_owned()),
-            _ => None,
-        };
+        let who = user.strip_prefix(&prefix).filter(|tap| !tap.is_empty()).map(str::to_owned);
         if let Ok(mut c) = self.cache.lock() {
             c.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
             c.insert(key, (who.clone(), Instant::now()));
@@ -69,15 +57,9 @@ impl Ingest {
 }
 
 pub async fn handle(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default();
-    if token.is_empty() {
+    let Some(token) = crate::auth::bearer(&headers) else {
         return (StatusCode::UNAUTHORIZED, "a bearer token of an agent ServiceAccount is required\n".into());
-    }
+    };
     let tap = match ingest.authenticate(token).await {
         Ok(Some(tap)) => tap,
         Ok(None) => return (StatusCode::FORBIDDEN, "only Faultline agents may send entries\n".into()),

@@ -1,6 +1,7 @@
 //! `faultline-operator`: parses its settings, connects to the API server, campaigns for the leader lease,
 //! and runs the controllers while it leads. Everything else lives in the modules.
 
+mod auth;
 mod clock;
 mod context;
 mod error;
@@ -10,6 +11,7 @@ mod http;
 mod ingest;
 mod leader;
 mod metrics;
+mod pcaps;
 mod store;
 mod tapconfig;
 
@@ -90,7 +92,8 @@ async fn run(args: Args) -> Result<(), String> {
     let health = http::Health { ready: ready.clone(), metrics: metrics.clone() };
     let leading = Arc::new(AtomicBool::new(false));
     let ingest = ingest::Ingest::new(client.clone(), args.namespace.clone(), store.clone(), leading.clone());
-    let http_server = tokio::spawn(http::serve(args.http_addr, health, ingest, stopped(stop_rx.clone())));
+    let pcaps = pcaps::Pcaps { client: client.clone(), namespace: args.namespace.clone(), store: store.clone() };
+    let http_server = tokio::spawn(http::serve(args.http_addr, health, ingest, pcaps, stopped(stop_rx.clone())));
 
     // Ready once the API server answers and the CRDs are installed.
     let taps: Api<TapConfig> = Api::all(client.clone());

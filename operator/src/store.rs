@@ -26,6 +26,14 @@ pub struct Store {
     capacity: usize,
 }
 
+/// Recordings kept at most, in bytes; the oldest go first.
+const PCAP_BYTES: usize = 64 << 20;
+
+/// Where an entry's recording is served.
+pub fn pcap_path(id: &str) -> String {
+    format!("/api/v1/entries/{id}/pcap")
+}
+
 #[derive(Default)]
 struct Inner {
     entries: VecDeque<(u64, Arc<Entry>)>,
@@ -35,6 +43,9 @@ struct Inner {
     /// (TapConfig, node) → latest report.
     nodes: BTreeMap<(String, String), NodeReport>,
     evicted: u64,
+    pcaps: HashMap<String, Arc<Vec<u8>>>,
+    pcap_order: VecDeque<String>,
+    pcap_bytes: usize,
 }
 
 impl Store {
@@ -42,7 +53,7 @@ impl Store {
         Store { inner: Mutex::new(Inner { next_seq: 1, ..Inner::default() }), capacity }
     }
 
-    pub fn ingest(&self, tapconfig: &str, batch: Batch, now: Timestamp) -> Accepted {
+    pub fn ingest(&self, tapconfig: &str, mut batch: Batch, now: Timestamp) -> Accepted {
         let Ok(mut g) = self.inner.lock() else { return Accepted::Duplicate };
         let last = g.runs.get(&batch.agent_run).copied().unwrap_or(0);
         if batch.seq <= last {
@@ -51,7 +62,21 @@ impl Store {
         g.runs.insert(batch.agent_run.clone(), batch.seq);
         g.nodes.insert((tapconfig.to_owned(), batch.node.clone()), NodeReport { stats: batch.stats, at: now });
         let n = batch.entries.len();
-        for e in batch.entries {
+        for (id, pcap) in std::mem::take(&mut batch.pcaps) {
+            g.pcap_bytes += pcap.len();
+            g.pcaps.insert(id.clone(), Arc::new(pcap));
+            g.pcap_order.push_back(id);
+        }
+        while g.pcap_bytes > PCAP_BYTES {
+            let Some(old) = g.pcap_order.pop_front() else { break };
+            if let Some(p) = g.pcaps.remove(&old) {
+                g.pcap_bytes -= p.len();
+            }
+        }
+        for mut e in batch.entries {
+            if g.pcaps.contains_key(&e.id) {
+                e.pcap = Some(pcap_path(&e.id));
+            }
             let seq = g.next_seq;
             g.next_seq += 1;
             g.entries.push_back((seq, Arc::new(e)));
@@ -69,6 +94,14 @@ impl Store {
         let start = g.entries.partition_point(|(s, _)| *s <= cursor);
         let out = g.entries.range(start..).map(|(_, e)| e.clone()).collect();
         (out, g.next_seq - 1)
+    }
+
+    /// An entry's recording, with the entry (for its namespaces).
+    pub fn pcap(&self, id: &str) -> Option<(Arc<Entry>, Arc<Vec<u8>>)> {
+        let g = self.inner.lock().ok()?;
+        let pcap = g.pcaps.get(id)?.clone();
+        let entry = g.entries.iter().rev().find(|(_, e)| e.id == id)?.1.clone();
+        Some((entry, pcap))
     }
 
     pub fn node_reports(&self) -> BTreeMap<(String, String), NodeReport> {
@@ -97,7 +130,14 @@ mod tests {
             elapsed_time: 0.0,
             pcap: None,
         };
-        Batch { node: "n1".into(), agent_run: run.into(), seq, stats: AgentStats::default(), entries: vec![e; n] }
+        Batch {
+            node: "n1".into(),
+            agent_run: run.into(),
+            seq,
+            stats: AgentStats::default(),
+            entries: vec![e; n],
+            pcaps: Default::default(),
+        }
     }
 
     #[test]

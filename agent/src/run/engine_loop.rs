@@ -1,6 +1,6 @@
 //! The capture threads and the engine thread.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -9,8 +9,9 @@ use faultline_core::wire::LinkType;
 use faultline_core::{Engine, EngineConfig, Entry, Timestamp};
 
 use super::counters::Counters;
-use super::outbox::Outbox;
+use super::outbox::{Item, Outbox};
 use super::pods::Resolver;
+use super::rotate::Rotator;
 use crate::capture::{Capture, KernelStats};
 
 /// A frame copied out of the capture buffer, on its way to the engine.
@@ -56,6 +57,7 @@ fn wall_clock() -> Timestamp {
     Timestamp(u64::try_from(now.as_nanos()).unwrap_or(u64::MAX))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn engine_loop(
     cfg: EngineConfig,
     rx: &Receiver<Captured>,
@@ -64,6 +66,7 @@ pub fn engine_loop(
     stop: &AtomicBool,
     pods: &Resolver,
     watch_namespaces: &BTreeSet<String>,
+    mut rotator: Option<Rotator>,
 ) {
     let mut engine = Engine::new(cfg);
     let mut entries: Vec<Entry> = Vec::new();
@@ -72,6 +75,12 @@ pub fn engine_loop(
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(f) => {
+                if let Some(r) = &mut rotator {
+                    if let Err(e) = r.write(f.link_type, f.ts, &f.data) {
+                        tracing::warn!(error = %e, "continuous recording failed; stopping it");
+                        rotator = None;
+                    }
+                }
                 let _ = engine.handle_frame(f.link_type, &f.data, f.ts, &mut entries);
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -83,7 +92,8 @@ pub fn engine_loop(
             publish_stats(&engine, &mut published, counters);
         }
         if !entries.is_empty() {
-            hand_over(&mut entries, outbox, counters, pods, watch_namespaces);
+            let pcaps = engine.take_recordings().into_iter().collect();
+            hand_over(&mut entries, pcaps, outbox, counters, pods, watch_namespaces);
         }
         if stop.load(Ordering::Relaxed) {
             break;
@@ -91,7 +101,8 @@ pub fn engine_loop(
     }
     // Stopping is not the end of the network: pending states stay unresolved rather than be guessed.
     publish_stats(&engine, &mut published, counters);
-    hand_over(&mut entries, outbox, counters, pods, watch_namespaces);
+    let pcaps = engine.take_recordings().into_iter().collect();
+    hand_over(&mut entries, pcaps, outbox, counters, pods, watch_namespaces);
 }
 
 fn publish_stats(engine: &Engine, published: &mut faultline_core::Stats, counters: &Counters) {
@@ -111,6 +122,7 @@ fn publish_stats(engine: &Engine, published: &mut faultline_core::Stats, counter
 /// traffic with no pod at either end is reported by whoever sees it.
 fn hand_over(
     entries: &mut Vec<Entry>,
+    mut pcaps: HashMap<String, Vec<u8>>,
     outbox: &Outbox,
     counters: &Counters,
     pods: &Resolver,
@@ -133,7 +145,7 @@ fn hand_over(
             || [&e.src, &e.dst].iter().any(|ep| ep.namespace.as_ref().is_some_and(|ns| watch_namespaces.contains(ns)));
         (mine && watched).then_some(e)
     });
-    let batch: Vec<Entry> = batch.collect();
+    let batch: Vec<Item> = batch.map(|entry| Item { pcap: pcaps.remove(&entry.id), entry }).collect();
     counters.add(&counters.entries, batch.len() as u64);
     let dropped = outbox.push(batch);
     counters.add(&counters.buffer_dropped, dropped);

@@ -9,6 +9,7 @@ mod engine_loop;
 mod outbox;
 mod pods;
 mod report;
+mod rotate;
 mod server;
 
 use std::process::ExitCode;
@@ -60,12 +61,23 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
         threads.push(std::thread::spawn(move || engine_loop::capture_loop(cap, &tx, &stop, &counters)));
     }
     drop(tx);
+    let rotator = match args.recorder {
+        crate::cli::RecorderMode::Continuous => Some(
+            rotate::Rotator::new(args.record_dir.clone(), args.record_max_bytes)
+                .map_err(|e| format!("cannot record into {}: {e}", args.record_dir.display()))?,
+        ),
+        _ => None,
+    };
     let engine = {
         let (cfg, outbox, counters, stop, pods) =
             (args.engine.to_config(), outbox.clone(), counters.clone(), stop.clone(), pods.clone());
-        let cfg = faultline_core::EngineConfig { node: args.node_name.clone(), ..cfg };
+        let cfg = faultline_core::EngineConfig {
+            node: args.node_name.clone(),
+            record_errors: args.recorder == crate::cli::RecorderMode::Errors,
+            ..cfg
+        };
         std::thread::spawn(move || {
-            engine_loop::engine_loop(cfg, &rx, &outbox, &counters, &stop, &pods, &watch_namespaces)
+            engine_loop::engine_loop(cfg, &rx, &outbox, &counters, &stop, &pods, &watch_namespaces, rotator)
         })
     };
     let reporter = report::Reporter::new(args, outbox.clone(), counters.clone());

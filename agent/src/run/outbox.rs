@@ -12,16 +12,22 @@ pub struct Outbox {
     budget: usize,
 }
 
+/// An entry waiting to be sent, with the pcap of its flow when recording errors.
+pub struct Item {
+    pub entry: Entry,
+    pub pcap: Option<Vec<u8>>,
+}
+
 #[derive(Default)]
 struct Inner {
-    queue: VecDeque<(Entry, usize)>,
+    queue: VecDeque<(Item, usize)>,
     bytes: usize,
     dropped: u64,
 }
 
-/// An entry's approximate memory: its JSON size is a fair and cheap stand-in.
-fn cost(e: &Entry) -> usize {
-    serde_json::to_vec(e).map_or(1024, |v| v.len()) + 64
+/// An item's approximate memory: the entry's JSON size is a fair and cheap stand-in, plus its pcap.
+fn cost(i: &Item) -> usize {
+    serde_json::to_vec(&i.entry).map_or(1024, |v| v.len()) + 64 + i.pcap.as_ref().map_or(0, Vec::len)
 }
 
 impl Outbox {
@@ -30,7 +36,7 @@ impl Outbox {
     }
 
     /// Adds entries; returns how many old ones had to be dropped to stay within budget.
-    pub fn push(&self, entries: impl IntoIterator<Item = Entry>) -> u64 {
+    pub fn push(&self, entries: impl IntoIterator<Item = Item>) -> u64 {
         let Ok(mut g) = self.inner.lock() else { return 0 };
         let before = g.dropped;
         for e in entries {
@@ -51,16 +57,16 @@ impl Outbox {
     }
 
     /// Takes up to `max` of the oldest entries.
-    pub fn take(&self, max: usize) -> Vec<Entry> {
+    pub fn take(&self, max: usize) -> Vec<Item> {
         let Ok(mut g) = self.inner.lock() else { return Vec::new() };
         let n = max.min(g.queue.len());
-        let batch: Vec<(Entry, usize)> = g.queue.drain(..n).collect();
+        let batch: Vec<(Item, usize)> = g.queue.drain(..n).collect();
         g.bytes -= batch.iter().map(|(_, c)| c).sum::<usize>();
         batch.into_iter().map(|(e, _)| e).collect()
     }
 
     /// Puts a batch that could not be sent back at the front, dropping (oldest first) what no longer fits.
-    pub fn put_back(&self, batch: Vec<Entry>) -> u64 {
+    pub fn put_back(&self, batch: Vec<Item>) -> u64 {
         let Ok(mut g) = self.inner.lock() else { return 0 };
         let before = g.dropped;
         for e in batch.into_iter().rev() {
@@ -86,7 +92,11 @@ mod tests {
     use faultline_core::entry::{Endpoint, Protocol};
     use faultline_core::Timestamp;
 
-    fn entry(i: u64) -> Entry {
+    fn entry(i: u64) -> Item {
+        Item { entry: entry_only(i), pcap: None }
+    }
+
+    fn entry_only(i: u64) -> Entry {
         Entry {
             id: format!("{i:03}"),
             timestamp: Timestamp(i),
@@ -112,8 +122,8 @@ mod tests {
         let (n, bytes) = o.len_and_bytes();
         assert!(n <= 10 && bytes <= one * 10);
         let batch = o.take(3);
-        assert_eq!(batch.first().map(|e| e.id.as_str()), Some("015"), "the newest survive");
+        assert_eq!(batch.first().map(|e| e.entry.id.as_str()), Some("015"), "the newest survive");
         assert_eq!(o.put_back(batch), 0);
-        assert_eq!(o.take(1)[0].id, "015", "a failed batch goes back in front, in order");
+        assert_eq!(o.take(1)[0].entry.id, "015", "a failed batch goes back in front, in order");
     }
 }

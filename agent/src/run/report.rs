@@ -50,8 +50,8 @@ impl Reporter {
         let Some(url) = &self.url else {
             tracing::warn!("no --operator-url: entries are counted and logged, not sent");
             while !stop.load(Ordering::Relaxed) {
-                for e in self.outbox.take(MAX_BATCH) {
-                    tracing::info!(entry = %serde_json::to_string(&e).unwrap_or_default(), "entry");
+                for i in self.outbox.take(MAX_BATCH) {
+                    tracing::info!(entry = %serde_json::to_string(&i.entry).unwrap_or_default(), "entry");
                 }
                 std::thread::sleep(self.interval);
             }
@@ -64,15 +64,22 @@ impl Reporter {
         loop {
             let stopping = stop.load(Ordering::Relaxed);
             if pending.is_none() && (last_send.elapsed() >= self.interval || stopping) {
-                let entries = self.outbox.take(MAX_BATCH);
+                let items = self.outbox.take(MAX_BATCH);
                 seq += 1;
-                pending = Some(Batch {
+                let mut batch = Batch {
                     node: self.node.clone(),
                     agent_run: self.run_id.clone(),
                     seq,
                     stats: self.counters.snapshot(),
-                    entries,
-                });
+                    ..Batch::default()
+                };
+                for i in items {
+                    if let Some(p) = i.pcap {
+                        batch.pcaps.insert(i.entry.id.clone(), p);
+                    }
+                    batch.entries.push(i.entry);
+                }
+                pending = Some(batch);
             }
             if let Some(batch) = pending.take() {
                 last_send = Instant::now();
@@ -86,7 +93,13 @@ impl Reporter {
                         tracing::warn!(error = %e, entries = batch.entries.len(), "cannot reach the operator; will retry");
                         // Keep the batch (same sequence number) unless stopping; newer entries keep queueing.
                         if stopping {
-                            let lost = self.outbox.put_back(batch.entries);
+                            let mut pcaps = batch.pcaps;
+                            let items = batch
+                                .entries
+                                .into_iter()
+                                .map(|e| super::outbox::Item { pcap: pcaps.remove(&e.id), entry: e })
+                                .collect();
+                            let lost = self.outbox.put_back(items);
                             self.counters.add(&self.counters.buffer_dropped, lost);
                             return;
                         }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use faultline_crds::{TapConfig, TapConfigSpec};
+use faultline_crds::{RecorderMode, TapConfig, TapConfigSpec};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -182,6 +182,16 @@ pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
     args.extend(spec.dissectors.iter().map(|d| format!("--dissector={}", d.as_str())));
     if spec.show_stream_timeouts {
         args.push("--show-stream-timeouts".to_owned());
+    }
+    match spec.recorder.mode {
+        RecorderMode::None => {}
+        RecorderMode::Errors => args.push("--recorder=errors".to_owned()),
+        RecorderMode::Continuous => {
+            args.push("--recorder=continuous".to_owned());
+            if let Some(max) = spec.recorder.max_total_bytes {
+                args.push(format!("--record-max-bytes={max}"));
+            }
+        }
     }
     args
 }

@@ -65,6 +65,7 @@ fn everything_in_the_spec_reaches_the_agents() {
         "--dissector=http",
         "--dissector=dns",
         "--show-stream-timeouts",
+        "--recorder=errors",
     ] {
         assert!(args.iter().any(|a| a == want), "missing {want} in {args:?}");
     }
