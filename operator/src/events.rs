@@ -107,6 +107,14 @@ impl Events {
         self.record(key, regarding, note);
     }
 
+    /// An Event on a TapConfig (cluster-scoped, so the Event lives in `default`).
+    pub fn record_for_tapconfig(&self, tap: &faultline_crds::TapConfig, reason: &str, note: String) {
+        let key = Key { namespace: "default".into(), kind: "TapConfig", name: tap.name_any(), reason: reason.into() };
+        let regarding = json!({"apiVersion": faultline_crds::TapConfig::api_version(&()), "kind": "TapConfig",
+                               "name": tap.name_any(), "uid": tap.uid()});
+        self.record(key, regarding, note);
+    }
+
     fn record(&self, key: Key, regarding: Value, note: String) {
         let Ok(mut m) = self.series.lock() else { return };
         if m.len() >= MAX_SERIES && !m.contains_key(&key) {

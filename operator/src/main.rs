@@ -151,7 +151,7 @@ async fn run(args: Args) -> Result<(), String> {
         let _ = rx.wait_for(|d| *d).await;
     };
     let views = tokio::spawn(errorview::run(ctx.clone(), store.clone(), events.clone(), done(done_rx.clone())));
-    let stats = tokio::spawn(tapconfig::stats::run(ctx.clone(), store.clone(), done(done_rx.clone())));
+    let stats = tokio::spawn(tapconfig::stats::run(ctx.clone(), store.clone(), events.clone(), done(done_rx.clone())));
     let flusher = tokio::spawn({
         let (events, mut rx) = (events.clone(), done_rx.clone());
         async move {

@@ -20,7 +20,12 @@ use crate::store::{NodeReport, Store};
 const MANAGER: &str = "faultline-operator-stats";
 const ROUND: Duration = Duration::from_secs(5);
 
-pub async fn run(ctx: Arc<Context>, store: Arc<Store>, shutdown: impl std::future::Future<Output = ()> + Send) {
+pub async fn run(
+    ctx: Arc<Context>,
+    store: Arc<Store>,
+    events: Arc<crate::events::Events>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
     tokio::pin!(shutdown);
     let mut written: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     loop {
@@ -38,6 +43,9 @@ pub async fn run(ctx: Arc<Context>, store: Arc<Store>, shutdown: impl std::futur
             let status = node_status(&obj, &nodes);
             if written.get(&tap) == Some(&status) {
                 continue;
+            }
+            if let Some(msg) = loss_began(&obj, &status) {
+                events.record_for_tapconfig(&obj, "PacketLoss", msg);
             }
             let patch =
                 json!({"apiVersion": TapConfig::api_version(&()), "kind": TapConfig::kind(&()), "status": status});
@@ -83,6 +91,69 @@ pub fn node_status(tap: &TapConfig, reports: &[(String, NodeReport)]) -> serde_j
     } else {
         ("True", "AboveThreshold", format!("{} (threshold {:.2}%)", lossy.join(", "), threshold * 100.0))
     };
-    let cond = condition(&old, "PacketLoss", st, reason, msg, tap.metadata.generation, &now);
-    json!({"nodes": nodes, "conditions": [cond]})
+    let loss = condition(&old, "PacketLoss", st, reason, msg, tap.metadata.generation, &now);
+    let notes: Vec<String> =
+        nodes.iter().filter_map(|n| n.backend_note.as_ref().map(|note| format!("{}: {note}", n.node))).collect();
+    let (st, reason, msg) = if notes.is_empty() {
+        ("False", "AsRequested", format!("every agent captures with {}", tap.spec.capture_backend.as_str()))
+    } else {
+        ("True", "FellBack", notes.join("; "))
+    };
+    let fallback = condition(&old, "BackendFallback", st, reason, msg, tap.metadata.generation, &now);
+    json!({"nodes": nodes, "conditions": [loss, fallback]})
+}
+
+/// Whether this status says a node loses packets while the stored one did not: worth an Event.
+pub fn loss_began(tap: &TapConfig, status: &serde_json::Value) -> Option<String> {
+    let now_lossy =
+        status["conditions"].as_array()?.iter().find(|c| c["type"] == "PacketLoss" && c["status"] == "True")?;
+    let was_lossy =
+        tap.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "PacketLoss" && c.status == "True"));
+    (!was_lossy).then(|| now_lossy["message"].as_str().unwrap_or_default().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_core::ingest::AgentStats;
+    use faultline_core::Timestamp;
+
+    fn report(received: u64, dropped: u64, note: Option<&str>) -> NodeReport {
+        NodeReport {
+            stats: AgentStats {
+                received,
+                kernel_dropped: dropped,
+                backend_note: note.map(Into::into),
+                ..AgentStats::default()
+            },
+            at: Timestamp(1_795_821_177_000_000_000),
+        }
+    }
+
+    fn tap() -> TapConfig {
+        TapConfig::new("default", serde_json::from_str(r#"{"packetLossThreshold": 0.05}"#).expect("spec"))
+    }
+
+    #[test]
+    fn packet_loss_above_the_threshold_sets_the_condition_and_an_event_once() {
+        let mut t = tap();
+        let ok = node_status(&t, &[("n1".into(), report(1000, 10, None))]);
+        assert_eq!(ok["conditions"][0]["status"], "False");
+        assert_eq!(ok["nodes"][0]["dropRatio"], 0.01);
+        assert_eq!(loss_began(&t, &ok), None);
+        let lossy = node_status(&t, &[("n1".into(), report(1000, 100, None)), ("n2".into(), report(10, 0, None))]);
+        assert_eq!(lossy["conditions"][0]["status"], "True");
+        assert_eq!(lossy["conditions"][0]["message"], "n1 drops 10.00% (threshold 5.00%)");
+        assert!(loss_began(&t, &lossy).is_some(), "an Event when loss begins");
+        t.status = Some(serde_json::from_value(lossy.clone()).expect("status"));
+        assert_eq!(loss_began(&t, &lossy), None, "not again while it lasts");
+    }
+
+    #[test]
+    fn a_backend_fallback_is_a_condition() {
+        let st = node_status(&tap(), &[("n1".into(), report(1, 0, Some("pfring requested but not loaded")))]);
+        let c = &st["conditions"][1];
+        assert_eq!((c["type"].as_str(), c["status"].as_str()), (Some("BackendFallback"), Some("True")));
+        assert_eq!(c["message"], "n1: pfring requested but not loaded");
+    }
 }
