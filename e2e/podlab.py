@@ -9,6 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent" / "tests" / "kernel"))
 
+from netlab import start_server  # noqa: E402
+
 TRAFFIC = str(Path(__file__).resolve().parents[1] / "agent" / "tests" / "kernel" / "traffic.py")
 
 
@@ -48,13 +50,8 @@ class PodLab:
         return sh("ip", "netns", "exec", ns, sys.executable, TRAFFIC, *args, check=False).stdout
 
     def server(self, pod, *args):
-        ns = self.pods[pod][0]
-        p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, TRAFFIC, *args],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = start_server(self.pods[pod][0], *args)
         self.procs.append(p)
-        line = p.stdout.readline()
-        if "listening" not in line:
-            raise RuntimeError(f"server did not start: {line!r}")
         return p
 
     def __exit__(self, *exc):

@@ -115,12 +115,8 @@ class Lab:
 
     def server(self, *args):
         """Starts a traffic.py server in the server namespace and waits until it listens."""
-        p = subprocess.Popen(["ip", "netns", "exec", self.s, sys.executable, TRAFFIC, *args],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = start_server(self.s, *args)
         self.procs.append(p)
-        line = p.stdout.readline()
-        if "listening" not in line:
-            raise RuntimeError(f"server did not start: {line!r} {p.stderr.read() if p.poll() is not None else ''}")
         return p
 
     @contextmanager
@@ -143,6 +139,16 @@ class Lab:
 
     def iptables(self, v6, *rule):
         self.ns(self.r, "ip6tables" if v6 else "iptables", *rule)
+
+
+def start_server(ns, *args):
+    """Starts a traffic.py server in network namespace `ns` and returns once it listens."""
+    p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, TRAFFIC, *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if "listening" not in line:
+        raise RuntimeError(f"server did not start: {line!r} {p.stderr.read() if p.poll() is not None else ''}")
+    return p
 
 
 def analyze(pcap, *flags):
