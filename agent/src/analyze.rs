@@ -38,7 +38,7 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
     let format =
         args.output.unwrap_or(if io::stdout().is_terminal() { OutputFormat::Table } else { OutputFormat::Jsonl });
     let stdout = io::stdout().lock();
-    let mut sink = Sink::new(format, io::BufWriter::new(stdout), query);
+    let mut sink = Sink::new(format, io::BufWriter::with_capacity(1 << 20, stdout), query);
     let mut cfg = args.engine.to_config();
     cfg.record_errors = args.record_errors.is_some();
     if let Some(dir) = &args.record_errors {
