@@ -135,6 +135,26 @@ class Cluster:
         p = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
         with open(self.dir / "pids", "a") as f:
             f.write(f"{p.pid}\n")
+        (self.dir / f"{name}.pid").write_text(str(p.pid))
+        (self.dir / f"{name}.argv").write_text(json.dumps(argv))
+
+    def stop_apiserver(self):
+        """Takes the API server away (etcd keeps the data), as an outage or an upgrade would."""
+        pid = int((self.dir / "kube-apiserver.pid").read_text())
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                os.kill(pid, 0)
+                time.sleep(0.2)
+            except ProcessLookupError:
+                return
+        os.killpg(pid, signal.SIGKILL)
+
+    def start_apiserver(self, timeout=120):
+        """Brings it back where it was."""
+        self._start("kube-apiserver", json.loads((self.dir / "kube-apiserver.argv").read_text()))
+        self._wait_ready(timeout)
 
     def _wait_ready(self, timeout):
         ctx = ssl.create_default_context(cafile=str(self.dir / "certs" / "ca.crt"))

@@ -211,13 +211,33 @@ def test_operator_runs_with_least_privilege(cluster, operator, operator_kubeconf
     assert "forbidden" in r.stderr
 
 
-def test_health_and_metrics(operator):
+def test_health_and_metrics(cluster, operator):
     assert operator.get("/healthz") == (200, "ok")
     assert operator.get("/readyz")[0] == 200
+    cluster.kubectl("apply", "-f", "-", input=tap_yaml("counted"))
+    ok = 'faultline_operator_reconciliations_total{controller="tapconfig",result="ok"}'
+    eventually(lambda: (metric(operator.get("/metrics")[1], ok) or 0) >= 1, what="a reconciliation counted")
     status, text = operator.get("/metrics")
     assert status == 200
-    assert metric(text, 'faultline_operator_reconciliations_total{controller="tapconfig",result="ok"}') >= 5
     assert metric(text, "faultline_operator_leader") == 1.0
+
+
+def test_operator_survives_an_api_server_outage(cluster, operator):
+    """The API server goes away for longer than the lease: the operator steps down, keeps running, and
+    leads and reconciles again once the API server is back — no restart."""
+    assert metric(operator.get("/metrics")[1], "faultline_operator_leader") == 1.0
+    cluster.stop_apiserver()
+    try:
+        eventually(lambda: metric(operator.get("/metrics")[1], "faultline_operator_leader") == 0.0, timeout=40,
+                   what="stepped down while the API server is gone")
+        assert operator.proc.poll() is None, "still running"
+    finally:
+        cluster.start_apiserver()
+    eventually(lambda: metric(operator.get("/metrics")[1], "faultline_operator_leader") == 1.0, timeout=60,
+               what="leads again")
+    cluster.kubectl("apply", "-f", "-", input=tap_yaml("after-outage"))
+    eventually(lambda: daemonset(cluster, "after-outage"), timeout=60, what="reconciles again")
+    assert operator.proc.poll() is None
 
 
 def test_leader_election_and_graceful_handover(cluster, operator, operator_kubeconfig, tmp_path):

@@ -32,8 +32,9 @@ impl Elector {
         }
     }
 
-    /// Campaigns forever: `true` on the channel while this process leads. Returns when leadership, once
-    /// held, could not be renewed within the lease duration.
+    /// Campaigns forever: `true` on the channel while this process leads, `false` once leadership is lost
+    /// (another replica took the lease, or it could not be renewed within the lease duration) — and then
+    /// campaigns again.
     pub async fn run(self, leading: watch::Sender<bool>) {
         let mut last_renewal: Option<tokio::time::Instant> = None;
         loop {
@@ -49,15 +50,15 @@ impl Elector {
                     if *leading.borrow() {
                         tracing::error!("lost the lease to another replica");
                         leading.send_replace(false);
-                        return;
+                        last_renewal = None;
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "lease update failed");
-                    if last_renewal.is_some_and(|t| t.elapsed() > self.duration) {
+                    if *leading.borrow() && last_renewal.is_some_and(|t| t.elapsed() > self.duration) {
                         tracing::error!("could not renew the lease in time; stepping down");
                         leading.send_replace(false);
-                        return;
+                        last_renewal = None;
                     }
                 }
             }

@@ -115,19 +115,11 @@ async fn run(args: Args) -> Result<(), String> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    let (lead_tx, mut lead_rx) = watch::channel(!args.leader_election);
+    let (lead_tx, lead_rx) = watch::channel(!args.leader_election);
     if args.leader_election {
         let elector = leader::Elector::new(client.clone(), &args.namespace, &args.lease_name, identity.clone());
         tokio::spawn(elector.run(lead_tx));
-        tracing::info!(identity = %identity, "waiting to become leader");
-        tokio::select! {
-            r = lead_rx.wait_for(|l| *l) => { if r.is_err() { return Err("leader election ended".into()); } }
-            _ = stopped(stop_rx.clone()) => return Ok(()),
-        }
     }
-    metrics.leader.set(1);
-    leading.store(true, Ordering::Relaxed);
-
     let operator_url = args
         .operator_url
         .clone()
@@ -137,15 +129,47 @@ async fn run(args: Args) -> Result<(), String> {
         build: BuildParams { namespace: args.namespace.clone(), agent_image: args.agent_image.clone(), operator_url },
         metrics: metrics.clone(),
     });
-    let mut lost = lead_rx.clone();
-    let mut stop = stop_rx.clone();
+    let events = Arc::new(events::Events::new(client.clone(), identity.clone()));
+    // Lead while the lease is ours; when it is lost (the API server was unreachable too long, say), stop
+    // acting and campaign again — without restarting the process.
+    loop {
+        tracing::info!(identity = %identity, "waiting to become leader");
+        let mut lead = lead_rx.clone();
+        tokio::select! {
+            r = lead.wait_for(|l| *l) => { if r.is_err() { return Err("leader election ended".into()); } }
+            _ = stopped(stop_rx.clone()) => break,
+        }
+        metrics.leader.set(1);
+        leading.store(true, Ordering::Relaxed);
+        lead_term(ctx.clone(), store.clone(), events.clone(), lead_rx.clone(), stop_rx.clone()).await;
+        metrics.leader.set(0);
+        leading.store(false, Ordering::Relaxed);
+        if *stop_rx.borrow() {
+            break;
+        }
+        tracing::warn!("leadership lost: stopped acting; campaigning again");
+    }
+    if args.leader_election {
+        leader::Elector::release(client, &args.namespace, &args.lease_name, &identity).await;
+    }
+    let _ = http_server.await;
+    Ok(())
+}
+
+/// Runs every controller until leadership is lost or the process is asked to stop.
+async fn lead_term(
+    ctx: Arc<Context>,
+    store: Arc<store::Store>,
+    events: Arc<events::Events>,
+    mut lost: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
     let shutdown = async move {
         tokio::select! {
             _ = lost.wait_for(|l| !*l) => tracing::error!("leadership lost"),
             _ = stop.wait_for(|s| *s) => {}
         }
     };
-    let events = Arc::new(events::Events::new(client.clone(), identity.clone()));
     let (done_tx, done_rx) = watch::channel(false);
     let done = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|d| *d).await;
@@ -170,17 +194,6 @@ async fn run(args: Args) -> Result<(), String> {
     tapconfig::reconcile::run(ctx, shutdown).await;
     done_tx.send_replace(true);
     let _ = tokio::join!(views, stats, flusher);
-    metrics.leader.set(0);
-    leading.store(false, Ordering::Relaxed);
-    let lost_leadership = !*lead_rx.borrow();
-    if args.leader_election {
-        leader::Elector::release(client, &args.namespace, &args.lease_name, &identity).await;
-    }
-    let _ = http_server.await;
-    if lost_leadership && !*stop_rx.borrow() {
-        return Err("stopped after losing the leader lease".into());
-    }
-    Ok(())
 }
 
 async fn wait_for_signal() {
