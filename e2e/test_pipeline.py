@@ -209,3 +209,50 @@ def test_an_error_entry_pcap_is_served_to_those_who_may_see_it(cluster, system, 
     assert get(entry_id, agent_token)[0] == 403
     # kubectl get shows where to fetch it.
     assert any(s["id"] == entry_id for s in samples)
+
+
+def test_an_error_storm_is_counted_in_full_with_bounded_api_writes(cluster, system):
+    """10,000 resets in a second: every one is counted, but the API server sees a few dozen writes — Events
+    aggregate into one series per (pod, reason) and share a write budget; status is written per round."""
+    import datetime
+    import urllib.request
+    from test_operator import metric
+
+    op = system["operator"]
+    writes = lambda: sum(metric(op.get("/metrics")[1], f'faultline_operator_api_writes_total{{kind="{k}"}}') or 0  # noqa
+                         for k in ("event", "errorview_status", "tapconfig_stats"))
+    before_matched = view_status(cluster, "shop", "errors").get("matched", 0)
+    before_writes = writes()
+    token = (system["logs"] / "agent.token").read_text().strip()
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    a, b = PODS["a"], PODS["b"]
+
+    def reset(i):
+        return {"id": f"storm-{i}", "timestamp": now, "node": "node-b", "protocol": "tcp",
+                "src": {"ip": a[3], "port": 10000 + i % 50000, "name": a[1], "namespace": a[0]},
+                "dst": {"ip": b[3], "port": 5432, "name": b[1], "namespace": b[0]},
+                "error": {"type": "connection", "msg": "Reset"}, "tcp": {"state": "Reset", "by": "server"},
+                "elapsedTime": 1.0}
+
+    started = time.time()
+    for seq in range(1, 11):
+        batch = {"node": "node-b", "agentRun": "storm", "seq": seq, "stats": {},
+                 "entries": [reset(seq * 1000 + i) for i in range(1000)]}
+        req = urllib.request.Request(f"http://127.0.0.1:{op.port}/api/v1/ingest", data=json.dumps(batch).encode(),
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200
+    eventually(lambda: view_status(cluster, "shop", "errors").get("matched", 0) >= before_matched + 10_000,
+               timeout=30, what="all 10,000 counted")
+
+    def resets_on_b():
+        return [e for e in cluster.kubectl_json("-n", "shop", "get", "events.events.k8s.io")["items"]
+                if e["reason"] == "TCPReset" and e["regarding"]["name"] == "pod-b"]
+    eventually(lambda: (r := resets_on_b()) and r[0].get("series", {}).get("count", 0) >= 10_000, timeout=40,
+               what="the Event series counts the storm")
+    assert len(resets_on_b()) == 1, "one Event series per pod and reason"
+    elapsed = time.time() - started
+    spent = writes() - before_writes
+    # Events: a burst of 20 then 2/s; status: one write per view per 2 s round; statistics: one per 5 s.
+    budget = 20 + 2 * elapsed + 4 * (elapsed / 2 + 1) + (elapsed / 5 + 1)
+    assert spent <= budget, f"{spent} API writes for 10,000 entries in {elapsed:.0f} s (budget {budget:.0f})"

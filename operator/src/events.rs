@@ -49,7 +49,7 @@ pub struct Events {
     instance: String,
     series: Mutex<HashMap<Key, Series>>,
     tokens: Mutex<(f64, Instant)>,
-    pub writes: std::sync::atomic::AtomicU64,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// The PascalCase reason for an entry (SPEC §5).
@@ -74,14 +74,8 @@ pub fn reason(e: &Entry) -> String {
 }
 
 impl Events {
-    pub fn new(client: Client, instance: String) -> Events {
-        Events {
-            client,
-            instance,
-            series: Mutex::default(),
-            tokens: Mutex::new((BURST, Instant::now())),
-            writes: Default::default(),
-        }
+    pub fn new(client: Client, instance: String, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Events {
+        Events { client, instance, series: Mutex::default(), tokens: Mutex::new((BURST, Instant::now())), metrics }
     }
 
     /// Records a matching entry of `view`: on the involved pod the view may see, else on the view.
@@ -172,6 +166,14 @@ impl Events {
         }
     }
 
+    fn retry_later(&self, key: &Key) {
+        if let Ok(mut m) = self.series.lock() {
+            if let Some(s) = m.get_mut(key) {
+                s.last_write = Some(Instant::now());
+            }
+        }
+    }
+
     /// Writes what is due. Called every second.
     pub async fn flush(&self) {
         for (key, mut regarding, note, count, existing) in self.due() {
@@ -185,18 +187,22 @@ impl Events {
                 }
             }
             let result = match &existing {
-                None => self.create(&key, &regarding, &note).await.map(Some),
-                Some(name) => self.bump(&key, name, count, &note).await.map(|()| None),
+                None => self.create(&key, &regarding, &note, count).await.map(Some),
+                Some(name) => self.bump(&key, name, count).await.map(|()| None),
             };
-            self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics.wrote("event");
             match result {
                 Ok(created) => self.written(&key, count, regarding, created),
-                Err(e) => tracing::warn!(error = %e, reason = %key.reason, object = %key.name, "cannot write Event"),
+                Err(e) => {
+                    tracing::warn!(error = %e, reason = %key.reason, object = %key.name, "cannot write Event");
+                    // Try again after the usual interval, not every second.
+                    self.retry_later(&key);
+                }
             }
         }
     }
 
-    async fn create(&self, key: &Key, regarding: &Value, note: &str) -> Result<String, kube::Error> {
+    async fn create(&self, key: &Key, regarding: &Value, note: &str, count: u64) -> Result<String, kube::Error> {
         let digest = Sha256::digest(format!("{}/{}/{}/{}", key.namespace, key.kind, key.name, key.reason));
         let name = format!("{}.{:x}", key.name, u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8])));
         let ev: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
@@ -215,18 +221,19 @@ impl Events {
         let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &key.namespace);
         match api.create(&PostParams::default(), &ev).await {
             Ok(_) => Ok(name),
-            // Left by an earlier run of the operator: continue that series.
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(name),
+            // Left by an earlier run of the operator: continue that series with what this run counted.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                self.bump(key, &name, count).await?;
+                Ok(name)
+            }
             Err(e) => Err(e),
         }
     }
 
-    async fn bump(&self, key: &Key, name: &str, count: u64, note: &str) -> Result<(), kube::Error> {
+    async fn bump(&self, key: &Key, name: &str, count: u64) -> Result<(), kube::Error> {
         let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &key.namespace);
-        let patch = json!({
-            "series": {"count": count, "lastObservedTime": MicroTime(Timestamp::now())},
-            "note": truncate(note),
-        });
+        // Only the series changes: an Event's note (like most of it) is immutable once created.
+        let patch = json!({"series": {"count": count, "lastObservedTime": MicroTime(Timestamp::now())}});
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
     }
 }

@@ -26,6 +26,7 @@ pub struct Ingest {
     pub store: Arc<Store>,
     /// Only the leader counts entries; a standby refuses them so agents retry (and reach the leader).
     pub leading: Arc<AtomicBool>,
+    metrics: Arc<crate::metrics::Metrics>,
     cache: Arc<Mutex<ReviewCache>>,
 }
 
@@ -33,8 +34,14 @@ pub struct Ingest {
 type ReviewCache = HashMap<[u8; 32], (Option<String>, Instant)>;
 
 impl Ingest {
-    pub fn new(client: Client, namespace: String, store: Arc<Store>, leading: Arc<AtomicBool>) -> Ingest {
-        Ingest { client, namespace, store, leading, cache: Arc::default() }
+    pub fn new(
+        client: Client,
+        namespace: String,
+        store: Arc<Store>,
+        leading: Arc<AtomicBool>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Ingest {
+        Ingest { client, namespace, store, leading, metrics, cache: Arc::default() }
     }
 
     /// The TapConfig whose agent holds this token, or `None` when the token is not an agent's.
@@ -78,6 +85,7 @@ pub async fn handle(State(ingest): State<Ingest>, headers: HeaderMap, body: Byte
     let node = batch.node.clone();
     match ingest.store.ingest(&tap, batch, crate::clock::now()) {
         Accepted::New(n) => {
+            ingest.metrics.entries_ingested.inc_by(n as u64);
             tracing::debug!(%tap, %node, entries = n, "batch accepted");
             (StatusCode::OK, format!("accepted {n}\n"))
         }

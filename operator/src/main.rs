@@ -91,7 +91,8 @@ async fn run(args: Args) -> Result<(), String> {
     let store = Arc::new(store::Store::new(args.store_capacity));
     let health = http::Health { ready: ready.clone(), metrics: metrics.clone() };
     let leading = Arc::new(AtomicBool::new(false));
-    let ingest = ingest::Ingest::new(client.clone(), args.namespace.clone(), store.clone(), leading.clone());
+    let ingest =
+        ingest::Ingest::new(client.clone(), args.namespace.clone(), store.clone(), leading.clone(), metrics.clone());
     let pcaps = pcaps::Pcaps { client: client.clone(), namespace: args.namespace.clone(), store: store.clone() };
     let http_server = tokio::spawn(http::serve(args.http_addr, health, ingest, pcaps, stopped(stop_rx.clone())));
 
@@ -129,7 +130,7 @@ async fn run(args: Args) -> Result<(), String> {
         build: BuildParams { namespace: args.namespace.clone(), agent_image: args.agent_image.clone(), operator_url },
         metrics: metrics.clone(),
     });
-    let events = Arc::new(events::Events::new(client.clone(), identity.clone()));
+    let events = Arc::new(events::Events::new(client.clone(), identity.clone(), metrics.clone()));
     // Lead while the lease is ours; when it is lost (the API server was unreachable too long, say), stop
     // acting and campaign again — without restarting the process.
     loop {

@@ -15,11 +15,19 @@ pub struct ReconcileLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    pub kind: &'static str,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub reconciliations: Family<ReconcileLabels, Counter>,
     pub reconcile_seconds: Histogram,
     pub leader: Gauge<i64, AtomicI64>,
+    /// API writes caused by entries (Events, ErrorView status, capture statistics): bounded by design.
+    pub api_writes: Family<WriteLabels, Counter>,
+    pub entries_ingested: Counter,
 }
 
 impl Default for Metrics {
@@ -31,13 +39,21 @@ impl Default for Metrics {
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_seconds.clone());
         let leader = Gauge::<i64, AtomicI64>::default();
         registry.register("leader", "Whether this replica holds the leader lease (1) or waits (0)", leader.clone());
-        Metrics { registry, reconciliations, reconcile_seconds, leader }
+        let api_writes = Family::<WriteLabels, Counter>::default();
+        registry.register("api_writes", "API writes caused by entries, by kind", api_writes.clone());
+        let entries_ingested = Counter::default();
+        registry.register("entries_ingested", "Entries accepted from agents", entries_ingested.clone());
+        Metrics { registry, reconciliations, reconcile_seconds, leader, api_writes, entries_ingested }
     }
 }
 
 impl Metrics {
     pub fn count(&self, controller: &'static str, result: &'static str) {
         self.reconciliations.get_or_create(&ReconcileLabels { controller, result }).inc();
+    }
+
+    pub fn wrote(&self, kind: &'static str) {
+        self.api_writes.get_or_create(&WriteLabels { kind }).inc();
     }
 
     pub fn render(&self) -> String {

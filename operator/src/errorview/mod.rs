@@ -114,5 +114,6 @@ async fn round(
     Api::<ErrorView>::namespaced(ctx.client.clone(), &ns)
         .patch_status(&v.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
         .await?;
+    ctx.metrics.wrote("errorview_status");
     Ok(())
 }

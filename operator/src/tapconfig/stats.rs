@@ -51,6 +51,7 @@ pub async fn run(
                 json!({"apiVersion": TapConfig::api_version(&()), "kind": TapConfig::kind(&()), "status": status});
             match api.patch_status(&tap, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await {
                 Ok(_) => {
+                    ctx.metrics.wrote("tapconfig_stats");
                     written.insert(tap, status);
                 }
                 Err(e) => tracing::warn!(tapconfig = %tap, error = %e, "cannot write capture statistics"),
