@@ -32,6 +32,15 @@ impl Timestamp {
     }
 }
 
+/// A wall-clock reading as capture time (the engine itself never reads the clock; live callers pass it
+/// `SystemTime::now()`). Times before the epoch read as 0.
+impl From<std::time::SystemTime> for Timestamp {
+    fn from(t: std::time::SystemTime) -> Timestamp {
+        let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
 /// RFC 3339 in UTC with microseconds, e.g. `2026-11-27T23:12:57.123456Z`.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -70,6 +79,12 @@ mod tests {
         assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000Z");
         // A leap day.
         assert_eq!(Timestamp::from_micros(951_782_400_000_000).to_string(), "2000-02-29T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn system_time_converts_to_nanoseconds() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(1_795_821_177_123_456_789);
+        assert_eq!(Timestamp::from(t), Timestamp(1_795_821_177_123_456_789));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use faultline_core::wire::LinkType;
 use faultline_core::Timestamp;
@@ -69,8 +69,7 @@ impl Capture for AfPacket {
     fn next(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
         match self.rx.next() {
             Ok(data) => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-                let ts = Timestamp(u64::try_from(now.as_nanos()).unwrap_or(u64::MAX));
+                let ts = Timestamp::from(SystemTime::now());
                 Ok(Some(Frame { link_type: LinkType::Ethernet, ts, data }))
             }
             Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => Ok(None),

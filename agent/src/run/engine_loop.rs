@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use faultline_core::wire::LinkType;
 use faultline_core::{Engine, EngineConfig, Entry, Timestamp};
@@ -52,11 +52,6 @@ pub fn capture_loop(mut cap: Box<dyn Capture>, tx: &SyncSender<Captured>, stop: 
     }
 }
 
-fn wall_clock() -> Timestamp {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    Timestamp(u64::try_from(now.as_nanos()).unwrap_or(u64::MAX))
-}
-
 #[allow(clippy::too_many_arguments)]
 pub fn engine_loop(
     cfg: EngineConfig,
@@ -88,7 +83,7 @@ pub fn engine_loop(
         }
         if last_tick.elapsed() >= Duration::from_millis(100) {
             last_tick = Instant::now();
-            engine.advance(wall_clock(), &mut entries);
+            engine.advance(Timestamp::from(SystemTime::now()), &mut entries);
             publish_stats(&engine, &mut published, counters);
         }
         if !entries.is_empty() {

@@ -18,14 +18,13 @@ use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::context::Context;
+use crate::context::{Context, MANAGER};
 use crate::events::Events;
 use crate::store::Store;
 use crate::tapconfig::status::condition;
 use view::ViewState;
 
 const ROUND: Duration = Duration::from_secs(2);
-const MANAGER: &str = "faultline-operator";
 
 pub async fn run(
     ctx: Arc<Context>,
