@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cluster import Cluster  # noqa: E402
 from processes import NAMESPACE, REPO, Agent, Operator, free_port  # noqa: E402,F401
+from system import running_system  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +37,11 @@ def operator(cluster, operator_kubeconfig, tmp_path_factory):
     op.wait_ready()
     yield op
     op.stop()
+
+
+@pytest.fixture(scope="module")
+def system(cluster, operator_kubeconfig, tmp_path_factory, request):
+    """The running system, one per test module that asks for it."""
+    name = request.module.__name__.removeprefix("test_")
+    with running_system(cluster, operator_kubeconfig, tmp_path_factory.mktemp(name), f"{name}-1") as s:
+        yield s

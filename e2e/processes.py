@@ -108,3 +108,17 @@ class Agent:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.log.close()
+
+
+def eventually(fn, timeout=30, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # not there yet
+            last = e
+        time.sleep(0.3)
+    raise AssertionError(f"{what} not met within {timeout}s; last: {last}")

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from conftest import NAMESPACE, Operator
+from processes import eventually
 
 SPEC_EXAMPLE = """
 apiVersion: faultline.dev/v1alpha1
@@ -26,20 +27,6 @@ spec:
 
 def tap_yaml(name, backend="afpacket"):
     return SPEC_EXAMPLE % {"name": name, "backend": backend}
-
-
-def eventually(fn, timeout=30, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as e:  # not there yet
-            last = e
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not met within {timeout}s; last: {last}")
 
 
 def metric(text, name):

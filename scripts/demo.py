@@ -2,20 +2,22 @@
 """`make demo`: the whole system on one machine. A real kube-apiserver and etcd, the operator (with its own
 ServiceAccount's token), a TapConfig whose agents run as processes on two simulated nodes, pods made of
 network namespaces, and a traffic generator that makes every kind of error Faultline detects. At the end:
-`kubectl get errorviews`, the Events on the pods, the per-node capture statistics, and a pcap of it all to
-open in Wireshark. Everything is cleaned up afterwards but the pcap. Needs root (network namespaces)."""
+`kubectl get errorviews`, the Events on the pods, the per-node capture statistics, the dashboard's URL, and a
+pcap of it all to open in Wireshark. Everything is cleaned up afterwards but the pcap. Needs root (network namespaces)."""
 
 import json
 import os
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "e2e"))
 
-from cluster import Cluster  # noqa: E402
+from cluster import ADMIN_TOKEN, Cluster  # noqa: E402
 from podlab import PodLab  # noqa: E402
 from processes import NAMESPACE, Agent, Operator  # noqa: E402
 
@@ -75,6 +77,24 @@ def traffic(lab):
 
 def lab_ns_iptables(lab, pod, *rule):
     subprocess.run(["ip", "netns", "exec", lab.pods[pod][0], "iptables", *rule], check=True)
+
+
+def show_dashboard(port):
+    """Prints the dashboard's URL and what it lists now; holds the system up while someone looks."""
+    q = urllib.parse.quote(DASHBOARD)
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/entries?q={q}",
+                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        listing = json.load(r)
+    say(f"The error dashboard lists {listing['total']} entries: {listing['counts']}")
+    # The token rides in the fragment, which the browser never sends; the page keeps it and drops it from the URL.
+    print(f"   http://127.0.0.1:{port}/?q={q}#token={ADMIN_TOKEN}")
+    hold = int(os.environ.get("FAULTLINE_DEMO_HOLD", "0"))
+    if sys.stdin.isatty():
+        input("   (the system stays up until you press Enter)")
+    elif hold:
+        print(f"   (up for {hold} s: FAULTLINE_DEMO_HOLD)")
+        time.sleep(hold)
 
 
 def main():
@@ -149,6 +169,7 @@ def main():
             print(cluster.kubectl("get", "tapconfigs").stdout)
             for n in cluster.kubectl_json("get", "tapconfig", "default").get("status", {}).get("nodes", []):
                 print(f"   {n['node']}: {n['received']} packets, {n['dropped']} dropped, ratio {n['dropRatio']}")
+            show_dashboard(operator.port)
     finally:
         for p in procs:
             p.stop()

@@ -4,20 +4,22 @@
 set -euo pipefail
 
 need=()
-for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6tables:iptables ping:iputils-ping openssl:openssl; do
+for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6tables:iptables ping:iputils-ping openssl:openssl chromium:chromium; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ -e /usr/include/pcap.h ] || need+=(libpcap-dev)
 [ -x /usr/bin/time ] || need+=(time)
+[ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-for mod in pytest:pytest yaml:pyyaml; do
+# chromium + playwright: the dashboard's browser test drives Debian's Chromium (no browser download).
+for mod in pytest:pytest yaml:pyyaml playwright:playwright==1.65.2; do
     python3 -c "import ${mod%%:*}" 2>/dev/null || python3 -m pip install -q "${mod#*:}"
 done
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }

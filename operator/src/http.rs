@@ -1,5 +1,5 @@
 //! `/healthz` (the process is alive), `/readyz` (it can reach the API server and knows whether it leads),
-//! `/metrics`, and the agents' ingest endpoint.
+//! `/metrics`, the agents' ingest endpoint, recordings, and the dashboard.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,22 +23,27 @@ pub async fn serve(
     health: Health,
     ingest: crate::ingest::Ingest,
     pcaps: crate::pcaps::Pcaps,
+    dashboard: crate::dashboard::Dashboard,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let agents = Router::new()
         .route(faultline_core::ingest::INGEST_PATH, axum::routing::post(crate::ingest::handle))
         .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
         .with_state(ingest);
-    let recordings = Router::new().route("/api/v1/entries/{id}/pcap", get(crate::pcaps::handle)).with_state(pcaps);
+    let recordings = Router::new()
+        .route("/api/v1/entries/{id}/pcap", get(crate::pcaps::handle))
+        .route("/api/entries/{id}/pcap", get(crate::pcaps::handle))
+        .with_state(pcaps);
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(health)
         .merge(agents)
-        .merge(recordings);
+        .merge(recordings)
+        .merge(crate::dashboard::router(dashboard));
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    tracing::info!(%addr, "serving the dashboard, /healthz, /readyz and /metrics");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 

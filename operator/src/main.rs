@@ -4,6 +4,7 @@
 mod auth;
 mod clock;
 mod context;
+mod dashboard;
 mod error;
 mod errorview;
 mod events;
@@ -52,6 +53,10 @@ struct Args {
     leader_election: bool,
     #[arg(long, default_value = "faultline-operator")]
     lease_name: String,
+    /// Show the dashboard to callers without a token (everything, cluster-wide). Off: callers must present
+    /// a bearer token and see only the namespaces whose ErrorViews they may read.
+    #[arg(long, env = "FAULTLINE_DASHBOARD_ANONYMOUS", default_value_t = false, action = clap::ArgAction::Set)]
+    dashboard_anonymous: bool,
     /// This replica's name in the lease (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -94,7 +99,13 @@ async fn run(args: Args) -> Result<(), String> {
     let ingest =
         ingest::Ingest::new(client.clone(), args.namespace.clone(), store.clone(), leading.clone(), metrics.clone());
     let pcaps = pcaps::Pcaps { client: client.clone(), namespace: args.namespace.clone(), store: store.clone() };
-    let http_server = tokio::spawn(http::serve(args.http_addr, health, ingest, pcaps, stopped(stop_rx.clone())));
+    let dashboard = dashboard::Dashboard {
+        client: client.clone(),
+        store: store.clone(),
+        access: dashboard::access::Access::new(client.clone(), args.namespace.clone(), args.dashboard_anonymous),
+    };
+    let http_server =
+        tokio::spawn(http::serve(args.http_addr, health, ingest, pcaps, dashboard, stopped(stop_rx.clone())));
 
     // Ready once the API server answers and the CRDs are installed.
     let taps: Api<TapConfig> = Api::all(client.clone());

@@ -24,6 +24,8 @@ pub enum Accepted {
 pub struct Store {
     inner: Mutex<Inner>,
     capacity: usize,
+    /// The number of the newest entry, for readers that wait for new ones (the dashboard's live stream).
+    head: tokio::sync::watch::Sender<u64>,
 }
 
 /// Recordings kept at most, in bytes; the oldest go first.
@@ -50,7 +52,11 @@ struct Inner {
 
 impl Store {
     pub fn new(capacity: usize) -> Store {
-        Store { inner: Mutex::new(Inner { next_seq: 1, ..Inner::default() }), capacity }
+        Store {
+            inner: Mutex::new(Inner { next_seq: 1, ..Inner::default() }),
+            capacity,
+            head: tokio::sync::watch::Sender::new(0),
+        }
     }
 
     pub fn ingest(&self, tapconfig: &str, mut batch: Batch, now: Timestamp) -> Accepted {
@@ -85,6 +91,7 @@ impl Store {
             g.entries.pop_front();
             g.evicted += 1;
         }
+        self.head.send_replace(g.next_seq - 1);
         Accepted::New(n)
     }
 
@@ -96,12 +103,28 @@ impl Store {
         (out, g.next_seq - 1)
     }
 
+    /// Wakes when entries arrive; pair with `since`.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// Every entry held, oldest first.
+    pub fn snapshot(&self) -> Vec<Arc<Entry>> {
+        self.inner.lock().map(|g| g.entries.iter().map(|(_, e)| e.clone()).collect()).unwrap_or_default()
+    }
+
+    /// The newest entry with this id.
+    pub fn get(&self, id: &str) -> Option<Arc<Entry>> {
+        let g = self.inner.lock().ok()?;
+        g.entries.iter().rev().find(|(_, e)| e.id == id).map(|(_, e)| e.clone())
+    }
+
     /// An entry's recording, with the entry (for its namespaces).
     pub fn pcap(&self, id: &str) -> Option<(Arc<Entry>, Arc<Vec<u8>>)> {
         let g = self.inner.lock().ok()?;
         let pcap = g.pcaps.get(id)?.clone();
-        let entry = g.entries.iter().rev().find(|(_, e)| e.id == id)?.1.clone();
-        Some((entry, pcap))
+        drop(g);
+        Some((self.get(id)?, pcap))
     }
 
     pub fn node_reports(&self) -> BTreeMap<(String, String), NodeReport> {

@@ -1,0 +1,89 @@
+"""The running system the pipeline and dashboard tests share: real packets between pod network namespaces,
+captured by one agent process per simulated node, sent to an operator — against a real kube-apiserver, with
+Pod objects whose podIP is patched in (there is no kubelet)."""
+
+import contextlib
+import json
+import time
+
+from processes import NAMESPACE, Agent, Operator, eventually
+from podlab import PodLab
+
+
+PODS = {"a": ("shop", "pod-a", "node-a", "198.51.100.10"),
+        "b": ("shop", "pod-b", "node-b", "198.51.100.11"),
+        "c": ("other", "pod-c", "node-b", "198.51.100.12"),
+        "d": ("other", "pod-d", "node-a", "198.51.100.13")}
+DASHBOARD = "response.status > 400 or error or icmp or tcp"
+
+
+def apply(cluster, obj):
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def view_status(cluster, ns, name):
+    return cluster.kubectl_json("-n", ns, "get", "errorview", name).get("status", {})
+
+
+@contextlib.contextmanager
+def running_system(cluster, operator_kubeconfig, logs, identity):
+    """Pods a, b (namespace shop), c and d (other) on two nodes, one agent per node, an operator, a TapConfig
+    and ErrorViews; yields the running parts. The ErrorViews go on exit, so that the next module's views
+    start counting from zero."""
+    for ns in ("shop", "other"):
+        cluster.kubectl("create", "namespace", ns, check=False)
+    with PodLab() as lab:
+        veths = {}
+        for key, (ns, name, node, ip) in PODS.items():
+            veths[key] = lab.add_pod(key, ip)
+            apply(cluster, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+                            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "example/app"}]}})
+            cluster.kubectl("-n", ns, "patch", "pod", name, "--subresource=status", "--type=merge", "-p",
+                            json.dumps({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}))
+        operator = Operator(operator_kubeconfig, logs / "operator.log", identity)
+        operator.wait_ready()
+        apply(cluster, {"apiVersion": "faultline.dev/v1alpha1", "kind": "TapConfig", "metadata": {"name": "default"},
+                        "spec": {"packetLossThreshold": 0.5}})
+        eventually(lambda: cluster.kubectl("-n", NAMESPACE, "get", "sa", "faultline-agent-default", check=False)
+                   .returncode == 0, what="agent ServiceAccount")
+        token = logs / "agent.token"
+        token.write_text(cluster.kubectl("create", "token", "faultline-agent-default", "-n", NAMESPACE,
+                                         "--duration=2h").stdout.strip())
+        agent_kubeconfig = cluster.service_account_kubeconfig(NAMESPACE, "faultline-agent-default",
+                                                              logs / "agent.kubeconfig")
+        views = [("shop", "errors", DASHBOARD, {"publishEvents": True}),
+                                       ("other", "errors", DASHBOARD, {}),
+                                       ("shop", "bad", "response.status = 400", {}),
+                                       (NAMESPACE, "all-tcp", "tcp", {})]
+        for ns, name, query, extra in views:
+            apply(cluster, {"apiVersion": "faultline.dev/v1alpha1", "kind": "ErrorView",
+                            "metadata": {"name": name, "namespace": ns}, "spec": {"query": query, **extra}})
+        agents = [Agent("node-a", [veths["a"], veths["d"]], operator.port, token, agent_kubeconfig, logs / "agent-a.log"),
+                  Agent("node-b", [veths["b"], veths["c"]], operator.port, token, agent_kubeconfig,
+                        logs / "agent-b.log")]
+        # Give the agents time to open their captures and list the pods.
+        eventually(lambda: all(a.metric("faultline_agent_batches_sent_total") for a in agents), what="agents report")
+        time.sleep(1)
+        state = {"lab": lab, "operator": operator, "agents": agents, "logs": logs,
+                 "operator_kubeconfig": operator_kubeconfig}
+        try:
+            yield state
+        finally:
+            for a in state["agents"]:
+                a.stop()
+            state["operator"].stop()
+            for ns, name, _, _ in views:
+                cluster.kubectl("-n", ns, "delete", "errorview", name, "--wait=false", check=False)
+
+
+def make_errors(lab, sport_base):
+    """From pod-a to pod-b: a refused connection, an HTTP 503, UDP to a closed port, a reset."""
+    lab.traffic("a", "connect", PODS["b"][3], "81", "--sport", str(sport_base))
+    srv = lab.server("b", "serve", "8080", "error")
+    lab.traffic("a", "connect", PODS["b"][3], "8080", "--sport", str(sport_base + 1), "--send",
+                "GET /checkout HTTP/1.1\\r\\nHost: shop\\r\\n\\r\\n", "--wait", "0.5")
+    srv.wait(timeout=5)
+    lab.traffic("a", "udp", PODS["b"][3], "9", "--sport", str(sport_base + 2))
+    srv = lab.server("b", "serve", "8081", "read-then-hold", "--hold", "1")
+    lab.traffic("a", "connect", PODS["b"][3], "8081", "--sport", str(sport_base + 3), "--send", "x", "--close", "rst")
+    srv.wait(timeout=5)

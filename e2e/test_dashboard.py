@@ -1,0 +1,213 @@
+"""The error dashboard over entries from real traffic: its API (queries, bad queries, the live stream, one
+entry, its pcap, saved queries, who may see what) and the page itself in a real browser (Debian's Chromium
+driven by Playwright), leaving a screenshot in target/e2e-artifacts."""
+
+import json
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from cluster import ADMIN_TOKEN
+from processes import REPO, eventually
+from system import DASHBOARD, PODS, make_errors
+
+ARTIFACTS = REPO / "target" / "e2e-artifacts"
+
+
+def get(port, path, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            body = r.read()
+            return r.status, (json.loads(body) if r.headers.get_content_type() == "application/json" else body)
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        return e.code, (json.loads(body) if e.headers.get_content_type() == "application/json" else body)
+
+
+def entries(port, q, token=ADMIN_TOKEN, limit=None):
+    path = "/api/entries?q=" + urllib.parse.quote(q) + (f"&limit={limit}" if limit else "")
+    return get(port, path, token)
+
+
+@pytest.fixture(scope="module")
+def tokens(cluster):
+    """A ServiceAccount that may read ErrorViews in shop only, and one that may read nothing."""
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "shop-viewer", "namespace": "shop"}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "nobody", "namespace": "shop"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "errorview-reader", "namespace": "shop"},
+         "rules": [{"apiGroups": ["faultline.dev"], "resources": ["errorviews"], "verbs": ["get", "list"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "shop-viewer", "namespace": "shop"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "errorview-reader"},
+         "subjects": [{"kind": "ServiceAccount", "name": "shop-viewer", "namespace": "shop"}]}]}))
+    token = lambda sa: cluster.kubectl("create", "token", sa, "-n", "shop").stdout.strip()  # noqa: E731
+    return {"shop": token("shop-viewer"), "nobody": token("nobody")}
+
+
+@pytest.fixture(scope="module")
+def traffic(system):
+    """pod-a → pod-b (shop): refused, 503, ICMP port unreachable, reset; pod-c → pod-d (other): refused."""
+    lab, port = system["lab"], system["operator"].port
+    make_errors(lab, 43000)
+    lab.traffic("c", "connect", PODS["d"][3], "82", "--sport", "43100")
+
+    def arrived():
+        status, body = entries(port, DASHBOARD)
+        return status == 200 and body["total"] >= 5 and body
+    return eventually(arrived, timeout=40, what="5 entries on the dashboard")
+
+
+def test_entries_match_the_query_newest_first(system, traffic):
+    port = system["operator"].port
+    assert traffic["counts"] == {"tcp/SynSent": 2, "http/5xx": 1, "icmp/DestinationUnreachable": 1, "tcp/Reset": 1}
+    assert traffic["total"] == 5 and traffic["query"] == DASHBOARD
+    stamps = [e["timestamp"] for e in traffic["entries"]]
+    assert stamps == sorted(stamps, reverse=True), "newest first"
+    http = next(e for e in traffic["entries"] if e["protocol"] == "http")
+    assert http["src"]["name"] == "pod-a" and http["dst"]["name"] == "pod-b" and http["response"]["status"] == 503
+    assert http["kind"] == "http/5xx" and "GET /checkout" in http["summary"]
+
+    status, body = entries(port, DASHBOARD, limit=2)
+    assert status == 200 and len(body["entries"]) == 2 and body["total"] == 5, "limit cuts the list, not the counts"
+    status, body = entries(port, "response.status == 503")
+    assert status == 200 and [e["id"] for e in body["entries"]] == [http["id"]]
+
+    status, one = get(port, f"/api/entries/{urllib.parse.quote(http['id'])}", ADMIN_TOKEN)
+    assert status == 200 and one["id"] == http["id"] and one["request"]["path"] == "/checkout"
+    assert get(port, "/api/entries/no-such-id", ADMIN_TOKEN)[0] == 404
+
+
+def test_a_bad_query_is_refused_with_the_parsers_message(system, traffic):
+    port = system["operator"].port
+    for path in ("/api/entries?q=", "/api/entries/stream?q="):
+        status, body = get(port, path + urllib.parse.quote("response.status = 400"), ADMIN_TOKEN)
+        assert status == 400
+        assert body["column"] == 17 and body["message"].startswith("unknown operator '='"), body
+
+
+def test_callers_see_only_namespaces_whose_errorviews_they_may_read(system, traffic, tokens):
+    port = system["operator"].port
+    assert get(port, "/api/entries")[0] == 401, "no token, and the dashboard was not opened to anonymous callers"
+    assert get(port, "/api/entries", "not-a-token")[0] == 401
+    assert get(port, "/api/errorviews")[0] == 401
+
+    status, shop = entries(port, DASHBOARD, tokens["shop"])
+    assert status == 200 and shop["total"] == 4
+    assert all("shop" in (e["src"]["namespace"], e["dst"]["namespace"]) for e in shop["entries"])
+    status, nobody = entries(port, DASHBOARD, tokens["nobody"])
+    assert status == 200 and nobody == {"query": DASHBOARD, "total": 0, "counts": {}, "entries": []}
+
+    other = next(e for e in traffic["entries"] if e["dst"]["name"] == "pod-d")
+    path = f"/api/entries/{urllib.parse.quote(other['id'])}"
+    assert get(port, path, ADMIN_TOKEN)[0] == 200
+    assert get(port, path, tokens["shop"])[0] == 404, "an entry of another namespace does not exist for shop"
+
+    status, views = get(port, "/api/errorviews", tokens["shop"])
+    assert status == 200 and {(v["namespace"], v["name"]) for v in views} == {("shop", "errors"), ("shop", "bad")}
+    status, views = get(port, "/api/errorviews", ADMIN_TOKEN)
+    assert {("other", "errors"), ("faultline-system", "all-tcp")} <= {(v["namespace"], v["name"]) for v in views}
+    assert next(v for v in views if v["name"] == "all-tcp")["query"] == "tcp"
+
+
+def test_the_stream_delivers_new_matching_entries(system, traffic, tokens):
+    port = system["operator"].port
+    got, opened = [], threading.Event()
+
+    def listen(token, sink):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/entries/stream?q=" + urllib.parse.quote("tcp"),
+                                     headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.headers.get_content_type() == "text/event-stream"
+            opened.set()
+            for raw in r:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("data:"):
+                    sink.append(json.loads(line[5:]))
+                    return
+
+    other_ns = []
+    threads = [threading.Thread(target=listen, args=(ADMIN_TOKEN, got), daemon=True),
+               threading.Thread(target=listen, args=(tokens["shop"], other_ns), daemon=True)]
+    for t in threads:
+        t.start()
+    assert opened.wait(10)
+    # A new refused connection in namespace other: the admin's stream gets it, shop's does not.
+    system["lab"].traffic("c", "connect", PODS["d"][3], "83", "--sport", "43101")
+    threads[0].join(timeout=30)
+    assert got and got[0]["tcp"]["state"] == "SynSent" and got[0]["src"]["port"] == 43101, got
+    assert got[0]["kind"] == "tcp/SynSent"
+    assert other_ns == [], "shop's stream must not carry another namespace's entry"
+
+
+def test_an_entrys_pcap_is_served_beside_it(system, traffic, tokens):
+    port = system["operator"].port
+    recorded = eventually(lambda: next((e for e in entries(port, "tcp")[1]["entries"] if e.get("pcap")), None),
+                          what="an entry with a recording")
+    status, body = get(port, f"/api/entries/{urllib.parse.quote(recorded['id'])}/pcap", ADMIN_TOKEN)
+    assert status == 200 and body[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1")
+    assert get(port, f"/api/entries/{urllib.parse.quote(recorded['id'])}/pcap")[0] == 401
+
+
+def test_the_page_in_a_real_browser(system, traffic):
+    from playwright.sync_api import expect, sync_playwright
+
+    port = system["operator"].port
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}/?q=response.status%20%3E%20400%20or%20error%20or%20icmp%20or%20tcp"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        try:
+            want = entries(port, DASHBOARD)[1]  # the traffic above, and whatever earlier tests added
+            page.goto(url + "#token=" + ADMIN_TOKEN)
+            rows = page.locator("#entries tbody tr")
+            expect(rows).to_have_count(want["total"])
+            expect(page.locator("#q")).to_have_value(DASHBOARD)
+            table = page.locator("#entries tbody").inner_text()
+            for text in ("SynSent (refused)", "503", "DestinationUnreachable/Port", "Reset",
+                         "shop/pod-a → shop/pod-b", "other/pod-c → other/pod-d"):
+                assert text in table, f"{text!r} not in the table:\n{table}"
+            expect(page.locator('#counts li[data-kind="tcp/SynSent"] .n')).to_have_text(str(want["counts"]["tcp/SynSent"]))
+            expect(page.locator("#live")).to_have_text("live")
+            assert "token" not in page.url, "the token is taken out of the URL"
+
+            # Saved queries are the ErrorViews; a new query changes the URL (bookmarkable) and the rows.
+            expect(page.locator("#views a", has_text="faultline-system/all-tcp")).to_have_count(1)
+            page.fill("#q", "response.status == 503")
+            page.press("#q", "Enter")
+            expect(rows).to_have_count(1)
+            assert page.url.endswith("/?q=response.status%20%3D%3D%20503"), page.url
+            rows.first.click()
+            expect(page.locator("#detail")).to_be_visible()
+            facts = page.locator("#detail-facts").inner_text()
+            assert "GET /checkout" in facts and "503" in facts and "shop/pod-b" in facts, facts
+
+            # Live: a new error appears without a reload.
+            page.click("#views a:has-text('faultline-system/all-tcp')")
+            expect(page.locator("#q")).to_have_value("tcp")
+            before = rows.count()
+            system["lab"].traffic("c", "connect", PODS["d"][3], "84", "--sport", "43102")
+            expect(rows).to_have_count(before + 1, timeout=30_000)
+            expect(rows.first).to_contain_text("other/pod-c → other/pod-d")
+            expect(rows.first).to_have_class("fresh")
+
+            # A bad query shows the parser's message under the column it points at.
+            page.fill("#q", "response.status = 400")
+            page.press("#q", "Enter")
+            expect(page.locator("#query-error")).to_contain_text("column 17: unknown operator '='")
+
+            page.goto(url)
+            expect(rows).to_have_count(entries(port, DASHBOARD)[1]["total"])
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            rows.first.click()
+            expect(page.locator("#detail")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "dashboard-detail.png"), full_page=True)
+        finally:
+            browser.close()

@@ -1,0 +1,291 @@
+// The Faultline error dashboard. The KFL query lives in the URL (?q=…) so a view can be bookmarked and
+// shared; the table is filled from /api/entries and kept live by the /api/entries/stream event stream.
+// Everything the server sends is inserted as text, never as HTML: entries carry attacker-chosen strings.
+"use strict";
+
+const MAX_ROWS = 500;
+const TOKEN_KEY = "faultline.token";
+const $ = (id) => document.getElementById(id);
+
+const state = { query: "", counts: {}, total: 0, stream: null, selected: null };
+
+// ---- access -------------------------------------------------------------------------------------------
+
+// A token may arrive in the fragment (#token=…, never sent to servers); keep it and take it out of the URL.
+function takeTokenFromFragment() {
+  const m = location.hash.match(/token=([^&]+)/);
+  if (m) {
+    localStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+}
+
+function authHeaders() {
+  const t = localStorage.getItem(TOKEN_KEY);
+  return t ? { Authorization: "Bearer " + t } : {};
+}
+
+async function api(path) {
+  const r = await fetch(path, { headers: authHeaders() });
+  let body = null;
+  try { body = await r.json(); } catch (_) { /* not JSON */ }
+  return { status: r.status, body };
+}
+
+function notice(text) {
+  $("notice").textContent = text || "";
+  $("notice").hidden = !text;
+}
+
+// ---- rendering -----------------------------------------------------------------------------------------
+
+function endpoint(ep) {
+  if (!ep) return "";
+  const where = ep.ip.includes(":") ? `[${ep.ip}]` : ep.ip;
+  const addr = ep.port == null ? where : `${where}:${ep.port}`;
+  return ep.name ? `${ep.namespace}/${ep.name}` : addr;
+}
+
+function statusOf(e) {
+  if (e.response) return { text: String(e.response.status), cls: e.response.status >= 500 ? "bad" : e.response.status >= 400 ? "warn" : "" };
+  if (e.tcp) return { text: e.tcp.state + (e.tcp.reason ? ` (${e.tcp.reason})` : ""), cls: "bad" };
+  if (e.icmp) return { text: `${e.icmp.typeName}/${e.icmp.codeName}`, cls: "bad" };
+  if (e.error) return { text: e.error.type, cls: "bad" };
+  return { text: "", cls: "" };
+}
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
+function row(e, fresh) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = e.id;
+  if (fresh) tr.className = "fresh";
+  const st = statusOf(e);
+  const time = e.timestamp.replace("T", " ").replace(/\.(\d{3})\d*Z$/, ".$1");
+  tr.append(cell(time), cell(e.node || ""), cell(e.protocol), cell(`${endpoint(e.src)} → ${endpoint(e.dst)}`),
+            cell(st.text, st.cls), cell(e.summary, "summary"));
+  tr.addEventListener("click", () => openDetail(e.id));
+  return tr;
+}
+
+function renderCounts() {
+  const ul = $("counts");
+  ul.replaceChildren();
+  const kinds = Object.entries(state.counts).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  for (const [kind, n] of kinds) {
+    const li = document.createElement("li");
+    li.dataset.kind = kind;
+    const k = document.createElement("span");
+    k.textContent = kind;
+    const c = document.createElement("span");
+    c.className = "n";
+    c.textContent = n;
+    li.append(k, c);
+    ul.append(li);
+  }
+  $("total").textContent = `(${state.total})`;
+  $("empty").hidden = state.total > 0;
+}
+
+function showQueryError(body) {
+  const box = $("query-error");
+  if (!body) { box.hidden = true; return; }
+  const col = Math.max(1, body.column || 1);
+  box.textContent = `${state.query}\n${" ".repeat(col - 1)}^ ${body.error}`;
+  box.hidden = false;
+}
+
+// ---- loading -------------------------------------------------------------------------------------------
+
+async function load() {
+  stopStream();
+  $("q").value = state.query;
+  const r = await api(`/api/entries?limit=${MAX_ROWS}&q=${encodeURIComponent(state.query)}`);
+  const tbody = document.querySelector("#entries tbody");
+  if (r.status === 400) {
+    showQueryError(r.body);
+    tbody.replaceChildren();
+    state.counts = {}; state.total = 0; renderCounts();
+    return;
+  }
+  showQueryError(null);
+  if (r.status === 401) {
+    notice("Sign in with a token to see entries (button “Token”).");
+    return;
+  }
+  if (r.status !== 200) {
+    notice(`The operator answered ${r.status}: ${(r.body && r.body.error) || ""}`);
+    return;
+  }
+  notice(null);
+  tbody.replaceChildren(...r.body.entries.map((e) => row(e, false)));
+  state.counts = r.body.counts;
+  state.total = r.body.total;
+  renderCounts();
+  startStream();
+}
+
+async function loadViews() {
+  const r = await api("/api/errorviews");
+  const ul = $("views");
+  ul.replaceChildren();
+  if (r.status !== 200) return;
+  for (const v of r.body) {
+    const li = document.createElement("li");
+    const a = document.createElement("a");
+    a.href = "/?q=" + encodeURIComponent(v.query);
+    a.textContent = `${v.namespace}/${v.name}`;
+    a.title = v.query;
+    a.addEventListener("click", (ev) => { ev.preventDefault(); apply(v.query); });
+    const n = document.createElement("span");
+    n.className = "n";
+    n.textContent = v.matched;
+    li.append(a, n);
+    ul.append(li);
+  }
+}
+
+// ---- live updates --------------------------------------------------------------------------------------
+
+function stopStream() {
+  if (state.stream) state.stream.abort();
+  state.stream = null;
+  $("live").textContent = "paused";
+  $("live").classList.remove("on");
+}
+
+function added(e) {
+  const tbody = document.querySelector("#entries tbody");
+  tbody.prepend(row(e, true));
+  while (tbody.rows.length > MAX_ROWS) tbody.deleteRow(-1);
+  state.counts[e.kind] = (state.counts[e.kind] || 0) + 1;
+  state.total += 1;
+  renderCounts();
+}
+
+// Server-sent events read with fetch, so that the token travels in a header rather than the URL.
+async function startStream() {
+  const ctl = new AbortController();
+  state.stream = ctl;
+  const url = `/api/entries/stream?q=${encodeURIComponent(state.query)}`;
+  try {
+    const r = await fetch(url, { headers: authHeaders(), signal: ctl.signal });
+    if (r.status !== 200) throw new Error(`stream answered ${r.status}`);
+    $("live").textContent = "live";
+    $("live").classList.add("on");
+    const reader = r.body.getReader();
+    const text = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += text.decode(value, { stream: true });
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const msg = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        const data = msg.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart());
+        if (msg.includes("event: entry") && data.length) added(JSON.parse(data.join("\n")));
+      }
+    }
+  } catch (err) {
+    if (ctl.signal.aborted) return;
+  }
+  if (state.stream === ctl) {
+    $("live").textContent = "reconnecting";
+    $("live").classList.remove("on");
+    setTimeout(() => { if (state.stream === ctl) load(); }, 2000);
+  }
+}
+
+// ---- detail --------------------------------------------------------------------------------------------
+
+function fact(dl, name, value) {
+  if (value == null || value === "") return;
+  const dt = document.createElement("dt");
+  dt.textContent = name;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  dl.append(dt, dd);
+}
+
+async function openDetail(id) {
+  const r = await api(`/api/entries/${encodeURIComponent(id)}`);
+  if (r.status !== 200) { notice(`Entry ${id}: ${(r.body && r.body.error) || r.status}`); return; }
+  const e = r.body;
+  state.selected = e;
+  for (const tr of document.querySelectorAll("#entries tbody tr")) tr.classList.toggle("selected", tr.dataset.id === id);
+  $("detail-title").textContent = e.summary;
+  const dl = $("detail-facts");
+  dl.replaceChildren();
+  fact(dl, "id", e.id);
+  fact(dl, "kind", e.kind);
+  fact(dl, "time", e.timestamp);
+  fact(dl, "node", e.node);
+  fact(dl, "source", endpoint(e.src));
+  fact(dl, "destination", endpoint(e.dst));
+  fact(dl, "elapsed", `${e.elapsedTime} ms`);
+  if (e.error) fact(dl, "error", `${e.error.type}: ${e.error.msg}`);
+  if (e.tcp) fact(dl, "tcp", [e.tcp.state, e.tcp.reason, e.tcp.by && `by ${e.tcp.by}`].filter(Boolean).join(", "));
+  if (e.icmp) {
+    fact(dl, "icmp", `v${e.icmp.version} type ${e.icmp.type} code ${e.icmp.code}: ${e.icmp.typeName}/${e.icmp.codeName}`);
+    const o = e.icmp.original;
+    if (o) fact(dl, "original flow", `${o.protocol} ${endpoint(o.src)} → ${endpoint(o.dst)}`);
+    if (e.icmp.mtu != null) fact(dl, "mtu", e.icmp.mtu);
+  }
+  if (e.request) fact(dl, "request", `${e.request.method} ${e.request.path}`);
+  if (e.response) fact(dl, "response", `${e.response.status} ${e.response.statusText || ""}`);
+  $("pcap").hidden = !e.pcap;
+  $("detail-json").textContent = JSON.stringify(e, null, 2);
+  $("detail").hidden = false;
+}
+
+// The recording needs the token too, so it is fetched and handed to the browser as a file.
+async function downloadPcap() {
+  const e = state.selected;
+  if (!e) return;
+  const r = await fetch(`/api/entries/${encodeURIComponent(e.id)}/pcap`, { headers: authHeaders() });
+  if (r.status !== 200) { notice(`pcap: ${r.status} ${await r.text()}`); return; }
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(await r.blob());
+  a.download = `${e.id}.pcap`;
+  a.click();
+  URL.revokeObjectURL(a.href);
+}
+
+// ---- wiring --------------------------------------------------------------------------------------------
+
+function apply(q) {
+  state.query = q.trim();
+  const url = state.query ? "/?q=" + encodeURIComponent(state.query) : "/";
+  if (location.pathname + location.search !== url) history.pushState(null, "", url);
+  load();
+}
+
+function fromUrl() {
+  state.query = new URLSearchParams(location.search).get("q") || "";
+  load();
+}
+
+$("query-form").addEventListener("submit", (ev) => { ev.preventDefault(); apply($("q").value); });
+$("close-detail").addEventListener("click", () => { $("detail").hidden = true; });
+$("pcap").addEventListener("click", downloadPcap);
+$("sign-in").addEventListener("click", () => $("token-dialog").showModal());
+$("token-form").addEventListener("submit", (ev) => {
+  const how = ev.submitter && ev.submitter.value;
+  if (how === "clear") localStorage.removeItem(TOKEN_KEY);
+  else if ($("token").value.trim()) localStorage.setItem(TOKEN_KEY, $("token").value.trim());
+  $("token").value = "";
+  loadViews();
+  load();
+});
+window.addEventListener("popstate", fromUrl);
+
+takeTokenFromFragment();
+loadViews();
+fromUrl();
