@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTEST ?= python3 -m pytest
 
-.PHONY: deps build demo test lint crds unit kernel-test e2e-test control-plane cluster-up cluster-down helm fuzz bench clean
+.PHONY: deps build demo test lint crds unit kernel-test e2e-test control-plane cluster-up cluster-down helm fuzz fuzz-short bench clean
 
 deps:
 	@scripts/install-deps.sh
@@ -16,9 +16,12 @@ build:
 demo: deps build control-plane
 	python3 scripts/demo.py
 
-## Everything CI runs: formatting, lints, unit and integration tests, real kernel traffic (needs root),
-## and the operator against a real kube-apiserver.
-test: deps lint unit kernel-test e2e-test
+## Everything CI runs: formatting, lints, unit and integration tests (every fuzz seed replayed), real
+## kernel traffic (needs root), the operator against a real kube-apiserver, and a short fuzzing run.
+test: deps lint unit kernel-test e2e-test fuzz-short
+
+fuzz-short:
+	$(MAKE) fuzz FUZZ_SECONDS=20
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -56,12 +59,11 @@ cluster-up: control-plane
 cluster-down:
 	python3 e2e/cluster.py down
 
-## Coverage-guided fuzzing of the decoder+engine, HTTP, pcap reader and KFL (needs nightly and cargo-fuzz).
+## Coverage-guided fuzzing of the decoder+engine, HTTP, pcap reader and KFL from the committed seeds,
+## FUZZ_SECONDS per target (CI runs `make fuzz FUZZ_SECONDS=20`; a long run: FUZZ_SECONDS=3600).
 FUZZ_SECONDS ?= 60
 fuzz:
-	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && for t in engine http pcap kfl; do \
-		$(CARGO) +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; done
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 ## The analyzer beside tcpdump and tshark on a generated 800k-packet capture (see bench/).
 bench:

@@ -153,3 +153,27 @@ fn random_bytes_through_the_http_dissector() {
         d.on_close(Timestamp::from_millis(99), "capture ended", &mut out);
     }
 }
+
+/// A flood of tiny IPv4 fragments (non-first, 8 bytes each, every offset and id): there is no reassembly
+/// to fill, so each is counted and skipped, no flow is created, and nothing is reported.
+#[test]
+fn a_flood_of_tiny_fragments_is_counted_not_kept() {
+    let mut engine = Engine::new(EngineConfig::default());
+    let mut out = Vec::new();
+    let n = 100_000u32;
+    for i in 0..n {
+        let (id, offset) = ((i % 65_536) as u16, 1 + (i % 8000) as u16);
+        let mut ip = vec![0x45, 0, 0, 28, (id >> 8) as u8, id as u8, 0x20 | (offset >> 8) as u8, offset as u8];
+        ip.extend_from_slice(&[64, 6, 0, 0, 10, 0, (i >> 8) as u8, i as u8, 10, 0, 0, 2]);
+        ip.extend_from_slice(&[0xde; 8]);
+        let mut frame = vec![4u8; 6];
+        frame.extend_from_slice(&[2; 6]);
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(&ip);
+        let _ = engine.handle_frame(LinkType::Ethernet, &frame, Timestamp(u64::from(i) * 1000), &mut out);
+    }
+    engine.finish(&mut out);
+    assert_eq!(engine.stats().fragments, u64::from(n));
+    assert_eq!(engine.flow_count(), 0);
+    assert!(out.is_empty(), "{out:?}");
+}

@@ -1,13 +1,7 @@
-//! Capture files: classic pcap and pcapng headers, records and blocks.
+//! See `harness::pcap`.
 #![no_main]
 
-use faultline_core::pcap::PcapReader;
-use libfuzzer_sys::fuzz_target;
+#[path = "../harness.rs"]
+mod harness;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(mut r) = PcapReader::new(data) {
-        while let Ok(Some(rec)) = r.next_record() {
-            assert!(rec.data.len() <= faultline_core::pcap::MAX_RECORD);
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::pcap(data));

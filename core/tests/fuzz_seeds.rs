@@ -1,0 +1,40 @@
+//! Replays the committed fuzz seed corpus (`fuzz/seeds/<target>/`) through the fuzz targets' bodies on
+//! stable, so that every seed — and every crash input saved there as a regression — runs in `cargo test`.
+
+#[path = "../../fuzz/harness.rs"]
+#[allow(dead_code, clippy::unwrap_used)]
+mod harness;
+
+use std::path::Path;
+
+fn replay(target: &str, run: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds").join(target);
+    let mut n = 0;
+    for f in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = f.expect("dir entry").path();
+        let data = std::fs::read(&path).expect("seed");
+        run(&data);
+        n += 1;
+    }
+    assert!(n >= 10, "{target}: only {n} seeds in {}", dir.display());
+}
+
+#[test]
+fn engine_seeds() {
+    replay("engine", harness::engine);
+}
+
+#[test]
+fn http_seeds() {
+    replay("http", harness::http);
+}
+
+#[test]
+fn pcap_seeds() {
+    replay("pcap", harness::pcap);
+}
+
+#[test]
+fn kfl_seeds() {
+    replay("kfl", harness::kfl);
+}

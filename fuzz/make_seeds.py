@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Writes the hand-made part of the fuzz seed corpus (files named `made-*` in fuzz/seeds/<target>/): real
+conversations the fuzzer would take long to find on its own — a small capture from bench/gen_capture.py
+(HTTP, refused, reset, unanswered, 5xx, ICMP), the same frames in the engine target's format, an HTTP
+exchange in the http target's format, and the queries of the docs. The rest of the corpus is what
+`cargo fuzz cmin` kept from fuzzing runs. Deterministic; rerun after changing a target's input format."""
+
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SEEDS = HERE / "seeds"
+
+
+def write(target, name, data):
+    d = SEEDS / target
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"made-{name}").write_bytes(data)
+
+
+def pcap_frames(data):
+    """(frames) of a little-endian classic pcap."""
+    frames, off = [], 24
+    while off + 16 <= len(data):
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        frames.append(data[off + 16:off + 16 + incl])
+        off += 16 + incl
+    return frames
+
+
+def engine_seed(frames, step=5):
+    """`step` % 5 == 0 picks Ethernet; frames are 2-byte little-endian length prefixed."""
+    return bytes([step]) + b"".join(struct.pack("<H", len(f)) + f for f in frames)
+
+
+def http_seed(chunks):
+    """(direction, bytes) chunks as the http target reads them: control byte = len << 3 | direction."""
+    out = b""
+    for direction, data in chunks:
+        for i in range(0, len(data), 31):
+            part = data[i:i + 31]
+            out += bytes([len(part) << 3 | direction]) + part
+    return out
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        cap = Path(tmp) / "small.pcap"
+        subprocess.run([sys.executable, str(HERE.parent / "bench" / "gen_capture.py"), str(cap), "--conversations",
+                        "40"], check=True, stdout=subprocess.DEVNULL)
+        data = cap.read_bytes()
+    write("pcap", "small.pcap", data)
+    write("pcap", "truncated.pcap", data[:1000])
+    frames = pcap_frames(data)
+    for i in range(0, len(frames), 40):
+        write("engine", f"conversation-{i // 40}", engine_seed(frames[i:i + 40]))
+    req = b"GET /api/orders HTTP/1.1\r\nHost: shop\r\nAccept: */*\r\n\r\n"
+    write("http", "exchange", http_seed([(0, req), (1, b"HTTP/1.1 503 Service Unavailable\r\n"
+                                                      b"Content-Length: 5\r\n\r\nbusy!")]))
+    write("http", "chunked", http_seed([(0, req), (1, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                                      b"4\r\nabcd\r\n0\r\n\r\n")]))
+    write("http", "pipelined", http_seed([(0, req + req), (1, b"HTTP/1.1 204 No Content\r\n\r\n" * 2)]))
+    queries = ["response.status > 400 or error or icmp or tcp", "!error", "!icmp and !tcp",
+               'tcp.state == "SynSent" and tcp.reason == "refused"', 'src.namespace == "shop" && dst.port == 8080',
+               'request.path.startsWith("/api") and response.status >= 500', 'request.headers["host"] == "shop"',
+               "icmp.type == 3 and (icmp.code == 1 or icmp.code == 3)", 'dst.ip == "10.0.0.0/8"', "elapsedTime > 1000",
+               'src.name == r"^web-.*" or not (protocol == "http")', "error.type == null"]
+    for i, q in enumerate(queries):
+        write("kfl", f"query-{i}", q.encode())
+
+
+if __name__ == "__main__":
+    main()
