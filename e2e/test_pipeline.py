@@ -5,7 +5,7 @@ import json
 import subprocess
 import time
 
-from processes import NAMESPACE, Operator, eventually
+from processes import NAMESPACE, Agent, Operator, eventually
 from system import DASHBOARD, PODS, make_errors, view_status
 
 def test_errors_reach_the_errorview_of_their_namespace(cluster, system):
@@ -60,6 +60,25 @@ def test_tapconfig_status_has_per_node_capture_statistics(cluster, system):
     assert n["node-a"]["dropRatio"] == 0 and n["node-a"]["lastReport"]
     assert c["PacketLoss"]["status"] == "False"
     assert c["Ready"]["type"] == "Ready", "the controller's conditions are still there beside PacketLoss"
+
+
+def test_a_killed_agent_shows_in_its_nodes_statistics(cluster, system):
+    """SIGKILL node-b's agent: after SILENT_AFTER (30 s) the TapConfig says which node went silent, its last
+    statistics kept; a new agent on the node (what the DaemonSet's restart does) clears it."""
+    def reporting():
+        st = cluster.kubectl_json("get", "tapconfig", "default").get("status", {})
+        return {c["type"]: c for c in st.get("conditions", [])}.get("AgentsReporting", {})
+    assert eventually(reporting, what="AgentsReporting")["status"] == "True"
+    killed = system["agents"][1]
+    killed.proc.kill()
+    killed.proc.wait()
+    c = eventually(lambda: (r := reporting()).get("status") == "False" and r, timeout=60, what="silent node-b")
+    assert c["reason"] == "AgentSilent" and "node-b" in c["message"] and "node-a" not in c["message"], c
+    killed.stop()
+    lab, logs = system["lab"], system["logs"]
+    system["agents"][1] = Agent("node-b", [lab.pods["b"][1], lab.pods["c"][1]], system["operator"].port,
+                                logs / "agent.token", logs / "agent.kubeconfig", logs / "agent-b-2.log")
+    eventually(lambda: reporting().get("status") == "True", timeout=30, what="node-b reporting again")
 
 
 def test_restart_and_outage_lose_nothing(cluster, system):

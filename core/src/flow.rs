@@ -27,7 +27,9 @@ impl FlowKey {
 pub type FlowTable = HashMap<FlowKey, Conn, foldhash::fast::RandomState>;
 
 /// Makes room for one more flow by dropping the least recently seen sixteenth of the table. Returns how
-/// many were dropped. Amortised: one O(n) pass buys n/16 inserts.
+/// many were dropped. Amortised: one O(n) pass buys n/16 inserts. The table is then rebuilt at its size:
+/// removals leave tombstones in a hash table, and a full table of tombstones would otherwise double its
+/// allocation on the next insert — a SYN flood would cost twice the memory budgeted for it.
 pub fn evict_oldest(table: &mut FlowTable) -> u64 {
     let n = table.len();
     if n == 0 {
@@ -46,5 +48,6 @@ pub fn evict_oldest(table: &mut FlowTable) -> u64 {
             true
         }
     });
+    table.shrink_to(0);
     dropped
 }

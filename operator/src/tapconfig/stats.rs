@@ -1,11 +1,14 @@
-//! Per-node capture statistics in TapConfig status, and the `PacketLoss` condition: written every few
-//! seconds from what the agents last reported, under a field manager of its own so that it never fights
-//! the controller over the status fields that one owns.
+//! Per-node capture statistics in TapConfig status, and the `PacketLoss`, `BackendFallback` and
+//! `AgentsReporting` conditions: written every few seconds from what the agents last reported, under a
+//! field manager of its own so that it never fights the controller over the status fields that one owns.
+//! Agents report every second, so a node silent for `SILENT_AFTER` has lost its agent (killed, crashing,
+//! or cut off from the operator) — its statistics stay, with their `lastReport`, and the condition says so.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use faultline_core::Timestamp;
 use faultline_crds::{NodeCaptureStats, TapConfig};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff;
@@ -19,6 +22,7 @@ use crate::store::{NodeReport, Store};
 
 const MANAGER: &str = "faultline-operator-stats";
 const ROUND: Duration = Duration::from_secs(5);
+pub const SILENT_AFTER: Duration = Duration::from_secs(30);
 
 pub async fn run(
     ctx: Arc<Context>,
@@ -40,7 +44,7 @@ pub async fn run(
         let api: Api<TapConfig> = Api::all(ctx.client.clone());
         for (tap, nodes) in by_tap {
             let Ok(Some(obj)) = api.get_opt(&tap).await else { continue };
-            let status = node_status(&obj, &nodes);
+            let status = node_status(&obj, &nodes, crate::clock::now());
             if written.get(&tap) == Some(&status) {
                 continue;
             }
@@ -60,8 +64,8 @@ pub async fn run(
     }
 }
 
-/// `nodes` and the `PacketLoss` condition for one TapConfig.
-pub fn node_status(tap: &TapConfig, reports: &[(String, NodeReport)]) -> serde_json::Value {
+/// `nodes` and the conditions they decide, for one TapConfig, as of `at`.
+pub fn node_status(tap: &TapConfig, reports: &[(String, NodeReport)], at: Timestamp) -> serde_json::Value {
     let threshold = tap.spec.packet_loss_threshold;
     let nodes: Vec<NodeCaptureStats> = reports
         .iter()
@@ -101,7 +105,19 @@ pub fn node_status(tap: &TapConfig, reports: &[(String, NodeReport)]) -> serde_j
         ("True", "FellBack", notes.join("; "))
     };
     let fallback = condition(&old, "BackendFallback", st, reason, msg, tap.metadata.generation, &now);
-    json!({"nodes": nodes, "conditions": [loss, fallback]})
+    let silent_ns = u64::try_from(SILENT_AFTER.as_nanos()).unwrap_or(u64::MAX);
+    let silent: Vec<String> = reports
+        .iter()
+        .filter(|(_, r)| at.nanos().saturating_sub(r.at.nanos()) > silent_ns)
+        .map(|(node, r)| format!("{node} (last report {})", r.at))
+        .collect();
+    let (st, reason, msg) = if silent.is_empty() {
+        ("True", "Reporting", format!("every agent reported within {} s", SILENT_AFTER.as_secs()))
+    } else {
+        ("False", "AgentSilent", format!("no report for over {} s from {}", SILENT_AFTER.as_secs(), silent.join(", ")))
+    };
+    let reporting = condition(&old, "AgentsReporting", st, reason, msg, tap.metadata.generation, &now);
+    json!({"nodes": nodes, "conditions": [loss, fallback, reporting]})
 }
 
 /// Whether this status says a node loses packets while the stored one did not: worth an Event.
@@ -117,7 +133,6 @@ pub fn loss_began(tap: &TapConfig, status: &serde_json::Value) -> Option<String>
 mod tests {
     use super::*;
     use faultline_core::ingest::AgentStats;
-    use faultline_core::Timestamp;
 
     fn report(received: u64, dropped: u64, note: Option<&str>) -> NodeReport {
         NodeReport {
@@ -127,9 +142,11 @@ mod tests {
                 backend_note: note.map(Into::into),
                 ..AgentStats::default()
             },
-            at: Timestamp(1_795_821_177_000_000_000),
+            at: T0,
         }
     }
+
+    const T0: Timestamp = Timestamp(1_795_821_177_000_000_000);
 
     fn tap() -> TapConfig {
         TapConfig::new("default", serde_json::from_str(r#"{"packetLossThreshold": 0.05}"#).expect("spec"))
@@ -138,11 +155,11 @@ mod tests {
     #[test]
     fn packet_loss_above_the_threshold_sets_the_condition_and_an_event_once() {
         let mut t = tap();
-        let ok = node_status(&t, &[("n1".into(), report(1000, 10, None))]);
+        let ok = node_status(&t, &[("n1".into(), report(1000, 10, None))], T0);
         assert_eq!(ok["conditions"][0]["status"], "False");
         assert_eq!(ok["nodes"][0]["dropRatio"], 0.01);
         assert_eq!(loss_began(&t, &ok), None);
-        let lossy = node_status(&t, &[("n1".into(), report(1000, 100, None)), ("n2".into(), report(10, 0, None))]);
+        let lossy = node_status(&t, &[("n1".into(), report(1000, 100, None)), ("n2".into(), report(10, 0, None))], T0);
         assert_eq!(lossy["conditions"][0]["status"], "True");
         assert_eq!(lossy["conditions"][0]["message"], "n1 drops 10.00% (threshold 5.00%)");
         assert!(loss_began(&t, &lossy).is_some(), "an Event when loss begins");
@@ -152,9 +169,24 @@ mod tests {
 
     #[test]
     fn a_backend_fallback_is_a_condition() {
-        let st = node_status(&tap(), &[("n1".into(), report(1, 0, Some("pfring requested but not loaded")))]);
+        let st = node_status(&tap(), &[("n1".into(), report(1, 0, Some("pfring requested but not loaded")))], T0);
         let c = &st["conditions"][1];
         assert_eq!((c["type"].as_str(), c["status"].as_str()), (Some("BackendFallback"), Some("True")));
         assert_eq!(c["message"], "n1: pfring requested but not loaded");
+    }
+
+    #[test]
+    fn a_node_whose_agent_went_silent_is_named() {
+        let reports = [("n1".into(), report(1, 0, None)), ("n2".into(), report(1, 0, None))];
+        let fresh = node_status(&tap(), &reports, Timestamp(T0.nanos() + 29_000_000_000));
+        assert_eq!(fresh["conditions"][2]["type"], "AgentsReporting");
+        assert_eq!(fresh["conditions"][2]["status"], "True");
+        let mut later = reports.clone();
+        later[0].1.at = Timestamp(T0.nanos() + 31_000_000_000);
+        let st = node_status(&tap(), &later, Timestamp(T0.nanos() + 31_000_000_000));
+        let c = &st["conditions"][2];
+        assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some("False"), Some("AgentSilent")));
+        assert_eq!(c["message"], "no report for over 30 s from n2 (last report 2026-11-27T23:12:57.000000Z)");
+        assert_eq!(st["nodes"].as_array().map(Vec::len), Some(2), "the silent node's statistics stay");
     }
 }
