@@ -111,21 +111,28 @@ class Cluster:
         return (self.dir / "server").read_text().strip()
 
     def down(self):
+        """SIGTERM to every process group started here; SIGKILL to whatever still runs 10 s later (a
+        kube-apiserver whose etcd went first can sit in its shutdown sequence for much longer)."""
         pids = self.dir / "pids"
         if pids.exists():
-            for line in pids.read_text().split():
+            groups = [int(line) for line in pids.read_text().split() if line.isdigit()]
+            for g in groups:
                 try:
-                    os.killpg(int(line), signal.SIGTERM)
-                except (ProcessLookupError, ValueError, PermissionError):
+                    os.killpg(g, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
                     pass
             deadline = time.time() + 10
-            for line in pids.read_text().split():
+            for g in groups:
                 while time.time() < deadline:
                     try:
-                        os.kill(int(line), 0)
+                        os.kill(g, 0)
                         time.sleep(0.1)
-                    except (ProcessLookupError, ValueError):
+                    except ProcessLookupError:
                         break
+                try:
+                    os.killpg(g, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         if self.dir.exists():
             subprocess.run(["rm", "-rf", str(self.dir)], check=False)
 

@@ -99,6 +99,16 @@ pub enum Decoded<'a> {
 
 /// Decodes one captured frame of the given link type.
 pub fn decode(link_type: LinkType, data: &[u8], ts: Timestamp) -> Result<Decoded<'_>, DecodeError> {
+    if link_type == LinkType::Ethernet {
+        if let Some(p) = super::fast::ethernet(data, ts) {
+            return Ok(Decoded::Packet(p));
+        }
+    }
+    decode_general(link_type, data, ts)
+}
+
+/// Every frame the fast path declines, through etherparse.
+pub(super) fn decode_general(link_type: LinkType, data: &[u8], ts: Timestamp) -> Result<Decoded<'_>, DecodeError> {
     let payload = match link_type {
         LinkType::Ethernet => {
             let sliced = LaxSlicedPacket::from_ethernet(data).map_err(|e| DecodeError::Truncated {
