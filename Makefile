@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTEST ?= python3 -m pytest
 
-.PHONY: deps build demo test lint crds unit kernel-test e2e-test control-plane cluster-up cluster-down helm fuzz fuzz-short bench clean
+.PHONY: deps build demo test lint crds unit kernel-test e2e-test control-plane cluster-up cluster-down helm fuzz fuzz-short bench bench-live clean
 
 deps:
 	@scripts/install-deps.sh
@@ -68,6 +68,11 @@ fuzz:
 ## The analyzer beside tcpdump and tshark on a generated 800k-packet capture (see bench/).
 bench:
 	bench/run.sh
+
+## Live capture: the agent's backends beside tcpdump on a veth fed by tcpreplay at rising rates (root).
+bench-live: deps
+	$(CARGO) build --release --locked -p faultline-agent
+	python3 bench/live.py
 
 clean:
 	$(CARGO) clean

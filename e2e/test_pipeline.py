@@ -81,6 +81,22 @@ def test_a_killed_agent_shows_in_its_nodes_statistics(cluster, system):
     eventually(lambda: reporting().get("status") == "True", timeout=30, what="node-b reporting again")
 
 
+def test_agents_run_with_least_privilege(cluster, system):
+    """The agents' token (what the DaemonSet mounts) may watch pods, as they do to name them, and nothing
+    else: no secrets, no writes anywhere, not even to Faultline's own objects."""
+    kc = system["logs"] / "agent.kubeconfig"
+    assert cluster.kubectl("auth", "can-i", "watch", "pods", "--all-namespaces", kubeconfig=kc,
+                           check=False).stdout.strip() == "yes"
+    for verb, what in [("get", "secrets --all-namespaces"), ("list", "configmaps --namespace=faultline-system"),
+                       ("delete", "pods --namespace=shop"), ("create", "pods --namespace=shop"),
+                       ("patch", "errorviews.faultline.dev --namespace=shop"), ("create", "events --namespace=shop"),
+                       ("update", "tapconfigs.faultline.dev"), ("create", "tokenreviews.authentication.k8s.io")]:
+        r = cluster.kubectl("auth", "can-i", verb, *what.split(), kubeconfig=kc, check=False)
+        assert r.stdout.strip() == "no", f"an agent may {verb} {what}"
+    r = cluster.kubectl("-n", "shop", "delete", "pod", "pod-a", kubeconfig=kc, check=False)
+    assert r.returncode != 0 and "forbidden" in r.stderr, r.stderr
+
+
 def test_restart_and_outage_lose_nothing(cluster, system):
     before = eventually(lambda: (s := view_status(cluster, "shop", "errors")).get("matched") and s)["matched"]
     system["operator"].proc.kill()

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need=()
-for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6tables:iptables ping:iputils-ping openssl:openssl chromium:chromium; do
+for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6tables:iptables ping:iputils-ping openssl:openssl chromium:chromium tcpreplay:tcpreplay; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")

@@ -3,7 +3,7 @@
 use faultline_core::wire::LinkType;
 use faultline_core::Timestamp;
 
-use super::{Capture, CaptureError, Frame, KernelStats};
+use super::{Capture, CaptureError, Frame, KernelStats, SOCKET_BUFFER};
 
 pub struct Libpcap {
     name: String,
@@ -18,9 +18,16 @@ impl Libpcap {
             .map_err(err)?
             .promisc(true)
             .snaplen(262_144)
+            // Not immediate: the kernel hands over filled blocks of the ring (or what came within 100 ms)
+            // instead of waking us per packet — what lets tcpdump keep up at line rate.
             .timeout(100)
-            .immediate_mode(true)
+            .buffer_size(i32::try_from(SOCKET_BUFFER).unwrap_or(i32::MAX))
             .open()
+            .map_err(err)?
+            // The 100 ms above retires partly filled blocks of the ring; it is not a read timeout (with no
+            // traffic a blocking read would never return, and the agent could not stop). So: never block,
+            // and wait briefly ourselves when there is nothing.
+            .setnonblock()
             .map_err(err)?;
         if let Some(f) = filter {
             cap.filter(f, true).map_err(|e| CaptureError::Filter { filter: f.to_owned(), detail: e.to_string() })?;
@@ -41,7 +48,10 @@ impl Capture for Libpcap {
                 let ns = (tv.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(tv.tv_usec as u64 * 1000);
                 Ok(Some(Frame { link_type: self.link_type, ts: Timestamp(ns), data: p.data }))
             }
-            Err(pcap::Error::TimeoutExpired) => Ok(None),
+            Err(pcap::Error::TimeoutExpired) => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                Ok(None)
+            }
             Err(e) => Err(CaptureError::Pcap { interface: self.name.clone(), detail: e.to_string() }),
         }
     }

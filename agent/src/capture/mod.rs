@@ -8,6 +8,10 @@ mod libpcap;
 use faultline_core::wire::LinkType;
 use faultline_core::Timestamp;
 
+/// Kernel buffering per capture socket: room for a burst of ~10k small packets while the capture thread
+/// is busy. Charged only while packets wait in it.
+pub const SOCKET_BUFFER: usize = 8 << 20;
+
 /// Kernel counters of one capture, cumulative since it opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelStats {

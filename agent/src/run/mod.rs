@@ -53,7 +53,9 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     let pods = pods::Resolver::start(args.resolve_pods).await;
     let watch_namespaces = args.watch_namespaces();
     let outbox = Arc::new(Outbox::new(args.buffer_bytes));
-    let (tx, rx) = std::sync::mpsc::sync_channel::<engine_loop::Captured>(args.queue_size);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<engine_loop::Captured>(
+        args.queue_size.div_ceil(engine_loop::BATCH_FRAMES).max(1),
+    );
 
     let mut threads = Vec::new();
     for cap in captures {

@@ -1,5 +1,6 @@
 //! The dashboard's JSON API over the store of recent entries:
-//! - `GET /api/entries?q=KFL&limit=N` — matching entries, newest first, with counts by kind of all matches;
+//! - `GET /api/entries?q=KFL&limit=N` — matching entries, newest (by timestamp) first, with counts by kind
+//!   of all matches;
 //! - `GET /api/entries/stream?q=KFL` — new matching entries as server-sent events (`event: entry`);
 //! - `GET /api/entries/{id}` — one entry;
 //! - `GET /api/errorviews` — the ErrorViews (saved queries) the caller may read.
@@ -102,13 +103,16 @@ pub async fn list(State(a): State<Dashboard>, UrlQuery(p): UrlQuery<Params>, hea
     };
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let mut listing = Listing { query: &p.q, total: 0, counts: BTreeMap::new(), entries: Vec::new() };
-    for e in entries.iter().rev().filter(|e| matches(&query, &scope, e)) {
-        listing.total += 1;
+    // Newest by when the trouble began, not by when it was decided: a SYN timeout arrives seconds after
+    // the SYN. Arrival order breaks ties (the store is in arrival order; iterated newest first).
+    let mut matched: Vec<&Entry> =
+        entries.iter().rev().map(|e| e.as_ref()).filter(|e| matches(&query, &scope, e)).collect();
+    for e in &matched {
         *listing.counts.entry(kind_of(e)).or_default() += 1;
-        if listing.entries.len() < limit {
-            listing.entries.push(Shown::of(e));
-        }
     }
+    listing.total = matched.len();
+    matched.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
+    listing.entries = matched.into_iter().take(limit).map(Shown::of).collect();
     Json(listing).into_response()
 }
 

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Live capture under load: the agent's AF_PACKET backend beside `tcpdump -w /dev/null` on the same veth,
+fed by tcpreplay at increasing packet rates, each tool on its own run of the same packets. Prints what
+each received and dropped (the kernel's counts: PACKET_STATISTICS for the agent, pcap_stats for tcpdump).
+
+    python3 bench/live.py [--packets 200000] [--rates 50000,100000,200000,400000,0]   (0 = top speed)
+
+Needs root (network namespaces). Traffic stays on a veth between two namespaces made here."""
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TX, RX = "flbench-tx", "flbench-rx"
+
+
+def sh(*cmd, check=True):
+    return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+
+def setup():
+    teardown()
+    sh("ip", "netns", "add", TX)
+    sh("ip", "netns", "add", RX)
+    sh("ip", "link", "add", "tx0", "netns", TX, "type", "veth", "peer", "name", "rx0", "netns", RX)
+    for ns, dev in ((TX, "tx0"), (RX, "rx0")):
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
+
+
+def teardown():
+    for ns in (TX, RX):
+        sh("ip", "netns", "del", ns, check=False)
+
+
+def replay(pcap, rate):
+    speed = ["--topspeed"] if rate == 0 else [f"--pps={rate}"]
+    out = sh("ip", "netns", "exec", TX, "tcpreplay", "-i", "tx0", *speed, str(pcap)).stdout
+    sent = int(re.search(r"Actual: (\d+) packets", out).group(1))
+    pps = float(re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", out).group(1))
+    return sent, pps
+
+
+def with_tcpdump(pcap, rate):
+    p = subprocess.Popen(["ip", "netns", "exec", RX, "tcpdump", "-i", "rx0", "-n", "-w", "/dev/null"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p.stderr.readline()  # "listening on rx0 ..."
+    sent, pps = replay(pcap, rate)
+    time.sleep(1)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=30)[1]
+    captured = int(re.search(r"(\d+) packets? captured", err).group(1))
+    dropped = int(re.search(r"(\d+) packets? dropped by kernel", err).group(1))
+    return sent, pps, captured, dropped
+
+
+def agent_metrics(port):
+    code = (f"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics',"
+            "timeout=2).read().decode())")
+    text = sh("ip", "netns", "exec", RX, sys.executable, "-c", code).stdout
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^faultline_agent_(\w+) ([\d.e+]+)$", text, re.M)}
+
+
+def with_agent(agent, backend, pcap, rate, token):
+    port = 19102
+    p = subprocess.Popen(["ip", "netns", "exec", RX, agent, "run", "--interface", "rx0", "--node-name", "bench",
+                          "--capture-backend", backend,
+                          "--resolve-pods", "false", "--operator-url", "http://127.0.0.1:9", "--token-file", token,
+                          "--http-addr", f"127.0.0.1:{port}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while True:
+        try:
+            agent_metrics(port)
+            break
+        except (subprocess.CalledProcessError, ValueError):
+            if time.time() > deadline:
+                p.kill()
+                raise RuntimeError("the agent did not start")
+            time.sleep(0.2)
+    time.sleep(0.5)
+    sent, pps = replay(pcap, rate)
+    time.sleep(2)
+    m = agent_metrics(port)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=20)
+    # Kernel drops (the socket or ring overflowed) plus frames the agent's own queue had no room for.
+    dropped = int(m.get("kernel_dropped_total", 0) + m.get("queue_dropped_total", 0))
+    return sent, pps, int(m.get("packets_received_total", 0)) - dropped, dropped
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--packets", type=int, default=200_000)
+    ap.add_argument("--rates", default="50000,100000,200000,400000,0")
+    ap.add_argument("--agent", default=str(REPO / "target" / "release" / "faultline-agent"))
+    ap.add_argument("--backends", default="afpacket,libpcap")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/live.py needs root (network namespaces)")
+    with tempfile.TemporaryDirectory() as tmp:
+        pcap = Path(tmp) / "live.pcap"
+        conversations = max(1, args.packets // 9)
+        subprocess.run([sys.executable, str(REPO / "bench" / "gen_capture.py"), str(pcap), "--conversations",
+                        str(conversations)], check=True, stdout=subprocess.DEVNULL)
+        token = Path(tmp) / "token"
+        token.write_text("bench")
+        setup()
+        rows = []
+        try:
+            print(f"{'rate':>10}  {'tool':<22} {'sent':>8} {'at pps':>9} {'received':>9} {'dropped':>8}")
+            for rate in [int(r) for r in args.rates.split(",")]:
+                runs = [("tcpdump -w /dev/null", with_tcpdump(pcap, rate))]
+                for b in args.backends.split(","):
+                    runs.append((f"agent ({b})", with_agent(args.agent, b, pcap, rate, str(token))))
+                for tool, (sent, pps, got, dropped) in runs:
+                    label = "top speed" if rate == 0 else str(rate)
+                    print(f"{label:>10}  {tool:<22} {sent:>8} {pps:>9.0f} {got:>9} {dropped:>8}", flush=True)
+                    rows.append({"rate": rate, "tool": tool, "sent": sent, "pps": pps, "received": got,
+                                 "dropped": dropped})
+        finally:
+            teardown()
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
