@@ -83,18 +83,22 @@ fn bad_query(e: ParseError) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
+/// What every query endpoint starts with: the query (a bad one is the caller's 400, checked first so
+/// that it costs no review) and who is asking.
+async fn query_and_viewer(a: &Dashboard, q: &str, headers: &HeaderMap) -> Result<(Option<Query>, Viewer), Response> {
+    let query = parse(q).map_err(bad_query)?;
+    let viewer = a.access.viewer(headers).await.map_err(IntoResponse::into_response)?;
+    Ok((query, viewer))
+}
+
 fn matches(q: &Option<Query>, scope: &Scope, e: &Entry) -> bool {
     scope.sees(e) && q.as_ref().is_none_or(|q| q.matches(e))
 }
 
 pub async fn list(State(a): State<Dashboard>, UrlQuery(p): UrlQuery<Params>, headers: HeaderMap) -> Response {
-    let query = match parse(&p.q) {
-        Ok(q) => q,
-        Err(e) => return bad_query(e),
-    };
-    let viewer = match a.access.viewer(&headers).await {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
+    let (query, viewer) = match query_and_viewer(&a, &p.q, &headers).await {
+        Ok(qv) => qv,
+        Err(r) => return r,
     };
     let entries = a.store.snapshot();
     let scope = match a.access.scope(&viewer, namespaces_of(entries.iter().map(|e| e.as_ref()))).await {
@@ -132,13 +136,9 @@ pub async fn one(State(a): State<Dashboard>, Path(id): Path<String>, headers: He
 }
 
 pub async fn stream(State(a): State<Dashboard>, UrlQuery(p): UrlQuery<Params>, headers: HeaderMap) -> Response {
-    let query = match parse(&p.q) {
-        Ok(q) => q,
-        Err(e) => return bad_query(e),
-    };
-    let viewer = match a.access.viewer(&headers).await {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
+    let (query, viewer) = match query_and_viewer(&a, &p.q, &headers).await {
+        Ok(qv) => qv,
+        Err(r) => return r,
     };
     let scope = match a.access.scope(&viewer, []).await {
         Ok(s) => s,
