@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
 
-use faultline_core::wire::LinkType;
 use faultline_core::{Engine, EngineConfig, Entry, Timestamp};
 
 use super::counters::Counters;
@@ -13,42 +12,19 @@ use super::outbox::{Item, Outbox};
 use super::pods::Resolver;
 use super::rotate::Rotator;
 use crate::capture::{Capture, KernelStats};
+use crate::frames::{FrameBatch, BATCH_FRAMES};
 
-/// Frames copied out of the capture buffer, on their way to the engine: one buffer and one channel
-/// message per batch rather than per frame — at a million packets a second, a wake-up and an allocation
-/// per frame cost the capture thread more than the kernel gives it, and the kernel drops the rest.
-#[derive(Default)]
-pub struct Captured {
-    data: Vec<u8>,
-    frames: Vec<(LinkType, Timestamp, std::ops::Range<usize>)>,
-}
-
-impl Captured {
-    fn push(&mut self, link_type: LinkType, ts: Timestamp, bytes: &[u8]) {
-        let start = self.data.len();
-        self.data.extend_from_slice(bytes);
-        self.frames.push((link_type, ts, start..self.data.len()));
-    }
-
-    fn len(&self) -> usize {
-        self.frames.len()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (LinkType, Timestamp, &[u8])> {
-        self.frames.iter().map(|(l, ts, r)| (*l, *ts, self.data.get(r.clone()).unwrap_or_default()))
-    }
-}
-
-/// Frames per batch, and how long the first frame of a batch may wait for the rest.
-pub const BATCH_FRAMES: usize = 256;
+/// How long the first frame of a batch may wait for the rest. Batches (one buffer, one channel message)
+/// because at a million packets a second a wake-up and an allocation per frame cost the capture thread
+/// more than the kernel gives it, and the kernel drops the rest.
 const BATCH_WAIT: Duration = Duration::from_millis(5);
 
-pub fn capture_loop(mut cap: Box<dyn Capture>, tx: &SyncSender<Captured>, stop: &AtomicBool, counters: &Counters) {
+pub fn capture_loop(mut cap: Box<dyn Capture>, tx: &SyncSender<FrameBatch>, stop: &AtomicBool, counters: &Counters) {
     let mut last_stats = Instant::now();
     let mut reported = KernelStats::default();
-    let mut batch = Captured::default();
+    let mut batch = FrameBatch::default();
     let mut first_at = Instant::now();
-    let flush = |batch: &mut Captured| -> bool {
+    let flush = |batch: &mut FrameBatch| -> bool {
         let n = batch.len() as u64;
         match tx.try_send(std::mem::take(batch)) {
             Ok(()) => true,
@@ -63,7 +39,7 @@ pub fn capture_loop(mut cap: Box<dyn Capture>, tx: &SyncSender<Captured>, stop: 
         match cap.next() {
             Ok(Some(f)) => {
                 counters.add(&counters.captured, 1);
-                if batch.len() == 0 {
+                if batch.is_empty() {
                     first_at = Instant::now();
                 }
                 batch.push(f.link_type, f.ts, f.data);
@@ -75,7 +51,8 @@ pub fn capture_loop(mut cap: Box<dyn Capture>, tx: &SyncSender<Captured>, stop: 
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
-        if batch.len() > 0 && (batch.len() >= BATCH_FRAMES || first_at.elapsed() >= BATCH_WAIT) && !flush(&mut batch) {
+        if !batch.is_empty() && (batch.len() >= BATCH_FRAMES || first_at.elapsed() >= BATCH_WAIT) && !flush(&mut batch)
+        {
             return;
         }
         if last_stats.elapsed() >= Duration::from_secs(1) {
@@ -91,7 +68,7 @@ pub fn capture_loop(mut cap: Box<dyn Capture>, tx: &SyncSender<Captured>, stop: 
 #[allow(clippy::too_many_arguments)]
 pub fn engine_loop(
     cfg: EngineConfig,
-    rx: &Receiver<Captured>,
+    rx: &Receiver<FrameBatch>,
     outbox: &Outbox,
     counters: &Counters,
     stop: &AtomicBool,

@@ -53,8 +53,8 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     let pods = pods::Resolver::start(args.resolve_pods).await;
     let watch_namespaces = args.watch_namespaces();
     let outbox = Arc::new(Outbox::new(args.buffer_bytes));
-    let (tx, rx) = std::sync::mpsc::sync_channel::<engine_loop::Captured>(
-        args.queue_size.div_ceil(engine_loop::BATCH_FRAMES).max(1),
+    let (tx, rx) = std::sync::mpsc::sync_channel::<crate::frames::FrameBatch>(
+        args.queue_size.div_ceil(crate::frames::BATCH_FRAMES).max(1),
     );
 
     let mut threads = Vec::new();
