@@ -4,6 +4,7 @@ talking to the local control plane."""
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -30,18 +31,21 @@ def free_port():
 class Operator:
     """One replica of faultline-operator, started with a kubeconfig and stopped with SIGTERM."""
 
-    def __init__(self, kubeconfig, log_path, identity, port=None):
+    def __init__(self, kubeconfig, log_path, identity, port=None, env=None, ca_file=None):
+        """`env` adds settings (FAULTLINE_TLS_CERT_FILE, …); with `ca_file` it is reached over HTTPS."""
         self.port = port or free_port()
         self.identity = identity
         self.log_path = log_path
+        self.ssl = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+        self.base = f"{'https' if ca_file else 'http'}://127.0.0.1:{self.port}"
         env = dict(os.environ, KUBECONFIG=str(kubeconfig), FAULTLINE_HTTP_ADDR=f"127.0.0.1:{self.port}",
-                   FAULTLINE_NAMESPACE=NAMESPACE, POD_NAME=identity, FAULTLINE_LOG="info")
+                   FAULTLINE_NAMESPACE=NAMESPACE, POD_NAME=identity, FAULTLINE_LOG="info", **(env or {}))
         self.log = open(log_path, "ab")
         self.proc = subprocess.Popen([operator_binary()], env=env, stdout=self.log, stderr=self.log)
 
     def get(self, path):
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+            with urllib.request.urlopen(f"{self.base}{path}", timeout=2, context=self.ssl) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
@@ -80,9 +84,10 @@ def agent_binary():
 
 
 class Agent:
-    def __init__(self, node, interfaces, operator_port, token_file, kubeconfig, log):
+    def __init__(self, node, interfaces, operator_port, token_file, kubeconfig, log, operator_url=None, extra=()):
         self.port = free_port()
-        args = [agent_binary(), "run", "--node-name", node, "--operator-url", f"http://127.0.0.1:{operator_port}",
+        url = operator_url or f"http://127.0.0.1:{operator_port}"
+        args = [agent_binary(), "run", "--node-name", node, "--operator-url", url, *extra,
                 "--token-file", str(token_file), "--http-addr", f"127.0.0.1:{self.port}",
                 "--syn-timeout-ms", "1000", "--close-timeout-ms", "1000", "--pair-timeout-ms", "3000",
                 "--report-interval-ms", "500", "--recorder", "errors"]

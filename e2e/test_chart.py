@@ -64,5 +64,39 @@ def test_values_reach_the_operator(helm):
     dep = [d for d in docs if d and d["kind"] == "Deployment"][0]
     env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["FAULTLINE_AGENT_IMAGE"] == "ghcr.io/faultline-dev/faultline-agent:9.9.9"
-    assert env["FAULTLINE_OPERATOR_URL"] == "http://faultline-operator.faultline-chart.svc:8080"
+    assert env["FAULTLINE_OPERATOR_URL"] == "https://faultline-operator.faultline-chart.svc:8080"
+    assert env["FAULTLINE_AGENT_CA_SECRET"] == "faultline-operator-tls"
     assert not [d for d in docs if d and d["kind"] == "TapConfig"]
+
+
+def test_tls_is_on_by_default_with_a_certificate_for_the_service(helm, tmp_path):
+    import base64
+    docs = [d for d in yaml.safe_load_all(render(helm)) if d]
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "faultline-operator-tls")
+    for key in ("tls.crt", "tls.key", "ca.crt"):
+        (tmp_path / key).write_bytes(base64.b64decode(secret["data"][key]))
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "ca.crt"), str(tmp_path / "tls.crt")],
+                            capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    text = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(tmp_path / "tls.crt")],
+                          capture_output=True, text=True, check=True).stdout
+    assert "DNS:faultline-operator.faultline-chart.svc" in text, text
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    ctr = pod["containers"][0]
+    assert ctr["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert {"name": "tls", "mountPath": "/etc/faultline/tls", "readOnly": True} in ctr["volumeMounts"]
+
+    # Bring your own Secret (cert-manager): nothing generated, that Secret mounted and given to the agents.
+    docs = [d for d in yaml.safe_load_all(render(helm, "--set", "tls.existingSecret=from-cert-manager")) if d]
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "tls", "secret": {"secretName": "from-cert-manager"}}]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["FAULTLINE_AGENT_CA_SECRET"] == "from-cert-manager"
+
+    # Off: plain HTTP, no Secret, no mount.
+    docs = [d for d in yaml.safe_load_all(render(helm, "--set", "tls.enabled=false")) if d]
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    ctr = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in ctr["env"]}
+    assert env["FAULTLINE_OPERATOR_URL"].startswith("http://") and "FAULTLINE_TLS_CERT_FILE" not in env

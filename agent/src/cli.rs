@@ -151,6 +151,11 @@ pub struct RunArgs {
     #[arg(long, env = "FAULTLINE_OPERATOR_URL")]
     pub operator_url: Option<String>,
 
+    /// PEM certificates that sign the operator's serving certificate, for an https --operator-url (the
+    /// operator's DaemonSet mounts them from its TLS Secret). Without it, https uses the public web roots.
+    #[arg(long, env = "FAULTLINE_OPERATOR_CA_FILE")]
+    pub operator_ca_file: Option<PathBuf>,
+
     /// The ServiceAccount token presented to the operator.
     #[arg(long, env = "FAULTLINE_TOKEN_FILE", default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token")]
     pub token_file: PathBuf,

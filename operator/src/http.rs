@@ -24,6 +24,7 @@ pub async fn serve(
     ingest: crate::ingest::Ingest,
     pcaps: crate::pcaps::Pcaps,
     dashboard: crate::dashboard::Dashboard,
+    tls: Option<rustls::ServerConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let agents = Router::new()
@@ -43,8 +44,17 @@ pub async fn serve(
         .merge(recordings)
         .merge(crate::dashboard::router(dashboard));
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving the dashboard, /healthz, /readyz and /metrics");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    match tls {
+        Some(config) => {
+            tracing::info!(%addr, "serving the dashboard, ingest, /healthz, /readyz and /metrics over HTTPS");
+            let listener = crate::tls::TlsListener::new(listener, config)?;
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        }
+        None => {
+            tracing::info!(%addr, "serving the dashboard, ingest, /healthz, /readyz and /metrics over plain HTTP");
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        }
+    }
 }
 
 async fn readyz(State(h): State<Health>) -> (StatusCode, &'static str) {

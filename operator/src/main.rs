@@ -15,6 +15,7 @@ mod metrics;
 mod pcaps;
 mod store;
 mod tapconfig;
+mod tls;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -57,6 +58,15 @@ struct Args {
     /// a bearer token and see only the namespaces whose ErrorViews they may read.
     #[arg(long, env = "FAULTLINE_DASHBOARD_ANONYMOUS", default_value_t = false, action = clap::ArgAction::Set)]
     dashboard_anonymous: bool,
+    /// Serve HTTPS with this PEM certificate chain (and `--tls-key-file`); plain HTTP without.
+    #[arg(long, env = "FAULTLINE_TLS_CERT_FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<std::path::PathBuf>,
+    #[arg(long, env = "FAULTLINE_TLS_KEY_FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<std::path::PathBuf>,
+    /// A Secret in the operator's namespace whose `ca.crt` signs the serving certificate: mounted into the
+    /// agents, which verify the operator with it.
+    #[arg(long, env = "FAULTLINE_AGENT_CA_SECRET")]
+    agent_ca_secret: Option<String>,
     /// This replica's name in the lease (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -81,6 +91,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key).map_err(|e| format!("TLS: {e}"))?),
+        _ => None,
+    };
     let client = Client::try_default().await.map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
     let metrics = Arc::new(metrics::Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
@@ -105,7 +119,7 @@ async fn run(args: Args) -> Result<(), String> {
         access: dashboard::access::Access::new(client.clone(), args.namespace.clone(), args.dashboard_anonymous),
     };
     let http_server =
-        tokio::spawn(http::serve(args.http_addr, health, ingest, pcaps, dashboard, stopped(stop_rx.clone())));
+        tokio::spawn(http::serve(args.http_addr, health, ingest, pcaps, dashboard, tls, stopped(stop_rx.clone())));
 
     // Ready once the API server answers and the CRDs are installed.
     let taps: Api<TapConfig> = Api::all(client.clone());
@@ -132,13 +146,18 @@ async fn run(args: Args) -> Result<(), String> {
         let elector = leader::Elector::new(client.clone(), &args.namespace, &args.lease_name, identity.clone());
         tokio::spawn(elector.run(lead_tx));
     }
-    let operator_url = args
-        .operator_url
-        .clone()
-        .unwrap_or_else(|| format!("http://faultline-operator.{}.svc:{}", args.namespace, args.http_addr.port()));
+    let operator_url = args.operator_url.clone().unwrap_or_else(|| {
+        let scheme = if args.tls_cert_file.is_some() { "https" } else { "http" };
+        format!("{scheme}://faultline-operator.{}.svc:{}", args.namespace, args.http_addr.port())
+    });
     let ctx = Arc::new(Context {
         client: client.clone(),
-        build: BuildParams { namespace: args.namespace.clone(), agent_image: args.agent_image.clone(), operator_url },
+        build: BuildParams {
+            namespace: args.namespace.clone(),
+            agent_image: args.agent_image.clone(),
+            operator_url,
+            operator_ca_secret: args.agent_ca_secret.clone(),
+        },
         metrics: metrics.clone(),
     });
     let events = Arc::new(events::Events::new(client.clone(), identity.clone(), metrics.clone()));

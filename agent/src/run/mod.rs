@@ -42,6 +42,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
 async fn run_async(args: &RunArgs) -> Result<(), String> {
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
+    let outbox = Arc::new(Outbox::new(args.buffer_bytes));
+    // Before capturing: a bad CA file is a configuration error to report at once.
+    let reporter = report::Reporter::new(args, outbox.clone(), counters.clone())?;
     let (captures, note) = capture::open(args.capture_backend, &args.interfaces, args.bpf_filter.as_deref())
         .map_err(|e| format!("cannot capture: {e}"))?;
     if let Some(note) = &note {
@@ -52,7 +55,6 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
 
     let pods = pods::Resolver::start(args.resolve_pods).await;
     let watch_namespaces = args.watch_namespaces();
-    let outbox = Arc::new(Outbox::new(args.buffer_bytes));
     let (tx, rx) = std::sync::mpsc::sync_channel::<crate::frames::FrameBatch>(
         args.queue_size.div_ceil(crate::frames::BATCH_FRAMES).max(1),
     );
@@ -82,7 +84,6 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
             engine_loop::engine_loop(cfg, &rx, &outbox, &counters, &stop, &pods, &watch_namespaces, rotator)
         })
     };
-    let reporter = report::Reporter::new(args, outbox.clone(), counters.clone());
     let report_task = tokio::task::spawn_blocking({
         let stop = stop.clone();
         move || reporter.run(&stop)

@@ -28,13 +28,13 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(args: &RunArgs, outbox: Arc<Outbox>, counters: Arc<Counters>) -> Reporter {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        Reporter {
+    pub fn new(args: &RunArgs, outbox: Arc<Outbox>, counters: Arc<Counters>) -> Result<Reporter, String> {
+        let mut config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10)));
+        if let Some(path) = &args.operator_ca_file {
+            config = config.tls_config(operator_ca(path)?);
+        }
+        let agent = config.http_status_as_error(false).build().new_agent();
+        Ok(Reporter {
             url: args.operator_url.as_ref().map(|u| format!("{}{INGEST_PATH}", u.trim_end_matches('/'))),
             token_file: args.token_file.clone(),
             node: args.node_name.clone().unwrap_or_default(),
@@ -43,7 +43,7 @@ impl Reporter {
             outbox,
             counters,
             agent,
-        }
+        })
     }
 
     pub fn run(&self, stop: &AtomicBool) {
@@ -143,4 +143,22 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
     while Instant::now() < until && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// TLS that trusts exactly the certificates in `path` (PEM), to verify the operator.
+fn operator_ca(path: &std::path::Path) -> Result<ureq::tls::TlsConfig, String> {
+    use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+    let pem = std::fs::read(path).map_err(|e| format!("operator CA {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(format!("operator CA {}: {e}", path.display())),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("operator CA {}: no certificate in the file", path.display()));
+    }
+    Ok(TlsConfig::builder().root_certs(RootCerts::Specific(Arc::new(certs))).build())
 }

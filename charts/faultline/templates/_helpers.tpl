@@ -18,3 +18,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "faultline.agentImage" -}}
 {{ .Values.agent.image.repository }}:{{ .Values.agent.image.tag | default .Chart.AppVersion }}
 {{- end -}}
+
+{{- define "faultline.scheme" -}}
+{{ if .Values.tls.enabled }}https{{ else }}http{{ end }}
+{{- end -}}
+
+{{- define "faultline.tlsSecret" -}}
+{{ .Values.tls.existingSecret | default "faultline-operator-tls" }}
+{{- end -}}

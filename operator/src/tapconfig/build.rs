@@ -25,7 +25,13 @@ pub struct BuildParams {
     pub agent_image: String,
     /// Where agents send their entries.
     pub operator_url: String,
+    /// A Secret (in `namespace`) whose `ca.crt` signs the operator's serving certificate; mounted into the
+    /// agents so that they verify the operator. None: the operator serves plain HTTP.
+    pub operator_ca_secret: Option<String>,
 }
+
+/// Where agents find the operator's CA certificate.
+pub const OPERATOR_CA_DIR: &str = "/etc/faultline-operator-ca";
 
 /// The objects one TapConfig owns.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,15 +130,24 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
     if let Some(policy) = spec.agent.image_pull_policy {
         container["imagePullPolicy"] = json!(policy.as_str());
     }
+    let mut volumes =
+        vec![json!({"name": "config", "configMap": {"name": child}}), json!({"name": "scratch", "emptyDir": {}})];
+    if let Some(secret) = &p.operator_ca_secret {
+        // Only the CA certificate: the operator's key stays out of the agents' pods.
+        volumes.push(json!({"name": "operator-ca", "secret": {"secretName": secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}));
+        if let Some(mounts) = container["volumeMounts"].as_array_mut() {
+            mounts.push(json!({"name": "operator-ca", "mountPath": OPERATOR_CA_DIR, "readOnly": true}));
+        }
+        if let Some(env) = container["env"].as_array_mut() {
+            env.push(json!({"name": "FAULTLINE_OPERATOR_CA_FILE", "value": format!("{OPERATOR_CA_DIR}/ca.crt")}));
+        }
+    }
     let mut pod_spec = json!({
         "serviceAccountName": child,
         "hostNetwork": true,
         "dnsPolicy": "ClusterFirstWithHostNet",
         "containers": [container],
-        "volumes": [
-            {"name": "config", "configMap": {"name": child}},
-            {"name": "scratch", "emptyDir": {}},
-        ],
+        "volumes": volumes,
         "terminationGracePeriodSeconds": 30,
     });
     if let Some(sel) = &spec.node_selector {

@@ -7,6 +7,7 @@ fn params() -> BuildParams {
         namespace: "faultline-system".into(),
         agent_image: "faultline/agent:dev".into(),
         operator_url: "http://faultline-operator.faultline-system.svc:8080".into(),
+        operator_ca_secret: None,
     }
 }
 
@@ -151,4 +152,31 @@ fn invalid_specs_say_what_is_wrong() {
     let mut unnamed = fixture("spec-example.yaml");
     unnamed.metadata.uid = None;
     assert_eq!(build(&unnamed, &params()), Err(BuildError::Unnamed));
+}
+
+#[test]
+fn with_tls_the_agents_get_the_operators_ca_and_nothing_else_of_its_secret() {
+    let p = BuildParams {
+        operator_url: "https://faultline-operator.faultline-system.svc:8080".into(),
+        operator_ca_secret: Some("faultline-operator-tls".into()),
+        ..params()
+    };
+    let c = build(&fixture("spec-example.yaml"), &p).expect("builds");
+    let pod = c.daemon_set.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec");
+    let volume = pod.volumes.iter().flatten().find(|v| v.name == "operator-ca").expect("CA volume");
+    let secret = volume.secret.as_ref().expect("a Secret volume");
+    assert_eq!(secret.secret_name.as_deref(), Some("faultline-operator-tls"));
+    let items: Vec<(&str, &str)> = secret.items.iter().flatten().map(|i| (i.key.as_str(), i.path.as_str())).collect();
+    assert_eq!(items, [("ca.crt", "ca.crt")], "never the key");
+    let ctr = container(&c.daemon_set);
+    let env: Vec<(&str, Option<&str>)> =
+        ctr.env.iter().flatten().map(|e| (e.name.as_str(), e.value.as_deref())).collect();
+    assert!(env.contains(&("FAULTLINE_OPERATOR_CA_FILE", Some("/etc/faultline-operator-ca/ca.crt"))), "{env:?}");
+    assert!(env.contains(&("FAULTLINE_OPERATOR_URL", Some("https://faultline-operator.faultline-system.svc:8080"))));
+    let mount = ctr.volume_mounts.iter().flatten().find(|m| m.name == "operator-ca").expect("mount");
+    assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/etc/faultline-operator-ca", Some(true)));
+
+    let plain = build(&fixture("spec-example.yaml"), &params()).expect("builds");
+    let pod = plain.daemon_set.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec");
+    assert!(pod.volumes.iter().flatten().all(|v| v.name != "operator-ca"), "no CA without TLS");
 }
