@@ -1,34 +1,94 @@
-//! AF_PACKET on a socket of our own: bound to one interface, promiscuous, with a BPF filter attached in
-//! the kernel, read with `recvmmsg` — up to `SLOTS` frames per system call, since one call per frame
-//! cannot keep up with a busy link — and `PACKET_STATISTICS`, the kernel's drop counter. This is one of
-//! the few places that talk to the kernel directly; every `unsafe` block says why it is sound.
+//! AF_PACKET on a socket of our own, read through a TPACKET_V3 ring: the kernel writes frames into blocks
+//! of memory shared with us and hands over whole blocks, so reading costs no system call and no copy per
+//! frame (one `poll` when the ring is empty). The socket is bound to one interface, promiscuous, has a BPF
+//! filter attached in the kernel, and reports drops through `PACKET_STATISTICS`. This is one of the few
+//! places that talk to the kernel directly; every `unsafe` block says why it is sound.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
 use std::io;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use faultline_core::wire::LinkType;
 use faultline_core::Timestamp;
 
 use super::{Capture, CaptureError, Frame, KernelStats};
 
-/// Frames read per system call, and the bytes kept of each (larger frames, e.g. GRO super-packets on a
-/// veth, are cut to this; the engine treats them as snap-length cuts).
-const SLOTS: usize = 64;
-const SLOT_BYTES: usize = 65_536;
+/// The ring: `BLOCKS` blocks sharing the bytes given to `open` (at least 128 KiB each, a multiple of the
+/// page size). A block is handed over when full or `BLOCK_TIMEOUT_MS` after its first frame.
+const BLOCKS: usize = 8;
+const MIN_BLOCK: usize = 128 << 10;
+const FRAME_SIZE: usize = 2048;
+const BLOCK_TIMEOUT_MS: u32 = 50;
+
+// From <linux/if_packet.h>.
+const PACKET_RX_RING: i32 = 5;
+const PACKET_VERSION: i32 = 10;
+const TPACKET_V3: i32 = 2;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_KERNEL: u32 = 0;
+
+// Offsets in the kernel's structures (tpacket_block_desc with tpacket_hdr_v1; tpacket3_hdr).
+const BLOCK_STATUS: usize = 8;
+const BLOCK_NUM_PKTS: usize = 12;
+const BLOCK_FIRST_PKT: usize = 16;
+const PKT_NEXT: usize = 0;
+const PKT_SEC: usize = 4;
+const PKT_NSEC: usize = 8;
+const PKT_SNAPLEN: usize = 12;
+const PKT_MAC: usize = 24;
 
 pub struct AfPacket {
     name: String,
     fd: i32,
-    /// `SLOTS` receive buffers of `SLOT_BYTES`, back to back.
-    buf: Vec<u8>,
-    /// Frames in `buf` from the last call: (length kept, when read).
-    got: Vec<(usize, Timestamp)>,
-    /// The next of them to hand out.
-    next: usize,
+    ring: Ring,
+    block_size: usize,
+    /// The block being read, and where in it: the next frame's offset and how many frames are left.
+    block: usize,
+    next: Option<(usize, u32)>,
     /// `PACKET_STATISTICS` resets on every read: keep the running totals.
     totals: KernelStats,
+}
+
+/// The mmap'd ring, unmapped on drop.
+struct Ring {
+    base: *mut u8,
+    len: usize,
+    block_size: usize,
+}
+
+// SAFETY: the mapping is owned by one `AfPacket`, which is used by one thread at a time (`Capture: Send`,
+// not `Sync`); the kernel's side of the sharing is governed by the block status words.
+unsafe impl Send for Ring {}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are exactly what mmap returned, unmapped once, here.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+impl Ring {
+    /// The bytes `at..at + n` of the ring, if they lie inside it.
+    fn bytes(&self, at: usize, n: usize) -> Option<&[u8]> {
+        if at.checked_add(n)? > self.len {
+            return None;
+        }
+        // SAFETY: the range is inside the mapping, which lives as long as `self`; the block holding it
+        // belongs to us (status USER) until `release`, so the kernel does not write it meanwhile.
+        Some(unsafe { std::slice::from_raw_parts(self.base.add(at), n) })
+    }
+
+    fn u32_at(&self, at: usize) -> Option<u32> {
+        Some(u32::from_ne_bytes(self.bytes(at, 4)?.try_into().ok()?))
+    }
+
+    /// The status word of a block, shared with the kernel.
+    fn status(&self, block: usize) -> &AtomicU32 {
+        // SAFETY: `block < BLOCKS`, so the word is inside the mapping and 4-byte aligned (blocks are
+        // page-aligned); the kernel and we access it as a u32, and AtomicU32 has u32's layout.
+        unsafe { &*self.base.add(block % BLOCKS * self.block_size + BLOCK_STATUS).cast::<AtomicU32>() }
+    }
 }
 
 /// Every interface that is up, except loopback.
@@ -37,7 +97,8 @@ pub fn default_interfaces() -> Vec<String> {
 }
 
 impl AfPacket {
-    pub fn open(name: &str, filter: Option<&str>) -> Result<AfPacket, CaptureError> {
+    pub fn open(name: &str, filter: Option<&str>, ring_bytes: usize) -> Result<AfPacket, CaptureError> {
+        let block_size = (ring_bytes / BLOCKS).max(MIN_BLOCK) / 4096 * 4096;
         let open_err = |source| CaptureError::Open { backend: "afpacket", interface: name.to_owned(), source };
         let c_name = CString::new(name).map_err(|_| CaptureError::NoInterface(name.to_owned()))?;
         // SAFETY: `c_name` is a valid NUL-terminated string for the duration of the call.
@@ -51,22 +112,31 @@ impl AfPacket {
         if fd < 0 {
             return Err(open_err(io::Error::last_os_error()));
         }
-        // From here on `cap` owns the descriptor and closes it on every early return.
-        let cap = AfPacket {
-            name: name.to_owned(),
-            fd,
-            buf: vec![0; SLOTS * SLOT_BYTES],
-            got: Vec::with_capacity(SLOTS),
-            next: 0,
-            totals: KernelStats::default(),
-        };
-        set_receive_buffer(fd);
-        // Wait at most 100 ms for a frame, so the capture thread notices when it is asked to stop.
-        let timeout = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout).map_err(open_err)?;
+        let socket = Fd(fd);
         if let Some(f) = filter {
             attach_filter(fd, f)?;
         }
+        setsockopt(fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V3).map_err(open_err)?;
+        let req = libc::tpacket_req3 {
+            tp_block_size: block_size as u32,
+            tp_block_nr: BLOCKS as u32,
+            tp_frame_size: FRAME_SIZE as u32,
+            tp_frame_nr: (block_size / FRAME_SIZE * BLOCKS) as u32,
+            tp_retire_blk_tov: BLOCK_TIMEOUT_MS,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        setsockopt(fd, libc::SOL_PACKET, PACKET_RX_RING, &req).map_err(open_err)?;
+        let len = block_size * BLOCKS;
+        // SAFETY: mapping the ring the kernel just allocated for this socket, at a place of its choosing;
+        // the result is checked before use.
+        let base = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+        };
+        if base == libc::MAP_FAILED {
+            return Err(open_err(io::Error::last_os_error()));
+        }
+        let ring = Ring { base: base.cast(), len, block_size };
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid value to fill in.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
@@ -88,85 +158,108 @@ impl AfPacket {
         mreq.mr_ifindex = addr.sll_ifindex;
         mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
         setsockopt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq).map_err(open_err)?;
-        Ok(cap)
+        Ok(AfPacket {
+            name: name.to_owned(),
+            fd: socket.take(),
+            ring,
+            block_size,
+            block: 0,
+            next: None,
+            totals: KernelStats::default(),
+        })
     }
 
-    /// One `recvmmsg` call: waits up to the socket's timeout for a first frame, then takes whatever else
-    /// is already queued, up to `SLOTS`.
-    fn receive(&mut self) -> io::Result<usize> {
-        let mut iov: Vec<libc::iovec> = self
-            .buf
-            .chunks_exact_mut(SLOT_BYTES)
-            .map(|slot| libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: slot.len() })
-            .collect();
-        let mut msgs: Vec<libc::mmsghdr> = iov
-            .iter_mut()
-            .map(|v| {
-                // SAFETY: msghdr is plain data; all-zero (no name, no control data) is valid.
-                let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-                hdr.msg_iov = v;
-                hdr.msg_iovlen = 1;
-                libc::mmsghdr { msg_hdr: hdr, msg_len: 0 }
-            })
-            .collect();
-        // SAFETY: `msgs` holds `msgs.len()` headers, each pointing at one iovec of `iov`, which points
-        // into `self.buf`; all of them outlive the call, and the kernel writes at most `iov_len` bytes.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.fd,
-                msgs.as_mut_ptr(),
-                msgs.len() as libc::c_uint,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
+    /// Gives the current block back to the kernel and moves to the next.
+    fn release(&mut self) {
+        self.ring.status(self.block).store(TP_STATUS_KERNEL, Ordering::Release);
+        self.block = (self.block + 1) % BLOCKS;
+        self.next = None;
+    }
+
+    /// Waits up to 100 ms for the kernel to hand over a block.
+    fn wait(&self) -> io::Result<()> {
+        let mut pfd = libc::pollfd { fd: self.fd, events: libc::POLLIN | libc::POLLERR, revents: 0 };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
         }
-        let ts = Timestamp::from(SystemTime::now());
-        let n = usize::try_from(n).unwrap_or(0);
-        self.got.clear();
-        self.got.extend(msgs.iter().take(n).map(|m| ((m.msg_len as usize).min(SLOT_BYTES), ts)));
-        self.next = 0;
-        Ok(n)
+        Ok(())
     }
 }
 
 impl Drop for AfPacket {
     fn drop(&mut self) {
-        // SAFETY: `fd` was opened by us and is closed exactly once, here.
+        // SAFETY: `fd` was opened by us and is closed exactly once, here (the ring is unmapped after).
         unsafe { libc::close(self.fd) };
     }
 }
 
 impl Capture for AfPacket {
     fn next(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
-        if self.next >= self.got.len() {
-            match self.receive() {
-                Ok(_) => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
-                Err(e) => return Err(CaptureError::Read { interface: self.name.clone(), source: e }),
+        loop {
+            match self.next {
+                Some((_, 0)) => self.release(),
+                Some((at, left)) => {
+                    let block_start = self.block * self.block_size;
+                    let hdr = block_start + at;
+                    let fields = (
+                        self.ring.u32_at(hdr + PKT_NEXT),
+                        self.ring.u32_at(hdr + PKT_SEC),
+                        self.ring.u32_at(hdr + PKT_NSEC),
+                        self.ring.u32_at(hdr + PKT_SNAPLEN),
+                        self.ring.bytes(hdr + PKT_MAC, 2).map(|b| u16::from_ne_bytes([b[0], b[1]])),
+                    );
+                    let (Some(next), Some(sec), Some(nsec), Some(snaplen), Some(mac)) = fields else {
+                        // Offsets outside the block: not what the kernel writes; drop the block.
+                        self.release();
+                        continue;
+                    };
+                    self.next = Some((at + next as usize, left - 1));
+                    if next == 0 {
+                        self.next = Some((at, 0));
+                    }
+                    let data_at = hdr + usize::from(mac);
+                    if data_at + snaplen as usize > block_start + self.block_size {
+                        continue;
+                    }
+                    let ts = Timestamp(u64::from(sec) * 1_000_000_000 + u64::from(nsec));
+                    let data = self.ring.bytes(data_at, snaplen as usize).unwrap_or_default();
+                    return Ok(Some(Frame { link_type: LinkType::Ethernet, ts, data }));
+                }
+                None => {
+                    if self.ring.status(self.block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+                        self.wait().map_err(|e| CaptureError::Read { interface: self.name.clone(), source: e })?;
+                        if self.ring.status(self.block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+                            return Ok(None);
+                        }
+                    }
+                    let start = self.block * self.block_size;
+                    let (Some(n), Some(first)) =
+                        (self.ring.u32_at(start + BLOCK_NUM_PKTS), self.ring.u32_at(start + BLOCK_FIRST_PKT))
+                    else {
+                        self.release();
+                        continue;
+                    };
+                    self.next = Some((first as usize, n));
+                }
             }
         }
-        let i = self.next;
-        let Some(&(len, ts)) = self.got.get(i) else { return Ok(None) };
-        self.next += 1;
-        let start = i * SLOT_BYTES;
-        let data = self.buf.get(start..start + len).unwrap_or_default();
-        Ok(Some(Frame { link_type: LinkType::Ethernet, ts, data }))
     }
 
     fn kernel_stats(&mut self) -> KernelStats {
-        let mut st = libc::tpacket_stats { tp_packets: 0, tp_drops: 0 };
-        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        let mut st = libc::tpacket_stats_v3 { tp_packets: 0, tp_drops: 0, tp_freeze_q_cnt: 0 };
+        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
         // SAFETY: `fd` is open while `self` lives; `st` and `len` are valid for writes of the sizes given.
         let rc = unsafe {
             libc::getsockopt(
                 self.fd,
                 libc::SOL_PACKET,
                 libc::PACKET_STATISTICS,
-                (&mut st as *mut libc::tpacket_stats).cast(),
+                (&mut st as *mut libc::tpacket_stats_v3).cast(),
                 &mut len,
             )
         };
@@ -183,6 +276,24 @@ impl Capture for AfPacket {
     }
 }
 
+/// A descriptor closed on drop unless taken: so every early return in `open` closes the socket.
+struct Fd(i32);
+
+impl Fd {
+    fn take(self) -> i32 {
+        let fd = self.0;
+        std::mem::forget(self);
+        fd
+    }
+}
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours and not yet handed to anything else.
+        unsafe { libc::close(self.0) };
+    }
+}
+
 /// setsockopt(2) with a value of any plain type.
 fn setsockopt<T>(fd: i32, level: i32, name: i32, value: &T) -> io::Result<()> {
     // SAFETY: `value` is a valid reference to a `T` for the duration of the call and the length passed
@@ -195,19 +306,6 @@ fn setsockopt<T>(fd: i32, level: i32, name: i32, value: &T) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-/// Asks for `SOCKET_BUFFER` of kernel buffering: past the `rmem_max` limit with CAP_NET_ADMIN
-/// (SO_RCVBUFFORCE), else as much as the limit allows. The default (~200 KiB) holds a few hundred packets,
-/// which a burst fills before the capture thread is scheduled.
-fn set_receive_buffer(fd: i32) {
-    let size = libc::c_int::try_from(super::SOCKET_BUFFER).unwrap_or(libc::c_int::MAX);
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        if setsockopt(fd, libc::SOL_SOCKET, opt, &size).is_ok() {
-            return;
-        }
-    }
-    tracing::warn!("cannot enlarge the capture socket's buffer; bursts may be dropped");
 }
 
 /// Compiles `filter` with libpcap (for Ethernet) and attaches it to the socket in the kernel.

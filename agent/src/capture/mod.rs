@@ -9,8 +9,20 @@ use faultline_core::wire::LinkType;
 use faultline_core::Timestamp;
 
 /// Kernel buffering per capture socket: room for a burst of ~10k small packets while the capture thread
-/// is busy. Charged only while packets wait in it.
+/// is busy. libpcap maps it as its ring; the afpacket ring is sized by `ring_bytes`.
 pub const SOCKET_BUFFER: usize = 8 << 20;
+
+/// The afpacket rings of all interfaces together: kernel memory, held for as long as the agent runs, so
+/// a node with a hundred pod interfaces must not get a hundred full-size rings.
+const RING_BUDGET: usize = 64 << 20;
+
+/// One interface's ring at most (larger did not help at top speed on the 2-core bench machine).
+const MAX_RING: usize = 8 << 20;
+
+/// Each interface's share of `RING_BUDGET`, between 1 and 8 MiB.
+pub fn ring_bytes(interfaces: usize) -> usize {
+    (RING_BUDGET / interfaces.max(1)).clamp(1 << 20, MAX_RING)
+}
 
 /// Kernel counters of one capture, cumulative since it opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -74,11 +86,22 @@ pub fn open(backend: Backend, interfaces: &[String], filter: Option<&str>) -> Re
     };
     let names: Vec<String> = if interfaces.is_empty() { afpacket::default_interfaces() } else { interfaces.to_vec() };
     let mut out: Vec<Box<dyn Capture>> = Vec::new();
+    let ring = ring_bytes(names.len());
     for name in &names {
         match backend {
-            Backend::Afpacket | Backend::Pfring => out.push(Box::new(afpacket::AfPacket::open(name, filter)?)),
+            Backend::Afpacket | Backend::Pfring => out.push(Box::new(afpacket::AfPacket::open(name, filter, ring)?)),
             Backend::Libpcap => out.push(Box::new(libpcap::Libpcap::open(name, filter)?)),
         }
     }
     Ok((out, note))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rings_share_a_budget() {
+        assert_eq!(super::ring_bytes(1), 8 << 20);
+        assert_eq!(super::ring_bytes(16), 4 << 20);
+        assert_eq!(super::ring_bytes(200), 1 << 20, "never below 1 MiB");
+    }
 }
