@@ -209,5 +209,17 @@ def test_the_page_in_a_real_browser(system, traffic):
             rows.first.click()
             expect(page.locator("#detail")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "dashboard-detail.png"), full_page=True)
+
+            # A laptop and a wall screen: the text grows with the screen, and the page never needs
+            # sideways scrolling (only the table's own box may scroll).
+            sizes = {}
+            for name, (w, h) in {"laptop": (1280, 800), "wall": (3840, 2160)}.items():
+                page.set_viewport_size({"width": w, "height": h})
+                page.goto(url)
+                expect(rows.first).to_be_visible()
+                sizes[name] = page.evaluate("parseFloat(getComputedStyle(document.documentElement).fontSize)")
+                assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
+                page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"))
+            assert sizes["wall"] >= 1.8 * sizes["laptop"], sizes
         finally:
             browser.close()
