@@ -246,21 +246,8 @@ impl Engine {
         if !report {
             return;
         }
-        out.push(Entry {
-            id: String::new(),
-            timestamp: p.ts,
-            node: None,
-            protocol: Protocol::Icmp,
-            src: Endpoint::new(p.src, None),
-            dst: Endpoint::new(p.dst, None),
-            error: None,
-            tcp: None,
-            icmp: Some(c.info),
-            request: None,
-            response: None,
-            elapsed_time: 0.0,
-            pcap: None,
-        });
+        let (src, dst) = (Endpoint::new(p.src, None), Endpoint::new(p.dst, None));
+        out.push(Entry { icmp: Some(c.info), ..Entry::new(Protocol::Icmp, p.ts, src, dst) });
     }
 }
 

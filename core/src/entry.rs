@@ -37,6 +37,28 @@ pub struct Entry {
     pub pcap: Option<String>,
 }
 
+impl Entry {
+    /// An entry about the flow from `src` to `dst` at `timestamp` with nothing found on it yet: no id,
+    /// node, error, TCP/ICMP/HTTP details, elapsed time or recording. The engine fills in what it saw.
+    pub fn new(protocol: Protocol, timestamp: Timestamp, src: Endpoint, dst: Endpoint) -> Entry {
+        Entry {
+            id: String::new(),
+            timestamp,
+            node: None,
+            protocol,
+            src,
+            dst,
+            error: None,
+            tcp: None,
+            icmp: None,
+            request: None,
+            response: None,
+            elapsed_time: 0.0,
+            pcap: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {

@@ -138,21 +138,9 @@ mod tests {
     use faultline_core::entry::{Endpoint, Protocol};
 
     fn batch(run: &str, seq: u64, n: usize) -> Batch {
-        let e = Entry {
-            id: "x".into(),
-            timestamp: Timestamp(0),
-            node: None,
-            protocol: Protocol::Tcp,
-            src: Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1)),
-            dst: Endpoint::new("10.0.0.2".parse().expect("ip"), Some(2)),
-            error: None,
-            tcp: None,
-            icmp: None,
-            request: None,
-            response: None,
-            elapsed_time: 0.0,
-            pcap: None,
-        };
+        let src = Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1));
+        let dst = Endpoint::new("10.0.0.2".parse().expect("ip"), Some(2));
+        let e = Entry { id: "x".into(), ..Entry::new(Protocol::Tcp, Timestamp(0), src, dst) };
         Batch {
             node: "n1".into(),
             agent_run: run.into(),

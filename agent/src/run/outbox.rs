@@ -97,21 +97,9 @@ mod tests {
     }
 
     fn entry_only(i: u64) -> Entry {
-        Entry {
-            id: format!("{i:03}"),
-            timestamp: Timestamp(i),
-            node: None,
-            protocol: Protocol::Tcp,
-            src: Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1)),
-            dst: Endpoint::new("10.0.0.2".parse().expect("ip"), Some(2)),
-            error: None,
-            tcp: None,
-            icmp: None,
-            request: None,
-            response: None,
-            elapsed_time: 0.0,
-            pcap: None,
-        }
+        let src = Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1));
+        let dst = Endpoint::new("10.0.0.2".parse().expect("ip"), Some(2));
+        Entry { id: format!("{i:03}"), ..Entry::new(Protocol::Tcp, Timestamp(i), src, dst) }
     }
 
     #[test]

@@ -315,21 +315,9 @@ impl Conn {
     }
 
     fn entry(&self, protocol: Protocol, ts: Timestamp, decided: Timestamp) -> Entry {
-        Entry {
-            id: String::new(),
-            timestamp: ts,
-            node: None,
-            protocol,
-            src: Endpoint::new(self.client.0, Some(self.client.1)),
-            dst: Endpoint::new(self.server.0, Some(self.server.1)),
-            error: None,
-            tcp: None,
-            icmp: None,
-            request: None,
-            response: None,
-            elapsed_time: decided.millis_since(ts),
-            pcap: None,
-        }
+        let src = Endpoint::new(self.client.0, Some(self.client.1));
+        let dst = Endpoint::new(self.server.0, Some(self.server.1));
+        Entry { elapsed_time: decided.millis_since(ts), ..Entry::new(protocol, ts, src, dst) }
     }
 
     // ---- payload: reassembly, protocol identification, dissection -------------------------------------

@@ -22,26 +22,19 @@ fn entry(id: &str, t: u64, status: u16, ns: &str) -> Entry {
         name: Some(format!("pod-{port}")),
         ..Endpoint::new(ip.parse().expect("ip"), Some(port))
     };
+    let response = HttpResponse {
+        status,
+        status_text: String::new(),
+        version: "HTTP/1.1".into(),
+        headers: Default::default(),
+        body_size: 0,
+    };
     Entry {
         id: id.into(),
-        timestamp: Timestamp(t),
         node: Some("n1".into()),
-        protocol: Protocol::Http,
-        src: ep("10.0.0.1", 40000),
-        dst: ep("10.0.0.2", 8080),
-        error: None,
-        tcp: None,
-        icmp: None,
-        request: None,
-        response: Some(HttpResponse {
-            status,
-            status_text: String::new(),
-            version: "HTTP/1.1".into(),
-            headers: Default::default(),
-            body_size: 0,
-        }),
+        response: Some(response),
         elapsed_time: 1.0,
-        pcap: None,
+        ..Entry::new(Protocol::Http, Timestamp(t), ep("10.0.0.1", 40000), ep("10.0.0.2", 8080))
     }
 }
 
