@@ -3,18 +3,17 @@
 //! the operator's namespace. Reviews are cached for a minute so the API server sees one per agent per
 //! minute, not one per batch.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use faultline_core::ingest::Batch;
 use kube::Client;
-use sha2::{Digest, Sha256};
 
+use crate::review_cache::{token_digest, ReviewCache};
 use crate::store::{Accepted, Store};
 
 const CACHE_TTL: Duration = Duration::from_secs(60);
@@ -27,11 +26,9 @@ pub struct Ingest {
     /// Only the leader counts entries; a standby refuses them so agents retry (and reach the leader).
     pub leading: Arc<AtomicBool>,
     metrics: Arc<crate::metrics::Metrics>,
-    cache: Arc<Mutex<ReviewCache>>,
+    /// Token digest → the TapConfig its agent belongs to, or none.
+    cache: ReviewCache<[u8; 32], Option<String>>,
 }
-
-/// Token digest → (the TapConfig its agent belongs to, or none; when reviewed).
-type ReviewCache = HashMap<[u8; 32], (Option<String>, Instant)>;
 
 impl Ingest {
     pub fn new(
@@ -41,24 +38,19 @@ impl Ingest {
         leading: Arc<AtomicBool>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Ingest {
-        Ingest { client, namespace, store, leading, metrics, cache: Arc::default() }
+        Ingest { client, namespace, store, leading, metrics, cache: ReviewCache::new(CACHE_TTL) }
     }
 
     /// The TapConfig whose agent holds this token, or `None` when the token is not an agent's.
     async fn authenticate(&self, token: &str) -> Result<Option<String>, kube::Error> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some((who, at)) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(who);
-            }
+        let key = token_digest(token);
+        if let Some(who) = self.cache.get(&key) {
+            return Ok(who);
         }
         let user = crate::auth::review(&self.client, token).await?.and_then(|u| u.username).unwrap_or_default();
         let prefix = format!("system:serviceaccount:{}:faultline-agent-", self.namespace);
         let who = user.strip_prefix(&prefix).filter(|tap| !tap.is_empty()).map(str::to_owned);
-        if let Ok(mut c) = self.cache.lock() {
-            c.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
-            c.insert(key, (who.clone(), Instant::now()));
-        }
+        self.cache.put(key, who.clone());
         Ok(who)
     }
 }

@@ -13,6 +13,7 @@ mod ingest;
 mod leader;
 mod metrics;
 mod pcaps;
+mod review_cache;
 mod store;
 mod tapconfig;
 mod tls;

@@ -3,24 +3,21 @@
 //! pod (SubjectAccessReview) — the same rule as ErrorViews themselves (SPEC §5). Whoever may read
 //! ErrorViews in the operator's namespace sees everything. Without a token the caller sees nothing, unless
 //! the operator was started with `--dashboard-anonymous`. Answers are cached briefly so that a page
-//! refreshing every second costs the API server a review per minute, not per request.
+//! refreshing every second costs the API server a review per 30 s, not per request.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use faultline_core::Entry;
 use k8s_openapi::api::authentication::v1::UserInfo;
 use kube::Client;
-use sha2::{Digest, Sha256};
 
 use crate::auth;
+use crate::review_cache::{token_digest, ReviewCache};
 
 const TTL: Duration = Duration::from_secs(30);
-/// Cached answers kept at most; past that the cache starts afresh.
-const MAX_CACHED: usize = 10_000;
 
 /// A caller whose identity is known (or who needs none).
 #[derive(Clone)]
@@ -66,9 +63,6 @@ impl Scope {
     }
 }
 
-/// Answers by key, each with when it was given.
-type Cache<K, V> = Arc<Mutex<HashMap<K, (V, Instant)>>>;
-
 #[derive(Clone)]
 pub struct Access {
     client: Client,
@@ -76,32 +70,26 @@ pub struct Access {
     namespace: String,
     anonymous: bool,
     /// Token digest → who it is (none: not a valid token).
-    users: Cache<[u8; 32], Option<UserInfo>>,
+    users: ReviewCache<[u8; 32], Option<UserInfo>>,
     /// (token digest, namespace) → may read ErrorViews there.
-    decisions: Cache<([u8; 32], String), bool>,
+    decisions: ReviewCache<([u8; 32], String), bool>,
 }
 
 impl Access {
     pub fn new(client: Client, namespace: String, anonymous: bool) -> Access {
-        Access { client, namespace, anonymous, users: Arc::default(), decisions: Arc::default() }
+        Access { client, namespace, anonymous, users: ReviewCache::new(TTL), decisions: ReviewCache::new(TTL) }
     }
 
     pub async fn viewer(&self, headers: &HeaderMap) -> Result<Viewer, Refusal> {
         let Some(token) = auth::bearer(headers) else {
             return if self.anonymous { Ok(Viewer::Anyone) } else { Err(Refusal::NoToken) };
         };
-        let token_key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let cached = self.users.lock().ok().and_then(|c| c.get(&token_key).cloned());
-        let user = match cached {
-            Some((user, at)) if at.elapsed() < TTL => user,
-            _ => {
+        let token_key = token_digest(token);
+        let user = match self.users.get(&token_key) {
+            Some(user) => user,
+            None => {
                 let user = auth::review(&self.client, token).await.map_err(|e| Refusal::Unavailable(e.to_string()))?;
-                if let Ok(mut c) = self.users.lock() {
-                    if c.len() >= MAX_CACHED {
-                        c.clear();
-                    }
-                    c.insert(token_key, (user.clone(), Instant::now()));
-                }
+                self.users.put(token_key, user.clone());
                 user
             }
         };
@@ -112,20 +100,13 @@ impl Access {
     pub async fn may_read(&self, viewer: &Viewer, namespace: &str) -> Result<bool, Refusal> {
         let Viewer::User { token_key, user } = viewer else { return Ok(true) };
         let key = (*token_key, namespace.to_owned());
-        if let Some((ok, at)) = self.decisions.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            if at.elapsed() < TTL {
-                return Ok(ok);
-            }
+        if let Some(ok) = self.decisions.get(&key) {
+            return Ok(ok);
         }
         let ok = auth::may_read_errorviews(&self.client, user, namespace)
             .await
             .map_err(|e| Refusal::Unavailable(e.to_string()))?;
-        if let Ok(mut c) = self.decisions.lock() {
-            if c.len() >= MAX_CACHED {
-                c.clear();
-            }
-            c.insert(key, (ok, Instant::now()));
-        }
+        self.decisions.put(key, ok);
         Ok(ok)
     }
 
@@ -178,21 +159,7 @@ mod tests {
             namespace: ns.map(str::to_owned),
             ..Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1))
         };
-        Entry {
-            id: "x".into(),
-            timestamp: Timestamp(0),
-            node: None,
-            protocol: Protocol::Tcp,
-            src: ep(src_ns),
-            dst: ep(dst_ns),
-            error: None,
-            tcp: None,
-            icmp: None,
-            request: None,
-            response: None,
-            elapsed_time: 0.0,
-            pcap: None,
-        }
+        Entry::new(Protocol::Tcp, Timestamp(0), ep(src_ns), ep(dst_ns))
     }
 
     #[test]
