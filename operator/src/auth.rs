@@ -1,5 +1,5 @@
 //! Who is calling: TokenReview for bearer tokens, SubjectAccessReview for what they may see. Used by the
-//! agents' ingest endpoint and by the pcap endpoint.
+//! agents' ingest endpoint and, through `dashboard::access`, by the dashboard and the pcap endpoint.
 
 use axum::http::HeaderMap;
 use k8s_openapi::api::authentication::v1::{TokenReview, UserInfo};

@@ -113,7 +113,10 @@ async fn run(args: Args) -> Result<(), String> {
     let leading = Arc::new(AtomicBool::new(false));
     let ingest =
         ingest::Ingest::new(client.clone(), args.namespace.clone(), store.clone(), leading.clone(), metrics.clone());
-    let pcaps = pcaps::Pcaps { client: client.clone(), namespace: args.namespace.clone(), store: store.clone() };
+    let pcaps = pcaps::Pcaps {
+        access: dashboard::access::Access::new(client.clone(), args.namespace.clone(), false),
+        store: store.clone(),
+    };
     let dashboard = dashboard::Dashboard {
         client: client.clone(),
         store: store.clone(),
