@@ -218,10 +218,8 @@ impl Capture for AfPacket {
                         self.release();
                         continue;
                     };
-                    self.next = Some((at + next as usize, left - 1));
-                    if next == 0 {
-                        self.next = Some((at, 0));
-                    }
+                    // The last frame of a block has no next offset: the block is done after it.
+                    self.next = Some(if next == 0 { (at, 0) } else { (at + next as usize, left - 1) });
                     let data_at = hdr + usize::from(mac);
                     if data_at + snaplen as usize > block_start + self.block_size {
                         continue;
