@@ -59,6 +59,34 @@ impl Entry {
     }
 }
 
+/// What an entry is about, in the order every summary asks: a TCP state, else an ICMP message, else an
+/// error, else an HTTP-style response, else only its protocol. Each place that names entries (the CLI's
+/// table, ErrorView counts, Event reasons) words these its own way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind<'a> {
+    Tcp(TcpState),
+    Icmp(&'a str),
+    Error(ErrorType),
+    Response(u16),
+    Other,
+}
+
+impl Entry {
+    pub fn kind(&self) -> Kind<'_> {
+        if let Some(t) = &self.tcp {
+            return Kind::Tcp(t.state);
+        }
+        if let Some(i) = &self.icmp {
+            return Kind::Icmp(&i.type_name);
+        }
+        match (&self.error, &self.response) {
+            (Some(err), _) => Kind::Error(err.kind),
+            (None, Some(r)) => Kind::Response(r.status),
+            (None, None) => Kind::Other,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {

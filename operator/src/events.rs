@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use faultline_core::entry::{Entry, ErrorType};
+use faultline_core::entry::{Entry, ErrorType, Kind};
 use faultline_crds::ErrorView;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -54,22 +54,16 @@ pub struct Events {
 
 /// The PascalCase reason for an entry (SPEC §5).
 pub fn reason(e: &Entry) -> String {
-    if let Some(t) = &e.tcp {
-        return format!("TCP{}", t.state.as_str());
-    }
-    if let Some(i) = &e.icmp {
-        return format!("ICMP{}", i.type_name);
-    }
-    match (&e.error, &e.response) {
-        (Some(err), _) => match err.kind {
-            ErrorType::PairNotFound => "HalfConnection".into(),
-            ErrorType::Dissection => "DissectionError".into(),
-            ErrorType::Timeout => "StreamTimeout".into(),
-            ErrorType::Connection => "ConnectionError".into(),
-        },
-        (None, Some(r)) if r.status >= 500 => "HTTPServerError".into(),
-        (None, Some(r)) if r.status >= 400 => "HTTPClientError".into(),
-        _ => "HTTPResponse".into(),
+    match e.kind() {
+        Kind::Tcp(state) => format!("TCP{}", state.as_str()),
+        Kind::Icmp(type_name) => format!("ICMP{type_name}"),
+        Kind::Error(ErrorType::PairNotFound) => "HalfConnection".into(),
+        Kind::Error(ErrorType::Dissection) => "DissectionError".into(),
+        Kind::Error(ErrorType::Timeout) => "StreamTimeout".into(),
+        Kind::Error(ErrorType::Connection) => "ConnectionError".into(),
+        Kind::Response(status) if status >= 500 => "HTTPServerError".into(),
+        Kind::Response(status) if status >= 400 => "HTTPClientError".into(),
+        Kind::Response(_) | Kind::Other => "HTTPResponse".into(),
     }
 }
 

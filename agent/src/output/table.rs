@@ -1,6 +1,6 @@
 //! One line per entry, in words a person on call can act on.
 
-use faultline_core::entry::{ErrorType, Protocol, Side, SynReason, TcpState};
+use faultline_core::entry::{ErrorType, Kind, Protocol, Side, SynReason, TcpState};
 use faultline_core::Entry;
 
 const WIDTHS: [usize; 5] = [27, 5, 24, 24, 38];
@@ -27,16 +27,13 @@ fn line(cols: [&str; 5], last: &str) -> String {
 
 /// A short name for the kind of entry, used by the table and the summary.
 pub fn kind(e: &Entry) -> String {
-    if let Some(t) = &e.tcp {
-        return format!("tcp {}", t.state.as_str());
-    }
-    if let Some(i) = &e.icmp {
-        return format!("icmp {}", i.type_name);
-    }
-    match (&e.error, &e.response) {
-        (Some(err), _) => format!("{} {}", e.protocol.as_str(), err.kind.as_str()),
-        (None, Some(r)) => format!("{} {}xx", e.protocol.as_str(), r.status / 100),
-        (None, None) => e.protocol.as_str().to_owned(),
+    let proto = e.protocol.as_str();
+    match e.kind() {
+        Kind::Tcp(state) => format!("tcp {}", state.as_str()),
+        Kind::Icmp(type_name) => format!("icmp {type_name}"),
+        Kind::Error(err) => format!("{proto} {}", err.as_str()),
+        Kind::Response(status) => format!("{proto} {}xx", status / 100),
+        Kind::Other => proto.to_owned(),
     }
 }
 

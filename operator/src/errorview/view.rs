@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use faultline_core::entry::{Entry, ErrorType};
+use faultline_core::entry::{Entry, ErrorType, Kind};
 use faultline_core::Timestamp;
 use faultline_crds::{ErrorView, ErrorViewStatus, MinuteBucket, PairCount, Sample};
 use faultline_kfl::{ParseError, Query};
@@ -116,21 +116,15 @@ pub fn visible(e: &Entry, namespace: &str, cluster_wide: bool) -> bool {
 
 /// The kind an entry is counted under: TCP state, ICMP type, dissection, half connection, HTTP class.
 pub fn kind_of(e: &Entry) -> String {
-    if let Some(t) = &e.tcp {
-        return format!("tcp/{}", t.state.as_str());
-    }
-    if let Some(i) = &e.icmp {
-        return format!("icmp/{}", i.type_name);
-    }
-    match (&e.error, &e.response) {
-        (Some(err), _) => match err.kind {
-            ErrorType::PairNotFound => "half-connection".into(),
-            ErrorType::Dissection => "dissection".into(),
-            ErrorType::Timeout => "stream-timeout".into(),
-            ErrorType::Connection => "connection".into(),
-        },
-        (None, Some(r)) => format!("{}/{}xx", e.protocol.as_str(), r.status / 100),
-        _ => e.protocol.as_str().to_owned(),
+    match e.kind() {
+        Kind::Tcp(state) => format!("tcp/{}", state.as_str()),
+        Kind::Icmp(type_name) => format!("icmp/{type_name}"),
+        Kind::Error(ErrorType::PairNotFound) => "half-connection".into(),
+        Kind::Error(ErrorType::Dissection) => "dissection".into(),
+        Kind::Error(ErrorType::Timeout) => "stream-timeout".into(),
+        Kind::Error(ErrorType::Connection) => "connection".into(),
+        Kind::Response(status) => format!("{}/{}xx", e.protocol.as_str(), status / 100),
+        Kind::Other => e.protocol.as_str().to_owned(),
     }
 }
 
