@@ -1,18 +1,15 @@
 //! The cost of KFL per entry: a query is compiled once and evaluated on every entry at the agent's full
 //! rate, so this is the number that matters. Run with `cargo bench -p faultline-core --bench kfl_eval`.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use faultline_core::entry::{Endpoint, Entry, EntryError, ErrorType, Protocol, Request, Response};
+use faultline_core::entry::{Endpoint, Entry, EntryError, ErrorType, Headers, Protocol, Request, Response};
 use faultline_core::Timestamp;
 use faultline_kfl::Query;
 
 fn http_entry(status: u16, error: bool) -> Entry {
-    let mut headers = BTreeMap::new();
-    headers.insert("host".to_owned(), "shop".to_owned());
-    headers.insert("x-request-id".to_owned(), "abc-123".to_owned());
+    let headers: Headers = [("host", "shop"), ("x-request-id", "abc-123")].into_iter().collect();
     Entry {
         id: "1".into(),
         timestamp: Timestamp(1_795_821_177_000_000_000),

@@ -1,12 +1,12 @@
 //! The entry: the one record every part of Faultline speaks (SPEC §2). Serialises to exactly the JSON
 //! form of the spec; fields that do not apply are left out.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::headers::Headers;
 use crate::time::Timestamp;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -285,7 +285,7 @@ pub struct Request {
     pub path: String,
     pub version: String,
     /// Header names in lower case (HTTP names are case-insensitive); repeated headers joined with ", ".
-    pub headers: BTreeMap<String, String>,
+    pub headers: Headers,
     pub body_size: u64,
 }
 
@@ -295,7 +295,7 @@ pub struct Response {
     pub status: u16,
     pub status_text: String,
     pub version: String,
-    pub headers: BTreeMap<String, String>,
+    pub headers: Headers,
     pub body_size: u64,
 }
 

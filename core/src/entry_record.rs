@@ -1,12 +1,11 @@
 //! Entries as KFL records: every selector reaches the field of the same name in the JSON form (SPEC §2),
 //! without serialising the entry or allocating.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use faultline_kfl::{seg_name, Inline, Record, Seg, Value};
 
-use crate::entry::{Endpoint, Entry, FlowEndpoint};
+use crate::entry::{Endpoint, Entry, FlowEndpoint, Headers};
 
 impl Record for Entry {
     fn get(&self, path: &[Seg]) -> Option<Value<'_>> {
@@ -126,12 +125,9 @@ fn flow_endpoint<'a>(e: &'a FlowEndpoint, rest: &[Seg]) -> Option<Value<'a>> {
 }
 
 /// Header names are stored in lower case; lookups ignore case without allocating.
-fn headers<'a>(h: &'a BTreeMap<String, String>, rest: &[Seg]) -> Option<Value<'a>> {
+fn headers<'a>(h: &'a Headers, rest: &[Seg]) -> Option<Value<'a>> {
     match leaf(rest)? {
         None => Some(Value::Present),
-        Some(name) => h
-            .get(name)
-            .or_else(|| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
-            .map(|v| Value::Str(v)),
+        Some(name) => h.get(name).map(Value::Str),
     }
 }

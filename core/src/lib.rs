@@ -6,6 +6,7 @@ pub mod engine;
 pub mod entry;
 mod entry_record;
 mod flow;
+pub mod headers;
 pub mod http;
 pub mod icmp;
 pub mod ingest;

@@ -3,7 +3,7 @@
 
 use std::alloc::System;
 
-use faultline_core::entry::{Endpoint, Entry, Protocol, Request};
+use faultline_core::entry::{Endpoint, Entry, Headers, Protocol, Request};
 use faultline_core::Timestamp;
 use faultline_kfl::Query;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -13,8 +13,7 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 #[test]
 fn evaluation_does_not_allocate() {
-    let mut headers = std::collections::BTreeMap::new();
-    headers.insert("x-request-id".to_owned(), "abc-123".to_owned());
+    let headers: Headers = [("x-request-id", "abc-123")].into_iter().collect();
     let e = Entry {
         id: "1".into(),
         timestamp: Timestamp(1_795_821_177_000_000_000),

@@ -2,9 +2,7 @@
 //! by httparse; bodies are counted, never stored. Errors come back as the `error.msg` of a dissection
 //! entry: `parser error: …` for broken grammar, `unexpected EOF: …` for a stream that ended inside a message.
 
-use std::collections::BTreeMap;
-
-use crate::entry::{Request, Response};
+use crate::entry::{Headers, Request, Response};
 use crate::time::Timestamp;
 
 /// The most header bytes one message may have before it is a parser error.
@@ -313,33 +311,30 @@ struct Framing {
     content_length: Option<u64>,
 }
 
-fn collect_headers(raw: &[httparse::Header<'_>]) -> Result<(BTreeMap<String, String>, Framing), String> {
-    let mut map: BTreeMap<String, String> = BTreeMap::new();
+fn collect_headers(raw: &[httparse::Header<'_>]) -> Result<(Headers, Framing), String> {
+    let bytes = raw.iter().map(|h| h.name.len() + h.value.len()).sum();
+    let mut headers = Headers::with_capacity(raw.len(), bytes);
     let mut framing = Framing { chunked: false, other_coding: false, content_length: None };
     for h in raw {
-        let name = h.name.to_ascii_lowercase();
-        let value = String::from_utf8_lossy(h.value).trim().to_owned();
-        if name == "content-length" {
+        let name = h.name;
+        let value = String::from_utf8_lossy(h.value);
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
             let n: u64 =
                 value.parse().map_err(|_| format!("parser error: Content-Length {value:?} is not a number"))?;
             if framing.content_length.is_some_and(|prev| prev != n) {
                 return Err("parser error: conflicting Content-Length headers".into());
             }
             framing.content_length = Some(n);
-        } else if name == "transfer-encoding" {
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
             // The last coding decides (RFC 9112 §6.3).
             let last = value.rsplit(',').next().unwrap_or_default().trim();
             framing.chunked = last.eq_ignore_ascii_case("chunked");
             framing.other_coding = !framing.chunked;
         }
-        map.entry(name)
-            .and_modify(|v| {
-                v.push_str(", ");
-                v.push_str(&value);
-            })
-            .or_insert(value);
+        headers.append(name, value);
     }
-    Ok((map, framing))
+    Ok((headers, framing))
 }
 
 fn parse_chunk_size(line: &[u8]) -> Option<u64> {

@@ -41,7 +41,7 @@ fn content_length_pair_with_latency() {
     assert_eq!(pairs(&out), vec![pair("GET", "/a", 200, 5)]);
     let HttpOutcome::Pair { req_ts, resp_ts, request, .. } = &out[0] else { panic!("{out:?}") };
     assert_eq!(resp_ts.millis_since(*req_ts), 7.0);
-    assert_eq!(request.headers.get("x-request-id").map(String::as_str), Some("42"));
+    assert_eq!(request.headers.get("x-request-id"), Some("42"));
 }
 
 #[test]
