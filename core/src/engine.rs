@@ -3,7 +3,7 @@
 
 use crate::config::EngineConfig;
 use crate::entry::{Endpoint, Entry, Protocol};
-use crate::flow::{evict_oldest, FlowKey, FlowTable};
+use crate::flow::{FlowKey, FlowTable};
 use crate::icmp::{self, Kind};
 use crate::record::FlowRecorder;
 use crate::stats::Stats;
@@ -165,7 +165,19 @@ impl Engine {
     fn sweep(&mut self, end_of_input: bool, out: &mut Vec<Entry>) {
         let now = self.now;
         let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out };
-        self.flows.retain(|_, conn| conn.check(now, end_of_input, &mut ctx) == Keep::Yes);
+        let mut over = Vec::new();
+        self.flows.live.retain(|key, conn| {
+            let keep = conn.check(now, end_of_input, &mut ctx) == Keep::Yes;
+            match conn.lingering() {
+                Some(l) if keep => {
+                    over.push((*key, l));
+                    false
+                }
+                _ => keep,
+            }
+        });
+        self.flows.lingering.extend(over);
+        self.flows.lingering.retain(|_, l| !end_of_input && now < l.until);
     }
 
     fn stamp(&mut self, start: usize, out: &mut [Entry]) {
@@ -188,9 +200,9 @@ impl Engine {
         let flags = seg.flags;
         let is_syn = flags.syn() && !flags.ack();
         let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out };
-        if let Some(conn) = self.flows.get_mut(&key) {
+        if let Some(conn) = self.flows.live.get_mut(&key) {
             let from_client = conn.client == src;
-            if is_syn && (from_client || conn.phase == crate::tcp::conn::Phase::Closed) && conn.is_new_attempt(seg) {
+            if is_syn && from_client && conn.is_new_attempt(seg) {
                 // Port reuse, or a new attempt after an unanswered one: settle the old connection first.
                 conn.check(p.ts, true, &mut ctx);
                 *conn = Conn::syn(src, dst, p.ts, seg.seq);
@@ -198,7 +210,19 @@ impl Engine {
                 return;
             }
             conn.on_segment(from_client, seg, p.ts, &mut ctx);
+            if let Some(l) = conn.lingering() {
+                self.flows.retire(key, l);
+            }
             return;
+        }
+        if let Some(l) = self.flows.lingering.get_mut(&key) {
+            l.last_ts = l.last_ts.max(p.ts);
+            // A late packet of a connection that is over changes nothing; a SYN with a new initial
+            // sequence number (from either side) starts a new connection on the same 4-tuple.
+            if !(is_syn && l.client_isn != Some(seg.seq)) {
+                return;
+            }
+            self.flows.lingering.remove(&key);
         }
         let conn = if is_syn {
             Conn::syn(src, dst, p.ts, seg.seq)
@@ -215,14 +239,17 @@ impl Engine {
             Conn::midstream(client, server, p.ts)
         };
         if self.flows.len() >= self.cfg.max_flows {
-            self.stats.flows_evicted += evict_oldest(&mut self.flows);
+            self.stats.flows_evicted += self.flows.evict_oldest();
         }
         self.stats.flows_created += 1;
         let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out };
         let from_client = conn.client == src;
-        let conn = self.flows.entry(key).or_insert(conn);
+        let conn = self.flows.live.entry(key).or_insert(conn);
         if !is_syn && !flags.syn() {
             conn.on_segment(from_client, seg, p.ts, &mut ctx);
+            if let Some(l) = conn.lingering() {
+                self.flows.retire(key, l);
+            }
         }
     }
 
@@ -236,7 +263,7 @@ impl Engine {
         if let Some(q) = &c.quoted {
             if q.protocol == 6 && q.tcp_syn && icmp::kills_connection_attempt(msg) {
                 let key = FlowKey::new((q.src, q.src_port), (q.dst, q.dst_port));
-                if let Some(conn) = self.flows.get_mut(&key) {
+                if let Some(conn) = self.flows.live.get_mut(&key) {
                     if conn.client == (q.src, q.src_port) {
                         conn.icmp_error_for_syn();
                     }

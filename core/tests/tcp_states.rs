@@ -218,6 +218,50 @@ fn flow_table_stays_within_its_capacity() {
     assert!(s.engine.stats().flows_evicted >= 900);
 }
 
+/// A graceful close at 12 ms, then the connection's 4-tuple is remembered for closeTimeoutMs (5 s).
+fn close_gracefully(s: &mut Sim, port: u16, ms: u64) {
+    s.client.1 = port;
+    s.handshake(ms);
+    s.c(ms + 10, FIN | ACK, 1001, 5001, b"");
+    s.s(ms + 11, FIN | ACK, 5001, 1002, b"");
+    s.c(ms + 12, ACK, 1002, 5002, b"");
+}
+
+#[test]
+fn a_closed_connection_is_remembered_for_the_close_timeout_then_forgotten() {
+    let mut s = Sim::new();
+    close_gracefully(&mut s, 40_000, 0);
+    assert_eq!(s.engine.flow_count(), 1, "lingering");
+    s.advance(4_000);
+    // A late retransmission of the last FIN is absorbed, not taken for a new mid-stream connection.
+    s.s(4_001, FIN | ACK, 5001, 1002, b"");
+    s.advance(4_500);
+    assert_eq!(s.engine.flow_count(), 1);
+    assert_eq!(s.engine.stats().flows_created, 1);
+    s.advance(6_000);
+    assert_eq!(s.engine.flow_count(), 0, "forgotten after closeTimeoutMs");
+    assert!(s.finish().is_empty());
+}
+
+#[test]
+fn lingering_flows_make_room_before_live_ones() {
+    let mut s = Sim::with(EngineConfig { max_flows: 16, ..EngineConfig::default() });
+    for i in 0..16 {
+        close_gracefully(&mut s, 30_000 + i, u64::from(i));
+    }
+    assert_eq!(s.engine.flow_count(), 16);
+    // Eight unanswered attempts need room: closed connections make it, so every attempt is still
+    // tracked and reported when its SYN times out.
+    for i in 0..8 {
+        s.client.1 = 50_000 + i;
+        s.c(100 + u64::from(i), SYN, 1000, 0, b"");
+    }
+    assert!(s.engine.flow_count() <= 16);
+    assert!(s.engine.stats().flows_evicted >= 8);
+    let out = s.finish();
+    assert_eq!(tcp_errors(&out), vec![(TcpState::SynSent, Some(SynReason::Timeout), None); 8]);
+}
+
 #[test]
 fn ipv6_rows_behave_the_same() {
     let mut s = Sim::new().v6();

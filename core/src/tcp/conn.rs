@@ -20,6 +20,7 @@ use super::reassembly::{Chunk, Reassembler};
 use super::{seq_ge, seq_lt};
 use crate::config::EngineConfig;
 use crate::entry::{Endpoint, Entry, EntryError, ErrorType, Protocol, Side, SynReason, TcpInfo, TcpState};
+use crate::flow::Lingering;
 use crate::http::{looks_like_request, looks_like_response, Dir, HttpDissector, HttpOutcome, Verdict};
 use crate::stats::Stats;
 use crate::time::Timestamp;
@@ -40,7 +41,7 @@ pub(crate) enum Phase {
     SynAcked,
     /// Established, or picked up mid-stream.
     Open,
-    /// Over (closed, reset, or its error reported); lingering.
+    /// Over (closed, reset, or its error reported): the engine keeps only its [`Lingering`] from here.
     Closed,
 }
 
@@ -81,9 +82,8 @@ pub(crate) struct Conn {
     syn_answered_by_icmp: bool,
     midstream: bool,
     close_wait_reported: bool,
-    closed_at: Timestamp,
-    /// How long to linger once closed.
-    linger_ms: u64,
+    /// Once closed: until when late packets are expected.
+    linger_until: Timestamp,
     /// [client, server]
     halves: [Half; 2],
     app: Option<Box<App>>,
@@ -124,8 +124,7 @@ impl Conn {
             syn_answered_by_icmp: false,
             midstream: false,
             close_wait_reported: false,
-            closed_at: ts,
-            linger_ms: 0,
+            linger_until: ts,
             halves: [Half::default(), Half::default()],
             app: None,
         }
@@ -236,7 +235,7 @@ impl Conn {
         let decided = |since: Timestamp, ms: u64| since.plus_millis(ms).min(now).max(since);
         match self.phase {
             Phase::Closed => {
-                return if due(self.closed_at, self.linger_ms) { Keep::Remove } else { Keep::Yes };
+                return if end_of_input || now >= self.linger_until { Keep::Remove } else { Keep::Yes };
             }
             Phase::SynSent => {
                 if due(self.syn_ts, cfg.syn_timeout_ms) {
@@ -247,7 +246,7 @@ impl Conn {
                     self.close(at, "connection timed out", ctx);
                     // The client may go on retransmitting the same SYN for two minutes (Linux
                     // tcp_syn_retries=6): stay to absorb them instead of reporting each as a new attempt.
-                    self.linger_ms = cfg.close_timeout_ms.max(SYN_RETRY_WINDOW_MS);
+                    self.linger_until = at.plus_millis(cfg.close_timeout_ms.max(SYN_RETRY_WINDOW_MS));
                 }
                 return Keep::Yes;
             }
@@ -295,9 +294,17 @@ impl Conn {
     fn close(&mut self, ts: Timestamp, why: &'static str, ctx: &mut Ctx<'_>) {
         self.finish_app(ts, why, ctx);
         self.phase = Phase::Closed;
-        self.closed_at = ts;
         // Late retransmissions and RSTs arrive within about one close timeout.
-        self.linger_ms = ctx.cfg.close_timeout_ms;
+        self.linger_until = ts.plus_millis(ctx.cfg.close_timeout_ms);
+    }
+
+    /// What the flow table keeps of the connection once it is over; `None` while it is not.
+    pub fn lingering(&self) -> Option<Lingering> {
+        (self.phase == Phase::Closed).then_some(Lingering {
+            client_isn: self.halves[0].isn,
+            last_ts: self.last_ts,
+            until: self.linger_until,
+        })
     }
 
     fn tcp_entry(
