@@ -48,7 +48,8 @@ impl Headers {
         if start + name.len() + value.len() > MAX_TEXT {
             return;
         }
-        self.text.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+        self.text.push_str(name);
+        self.text[start..].make_ascii_lowercase();
         let name_at = (offset(start), offset(self.text.len()));
         let lower = &self.text[range(name_at)];
         match self.fields.binary_search_by(|f| self.text[range(f.name)].cmp(lower)) {

@@ -260,7 +260,7 @@ impl Parser {
                 let head = Head::Request(Request {
                     method: req.method.unwrap_or_default().to_owned(),
                     path: req.path.unwrap_or_default().to_owned(),
-                    version: format!("1.{}", req.version.unwrap_or(1)),
+                    version: version(req.version),
                     headers: map,
                     body_size: 0,
                 });
@@ -275,7 +275,7 @@ impl Parser {
                 let head = Head::Response(Response {
                     status: resp.code.unwrap_or_default(),
                     status_text: resp.reason.unwrap_or_default().to_owned(),
-                    version: format!("1.{}", resp.version.unwrap_or(1)),
+                    version: version(resp.version),
                     headers: map,
                     body_size: 0,
                 });
@@ -335,6 +335,15 @@ fn collect_headers(raw: &[httparse::Header<'_>]) -> Result<(Headers, Framing), S
         headers.append(name, value);
     }
     Ok((headers, framing))
+}
+
+/// `1.0` or `1.1`: httparse reads only HTTP/1.x, and says which minor version.
+fn version(minor: Option<u8>) -> String {
+    match minor {
+        Some(0) => "1.0".to_owned(),
+        Some(1) | None => "1.1".to_owned(),
+        Some(n) => format!("1.{n}"),
+    }
 }
 
 fn parse_chunk_size(line: &[u8]) -> Option<u64> {
