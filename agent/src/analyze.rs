@@ -13,6 +13,7 @@ use faultline_core::{Engine, Entry};
 use faultline_kfl::Query;
 
 use crate::cli::{AnalyzeArgs, OutputFormat};
+use crate::file_reader::read_in_batches;
 use crate::output::{Sink, Summary};
 
 #[derive(Debug, thiserror::Error)]
@@ -134,30 +135,30 @@ fn analyze_file(
 ) -> Result<(), AnalyzeError> {
     let file = File::open(path).map_err(|source| AnalyzeError::Open { path: path.to_owned(), source })?;
     let read_err = |source| AnalyzeError::Read { path: path.to_owned(), source };
-    // The reader buffers (in large chunks) itself.
-    let mut reader = PcapReader::new(file).map_err(read_err)?;
-    loop {
-        let record = match reader.next_record() {
-            Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(e) => {
-                *skipped += reader.skipped_records();
-                return Err(read_err(e));
+    let reader = PcapReader::new(file).map_err(read_err)?;
+    let end = std::thread::scope(|scope| {
+        read_in_batches(scope, reader, |batch| {
+            for (link_type, ts, data) in batch.iter() {
+                let before = out.batch.len();
+                if let Err(e) = engine.handle_frame(link_type, data, ts, &mut out.batch) {
+                    tracing::debug!(file = %path.display(), error = %e, "frame did not decode");
+                }
+                if out.batch.len() > before {
+                    recorder.attach(engine, &mut out.batch[before..]);
+                    if out.batch.len() >= BATCH && !out.flush() {
+                        return false;
+                    }
+                }
             }
-        };
-        let before = out.batch.len();
-        if let Err(e) = engine.handle_frame(record.link_type, record.data, record.ts, &mut out.batch) {
-            tracing::debug!(file = %path.display(), error = %e, "frame did not decode");
-        }
-        if out.batch.len() > before {
-            recorder.attach(engine, &mut out.batch[before..]);
-            if out.batch.len() >= BATCH && !out.flush() {
-                return Err(AnalyzeError::Write(io::ErrorKind::BrokenPipe.into()));
-            }
-        }
-    }
-    *skipped += reader.skipped_records();
-    Ok(())
+            true
+        })
+    });
+    // Stopped: the output thread has stopped, and says why.
+    let Some(end) = end else {
+        return Err(AnalyzeError::Write(io::ErrorKind::BrokenPipe.into()));
+    };
+    *skipped += end.skipped;
+    end.result.map_err(read_err)
 }
 
 fn write_batches<W: Write>(

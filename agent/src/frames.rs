@@ -1,5 +1,6 @@
-//! Frames on their way from the capture threads to the engine thread (`run`): copied into one buffer per
-//! batch, so that a batch costs one allocation and one channel message rather than one per frame.
+//! Frames on their way to the engine thread from the capture threads (`run`) or the capture file's reader
+//! (`analyze`): copied into one buffer per batch, so that a batch costs one allocation and one channel
+//! message rather than one per frame.
 
 use std::ops::Range;
 
@@ -20,6 +21,12 @@ impl FrameBatch {
         let start = self.data.len();
         self.data.extend_from_slice(bytes);
         self.frames.push((link_type, ts, start..self.data.len()));
+    }
+
+    /// Empties the batch and keeps its memory for the next frames.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.frames.clear();
     }
 
     pub fn len(&self) -> usize {

@@ -4,6 +4,7 @@
 mod analyze;
 mod capture;
 mod cli;
+mod file_reader;
 mod frames;
 mod output;
 mod run;
