@@ -136,22 +136,20 @@ fn analyze_file(
     let file = File::open(path).map_err(|source| AnalyzeError::Open { path: path.to_owned(), source })?;
     let read_err = |source| AnalyzeError::Read { path: path.to_owned(), source };
     let reader = PcapReader::new(file).map_err(read_err)?;
-    let end = std::thread::scope(|scope| {
-        read_in_batches(scope, reader, |batch| {
-            for (link_type, ts, data) in batch.iter() {
-                let before = out.batch.len();
-                if let Err(e) = engine.handle_frame(link_type, data, ts, &mut out.batch) {
-                    tracing::debug!(file = %path.display(), error = %e, "frame did not decode");
-                }
-                if out.batch.len() > before {
-                    recorder.attach(engine, &mut out.batch[before..]);
-                    if out.batch.len() >= BATCH && !out.flush() {
-                        return false;
-                    }
+    let end = read_in_batches(reader, |batch| {
+        for (link_type, ts, data) in batch.iter() {
+            let before = out.batch.len();
+            if let Err(e) = engine.handle_frame(link_type, data, ts, &mut out.batch) {
+                tracing::debug!(file = %path.display(), error = %e, "frame did not decode");
+            }
+            if out.batch.len() > before {
+                recorder.attach(engine, &mut out.batch[before..]);
+                if out.batch.len() >= BATCH && !out.flush() {
+                    return false;
                 }
             }
-            true
-        })
+        }
+        true
     });
     // Stopped: the output thread has stopped, and says why.
     let Some(end) = end else {

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 
 use faultline_core::pcap::{PcapError, PcapReader};
 
-use crate::frames::FrameBatch;
+use crate::frames::{BatchPool, FrameBatch};
 
 /// Frames per batch, and batches that may be read ahead of the engine.
 const BATCH_FRAMES: usize = 1024;
@@ -19,51 +19,46 @@ pub struct ReadEnd {
     pub skipped: u64,
 }
 
-/// Reads `reader` to its end on a new thread of `scope`, calling `each` on the calling thread for every
+/// Reads `reader` to its end on a thread of its own, calling `each` on the calling thread for every
 /// batch of frames in file order. `each` returns false to stop early (the reading thread then stops
 /// too). Returns how reading ended, or `None` if it was stopped.
-pub fn read_in_batches<'scope, R: Read + Send + 'scope>(
-    scope: &'scope std::thread::Scope<'scope, '_>,
+pub fn read_in_batches<R: Read + Send>(
     reader: PcapReader<R>,
     mut each: impl FnMut(&FrameBatch) -> bool,
 ) -> Option<ReadEnd> {
     let (full_tx, full) = mpsc::sync_channel::<FrameBatch>(BATCHES_AHEAD);
     // Batches the engine is done with go back to be filled again: no allocation per batch.
-    let (empty_tx, empty) = mpsc::channel::<FrameBatch>();
-    let reading = scope.spawn(move || read_all(reader, &full_tx, &empty));
-    let mut stopped = false;
-    for mut batch in &full {
-        if !each(&batch) {
-            stopped = true;
-            break;
+    let pool = BatchPool::new(BATCHES_AHEAD + 2);
+    std::thread::scope(|scope| {
+        let pool = &pool;
+        // The sender moves to the reading thread: when it ends, the channel closes and the loop below ends.
+        let reading = scope.spawn(move || read_all(reader, &full_tx, pool));
+        let mut stopped = false;
+        for batch in &full {
+            if !each(&batch) {
+                stopped = true;
+                break;
+            }
+            pool.give(batch);
         }
-        batch.clear();
-        let _ = empty_tx.send(batch);
-    }
-    // The reader blocks on a full channel; dropping it lets a stopped reader see that and end.
-    drop(full);
-    let end = reading.join().unwrap_or_else(|_| ReadEnd {
-        result: Err(PcapError::Io(std::io::Error::other("the capture reading thread failed"))),
-        skipped: 0,
-    });
-    (!stopped).then_some(end)
+        // The reader blocks on a full channel; dropping it lets a stopped reader see that and end.
+        drop(full);
+        let end = reading.join().unwrap_or_else(|_| ReadEnd {
+            result: Err(PcapError::Io(std::io::Error::other("the capture reading thread failed"))),
+            skipped: 0,
+        });
+        (!stopped).then_some(end)
+    })
 }
 
-fn read_all<R: Read>(
-    mut reader: PcapReader<R>,
-    full: &mpsc::SyncSender<FrameBatch>,
-    empty: &mpsc::Receiver<FrameBatch>,
-) -> ReadEnd {
-    let mut batch = FrameBatch::default();
+fn read_all<R: Read>(mut reader: PcapReader<R>, full: &mpsc::SyncSender<FrameBatch>, pool: &BatchPool) -> ReadEnd {
+    let mut batch = pool.take();
     let result = loop {
         match reader.next_record() {
             Ok(Some(r)) => {
                 batch.push(r.link_type, r.ts, r.data);
-                if batch.len() >= BATCH_FRAMES {
-                    let next = empty.try_recv().unwrap_or_default();
-                    if full.send(std::mem::replace(&mut batch, next)).is_err() {
-                        break Ok(());
-                    }
+                if batch.len() >= BATCH_FRAMES && full.send(std::mem::replace(&mut batch, pool.take())).is_err() {
+                    break Ok(());
                 }
             }
             Ok(None) => break Ok(()),

@@ -12,51 +12,74 @@ use super::outbox::{Item, Outbox};
 use super::pods::Resolver;
 use super::rotate::Rotator;
 use crate::capture::{Capture, KernelStats};
-use crate::frames::{FrameBatch, BATCH_FRAMES};
+use crate::frames::{BatchPool, FrameBatch, BATCH_FRAMES};
 
 /// How long the first frame of a batch may wait for the rest. Batches (one buffer, one channel message)
 /// because at a million packets a second a wake-up and an allocation per frame cost the capture thread
 /// more than the kernel gives it, and the kernel drops the rest.
 const BATCH_WAIT: Duration = Duration::from_millis(5);
 
-pub fn capture_loop(mut cap: Box<dyn Capture>, tx: &SyncSender<FrameBatch>, stop: &AtomicBool, counters: &Counters) {
+/// Frames between looks at the clock while frames keep coming. Reading the clock costs about as much as
+/// copying a frame; a batch's wait and the kernel's counters need it far less often than per frame.
+const FRAMES_PER_CLOCK: u32 = 64;
+
+pub fn capture_loop(
+    mut cap: Box<dyn Capture>,
+    tx: &SyncSender<FrameBatch>,
+    pool: &BatchPool,
+    stop: &AtomicBool,
+    counters: &Counters,
+) {
     let mut last_stats = Instant::now();
     let mut reported = KernelStats::default();
-    let mut batch = FrameBatch::default();
+    let mut batch = pool.take();
     let mut first_at = Instant::now();
+    let mut unclocked = 0;
+    // Counted per batch, not per frame: the counters are shared with the other threads.
     let flush = |batch: &mut FrameBatch| -> bool {
         let n = batch.len() as u64;
-        match tx.try_send(std::mem::take(batch)) {
+        counters.add(&counters.captured, n);
+        match tx.try_send(std::mem::replace(batch, pool.take())) {
             Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
+            Err(TrySendError::Full(dropped)) => {
                 counters.add(&counters.queue_dropped, n);
+                pool.give(dropped);
                 true
             }
             Err(TrySendError::Disconnected(_)) => false,
         }
     };
     while !stop.load(Ordering::Relaxed) {
-        match cap.next() {
+        let got_one = match cap.next() {
             Ok(Some(f)) => {
-                counters.add(&counters.captured, 1);
                 if batch.is_empty() {
                     first_at = Instant::now();
                 }
                 batch.push(f.link_type, f.ts, f.data);
+                true
             }
-            Ok(None) => {}
+            Ok(None) => false,
             Err(e) => {
                 counters.add(&counters.capture_errors, 1);
                 tracing::error!(error = %e, "capture failed; retrying in 1 s");
                 std::thread::sleep(Duration::from_secs(1));
+                false
             }
-        }
-        if !batch.is_empty() && (batch.len() >= BATCH_FRAMES || first_at.elapsed() >= BATCH_WAIT) && !flush(&mut batch)
-        {
+        };
+        if batch.len() >= BATCH_FRAMES && !flush(&mut batch) {
             return;
         }
-        if last_stats.elapsed() >= Duration::from_secs(1) {
-            last_stats = Instant::now();
+        unclocked += 1;
+        if got_one && unclocked < FRAMES_PER_CLOCK {
+            continue;
+        }
+        unclocked = 0;
+        let now = Instant::now();
+        if !batch.is_empty() && now.duration_since(first_at) >= BATCH_WAIT && !flush(&mut batch) {
+            return;
+        }
+        if now.duration_since(last_stats) >= Duration::from_secs(1) {
+            last_stats = now;
             let now = cap.kernel_stats();
             counters.add(&counters.kernel_received, now.received.saturating_sub(reported.received));
             counters.add(&counters.kernel_dropped, now.dropped.saturating_sub(reported.dropped));
@@ -69,6 +92,7 @@ pub fn capture_loop(mut cap: Box<dyn Capture>, tx: &SyncSender<FrameBatch>, stop
 pub fn engine_loop(
     cfg: EngineConfig,
     rx: &Receiver<FrameBatch>,
+    pool: &BatchPool,
     outbox: &Outbox,
     counters: &Counters,
     stop: &AtomicBool,
@@ -92,6 +116,7 @@ pub fn engine_loop(
                     }
                     let _ = engine.handle_frame(link_type, data, ts, &mut entries);
                 }
+                pool.give(batch);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,

@@ -55,14 +55,15 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
 
     let pods = pods::Resolver::start(args.resolve_pods).await;
     let watch_namespaces = args.watch_namespaces();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<crate::frames::FrameBatch>(
-        args.queue_size.div_ceil(crate::frames::BATCH_FRAMES).max(1),
-    );
+    let queued_batches = args.queue_size.div_ceil(crate::frames::BATCH_FRAMES).max(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<crate::frames::FrameBatch>(queued_batches);
+    // Room for every batch that can be queued, filling or being read: none is ever allocated twice.
+    let pool = Arc::new(crate::frames::BatchPool::new(queued_batches + 2 * (captures.len() + 1)));
 
     let mut threads = Vec::new();
     for cap in captures {
-        let (tx, stop, counters) = (tx.clone(), stop.clone(), counters.clone());
-        threads.push(std::thread::spawn(move || engine_loop::capture_loop(cap, &tx, &stop, &counters)));
+        let (tx, pool, stop, counters) = (tx.clone(), pool.clone(), stop.clone(), counters.clone());
+        threads.push(std::thread::spawn(move || engine_loop::capture_loop(cap, &tx, &pool, &stop, &counters)));
     }
     drop(tx);
     let rotator = match args.recorder {
@@ -75,13 +76,14 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     let engine = {
         let (cfg, outbox, counters, stop, pods) =
             (args.engine.to_config(), outbox.clone(), counters.clone(), stop.clone(), pods.clone());
+        let pool = pool.clone();
         let cfg = faultline_core::EngineConfig {
             node: args.node_name.clone(),
             record_errors: args.recorder == crate::cli::RecorderMode::Errors,
             ..cfg
         };
         std::thread::spawn(move || {
-            engine_loop::engine_loop(cfg, &rx, &outbox, &counters, &stop, &pods, &watch_namespaces, rotator)
+            engine_loop::engine_loop(cfg, &rx, &pool, &outbox, &counters, &stop, &pods, &watch_namespaces, rotator)
         })
     };
     let report_task = tokio::task::spawn_blocking({
