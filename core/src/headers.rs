@@ -95,6 +95,11 @@ impl Headers {
         self.fields.len()
     }
 
+    /// Bytes held on the heap, for memory budgets.
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.fields.capacity() * std::mem::size_of::<Field>()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
     }

@@ -25,9 +25,25 @@ struct Inner {
     dropped: u64,
 }
 
-/// An item's approximate memory: the entry's JSON size is a fair and cheap stand-in, plus its pcap.
+/// An item's memory, near enough: its place in the queue and what its strings hold. (Serialising each
+/// entry to measure it cost the engine thread as much as finding it.)
 fn cost(i: &Item) -> usize {
-    serde_json::to_vec(&i.entry).map_or(1024, |v| v.len()) + 64 + i.pcap.as_ref().map_or(0, Vec::len)
+    let e = &i.entry;
+    let text = |s: &String| s.capacity();
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+    let mut bytes = std::mem::size_of::<(Item, usize)>() + text(&e.id) + opt(&e.node) + opt(&e.pcap);
+    for ep in [&e.src, &e.dst] {
+        bytes += opt(&ep.name) + opt(&ep.namespace);
+    }
+    bytes += e.error.as_ref().map_or(0, |err| text(&err.msg));
+    bytes += e
+        .icmp
+        .as_ref()
+        .map_or(0, |i| text(&i.type_name) + text(&i.code_name) + i.original.as_ref().map_or(0, |o| text(&o.protocol)));
+    bytes +=
+        e.request.as_ref().map_or(0, |r| text(&r.method) + text(&r.path) + text(&r.version) + r.headers.heap_bytes());
+    bytes += e.response.as_ref().map_or(0, |r| text(&r.status_text) + text(&r.version) + r.headers.heap_bytes());
+    bytes + i.pcap.as_ref().map_or(0, Vec::capacity)
 }
 
 impl Outbox {
@@ -100,6 +116,24 @@ mod tests {
         let src = Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1));
         let dst = Endpoint::new("10.0.0.2".parse().expect("ip"), Some(2));
         Entry { id: format!("{i:03}"), ..Entry::new(Protocol::Tcp, Timestamp(i), src, dst) }
+    }
+
+    #[test]
+    fn cost_counts_what_an_entry_holds() {
+        let plain = cost(&entry(1));
+        assert!(plain >= std::mem::size_of::<Entry>());
+        let headers: faultline_core::entry::Headers = [("x-big", "v".repeat(5000))].into_iter().collect();
+        let mut big = entry(1);
+        big.entry.request = Some(faultline_core::entry::Request {
+            method: "GET".into(),
+            path: "/".repeat(10_000),
+            version: "1.1".into(),
+            headers,
+            body_size: 0,
+        });
+        big.pcap = Some(vec![0; 3000]);
+        assert!(cost(&big) >= plain + 18_000, "{} vs {plain}", cost(&big));
+        assert!(cost(&big) < plain + 20_000, "{} vs {plain}", cost(&big));
     }
 
     #[test]
