@@ -63,7 +63,10 @@ impl Reporter {
         let mut last_send = Instant::now() - self.interval;
         loop {
             let stopping = stop.load(Ordering::Relaxed);
-            if pending.is_none() && (last_send.elapsed() >= self.interval || stopping) {
+            // Every interval, and at once while a full batch is waiting: at one batch per interval a busy
+            // node would find entries faster than it sends them.
+            let due = last_send.elapsed() >= self.interval || self.outbox.len_and_bytes().0 >= MAX_BATCH;
+            if pending.is_none() && (due || stopping) {
                 let items = self.outbox.take(MAX_BATCH);
                 seq += 1;
                 let mut batch = Batch {
@@ -161,4 +164,97 @@ fn operator_ca(path: &std::path::Path) -> Result<ureq::tls::TlsConfig, String> {
         return Err(format!("operator CA {}: no certificate in the file", path.display()));
     }
     Ok(TlsConfig::builder().root_certs(RootCerts::Specific(Arc::new(certs))).build())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicUsize;
+
+    use clap::Parser;
+    use faultline_core::entry::{Endpoint, Protocol};
+    use faultline_core::{Entry, Timestamp};
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::run::outbox::Item;
+
+    /// A real HTTP endpoint on loopback that answers every POST with 204 and counts the entries it got.
+    fn sink(received: Arc<AtomicUsize>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let mut r = BufReader::new(conn);
+                loop {
+                    let mut len = 0;
+                    let mut line = String::new();
+                    while r.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        line.clear();
+                    }
+                    if line != "\r\n" {
+                        break;
+                    }
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    let batch: Batch = serde_json::from_slice(&body).expect("a batch");
+                    received.fetch_add(batch.entries.len(), Ordering::SeqCst);
+                    let _ = r.get_mut().write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n");
+                }
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[test]
+    fn a_backlog_is_sent_at_once_not_one_batch_per_interval() {
+        let received = Arc::new(AtomicUsize::new(0));
+        let url = sink(received.clone());
+        let token = std::env::temp_dir().join(format!("faultline-report-test-{}", std::process::id()));
+        std::fs::write(&token, "t").expect("token");
+        let cli = Cli::try_parse_from([
+            "faultline-agent",
+            "run",
+            "--operator-url",
+            &url,
+            "--token-file",
+            token.to_str().expect("utf-8"),
+            "--report-interval-ms",
+            "60000",
+        ])
+        .expect("arguments");
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        let outbox = Arc::new(Outbox::new(1 << 30));
+        let src = Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1));
+        let dst = Endpoint::new("10.0.0.2".parse().expect("ip"), Some(2));
+        let entries = (0..3 * MAX_BATCH + 10).map(|i| Item {
+            entry: Entry { id: i.to_string(), ..Entry::new(Protocol::Tcp, Timestamp(1), src.clone(), dst.clone()) },
+            pcap: None,
+        });
+        outbox.push(entries);
+        let reporter = Reporter::new(&args, outbox.clone(), Arc::new(Counters::default())).expect("reporter");
+        let stop = Arc::new(AtomicBool::new(false));
+        let running = {
+            let stop = stop.clone();
+            std::thread::spawn(move || reporter.run(&stop))
+        };
+        // With a minute between batches, only sending a full backlog at once gets 3000 out in time.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while received.load(Ordering::SeqCst) < 3 * MAX_BATCH && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(received.load(Ordering::SeqCst), 3 * MAX_BATCH, "three full batches, the rest waits");
+        assert_eq!(outbox.len_and_bytes().0, 10);
+        stop.store(true, Ordering::SeqCst);
+        running.join().expect("reporter thread");
+        assert_eq!(received.load(Ordering::SeqCst), 3 * MAX_BATCH + 10, "stopping sends what is left");
+        let _ = std::fs::remove_file(token);
+    }
 }
