@@ -164,7 +164,8 @@ pub struct RunArgs {
     #[arg(long, env = "FAULTLINE_AGENT_HTTP_ADDR", default_value = "0.0.0.0:9102")]
     pub http_addr: std::net::SocketAddr,
 
-    /// Frames that may wait for the engine (in batches of 256); beyond, frames are dropped and counted.
+    /// Frames that may wait for the engine (in batches of 256); beyond, capture waits for room and the
+    /// kernel's buffer holds what arrives meanwhile (dropping, counted, only once it is full too).
     #[arg(long, default_value_t = 65_536)]
     pub queue_size: usize,
 

@@ -12,7 +12,8 @@ pub struct Counters {
     /// Kernel counters summed over interfaces (set by the capture threads).
     pub kernel_received: AtomicU64,
     pub kernel_dropped: AtomicU64,
-    /// Frames dropped because the engine's queue was full.
+    /// Frames dropped because the engine's queue was full when the agent stopped (while running, capture
+    /// waits for room and the kernel's buffer takes the overflow, counted in `kernel_dropped`).
     pub queue_dropped: AtomicU64,
     /// Entries dropped because the outbox was over its memory budget.
     pub buffer_dropped: AtomicU64,

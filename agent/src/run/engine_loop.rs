@@ -37,17 +37,8 @@ pub fn capture_loop(
     let mut unclocked = 0;
     // Counted per batch, not per frame: the counters are shared with the other threads.
     let flush = |batch: &mut FrameBatch| -> bool {
-        let n = batch.len() as u64;
-        counters.add(&counters.captured, n);
-        match tx.try_send(std::mem::replace(batch, pool.take())) {
-            Ok(()) => true,
-            Err(TrySendError::Full(dropped)) => {
-                counters.add(&counters.queue_dropped, n);
-                pool.give(dropped);
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        }
+        counters.add(&counters.captured, batch.len() as u64);
+        send_waiting(tx, std::mem::replace(batch, pool.take()), pool, stop, counters)
     };
     while !stop.load(Ordering::Relaxed) {
         let got_one = match cap.next() {
@@ -87,6 +78,38 @@ pub fn capture_loop(
         }
     }
 }
+
+/// Hands a batch to the engine, waiting while its queue is full. Waiting rather than dropping: meanwhile
+/// the kernel's buffer keeps what arrives, and drops (counted by the kernel) only once it is full too, so
+/// a burst the engine takes a moment to catch up with is not lost. Frames are dropped here (and counted)
+/// only when the agent stops with the queue still full. False once the engine is gone.
+fn send_waiting(
+    tx: &SyncSender<FrameBatch>,
+    mut batch: FrameBatch,
+    pool: &BatchPool,
+    stop: &AtomicBool,
+    counters: &Counters,
+) -> bool {
+    loop {
+        match tx.try_send(batch) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(back)) if stop.load(Ordering::Relaxed) => {
+                counters.add(&counters.queue_dropped, back.len() as u64);
+                pool.give(back);
+                return true;
+            }
+            Err(TrySendError::Full(back)) => {
+                batch = back;
+                std::thread::sleep(QUEUE_FULL_WAIT);
+            }
+        }
+    }
+}
+
+/// How long the capture thread sleeps before it tries a full queue again: a few hundred frames at a
+/// million a second, a small part of the kernel's buffer.
+const QUEUE_FULL_WAIT: Duration = Duration::from_micros(200);
 
 #[allow(clippy::too_many_arguments)]
 pub fn engine_loop(
@@ -184,4 +207,50 @@ fn hand_over(
     counters.add(&counters.entries, batch.len() as u64);
     let dropped = outbox.push(batch);
     counters.add(&counters.buffer_dropped, dropped);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::sync_channel;
+
+    use faultline_core::wire::LinkType;
+
+    use super::*;
+
+    fn batch_of(n: u64) -> FrameBatch {
+        let mut b = FrameBatch::default();
+        for i in 0..n {
+            b.push(LinkType::Ethernet, Timestamp(i), b"frame");
+        }
+        b
+    }
+
+    #[test]
+    fn a_full_queue_holds_capture_back_instead_of_dropping() {
+        let (tx, rx) = sync_channel(1);
+        let (pool, stop, counters) = (BatchPool::new(4), AtomicBool::new(false), Counters::default());
+        assert!(send_waiting(&tx, batch_of(1), &pool, &stop, &counters));
+        // The queue is full; the engine takes a batch only 100 ms later.
+        let engine = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            rx.iter().map(|b| b.len()).collect::<Vec<_>>()
+        });
+        let started = Instant::now();
+        assert!(send_waiting(&tx, batch_of(2), &pool, &stop, &counters));
+        assert!(started.elapsed() >= Duration::from_millis(90), "it waited for room");
+        drop(tx);
+        assert_eq!(engine.join().expect("engine"), [1, 2], "nothing lost, in order");
+        assert_eq!(counters.queue_dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn stopping_with_a_full_queue_drops_and_counts_and_a_gone_engine_ends_capture() {
+        let (tx, rx) = sync_channel(1);
+        let (pool, stop, counters) = (BatchPool::new(4), AtomicBool::new(true), Counters::default());
+        assert!(send_waiting(&tx, batch_of(1), &pool, &stop, &counters));
+        assert!(send_waiting(&tx, batch_of(3), &pool, &stop, &counters));
+        assert_eq!(counters.queue_dropped.load(Ordering::Relaxed), 3);
+        drop(rx);
+        assert!(!send_waiting(&tx, batch_of(1), &pool, &stop, &counters), "no engine: capture stops");
+    }
 }
