@@ -18,11 +18,29 @@ pub struct Item {
     pub pcap: Option<Vec<u8>>,
 }
 
+/// Entries are kept in the batches they came in, each read from its front. One queue of entries would
+/// be one large block, copied whole every time it grew: with the operator behind during a burst, that
+/// copying (and the fresh pages under it) took half of the engine thread's time.
 #[derive(Default)]
 struct Inner {
-    queue: VecDeque<(Item, usize)>,
+    batches: VecDeque<std::vec::IntoIter<Item>>,
+    len: usize,
     bytes: usize,
     dropped: u64,
+}
+
+impl Inner {
+    fn pop_oldest(&mut self) -> Option<Item> {
+        loop {
+            let oldest = self.batches.front_mut()?;
+            if let Some(item) = oldest.next() {
+                self.len -= 1;
+                self.bytes -= cost(&item);
+                return Some(item);
+            }
+            self.batches.pop_front();
+        }
+    }
 }
 
 /// An item's memory, near enough: its place in the queue and what its strings hold. (Serialising each
@@ -31,7 +49,7 @@ fn cost(i: &Item) -> usize {
     let e = &i.entry;
     let text = |s: &String| s.capacity();
     let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
-    let mut bytes = std::mem::size_of::<(Item, usize)>() + text(&e.id) + opt(&e.node) + opt(&e.pcap);
+    let mut bytes = std::mem::size_of::<Item>() + text(&e.id) + opt(&e.node) + opt(&e.pcap);
     for ep in [&e.src, &e.dst] {
         bytes += opt(&ep.name) + opt(&ep.namespace);
     }
@@ -52,22 +70,14 @@ impl Outbox {
     }
 
     /// Adds entries; returns how many old ones had to be dropped to stay within budget.
-    pub fn push(&self, entries: impl IntoIterator<Item = Item>) -> u64 {
+    pub fn push(&self, entries: Vec<Item>) -> u64 {
         let Ok(mut g) = self.inner.lock() else { return 0 };
         let before = g.dropped;
-        for e in entries {
-            let c = cost(&e);
-            g.bytes += c;
-            g.queue.push_back((e, c));
-        }
-        while g.bytes > self.budget {
-            match g.queue.pop_front() {
-                Some((_, c)) => {
-                    g.bytes -= c;
-                    g.dropped += 1;
-                }
-                None => break,
-            }
+        g.len += entries.len();
+        g.bytes += entries.iter().map(cost).sum::<usize>();
+        g.batches.push_back(entries.into_iter());
+        while g.bytes > self.budget && g.pop_oldest().is_some() {
+            g.dropped += 1;
         }
         g.dropped - before
     }
@@ -75,30 +85,32 @@ impl Outbox {
     /// Takes up to `max` of the oldest entries.
     pub fn take(&self, max: usize) -> Vec<Item> {
         let Ok(mut g) = self.inner.lock() else { return Vec::new() };
-        let n = max.min(g.queue.len());
-        let batch: Vec<(Item, usize)> = g.queue.drain(..n).collect();
-        g.bytes -= batch.iter().map(|(_, c)| c).sum::<usize>();
-        batch.into_iter().map(|(e, _)| e).collect()
+        std::iter::from_fn(|| g.pop_oldest()).take(max).collect()
     }
 
     /// Puts a batch that could not be sent back at the front, dropping (oldest first) what no longer fits.
     pub fn put_back(&self, batch: Vec<Item>) -> u64 {
         let Ok(mut g) = self.inner.lock() else { return 0 };
-        let before = g.dropped;
+        let mut kept = Vec::with_capacity(batch.len());
+        let mut lost = 0;
         for e in batch.into_iter().rev() {
             let c = cost(&e);
             if g.bytes + c > self.budget {
-                g.dropped += 1;
+                lost += 1;
                 continue;
             }
             g.bytes += c;
-            g.queue.push_front((e, c));
+            kept.push(e);
         }
-        g.dropped - before
+        kept.reverse();
+        g.len += kept.len();
+        g.dropped += lost;
+        g.batches.push_front(kept.into_iter());
+        lost
     }
 
     pub fn len_and_bytes(&self) -> (usize, usize) {
-        self.inner.lock().map_or((0, 0), |g| (g.queue.len(), g.bytes))
+        self.inner.lock().map_or((0, 0), |g| (g.len, g.bytes))
     }
 }
 
@@ -116,6 +128,23 @@ mod tests {
         let src = Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1));
         let dst = Endpoint::new("10.0.0.2".parse().expect("ip"), Some(2));
         Entry { id: format!("{i:03}"), ..Entry::new(Protocol::Tcp, Timestamp(i), src, dst) }
+    }
+
+    #[test]
+    fn entries_come_out_oldest_first_across_the_batches_they_came_in() {
+        let one = cost(&entry(1));
+        let o = Outbox::new(one * 8);
+        assert_eq!(o.push((0..3).map(entry).collect()), 0);
+        assert_eq!(o.push(Vec::new()), 0);
+        assert_eq!(o.push((3..7).map(entry).collect()), 0);
+        let ids = |items: Vec<Item>| items.into_iter().map(|i| i.entry.id).collect::<Vec<_>>();
+        assert_eq!(ids(o.take(5)), ["000", "001", "002", "003", "004"]);
+        // Over budget: the oldest go, from the older batch first, then from the newer.
+        assert_eq!(o.push((7..14).map(entry).collect()), 1);
+        assert_eq!(o.len_and_bytes(), (8, one * 8));
+        assert_eq!(ids(o.take(100)), ["006", "007", "008", "009", "010", "011", "012", "013"]);
+        assert_eq!(o.len_and_bytes(), (0, 0));
+        assert!(o.take(1).is_empty());
     }
 
     #[test]
@@ -140,7 +169,7 @@ mod tests {
     fn stays_within_budget_dropping_the_oldest() {
         let one = cost(&entry(1));
         let o = Outbox::new(one * 10);
-        assert_eq!(o.push((0..25).map(entry)), 15);
+        assert_eq!(o.push((0..25).map(entry).collect()), 15);
         let (n, bytes) = o.len_and_bytes();
         assert!(n <= 10 && bytes <= one * 10);
         let batch = o.take(3);

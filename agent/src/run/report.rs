@@ -58,6 +58,7 @@ impl Reporter {
             return;
         };
         let mut seq = 0u64;
+        let mut body = Vec::new();
         let mut pending: Option<Batch> = None;
         let mut backoff = self.interval;
         let mut last_send = Instant::now() - self.interval;
@@ -86,7 +87,7 @@ impl Reporter {
             }
             if let Some(batch) = pending.take() {
                 last_send = Instant::now();
-                match self.send(url, &batch) {
+                match self.send(url, &batch, &mut body) {
                     Ok(()) => {
                         self.counters.add(&self.counters.batches_sent, 1);
                         backoff = self.interval;
@@ -122,11 +123,14 @@ impl Reporter {
         }
     }
 
-    fn send(&self, url: &str, batch: &Batch) -> Result<(), String> {
+    /// Posts `batch`, serialised into `body` (kept by the caller from batch to batch: a body is most of a
+    /// megabyte, and a fresh one per batch had the allocator fault in fresh pages for each).
+    fn send(&self, url: &str, batch: &Batch, body: &mut Vec<u8>) -> Result<(), String> {
         // Projected tokens rotate: read it for every request.
         let token = std::fs::read_to_string(&self.token_file)
             .map_err(|e| format!("token {}: {e}", self.token_file.display()))?;
-        let body = serde_json::to_vec(batch).map_err(|e| e.to_string())?;
+        body.clear();
+        serde_json::to_writer(&mut *body, batch).map_err(|e| e.to_string())?;
         let resp = self
             .agent
             .post(url)
@@ -238,7 +242,7 @@ mod tests {
             entry: Entry { id: i.to_string(), ..Entry::new(Protocol::Tcp, Timestamp(1), src.clone(), dst.clone()) },
             pcap: None,
         });
-        outbox.push(entries);
+        outbox.push(entries.collect());
         let reporter = Reporter::new(&args, outbox.clone(), Arc::new(Counters::default())).expect("reporter");
         let stop = Arc::new(AtomicBool::new(false));
         let running = {
