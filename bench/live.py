@@ -70,11 +70,37 @@ def agent_metrics(port):
     return {m.group(1): float(m.group(2)) for m in re.finditer(r"^faultline_agent_(\w+) ([\d.e+]+)$", text, re.M)}
 
 
+# Stands in for the operator: takes every batch of entries and answers 204, so that entries leave the agent
+# as they do in a cluster (an agent whose operator is down keeps them, up to --buffer-bytes).
+SINK = r"""
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(204)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+"""
+
+
 def with_agent(agent, backend, pcap, rate, token):
-    port = 19102
+    port, sink_port = 19102, 19103
+    sink = subprocess.Popen(["ip", "netns", "exec", RX, sys.executable, "-c", SINK, str(sink_port)])
+    try:
+        return run_agent(agent, backend, pcap, rate, token, port, f"http://127.0.0.1:{sink_port}")
+    finally:
+        sink.kill()
+        sink.wait()
+
+
+def run_agent(agent, backend, pcap, rate, token, port, operator_url):
     p = subprocess.Popen(["ip", "netns", "exec", RX, agent, "run", "--interface", "rx0", "--node-name", "bench",
                           "--capture-backend", backend,
-                          "--resolve-pods", "false", "--operator-url", "http://127.0.0.1:9", "--token-file", token,
+                          "--resolve-pods", "false", "--operator-url", operator_url, "--token-file", token,
                           "--http-addr", f"127.0.0.1:{port}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
