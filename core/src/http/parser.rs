@@ -2,6 +2,8 @@
 //! by httparse; bodies are counted, never stored. Errors come back as the `error.msg` of a dissection
 //! entry: `parser error: …` for broken grammar, `unexpected EOF: …` for a stream that ended inside a message.
 
+use std::mem::MaybeUninit;
+
 use crate::entry::{Headers, Request, Response};
 use crate::time::Timestamp;
 
@@ -247,13 +249,17 @@ impl Parser {
     /// Parses a complete head at the start of `data`, hands it to the handler and sets up the body.
     /// `Ok(None)`: the head is not complete yet.
     fn try_head<H: Handler>(&mut self, data: &[u8], ts: Timestamp, h: &mut H) -> Result<Option<usize>, String> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        // Left uninitialised for httparse to fill: initialising 128 headers for every message was most of
+        // this function's time.
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let config = httparse::ParserConfig::default();
         let noun = self.role.noun();
         let bad = |e: httparse::Error| format!("parser error: {noun} {}", describe(e));
         let (len, head, fields) = match self.role {
             Role::Request => {
-                let mut req = httparse::Request::new(&mut headers);
-                let httparse::Status::Complete(n) = req.parse(data).map_err(bad)? else {
+                let mut req = httparse::Request::new(&mut []);
+                let parsed = config.parse_request_with_uninit_headers(&mut req, data, &mut headers);
+                let httparse::Status::Complete(n) = parsed.map_err(bad)? else {
                     return Ok(None);
                 };
                 let (map, fields) = collect_headers(req.headers)?;
@@ -267,8 +273,9 @@ impl Parser {
                 (n, head, fields)
             }
             Role::Response => {
-                let mut resp = httparse::Response::new(&mut headers);
-                let httparse::Status::Complete(n) = resp.parse(data).map_err(bad)? else {
+                let mut resp = httparse::Response::new(&mut []);
+                let parsed = config.parse_response_with_uninit_headers(&mut resp, data, &mut headers);
+                let httparse::Status::Complete(n) = parsed.map_err(bad)? else {
                     return Ok(None);
                 };
                 let (map, fields) = collect_headers(resp.headers)?;
