@@ -3,7 +3,7 @@
 fed by tcpreplay at increasing packet rates, each tool on its own run of the same packets. Prints what
 each received and dropped (the kernel's counts: PACKET_STATISTICS for the agent, pcap_stats for tcpdump).
 
-    python3 bench/live.py [--packets 200000] [--rates 50000,100000,200000,400000,600000,0]   (0 = top speed)
+    python3 bench/live.py [--packets 1000000] [--rates 50000,100000,200000,400000,600000,0]   (0 = top speed)
 
 Needs root (network namespaces). Traffic stays on a veth between two namespaces made here."""
 
@@ -126,7 +126,7 @@ def run_agent(agent, backend, pcap, rate, token, port, operator_url):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--packets", type=int, default=200_000)
+    ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--rates", default="50000,100000,200000,400000,600000,0")
     ap.add_argument("--agent", default=str(REPO / "target" / "release" / "faultline-agent"))
     ap.add_argument("--backends", default="afpacket,libpcap")
