@@ -7,6 +7,7 @@
 //! connections small enough to stay in cache, and makes growing either table a small copy.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use crate::tcp::conn::Conn;
@@ -14,10 +15,26 @@ use crate::time::Timestamp;
 
 pub type Endpoint = (IpAddr, u16);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
     lo: Endpoint,
     hi: Endpoint,
+}
+
+/// Hashes each endpoint as one or two words. The derived hash fed the hasher a variant tag, a length and
+/// the address bytes separately, several calls per endpoint for every packet's lookup.
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        for (ip, port) in [self.lo, self.hi] {
+            match ip {
+                IpAddr::V4(a) => h.write_u64((u64::from(a.to_bits()) << 16) | u64::from(port)),
+                IpAddr::V6(a) => {
+                    h.write_u128(a.to_bits());
+                    h.write_u16(port);
+                }
+            }
+        }
+    }
 }
 
 impl FlowKey {
