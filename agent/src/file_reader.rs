@@ -26,10 +26,12 @@ pub fn read_in_batches<R: Read + Send>(
     reader: PcapReader<R>,
     mut each: impl FnMut(&FrameBatch) -> bool,
 ) -> Option<ReadEnd> {
-    let (full_tx, full) = mpsc::sync_channel::<FrameBatch>(BATCHES_AHEAD);
     // Batches the engine is done with go back to be filled again: no allocation per batch.
     let pool = BatchPool::new(BATCHES_AHEAD + 2);
     std::thread::scope(|scope| {
+        // Made inside the scope, so that if `each` panics the receiver is dropped while unwinding and a
+        // reader blocked on a full channel ends, rather than the scope waiting for it forever.
+        let (full_tx, full) = mpsc::sync_channel::<FrameBatch>(BATCHES_AHEAD);
         let pool = &pool;
         // The sender moves to the reading thread: when it ends, the channel closes and the loop below ends.
         let reading = scope.spawn(move || read_all(reader, &full_tx, pool));
@@ -70,4 +72,57 @@ fn read_all<R: Read>(mut reader: PcapReader<R>, full: &mpsc::SyncSender<FrameBat
         let _ = full.send(batch);
     }
     ReadEnd { result, skipped: reader.skipped_records() }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    /// A classic pcap of `frames` Ethernet frames, the i-th holding i as 4 bytes, and `tail` after them.
+    fn pcap(frames: u32, tail: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        // Magic, version 2.4, zone, accuracy, snap length, Ethernet.
+        for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+            b.extend_from_slice(&word.to_le_bytes());
+        }
+        for i in 0..frames {
+            // Seconds, microseconds, captured and original length.
+            for word in [i, 0, 4, 4] {
+                b.extend_from_slice(&word.to_le_bytes());
+            }
+            b.extend_from_slice(&i.to_le_bytes());
+        }
+        b.extend_from_slice(tail);
+        b
+    }
+
+    #[test]
+    fn every_frame_in_order_then_how_the_file_ended() {
+        let n = 2 * BATCH_FRAMES as u32 + 5;
+        // A record header announcing 4 bytes, then the file ends: truncated.
+        let cut = [0u8, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 1];
+        let reader = PcapReader::new(Cursor::new(pcap(n, &cut))).expect("header");
+        let mut seen = Vec::new();
+        let end = read_in_batches(reader, |batch| {
+            seen.extend(batch.iter().map(|(_, _, d)| u32::from_le_bytes(d.try_into().expect("4 bytes"))));
+            true
+        })
+        .expect("not stopped");
+        assert_eq!(seen, (0..n).collect::<Vec<_>>());
+        assert!(matches!(end.result, Err(PcapError::Truncated { .. })), "{:?}", end.result.err());
+    }
+
+    #[test]
+    fn stopping_early_ends_the_reader_too() {
+        let reader = PcapReader::new(Cursor::new(pcap(50 * BATCH_FRAMES as u32, &[]))).expect("header");
+        let mut batches = 0;
+        let end = read_in_batches(reader, |_| {
+            batches += 1;
+            false
+        });
+        assert!(end.is_none());
+        assert_eq!(batches, 1);
+    }
 }
