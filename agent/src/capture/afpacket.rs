@@ -42,7 +42,6 @@ pub struct AfPacket {
     name: String,
     fd: i32,
     ring: Ring,
-    block_size: usize,
     /// The block being read, and where in it: the next frame's offset and how many frames are left.
     block: usize,
     next: Option<(usize, u32)>,
@@ -162,7 +161,6 @@ impl AfPacket {
             name: name.to_owned(),
             fd: socket.take(),
             ring,
-            block_size,
             block: 0,
             next: None,
             totals: KernelStats::default(),
@@ -204,7 +202,7 @@ impl Capture for AfPacket {
             match self.next {
                 Some((_, 0)) => self.release(),
                 Some((at, left)) => {
-                    let block_start = self.block * self.block_size;
+                    let block_start = self.block * self.ring.block_size;
                     let hdr = block_start + at;
                     let fields = (
                         self.ring.u32_at(hdr + PKT_NEXT),
@@ -221,7 +219,7 @@ impl Capture for AfPacket {
                     // The last frame of a block has no next offset: the block is done after it.
                     self.next = Some(if next == 0 { (at, 0) } else { (at + next as usize, left - 1) });
                     let data_at = hdr + usize::from(mac);
-                    if data_at + snaplen as usize > block_start + self.block_size {
+                    if data_at + snaplen as usize > block_start + self.ring.block_size {
                         continue;
                     }
                     let ts = Timestamp(u64::from(sec) * 1_000_000_000 + u64::from(nsec));
@@ -235,7 +233,7 @@ impl Capture for AfPacket {
                             return Ok(None);
                         }
                     }
-                    let start = self.block * self.block_size;
+                    let start = self.block * self.ring.block_size;
                     let (Some(n), Some(first)) =
                         (self.ring.u32_at(start + BLOCK_NUM_PKTS), self.ring.u32_at(start + BLOCK_FIRST_PKT))
                     else {
