@@ -234,9 +234,8 @@ impl Conn {
         // The time a timeout was decided: its deadline, or the end of the capture if that came first.
         let decided = |since: Timestamp, ms: u64| since.plus_millis(ms).min(now).max(since);
         match self.phase {
-            Phase::Closed => {
-                return if end_of_input || now >= self.linger_until { Keep::Remove } else { Keep::Yes };
-            }
+            // Nothing left to decide: the engine keeps only its `lingering()` and forgets it at `until`.
+            Phase::Closed => return Keep::Yes,
             Phase::SynSent => {
                 if due(self.syn_ts, cfg.syn_timeout_ms) {
                     let reason = if self.syn_answered_by_icmp { SynReason::Unreachable } else { SynReason::Timeout };
