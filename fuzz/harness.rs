@@ -50,9 +50,7 @@ pub fn http(data: &[u8]) {
         let dir = if ctl & 1 == 0 { Dir::ClientToServer } else { Dir::ServerToClient };
         match (ctl >> 1) & 3 {
             0 | 1 => d.on_data(dir, ts, chunk, &mut out),
-            2 => {
-                d.on_gap(dir, len as u64);
-            }
+            2 => d.on_gap(dir, len as u64, ts, &mut out),
             _ => {
                 if ctl & 0x80 == 0 {
                     d.on_end(dir, ts, &mut out)

@@ -24,6 +24,9 @@ pub struct EngineConfig {
     pub max_flows: usize,
     /// Bytes of out-of-order data held per stream direction before the gap is given up as missed.
     pub max_out_of_order_bytes: usize,
+    /// Bytes of out-of-order data held by all streams together; beyond, a stream gives its holes up early
+    /// (counted in `reassembly_over_budget`).
+    pub max_out_of_order_total: usize,
     /// Node name stamped on every entry (`None` offline).
     pub node: Option<String>,
     /// Put before every entry id, to make ids unique across agents and runs.
@@ -45,6 +48,7 @@ impl Default for EngineConfig {
             show_icmp_informational: false,
             max_flows: 500_000,
             max_out_of_order_bytes: 256 * 1024,
+            max_out_of_order_total: 64 << 20,
             node: None,
             id_prefix: String::new(),
             record_errors: false,

@@ -7,7 +7,8 @@ use crate::flow::{FlowKey, FlowTable};
 use crate::icmp::{self, Kind};
 use crate::record::FlowRecorder;
 use crate::stats::Stats;
-use crate::tcp::conn::{Conn, Ctx, Keep};
+use crate::tcp::conn::{Conn, Ctx, Keep, Phase, LINGER_MS};
+use crate::tcp::reassembly::HeldBudget;
 use crate::time::Timestamp;
 
 /// Errors-only recording keeps at most this many flows, packets per flow and bytes per flow.
@@ -16,9 +17,17 @@ const RECORDED_PACKETS: usize = 32;
 const RECORDED_BYTES: usize = 64 * 1024;
 use crate::wire::{self, DecodeError, Decoded, IcmpMessage, LinkType, Packet, Skip, TcpSegment, Transport};
 
+/// Endpoints known to listen (they answered a SYN) are remembered up to this many, to tell the server of
+/// a connection picked up mid-stream.
+const MAX_LISTENERS: usize = 16_384;
+
 pub struct Engine {
     cfg: EngineConfig,
     flows: FlowTable,
+    /// Out-of-order bytes held by every stream together.
+    held: std::sync::Arc<HeldBudget>,
+    /// Endpoints seen answering a SYN with a SYN-ACK.
+    listeners: std::collections::HashSet<(std::net::IpAddr, u16), foldhash::fast::RandomState>,
     recorder: Option<FlowRecorder>,
     /// (entry id, pcap of its flow) waiting for `take_recordings`.
     recordings: Vec<(String, Vec<u8>)>,
@@ -33,6 +42,8 @@ impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
         let recorder = cfg.record_errors.then(|| FlowRecorder::new(RECORDED_FLOWS, RECORDED_PACKETS, RECORDED_BYTES));
         Engine {
+            held: HeldBudget::new(cfg.max_out_of_order_total),
+            listeners: Default::default(),
             cfg,
             flows: FlowTable::default(),
             recorder,
@@ -105,7 +116,7 @@ impl Engine {
                 self.stats.tcp_segments += 1;
                 self.on_tcp(p, seg, out);
             }
-            Transport::Udp { .. } => self.stats.udp_datagrams += 1,
+            Transport::Udp(_) => self.stats.udp_datagrams += 1,
             Transport::Icmp(msg) => {
                 self.stats.icmp_messages += 1;
                 self.on_icmp(p, msg, out);
@@ -164,7 +175,7 @@ impl Engine {
 
     fn sweep(&mut self, end_of_input: bool, out: &mut Vec<Entry>) {
         let now = self.now;
-        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out };
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out, held: &self.held };
         let mut over = Vec::new();
         self.flows.live.retain(|key, conn| {
             let keep = conn.check(now, end_of_input, &mut ctx) == Keep::Yes;
@@ -199,17 +210,21 @@ impl Engine {
         let key = FlowKey::new(src, dst);
         let flags = seg.flags;
         let is_syn = flags.syn() && !flags.ack();
-        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out };
+        if flags.syn() && flags.ack() {
+            self.remember_listener(src);
+        }
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out, held: &self.held };
         if let Some(conn) = self.flows.live.get_mut(&key) {
-            let from_client = conn.client == src;
-            if is_syn && from_client && conn.is_new_attempt(seg) {
+            let from_first = conn.ends[0] == src;
+            if is_syn && conn.is_new_attempt(seg) && (from_first || conn.phase != Phase::SynSent) {
                 // Port reuse, or a new attempt after an unanswered one: settle the old connection first.
                 conn.check(p.ts, true, &mut ctx);
-                *conn = Conn::syn(src, dst, p.ts, seg.seq);
+                *conn = Conn::syn(src, dst, p.ts, seg);
+                conn.on_segment(true, seg, p.ts, &mut ctx);
                 ctx.stats.flows_created += 1;
                 return;
             }
-            conn.on_segment(from_client, seg, p.ts, &mut ctx);
+            conn.on_segment(from_first, seg, p.ts, &mut ctx);
             if let Some(l) = conn.lingering() {
                 self.flows.retire(key, l);
             }
@@ -217,40 +232,64 @@ impl Engine {
         }
         if let Some(l) = self.flows.lingering.get_mut(&key) {
             l.last_ts = l.last_ts.max(p.ts);
-            // A late packet of a connection that is over changes nothing; a SYN with a new initial
-            // sequence number (from either side) starts a new connection on the same 4-tuple.
+            // A late packet of a connection that is over changes nothing but how long it is remembered; a
+            // SYN with a new initial sequence number (from either side) starts a new connection.
             if !(is_syn && l.client_isn != Some(seg.seq)) {
+                l.until = l.until.max(p.ts.plus_millis(LINGER_MS));
                 return;
             }
             self.flows.lingering.remove(&key);
         }
         let conn = if is_syn {
-            Conn::syn(src, dst, p.ts, seg.seq)
+            Conn::syn(src, dst, p.ts, seg)
         } else if flags.syn() {
             Conn::syn_ack(dst, src, p.ts, seg)
         } else if flags.rst() {
             // An RST for a connection we never saw tells us nothing about a connection we can report.
             ctx.stats.orphan_resets += 1;
             return;
+        } else if self.is_server(src, dst) {
+            Conn::midstream(dst, src, p.ts)
         } else {
-            // Mid-stream: guess the server as the side with the lower port (services listen low,
-            // clients use ephemeral ports).
-            let (client, server) = if seg.src_port > seg.dst_port { (src, dst) } else { (dst, src) };
-            Conn::midstream(client, server, p.ts)
+            Conn::midstream(src, dst, p.ts)
         };
         if self.flows.len() >= self.cfg.max_flows {
             self.stats.flows_evicted += self.flows.evict_oldest();
         }
         self.stats.flows_created += 1;
-        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out };
-        let from_client = conn.client == src;
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out, held: &self.held };
+        let from_first = conn.ends[0] == src;
         let conn = self.flows.live.entry(key).or_insert(conn);
-        if !is_syn && !flags.syn() {
-            conn.on_segment(from_client, seg, p.ts, &mut ctx);
+        if !(flags.syn() && flags.ack()) {
+            conn.on_segment(from_first, seg, p.ts, &mut ctx);
             if let Some(l) = conn.lingering() {
                 self.flows.retire(key, l);
             }
         }
+    }
+
+    /// Picked up mid-stream: is `a` the server of a connection with `b`? A side seen listening (it answered
+    /// a SYN) is; else a well-known port (below 1024) facing an ephemeral one; else the lower port. The
+    /// guess is corrected by the first request seen (SPEC §3.1, roles).
+    fn is_server(&self, a: (std::net::IpAddr, u16), b: (std::net::IpAddr, u16)) -> bool {
+        match (self.listeners.contains(&a), self.listeners.contains(&b)) {
+            (true, false) => return true,
+            (false, true) => return false,
+            _ => {}
+        }
+        match (a.1 < 1024, b.1 < 1024) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => a.1 < b.1,
+        }
+    }
+
+    fn remember_listener(&mut self, server: (std::net::IpAddr, u16)) {
+        if self.listeners.len() >= MAX_LISTENERS && !self.listeners.contains(&server) {
+            // Forgetting costs only a guess about roles, which the next request corrects.
+            self.listeners.clear();
+        }
+        self.listeners.insert(server);
     }
 
     fn on_icmp(&mut self, p: &Packet<'_>, msg: &IcmpMessage<'_>, out: &mut Vec<Entry>) {
@@ -264,7 +303,7 @@ impl Engine {
             if q.protocol == 6 && q.tcp_syn && icmp::kills_connection_attempt(msg) {
                 let key = FlowKey::new((q.src, q.src_port), (q.dst, q.dst_port));
                 if let Some(conn) = self.flows.live.get_mut(&key) {
-                    if conn.client == (q.src, q.src_port) {
+                    if conn.client() == (q.src, q.src_port) {
                         conn.icmp_error_for_syn();
                     }
                 }
@@ -283,7 +322,7 @@ impl Engine {
 fn record_key(p: &Packet<'_>) -> Option<FlowKey> {
     match &p.transport {
         Transport::Tcp(t) => Some(FlowKey::new((p.src, t.src_port), (p.dst, t.dst_port))),
-        Transport::Udp { src_port, dst_port } => Some(FlowKey::new((p.src, *src_port), (p.dst, *dst_port))),
+        Transport::Udp(u) => Some(FlowKey::new((p.src, u.src_port), (p.dst, u.dst_port))),
         Transport::Icmp(m) => {
             icmp::parse_quote(m.version, m.body).map(|q| FlowKey::new((q.src, q.src_port), (q.dst, q.dst_port)))
         }

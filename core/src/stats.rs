@@ -23,12 +23,32 @@ pub struct Stats {
     pub flows_expired: u64,
     /// RSTs for connections never seen (after they were forgotten, or scans): not reported.
     pub orphan_resets: u64,
+    /// RSTs outside the receiver's window (stale, blind, or from a middlebox that lost state), and RSTs in
+    /// SYN-SENT that do not acknowledge the SYN: ignored (RFC 5961), the connection goes on.
+    pub rst_out_of_window: u64,
+    /// ACKs answering a SYN without acknowledging it (stale TIME_WAIT state, port reuse behind SNAT).
+    pub challenge_acks: u64,
+    /// FINs the capture missed, known from the peer's acknowledgement of them.
+    pub fins_inferred: u64,
+    /// Last FINs never retransmitted whose acknowledgement the capture never saw: capture loss, not
+    /// `LastAck`.
+    pub unacked_fins: u64,
     /// TCP bytes the capture never saw (sequence gaps), as Zeek's `missed_bytes`.
     pub missed_bytes: u64,
     /// Streams whose protocol was not identified within `tcpStreamChannelTimeoutMs`.
     pub streams_timed_out: u64,
-    /// HTTP connections whose dissection stopped because a gap lost the message boundaries.
-    pub http_desyncs: u64,
+    /// Gaps that hid HTTP message boundaries: the parser looked for the next message.
+    pub http_resyncs: u64,
+    /// HTTP exchanges lost to capture loss (the request or the response fell in a gap): counted, not
+    /// reported as half connections.
+    pub http_lost_exchanges: u64,
+    /// Responses before the first request of a connection picked up mid-stream: counted, not reported.
+    pub http_early_responses: u64,
+    /// Out-of-order segments not held because they lay beyond the receiver's window.
+    pub segments_out_of_window: u64,
+    /// Times the engine's budget of out-of-order bytes (all connections together) made a stream give up
+    /// its holes early.
+    pub reassembly_over_budget: u64,
     /// Entries emitted.
     pub entries: u64,
 }

@@ -142,9 +142,7 @@ fn random_bytes_through_the_http_dissector() {
             let data = if rng.below(3) == 0 { rng.bytes(40) } else { fragments[rng.below(fragments.len())].to_vec() };
             let ts = Timestamp::from_millis(step as u64);
             match rng.below(20) {
-                0 => {
-                    d.on_gap(dir, rng.next() % 100);
-                }
+                0 => d.on_gap(dir, rng.next() % 100, ts, &mut out),
                 1 => d.on_end(dir, ts, &mut out),
                 2 => d.check(ts, 5, &mut out),
                 _ => d.on_data(dir, ts, &data, &mut out),

@@ -41,7 +41,7 @@ fn out_of_order_segments_are_reassembled() {
     s.c(10, PSH | ACK, 1010, 5001, b"HTTP/1.1\r\n\r\n");
     s.c(11, PSH | ACK, 1001, 5001, b"GET /ooo ");
     s.c(12, PSH | ACK, 1001, 5001, b"GET /ooo "); // retransmission
-    s.s(20, PSH | ACK, 5001, 1023, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    s.s(20, PSH | ACK, 5001, 1022, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     let out = s.finish();
     assert_eq!(kinds(&out), vec!["http:200"]);
 }
@@ -132,9 +132,16 @@ fn sequence_gap_counts_missed_bytes() {
     s.c(11, PSH | ACK, 1120, 5001, b"GET /b HTTP/1.1\r\n\r\n");
     s.c(12, RST, 1140, 0, b"");
     assert_eq!(s.engine.stats().missed_bytes, 100);
-    assert_eq!(s.engine.stats().http_desyncs, 1, "a gap between requests loses the framing");
+    assert_eq!(s.engine.stats().http_resyncs, 1, "a gap between requests hides the framing");
     let out = s.finish();
-    // The desynchronised connection reports no half connection for /a, but the reset stands.
-    assert_eq!(kinds(&out), vec!["connection:Reset"]);
+    // The parser found /b after the gap: both requests seen were unanswered when the client reset.
+    assert_eq!(
+        kinds(&out),
+        vec![
+            "connection:Reset",
+            "pair-not-found:missing response: connection reset",
+            "pair-not-found:missing response: connection reset"
+        ]
+    );
     assert!(tcp_errors(&out).contains(&(TcpState::Reset, None, Some("client"))));
 }

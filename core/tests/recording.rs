@@ -15,7 +15,7 @@ fn frames(pcap: &[u8]) -> Vec<(u8, u16)> {
             Ok(Decoded::Packet(p)) => match p.transport {
                 Transport::Tcp(t) => out.push((t.flags.0, t.dst_port)),
                 Transport::Icmp(m) => out.push((m.icmp_type, 0)),
-                Transport::Udp { dst_port, .. } => out.push((0, dst_port)),
+                Transport::Udp(u) => out.push((0, u.dst_port)),
             },
             other => panic!("{other:?}"),
         }

@@ -1,17 +1,24 @@
 //! Pairs requests with responses on one connection. Requests queue in order (pipelining); each final
 //! response answers the oldest. What cannot be paired becomes a half connection (`pair-not-found`) once the
-//! connection closes or `pairTimeoutMs` passes; what cannot be parsed becomes a dissection error, after
-//! which the connection is not dissected further (SPEC §3.5).
+//! connection closes or `pairTimeoutMs` after the request was sent whole; what cannot be parsed becomes a
+//! dissection error, after which the connection is not dissected further (SPEC §3.5).
+//!
+//! Capture loss costs at most the exchange it hit (SPEC §3.1, §3.3): after a gap the parsers resynchronise
+//! at the next message, requests whose answers may have been in the gap are dropped (counted) instead of
+//! reported missing, and a response whose request was lost is dropped (counted) instead of reported as
+//! `missing request`.
 
 use std::collections::VecDeque;
 
-use super::parser::{BodyRule, Handler, Head, Parser, Role};
+use super::parser::{BodyRule, GapEffect, Handler, Head, Parser, Role};
 use crate::entry::{Request, Response};
+use crate::stats::Stats;
 use crate::time::Timestamp;
 
 /// Bounds per connection, so a hostile peer cannot grow them without end.
 const MAX_PENDING: usize = 1024;
 const MAX_ORPHANS: usize = 64;
+const MAX_LATE: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dir {
@@ -21,30 +28,68 @@ pub enum Dir {
 
 #[derive(Debug, PartialEq)]
 pub enum HttpOutcome {
-    Pair { req_ts: Timestamp, request: Request, resp_ts: Timestamp, response: Response },
-    Dissection { ts: Timestamp, msg: String, request: Option<(Timestamp, Request)>, response: Option<Response> },
-    MissingResponse { req_ts: Timestamp, request: Request, decided: Timestamp, why: &'static str },
-    MissingRequest { resp_ts: Timestamp, response: Response, decided: Timestamp, why: &'static str },
+    /// `late`: the request had been reported missing after waiting this many ms; this is its late answer.
+    Pair {
+        req_ts: Timestamp,
+        request: Request,
+        resp_ts: Timestamp,
+        response: Response,
+        late: Option<u64>,
+    },
+    Dissection {
+        ts: Timestamp,
+        msg: String,
+        request: Option<(Timestamp, Request)>,
+        response: Option<Response>,
+    },
+    MissingResponse {
+        req_ts: Timestamp,
+        request: Request,
+        decided: Timestamp,
+        why: &'static str,
+    },
+    MissingRequest {
+        resp_ts: Timestamp,
+        response: Response,
+        decided: Timestamp,
+        why: &'static str,
+    },
 }
 
 struct Pending {
+    id: u64,
     ts: Timestamp,
+    /// When its last byte was seen: the pair timer starts here.
+    complete: Option<Timestamp>,
     request: Request,
+    /// The response-side gap count when it was queued: a later gap may have swallowed its answer.
+    epoch: u32,
+    /// Reported missing after `pairTimeoutMs`, after waiting this long: a response now is a late one.
+    waited_ms: Option<u64>,
 }
 
 struct InFlight {
     request: Option<Pending>,
     response: Response,
     ts: Timestamp,
-    /// The answer to a request already reported missing: complete it quietly.
-    silent: bool,
+}
+
+/// What the dissector dropped on purpose, drained into the engine's statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpCounters {
+    /// Exchanges lost to capture loss (a request or response in a gap): counted, not reported.
+    pub lost_exchanges: u64,
+    /// Responses before the first request of a connection picked up mid-stream.
+    pub early_responses: u64,
+    /// Gaps that hid message boundaries (the parser resynchronised).
+    pub resyncs: u64,
 }
 
 pub struct HttpDissector {
     req: Parser,
     resp: Parser,
     pairing: Pairing,
-    /// Dissection failed or lost sync: nothing more is reported for this connection.
+    /// Dissection failed: nothing more is reported for this connection.
     stopped: bool,
 }
 
@@ -54,25 +99,53 @@ struct Pairing {
     pending: VecDeque<Pending>,
     in_flight: Option<InFlight>,
     orphans: Vec<(Timestamp, Response)>,
-    /// Responses still owed to requests that were already reported missing after `pairTimeoutMs`.
-    late: u32,
+    /// Requests reported missing after `pairTimeoutMs`, oldest first: the next responses answer them.
+    late: VecDeque<Pending>,
+    next_id: u64,
+    /// The request whose head was parsed and whose body is still coming.
+    receiving: Option<u64>,
+    /// Response-side gaps that hid boundaries so far.
+    epoch: u32,
+    /// A response-side gap happened and no response has been paired since.
+    resp_resync: bool,
+    /// A request-side gap may have swallowed requests: the next unpaired response is theirs.
+    req_lost: bool,
+    /// Picked up mid-stream and no request seen yet: responses now answer requests never captured.
+    before_first_request: bool,
+    /// A final response came while its request's body was still being sent (Expect: 100-continue).
+    waive_request_body: bool,
+    counters: HttpCounters,
 }
 
 impl Default for HttpDissector {
     fn default() -> Self {
-        HttpDissector {
-            req: Parser::new(Role::Request),
-            resp: Parser::new(Role::Response),
-            pairing: Pairing::default(),
-            stopped: false,
-        }
+        HttpDissector::new(false)
     }
 }
 
 impl HttpDissector {
-    /// Whether dissection has stopped (failure, lost sync, or a protocol upgrade).
+    /// `midstream`: the connection was picked up without its start, so the first responses may answer
+    /// requests that were never captured.
+    pub fn new(midstream: bool) -> Self {
+        HttpDissector {
+            req: Parser::new(Role::Request),
+            resp: Parser::new(Role::Response),
+            pairing: Pairing { before_first_request: midstream, ..Pairing::default() },
+            stopped: false,
+        }
+    }
+
+    /// Whether dissection has stopped (failure or a protocol upgrade).
     pub fn is_stopped(&self) -> bool {
         self.stopped || self.resp.is_tunnel()
+    }
+
+    /// Moves what was dropped on purpose since the last call into `stats`.
+    pub fn drain_counters(&mut self, stats: &mut Stats) {
+        let c = std::mem::take(&mut self.pairing.counters);
+        stats.http_lost_exchanges += c.lost_exchanges;
+        stats.http_early_responses += c.early_responses;
+        stats.http_resyncs += c.resyncs;
     }
 
     pub fn on_data(&mut self, dir: Dir, ts: Timestamp, data: &[u8], out: &mut Vec<HttpOutcome>) {
@@ -81,27 +154,43 @@ impl HttpDissector {
         }
         let res = match dir {
             Dir::ClientToServer => self.req.feed(data, ts, &mut RequestSide { p: &mut self.pairing }),
-            Dir::ServerToClient => self.resp.feed(data, ts, &mut ResponseSide { p: &mut self.pairing, out }),
+            Dir::ServerToClient => {
+                let r = self.resp.feed(data, ts, &mut ResponseSide { p: &mut self.pairing, out });
+                if std::mem::take(&mut self.pairing.waive_request_body) {
+                    self.req.waive_body();
+                }
+                r
+            }
         };
         if let Err(msg) = res {
             self.fail(dir, ts, msg, out);
         }
     }
 
-    /// Bytes the capture never saw. Returns true when this cost the dissector its footing.
-    pub fn on_gap(&mut self, dir: Dir, len: u64) -> bool {
+    /// Bytes the capture never saw.
+    pub fn on_gap(&mut self, dir: Dir, len: u64, ts: Timestamp, out: &mut Vec<HttpOutcome>) {
         if self.is_stopped() {
-            return false;
+            return;
         }
+        let effect = match dir {
+            Dir::ClientToServer => self.req.gap(len, ts, &mut RequestSide { p: &mut self.pairing }),
+            Dir::ServerToClient => self.resp.gap(len, ts, &mut ResponseSide { p: &mut self.pairing, out }),
+        };
+        let GapEffect::Resync { .. } = effect else { return };
+        let p = &mut self.pairing;
+        p.counters.resyncs += 1;
         match dir {
-            Dir::ClientToServer => self.req.gap(len),
-            Dir::ServerToClient => self.resp.gap(len),
+            Dir::ClientToServer => {
+                // A request (or several) may be gone; a request whose head was cut is gone for sure.
+                p.req_lost = true;
+                p.receiving = None;
+            }
+            Dir::ServerToClient => {
+                // Responses may be gone: the requests queued so far may have had their answer in the gap.
+                p.epoch = p.epoch.wrapping_add(1);
+                p.resp_resync = true;
+            }
         }
-        if self.req.is_lost() || self.resp.is_lost() {
-            self.stop();
-            return true;
-        }
-        false
     }
 
     /// One direction ended with a FIN, in sequence order.
@@ -144,42 +233,60 @@ impl HttpDissector {
         self.resolve_all(ts, why, out);
     }
 
-    /// Requests older than `pair_timeout_ms` without a response start, and responses without a request,
-    /// become half connections.
+    /// Requests sent whole more than `pair_timeout_ms` ago without a response, and responses without a
+    /// request, become half connections, decided at their deadline.
     pub fn check(&mut self, now: Timestamp, pair_timeout_ms: u64, out: &mut Vec<HttpOutcome>) {
         if self.is_stopped() {
             return;
         }
-        while let Some(p) = self.pairing.pending.front() {
-            if p.ts.plus_millis(pair_timeout_ms) > now {
+        let p = &mut self.pairing;
+        while let Some(front) = p.pending.front() {
+            // A request still being sent is not waiting for its answer yet; neither is any behind it.
+            let Some(complete) = front.complete else { break };
+            let deadline = complete.plus_millis(pair_timeout_ms);
+            if deadline > now {
                 break;
             }
-            if let Some(p) = self.pairing.pending.pop_front() {
-                out.push(HttpOutcome::MissingResponse {
-                    req_ts: p.ts,
-                    request: p.request,
-                    decided: now,
-                    why: "no response within pairTimeoutMs",
-                });
-                self.pairing.late += 1;
+            let Some(mut req) = p.pending.pop_front() else { break };
+            if req.epoch != p.epoch {
+                // Its answer may have been in a gap: loss, not a half connection.
+                p.counters.lost_exchanges += 1;
+                continue;
             }
+            out.push(HttpOutcome::MissingResponse {
+                req_ts: req.ts,
+                request: req.request.clone(),
+                decided: deadline,
+                why: "no response within pairTimeoutMs",
+            });
+            req.waited_ms = Some(pair_timeout_ms);
+            if p.late.len() >= MAX_LATE {
+                p.late.pop_front();
+            }
+            p.late.push_back(req);
         }
-        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pairing.orphans)
-            .into_iter()
-            .partition(|(ts, _)| ts.plus_millis(pair_timeout_ms) <= now);
-        self.pairing.orphans = keep;
+        let (due, keep): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut p.orphans).into_iter().partition(|(ts, _)| ts.plus_millis(pair_timeout_ms) <= now);
+        p.orphans = keep;
         for (resp_ts, response) in due {
-            out.push(HttpOutcome::MissingRequest { resp_ts, response, decided: now, why: "no request seen" });
+            let decided = resp_ts.plus_millis(pair_timeout_ms);
+            out.push(HttpOutcome::MissingRequest { resp_ts, response, decided, why: "no request seen" });
         }
     }
 
     fn resolve_all(&mut self, ts: Timestamp, why: &'static str, out: &mut Vec<HttpOutcome>) {
-        for p in self.pairing.pending.drain(..) {
-            out.push(HttpOutcome::MissingResponse { req_ts: p.ts, request: p.request, decided: ts, why });
+        let p = &mut self.pairing;
+        for req in p.pending.drain(..) {
+            if req.epoch != p.epoch {
+                p.counters.lost_exchanges += 1;
+                continue;
+            }
+            out.push(HttpOutcome::MissingResponse { req_ts: req.ts, request: req.request, decided: ts, why });
         }
-        for (resp_ts, response) in self.pairing.orphans.drain(..) {
+        for (resp_ts, response) in p.orphans.drain(..) {
             out.push(HttpOutcome::MissingRequest { resp_ts, response, decided: ts, why: "no request seen" });
         }
+        p.late.clear();
     }
 
     /// A dissection error: report it with the request it concerns, then stop.
@@ -194,12 +301,11 @@ impl HttpDissector {
             Dir::ClientToServer => (None, None),
         };
         out.push(HttpOutcome::Dissection { ts, msg, request: request.map(|p| (p.ts, p.request)), response });
-        self.stop();
-    }
-
-    fn stop(&mut self) {
         self.stopped = true;
-        self.pairing = Pairing::default();
+        self.req.fail();
+        self.resp.fail();
+        let counters = self.pairing.counters;
+        self.pairing = Pairing { counters, ..Pairing::default() };
     }
 }
 
@@ -210,17 +316,31 @@ struct RequestSide<'a> {
 impl Handler for RequestSide<'_> {
     fn head(&mut self, head: Head, ts: Timestamp) -> BodyRule {
         if let Head::Request(request) = head {
-            if self.p.pending.len() >= MAX_PENDING {
-                self.p.pending.pop_front();
+            let p = &mut *self.p;
+            if p.pending.len() >= MAX_PENDING {
+                p.pending.pop_front();
             }
-            self.p.pending.push_back(Pending { ts, request });
+            p.next_id += 1;
+            p.receiving = Some(p.next_id);
+            p.before_first_request = false;
+            p.pending.push_back(Pending {
+                id: p.next_id,
+                ts,
+                complete: None,
+                request,
+                epoch: p.epoch,
+                waited_ms: None,
+            });
         }
         BodyRule::Normal
     }
 
-    fn message_end(&mut self, body_size: u64, _ts: Timestamp) {
-        if let Some(last) = self.p.pending.back_mut() {
-            last.request.body_size = body_size;
+    fn message_end(&mut self, body_size: u64, ts: Timestamp) {
+        let Some(id) = self.p.receiving.take() else { return };
+        // Usually the newest; it may have been answered (and left the queue) before it was sent whole.
+        if let Some(req) = self.p.pending.iter_mut().rev().find(|r| r.id == id) {
+            req.request.body_size = body_size;
+            req.complete = Some(ts);
         }
     }
 }
@@ -228,6 +348,34 @@ impl Handler for RequestSide<'_> {
 struct ResponseSide<'a> {
     p: &'a mut Pairing,
     out: &'a mut Vec<HttpOutcome>,
+}
+
+impl ResponseSide<'_> {
+    /// The request the response that just began answers.
+    fn answered_request(&mut self) -> Option<Pending> {
+        let p = &mut *self.p;
+        if std::mem::take(&mut p.resp_resync) {
+            // The first response after a response-side gap: requests whose answers may have been in the
+            // gap go. If requests were queued after the gap, this answers the oldest of those; otherwise
+            // the gap held the oldest request's answer, and this answers the next.
+            let after_gap = p.pending.iter().any(|r| r.epoch == p.epoch);
+            let lost = if after_gap {
+                p.pending.iter().take_while(|r| r.epoch != p.epoch).count()
+            } else {
+                1.min(p.late.len() + p.pending.len())
+            };
+            for _ in 0..lost {
+                if p.late.pop_front().is_none() {
+                    p.pending.pop_front();
+                }
+            }
+            p.counters.lost_exchanges += lost as u64;
+        }
+        if let Some(late) = p.late.pop_front() {
+            return Some(late);
+        }
+        p.pending.pop_front()
+    }
 }
 
 impl Handler for ResponseSide<'_> {
@@ -240,12 +388,16 @@ impl Handler for ResponseSide<'_> {
             // Interim (100 Continue, 103 Early Hints): the final response is still to come.
             return BodyRule::None;
         }
-        let (request, silent) = if self.p.late > 0 {
-            self.p.late -= 1;
-            (None, true)
-        } else {
-            (self.p.pending.pop_front(), false)
-        };
+        let request = self.answered_request();
+        if let Some(req) = &request {
+            let unsent_body = req.complete.is_none() && self.p.receiving == Some(req.id);
+            let expects_continue =
+                req.request.headers.get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+            if unsent_body && expects_continue {
+                // Answered before the body was sent: the client may now close instead of sending it.
+                self.p.waive_request_body = true;
+            }
+        }
         let method = request.as_ref().map(|p| p.request.method.as_str()).unwrap_or("");
         let rule = if method == "HEAD" || status == 204 || status == 304 {
             BodyRule::None
@@ -254,7 +406,7 @@ impl Handler for ResponseSide<'_> {
         } else {
             BodyRule::Normal
         };
-        self.p.in_flight = Some(InFlight { request, response, ts, silent });
+        self.p.in_flight = Some(InFlight { request, response, ts });
         if rule == BodyRule::Tunnel {
             // The parser will not report an end: the message is complete now.
             self.message_end(0, ts);
@@ -267,14 +419,21 @@ impl Handler for ResponseSide<'_> {
             return;
         };
         f.response.body_size = body_size;
+        let p = &mut *self.p;
         match f.request {
-            Some(p) => self.out.push(HttpOutcome::Pair {
-                req_ts: p.ts,
-                request: p.request,
-                resp_ts: f.ts,
-                response: f.response,
-            }),
-            None if !f.silent && self.p.orphans.len() < MAX_ORPHANS => self.p.orphans.push((f.ts, f.response)),
+            Some(req) => {
+                p.req_lost = false;
+                self.out.push(HttpOutcome::Pair {
+                    req_ts: req.ts,
+                    request: req.request,
+                    resp_ts: f.ts,
+                    response: f.response,
+                    late: req.waited_ms,
+                });
+            }
+            None if p.before_first_request => p.counters.early_responses += 1,
+            None if std::mem::take(&mut p.req_lost) => p.counters.lost_exchanges += 1,
+            None if p.orphans.len() < MAX_ORPHANS => p.orphans.push((f.ts, f.response)),
             None => {}
         }
     }

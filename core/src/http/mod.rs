@@ -5,5 +5,5 @@ mod detect;
 mod dissector;
 mod parser;
 
-pub use detect::{looks_like_request, looks_like_response, Verdict};
+pub use detect::{looks_like_request, looks_like_response, proxy_header_len, proxy_header_size, Verdict};
 pub use dissector::{Dir, HttpDissector, HttpOutcome};

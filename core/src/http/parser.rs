@@ -1,16 +1,24 @@
 //! Framing HTTP/1.x messages in one direction of a stream. Headers are buffered (up to a limit) and parsed
-//! by httparse; bodies are counted, never stored. Errors come back as the `error.msg` of a dissection
-//! entry: `parser error: …` for broken grammar, `unexpected EOF: …` for a stream that ended inside a message.
+//! by httparse, as leniently as nginx, Envoy and browsers are (SPEC §3.5); bodies are counted, never
+//! stored. A head is parsed once it is complete (the buffered bytes are only scanned for its end), so the
+//! cost is linear in the bytes seen however the head is segmented. Errors come back as the `error.msg` of a
+//! dissection entry: `parser error: …` for broken grammar, `unexpected EOF: …` for a stream that ended
+//! inside a message. After a gap that hides message boundaries the parser resynchronises at the next line
+//! that starts a message.
 
 use std::mem::MaybeUninit;
 
+use super::detect::{looks_like_request, looks_like_response, Verdict};
 use crate::entry::{Headers, Request, Response};
 use crate::time::Timestamp;
 
 /// The most header bytes one message may have before it is a parser error.
 pub const MAX_HEAD: usize = 64 * 1024;
-/// The most header fields one message may have.
-const MAX_HEADERS: usize = 128;
+/// The most header fields one message may have (nginx and Envoy allow about this many within their size
+/// limits; SPEC §3.5 asks for 256).
+const MAX_HEADERS: usize = 256;
+/// Bytes kept across chunks while resynchronising: enough to recognise a start line.
+const RESYNC_KEEP: usize = 32;
 /// Chunk-size and trailer lines longer than this are a parser error.
 const MAX_LINE: usize = 4096;
 
@@ -65,28 +73,74 @@ enum State {
     Trailer,
     /// After a 101 or CONNECT: the rest is not HTTP.
     Tunnel,
-    /// A gap in the stream left us unable to find message boundaries.
-    Lost,
+    /// A gap hid message boundaries: looking for the next line that starts a message. `line_start`: the
+    /// next byte begins a line (the gap ended at a segment boundary, or a newline was just seen).
+    Resync {
+        line_start: bool,
+    },
+    /// After a dissection error: nothing more is parsed.
+    Failed,
+}
+
+/// What a gap did to the framing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GapEffect {
+    /// Inside a body of known length (or one that runs to the close): counted, framing intact.
+    Kept,
+    /// Message boundaries were lost; `in_head` says whether a message head was being read (that message
+    /// is lost), else whole messages may have been in the gap. The parser resynchronises.
+    Resync { in_head: bool },
 }
 
 pub struct Parser {
     role: Role,
     state: State,
     buf: Vec<u8>,
+    /// How much of `buf` has been searched for the end of the head.
+    scanned: usize,
+    /// The buffered head's first line is complete (it was parsed once, to catch a bad start line early).
+    start_line_checked: bool,
     body_size: u64,
+    /// The other side answered before this message's body was sent (a final status to
+    /// `Expect: 100-continue`): the client may close without sending it.
+    body_waived: bool,
 }
 
 impl Parser {
     pub fn new(role: Role) -> Self {
-        Parser { role, state: State::Head, buf: Vec::new(), body_size: 0 }
-    }
-
-    pub fn is_lost(&self) -> bool {
-        self.state == State::Lost
+        Parser {
+            role,
+            state: State::Head,
+            buf: Vec::new(),
+            scanned: 0,
+            start_line_checked: false,
+            body_size: 0,
+            body_waived: false,
+        }
     }
 
     pub fn is_tunnel(&self) -> bool {
         self.state == State::Tunnel
+    }
+
+    pub fn fail(&mut self) {
+        self.state = State::Failed;
+        self.buf = Vec::new();
+    }
+
+    /// Whether the parser is inside a message body (its head seen, its end not yet).
+    pub fn in_body(&self) -> bool {
+        matches!(
+            self.state,
+            State::Length(_) | State::ChunkSize | State::ChunkData(_) | State::ChunkDataEnd(_) | State::Trailer
+        )
+    }
+
+    /// The current message's body need not come (see `body_waived`).
+    pub fn waive_body(&mut self) {
+        if self.in_body() {
+            self.body_waived = true;
+        }
     }
 
     pub fn feed<H: Handler>(&mut self, mut input: &[u8], ts: Timestamp, h: &mut H) -> Result<(), String> {
@@ -105,6 +159,9 @@ impl Parser {
                             None => {
                                 self.check_head_len(input.len())?;
                                 self.buf.extend_from_slice(input);
+                                // httparse looked at all of it: the head does not end in these bytes.
+                                self.scanned = self.buf.len();
+                                self.start_line_checked = self.buf.contains(&b'\n');
                                 break;
                             }
                         }
@@ -112,12 +169,27 @@ impl Parser {
                         let old = self.buf.len();
                         let mut buf = std::mem::take(&mut self.buf);
                         buf.extend_from_slice(input);
+                        // Parse only once the head can be complete (or its first line, once, to catch a
+                        // bad start line early): re-parsing the whole buffer for every segment would be
+                        // quadratic in the number of segments.
+                        let from = self.scanned.saturating_sub(2);
+                        let ends = head_end(&buf[from..]).is_some();
+                        let first_line = !self.start_line_checked && buf[from..].contains(&b'\n');
+                        self.scanned = buf.len();
+                        if !ends && !first_line {
+                            self.check_head_len(buf.len())?;
+                            self.buf = buf;
+                            break;
+                        }
+                        self.start_line_checked |= first_line;
                         match self.try_head(&buf, ts, h)? {
                             Some(n) => {
                                 // The head ends in the new bytes: the old ones alone were incomplete.
                                 input = &input[n.saturating_sub(old).min(input.len())..];
                                 buf.clear();
                                 self.buf = buf;
+                                self.scanned = 0;
+                                self.start_line_checked = false;
                             }
                             None => {
                                 self.check_head_len(buf.len())?;
@@ -137,11 +209,22 @@ impl Parser {
                         self.state = State::Length(rem - take);
                     }
                 }
-                State::UntilClose | State::Tunnel | State::Lost => {
+                State::UntilClose | State::Tunnel | State::Failed => {
                     if self.state == State::UntilClose {
                         self.body_size += input.len() as u64;
                     }
                     break;
+                }
+                State::Resync { line_start } => {
+                    let mut data = std::mem::take(&mut self.buf);
+                    data.extend_from_slice(input);
+                    return match self.find_message_start(&data, line_start) {
+                        Some(at) => {
+                            self.state = State::Head;
+                            self.feed(&data[at..], ts, h)
+                        }
+                        None => Ok(()),
+                    };
                 }
                 State::ChunkSize | State::Trailer => {
                     let Some(nl) = input.iter().position(|b| *b == b'\n') else {
@@ -184,19 +267,92 @@ impl Parser {
         Ok(())
     }
 
-    /// The stream lost `len` bytes. Inside a body of known length we can count them and go on; anywhere
-    /// else message boundaries are lost.
-    pub fn gap(&mut self, len: u64) {
+    /// The stream lost `len` bytes. Inside a body of known length (or one that runs to the close) they are
+    /// counted and framing goes on; a message whose head was parsed and whose end fell in the gap is ended
+    /// here (its pair still reported); anywhere else boundaries are lost and the parser resynchronises.
+    pub fn gap<H: Handler>(&mut self, len: u64, ts: Timestamp, h: &mut H) -> GapEffect {
         match self.state {
-            State::Length(rem) if len < rem => {
-                self.state = State::Length(rem - len);
+            State::Length(rem) if len <= rem => {
                 self.body_size += len;
+                if len == rem {
+                    self.end_message(ts, h);
+                } else {
+                    self.state = State::Length(rem - len);
+                }
+                GapEffect::Kept
             }
-            State::UntilClose => self.body_size += len,
-            State::Tunnel => {}
-            _ => {
-                self.state = State::Lost;
-                self.buf = Vec::new();
+            State::ChunkData(rem) if len <= rem => {
+                self.body_size += len;
+                self.state = if len == rem { State::ChunkDataEnd(false) } else { State::ChunkData(rem - len) };
+                GapEffect::Kept
+            }
+            State::UntilClose => {
+                self.body_size += len;
+                GapEffect::Kept
+            }
+            State::Tunnel | State::Failed => GapEffect::Kept,
+            State::Resync { .. } => {
+                self.buf.clear();
+                self.state = State::Resync { line_start: true };
+                GapEffect::Resync { in_head: false }
+            }
+            State::Head => {
+                let in_head = !self.buf.is_empty();
+                self.resync();
+                GapEffect::Resync { in_head }
+            }
+            State::Length(_) | State::ChunkSize | State::ChunkData(_) | State::ChunkDataEnd(_) | State::Trailer => {
+                // The message's head is known and its end was in the gap (or cannot be found after it):
+                // report it as far as it was seen rather than lose it — even a 5xx.
+                self.body_size += len;
+                self.end_message(ts, h);
+                self.resync();
+                GapEffect::Resync { in_head: false }
+            }
+        }
+    }
+
+    fn resync(&mut self) {
+        self.buf.clear();
+        self.scanned = 0;
+        self.start_line_checked = false;
+        // A gap usually ends at a segment boundary, and segments often begin with a message.
+        self.state = State::Resync { line_start: true };
+    }
+
+    /// The offset in `data` of the first line that starts a message of this parser's role, if any. Keeps
+    /// a possible start cut by the end of `data` for the next call.
+    fn find_message_start(&mut self, data: &[u8], line_start: bool) -> Option<usize> {
+        let looks = |b: &[u8]| match self.role {
+            Role::Request => looks_like_request(b),
+            Role::Response => looks_like_response(b),
+        };
+        let mut at = if line_start { Some(0) } else { None };
+        let mut search = 0;
+        loop {
+            if let Some(p) = at {
+                let rest = &data[p..];
+                let lead = rest.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+                match looks(&rest[lead..]) {
+                    Verdict::Yes => return Some(p + lead),
+                    Verdict::NeedMore if rest.len() - lead < RESYNC_KEEP => {
+                        self.buf = rest.to_vec();
+                        self.state = State::Resync { line_start: true };
+                        return None;
+                    }
+                    _ => {}
+                }
+            }
+            match data[search..].iter().position(|b| *b == b'\n') {
+                Some(nl) => {
+                    at = Some(search + nl + 1);
+                    search += nl + 1;
+                }
+                None => {
+                    self.buf.clear();
+                    self.state = State::Resync { line_start: false };
+                    return None;
+                }
             }
         }
     }
@@ -205,6 +361,12 @@ impl Parser {
     /// close-delimited body ends here; any other partial message is an unexpected EOF.
     pub fn eof<H: Handler>(&mut self, why: &str, ts: Timestamp, h: &mut H) -> Result<(), String> {
         let noun = self.role.noun();
+        if self.body_waived && self.in_body() {
+            // The answer came before the body (Expect: 100-continue); the client may close instead.
+            self.body_waived = false;
+            self.end_message(ts, h);
+            return Ok(());
+        }
         let err = match self.state {
             State::Head if !self.buf.is_empty() => {
                 format!("unexpected EOF: {why} after {} bytes of the {noun} header", self.buf.len())
@@ -221,7 +383,7 @@ impl Parser {
             }
             _ => return Ok(()),
         };
-        self.state = State::Lost;
+        self.fail();
         Err(err)
     }
 
@@ -243,6 +405,7 @@ impl Parser {
     fn end_message<H: Handler>(&mut self, ts: Timestamp, h: &mut H) {
         h.message_end(self.body_size, ts);
         self.body_size = 0;
+        self.body_waived = false;
         self.state = State::Head;
     }
 
@@ -252,7 +415,7 @@ impl Parser {
         // Left uninitialised for httparse to fill: initialising 128 headers for every message was most of
         // this function's time.
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-        let config = httparse::ParserConfig::default();
+        let config = lenient();
         let noun = self.role.noun();
         let bad = |e: httparse::Error| format!("parser error: {noun} {}", describe(e));
         let (len, head, fields) = match self.role {
@@ -311,6 +474,33 @@ impl Parser {
     }
 }
 
+/// What mainstream servers, proxies and browsers accept (SPEC §3.5): obsolete line folding, whitespace
+/// before the colon and invalid header lines in responses (browsers skip them), and runs of spaces in
+/// start lines. A request with a broken header line is refused by nginx and Envoy (400): a parser error.
+fn lenient() -> httparse::ParserConfig {
+    let mut c = httparse::ParserConfig::default();
+    c.allow_obsolete_multiline_headers_in_responses(true)
+        .allow_spaces_after_header_name_in_responses(true)
+        .allow_multiple_spaces_in_response_status_delimiters(true)
+        .allow_multiple_spaces_in_request_line_delimiters(true)
+        .ignore_invalid_headers_in_responses(true);
+    c
+}
+
+/// Where a head ends in `data` (just past its empty line), if it does.
+fn head_end(data: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(nl) = data[from..].iter().position(|b| *b == b'\n') {
+        let after = from + nl + 1;
+        match data.get(after..) {
+            Some([b'\n', ..]) => return Some(after + 1),
+            Some([b'\r', b'\n', ..]) => return Some(after + 2),
+            _ => from = after,
+        }
+    }
+    None
+}
+
 /// What the framing headers say.
 struct Framing {
     chunked: bool,
@@ -325,14 +515,25 @@ fn collect_headers(raw: &[httparse::Header<'_>]) -> Result<(Headers, Framing), S
     for h in raw {
         let name = h.name;
         let value = String::from_utf8_lossy(h.value);
-        let value = value.trim();
+        // Obsolete line folding continues a value on the next line: it reads as one space.
+        let unfolded;
+        let value = if value.contains('\n') {
+            unfolded = value.split(['\r', '\n']).map(str::trim).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ");
+            unfolded.as_str()
+        } else {
+            value.trim()
+        };
         if name.eq_ignore_ascii_case("content-length") {
-            let n: u64 =
-                value.parse().map_err(|_| format!("parser error: Content-Length {value:?} is not a number"))?;
-            if framing.content_length.is_some_and(|prev| prev != n) {
-                return Err("parser error: conflicting Content-Length headers".into());
+            // A list of one repeated value ("5, 5") is what a proxy that merged two headers sends.
+            for part in value.split(',') {
+                let part = part.trim();
+                let n: u64 =
+                    part.parse().map_err(|_| format!("parser error: Content-Length {value:?} is not a number"))?;
+                if framing.content_length.is_some_and(|prev| prev != n) {
+                    return Err("parser error: conflicting Content-Length headers".into());
+                }
+                framing.content_length = Some(n);
             }
-            framing.content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             // The last coding decides (RFC 9112 §6.3).
             let last = value.rsplit(',').next().unwrap_or_default().trim();

@@ -83,6 +83,8 @@ impl<R: Read> PcapReader<R> {
 
 /// Bytes are read in chunks this large; records are handed out as slices of the chunk, never copied.
 const CHUNK: usize = 1 << 20;
+/// The first chunk's size; the buffer doubles from here as the file goes on.
+const FIRST_CHUNK: usize = 16 << 10;
 
 /// The byte source with its position, so that errors can say where the file went wrong. It reads large
 /// chunks and hands out slices of them: one copy from the kernel, none after.
@@ -113,8 +115,11 @@ impl<R: Read> Source<R> {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.buf.len() < need.max(CHUNK) {
-            self.buf.resize(need.max(CHUNK), 0);
+        // Start small and double up to CHUNK: a short capture (or a fuzz input) should not cost a
+        // megabyte of zeroed buffer.
+        let want = need.max((self.buf.len() * 2).clamp(FIRST_CHUNK, CHUNK));
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
         }
         while self.end < need {
             let n = read_full(&mut self.inner, &mut self.buf[self.end..])?;

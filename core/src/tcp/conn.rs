@@ -3,26 +3,32 @@
 //!
 //! | state       | decided when                                                                           |
 //! |-------------|----------------------------------------------------------------------------------------|
-//! | `SynSent`   | the server RSTs the SYN (refused), an ICMP error answers it (unreachable), or nothing   |
-//! |             | answers within `synTimeoutMs` (timeout). SYN retransmissions are the same attempt.      |
-//! | `Reset`     | an RST after the handshake or on a connection picked up mid-stream, before both FINs.   |
+//! | `SynSent`   | the server refuses the SYN (an acceptable RST, also after its SYN-ACK), an ICMP error   |
+//! |             | answers it (unreachable), or nothing answers within `synTimeoutMs` (timeout). SYN      |
+//! |             | retransmissions are the same attempt, and a late answer resumes it.                    |
+//! | `Reset`     | an acceptable RST (in the receiver's window) after the handshake or on a connection    |
+//! |             | picked up mid-stream, before both FINs.                                                |
 //! | `CloseWait` | one FIN was acknowledged and the other side sent neither FIN nor new data for           |
-//! |             | `closeTimeoutMs`.                                                                       |
-//! | `LastAck`   | both FINs were seen and the later one stayed unacknowledged for `closeTimeoutMs`.       |
+//! |             | `closeTimeoutMs` (nor anything its peer acknowledged that the capture missed).         |
+//! | `LastAck`   | both FINs were seen, the later one was retransmitted and stayed unacknowledged for     |
+//! |             | `closeTimeoutMs`.                                                                      |
 //!
-//! Graceful and simultaneous closes, answered SYN retransmissions and keep-alives (which carry no new
-//! sequence space) produce nothing. A closed connection lingers for `closeTimeoutMs` so that late
+//! Capture loss is not a network error (SPEC §3.1, "Real traffic, decided"): an ACK past bytes the capture
+//! never saw proves they were sent, so holes are given up at once and a missed FIN is inferred; an RST
+//! outside the receiver's window, a challenge ACK, and an RST before the handshake completed from the
+//! client are not errors. A connection that is over lingers (at least a minute) so that late
 //! retransmissions and RSTs are absorbed rather than mistaken for a new connection.
 
 use std::net::IpAddr;
 
-use super::reassembly::{Chunk, Reassembler};
+use super::app::{App, Proto};
 use super::{seq_ge, seq_lt};
 use crate::config::EngineConfig;
 use crate::entry::{Endpoint, Entry, EntryError, ErrorType, Protocol, Side, SynReason, TcpInfo, TcpState};
 use crate::flow::Lingering;
-use crate::http::{looks_like_request, looks_like_response, Dir, HttpDissector, HttpOutcome, Verdict};
+use crate::http::HttpOutcome;
 use crate::stats::Stats;
+use crate::tcp::reassembly::HeldBudget;
 use crate::time::Timestamp;
 use crate::wire::TcpSegment;
 
@@ -31,6 +37,7 @@ pub(crate) struct Ctx<'a> {
     pub cfg: &'a EngineConfig,
     pub stats: &'a mut Stats,
     pub out: &'a mut Vec<Entry>,
+    pub held: &'a std::sync::Arc<HeldBudget>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,42 +52,111 @@ pub(crate) enum Phase {
     Closed,
 }
 
-/// Linux gives up on a SYN after 6 retransmissions, 127 s after the first.
+/// Linux gives up on a SYN after 6 retransmissions, 127 s after the first: an attempt reported as timed
+/// out is kept that long after its last packet, so a late answer resumes it.
 const SYN_RETRY_WINDOW_MS: u64 = 130_000;
+
+/// A connection that is over is remembered at least this long (and this long after its last packet), so
+/// that late FIN retransmissions and RSTs are absorbed (SPEC §3.1: "One connection, one report").
+pub(crate) const LINGER_MS: u64 = 60_000;
+
+/// The window scale assumed for a side whose SYN was not seen (Linux's default for common buffer sizes).
+const ASSUMED_WINDOW_SCALE: u8 = 7;
 
 /// What the engine should do with a connection after its timers were checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Keep {
     Yes,
-    /// Done lingering, or idle for too long.
+    /// Done, or idle for too long.
     Remove,
 }
 
 struct Fin {
     /// The acknowledgement number that covers this FIN.
     ack_needed: u32,
+    /// The same FIN was sent again: the sender really was waiting for its acknowledgement.
+    retransmitted: bool,
+    /// Not captured, but its acknowledgement was: the capture lost it.
+    inferred: bool,
+    is_acked: bool,
     ts: Timestamp,
-    acked: Option<Timestamp>,
+    /// When it was acknowledged (meaningful once `is_acked`).
+    acked_at: Timestamp,
+}
+
+impl Fin {
+    fn acked(&self) -> Option<Timestamp> {
+        self.is_acked.then_some(self.acked_at)
+    }
+}
+
+/// One side's sequence numbers, each known or not. Kept packed: a flow table holds hundreds of thousands
+/// of connections, and four `Option<u32>` would cost twice the bytes.
+#[derive(Clone, Copy, Default)]
+struct Seqs {
+    values: [u32; 4],
+    known: u8,
+}
+
+/// The initial sequence number (of its SYN).
+const ISN: usize = 0;
+/// The next sequence number this side will use (SYN, data and FIN counted): how far it has sent.
+const NXT: usize = 1;
+/// Highest data sequence number sent so far (exclusive): new data moves it, keep-alives do not.
+const MAX_END: usize = 2;
+/// The highest acknowledgement this side sent: how far it has received the other side's stream.
+const ACKED: usize = 3;
+
+impl Seqs {
+    fn get(&self, which: usize) -> Option<u32> {
+        (self.known & (1 << which) != 0).then_some(self.values[which])
+    }
+
+    fn set(&mut self, which: usize, value: u32) {
+        self.values[which] = value;
+        self.known |= 1 << which;
+    }
 }
 
 #[derive(Default)]
 struct Half {
-    isn: Option<u32>,
+    seq: Seqs,
+    /// The window scale option of this side's SYN, when the SYN was seen.
+    wscale: Option<u8>,
+    /// The largest receive window this side advertised, unscaled.
+    max_window: u16,
     fin: Option<Fin>,
-    /// Highest sequence number sent so far (exclusive): new data moves it, keep-alives do not.
-    max_end: Option<u32>,
     last_data: Option<Timestamp>,
 }
 
+impl Half {
+    fn isn(&self) -> Option<u32> {
+        self.seq.get(ISN)
+    }
+    fn nxt(&self) -> Option<u32> {
+        self.seq.get(NXT)
+    }
+    fn acked(&self) -> Option<u32> {
+        self.seq.get(ACKED)
+    }
+}
+
 pub(crate) struct Conn {
-    pub client: (IpAddr, u16),
-    pub server: (IpAddr, u16),
+    /// The two ends; `halves` and the app's streams are indexed the same way, and never move.
+    pub ends: [(IpAddr, u16); 2],
+    /// Which end is the client (0 unless a mid-stream guess was proved wrong by a request).
+    client_side: u8,
     pub phase: Phase,
     pub first_ts: Timestamp,
     pub last_ts: Timestamp,
     syn_ts: Timestamp,
     syn_answered_by_icmp: bool,
+    /// The attempt was reported (timed out); it stays tracked in case a late SYN-ACK resumes it.
+    syn_reported: bool,
+    /// No handshake seen: roles are a guess until a request says otherwise.
     midstream: bool,
+    /// Both SYNs were seen: window scaling is known exactly (RFC 7323: on only if both sides offered it).
+    handshake_seen: bool,
     close_wait_reported: bool,
     /// Once closed: until when late packets are expected.
     linger_until: Timestamp,
@@ -91,18 +167,28 @@ pub(crate) struct Conn {
 
 impl Conn {
     /// A connection attempt: the client's first SYN.
-    pub fn syn(client: (IpAddr, u16), server: (IpAddr, u16), ts: Timestamp, isn: u32) -> Conn {
+    pub fn syn(client: (IpAddr, u16), server: (IpAddr, u16), ts: Timestamp, seg: &TcpSegment<'_>) -> Conn {
         let mut c = Conn::new(client, server, ts, Phase::SynSent);
         c.syn_ts = ts;
-        c.halves[0].isn = Some(isn);
+        let h = &mut c.halves[0];
+        h.seq.set(ISN, seg.seq);
+        // A SYN's data (TCP Fast Open) follows its sequence number.
+        h.seq.set(NXT, seg.seq.wrapping_add(1).wrapping_add(seg.seg_len));
+        h.wscale = seg.window_scale();
+        h.max_window = seg.window;
         c
     }
 
     /// Picked up at the server's SYN-ACK (the SYN was not captured).
     pub fn syn_ack(client: (IpAddr, u16), server: (IpAddr, u16), ts: Timestamp, seg: &TcpSegment<'_>) -> Conn {
         let mut c = Conn::new(client, server, ts, Phase::SynAcked);
-        c.halves[0].isn = Some(seg.ack.wrapping_sub(1));
-        c.halves[1].isn = Some(seg.seq);
+        c.halves[0].seq.set(ISN, seg.ack.wrapping_sub(1));
+        c.halves[0].seq.set(NXT, seg.ack);
+        c.halves[1].seq.set(ISN, seg.seq);
+        c.halves[1].seq.set(NXT, seg.seq.wrapping_add(1));
+        c.halves[1].wscale = seg.window_scale();
+        c.halves[1].seq.set(ACKED, seg.ack);
+        c.halves[1].max_window = seg.window;
         c
     }
 
@@ -115,14 +201,16 @@ impl Conn {
 
     fn new(client: (IpAddr, u16), server: (IpAddr, u16), ts: Timestamp, phase: Phase) -> Conn {
         Conn {
-            client,
-            server,
+            ends: [client, server],
+            client_side: 0,
             phase,
             first_ts: ts,
             last_ts: ts,
             syn_ts: ts,
             syn_answered_by_icmp: false,
+            syn_reported: false,
             midstream: false,
+            handshake_seen: false,
             close_wait_reported: false,
             linger_until: ts,
             halves: [Half::default(), Half::default()],
@@ -130,11 +218,27 @@ impl Conn {
         }
     }
 
+    pub fn client(&self) -> (IpAddr, u16) {
+        self.ends[usize::from(self.client_side)]
+    }
+
+    pub fn server(&self) -> (IpAddr, u16) {
+        self.ends[1 - usize::from(self.client_side)]
+    }
+
+    fn side(&self, index: usize) -> Side {
+        if index == usize::from(self.client_side) {
+            Side::Client
+        } else {
+            Side::Server
+        }
+    }
+
     /// Whether a SYN from the client starts a new connection on this 4-tuple rather than repeating the
-    /// current attempt: the old one is over, or the SYN carries another initial sequence number.
+    /// current attempt: the SYN carries another initial sequence number.
     pub fn is_new_attempt(&self, seg: &TcpSegment<'_>) -> bool {
         // A SYN with the same ISN is a retransmission, even of an attempt already reported as timed out.
-        self.halves[0].isn != Some(seg.seq)
+        self.halves[0].isn() != Some(seg.seq)
     }
 
     /// An ICMP error quoted this connection's SYN: if it is still unanswered, it was refused by the network.
@@ -144,74 +248,201 @@ impl Conn {
         }
     }
 
-    pub fn on_segment(&mut self, from_client: bool, seg: &TcpSegment<'_>, ts: Timestamp, ctx: &mut Ctx<'_>) {
+    /// A segment from `ends[0]` (`from_first`) or `ends[1]`. Until the handshake is complete, `ends[0]` is
+    /// the client.
+    pub fn on_segment(&mut self, from_first: bool, seg: &TcpSegment<'_>, ts: Timestamp, ctx: &mut Ctx<'_>) {
         if ts > self.last_ts {
             self.last_ts = ts;
         }
         if self.phase == Phase::Closed {
             return;
         }
-        let (me, peer) = if from_client { (0, 1) } else { (1, 0) };
+        let (me, peer) = if from_first { (0, 1) } else { (1, 0) };
+        let from_client = me == 0;
         let flags = seg.flags;
         if flags.syn() {
-            if flags.ack() && !from_client && self.phase == Phase::SynSent {
-                self.phase = Phase::SynAcked;
-                self.halves[1].isn = Some(seg.seq);
-            }
-            // A retransmitted SYN or SYN-ACK changes nothing.
+            self.on_syn(me, seg, ts, ctx);
             return;
         }
+        if flags.rst() {
+            self.on_rst(me, seg, ts, ctx);
+            return;
+        }
+        match self.phase {
+            Phase::SynSent => {
+                // Only what answers the SYN completes the handshake. An ACK that does not acknowledge
+                // it is a challenge ACK (stale TIME_WAIT state, port reuse behind SNAT): not an answer.
+                let answers_syn = flags.ack()
+                    && if from_client {
+                        // The client's ACK of a SYN-ACK the capture missed.
+                        self.halves[0].nxt() == Some(seg.seq)
+                    } else {
+                        self.halves[0].nxt() == Some(seg.ack)
+                    };
+                if !answers_syn {
+                    if !from_client {
+                        ctx.stats.challenge_acks += 1;
+                    }
+                    return;
+                }
+                self.phase = Phase::Open;
+            }
+            // The handshake went on (or we missed part of it).
+            Phase::SynAcked => self.phase = Phase::Open,
+            Phase::Open | Phase::Closed => {}
+        }
+        self.halves[me].max_window = self.halves[me].max_window.max(seg.window);
         if flags.ack() {
-            if let Some(fin) = self.halves[peer].fin.as_mut() {
-                if fin.acked.is_none() && seq_ge(seg.ack, fin.ack_needed) {
-                    fin.acked = Some(ts);
+            self.on_ack(me, peer, seg.ack, ts, ctx);
+        }
+        let len = seg.seg_len;
+        let end = seg.seq.wrapping_add(len);
+        if len > 0 {
+            let half = &mut self.halves[me];
+            if half.seq.get(MAX_END).is_none_or(|m| seq_lt(m, end)) {
+                half.seq.set(MAX_END, end);
+                half.last_data = Some(ts);
+                if half.fin.as_ref().is_some_and(|f| f.inferred && seq_ge(end, f.ack_needed)) {
+                    // New data past an inferred FIN: it was a lost data byte, not a FIN.
+                    half.fin = None;
                 }
             }
         }
-        if flags.rst() {
-            self.on_rst(from_client, ts, ctx);
-            return;
+        let sent_to = if flags.fin() { end.wrapping_add(1) } else { end };
+        let half = &mut self.halves[me];
+        if half.nxt().is_none_or(|n| seq_lt(n, sent_to)) {
+            half.seq.set(NXT, sent_to);
         }
-        if matches!(self.phase, Phase::SynSent | Phase::SynAcked) {
-            // The handshake went on (or we missed part of it).
-            self.phase = Phase::Open;
-        }
-        let len = seg.seg_len;
-        if len > 0 {
-            let end = seg.seq.wrapping_add(len);
-            let half = &mut self.halves[me];
-            if half.max_end.is_none_or(|m| seq_lt(m, end)) {
-                half.max_end = Some(end);
-                half.last_data = Some(ts);
+        if flags.fin() {
+            match &mut half.fin {
+                None => {
+                    half.fin = Some(Fin {
+                        ack_needed: sent_to,
+                        retransmitted: false,
+                        inferred: false,
+                        is_acked: false,
+                        ts,
+                        acked_at: ts,
+                    })
+                }
+                Some(f) if f.ack_needed == sent_to && !f.inferred => f.retransmitted = true,
+                Some(_) => {}
             }
         }
-        if flags.fin() && self.halves[me].fin.is_none() {
-            let ack_needed = seg.seq.wrapping_add(len).wrapping_add(1);
-            self.halves[me].fin = Some(Fin { ack_needed, ts, acked: None });
-        }
         if len > 0 || flags.fin() {
-            self.feed_app(me, seg, ts, ctx);
+            self.feed_app(me, seg.seq, seg.payload, len, flags.fin(), ts, ctx);
         }
-        let both_acked = self.halves.iter().all(|h| h.fin.as_ref().is_some_and(|f| f.acked.is_some()));
+        let both_acked = self.halves.iter().all(|h| h.fin.as_ref().is_some_and(|f| f.is_acked));
         if both_acked {
             self.close(ts, "connection closed", ctx);
         }
     }
 
-    fn on_rst(&mut self, from_client: bool, ts: Timestamp, ctx: &mut Ctx<'_>) {
-        match self.phase {
-            Phase::SynSent if !from_client => {
-                let e =
-                    self.tcp_entry(self.syn_ts, TcpState::SynSent, Some(SynReason::Refused), Some(Side::Server), ts);
-                ctx.out.push(e);
-                self.close(ts, "connection reset", ctx);
+    /// A SYN or SYN-ACK on a connection already tracked (a new attempt was sorted out by the engine).
+    fn on_syn(&mut self, me: usize, seg: &TcpSegment<'_>, ts: Timestamp, ctx: &mut Ctx<'_>) {
+        if me == 0 {
+            // The client's SYN (or a retransmission of it); TCP Fast Open data is the stream's start.
+            if self.phase == Phase::SynSent && seg.seg_len > 0 {
+                self.feed_app(0, seg.seq.wrapping_add(1), seg.payload, seg.seg_len, false, ts, ctx);
             }
-            // The client giving up on its own attempt is not a refusal; the timer decides.
-            Phase::SynSent | Phase::Closed => {}
-            _ => {
+            return;
+        }
+        if !seg.flags.ack() {
+            return;
+        }
+        // A SYN-ACK acknowledges the SYN, and with TCP Fast Open possibly its data too.
+        let answers = self.halves[0].nxt().is_none_or(|n| n == seg.ack)
+            || self.halves[0].isn().is_some_and(|isn| isn.wrapping_add(1) == seg.ack);
+        if self.phase == Phase::SynSent && answers {
+            self.phase = Phase::SynAcked;
+            self.handshake_seen = self.halves[0].isn().is_some();
+            let h = &mut self.halves[1];
+            h.seq.set(ISN, seg.seq);
+            h.seq.set(NXT, seg.seq.wrapping_add(1));
+            h.wscale = seg.window_scale();
+            h.seq.set(ACKED, seg.ack);
+            h.max_window = seg.window;
+            if seg.seg_len > 0 {
+                self.feed_app(1, seg.seq.wrapping_add(1), seg.payload, seg.seg_len, false, ts, ctx);
+            }
+        }
+        // A retransmitted SYN-ACK, or one that answers another SYN, changes nothing.
+    }
+
+    fn on_ack(&mut self, me: usize, peer: usize, ack: u32, ts: Timestamp, ctx: &mut Ctx<'_>) {
+        let h = &mut self.halves[me];
+        if h.acked().is_none_or(|a| seq_lt(a, ack)) {
+            h.seq.set(ACKED, ack);
+        }
+        let p = &mut self.halves[peer];
+        if let Some(fin) = p.fin.as_mut() {
+            if !fin.is_acked && seq_ge(ack, fin.ack_needed) {
+                fin.is_acked = true;
+                fin.acked_at = ts;
+            }
+        }
+        let Some(sent) = p.nxt() else {
+            // Mid-stream and the peer has sent nothing yet: this ACK is where its stream stands.
+            p.seq.set(NXT, ack);
+            return;
+        };
+        if !seq_lt(sent, ack) {
+            return;
+        }
+        // The peer sent more than the capture saw. One sequence number more and no FIN seen: that was
+        // its FIN (SPEC §3.1: an ACK covering a FIN the capture missed means the FIN was sent).
+        if p.fin.is_none() && ack == sent.wrapping_add(1) && self.phase == Phase::Open {
+            p.fin =
+                Some(Fin { ack_needed: ack, retransmitted: false, inferred: true, is_acked: true, ts, acked_at: ts });
+            ctx.stats.fins_inferred += 1;
+            self.feed_app(peer, sent, &[], 0, true, ts, ctx);
+        } else {
+            // Data the capture missed: the peer was not silent.
+            p.last_data = Some(ts);
+        }
+        self.halves[peer].seq.set(NXT, ack);
+        if let Some(app) = self.app.as_mut() {
+            let mut outcomes = Vec::new();
+            app.acked(peer, ack, ts, ctx.stats, &mut outcomes);
+            self.client_side = u8::from(app.client_side == 1);
+            self.emit_http(outcomes, ctx);
+        }
+    }
+
+    fn on_rst(&mut self, me: usize, seg: &TcpSegment<'_>, ts: Timestamp, ctx: &mut Ctx<'_>) {
+        match self.phase {
+            Phase::SynSent => {
+                // RFC 9293 §3.10.7.3: in SYN-SENT an RST counts only if it acknowledges the SYN.
+                let acks_syn = seg.flags.ack()
+                    && (self.halves[0].nxt() == Some(seg.ack)
+                        || self.halves[0].isn().is_some_and(|isn| isn.wrapping_add(1) == seg.ack));
+                if me == 1 && acks_syn {
+                    self.refused(ts, ctx);
+                } else if me == 1 {
+                    ctx.stats.rst_out_of_window += 1;
+                }
+                // The client giving up on its own attempt (or answering a challenge ACK) is not a
+                // refusal; what answers its SYN decides.
+            }
+            Phase::SynAcked => {
+                if !self.acceptable_rst(me, seg.seq) {
+                    ctx.stats.rst_out_of_window += 1;
+                } else if me == 1 {
+                    // The server gave up before the handshake completed: the connection never was.
+                    self.refused(ts, ctx);
+                } else {
+                    // The client gave up (a Happy-Eyeballs loser, a health probe): not an error.
+                    self.close(ts, "connection reset", ctx);
+                }
+            }
+            Phase::Open => {
+                if !self.acceptable_rst(me, seg.seq) {
+                    ctx.stats.rst_out_of_window += 1;
+                    return;
+                }
                 let both_fins = self.halves.iter().all(|h| h.fin.is_some());
                 if !both_fins {
-                    let by = if from_client { Side::Client } else { Side::Server };
+                    let by = self.side(me);
                     let mut e = self.tcp_entry(ts, TcpState::Reset, None, Some(by), ts);
                     // How long the connection lived before it was reset.
                     e.elapsed_time = ts.millis_since(self.first_ts);
@@ -223,7 +454,51 @@ impl Conn {
                     self.finish_app(ts, "connection reset", ctx);
                 }
             }
+            Phase::Closed => {}
         }
+    }
+
+    fn refused(&mut self, ts: Timestamp, ctx: &mut Ctx<'_>) {
+        if !self.syn_reported {
+            let e = self.tcp_entry(self.syn_ts, TcpState::SynSent, Some(SynReason::Refused), Some(Side::Server), ts);
+            ctx.out.push(e);
+        }
+        self.close(ts, "connection refused", ctx);
+    }
+
+    /// RFC 5961 §3.2: an RST counts only if its sequence number lies in the receiver's window — exactly at
+    /// the next sequence number it expects, or within the window it advertised. Where nothing is known of
+    /// either (picked up at this very RST), it counts.
+    fn acceptable_rst(&self, me: usize, seq: u32) -> bool {
+        let peer = 1 - me;
+        let expected = self.halves[peer].acked();
+        let sent = self.halves[me].nxt();
+        if expected.is_none() && sent.is_none() {
+            return true;
+        }
+        if expected == Some(seq) || sent == Some(seq) {
+            return true;
+        }
+        let Some(base) = expected.or(sent) else { return true };
+        let window = self.window_of(peer).max(1);
+        let window = u32::try_from(window).unwrap_or(u32::MAX >> 1);
+        seq_ge(seq, base) && seq_lt(seq, base.wrapping_add(window))
+    }
+
+    /// The largest receive window `side` advertised, scaled (RFC 7323: scaling is on only if both SYNs
+    /// offered it; for a side whose SYN was not seen a common scale is assumed).
+    fn window_of(&self, side: usize) -> u64 {
+        let h = &self.halves[side];
+        let scale = if self.handshake_seen {
+            match (self.halves[0].wscale, self.halves[1].wscale) {
+                (Some(_), Some(_)) => h.wscale.unwrap_or(0),
+                _ => 0,
+            }
+        } else {
+            h.wscale.unwrap_or(ASSUMED_WINDOW_SCALE)
+        };
+        let window = if h.max_window == 0 { 65_535 } else { u64::from(h.max_window) };
+        window << scale
     }
 
     /// Checks timers at `now`. `end_of_input`: the capture is over; every pending state is resolved as if
@@ -237,15 +512,22 @@ impl Conn {
             // Nothing left to decide: the engine keeps only its `lingering()` and forgets it at `until`.
             Phase::Closed => return Keep::Yes,
             Phase::SynSent => {
-                if due(self.syn_ts, cfg.syn_timeout_ms) {
+                if !self.syn_reported && due(self.syn_ts, cfg.syn_timeout_ms) {
                     let reason = if self.syn_answered_by_icmp { SynReason::Unreachable } else { SynReason::Timeout };
                     let at = decided(self.syn_ts, cfg.syn_timeout_ms);
                     let e = self.tcp_entry(self.syn_ts, TcpState::SynSent, Some(reason), None, at);
                     ctx.out.push(e);
-                    self.close(at, "connection timed out", ctx);
-                    // The client may go on retransmitting the same SYN for two minutes (Linux
-                    // tcp_syn_retries=6): stay to absorb them instead of reporting each as a new attempt.
-                    self.linger_until = at.plus_millis(cfg.close_timeout_ms.max(SYN_RETRY_WINDOW_MS));
+                    // Still tracked: the client may go on retransmitting (Linux tcp_syn_retries=6, for
+                    // two minutes), and a late SYN-ACK resumes the connection (SPEC §3.1).
+                    self.syn_reported = true;
+                }
+                if end_of_input {
+                    self.finish_app(now, "capture ended", ctx);
+                    return Keep::Remove;
+                }
+                if self.syn_reported && now >= self.last_ts.plus_millis(SYN_RETRY_WINDOW_MS) {
+                    self.app = None;
+                    return Keep::Remove;
                 }
                 return Keep::Yes;
             }
@@ -256,10 +538,10 @@ impl Conn {
                 let (Some(fin), None) = (&self.halves[closer].fin, &self.halves[stuck].fin) else {
                     continue;
                 };
-                let Some(acked) = fin.acked else { continue };
+                let Some(acked) = fin.acked() else { continue };
                 let quiet_since = self.halves[stuck].last_data.map_or(acked, |d| d.max(acked));
                 if due(quiet_since, cfg.close_timeout_ms) {
-                    let by = if stuck == 0 { Side::Client } else { Side::Server };
+                    let by = self.side(stuck);
                     let at = decided(quiet_since, cfg.close_timeout_ms);
                     let e = self.tcp_entry(quiet_since, TcpState::CloseWait, None, Some(by), at);
                     ctx.out.push(e);
@@ -268,11 +550,17 @@ impl Conn {
             }
         }
         if let (Some(a), Some(b)) = (&self.halves[0].fin, &self.halves[1].fin) {
-            let (last_side, last) = if b.ts >= a.ts { (Side::Server, b) } else { (Side::Client, a) };
-            if last.acked.is_none() && due(last.ts, cfg.close_timeout_ms) {
+            let (last_side, last) = if b.ts >= a.ts { (self.side(1), b) } else { (self.side(0), a) };
+            if !last.is_acked && due(last.ts, cfg.close_timeout_ms) {
                 let (since, at) = (last.ts, decided(last.ts, cfg.close_timeout_ms));
-                let e = self.tcp_entry(since, TcpState::LastAck, None, Some(last_side), at);
-                ctx.out.push(e);
+                if last.retransmitted {
+                    let e = self.tcp_entry(since, TcpState::LastAck, None, Some(last_side), at);
+                    ctx.out.push(e);
+                } else {
+                    // A real LAST_ACK retransmits its FIN well within the timeout: a single FIN whose
+                    // acknowledgement never showed is an acknowledgement the capture lost.
+                    ctx.stats.unacked_fins += 1;
+                }
                 self.close(at, "connection closed", ctx);
                 return Keep::Yes;
             }
@@ -283,8 +571,9 @@ impl Conn {
             return Keep::Remove;
         }
         if now >= self.last_ts.plus_millis(cfg.idle_timeout_ms) {
+            // A quiet connection (a watch, a long poll) is not an error: forget it, count it, report nothing.
             ctx.stats.flows_expired += 1;
-            self.finish_app(now, "connection idle", ctx);
+            self.app = None;
             return Keep::Remove;
         }
         Keep::Yes
@@ -293,14 +582,13 @@ impl Conn {
     fn close(&mut self, ts: Timestamp, why: &'static str, ctx: &mut Ctx<'_>) {
         self.finish_app(ts, why, ctx);
         self.phase = Phase::Closed;
-        // Late retransmissions and RSTs arrive within about one close timeout.
-        self.linger_until = ts.plus_millis(ctx.cfg.close_timeout_ms);
+        self.linger_until = ts.max(self.last_ts).plus_millis(ctx.cfg.close_timeout_ms.max(LINGER_MS));
     }
 
     /// What the flow table keeps of the connection once it is over; `None` while it is not.
     pub fn lingering(&self) -> Option<Lingering> {
         (self.phase == Phase::Closed).then_some(Lingering {
-            client_isn: self.halves[0].isn,
+            client_isn: self.halves[0].isn(),
             last_ts: self.last_ts,
             until: self.linger_until,
         })
@@ -321,32 +609,41 @@ impl Conn {
     }
 
     fn entry(&self, protocol: Protocol, ts: Timestamp, decided: Timestamp) -> Entry {
-        let src = Endpoint::new(self.client.0, Some(self.client.1));
-        let dst = Endpoint::new(self.server.0, Some(self.server.1));
+        let (client, server) = (self.client(), self.server());
+        let src = Endpoint::new(client.0, Some(client.1));
+        let dst = Endpoint::new(server.0, Some(server.1));
         Entry { elapsed_time: decided.millis_since(ts), ..Entry::new(protocol, ts, src, dst) }
     }
 
     // ---- payload: reassembly, protocol identification, dissection -------------------------------------
 
-    fn feed_app(&mut self, me: usize, seg: &TcpSegment<'_>, ts: Timestamp, ctx: &mut Ctx<'_>) {
-        let budget = ctx.cfg.max_out_of_order_bytes;
+    #[allow(clippy::too_many_arguments)]
+    fn feed_app(
+        &mut self,
+        me: usize,
+        seq: u32,
+        payload: &[u8],
+        seg_len: u32,
+        fin: bool,
+        ts: Timestamp,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let window = (!self.midstream || self.halves[1 - me].wscale.is_some()).then(|| self.window_of(1 - me));
+        let midstream = self.midstream;
+        let client_side = usize::from(self.client_side);
         let app = self.app.get_or_insert_with(|| {
-            let mut app = Box::new(App::new(budget));
+            let mut app = Box::new(App::new(ctx.cfg.max_out_of_order_bytes, ctx.held, midstream, client_side));
             for (i, half) in self.halves.iter().enumerate() {
-                if let Some(isn) = half.isn {
+                if let Some(isn) = half.isn() {
                     app.streams[i].start_at(isn.wrapping_add(1));
                 }
             }
             app
         });
-        app.saw_payload |= seg.seg_len > 0;
         let mut outcomes = Vec::new();
-        let App { streams, proto, probes, .. } = &mut **app;
-        let midstream = self.midstream;
-        let stats = &mut *ctx.stats;
-        streams[me].segment(ts, seg.seq, seg.payload, seg.seg_len, seg.flags.fin(), &mut |chunk| {
-            on_chunk(proto, &mut probes[me], me, midstream, chunk, stats, &mut outcomes)
-        });
+        app.segment(me, ts, seq, payload, seg_len, fin, window, ctx.stats, &mut outcomes);
+        // A request from the end taken for the server: the guess was wrong (SPEC §3.1, roles).
+        self.client_side = u8::from(app.client_side == 1);
         self.emit_http(outcomes, ctx);
     }
 
@@ -356,14 +653,7 @@ impl Conn {
             return;
         };
         let mut outcomes = Vec::new();
-        let App { streams, proto, probes, .. } = &mut *app;
-        for (i, stream) in streams.iter_mut().enumerate() {
-            let stats = &mut *ctx.stats;
-            stream.flush(&mut |chunk| on_chunk(proto, &mut probes[i], i, self.midstream, chunk, stats, &mut outcomes));
-        }
-        if let Proto::Http(d) = proto {
-            d.on_close(ts, why, &mut outcomes);
-        }
+        app.finish(ts, why, ctx.stats, &mut outcomes);
         self.emit_http(outcomes, ctx);
     }
 
@@ -373,16 +663,15 @@ impl Conn {
         let mut outcomes = Vec::new();
         match &mut app.proto {
             Proto::Http(d) => d.check(now, cfg.pair_timeout_ms, &mut outcomes),
+            // Only a stream whose protocol was never identified times out, and only once it is older than
+            // the timeout (also at the end of a capture).
             Proto::Unknown | Proto::Other if app.saw_payload && !app.timed_out => {
                 let deadline = self.first_ts.plus_millis(cfg.tcp_stream_channel_timeout_ms);
-                if end_of_input || now >= deadline {
-                    app.timed_out = true;
-                    app.proto = Proto::Other;
-                    app.probes = Default::default();
+                if now >= deadline {
+                    app.give_up();
                     ctx.stats.streams_timed_out += 1;
                     if cfg.show_stream_timeouts {
-                        let at = deadline.min(now);
-                        let mut e = self.entry(Protocol::Tcp, self.first_ts, at);
+                        let mut e = self.entry(Protocol::Tcp, self.first_ts, deadline);
                         e.error = Some(EntryError {
                             kind: ErrorType::Timeout,
                             msg: format!(
@@ -396,14 +685,25 @@ impl Conn {
             }
             _ => {}
         }
+        let _ = end_of_input;
         self.emit_http(outcomes, ctx);
     }
 
     fn emit_http(&self, outcomes: Vec<HttpOutcome>, ctx: &mut Ctx<'_>) {
         for o in outcomes {
             let e = match o {
-                HttpOutcome::Pair { req_ts, request, resp_ts, response } => {
+                HttpOutcome::Pair { req_ts, request, resp_ts, response, late } => {
                     let mut e = self.entry(Protocol::Http, req_ts, resp_ts);
+                    if let Some(after_ms) = late {
+                        e.error = Some(EntryError {
+                            kind: ErrorType::PairNotFound,
+                            msg: format!(
+                                "late response: status {} came after the request was reported missing \
+                                 ({after_ms} ms without a response)",
+                                response.status
+                            ),
+                        });
+                    }
                     e.request = Some(request);
                     e.response = Some(response);
                     e
@@ -432,116 +732,6 @@ impl Conn {
                 }
             };
             ctx.out.push(e);
-        }
-    }
-}
-
-/// Payload state, allocated only for connections that carry payload.
-struct App {
-    /// [client→server, server→client]
-    streams: [Reassembler; 2],
-    proto: Proto,
-    /// The first bytes of each direction while they are too few to tell what protocol this is.
-    probes: [Vec<u8>; 2],
-    /// Whether any payload was seen: only streams with payload can time out waiting to be identified.
-    saw_payload: bool,
-    timed_out: bool,
-}
-
-impl App {
-    fn new(max_held: usize) -> App {
-        App {
-            streams: [Reassembler::new(max_held), Reassembler::new(max_held)],
-            proto: Proto::Unknown,
-            probes: Default::default(),
-            saw_payload: false,
-            timed_out: false,
-        }
-    }
-}
-
-enum Proto {
-    Unknown,
-    Http(Box<HttpDissector>),
-    /// Not a protocol we dissect (or not identified in time): reassembled only to count gaps.
-    Other,
-}
-
-/// At most this many bytes are kept to identify a protocol; every verdict needs fewer.
-const PROBE_LIMIT: usize = 16;
-
-fn on_chunk(
-    proto: &mut Proto,
-    probe: &mut Vec<u8>,
-    dir_index: usize,
-    midstream: bool,
-    chunk: Chunk<'_>,
-    stats: &mut Stats,
-    outcomes: &mut Vec<HttpOutcome>,
-) {
-    let dir = if dir_index == 0 { Dir::ClientToServer } else { Dir::ServerToClient };
-    match chunk {
-        Chunk::Data(ts, bytes) => {
-            if let Proto::Unknown = proto {
-                let probed: &[u8] = if probe.is_empty() {
-                    bytes
-                } else {
-                    probe.extend_from_slice(&bytes[..bytes.len().min(PROBE_LIMIT)]);
-                    probe
-                };
-                let verdict = match dir {
-                    Dir::ClientToServer => looks_like_request(probed),
-                    Dir::ServerToClient => looks_like_response(probed),
-                };
-                match verdict {
-                    Verdict::Yes => {
-                        let mut d = Box::<HttpDissector>::default();
-                        if !probe.is_empty() {
-                            // The probe holds earlier bytes plus the start of this chunk: feed the earlier ones.
-                            let earlier = probe.len() - bytes.len().min(PROBE_LIMIT);
-                            d.on_data(dir, ts, &probe[..earlier], outcomes);
-                            probe.clear();
-                        }
-                        *proto = Proto::Http(d);
-                    }
-                    Verdict::NeedMore => {
-                        if probe.is_empty() {
-                            probe.extend_from_slice(bytes);
-                        }
-                        return;
-                    }
-                    // Mid-stream, this chunk may be the middle of a message: try again at the next one.
-                    Verdict::No if midstream => {
-                        probe.clear();
-                        return;
-                    }
-                    Verdict::No => {
-                        probe.clear();
-                        *proto = Proto::Other;
-                        return;
-                    }
-                }
-            }
-            if let Proto::Http(d) = proto {
-                d.on_data(dir, ts, bytes, outcomes);
-            }
-        }
-        Chunk::Gap(len) => {
-            stats.missed_bytes += len;
-            match proto {
-                Proto::Http(d) => {
-                    if d.on_gap(dir, len) {
-                        stats.http_desyncs += 1;
-                    }
-                }
-                Proto::Unknown => probe.clear(),
-                Proto::Other => {}
-            }
-        }
-        Chunk::End(ts) => {
-            if let Proto::Http(d) = proto {
-                d.on_end(dir, ts, outcomes);
-            }
         }
     }
 }

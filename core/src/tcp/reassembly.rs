@@ -1,18 +1,63 @@
 //! One direction of a TCP stream put back in order for the dissectors: retransmitted bytes are dropped,
-//! out-of-order segments wait (within a byte budget), and what never arrives is handed on as a gap and
-//! counted as missed bytes (Zeek's `missed_bytes`). Offsets are 64-bit from the first sequence number, so
+//! out-of-order segments wait (within the receiver's window and a byte budget), and what never arrives is
+//! handed on as a gap and counted as missed bytes (Zeek's `missed_bytes`). A hole is given up as soon as
+//! the receiver acknowledges past it — its ACK proves the bytes were sent, so the capture lost them and
+//! waiting longer only stalls the dissector. Offsets are 64-bit from the first sequence number, so
 //! wrap-around is handled once, here.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::time::Timestamp;
+
+/// Out-of-order bytes held by every stream of one engine together. Shared by the streams (each releases
+/// what it holds when it is dropped, however its connection ends).
+#[derive(Debug, Default)]
+pub struct HeldBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+/// What became of a segment that could not be delivered at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Delivered, held, or a retransmission of what was delivered.
+    Taken,
+    /// Not held: it lies beyond the receiver's window (a stale duplicate, corruption).
+    OutOfWindow,
+    /// Held, but the engine's budget of held bytes was spent: this stream gave its holes up early.
+    OverBudget,
+}
+
+impl HeldBudget {
+    pub fn new(limit: usize) -> Arc<HeldBudget> {
+        Arc::new(HeldBudget { limit, ..HeldBudget::default() })
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    fn exceeded(&self) -> bool {
+        self.used() > self.limit
+    }
+}
 
 /// What the reassembler hands on, in stream order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Chunk<'a> {
     Data(Timestamp, &'a [u8]),
-    /// Bytes the capture never saw.
-    Gap(u64),
+    /// Bytes the capture never saw, noticed at the given time.
+    Gap(u64, Timestamp),
     /// The FIN, after every byte before it.
     End(Timestamp),
 }
@@ -24,9 +69,14 @@ struct Held {
     len: u64,
 }
 
+/// How far ahead a segment may start and still be held when the receiver's window is not known (a
+/// connection picked up mid-stream): more than any window Linux autotuning grows to by default.
+const UNKNOWN_WINDOW_REACH: u64 = 16 << 20;
+
 pub struct Reassembler {
     /// Out-of-order bytes held at most before the first hole is given up as missed.
     max_held: usize,
+    budget: Arc<HeldBudget>,
     /// Sequence number at offset 0; `None` until the first segment or SYN fixes it.
     base: Option<u32>,
     /// Offset of the next byte expected.
@@ -36,12 +86,21 @@ pub struct Reassembler {
     fin_at: Option<(u64, Timestamp)>,
     ended: bool,
     missed: u64,
+    /// The latest time this stream heard of: when a gap is noticed.
+    last_ts: Timestamp,
+}
+
+impl Drop for Reassembler {
+    fn drop(&mut self) {
+        self.budget.give(self.held_bytes);
+    }
 }
 
 impl Reassembler {
-    pub fn new(max_held: usize) -> Reassembler {
+    pub fn new(max_held: usize, budget: Arc<HeldBudget>) -> Reassembler {
         Reassembler {
             max_held,
+            budget,
             base: None,
             next: 0,
             held: BTreeMap::new(),
@@ -49,6 +108,7 @@ impl Reassembler {
             fin_at: None,
             ended: false,
             missed: 0,
+            last_ts: Timestamp(0),
         }
     }
 
@@ -74,6 +134,9 @@ impl Reassembler {
     }
 
     /// A segment: `data` as captured, covering `seg_len` sequence numbers (`seg_len >= data.len()`).
+    /// `window`: how far beyond the next expected byte the receiver said it would accept data (its
+    /// advertised window), if known; a segment that starts beyond it is not held (and is counted).
+    #[allow(clippy::too_many_arguments)]
     pub fn segment(
         &mut self,
         ts: Timestamp,
@@ -81,20 +144,29 @@ impl Reassembler {
         data: &[u8],
         seg_len: u32,
         fin: bool,
+        window: Option<u64>,
         sink: &mut dyn FnMut(Chunk<'_>),
-    ) {
+    ) -> Fate {
+        let mut fate = Fate::Taken;
         if self.ended {
-            return;
+            return fate;
         }
+        self.last_ts = self.last_ts.max(ts);
         let base = *self.base.get_or_insert(seq);
         let start = self.offset(base, seq);
         let end = start + i128::from(seg_len);
+        let next = i128::from(self.next);
+        // Only what the receiver could accept is held: a stale duplicate far ahead would otherwise sit
+        // here and later be "missed" as a hole of up to 2 GiB.
+        let reach = window.unwrap_or(UNKNOWN_WINDOW_REACH).max(1);
+        if start > next && (start - next) as u64 > reach {
+            return Fate::OutOfWindow;
+        }
         if fin {
             if let Ok(at) = u64::try_from(end) {
                 self.fin_at.get_or_insert((at, ts));
             }
         }
-        let next = i128::from(self.next);
         if seg_len > 0 && end > next {
             if start <= next {
                 let skip = usize::try_from(next - start).unwrap_or(usize::MAX);
@@ -105,9 +177,47 @@ impl Reassembler {
                 while self.held_bytes > self.max_held {
                     self.skip_to_first_held(sink);
                 }
+                if self.budget.exceeded() && !self.held.is_empty() {
+                    fate = Fate::OverBudget;
+                    while !self.held.is_empty() {
+                        self.skip_to_first_held(sink);
+                    }
+                }
             }
         }
         self.check_end(sink);
+        fate
+    }
+
+    /// The receiver acknowledged everything before `ack`: bytes before it that were never captured were
+    /// sent all the same. Gives the holes up at once (counted as missed) and delivers what waited behind
+    /// them. An ACK that covers the FIN is clamped to it (the FIN takes a sequence number, not a byte).
+    pub fn acked(&mut self, ack: u32, ts: Timestamp, sink: &mut dyn FnMut(Chunk<'_>)) {
+        let Some(base) = self.base else { return };
+        if self.ended {
+            return;
+        }
+        self.last_ts = self.last_ts.max(ts);
+        let at = self.offset(base, ack);
+        let Ok(mut at) = u64::try_from(at) else { return };
+        if let Some((fin, _)) = self.fin_at {
+            at = at.min(fin);
+        }
+        while at > self.next {
+            match self.held.first_key_value() {
+                Some((&first, _)) if first <= at => self.skip_to_first_held(sink),
+                _ => {
+                    let missing = at - self.next;
+                    self.gap(missing, sink);
+                }
+            }
+        }
+        self.check_end(sink);
+    }
+
+    /// The next byte expected, as a sequence number (`None` before the first segment).
+    pub fn next_seq(&self) -> Option<u32> {
+        self.base.map(|b| b.wrapping_add(self.next as u32))
     }
 
     /// The connection is over (RST, or the end of the capture): hand on everything held, gaps included.
@@ -139,15 +249,17 @@ impl Reassembler {
     fn gap(&mut self, len: u64, sink: &mut dyn FnMut(Chunk<'_>)) {
         self.missed += len;
         self.next += len;
-        sink(Chunk::Gap(len));
+        sink(Chunk::Gap(len, self.last_ts));
     }
 
     fn hold(&mut self, at: u64, ts: Timestamp, data: &[u8], len: u64) {
         let longer = self.held.get(&at).is_none_or(|h| h.len < len);
         if longer {
             self.held_bytes += data.len();
+            self.budget.take(data.len());
             if let Some(old) = self.held.insert(at, Held { ts, data: data.to_vec(), len }) {
                 self.held_bytes -= old.data.len();
+                self.budget.give(old.data.len());
             }
         }
     }
@@ -171,6 +283,7 @@ impl Reassembler {
             }
             let h = entry.remove();
             self.held_bytes -= h.data.len();
+            self.budget.give(h.data.len());
             let end = at + h.len;
             if end > self.next {
                 let skip = usize::try_from(self.next - at).unwrap_or(usize::MAX);
@@ -197,18 +310,18 @@ mod tests {
     /// Runs segments (seq, data, seg_len, fin) and renders what came out as a string: data verbatim,
     /// gaps as `<n>`, the end as `$`.
     fn run(isn: Option<u32>, segs: &[(u32, &[u8], u32, bool)], flush: bool, max_held: usize) -> (String, u64) {
-        let mut r = Reassembler::new(max_held);
+        let mut r = Reassembler::new(max_held, HeldBudget::new(usize::MAX));
         if let Some(isn) = isn {
             r.start_at(isn);
         }
         let mut out = String::new();
         let mut sink = |c: Chunk<'_>| match c {
             Chunk::Data(_, d) => out.push_str(&String::from_utf8_lossy(d)),
-            Chunk::Gap(n) => out.push_str(&format!("<{n}>")),
+            Chunk::Gap(n, _) => out.push_str(&format!("<{n}>")),
             Chunk::End(_) => out.push('$'),
         };
         for (seq, data, len, fin) in segs {
-            r.segment(Timestamp(0), *seq, data, *len, *fin, &mut sink);
+            r.segment(Timestamp(0), *seq, data, *len, *fin, None, &mut sink);
         }
         if flush {
             r.flush(&mut sink);

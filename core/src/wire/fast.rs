@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::packet::{Packet, TcpFlags, TcpSegment, Transport};
+use super::packet::{Packet, TcpFlags, TcpSegment, Transport, UdpDatagram};
 use crate::time::Timestamp;
 
 const ETH_LEN: usize = 14;
@@ -43,7 +43,7 @@ fn ipv4(ip: &[u8], ts: Timestamp) -> Option<Packet<'_>> {
     }
     let src = IpAddr::V4(Ipv4Addr::from(be32(ip, 12)?));
     let dst = IpAddr::V4(Ipv4Addr::from(be32(ip, 16)?));
-    transport(ip[9], ip.get(ihl..total)?, src, dst, ts)
+    transport(ip[9], ip.get(ihl..total)?, src, dst, be16(ip, 4)?, ts)
 }
 
 fn ipv6(ip: &[u8], ts: Timestamp) -> Option<Packet<'_>> {
@@ -57,10 +57,10 @@ fn ipv6(ip: &[u8], ts: Timestamp) -> Option<Packet<'_>> {
     let src = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(ip.get(8..24)?).ok()?));
     let dst = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(ip.get(24..40)?).ok()?));
     // Next header straight to TCP or UDP; extension headers go the general way.
-    transport(ip[6], ip.get(40..end)?, src, dst, ts)
+    transport(ip[6], ip.get(40..end)?, src, dst, 0, ts)
 }
 
-fn transport<'a>(proto: u8, l4: &'a [u8], src: IpAddr, dst: IpAddr, ts: Timestamp) -> Option<Packet<'a>> {
+fn transport<'a>(proto: u8, l4: &'a [u8], src: IpAddr, dst: IpAddr, ip_id: u16, ts: Timestamp) -> Option<Packet<'a>> {
     let transport = match proto {
         6 => {
             let doff = usize::from(*l4.get(12)? >> 4) * 4;
@@ -76,6 +76,8 @@ fn transport<'a>(proto: u8, l4: &'a [u8], src: IpAddr, dst: IpAddr, ts: Timestam
                 flags: TcpFlags(l4[13]),
                 payload,
                 seg_len: u32::try_from(payload.len()).ok()?,
+                window: be16(l4, 14)?,
+                options: &l4[20..doff],
             })
         }
         17 => {
@@ -84,11 +86,12 @@ fn transport<'a>(proto: u8, l4: &'a [u8], src: IpAddr, dst: IpAddr, ts: Timestam
             if len < 8 || len > l4.len() {
                 return None;
             }
-            Transport::Udp { src_port: be16(l4, 0)?, dst_port: be16(l4, 2)? }
+            // What follows the UDP length is padding.
+            Transport::Udp(UdpDatagram { src_port: be16(l4, 0)?, dst_port: be16(l4, 2)?, payload: l4.get(8..len)? })
         }
         _ => return None,
     };
-    Some(Packet { ts, src, dst, transport })
+    Some(Packet { ts, src, dst, ip_id, transport })
 }
 
 #[cfg(test)]

@@ -11,4 +11,4 @@ mod packet;
 
 pub use error::{DecodeError, Layer};
 pub use link::LinkType;
-pub use packet::{decode, Decoded, IcmpMessage, IpVersion, Packet, Skip, TcpFlags, TcpSegment, Transport};
+pub use packet::{decode, Decoded, IcmpMessage, IpVersion, Packet, Skip, TcpFlags, TcpSegment, Transport, UdpDatagram};

@@ -52,6 +52,43 @@ pub struct TcpSegment<'a> {
     /// The payload length the IP header claims; larger than `payload.len()` when the capture's snap length
     /// cut the packet. The sequence space covers this many bytes.
     pub seg_len: u32,
+    /// The receive window as sent (unscaled).
+    pub window: u16,
+    /// The TCP options as captured (window scale, timestamps, SACK, fast open…).
+    pub options: &'a [u8],
+}
+
+impl TcpSegment<'_> {
+    /// The window scale option's shift count (RFC 7323 §2.3; at most 14), if the segment carries one.
+    /// Only meaningful on SYN and SYN-ACK segments.
+    pub fn window_scale(&self) -> Option<u8> {
+        let mut o = self.options;
+        while let Some((&kind, rest)) = o.split_first() {
+            match kind {
+                0 => return None,
+                1 => o = rest,
+                _ => {
+                    let len = usize::from(*rest.first()?);
+                    if len < 2 || len > o.len() {
+                        return None;
+                    }
+                    if kind == 3 && len == 3 {
+                        return Some(o[2].min(14));
+                    }
+                    o = &o[len..];
+                }
+            }
+        }
+        None
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpDatagram<'a> {
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// The payload as captured.
+    pub payload: &'a [u8],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +105,7 @@ pub struct IcmpMessage<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport<'a> {
     Tcp(TcpSegment<'a>),
-    Udp { src_port: u16, dst_port: u16 },
+    Udp(UdpDatagram<'a>),
     Icmp(IcmpMessage<'a>),
 }
 
@@ -77,6 +114,9 @@ pub struct Packet<'a> {
     pub ts: Timestamp,
     pub src: IpAddr,
     pub dst: IpAddr,
+    /// The IPv4 identification field (0 for IPv6): with the transport header it tells copies of one packet
+    /// from a retransmission.
+    pub ip_id: u16,
     pub transport: Transport<'a>,
 }
 
@@ -139,17 +179,18 @@ pub(super) fn decode_general(link_type: LinkType, data: &[u8], ts: Timestamp) ->
 }
 
 fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Decoded<'a>, DecodeError> {
-    let (src, dst, ip_payload, claimed_len) = match &sliced.net {
+    let (src, dst, ip_id, ip_payload, claimed_len) = match &sliced.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
             let h = v4.header();
             let auth_len = v4.extensions().auth.map_or(0, |a| a.slice().len());
             let claimed = usize::from(h.total_len()).saturating_sub(h.slice().len() + auth_len);
-            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), v4.payload().clone(), claimed)
+            let id = h.identification();
+            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), id, v4.payload().clone(), claimed)
         }
         Some(LaxNetSlice::Ipv6(v6)) => {
             let h = v6.header();
             let claimed = usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len());
-            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), v6.payload().clone(), claimed)
+            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), 0, v6.payload().clone(), claimed)
         }
         Some(LaxNetSlice::Arp(_)) => return Ok(Decoded::Skipped(Skip::NotIp)),
         None => {
@@ -178,11 +219,15 @@ fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Decoded
                 flags: TcpFlags(tcp.header_slice()[13]),
                 payload,
                 seg_len: u32::try_from(seg_len).unwrap_or(u32::MAX),
+                window: tcp.window_size(),
+                options: tcp.header_slice().get(20..).unwrap_or_default(),
             })
         }
-        Some(TransportSlice::Udp(udp)) => {
-            Transport::Udp { src_port: udp.source_port(), dst_port: udp.destination_port() }
-        }
+        Some(TransportSlice::Udp(udp)) => Transport::Udp(UdpDatagram {
+            src_port: udp.source_port(),
+            dst_port: udp.destination_port(),
+            payload: udp.payload(),
+        }),
         Some(TransportSlice::Icmpv4(icmp)) => Transport::Icmp(IcmpMessage {
             version: IpVersion::V4,
             icmp_type: icmp.type_u8(),
@@ -199,7 +244,7 @@ fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Decoded
         }),
         _ => return transport_missing(&ip_payload, sliced.stop_err),
     };
-    Ok(Decoded::Packet(Packet { ts, src, dst, transport }))
+    Ok(Decoded::Packet(Packet { ts, src, dst, ip_id, transport }))
 }
 
 /// No transport slice: either a protocol we do not analyse, or one we do whose header is broken.

@@ -1,0 +1,254 @@
+//! A connection's payload: both directions reassembled, the application protocol identified from the first
+//! bytes (never from the port), and handed to its dissector. Gaps the capture left are counted and handed
+//! on, so that a dissector can resynchronise instead of stopping.
+
+use std::sync::Arc;
+
+use super::reassembly::{Chunk, Fate, HeldBudget, Reassembler};
+use crate::http::{
+    looks_like_request, looks_like_response, proxy_header_len, Dir, HttpDissector, HttpOutcome, Verdict,
+};
+use crate::stats::Stats;
+use crate::time::Timestamp;
+
+/// Payload state, allocated only for connections that carry payload.
+pub(crate) struct App {
+    /// [client→server, server→client]
+    pub streams: [Reassembler; 2],
+    pub proto: Proto,
+    /// The first bytes of each direction while they are too few to tell what protocol this is.
+    probes: [Vec<u8>; 2],
+    /// Whether any payload was seen: only streams with payload can time out waiting to be identified.
+    pub saw_payload: bool,
+    /// The stream was counted as timed out (its protocol never identified in time).
+    pub timed_out: bool,
+    /// Picked up mid-stream: roles are a guess until a request is seen.
+    midstream: bool,
+    /// Which stream is the client's (0: `streams[0]` is client→server). Mid-stream, a request from the end
+    /// taken for the server proves the guess wrong and flips it, once.
+    pub client_side: usize,
+    roles_settled: bool,
+}
+
+pub(crate) enum Proto {
+    Unknown,
+    Http(Box<HttpDissector>),
+    /// Not a protocol we dissect: reassembled only to count gaps.
+    Other,
+}
+
+/// At most this many bytes are kept to identify a protocol; every verdict needs fewer (a PROXY v1 line is
+/// at most 107 bytes, and is skipped before the verdict).
+const PROBE_LIMIT: usize = 128;
+
+impl App {
+    pub fn new(max_held: usize, budget: &Arc<HeldBudget>, midstream: bool, client_side: usize) -> App {
+        App {
+            streams: [Reassembler::new(max_held, budget.clone()), Reassembler::new(max_held, budget.clone())],
+            proto: Proto::Unknown,
+            probes: Default::default(),
+            saw_payload: false,
+            timed_out: false,
+            midstream,
+            client_side,
+            roles_settled: !midstream,
+        }
+    }
+
+    /// Gives up identifying the protocol.
+    pub fn give_up(&mut self) {
+        self.timed_out = true;
+        self.proto = Proto::Other;
+        self.probes = Default::default();
+    }
+
+    /// One segment's payload in direction `me` (0: client→server).
+    #[allow(clippy::too_many_arguments)]
+    pub fn segment(
+        &mut self,
+        me: usize,
+        ts: Timestamp,
+        seq: u32,
+        payload: &[u8],
+        seg_len: u32,
+        fin: bool,
+        window: Option<u64>,
+        stats: &mut Stats,
+        out: &mut Vec<HttpOutcome>,
+    ) {
+        self.saw_payload |= seg_len > 0;
+        let App { streams, proto, probes, midstream, client_side, roles_settled, .. } = self;
+        let mut state = ChunkState { proto, probe: &mut probes[me], midstream: *midstream, client_side, roles_settled };
+        let fate = streams[me]
+            .segment(ts, seq, payload, seg_len, fin, window, &mut |chunk| state.on_chunk(me, chunk, stats, out));
+        match fate {
+            Fate::Taken => {}
+            Fate::OutOfWindow => stats.segments_out_of_window += 1,
+            Fate::OverBudget => stats.reassembly_over_budget += 1,
+        }
+    }
+
+    /// The receiver of direction `dir` acknowledged up to `ack`: holes before it are given up.
+    pub fn acked(&mut self, dir: usize, ack: u32, ts: Timestamp, stats: &mut Stats, out: &mut Vec<HttpOutcome>) {
+        let App { streams, proto, probes, midstream, client_side, roles_settled, .. } = self;
+        let mut state =
+            ChunkState { proto, probe: &mut probes[dir], midstream: *midstream, client_side, roles_settled };
+        streams[dir].acked(ack, ts, &mut |chunk| state.on_chunk(dir, chunk, stats, out));
+    }
+
+    /// Flushes both streams (gaps counted) and closes the dissector: nothing is left pending.
+    pub fn finish(&mut self, ts: Timestamp, why: &'static str, stats: &mut Stats, out: &mut Vec<HttpOutcome>) {
+        for dir in 0..2 {
+            let App { streams, proto, probes, midstream, client_side, roles_settled, .. } = self;
+            let mut state =
+                ChunkState { proto, probe: &mut probes[dir], midstream: *midstream, client_side, roles_settled };
+            streams[dir].flush(&mut |chunk| state.on_chunk(dir, chunk, stats, out));
+        }
+        if let Proto::Http(d) = &mut self.proto {
+            d.on_close(ts, why, out);
+            d.drain_counters(stats);
+        }
+    }
+}
+
+/// What handling one chunk may touch.
+struct ChunkState<'a> {
+    proto: &'a mut Proto,
+    probe: &'a mut Vec<u8>,
+    midstream: bool,
+    client_side: &'a mut usize,
+    /// Roles are known (a handshake was seen, or a request told them).
+    roles_settled: &'a mut bool,
+}
+
+impl ChunkState<'_> {
+    fn on_chunk(&mut self, dir_index: usize, chunk: Chunk<'_>, stats: &mut Stats, out: &mut Vec<HttpOutcome>) {
+        let dir = if dir_index == *self.client_side { Dir::ClientToServer } else { Dir::ServerToClient };
+        match chunk {
+            Chunk::Data(ts, bytes) => {
+                if let Proto::Unknown = self.proto {
+                    // Once identified, `identify` has fed the dissector everything, this chunk included.
+                    self.identify(dir, ts, bytes, out);
+                    return;
+                }
+                if let Proto::Http(d) = self.proto {
+                    d.on_data(dir, ts, bytes, out);
+                }
+            }
+            Chunk::Gap(len, ts) => {
+                stats.missed_bytes += len;
+                match self.proto {
+                    Proto::Http(d) => d.on_gap(dir, len, ts, out),
+                    Proto::Unknown => self.probe.clear(),
+                    Proto::Other => {}
+                }
+            }
+            Chunk::End(ts) => {
+                if let Proto::Http(d) = self.proto {
+                    d.on_end(dir, ts, out);
+                }
+            }
+        }
+        if let Proto::Http(d) = self.proto {
+            d.drain_counters(stats);
+        }
+    }
+
+    /// Tries to identify the protocol from the bytes seen so far in `dir` plus `bytes`. Returns true when
+    /// it was identified (everything buffered, `bytes` included, has then been fed to the dissector).
+    fn identify(&mut self, dir: Dir, ts: Timestamp, bytes: &[u8], out: &mut Vec<HttpOutcome>) -> bool {
+        let buffered = !self.probe.is_empty();
+        let earlier = self.probe.len();
+        if buffered {
+            let room = PROBE_LIMIT.saturating_sub(self.probe.len());
+            self.probe.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+        let probed: &[u8] = if buffered { self.probe } else { bytes };
+        // A PROXY protocol header (v1 or v2) in front of the client's first bytes: look behind it.
+        let mut skip = 0;
+        if dir == Dir::ClientToServer {
+            match proxy_header_len(probed) {
+                Verdict::Yes => skip = proxy_len_or_zero(probed),
+                Verdict::NeedMore => return self.need_more(bytes, buffered),
+                Verdict::No => {}
+            }
+        }
+        let rest = &probed[skip..];
+        // Empty lines before a message are allowed (RFC 9112 §2.2).
+        let lead = rest.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+        let rest = &rest[lead..];
+        let (own, other) = match dir {
+            Dir::ClientToServer => (looks_like_request(rest), looks_like_response(rest)),
+            Dir::ServerToClient => (looks_like_response(rest), looks_like_request(rest)),
+        };
+        let (verdict, dir) = match (own, other) {
+            (Verdict::Yes, _) => {
+                *self.roles_settled = true;
+                (Verdict::Yes, dir)
+            }
+            // Mid-stream, roles are a guess: a request from the side taken for the server proves it wrong.
+            (_, Verdict::Yes) if !*self.roles_settled => {
+                *self.client_side = 1 - *self.client_side;
+                *self.roles_settled = true;
+                (Verdict::Yes, flip(dir))
+            }
+            (Verdict::NeedMore, _) | (_, Verdict::NeedMore) if rest.len() < PROBE_LIMIT - skip - lead => {
+                (Verdict::NeedMore, dir)
+            }
+            _ => (Verdict::No, dir),
+        };
+        match verdict {
+            Verdict::Yes => {
+                let mut d = Box::new(HttpDissector::new(self.midstream));
+                if buffered {
+                    // The probe holds `earlier` bytes from before plus the start of this chunk: feed the
+                    // earlier ones from the probe (after what is skipped), then the whole chunk.
+                    let from = skip + lead;
+                    d.on_data(dir, ts, &self.probe[from.min(earlier)..earlier], out);
+                    d.on_data(dir, ts, &bytes[from.saturating_sub(earlier).min(bytes.len())..], out);
+                    self.probe.clear();
+                } else {
+                    d.on_data(dir, ts, &bytes[(skip + lead).min(bytes.len())..], out);
+                }
+                *self.proto = Proto::Http(d);
+                true
+            }
+            Verdict::NeedMore => self.need_more(bytes, buffered),
+            // Mid-stream, this chunk may be the middle of a message: try again at the next one.
+            Verdict::No if !*self.roles_settled => {
+                self.probe.clear();
+                false
+            }
+            Verdict::No => {
+                self.probe.clear();
+                *self.proto = Proto::Other;
+                false
+            }
+        }
+    }
+
+    fn need_more(&mut self, bytes: &[u8], buffered: bool) -> bool {
+        if !buffered {
+            self.probe.extend_from_slice(&bytes[..bytes.len().min(PROBE_LIMIT)]);
+        }
+        if self.probe.len() >= PROBE_LIMIT {
+            // Still undecided after the most any verdict needs: not a protocol we know.
+            self.probe.clear();
+            if *self.roles_settled {
+                *self.proto = Proto::Other;
+            }
+        }
+        false
+    }
+}
+
+fn flip(dir: Dir) -> Dir {
+    match dir {
+        Dir::ClientToServer => Dir::ServerToClient,
+        Dir::ServerToClient => Dir::ClientToServer,
+    }
+}
+
+fn proxy_len_or_zero(b: &[u8]) -> usize {
+    crate::http::proxy_header_size(b).unwrap_or(0)
+}

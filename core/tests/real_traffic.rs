@@ -1,0 +1,437 @@
+//! Real traffic, decided (SPEC §3.1 "Real traffic, decided", §3.3, §3.5): loss, retransmissions, stale
+//! state and lenient peers are not errors, and real errors on such connections are still found. Each test
+//! crafts the packets of one pattern seen on real networks and asserts the SPEC's entries exactly.
+
+mod common;
+
+use common::{tcp_errors, Sim, ACK, FIN, PSH, RST, SYN};
+use faultline_core::entry::{Entry, SynReason, TcpState};
+use faultline_core::EngineConfig;
+
+/// What each entry is, in order: `tcp:<state>:<reason>:<by>`, `http:<status>`, or `<error type>:<msg>`.
+fn kinds(out: &[Entry]) -> Vec<String> {
+    out.iter()
+        .map(|e| match (&e.error, &e.response, &e.tcp) {
+            (_, _, Some(t)) => format!(
+                "tcp:{}:{}:{}",
+                t.state.as_str(),
+                t.reason.map(|r| format!("{r:?}").to_lowercase()).unwrap_or_default(),
+                t.by.map(|b| b.as_str()).unwrap_or_default()
+            ),
+            (Some(err), _, None) => format!("{}:{}", err.kind.as_str(), err.msg),
+            (None, Some(r), _) => format!("http:{}", r.status),
+            _ => "other".into(),
+        })
+        .collect()
+}
+
+const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"; // 28 bytes
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"; // 40 bytes
+const UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"; // 55 bytes
+
+fn len(b: &[u8]) -> u32 {
+    b.len() as u32
+}
+
+// ---- TCP (SPEC §3.1) -----------------------------------------------------------------------------------
+
+#[test]
+fn a_syn_answered_late_is_one_timeout_and_the_connection_goes_on() {
+    let mut s = Sim::with(EngineConfig { syn_timeout_ms: 2000, ..EngineConfig::default() });
+    // Linux retransmits at 1 s and 3 s; the third copy is answered.
+    s.c(0, SYN, 1000, 0, b"");
+    s.c(1000, SYN, 1000, 0, b"");
+    s.advance(2500);
+    assert_eq!(kinds(&s.out), ["tcp:SynSent:timeout:"], "reported when the timer fires");
+    s.c(3000, SYN, 1000, 0, b"");
+    s.s(3001, SYN | ACK, 5000, 1001, b"");
+    s.c(3002, ACK, 1001, 5001, b"");
+    s.c(3003, PSH | ACK, 1001, 5001, GET);
+    s.s(3010, PSH | ACK, 5001, 1001 + len(GET), UNAVAILABLE);
+    s.s(3020, RST | ACK, 5001 + len(UNAVAILABLE), 1001 + len(GET), b"");
+    let out = s.finish();
+    assert_eq!(kinds(&out), ["tcp:SynSent:timeout:", "http:503", "tcp:Reset::server"]);
+    assert_eq!(out[0].elapsed_time, 2000.0);
+}
+
+#[test]
+fn an_rst_outside_the_window_is_ignored_and_counted() {
+    let mut s = Sim::new();
+    s.handshake(0);
+    s.c(10, PSH | ACK, 1001, 5001, GET);
+    // A stale RST from a middlebox, a million bytes off: not the server's.
+    s.s(11, RST, 5001 + 1_000_000, 0, b"");
+    s.s(20, PSH | ACK, 5001, 1001 + len(GET), UNAVAILABLE);
+    s.c(30, FIN | ACK, 1001 + len(GET), 5001 + len(UNAVAILABLE), b"");
+    s.s(31, FIN | ACK, 5001 + len(UNAVAILABLE), 1002 + len(GET), b"");
+    s.c(32, ACK, 1002 + len(GET), 5002 + len(UNAVAILABLE), b"");
+    assert_eq!(s.engine.stats().rst_out_of_window, 1);
+    assert_eq!(kinds(&s.finish()), ["http:503"]);
+}
+
+#[test]
+fn an_rst_in_the_window_but_not_at_the_next_sequence_number_counts() {
+    let mut s = Sim::new();
+    s.handshake(0);
+    s.s(10, RST, 5001 + 100, 0, b"");
+    assert_eq!(kinds(&s.finish()), ["tcp:Reset::server"]);
+}
+
+#[test]
+fn an_rst_in_syn_sent_that_does_not_acknowledge_the_syn_is_not_a_refusal() {
+    let mut s = Sim::new();
+    s.c(0, SYN, 1000, 0, b"");
+    s.s(1, RST | ACK, 0, 424_242, b"");
+    s.s(2, SYN | ACK, 5000, 1001, b"");
+    s.c(3, ACK, 1001, 5001, b"");
+    s.c(4, PSH | ACK, 1001, 5001, GET);
+    s.s(5, PSH | ACK, 5001, 1001 + len(GET), OK);
+    assert_eq!(kinds(&s.finish()), ["http:200"]);
+}
+
+#[test]
+fn a_challenge_ack_to_a_syn_is_not_an_answer() {
+    let mut s = Sim::new();
+    // Stale TIME_WAIT state on the server answers the new SYN with an ACK of the old connection; the
+    // client resets it and retransmits its SYN, which is then answered.
+    s.c(0, SYN, 1000, 0, b"");
+    s.s(1, ACK, 90_000, 777_777, b"");
+    s.c(2, RST, 777_777, 0, b"");
+    s.c(1000, SYN, 1000, 0, b"");
+    s.s(1001, SYN | ACK, 5000, 1001, b"");
+    s.c(1002, ACK, 1001, 5001, b"");
+    s.c(1003, PSH | ACK, 1001, 5001, GET);
+    s.s(1004, PSH | ACK, 5001, 1001 + len(GET), OK);
+    assert_eq!(s.engine.stats().challenge_acks, 1);
+    assert_eq!(kinds(&s.finish()), ["http:200"]);
+}
+
+#[test]
+fn an_rst_before_the_handshake_completed_is_a_refusal_from_the_server_only() {
+    let mut s = Sim::new();
+    s.c(0, SYN, 1000, 0, b"");
+    s.s(1, SYN | ACK, 5000, 1001, b"");
+    s.s(2, RST, 5001, 0, b"");
+    assert_eq!(tcp_errors(&s.finish()), [(TcpState::SynSent, Some(SynReason::Refused), Some("server"))]);
+
+    let mut s = Sim::new();
+    s.c(0, SYN, 1000, 0, b"");
+    s.s(1, SYN | ACK, 5000, 1001, b"");
+    // A Happy-Eyeballs loser or a health probe: the client gives up.
+    s.c(2, RST, 1001, 0, b"");
+    assert!(s.finish().is_empty());
+}
+
+#[test]
+fn the_payload_of_a_fast_open_syn_is_the_request() {
+    let mut s = Sim::new();
+    s.c(0, SYN, 1000, 0, GET);
+    s.s(1, SYN | ACK, 5000, 1001 + len(GET), b"");
+    s.c(2, ACK, 1001 + len(GET), 5001, b"");
+    s.s(3, PSH | ACK, 5001, 1001 + len(GET), OK);
+    let out = s.finish();
+    assert_eq!(kinds(&out), ["http:200"]);
+    assert_eq!(out[0].request.as_ref().map(|r| r.path.as_str()), Some("/a"));
+}
+
+#[test]
+fn picked_up_mid_stream_the_side_that_sends_a_request_is_the_client_whatever_the_ports() {
+    let mut s = Sim::new();
+    // A gRPC-style server on a high port, its client on a lower ephemeral one.
+    s.client.1 = 34_000;
+    s.server.1 = 50_051;
+    s.c(0, PSH | ACK, 1001, 5001, GET);
+    s.s(1, PSH | ACK, 5001, 1001 + len(GET), UNAVAILABLE);
+    s.s(2, RST, 5001 + len(UNAVAILABLE), 0, b"");
+    let out = s.finish();
+    assert_eq!(kinds(&out), ["http:503", "tcp:Reset::server"]);
+    for e in &out {
+        assert_eq!((e.src.port, e.dst.port), (Some(34_000), Some(50_051)), "{e:?}");
+    }
+}
+
+#[test]
+fn one_missing_final_ack_without_a_fin_retransmission_is_loss_not_last_ack() {
+    let mut s = Sim::new();
+    s.handshake(0);
+    s.c(10, FIN | ACK, 1001, 5001, b"");
+    s.s(11, FIN | ACK, 5001, 1002, b"");
+    // The client's last ACK is not in the capture, and the server never retransmitted its FIN.
+    s.advance(20_000);
+    assert!(s.out.is_empty(), "{:?}", s.out);
+    assert_eq!(s.engine.stats().unacked_fins, 1);
+    assert!(s.finish().is_empty());
+}
+
+#[test]
+fn a_fin_the_capture_missed_but_the_peer_acknowledged_is_no_close_wait() {
+    let mut s = Sim::new();
+    s.handshake(0);
+    s.c(10, PSH | ACK, 1001, 5001, GET);
+    s.s(11, PSH | ACK, 5001, 1001 + len(GET), OK);
+    // The client's FIN (seq 1029) is missing; the server acknowledges it (1030) and closes too.
+    s.s(13, FIN | ACK, 5001 + len(OK), 1002 + len(GET), b"");
+    s.c(14, ACK, 1002 + len(GET), 5002 + len(OK), b"");
+    s.advance(20_000);
+    assert_eq!(kinds(&s.out), ["http:200"]);
+    assert_eq!(s.engine.stats().fins_inferred, 1);
+    assert_eq!(s.finish().len(), 1);
+}
+
+#[test]
+fn a_late_fin_retransmission_and_rst_after_the_close_are_absorbed() {
+    let mut s = Sim::new();
+    s.handshake(0);
+    s.c(10, FIN | ACK, 1001, 5001, b"");
+    s.s(11, FIN | ACK, 5001, 1002, b"");
+    s.c(12, ACK, 1002, 5002, b"");
+    // Well after closeTimeoutMs (5 s), within the minute a closed connection lingers.
+    s.s(30_000, FIN | ACK, 5001, 1002, b"");
+    s.c(30_001, RST, 1002, 0, b"");
+    assert!(s.finish().is_empty());
+}
+
+#[test]
+fn a_quiet_open_connection_expires_without_an_entry() {
+    let mut s = Sim::with(EngineConfig { idle_timeout_ms: 60_000, pair_timeout_ms: 600_000, ..Default::default() });
+    s.handshake(0);
+    // A watch: the response head and a first chunk, then silence.
+    s.c(10, PSH | ACK, 1001, 5001, b"GET /watch HTTP/1.1\r\n\r\n");
+    s.s(11, PSH | ACK, 5001, 1024, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nevent\r\n");
+    s.advance(200_000);
+    assert!(s.out.is_empty(), "{:?}", s.out);
+    assert_eq!(s.engine.stats().flows_expired, 1);
+}
+
+// ---- Loss and reassembly (SPEC §3.3) -------------------------------------------------------------------
+
+/// A keep-alive connection with `n` exchanges; `status(i)` picks each response, `lost(i)` leaves the
+/// i-th response out of the capture (the client's ACK of it is there).
+fn keep_alive(s: &mut Sim, n: u32, status: impl Fn(u32) -> &'static [u8], lost: impl Fn(u32) -> bool) {
+    s.handshake(0);
+    let (mut c, mut sv) = (1001u32, 5001u32);
+    for i in 0..n {
+        let t = 10 + u64::from(i) * 10;
+        s.c(t, PSH | ACK, c, sv, GET);
+        c += len(GET);
+        let resp = status(i);
+        if !lost(i) {
+            s.s(t + 1, PSH | ACK, sv, c, resp);
+        }
+        sv += len(resp);
+        s.c(t + 2, ACK, c, sv, b"");
+    }
+    s.c(10_000, FIN | ACK, c, sv, b"");
+    s.s(10_001, FIN | ACK, sv, c + 1, b"");
+    s.c(10_002, ACK, c + 1, sv + 1, b"");
+}
+
+#[test]
+fn one_lost_segment_on_a_keep_alive_connection_costs_only_its_exchange() {
+    let mut s = Sim::new();
+    keep_alive(&mut s, 6, |i| if i == 4 { UNAVAILABLE } else { OK }, |i| i == 1);
+    let stats = s.engine.stats().clone();
+    let out = s.finish();
+    assert_eq!(kinds(&out), ["http:200", "http:200", "http:200", "http:503", "http:200"]);
+    assert_eq!(stats.missed_bytes, u64::from(len(OK)));
+    assert_eq!(stats.http_lost_exchanges, 1);
+}
+
+#[test]
+fn a_lost_request_costs_only_its_exchange() {
+    let mut s = Sim::new();
+    s.handshake(0);
+    s.c(10, PSH | ACK, 1001, 5001, GET);
+    s.s(11, PSH | ACK, 5001, 1029, OK);
+    // The second request is not in the capture; the server's answer acknowledges it.
+    s.s(21, PSH | ACK, 5041, 1057, OK);
+    s.c(30, PSH | ACK, 1057, 5081, GET);
+    s.s(31, PSH | ACK, 5081, 1085, UNAVAILABLE);
+    let stats_out = s.finish();
+    assert_eq!(kinds(&stats_out), ["http:200", "http:503"]);
+}
+
+#[test]
+fn tail_loss_the_peer_acknowledged_is_counted_not_an_unexpected_eof() {
+    let mut s = Sim::new();
+    s.handshake(0);
+    s.c(10, PSH | ACK, 1001, 5001, GET);
+    let head = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 1000\r\n\r\n";
+    s.s(11, PSH | ACK, 5001, 1029, head);
+    // The 1000-byte body is not in the capture; the client acknowledged it, then both close.
+    let end = 5001 + len(head) + 1000;
+    s.c(13, ACK, 1029, end, b"");
+    s.s(14, FIN | ACK, end, 1029, b"");
+    s.c(15, FIN | ACK, 1029, end + 1, b"");
+    s.s(16, ACK, end + 1, 1030, b"");
+    let missed = s.engine.stats().missed_bytes;
+    assert_eq!(kinds(&s.finish()), ["http:502"]);
+    assert_eq!(missed, 1000);
+}
+
+#[test]
+fn a_far_ahead_stale_segment_is_not_held() {
+    let mut s = Sim::new();
+    s.handshake(0);
+    s.c(5, PSH | ACK, 1001 + (1 << 30), 5001, b"stale duplicate");
+    s.c(10, PSH | ACK, 1001, 5001, GET);
+    s.s(11, PSH | ACK, 5001, 1029, OK);
+    s.c(12, FIN | ACK, 1029, 5041, b"");
+    s.s(13, FIN | ACK, 5041, 1030, b"");
+    s.c(14, ACK, 1030, 5042, b"");
+    let stats = s.engine.stats().clone();
+    assert_eq!(kinds(&s.finish()), ["http:200"]);
+    assert_eq!(stats.missed_bytes, 0);
+    assert_eq!(stats.segments_out_of_window, 1);
+}
+
+#[test]
+fn out_of_order_bytes_have_an_engine_wide_budget() {
+    let mut s = Sim::with(EngineConfig { max_out_of_order_total: 1000, ..Default::default() });
+    for port in [40_001, 40_002] {
+        s.client.1 = port;
+        s.handshake(0);
+        // 600 bytes held behind a 100-byte hole on each connection: the second passes the budget.
+        s.c(10, PSH | ACK, 1101, 5001, &[b'x'; 600]);
+    }
+    assert_eq!(s.engine.stats().reassembly_over_budget, 1);
+    assert_eq!(s.engine.stats().missed_bytes, 100, "the second connection gave its hole up");
+}
+
+// ---- HTTP (SPEC §3.5) ----------------------------------------------------------------------------------
+
+#[test]
+fn a_gap_exactly_the_rest_of_a_body_keeps_the_connection_dissected() {
+    let mut s = Sim::new();
+    s.handshake(0);
+    s.c(10, PSH | ACK, 1001, 5001, GET);
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n";
+    s.s(11, PSH | ACK, 5001, 1029, head);
+    let after = 5001 + len(head) + 100;
+    s.c(12, PSH | ACK, 1029, after, GET);
+    s.s(13, PSH | ACK, after, 1057, UNAVAILABLE);
+    assert_eq!(kinds(&s.finish()), ["http:200", "http:503"]);
+}
+
+#[test]
+fn a_response_before_the_first_request_of_a_mid_stream_pickup_is_not_missing_request() {
+    let mut s = Sim::new();
+    // The agent started while a response was on its way.
+    s.s(0, PSH | ACK, 5001, 1029, OK);
+    s.c(10, PSH | ACK, 1029, 5041, GET);
+    s.s(11, PSH | ACK, 5041, 1057, UNAVAILABLE);
+    let stats_before = s.engine.stats().http_early_responses;
+    let out = s.finish();
+    assert_eq!(kinds(&out), ["http:503"]);
+    assert_eq!(stats_before, 1);
+}
+
+#[test]
+fn a_slow_upload_is_not_a_half_connection_and_a_late_answer_is_reported() {
+    let mut s = Sim::with(EngineConfig { pair_timeout_ms: 5_000, ..Default::default() });
+    s.handshake(0);
+    let head = b"POST /up HTTP/1.1\r\nContent-Length: 20\r\n\r\n";
+    s.c(10, PSH | ACK, 1001, 5001, head);
+    let body_at = 1001 + len(head);
+    s.c(4_000, PSH | ACK, body_at, 5001, &[b'a'; 10]);
+    s.c(8_000, PSH | ACK, body_at + 10, 5001, &[b'a'; 10]);
+    s.advance(12_000);
+    assert!(s.out.is_empty(), "{:?}", kinds(&s.out));
+    s.advance(13_500);
+    assert_eq!(kinds(&s.out), ["pair-not-found:missing response: no response within pairTimeoutMs"]);
+    assert_eq!(s.out[0].elapsed_time, 13_000.0 - 10.0, "decided at the deadline, not at the sweep");
+    s.s(20_000, PSH | ACK, 5001, body_at + 20, b"HTTP/1.1 504 Gateway Timeout\r\nContent-Length: 0\r\n\r\n");
+    let out = s.finish();
+    let last = kinds(&out[1..]);
+    assert_eq!(last.len(), 1);
+    assert!(last[0].starts_with("pair-not-found:late response: status 504"), "{last:?}");
+    assert_eq!(out[1].response.as_ref().map(|r| r.status), Some(504));
+}
+
+#[test]
+fn responses_real_servers_send_parse() {
+    let mut s = Sim::new();
+    s.handshake(0);
+    let mut c = 1001u32;
+    let mut sv = 5001u32;
+    let mut many = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n".to_vec();
+    for i in 0..200 {
+        many.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let responses: [&[u8]; 4] = [
+        b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok",
+        &many,
+    ];
+    for (i, r) in responses.iter().enumerate() {
+        let t = 10 + i as u64 * 10;
+        s.c(t, PSH | ACK, c, sv, GET);
+        c += len(GET);
+        s.s(t + 1, PSH | ACK, sv, c, r);
+        sv += len(r);
+    }
+    assert_eq!(kinds(&s.finish()), ["http:200"; 4]);
+}
+
+#[test]
+fn a_final_status_to_expect_continue_then_a_close_is_complete() {
+    let mut s = Sim::new();
+    s.handshake(0);
+    let req = b"PUT /big HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 100000\r\n\r\n";
+    s.c(10, PSH | ACK, 1001, 5001, req);
+    let resp = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
+    s.s(11, PSH | ACK, 5001, 1001 + len(req), resp);
+    s.c(12, FIN | ACK, 1001 + len(req), 5001 + len(resp), b"");
+    s.s(13, FIN | ACK, 5001 + len(resp), 1002 + len(req), b"");
+    s.c(14, ACK, 1002 + len(req), 5002 + len(resp), b"");
+    assert_eq!(kinds(&s.finish()), ["http:401"]);
+}
+
+#[test]
+fn proxy_protocol_unknown_methods_and_a_leading_crlf_are_dissected() {
+    for req in [
+        &b"PROXY TCP4 192.0.2.7 10.0.0.2 51000 80\r\nGET /a HTTP/1.1\r\n\r\n"[..],
+        b"PURGE /cache/a HTTP/1.1\r\n\r\n",
+        b"QUERY /search HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        b"\r\nGET /a HTTP/1.1\r\n\r\n",
+    ] {
+        let mut s = Sim::new();
+        s.handshake(0);
+        s.c(10, PSH | ACK, 1001, 5001, req);
+        s.s(11, PSH | ACK, 5001, 1001 + len(req), UNAVAILABLE);
+        assert_eq!(kinds(&s.finish()), ["http:503"], "{}", String::from_utf8_lossy(req));
+    }
+}
+
+// ---- Time and inputs -----------------------------------------------------------------------------------
+
+#[test]
+fn only_streams_never_identified_and_older_than_the_timeout_are_stream_timeouts() {
+    let mut s = Sim::new();
+    s.handshake(0);
+    s.c(10, PSH | ACK, 1001, 5001, b"\x16\x03\x01\x00\x05hello");
+    // A young unidentified stream at the end of the capture has not timed out.
+    s.advance(5_000);
+    assert_eq!(s.finish().len(), 0);
+    let mut s = Sim::new();
+    s.handshake(0);
+    s.c(10, PSH | ACK, 1001, 5001, b"\x16\x03\x01\x00\x05hello");
+    let s2 = {
+        let mut s2 = Sim::new();
+        s2.handshake(0);
+        s2.c(10, PSH | ACK, 1001, 5001, GET);
+        s2.s(11, PSH | ACK, 5001, 1029, OK);
+        s2.advance(60_000);
+        s2
+    };
+    assert_eq!(s2.engine.stats().streams_timed_out, 0, "an HTTP keep-alive connection never times out");
+    s.advance(60_000);
+    assert_eq!(s.engine.stats().streams_timed_out, 1);
+    let mut young = Sim::new();
+    young.handshake(0);
+    young.c(10, PSH | ACK, 1001, 5001, b"\x16\x03\x01\x00\x05hello");
+    young.engine.finish(&mut young.out);
+    assert_eq!(young.engine.stats().streams_timed_out, 0, "not older than the timeout at the end");
+}
