@@ -65,13 +65,7 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         });
         let mut out = Output { tx, done: done_rx, batch: Vec::with_capacity(BATCH) };
         let mut skipped = 0;
-        let mut failure = None;
-        for path in &args.files {
-            if let Err(e) = analyze_file(path, &mut engine, &mut out, &mut skipped, &recorder) {
-                failure = Some(e);
-                break;
-            }
-        }
+        let failure = analyze_files(&args.files, &mut engine, &mut out, &mut skipped, &recorder).err();
         // Whatever happened, what was seen is resolved and printed.
         engine.finish(&mut out.batch);
         recorder.attach(&mut engine, &mut out.batch);
@@ -126,37 +120,59 @@ impl Output {
     }
 }
 
-fn analyze_file(
-    path: &Path,
+/// Reads every file as one capture, merged by timestamp. A file that cannot be opened ends the list
+/// there (the files before it are analysed); a file that fails while read stops the run.
+fn analyze_files(
+    paths: &[PathBuf],
     engine: &mut Engine,
     out: &mut Output,
     skipped: &mut u64,
     recorder: &Recorder,
 ) -> Result<(), AnalyzeError> {
-    let file = File::open(path).map_err(|source| AnalyzeError::Open { path: path.to_owned(), source })?;
-    let read_err = |source| AnalyzeError::Read { path: path.to_owned(), source };
-    let reader = PcapReader::new(file).map_err(read_err)?;
-    let end = read_in_batches(reader, |batch| {
-        for (link_type, ts, data) in batch.iter() {
-            let before = out.batch.len();
-            if let Err(e) = engine.handle_frame(link_type, data, ts, &mut out.batch) {
-                tracing::debug!(file = %path.display(), error = %e, "frame did not decode");
-            }
-            if out.batch.len() > before {
-                recorder.attach(engine, &mut out.batch[before..]);
-                if out.batch.len() >= BATCH && !out.flush() {
-                    return false;
-                }
+    let mut readers = Vec::new();
+    let mut open_failure = None;
+    for (i, path) in paths.iter().enumerate() {
+        let opened = File::open(path)
+            .map_err(|source| AnalyzeError::Open { path: path.clone(), source })
+            .and_then(|f| PcapReader::new(f).map_err(|source| AnalyzeError::Read { path: path.clone(), source }));
+        match opened {
+            Ok(r) => readers.push((i, r)),
+            Err(e) => {
+                open_failure = Some(e);
+                break;
             }
         }
-        true
-    });
-    // Stopped: the output thread has stopped, and says why.
-    let Some(end) = end else {
-        return Err(AnalyzeError::Write(io::ErrorKind::BrokenPipe.into()));
-    };
-    *skipped += end.skipped;
-    end.result.map_err(read_err)
+    }
+    if readers.len() > 1 {
+        // Captures of several interfaces: the same packet may be in more than one.
+        engine.expect_several_interfaces();
+    }
+    if !readers.is_empty() {
+        let end = read_in_batches(readers, |batch| {
+            for f in batch.iter() {
+                let before = out.batch.len();
+                if let Err(e) = engine.handle_frame_on(f.interface, f.link_type, f.data, f.ts, &mut out.batch) {
+                    tracing::debug!(interface = f.interface, error = %e, "frame did not decode");
+                }
+                if out.batch.len() > before {
+                    recorder.attach(engine, &mut out.batch[before..]);
+                    if out.batch.len() >= BATCH && !out.flush() {
+                        return false;
+                    }
+                }
+            }
+            true
+        });
+        // Stopped: the output thread has stopped, and says why.
+        let Some(end) = end else {
+            return Err(AnalyzeError::Write(io::ErrorKind::BrokenPipe.into()));
+        };
+        *skipped += end.skipped;
+        if let Err((file, source)) = end.result {
+            return Err(AnalyzeError::Read { path: paths[file].clone(), source });
+        }
+    }
+    open_failure.map_or(Ok(()), Err)
 }
 
 fn write_batches<W: Write>(

@@ -11,17 +11,33 @@ use faultline_core::Timestamp;
 /// Frames per batch.
 pub const BATCH_FRAMES: usize = 256;
 
+/// Where a frame was captured: an interface of the node (live), or a file's interface (`analyze`).
+pub type Interface = u32;
+
 #[derive(Default)]
 pub struct FrameBatch {
     data: Vec<u8>,
-    frames: Vec<(LinkType, Timestamp, Range<usize>)>,
+    frames: Vec<(Interface, LinkType, Timestamp, Range<usize>)>,
+}
+
+/// One frame of a batch.
+pub struct Frame<'a> {
+    pub interface: Interface,
+    pub link_type: LinkType,
+    pub ts: Timestamp,
+    pub data: &'a [u8],
 }
 
 impl FrameBatch {
+    #[cfg(test)]
     pub fn push(&mut self, link_type: LinkType, ts: Timestamp, bytes: &[u8]) {
+        self.push_on(0, link_type, ts, bytes);
+    }
+
+    pub fn push_on(&mut self, interface: Interface, link_type: LinkType, ts: Timestamp, bytes: &[u8]) {
         let start = self.data.len();
         self.data.extend_from_slice(bytes);
-        self.frames.push((link_type, ts, start..self.data.len()));
+        self.frames.push((interface, link_type, ts, start..self.data.len()));
     }
 
     /// Empties the batch and keeps its memory for the next frames.
@@ -38,8 +54,13 @@ impl FrameBatch {
         self.frames.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (LinkType, Timestamp, &[u8])> {
-        self.frames.iter().map(|(l, ts, r)| (*l, *ts, self.data.get(r.clone()).unwrap_or_default()))
+    pub fn iter(&self) -> impl Iterator<Item = Frame<'_>> {
+        self.frames.iter().map(|(i, l, ts, r)| Frame {
+            interface: *i,
+            link_type: *l,
+            ts: *ts,
+            data: self.data.get(r.clone()).unwrap_or_default(),
+        })
     }
 }
 
@@ -88,7 +109,7 @@ mod tests {
         b.push(LinkType::Ethernet, Timestamp(1), b"abc");
         b.push(LinkType::RawIp, Timestamp(2), b"");
         b.push(LinkType::Ethernet, Timestamp(3), b"de");
-        let got: Vec<_> = b.iter().map(|(l, t, d)| (l, t.nanos(), d.to_vec())).collect();
+        let got: Vec<_> = b.iter().map(|f| (f.link_type, f.ts.nanos(), f.data.to_vec())).collect();
         assert_eq!(
             got,
             [

@@ -2,6 +2,7 @@
 //! capture's clock, turns ICMP messages into entries, and stamps each entry with an id and the node.
 
 use crate::config::EngineConfig;
+use crate::copies::{Copies, Verdict};
 use crate::entry::{Endpoint, Entry, Protocol};
 use crate::flow::{FlowKey, FlowTable};
 use crate::icmp::{self, Kind};
@@ -26,6 +27,8 @@ pub struct Engine {
     flows: FlowTable,
     /// Out-of-order bytes held by every stream together.
     held: std::sync::Arc<HeldBudget>,
+    /// Copies of one packet seen on several interfaces (or before and after NAT) are handled once.
+    copies: Copies,
     /// Endpoints seen answering a SYN with a SYN-ACK.
     listeners: std::collections::HashSet<(std::net::IpAddr, u16), foldhash::fast::RandomState>,
     recorder: Option<FlowRecorder>,
@@ -44,6 +47,7 @@ impl Engine {
         Engine {
             held: HeldBudget::new(cfg.max_out_of_order_total),
             listeners: Default::default(),
+            copies: Copies::default(),
             cfg,
             flows: FlowTable::default(),
             recorder,
@@ -76,9 +80,48 @@ impl Engine {
         ts: Timestamp,
         out: &mut Vec<Entry>,
     ) -> Result<(), DecodeError> {
+        self.handle_frame_on(0, link, data, ts, out)
+    }
+
+    /// Frames will come from several interfaces of one node (a live agent): look for copies from the
+    /// first frame on.
+    pub fn expect_several_interfaces(&mut self) {
+        self.copies.expect_several_interfaces();
+    }
+
+    /// Like `handle_frame`, for a frame captured on interface number `interface` (any numbering that
+    /// tells a node's interfaces apart): a copy of a packet already seen on another interface is counted
+    /// and dropped (SPEC §3.1, one connection, one report).
+    pub fn handle_frame_on(
+        &mut self,
+        interface: u32,
+        link: LinkType,
+        data: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), DecodeError> {
         self.stats.packets += 1;
         match wire::decode(link, data, ts) {
             Ok(Decoded::Packet(p)) => {
+                match self.copies.check(interface, &p) {
+                    Verdict::Keep => {}
+                    Verdict::Copy => {
+                        self.stats.duplicate_packets += 1;
+                        self.advance(ts, out);
+                        return Ok(());
+                    }
+                    Verdict::Alias => {
+                        self.stats.nat_copies += 1;
+                        self.advance(ts, out);
+                        return Ok(());
+                    }
+                    Verdict::Replaces(key) => {
+                        // The flow tracked so far was the other side of a NAT: forget it unreported.
+                        self.stats.nat_copies += 1;
+                        self.flows.live.remove(&key);
+                        self.flows.lingering.remove(&key);
+                    }
+                }
                 let start = out.len();
                 if let Some(rec) = &mut self.recorder {
                     if let Some(key) = record_key(&p) {
@@ -189,6 +232,8 @@ impl Engine {
         });
         self.flows.lingering.extend(over);
         self.flows.lingering.retain(|_, l| !end_of_input && now < l.until);
+        self.copies.expire(now, self.cfg.idle_timeout_ms);
+        self.stats.copy_fingerprints_saturated = self.copies.saturated;
     }
 
     fn stamp(&mut self, start: usize, out: &mut [Entry]) {

@@ -2,6 +2,7 @@
 //! clocks, no threads, so every part can be tested from crafted bytes and fuzzed.
 
 pub mod config;
+mod copies;
 pub mod engine;
 pub mod entry;
 mod entry_record;

@@ -49,6 +49,13 @@ pub struct Stats {
     /// Times the engine's budget of out-of-order bytes (all connections together) made a stream give up
     /// its holes early.
     pub reassembly_over_budget: u64,
+    /// Copies of a packet already handled, seen on another interface of the node: dropped.
+    pub duplicate_packets: u64,
+    /// Packets of a flow that is the other side of a NAT (SNAT, a Service's DNAT) of a flow tracked
+    /// under its other 4-tuple: dropped.
+    pub nat_copies: u64,
+    /// Packets not fingerprinted for copy detection because its window was full.
+    pub copy_fingerprints_saturated: u64,
     /// Entries emitted.
     pub entries: u64,
 }

@@ -203,3 +203,24 @@ fn snap_length_cut_tcp_payload_keeps_its_sequence_length() {
         other => panic!("{other:?}"),
     }
 }
+
+/// BSD and macOS loopback captures (DLT_NULL) say IPv6 with address family 24, 28 or 30 depending on the
+/// system, in the writer's byte order.
+#[test]
+fn bsd_loopback_ipv6_families_decode_as_ipv6() {
+    let b = PacketBuilder::ipv6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0; 16], 64)
+        .tcp(40000, 80, 1, 1000)
+        .syn();
+    let mut ip = Vec::new();
+    b.write(&mut ip, b"").expect("builds");
+    for af in [24u32, 28, 30] {
+        for header in [af.to_le_bytes(), af.to_be_bytes()] {
+            let mut frame = header.to_vec();
+            frame.extend(&ip);
+            match decode(LinkType::Loopback, &frame, Timestamp(0)) {
+                Ok(Decoded::Packet(p)) => assert!(p.src.is_ipv6(), "AF {af}: {p:?}"),
+                other => panic!("AF {af}: {other:?}"),
+            }
+        }
+    }
+}

@@ -435,3 +435,93 @@ fn only_streams_never_identified_and_older_than_the_timeout_are_stream_timeouts(
     young.engine.finish(&mut young.out);
     assert_eq!(young.engine.stats().streams_timed_out, 0, "not older than the timeout at the end");
 }
+
+// ---- One packet, one observation -----------------------------------------------------------------------
+
+fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().expect("address")
+}
+
+fn udp_frame(src: (std::net::IpAddr, u16), dst: (std::net::IpAddr, u16), id: u16, payload: &[u8]) -> Vec<u8> {
+    let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (src.0, dst.0) else { panic!("v4 only") };
+    let mut ip = etherparse::Ipv4Header::new(0, 64, etherparse::IpNumber::UDP, s.octets(), d.octets()).expect("ip");
+    ip.identification = id;
+    let b =
+        etherparse::PacketBuilder::ethernet2([2; 6], [4; 6]).ip(etherparse::IpHeaders::Ipv4(ip, Default::default()));
+    let mut f = Vec::new();
+    b.udp(src.1, dst.1).write(&mut f, payload).expect("udp");
+    f
+}
+
+/// An ICMP port unreachable from `from` quoting the UDP datagram `quoted` (an IP packet).
+fn port_unreachable(from: std::net::IpAddr, to: std::net::IpAddr, quoted: &[u8]) -> Vec<u8> {
+    let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (from, to) else { panic!("v4 only") };
+    let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4(s.octets(), d.octets(), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port));
+    let mut f = Vec::new();
+    b.write(&mut f, &quoted[..28]).expect("icmp");
+    f
+}
+
+#[test]
+fn a_packet_seen_on_two_veths_of_one_node_is_one_observation() {
+    let mut s = Sim::new();
+    s.engine.expect_several_interfaces();
+    let (a, b) = ((ip("10.244.0.5"), 41_000), (ip("10.244.0.6"), 9999));
+    let dgram = udp_frame(a, b, 7, b"ping");
+    let icmp = port_unreachable(b.0, a.0, &dgram[14..]);
+    // The sender's veth, then the receiver's; the ICMP error the other way round.
+    s.frame_on(1, 0, &dgram);
+    s.frame_on(2, 0, &dgram);
+    s.frame_on(2, 1, &icmp);
+    s.frame_on(1, 1, &icmp);
+    let stats = s.engine.stats().clone();
+    let out = s.finish();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(stats.duplicate_packets, 2);
+    // A refused connection seen on both veths is one SynSent, and a retransmission on one interface is
+    // not a copy.
+    let mut s = Sim::new();
+    s.engine.expect_several_interfaces();
+    for (iface, ms) in [(1, 0), (2, 0), (1, 1000), (2, 1000)] {
+        s.frame_on(iface, ms, &common::tcp_frame(s.client, s.server, SYN, 1000, 0, b""));
+    }
+    s.frame_on(2, 1001, &common::tcp_frame(s.server, s.client, RST | ACK, 0, 1001, b""));
+    s.frame_on(1, 1001, &common::tcp_frame(s.server, s.client, RST | ACK, 0, 1001, b""));
+    let stats = s.engine.stats().clone();
+    assert_eq!(tcp_errors(&s.finish()), [(TcpState::SynSent, Some(SynReason::Refused), Some("server"))]);
+    assert_eq!(stats.duplicate_packets, 3);
+}
+
+#[test]
+fn a_service_connection_seen_before_and_after_dnat_is_reported_once_under_the_backend() {
+    let mut s = Sim::new();
+    s.engine.expect_several_interfaces();
+    let client = (ip("10.244.0.5"), 41_000);
+    let (service, backend) = ((ip("10.96.0.10"), 80), (ip("10.244.0.9"), 8080));
+    // The client's veth sees the Service address; the backend's veth the pod after DNAT.
+    s.frame_on(1, 0, &common::tcp_frame(client, service, SYN, 1000, 0, b""));
+    s.frame_on(2, 0, &common::tcp_frame(client, backend, SYN, 1000, 0, b""));
+    s.frame_on(2, 1, &common::tcp_frame(backend, client, RST | ACK, 0, 1001, b""));
+    s.frame_on(1, 1, &common::tcp_frame(service, client, RST | ACK, 0, 1001, b""));
+    let stats = s.engine.stats().clone();
+    let out = s.finish();
+    assert_eq!(tcp_errors(&out), [(TcpState::SynSent, Some(SynReason::Refused), Some("server"))]);
+    assert_eq!((out[0].dst.ip, out[0].dst.port), (backend.0, Some(backend.1)));
+    assert_eq!(stats.nat_copies, 2);
+}
+
+#[test]
+fn an_egress_connection_seen_before_and_after_snat_is_reported_once_under_the_pod() {
+    let mut s = Sim::with(EngineConfig { syn_timeout_ms: 1000, ..Default::default() });
+    s.engine.expect_several_interfaces();
+    let (pod, node, outside) = ((ip("10.244.0.5"), 41_000), (ip("192.0.2.10"), 61_000), (ip("198.51.100.7"), 443));
+    for ms in [0, 1000, 3000] {
+        s.frame_on(1, ms, &common::tcp_frame(pod, outside, SYN, 1000, 0, b""));
+        s.frame_on(0, ms, &common::tcp_frame(node, outside, SYN, 1000, 0, b""));
+    }
+    let out = s.finish();
+    assert_eq!(tcp_errors(&out), [(TcpState::SynSent, Some(SynReason::Timeout), None)]);
+    assert_eq!((out[0].src.ip, out[0].src.port), (pod.0, Some(pod.1)));
+}

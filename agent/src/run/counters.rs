@@ -25,6 +25,8 @@ pub struct Counters {
     pub batches_sent: AtomicU64,
     pub batches_failed: AtomicU64,
     pub capture_errors: AtomicU64,
+    /// Frames stamped more than a second in the future, taken as stamped when they were handled.
+    pub clock_skewed_frames: AtomicU64,
     backend_note: Mutex<Option<String>>,
 }
 
@@ -84,6 +86,12 @@ impl Counters {
         );
         metric("missed_bytes_total", "counter", "TCP bytes never seen (sequence gaps).", s.missed_bytes);
         metric("flows", "gauge", "Connections tracked.", g(&self.flows));
+        metric(
+            "clock_skewed_frames_total",
+            "counter",
+            "Frames stamped in the future, handled as stamped now.",
+            g(&self.clock_skewed_frames),
+        );
         metric("batches_sent_total", "counter", "Batches the operator accepted.", g(&self.batches_sent));
         metric(
             "batches_failed_total",

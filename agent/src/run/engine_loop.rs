@@ -25,6 +25,7 @@ const FRAMES_PER_CLOCK: u32 = 64;
 
 pub fn capture_loop(
     mut cap: Box<dyn Capture>,
+    interface: u32,
     tx: &SyncSender<FrameBatch>,
     pool: &BatchPool,
     stop: &AtomicBool,
@@ -46,7 +47,7 @@ pub fn capture_loop(
                 if batch.is_empty() {
                     first_at = Instant::now();
                 }
-                batch.push(f.link_type, f.ts, f.data);
+                batch.push_on(interface, f.link_type, f.ts, f.data);
                 true
             }
             Ok(None) => false,
@@ -111,9 +112,43 @@ fn send_waiting(
 /// million a second, a small part of the kernel's buffer.
 const QUEUE_FULL_WAIT: Duration = Duration::from_micros(200);
 
+/// How far behind the wall clock the engine's clock is moved when no frame waits: frames still in a
+/// capture thread's batch (at most `BATCH_WAIT`) or the kernel's ring must not find their timers fired.
+const CLOCK_LAG: Duration = Duration::from_millis(50);
+
+/// A frame stamped further in the future than this (a clock that stepped, a bad driver) is taken as
+/// stamped now: one such frame must not fire every timer at once.
+const MAX_FUTURE: Duration = Duration::from_secs(1);
+
+/// The engine thread's clock. Timers run on packet time while frames flow (a burst waiting in the queue
+/// must not time out SYNs whose SYN-ACKs wait behind them); only when no frame waits does wall time
+/// (less `CLOCK_LAG`) move it on, so that timeouts fire on a quiet network. It never runs backwards.
+struct Clock {
+    skewed: u64,
+}
+
+impl Clock {
+    /// A frame's timestamp, no later than the wall clock allows.
+    fn frame_time(&mut self, ts: Timestamp, wall: SystemTime) -> Timestamp {
+        let limit = Timestamp::from(wall + MAX_FUTURE);
+        if ts > limit {
+            self.skewed += 1;
+            Timestamp::from(wall)
+        } else {
+            ts
+        }
+    }
+
+    /// The time to move the engine to when the queue is empty.
+    fn idle_time(wall: SystemTime) -> Timestamp {
+        Timestamp::from(wall.checked_sub(CLOCK_LAG).unwrap_or(wall))
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn engine_loop(
     cfg: EngineConfig,
+    several_interfaces: bool,
     rx: &Receiver<FrameBatch>,
     pool: &BatchPool,
     outbox: &Outbox,
@@ -124,29 +159,44 @@ pub fn engine_loop(
     mut rotator: Option<Rotator>,
 ) {
     let mut engine = Engine::new(cfg);
+    if several_interfaces {
+        engine.expect_several_interfaces();
+    }
     let mut entries: Vec<Entry> = Vec::new();
-    let mut last_tick = Instant::now();
+    let mut last_stats = Instant::now();
     let mut published = faultline_core::Stats::default();
+    let mut clock = Clock { skewed: 0 };
     loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
+        // A batch waiting is handled at once; only an empty queue lets wall time move the clock.
+        let next = match rx.try_recv() {
+            Ok(batch) => Ok(batch),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                engine.advance(Clock::idle_time(SystemTime::now()), &mut entries);
+                rx.recv_timeout(Duration::from_millis(100))
+            }
+        };
+        match next {
             Ok(batch) => {
-                for (link_type, ts, data) in batch.iter() {
+                let wall = SystemTime::now();
+                for f in batch.iter() {
+                    let ts = clock.frame_time(f.ts, wall);
                     if let Some(r) = &mut rotator {
-                        if let Err(e) = r.write(link_type, ts, data) {
+                        if let Err(e) = r.write(f.link_type, ts, f.data) {
                             tracing::warn!(error = %e, "continuous recording failed; stopping it");
                             rotator = None;
                         }
                     }
-                    let _ = engine.handle_frame(link_type, data, ts, &mut entries);
+                    let _ = engine.handle_frame_on(f.interface, f.link_type, f.data, ts, &mut entries);
                 }
                 pool.give(batch);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if last_tick.elapsed() >= Duration::from_millis(100) {
-            last_tick = Instant::now();
-            engine.advance(Timestamp::from(SystemTime::now()), &mut entries);
+        if last_stats.elapsed() >= Duration::from_millis(100) {
+            last_stats = Instant::now();
+            counters.clock_skewed_frames.store(clock.skewed, Ordering::Relaxed);
             publish_stats(&engine, &mut published, counters);
         }
         if !entries.is_empty() {
@@ -223,6 +273,65 @@ mod tests {
             b.push(LinkType::Ethernet, Timestamp(i), b"frame");
         }
         b
+    }
+
+    #[test]
+    fn the_clock_refuses_frames_from_the_future_and_lags_the_wall_clock() {
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut clock = Clock { skewed: 0 };
+        let now = Timestamp::from(wall);
+        assert_eq!(clock.frame_time(now, wall), now);
+        assert_eq!(
+            clock.frame_time(Timestamp::from(wall + Duration::from_millis(900)), wall).nanos(),
+            now.nanos() + 900_000_000
+        );
+        let far = Timestamp::from(wall + Duration::from_secs(86_400 * 365));
+        assert_eq!(clock.frame_time(far, wall), now, "a frame a year ahead is taken as stamped now");
+        assert_eq!(clock.skewed, 1);
+        assert_eq!(Clock::idle_time(wall), Timestamp::from(wall - CLOCK_LAG));
+    }
+
+    /// A SYN-ACK that waited in the queue behind a burst is handled on packet time, not after the wall
+    /// clock fired the SYN's timer: the connection is not a false SynSent.
+    #[test]
+    fn queued_frames_are_handled_on_their_own_time_before_wall_time_moves_the_clock() {
+        use faultline_core::wire::LinkType;
+        let (tx, rx) = sync_channel(4);
+        let pool = BatchPool::new(4);
+        let outbox = Outbox::new(1 << 20);
+        let counters = Counters::default();
+        let stop = AtomicBool::new(false);
+        let pods = Resolver::disabled();
+        // A SYN and its SYN-ACK stamped 4 s ago, 3.5 s apart: with a 3 s SYN timeout and the wall clock
+        // applied first, the SYN would have timed out.
+        let t0 = SystemTime::now() - Duration::from_secs(4);
+        let syn = crafted_tcp(0x02, 1000, 0);
+        let syn_ack = crafted_tcp(0x12, 5000, 1001);
+        let mut batch = FrameBatch::default();
+        batch.push(LinkType::Ethernet, Timestamp::from(t0), &syn);
+        tx.send(batch).expect("queued");
+        let mut batch = FrameBatch::default();
+        batch.push(LinkType::Ethernet, Timestamp::from(t0 + Duration::from_millis(2_900)), &syn_ack);
+        tx.send(batch).expect("queued");
+        drop(tx);
+        let cfg = EngineConfig { syn_timeout_ms: 3000, ..EngineConfig::default() };
+        engine_loop(cfg, false, &rx, &pool, &outbox, &counters, &stop, &pods, &BTreeSet::new(), None);
+        assert_eq!(counters.entries.load(Ordering::Relaxed), 0, "no false SynSent");
+    }
+
+    fn crafted_tcp(flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+        let (a, b) = (([10, 0, 0, 1], 40000), ([10, 0, 0, 2], 80));
+        let (src, dst) = if flags & 0x10 != 0 { (b, a) } else { (a, b) };
+        let mut t = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(src.0, dst.0, 64)
+            .tcp(src.1, dst.1, seq, 65535)
+            .syn();
+        if flags & 0x10 != 0 {
+            t = t.ack(ack);
+        }
+        let mut f = Vec::new();
+        t.write(&mut f, b"").expect("frame");
+        f
     }
 
     #[test]

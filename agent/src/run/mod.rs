@@ -60,10 +60,13 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     // Room for every batch that can be queued, filling or being read: none is ever allocated twice.
     let pool = Arc::new(crate::frames::BatchPool::new(queued_batches + 2 * (captures.len() + 1)));
 
+    let several_interfaces = captures.len() > 1;
     let mut threads = Vec::new();
-    for cap in captures {
+    for (i, cap) in captures.into_iter().enumerate() {
         let (tx, pool, stop, counters) = (tx.clone(), pool.clone(), stop.clone(), counters.clone());
-        threads.push(std::thread::spawn(move || engine_loop::capture_loop(cap, &tx, &pool, &stop, &counters)));
+        let interface = u32::try_from(i).unwrap_or(u32::MAX);
+        threads
+            .push(std::thread::spawn(move || engine_loop::capture_loop(cap, interface, &tx, &pool, &stop, &counters)));
     }
     drop(tx);
     let rotator = match args.recorder {
@@ -83,7 +86,18 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
             ..cfg
         };
         std::thread::spawn(move || {
-            engine_loop::engine_loop(cfg, &rx, &pool, &outbox, &counters, &stop, &pods, &watch_namespaces, rotator)
+            engine_loop::engine_loop(
+                cfg,
+                several_interfaces,
+                &rx,
+                &pool,
+                &outbox,
+                &counters,
+                &stop,
+                &pods,
+                &watch_namespaces,
+                rotator,
+            )
         })
     };
     let report_task = tokio::task::spawn_blocking({

@@ -42,6 +42,12 @@ impl Resolver {
         r
     }
 
+    /// A resolver that knows no pods (no API server).
+    #[cfg(test)]
+    pub fn disabled() -> Resolver {
+        Resolver::default()
+    }
+
     /// The pod with this IP.
     pub fn lookup(&self, ip: &IpAddr) -> Option<PodRef> {
         self.by_ip.read().ok()?.get(ip).cloned()

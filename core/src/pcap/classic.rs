@@ -48,6 +48,7 @@ impl State {
             ts: Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(frac_ns)),
             data: src.body(),
             orig_len,
+            interface: 0,
         }))
     }
 }

@@ -40,6 +40,8 @@ pub struct Record<'a> {
     pub data: &'a [u8],
     /// The frame's length on the wire; more than `data.len()` when the snap length cut it.
     pub orig_len: u32,
+    /// The interface it was captured on: the pcapng interface number (0 in a classic pcap).
+    pub interface: u32,
 }
 
 enum Format {

@@ -24,18 +24,22 @@ struct Interface {
     snap_len: u32,
     /// Timestamp units: `(base, exponent)` means one unit is `base^-exponent` seconds.
     resolution: (u8, u8),
+    /// `if_tsoffset`: seconds to add to every timestamp of this interface.
+    offset_secs: i64,
 }
 
 pub(super) struct State {
     endian: Endian,
     interfaces: Vec<Interface>,
     skipped: u64,
+    /// The latest timestamp read: a Simple Packet Block has none of its own, and is stamped with this.
+    last_ts: Timestamp,
 }
 
 impl State {
     /// Called after the first four bytes (the section header type) were read.
     pub(super) fn open<R: Read>(src: &mut Source<R>, _magic: [u8; 4]) -> Result<State, PcapError> {
-        let mut state = State { endian: Endian::Little, interfaces: Vec::new(), skipped: 0 };
+        let mut state = State { endian: Endian::Little, interfaces: Vec::new(), skipped: 0, last_ts: Timestamp(0) };
         let mut len = [0u8; 4];
         src.read_exact(&mut len, "pcapng section header")?;
         state.read_section_header(src, len)?;
@@ -68,7 +72,10 @@ impl State {
                         self.skipped += 1;
                         continue;
                     };
-                    return Ok(Some(Record { link_type, ts, data: &src.body()[range], orig_len }));
+                    let interface = u32::try_from(iface).unwrap_or(u32::MAX);
+                    // A simple packet block after this one gets its time (the latest seen).
+                    self.last_ts = self.last_ts.max(ts);
+                    return Ok(Some(Record { link_type, ts, data: &src.body()[range], orig_len, interface }));
                 }
                 _ => {}
             }
@@ -108,6 +115,7 @@ impl State {
         let code = u32::from(self.endian.u16(b, 0));
         let snap_len = self.endian.u32(b, 4);
         let mut resolution = (10, 6);
+        let mut offset_secs = 0;
         let mut at = 8;
         while at + 4 <= body_len {
             let opt = self.endian.u16(b, at);
@@ -119,9 +127,18 @@ impl State {
                 let v = b[at + 4];
                 resolution = if v & 0x80 == 0 { (10, v) } else { (2, v & 0x7f) };
             }
+            if opt == 14 && len == 8 {
+                let hi = u64::from(self.endian.u32(b, at + 4));
+                let lo = u64::from(self.endian.u32(b, at + 8));
+                let (hi, lo) = match self.endian {
+                    Endian::Little => (lo, hi),
+                    Endian::Big => (hi, lo),
+                };
+                offset_secs = ((hi << 32) | lo) as i64;
+            }
             at += 4 + len.div_ceil(4) * 4;
         }
-        self.interfaces.push(Interface { link_type: link_type(code).ok(), snap_len, resolution });
+        self.interfaces.push(Interface { link_type: link_type(code).ok(), snap_len, resolution, offset_secs });
         Ok(())
     }
 
@@ -135,6 +152,7 @@ impl State {
     ) -> Result<Option<(usize, Timestamp, std::ops::Range<usize>, u32)>, PcapError> {
         let b = src.body();
         let e = self.endian;
+        let simple = block_type == SPB_TYPE;
         let (iface, hi, lo, cap, orig, start) = match block_type {
             EPB_TYPE => {
                 need(src, body_len, 20, "enhanced packet block")?;
@@ -163,7 +181,14 @@ impl State {
                 src.corrupt(format!("packet on interface {iface}, but only {} described", self.interfaces.len()))
             );
         };
-        let ts = to_nanos((u64::from(hi) << 32) | u64::from(lo), interface.resolution);
+        let ts = if simple {
+            // No timestamp of its own: the time of the packet before it.
+            self.last_ts
+        } else {
+            let ts = to_nanos((u64::from(hi) << 32) | u64::from(lo), interface.resolution);
+            let offset = interface.offset_secs.saturating_mul(1_000_000_000);
+            Timestamp(ts.nanos().saturating_add_signed(offset))
+        };
         Ok(Some((iface, ts, start..start + cap, orig)))
     }
 

@@ -155,10 +155,34 @@ fn pcapng_interfaces_resolutions_and_unknown_blocks() {
         vec![
             (LinkType::Ethernet, 5_000_001_000, b"eth".to_vec()),
             (LinkType::LinuxSll2, 7_000_000_002, b"sll2".to_vec()),
-            (LinkType::Ethernet, 0, b"raw!".to_vec()),
+            // A simple packet block has no timestamp: it is stamped with the one before it.
+            (LinkType::Ethernet, 7_000_000_002, b"raw!".to_vec()),
         ]
     );
     assert_eq!(r.skipped_records(), 1);
+}
+
+#[test]
+fn pcapng_if_tsoffset_moves_an_interfaces_timestamps() {
+    let mut f = shb();
+    let mut body = Vec::new();
+    body.extend(1u16.to_le_bytes());
+    body.extend(0u16.to_le_bytes());
+    body.extend(0u32.to_le_bytes());
+    body.extend(14u16.to_le_bytes()); // if_tsoffset
+    body.extend(8u16.to_le_bytes());
+    body.extend(1_700_000_000i64.to_le_bytes());
+    body.extend([0, 0, 0, 0]); // opt_endofopt
+    f.extend(block(1, &body));
+    f.extend(idb(1, None));
+    f.extend(epb(0, 2_500_000, b"a"));
+    f.extend(epb(1, 2_500_000, b"b"));
+    let mut r = PcapReader::new(&f[..]).expect("pcapng");
+    let mut got = Vec::new();
+    while let Some(rec) = r.next_record().expect("valid blocks") {
+        got.push((rec.interface, rec.ts.nanos()));
+    }
+    assert_eq!(got, vec![(0, 1_700_000_002_500_000_000), (1, 2_500_000_000)]);
 }
 
 #[test]

@@ -61,8 +61,15 @@ impl Sim {
     }
 
     pub fn frame(&mut self, ms: u64, frame: &[u8]) {
+        self.frame_on(0, ms, frame);
+    }
+
+    /// A frame captured on interface number `iface`.
+    pub fn frame_on(&mut self, iface: u32, ms: u64, frame: &[u8]) {
         let ts = Timestamp::from_millis(T0_MS + ms);
-        self.engine.handle_frame(LinkType::Ethernet, frame, ts, &mut self.out).expect("crafted frames decode");
+        self.engine
+            .handle_frame_on(iface, LinkType::Ethernet, frame, ts, &mut self.out)
+            .expect("crafted frames decode");
     }
 
     /// Client ISN 1000, server ISN 5000; afterwards the client's next sequence number is 1001 and the

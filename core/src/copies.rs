@@ -1,0 +1,225 @@
+//! One packet, one observation. Traffic between two pods on one node crosses two veths (and often a
+//! bridge) that the same agent captures, and egress traffic is seen before and after SNAT, Service traffic
+//! before and after DNAT: the same packet arrives several times, on several interfaces. Reporting each copy
+//! would double every error (SPEC §3.1 "One connection, one report").
+//!
+//! A copy is recognised by a fingerprint of what forwarding does not change: for an exact copy, the
+//! addresses, ports, IP identification and the whole transport header and payload start (not the TTL or
+//! checksums, which routing changes); for a NATed copy, the same without addresses and ports (TCP sequence
+//! and acknowledgement numbers alone are 64 random bits). A copy is only a copy when it was seen on
+//! *another* interface within a short window: the same packet twice on one interface is a retransmission.
+//!
+//! An exact copy is dropped. A NATed copy makes its flow an alias of the first: of the two 4-tuples of one
+//! connection, the one kept is the one after DNAT (the destination changed: the Service's backend, whose
+//! node reports it) or before SNAT (the source changed: the pod, not the node). Every packet of the alias
+//! is dropped from then on — the kept flow sees them all on its own interface — and ICMP errors quoting
+//! the alias are dropped too. Everything dropped is counted.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use crate::flow::FlowKey;
+use crate::time::Timestamp;
+use crate::wire::{Packet, Transport};
+
+/// Copies of one packet on a node's interfaces are microseconds apart; a capture thread's batching may
+/// stamp them a few milliseconds apart.
+const WINDOW_NS: u64 = 50_000_000;
+/// Fingerprints remembered per window, at most (a million packets a second is 50,000 per window).
+const MAX_PER_WINDOW: usize = 1 << 18;
+/// NATed flows remembered at most (each is one connection of the node's).
+const MAX_ALIASES: usize = 1 << 17;
+/// Payload bytes that go into a fingerprint.
+const PAYLOAD_BYTES: usize = 64;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+#[derive(Clone, Copy)]
+struct Seen {
+    interface: u32,
+    /// The flow of the copy (for NAT fingerprints: which tuple it had).
+    key: FlowKey,
+    /// The client-to-server direction's destination of that copy, to tell DNAT from SNAT.
+    dst: (std::net::IpAddr, u16),
+}
+
+/// What to do with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    /// A copy of a packet already handled (seen on another interface).
+    Copy,
+    /// A packet of a flow that is a NATed copy of another.
+    Alias,
+    /// The first NATed copy found for a flow whose other tuple was already being tracked: that flow
+    /// (`FlowKey`) is the alias and must be forgotten; this packet is kept.
+    Replaces(FlowKey),
+}
+
+#[derive(Default)]
+pub struct Copies {
+    /// Seen on more than one interface: until then nothing is fingerprinted (a single-interface capture
+    /// pays nothing).
+    multi: bool,
+    first_interface: Option<u32>,
+    exact: [Map<u64, Seen>; 2],
+    nat: [Map<u64, Seen>; 2],
+    window_start: u64,
+    /// 4-tuples that are NATed copies of a tracked flow, with the last time one of their packets was seen.
+    aliases: Map<FlowKey, Timestamp>,
+    hasher: foldhash::fast::FixedState,
+    /// Fingerprints not remembered because a window was full.
+    pub saturated: u64,
+}
+
+impl Copies {
+    /// Fingerprint from the first packet on (a live agent captures several interfaces from the start).
+    pub fn expect_several_interfaces(&mut self) {
+        self.multi = true;
+    }
+
+    pub fn check(&mut self, interface: u32, p: &Packet<'_>) -> Verdict {
+        if !self.multi {
+            match self.first_interface {
+                None => self.first_interface = Some(interface),
+                Some(first) if first != interface => self.multi = true,
+                Some(_) => {}
+            }
+            if !self.multi {
+                return Verdict::Keep;
+            }
+        }
+        let Some((key, dst)) = flow_of(p) else { return Verdict::Keep };
+        if let Some(seen) = self.aliases.get_mut(&key) {
+            *seen = (*seen).max(p.ts);
+            return Verdict::Alias;
+        }
+        if let Transport::Icmp(m) = &p.transport {
+            if let Some(q) = crate::icmp::parse_quote(m.version, m.body) {
+                let quoted = FlowKey::new((q.src, q.src_port), (q.dst, q.dst_port));
+                if self.aliases.contains_key(&quoted) {
+                    return Verdict::Alias;
+                }
+            }
+        }
+        self.rotate(p.ts);
+        let exact = self.fingerprint(p, true);
+        let here = Seen { interface, key, dst };
+        if let Some(seen) = lookup(&self.exact, exact) {
+            if seen.interface != interface {
+                return Verdict::Copy;
+            }
+        }
+        remember(&mut self.exact[0], exact, here, &mut self.saturated);
+        // NATed copies: TCP and UDP only (ICMP follows its quoted flow's alias).
+        if matches!(p.transport, Transport::Icmp(_)) {
+            return Verdict::Keep;
+        }
+        let nat = self.fingerprint(p, false);
+        match lookup(&self.nat, nat) {
+            Some(seen) if seen.interface != interface && seen.key != key => {
+                // The destination changed on the way: DNAT of a request (this copy has the Service's
+                // backend) or un-SNAT of a reply (this copy has the pod) — keep this one. Only the source
+                // changed: SNAT of a request or un-DNAT of a reply — the first copy had the pod.
+                if self.aliases.len() >= MAX_ALIASES {
+                    // Counted: this connection will be reported under both of its tuples.
+                    self.saturated += 1;
+                    return Verdict::Keep;
+                }
+                if seen.dst != dst {
+                    self.aliases.insert(seen.key, p.ts);
+                    remember(&mut self.nat[0], nat, here, &mut self.saturated);
+                    Verdict::Replaces(seen.key)
+                } else {
+                    self.aliases.insert(key, p.ts);
+                    Verdict::Alias
+                }
+            }
+            _ => {
+                remember(&mut self.nat[0], nat, here, &mut self.saturated);
+                Verdict::Keep
+            }
+        }
+    }
+
+    /// Forgets aliases not seen for `idle_ms`.
+    pub fn expire(&mut self, now: Timestamp, idle_ms: u64) {
+        self.aliases.retain(|_, last| now < last.plus_millis(idle_ms));
+    }
+
+    fn rotate(&mut self, ts: Timestamp) {
+        let now = ts.nanos();
+        if now < self.window_start.saturating_add(WINDOW_NS) {
+            return;
+        }
+        // Two windows are kept: a copy up to one window late is still found.
+        let fresh = now >= self.window_start.saturating_add(2 * WINDOW_NS);
+        self.exact.swap(0, 1);
+        self.nat.swap(0, 1);
+        self.exact[0].clear();
+        self.nat[0].clear();
+        if fresh {
+            self.exact[1].clear();
+            self.nat[1].clear();
+        }
+        self.window_start = now;
+    }
+
+    /// What forwarding does not change; with `exact`, addresses and ports too.
+    fn fingerprint(&self, p: &Packet<'_>, exact: bool) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        if exact {
+            p.src.hash(&mut h);
+            p.dst.hash(&mut h);
+        }
+        p.ip_id.hash(&mut h);
+        match &p.transport {
+            Transport::Tcp(t) => {
+                6u8.hash(&mut h);
+                if exact {
+                    (t.src_port, t.dst_port).hash(&mut h);
+                }
+                (t.seq, t.ack, t.flags.0, t.window, t.seg_len).hash(&mut h);
+                t.options.hash(&mut h);
+                t.payload[..t.payload.len().min(PAYLOAD_BYTES)].hash(&mut h);
+            }
+            Transport::Udp(u) => {
+                17u8.hash(&mut h);
+                if exact {
+                    (u.src_port, u.dst_port).hash(&mut h);
+                }
+                u.payload.len().hash(&mut h);
+                u.payload[..u.payload.len().min(PAYLOAD_BYTES)].hash(&mut h);
+            }
+            Transport::Icmp(m) => {
+                1u8.hash(&mut h);
+                (m.icmp_type, m.code, m.rest).hash(&mut h);
+                m.body.len().hash(&mut h);
+                m.body[..m.body.len().min(PAYLOAD_BYTES)].hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+}
+
+fn lookup(maps: &[Map<u64, Seen>; 2], fp: u64) -> Option<Seen> {
+    maps[0].get(&fp).or_else(|| maps[1].get(&fp)).copied()
+}
+
+fn remember(map: &mut Map<u64, Seen>, fp: u64, seen: Seen, saturated: &mut u64) {
+    if map.len() >= MAX_PER_WINDOW && !map.contains_key(&fp) {
+        *saturated += 1;
+        return;
+    }
+    map.insert(fp, seen);
+}
+
+/// The packet's flow and its destination (for ICMP: its own addresses, no ports).
+fn flow_of(p: &Packet<'_>) -> Option<(FlowKey, (std::net::IpAddr, u16))> {
+    let (sp, dp) = match &p.transport {
+        Transport::Tcp(t) => (t.src_port, t.dst_port),
+        Transport::Udp(u) => (u.src_port, u.dst_port),
+        Transport::Icmp(_) => (0, 0),
+    };
+    Some((FlowKey::new((p.src, sp), (p.dst, dp)), (p.dst, dp)))
+}
