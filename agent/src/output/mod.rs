@@ -96,6 +96,17 @@ impl Summary {
             stats.missed_bytes,
             stats.streams_timed_out,
         ));
+        // What real traffic costs and was not reported as an error (SPEC §3.1: loss is not an error).
+        lines.push(format!(
+            "{} duplicate packets, {} NAT copies, {} out-of-window RSTs, {} challenge ACKs, {} HTTP exchanges \
+             lost to capture gaps, {} FINs inferred",
+            stats.duplicate_packets,
+            stats.nat_copies,
+            stats.rst_out_of_window,
+            stats.challenge_acks,
+            stats.http_lost_exchanges,
+            stats.fins_inferred,
+        ));
         for l in lines {
             // The summary is a courtesy: a closed stderr must not turn into a failure.
             let _ = writeln!(w, "{l}");

@@ -120,22 +120,27 @@ class Lab:
         return p
 
     @contextmanager
-    def capture(self, path, where="client"):
-        """tcpdump on the client's (or server's) interface for the duration of the block."""
+    def capture(self, path, where="client", bpf=None, also=()):
+        """tcpdump on the client's (or server's) interface for the duration of the block; `bpf` filters
+        what is written, `also` = [(path, bpf)] are further captures of the same interface at once."""
         ns, dev = (self.c, "c0") if where == "client" else (self.s, "s0")
-        p = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-U", "-w", str(path),
-                              "--immediate-mode", "-s", "0"], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-        line = p.stderr.readline()
-        if "listening" not in line:
-            p.kill()
-            raise RuntimeError(f"tcpdump did not start: {line}")
+        procs = []
+        for out, flt in [(path, bpf), *also]:
+            p = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-U", "-w", str(out),
+                                  "--immediate-mode", "-s", "0", *([flt] if flt else [])],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            line = p.stderr.readline()
+            if "listening" not in line:
+                p.kill()
+                raise RuntimeError(f"tcpdump did not start: {line}")
+            procs.append(p)
         try:
             yield
         finally:
             time.sleep(0.3)
-            p.send_signal(signal.SIGINT)
-            p.wait(timeout=10)
+            for p in procs:
+                p.send_signal(signal.SIGINT)
+                p.wait(timeout=10)
 
     def iptables(self, v6, *rule):
         self.ns(self.r, "ip6tables" if v6 else "iptables", *rule)
@@ -151,19 +156,27 @@ def start_server(ns, *args):
     return p
 
 
-def analyze(pcap, *flags):
-    """Runs `faultline-agent analyze --output jsonl` and returns the entries."""
-    r = subprocess.run([analyzer_binary(), "analyze", "--output", "jsonl", *flags, str(pcap)],
+def analyze(pcap, *flags, summary=None):
+    """Runs `faultline-agent analyze --output jsonl` and returns the entries; `summary` (a dict), if given,
+    receives the closing summary's counts by name (e.g. "missed bytes", "duplicate packets")."""
+    pcaps = pcap if isinstance(pcap, (list, tuple)) else [pcap]
+    r = subprocess.run([analyzer_binary(), "analyze", "--output", "jsonl", *flags, *map(str, pcaps)],
                        capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise AssertionError(f"analyze failed ({r.returncode}): {r.stderr}")
+    if summary is not None:
+        import re
+        for n, name in re.findall(r"(\d+) ([a-zA-Z][a-zA-Z -]*?)(?=[,()]|$)", r.stderr, re.M):
+            summary[name.strip()] = int(n)
     return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 
 
-def tshark_fields(pcap, display_filter, *fields, decode_as=()):
+def tshark_fields(pcap, display_filter, *fields, decode_as=(), prefs=()):
     args = ["tshark", "-r", str(pcap), "-Y", display_filter, "-T", "fields"]
     for d in decode_as:
         args += ["-d", d]
+    for p in prefs:
+        args += ["-o", p]
     for f in fields:
         args += ["-e", f]
     r = subprocess.run(args, capture_output=True, text=True, check=True)

@@ -80,6 +80,23 @@ def http_get(a):
     conn.close()
 
 
+def http_load(a):
+    """Many requests on one keep-alive connection: paths /fail/<i> for the planted failures, /ok/<i>
+    (with bodies of several sizes, some of many segments) for the rest. Prints each status."""
+    import http.client
+
+    planted = {int(i) for i in a.fail.split(",") if i}
+    conn = http.client.HTTPConnection(a.host, a.port, timeout=30, source_address=("", a.sport))
+    for i in range(a.count):
+        path = f"/fail/{i}" if i in planted else f"/ok/{i}?size={(i * 977) % 6000}"
+        conn.request("GET", path)
+        r = conn.getresponse()
+        r.read()
+        print(i, r.status, flush=True)
+    conn.close()
+    time.sleep(0.3)
+
+
 def udp(a):
     s = client_socket(a.host, a.sport, socket.SOCK_DGRAM)
     v6 = ":" in a.host
@@ -152,6 +169,12 @@ def http_server(a):
             if self.path == "/missing":
                 body = b"not here"
                 self.send_response(404)
+            elif self.path.startswith("/fail/"):
+                body = b"busy"
+                self.send_response(503)
+            elif "?size=" in self.path:
+                body = b"x" * int(self.path.rsplit("=", 1)[1])
+                self.send_response(200)
             else:
                 body = b"hello world\n"
                 self.send_response(200)
@@ -194,6 +217,13 @@ def main():
     g.add_argument("--sport", type=int, required=True)
     g.add_argument("requests", nargs="+", help='e.g. "GET /" "HEAD /x"')
     g.set_defaults(fn=http_get)
+    lg = sub.add_parser("http-load")
+    lg.add_argument("host")
+    lg.add_argument("port", type=int)
+    lg.add_argument("--sport", type=int, required=True)
+    lg.add_argument("--count", type=int, default=200)
+    lg.add_argument("--fail", default="", help="comma-separated request numbers answered 503")
+    lg.set_defaults(fn=http_load)
     u = sub.add_parser("udp")
     u.add_argument("host")
     u.add_argument("port", type=int)

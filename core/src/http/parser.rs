@@ -217,8 +217,10 @@ impl Parser {
                 }
                 State::Resync { line_start } => {
                     let mut data = std::mem::take(&mut self.buf);
+                    // Each new piece of input starts a segment, and segments often start messages.
+                    let segment_start = data.len();
                     data.extend_from_slice(input);
-                    return match self.find_message_start(&data, line_start) {
+                    return match self.find_message_start(&data, line_start, segment_start) {
                         Some(at) => {
                             self.state = State::Head;
                             self.feed(&data[at..], ts, h)
@@ -320,40 +322,41 @@ impl Parser {
         self.state = State::Resync { line_start: true };
     }
 
-    /// The offset in `data` of the first line that starts a message of this parser's role, if any. Keeps
-    /// a possible start cut by the end of `data` for the next call.
-    fn find_message_start(&mut self, data: &[u8], line_start: bool) -> Option<usize> {
-        let looks = |b: &[u8]| match self.role {
+    /// The offset in `data` of the first place that starts a message of this parser's role, if any: the
+    /// start of a line, or of a segment (`segment_start`: where this call's input begins). Keeps a possible
+    /// start cut by the end of `data` for the next call.
+    fn find_message_start(&mut self, data: &[u8], line_start: bool, segment_start: usize) -> Option<usize> {
+        let role = self.role;
+        let looks = move |b: &[u8]| match role {
             Role::Request => looks_like_request(b),
             Role::Response => looks_like_response(b),
         };
-        let mut at = if line_start { Some(0) } else { None };
-        let mut search = 0;
-        loop {
-            if let Some(p) = at {
-                let rest = &data[p..];
-                let lead = rest.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
-                match looks(&rest[lead..]) {
-                    Verdict::Yes => return Some(p + lead),
-                    Verdict::NeedMore if rest.len() - lead < RESYNC_KEEP => {
-                        self.buf = rest.to_vec();
-                        self.state = State::Resync { line_start: true };
-                        return None;
-                    }
-                    _ => {}
+        for p in 0..data.len() {
+            let candidate = (p == 0 && line_start) || p == segment_start || (p > 0 && data[p - 1] == b'\n');
+            if candidate {
+                if let Some(found) = self.try_start(data, p, &looks) {
+                    return found;
                 }
             }
-            match data[search..].iter().position(|b| *b == b'\n') {
-                Some(nl) => {
-                    at = Some(search + nl + 1);
-                    search += nl + 1;
-                }
-                None => {
-                    self.buf.clear();
-                    self.state = State::Resync { line_start: false };
-                    return None;
-                }
+        }
+        self.buf.clear();
+        self.state = State::Resync { line_start: data.last() == Some(&b'\n') };
+        None
+    }
+
+    /// Whether a message starts at `p`: `Some(Some(at))` found, `Some(None)` maybe (kept for the next
+    /// call), `None` not.
+    fn try_start(&mut self, data: &[u8], p: usize, looks: &impl Fn(&[u8]) -> Verdict) -> Option<Option<usize>> {
+        let rest = &data[p..];
+        let lead = rest.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+        match looks(&rest[lead..]) {
+            Verdict::Yes => Some(Some(p + lead)),
+            Verdict::NeedMore if rest.len() - lead < RESYNC_KEEP => {
+                self.buf = rest.to_vec();
+                self.state = State::Resync { line_start: true };
+                Some(None)
             }
+            _ => None,
         }
     }
 
