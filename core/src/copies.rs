@@ -78,7 +78,16 @@ impl Copies {
         self.multi = true;
     }
 
+    /// What to do with `p`, captured on `interface`. Inlined: on a single interface this is two compares.
+    #[inline]
     pub fn check(&mut self, interface: u32, p: &Packet<'_>) -> Verdict {
+        if !self.multi && self.first_interface == Some(interface) {
+            return Verdict::Keep;
+        }
+        self.check_copies(interface, p)
+    }
+
+    fn check_copies(&mut self, interface: u32, p: &Packet<'_>) -> Verdict {
         if !self.multi {
             match self.first_interface {
                 None => self.first_interface = Some(interface),

@@ -8,7 +8,7 @@ use crate::flow::{FlowKey, FlowTable};
 use crate::icmp::{self, Kind};
 use crate::record::FlowRecorder;
 use crate::stats::Stats;
-use crate::tcp::conn::{Conn, Ctx, Keep, Phase, LINGER_MS};
+use crate::tcp::conn::{Conn, Ctx, Keep, Phase};
 use crate::tcp::reassembly::HeldBudget;
 use crate::time::Timestamp;
 
@@ -17,6 +17,9 @@ const RECORDED_FLOWS: usize = 1024;
 const RECORDED_PACKETS: usize = 32;
 const RECORDED_BYTES: usize = 64 * 1024;
 use crate::wire::{self, DecodeError, Decoded, IcmpMessage, LinkType, Packet, Skip, TcpSegment, Transport};
+
+/// How often lingering flows are looked at to be forgotten, in capture time.
+const LINGER_SWEEP_MS: u64 = 5_000;
 
 /// Endpoints known to listen (they answered a SYN) are remembered up to this many, to tell the server of
 /// a connection picked up mid-stream.
@@ -38,6 +41,7 @@ pub struct Engine {
     /// The latest capture time seen: time never runs backwards for timers, even if packets do.
     now: Timestamp,
     next_sweep: Option<Timestamp>,
+    next_linger_sweep: Option<Timestamp>,
     next_id: u64,
 }
 
@@ -55,6 +59,7 @@ impl Engine {
             stats: Stats::default(),
             now: Timestamp(0),
             next_sweep: None,
+            next_linger_sweep: None,
             next_id: 0,
         }
     }
@@ -119,7 +124,8 @@ impl Engine {
                         // The flow tracked so far was the other side of a NAT: forget it unreported.
                         self.stats.nat_copies += 1;
                         self.flows.live.remove(&key);
-                        self.flows.lingering.remove(&key);
+                        let d = self.flows.digest(&key);
+                        self.flows.lingering.remove(&d);
                     }
                 }
                 let start = out.len();
@@ -230,8 +236,17 @@ impl Engine {
                 _ => keep,
             }
         });
-        self.flows.lingering.extend(over);
-        self.flows.lingering.retain(|_, l| !end_of_input && now < l.until);
+        for (key, l) in over {
+            let d = self.flows.digest(&key);
+            self.flows.lingering.insert(d, l);
+        }
+        // Forgetting lingering flows needs no precision (they linger a minute): a pass over that table,
+        // the largest, every few seconds rather than every sweep.
+        if end_of_input || self.next_linger_sweep.is_none_or(|t| now >= t) {
+            let linger = Conn::linger_ms(&self.cfg);
+            self.flows.lingering.retain(|_, l| !end_of_input && now < l.last_ts.plus_millis(linger));
+            self.next_linger_sweep = Some(now.plus_millis(LINGER_SWEEP_MS));
+        }
         self.copies.expire(now, self.cfg.idle_timeout_ms);
         self.stats.copy_fingerprints_saturated = self.copies.saturated;
     }
@@ -275,15 +290,15 @@ impl Engine {
             }
             return;
         }
-        if let Some(l) = self.flows.lingering.get_mut(&key) {
-            l.last_ts = l.last_ts.max(p.ts);
+        let digest = self.flows.digest(&key);
+        if let Some(l) = self.flows.lingering.get_mut(&digest) {
             // A late packet of a connection that is over changes nothing but how long it is remembered; a
             // SYN with a new initial sequence number (from either side) starts a new connection.
-            if !(is_syn && l.client_isn != Some(seg.seq)) {
-                l.until = l.until.max(p.ts.plus_millis(LINGER_MS));
+            if !(is_syn && l.client_isn() != Some(seg.seq)) {
+                l.last_ts = l.last_ts.max(p.ts);
                 return;
             }
-            self.flows.lingering.remove(&key);
+            self.flows.lingering.remove(&digest);
         }
         let conn = if is_syn {
             Conn::syn(src, dst, p.ts, seg)

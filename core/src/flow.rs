@@ -48,22 +48,40 @@ impl FlowKey {
 }
 
 /// What is left of a connection that is over (closed, reset, or its error reported): enough to absorb
-/// its late retransmissions and RSTs until `until`, rather than mistake them for a new connection, and
-/// to tell a new attempt on the same 4-tuple (a SYN with another initial sequence number) from them.
+/// its late retransmissions and RSTs for a while after its last packet, rather than mistake them for a new
+/// connection, and to tell a new attempt on the same 4-tuple (a SYN with another initial sequence number)
+/// from them. Sixteen bytes: a busy node has every connection of the last minute lingering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lingering {
-    /// The initial sequence number of the client's SYN, if one was seen.
-    pub client_isn: Option<u32>,
+    /// The latest packet (or decision) of the connection; it is forgotten a linger time after this.
     pub last_ts: Timestamp,
-    pub until: Timestamp,
+    client_isn: u32,
+    has_isn: bool,
 }
 
-type Map<V> = HashMap<FlowKey, V, foldhash::fast::RandomState>;
+impl Lingering {
+    pub fn new(client_isn: Option<u32>, last_ts: Timestamp) -> Lingering {
+        Lingering { last_ts, client_isn: client_isn.unwrap_or(0), has_isn: client_isn.is_some() }
+    }
+
+    /// The initial sequence number of the client's SYN, if one was seen.
+    pub fn client_isn(&self) -> Option<u32> {
+        self.has_isn.then_some(self.client_isn)
+    }
+}
+
+/// The lingering table's key: a 64-bit digest of the 4-tuple rather than the 40-byte tuple itself. Two
+/// tuples with one digest (one chance in 2^64 per pair) would only make a new connection's first packets
+/// look late.
+pub type Digest = u64;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 pub struct FlowTable {
-    pub live: Map<Conn>,
-    pub lingering: Map<Lingering>,
+    pub live: Map<FlowKey, Conn>,
+    pub lingering: Map<Digest, Lingering>,
+    digests: foldhash::fast::FixedState,
 }
 
 impl FlowTable {
@@ -72,10 +90,16 @@ impl FlowTable {
         self.live.len() + self.lingering.len()
     }
 
+    pub fn digest(&self, key: &FlowKey) -> Digest {
+        use std::hash::BuildHasher;
+        self.digests.hash_one(key)
+    }
+
     /// Moves a connection that is over to the lingering table.
     pub fn retire(&mut self, key: FlowKey, what_is_left: Lingering) {
         self.live.remove(&key);
-        self.lingering.insert(key, what_is_left);
+        let d = self.digest(&key);
+        self.lingering.insert(d, what_is_left);
     }
 
     /// Makes room for one more flow by dropping the least recently seen sixteenth of one table; returns
@@ -95,7 +119,7 @@ impl FlowTable {
 /// inserts. The table is then rebuilt at its size: removals leave tombstones in a hash table, and a full
 /// table of tombstones would otherwise double its allocation on the next insert — a SYN flood would cost
 /// twice the memory budgeted for it.
-fn evict_oldest<V>(table: &mut Map<V>, last_seen: impl Fn(&V) -> Timestamp) -> u64 {
+fn evict_oldest<K: Eq + Hash, V>(table: &mut Map<K, V>, last_seen: impl Fn(&V) -> Timestamp) -> u64 {
     let n = table.len();
     if n == 0 {
         return 0;

@@ -428,7 +428,7 @@ impl Parser {
                 let httparse::Status::Complete(n) = parsed.map_err(bad)? else {
                     return Ok(None);
                 };
-                let (map, fields) = collect_headers(req.headers)?;
+                let (map, fields) = collect_headers(req.headers, false)?;
                 let head = Head::Request(Request {
                     method: req.method.unwrap_or_default().to_owned(),
                     path: req.path.unwrap_or_default().to_owned(),
@@ -444,7 +444,7 @@ impl Parser {
                 let httparse::Status::Complete(n) = parsed.map_err(bad)? else {
                     return Ok(None);
                 };
-                let (map, fields) = collect_headers(resp.headers)?;
+                let (map, fields) = collect_headers(resp.headers, true)?;
                 let head = Head::Response(Response {
                     status: resp.code.unwrap_or_default(),
                     status_text: resp.reason.unwrap_or_default().to_owned(),
@@ -511,7 +511,8 @@ struct Framing {
     content_length: Option<u64>,
 }
 
-fn collect_headers(raw: &[httparse::Header<'_>]) -> Result<(Headers, Framing), String> {
+/// `folding`: values may hold obsolete line folding (responses only: requests with it are refused).
+fn collect_headers(raw: &[httparse::Header<'_>], folding: bool) -> Result<(Headers, Framing), String> {
     let bytes = raw.iter().map(|h| h.name.len() + h.value.len()).sum();
     let mut headers = Headers::with_capacity(raw.len(), bytes);
     let mut framing = Framing { chunked: false, other_coding: false, content_length: None };
@@ -520,7 +521,7 @@ fn collect_headers(raw: &[httparse::Header<'_>]) -> Result<(Headers, Framing), S
         let value = String::from_utf8_lossy(h.value);
         // Obsolete line folding continues a value on the next line: it reads as one space.
         let unfolded;
-        let value = if value.contains('\n') {
+        let value = if folding && h.value.contains(&b'\n') {
             unfolded = value.split(['\r', '\n']).map(str::trim).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ");
             unfolded.as_str()
         } else {

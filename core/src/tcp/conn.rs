@@ -158,8 +158,8 @@ pub(crate) struct Conn {
     /// Both SYNs were seen: window scaling is known exactly (RFC 7323: on only if both sides offered it).
     handshake_seen: bool,
     close_wait_reported: bool,
-    /// Once closed: until when late packets are expected.
-    linger_until: Timestamp,
+    /// When it was closed (a timer's decision may come after its last packet).
+    closed_at: Timestamp,
     /// [client, server]
     halves: [Half; 2],
     app: Option<Box<App>>,
@@ -212,7 +212,7 @@ impl Conn {
             midstream: false,
             handshake_seen: false,
             close_wait_reported: false,
-            linger_until: ts,
+            closed_at: ts,
             halves: [Half::default(), Half::default()],
             app: None,
         }
@@ -579,19 +579,20 @@ impl Conn {
         Keep::Yes
     }
 
+    /// How long a closed connection is remembered after its last packet.
+    pub fn linger_ms(cfg: &EngineConfig) -> u64 {
+        LINGER_MS.max(cfg.close_timeout_ms)
+    }
+
     fn close(&mut self, ts: Timestamp, why: &'static str, ctx: &mut Ctx<'_>) {
         self.finish_app(ts, why, ctx);
         self.phase = Phase::Closed;
-        self.linger_until = ts.max(self.last_ts).plus_millis(ctx.cfg.close_timeout_ms.max(LINGER_MS));
+        self.closed_at = ts;
     }
 
     /// What the flow table keeps of the connection once it is over; `None` while it is not.
     pub fn lingering(&self) -> Option<Lingering> {
-        (self.phase == Phase::Closed).then_some(Lingering {
-            client_isn: self.halves[0].isn(),
-            last_ts: self.last_ts,
-            until: self.linger_until,
-        })
+        (self.phase == Phase::Closed).then_some(Lingering::new(self.halves[0].isn(), self.last_ts.max(self.closed_at)))
     }
 
     fn tcp_entry(

@@ -20,6 +20,7 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
+#[inline]
 pub(super) fn ethernet(data: &[u8], ts: Timestamp) -> Option<Packet<'_>> {
     let ip = data.get(ETH_LEN..)?;
     match be16(data, 12)? {
