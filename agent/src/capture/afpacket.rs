@@ -1,8 +1,10 @@
 //! AF_PACKET on a socket of our own, read through a TPACKET_V3 ring: the kernel writes frames into blocks
 //! of memory shared with us and hands over whole blocks, so reading costs no system call and no copy per
-//! frame (one `poll` when the ring is empty). The socket is bound to one interface, promiscuous, has a BPF
-//! filter attached in the kernel, and reports drops through `PACKET_STATISTICS`. This is one of the few
-//! places that talk to the kernel directly; every `unsafe` block says why it is sound.
+//! frame (one `poll` when the ring is empty). The socket is bound to one interface (promiscuous, Ethernet
+//! frames) or to all of them at once (`open_all`: cooked, frames start at the IP header, each tagged with
+//! its interface — so a pod's veth created after the agent started is captured too), has a BPF filter
+//! attached in the kernel, and reports drops through `PACKET_STATISTICS`. This is one of the few places
+//! that talk to the kernel directly; every `unsafe` block says why it is sound.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -37,11 +39,17 @@ const PKT_SEC: usize = 4;
 const PKT_NSEC: usize = 8;
 const PKT_SNAPLEN: usize = 12;
 const PKT_MAC: usize = 24;
+/// The sockaddr_ll that follows each tpacket3_hdr (48 bytes, already TPACKET_ALIGNed): its protocol
+/// (big endian), interface index and packet type.
+const PKT_LL_PROTOCOL: usize = 48 + 2;
+const PKT_LL_IFINDEX: usize = 48 + 4;
 
 pub struct AfPacket {
     name: String,
     fd: i32,
     ring: Ring,
+    /// Bound to every interface (cooked frames, tagged with their interface); loopback's frames skipped.
+    all: Option<AllInterfaces>,
     /// The block being read, and where in it: the next frame's offset and how many frames are left.
     block: usize,
     next: Option<(usize, u32)>,
@@ -90,30 +98,59 @@ impl Ring {
     }
 }
 
-/// Every interface that is up, except loopback.
-pub fn default_interfaces() -> Vec<String> {
-    pnet_datalink::interfaces().into_iter().filter(|i| i.is_up() && !i.is_loopback()).map(|i| i.name).collect()
+/// What an all-interfaces socket needs to know about interfaces.
+struct AllInterfaces {
+    loopback: i32,
 }
+
+/// The name `open_all` reports as its interface.
+pub const ALL_INTERFACES: &str = "any";
 
 impl AfPacket {
     pub fn open(name: &str, filter: Option<&str>, ring_bytes: usize) -> Result<AfPacket, CaptureError> {
-        let block_size = (ring_bytes / BLOCKS).max(MIN_BLOCK) / 4096 * 4096;
-        let open_err = |source| CaptureError::Open { backend: "afpacket", interface: name.to_owned(), source };
         let c_name = CString::new(name).map_err(|_| CaptureError::NoInterface(name.to_owned()))?;
         // SAFETY: `c_name` is a valid NUL-terminated string for the duration of the call.
         let ifindex = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
         if ifindex == 0 {
             return Err(CaptureError::NoInterface(name.to_owned()));
         }
+        let ifindex = i32::try_from(ifindex).map_err(|_| CaptureError::NoInterface(name.to_owned()))?;
+        Self::open_socket(name, ifindex, filter, ring_bytes)
+    }
+
+    /// One socket for every interface, present and future, but loopback: frames are cooked (the kernel
+    /// strips each device's link header, whatever its kind: veth, bridge, VXLAN, tun) and tagged with the
+    /// index of the interface they were seen on.
+    pub fn open_all(filter: Option<&str>, ring_bytes: usize) -> Result<AfPacket, CaptureError> {
+        let lo = CString::new("lo").map_err(|_| CaptureError::NoInterface("lo".into()))?;
+        // SAFETY: `lo` is a valid NUL-terminated string for the duration of the call.
+        let loopback = i32::try_from(unsafe { libc::if_nametoindex(lo.as_ptr()) }).unwrap_or(0);
+        let mut cap = Self::open_socket(ALL_INTERFACES, 0, filter, ring_bytes)?;
+        cap.all = Some(AllInterfaces { loopback });
+        Ok(cap)
+    }
+
+    /// `ifindex` 0: every interface, cooked frames (SOCK_DGRAM); else that interface, whole frames.
+    fn open_socket(
+        name: &str,
+        ifindex: i32,
+        filter: Option<&str>,
+        ring_bytes: usize,
+    ) -> Result<AfPacket, CaptureError> {
+        let block_size = (ring_bytes / BLOCKS).max(MIN_BLOCK) / 4096 * 4096;
+        let open_err = |source| CaptureError::Open { backend: "afpacket", interface: name.to_owned(), source };
         let proto = (libc::ETH_P_ALL as u16).to_be();
+        let kind = if ifindex == 0 { libc::SOCK_DGRAM } else { libc::SOCK_RAW };
         // SAFETY: socket(2) with constant arguments; the result is checked before use.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(proto)) };
+        let fd = unsafe { libc::socket(libc::AF_PACKET, kind | libc::SOCK_CLOEXEC, i32::from(proto)) };
         if fd < 0 {
             return Err(open_err(io::Error::last_os_error()));
         }
         let socket = Fd(fd);
         if let Some(f) = filter {
-            attach_filter(fd, f)?;
+            // A cooked socket's filter sees packets from their IP header on.
+            let link = if ifindex == 0 { pcap::Linktype(LINKTYPE_RAW) } else { pcap::Linktype::ETHERNET };
+            attach_filter(fd, f, link)?;
         }
         setsockopt(fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V3).map_err(open_err)?;
         let req = libc::tpacket_req3 {
@@ -140,7 +177,7 @@ impl AfPacket {
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
         addr.sll_protocol = proto;
-        addr.sll_ifindex = i32::try_from(ifindex).map_err(|_| CaptureError::NoInterface(name.to_owned()))?;
+        addr.sll_ifindex = ifindex;
         // SAFETY: `addr` is a valid sockaddr_ll and the length passed is its size.
         let rc = unsafe {
             libc::bind(
@@ -152,15 +189,18 @@ impl AfPacket {
         if rc != 0 {
             return Err(open_err(io::Error::last_os_error()));
         }
-        // SAFETY: packet_mreq is plain data; all-zero is a valid value to fill in.
-        let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
-        mreq.mr_ifindex = addr.sll_ifindex;
-        mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
-        setsockopt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq).map_err(open_err)?;
+        if ifindex != 0 {
+            // SAFETY: packet_mreq is plain data; all-zero is a valid value to fill in.
+            let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+            mreq.mr_ifindex = addr.sll_ifindex;
+            mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+            setsockopt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq).map_err(open_err)?;
+        }
         Ok(AfPacket {
             name: name.to_owned(),
             fd: socket.take(),
             ring,
+            all: None,
             block: 0,
             next: None,
             totals: KernelStats::default(),
@@ -223,8 +263,24 @@ impl Capture for AfPacket {
                         continue;
                     }
                     let ts = Timestamp(u64::from(sec) * 1_000_000_000 + u64::from(nsec));
+                    let (link_type, interface) = match &self.all {
+                        None => (LinkType::Ethernet, None),
+                        Some(all) => {
+                            let ll = (
+                                self.ring.bytes(hdr + PKT_LL_PROTOCOL, 2).map(|b| u16::from_be_bytes([b[0], b[1]])),
+                                self.ring.u32_at(hdr + PKT_LL_IFINDEX).map(|i| i as i32),
+                            );
+                            let (Some(protocol), Some(ifindex)) = ll else { continue };
+                            // Loopback is the node talking to itself; only IP is analysed (not ARP and the
+                            // like).
+                            if ifindex == all.loopback || !matches!(protocol, 0x0800 | 0x86dd) {
+                                continue;
+                            }
+                            (LinkType::RawIp, u32::try_from(ifindex).ok())
+                        }
+                    };
                     let data = self.ring.bytes(data_at, snaplen as usize).unwrap_or_default();
-                    return Ok(Some(Frame { link_type: LinkType::Ethernet, ts, data }));
+                    return Ok(Some(Frame { link_type, ts, data, interface }));
                 }
                 None => {
                     if self.ring.status(self.block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
@@ -304,10 +360,13 @@ fn setsockopt<T>(fd: i32, level: i32, name: i32, value: &T) -> io::Result<()> {
     }
 }
 
-/// Compiles `filter` with libpcap (for Ethernet) and attaches it to the socket in the kernel.
-fn attach_filter(fd: i32, filter: &str) -> Result<(), CaptureError> {
+/// libpcap's DLT_RAW: packets that begin with their IP header.
+const LINKTYPE_RAW: i32 = 12;
+
+/// Compiles `filter` with libpcap (for frames of `link`) and attaches it to the socket in the kernel.
+fn attach_filter(fd: i32, filter: &str, link: pcap::Linktype) -> Result<(), CaptureError> {
     let bad = |detail: String| CaptureError::Filter { filter: filter.to_owned(), detail };
-    let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| bad(e.to_string()))?;
+    let dead = pcap::Capture::dead(link).map_err(|e| bad(e.to_string()))?;
     let program = dead.compile(filter, true).map_err(|e| bad(e.to_string()))?;
     // The pcap crate shows an instruction's fields only through Display ("code jt jf k").
     let mut insns = Vec::new();

@@ -9,9 +9,18 @@ pub struct Libpcap {
     name: String,
     cap: pcap::Capture<pcap::Active>,
     link_type: LinkType,
+    /// libpcap's "any" device: every interface, each frame's in its Linux cooked (v2) header.
+    any: bool,
 }
 
 impl Libpcap {
+    /// libpcap's "any" device: every interface, present and future (loopback's frames skipped).
+    pub fn open_all(filter: Option<&str>) -> Result<Libpcap, CaptureError> {
+        let mut cap = Self::open("any", filter)?;
+        cap.any = true;
+        Ok(cap)
+    }
+
     pub fn open(name: &str, filter: Option<&str>) -> Result<Libpcap, CaptureError> {
         let err = |e: pcap::Error| CaptureError::Pcap { interface: name.to_owned(), detail: e.to_string() };
         let mut cap = pcap::Capture::from_device(name)
@@ -36,7 +45,7 @@ impl Libpcap {
         let link_type = LinkType::from_linktype(u32::try_from(code).unwrap_or(u32::MAX)).ok_or_else(|| {
             CaptureError::Pcap { interface: name.to_owned(), detail: format!("unsupported link type {code}") }
         })?;
-        Ok(Libpcap { name: name.to_owned(), cap, link_type })
+        Ok(Libpcap { name: name.to_owned(), cap, link_type, any: false })
     }
 }
 
@@ -46,7 +55,17 @@ impl Capture for Libpcap {
             Ok(p) => {
                 let tv = p.header.ts;
                 let ns = (tv.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(tv.tv_usec as u64 * 1000);
-                Ok(Some(Frame { link_type: self.link_type, ts: Timestamp(ns), data: p.data }))
+                // Linux cooked v2: the interface index at bytes 4..8, ARPHRD at 8..10 (772: loopback).
+                let interface = match (self.any, self.link_type, p.data.get(4..10)) {
+                    (true, LinkType::LinuxSll2, Some(b)) => {
+                        if u16::from_be_bytes([b[4], b[5]]) == 772 {
+                            return Ok(None);
+                        }
+                        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                    }
+                    _ => None,
+                };
+                Ok(Some(Frame { link_type: self.link_type, ts: Timestamp(ns), data: p.data, interface }))
             }
             Err(pcap::Error::TimeoutExpired) => {
                 std::thread::sleep(std::time::Duration::from_millis(1));

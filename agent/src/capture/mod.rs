@@ -1,4 +1,4 @@
-//! Live capture behind one trait. Backends: AF_PACKET through pnet (the default), libpcap, and PF_RING
+//! Live capture behind one trait. Backends: AF_PACKET on a ring of our own (the default), libpcap, and PF_RING
 //! where its kernel module is loaded (elsewhere the agent falls back to AF_PACKET and says so). Each
 //! reports the kernel's own drop counter so that loss is never silent (SPEC §3.3).
 
@@ -19,6 +19,9 @@ const RING_BUDGET: usize = 64 << 20;
 /// One interface's ring at most (larger did not help at top speed on the 2-core bench machine).
 const MAX_RING: usize = 8 << 20;
 
+/// The ring of the one socket that captures every interface: it carries all of the node's traffic.
+const ALL_RING: usize = 32 << 20;
+
 /// Each interface's share of `RING_BUDGET`, between 1 and 8 MiB.
 pub fn ring_bytes(interfaces: usize) -> usize {
     (RING_BUDGET / interfaces.max(1)).clamp(1 << 20, MAX_RING)
@@ -36,6 +39,8 @@ pub struct Frame<'a> {
     pub link_type: LinkType,
     pub ts: Timestamp,
     pub data: &'a [u8],
+    /// The interface's index, when one capture covers several interfaces.
+    pub interface: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +75,9 @@ pub enum Backend {
 /// The captures opened, and why the requested backend was replaced, if it was.
 pub type Opened = (Vec<Box<dyn Capture>>, Option<String>);
 
-/// Opens `backend` on each interface (every interface that is up, but loopback, when none is named).
-/// Returns the captures and, when a backend had to be replaced, why.
+/// Opens `backend` on each named interface, or, when none is named, on every interface but loopback at
+/// once — those that exist now and those that appear later (a pod's veth). Returns the captures and, when
+/// a backend had to be replaced, why.
 pub fn open(backend: Backend, interfaces: &[String], filter: Option<&str>) -> Result<Opened, CaptureError> {
     let (backend, note) = match backend {
         Backend::Pfring if !std::path::Path::new("/proc/net/pf_ring").exists() => (
@@ -84,7 +90,14 @@ pub fn open(backend: Backend, interfaces: &[String], filter: Option<&str>) -> Re
         }
         b => (b, None),
     };
-    let names: Vec<String> = if interfaces.is_empty() { afpacket::default_interfaces() } else { interfaces.to_vec() };
+    if interfaces.is_empty() {
+        let cap: Box<dyn Capture> = match backend {
+            Backend::Afpacket | Backend::Pfring => Box::new(afpacket::AfPacket::open_all(filter, ALL_RING)?),
+            Backend::Libpcap => Box::new(libpcap::Libpcap::open_all(filter)?),
+        };
+        return Ok((vec![cap], note));
+    }
+    let names = interfaces.to_vec();
     let mut out: Vec<Box<dyn Capture>> = Vec::new();
     let ring = ring_bytes(names.len());
     for name in &names {

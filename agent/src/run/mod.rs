@@ -60,7 +60,8 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     // Room for every batch that can be queued, filling or being read: none is ever allocated twice.
     let pool = Arc::new(crate::frames::BatchPool::new(queued_batches + 2 * (captures.len() + 1)));
 
-    let several_interfaces = captures.len() > 1;
+    // One capture of every interface, or one per named interface: copies of a packet may come from several.
+    let several_interfaces = captures.len() > 1 || args.interfaces.is_empty();
     let mut threads = Vec::new();
     for (i, cap) in captures.into_iter().enumerate() {
         let (tx, pool, stop, counters) = (tx.clone(), pool.clone(), stop.clone(), counters.clone());

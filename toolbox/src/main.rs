@@ -1,0 +1,155 @@
+//! `faultline-toolbox`: the workloads of the real-node tests, in the toolbox image beside busybox. Each
+//! subcommand is one program that succeeds or fails in a precise, known way, so that a test knows the
+//! ground truth of every entry Faultline reports:
+//!
+//! ```text
+//! faultline-toolbox http-server PORT          # GET /status/N answers N, /reset resets, /hang never answers
+//! faultline-toolbox http-get URL [--count N]  # N requests on one keep-alive connection; prints statuses
+//! faultline-toolbox connect HOST:PORT         # prints "connected" or "refused"
+//! faultline-toolbox udp HOST:PORT             # one datagram (to a closed port: ICMP port unreachable)
+//! ```
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let res = match args.first().map(String::as_str) {
+        Some("http-server") => http_server(arg(&args, 1)),
+        Some("http-get") => http_get(arg(&args, 1), count(&args)),
+        Some("connect") => connect(arg(&args, 1)),
+        Some("udp") => udp(arg(&args, 1)),
+        _ => Err(io::Error::other(
+            "usage: faultline-toolbox http-server PORT | http-get URL [--count N] | connect HOST:PORT | udp HOST:PORT",
+        )),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("faultline-toolbox: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn arg(args: &[String], i: usize) -> &str {
+    args.get(i).map(String::as_str).unwrap_or_default()
+}
+
+fn count(args: &[String]) -> usize {
+    args.windows(2).find(|w| w[0] == "--count").and_then(|w| w[1].parse().ok()).unwrap_or(1)
+}
+
+/// A keep-alive HTTP/1.1 server, a thread per connection.
+fn http_server(port: &str) -> io::Result<()> {
+    let listener = TcpListener::bind(("0.0.0.0", port.parse::<u16>().map_err(io::Error::other)?))?;
+    println!("listening on {port}");
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        std::thread::spawn(move || {
+            let _ = serve(conn);
+        });
+    }
+    Ok(())
+}
+
+fn serve(conn: TcpStream) -> io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut writer = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        // The rest of the head; bodies are not expected.
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
+                break;
+            }
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        if path == "/reset" {
+            // Linger 0: close() sends an RST instead of a FIN.
+            socket2::SockRef::from(&writer).set_linger(Some(Duration::ZERO))?;
+            return Ok(());
+        }
+        if path == "/hang" {
+            std::thread::sleep(Duration::from_secs(3600));
+            return Ok(());
+        }
+        let status: u16 = path.strip_prefix("/status/").and_then(|s| s.parse().ok()).unwrap_or(200);
+        let body = format!("status {status}\n");
+        write!(writer, "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\n\r\n{body}", reason(status), body.len())?;
+        writer.flush()?;
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+/// `count` GETs of `url` (http://host:port/path) on one connection; prints each status, or the error.
+fn http_get(url: &str, count: usize) -> io::Result<()> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| io::Error::other("only http:// URLs"))?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let target = if host.contains(':') { host.to_owned() } else { format!("{host}:80") };
+    let mut conn = TcpStream::connect(resolve(&target)?)?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    for _ in 0..count {
+        write!(conn, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")?;
+        let mut status = String::new();
+        if reader.read_line(&mut status)? == 0 {
+            println!("closed");
+            return Ok(());
+        }
+        let mut length = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 || h == "\r\n" {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        println!("{}", status.split_whitespace().nth(1).unwrap_or("?"));
+    }
+    conn.shutdown(Shutdown::Both)?;
+    Ok(())
+}
+
+fn connect(target: &str) -> io::Result<()> {
+    match TcpStream::connect_timeout(&resolve(target)?, Duration::from_secs(5)) {
+        Ok(_) => println!("connected"),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => println!("refused"),
+        Err(e) => println!("failed: {e}"),
+    }
+    Ok(())
+}
+
+fn udp(target: &str) -> io::Result<()> {
+    let addr = resolve(target)?;
+    let s = UdpSocket::bind(if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+    s.send_to(b"faultline", addr)?;
+    std::thread::sleep(Duration::from_millis(200));
+    println!("sent");
+    Ok(())
+}
+
+fn resolve(target: &str) -> io::Result<std::net::SocketAddr> {
+    target.to_socket_addrs()?.next().ok_or_else(|| io::Error::other(format!("{target}: no address")))
+}
