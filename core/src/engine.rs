@@ -146,6 +146,7 @@ impl Engine {
                     Skip::NotIp => self.stats.not_ip += 1,
                     Skip::Fragment => self.stats.fragments += 1,
                     Skip::OtherProtocol => self.stats.other_protocols += 1,
+                    Skip::TooDeep => self.stats.tunnels_too_deep += 1,
                 }
                 Ok(())
             }

@@ -13,6 +13,8 @@ pub struct Stats {
     pub not_ip: u64,
     pub fragments: u64,
     pub other_protocols: u64,
+    /// Frames with more encapsulations (VXLAN, Geneve, IP-in-IP) than overlays nest.
+    pub tunnels_too_deep: u64,
     pub tcp_segments: u64,
     pub udp_datagrams: u64,
     pub icmp_messages: u64,

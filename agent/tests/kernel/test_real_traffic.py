@@ -2,9 +2,14 @@
 a SYN answered only by its third copy; one packet captured on several interfaces. The ground truth is
 what the test made happen (the planted failures, the client's own view of every status) and tshark."""
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
-from netlab import CLIENT4, SERVER4, Lab, analyze, tshark_fields
+from netlab import CLIENT4, SERVER4, TRAFFIC, Lab, analyze, tshark_fields
 
 PLANTED = [17, 60, 61, 118, 199]
 # tshark reassembles segments that arrive out of order only when asked.
@@ -112,9 +117,6 @@ def test_one_packet_on_two_interfaces_is_one_observation(tmp_path):
     with Lab() as lab:
         a, b = tmp_path / "r0.pcap", tmp_path / "r1.pcap"
         procs = []
-        import signal
-        import subprocess
-        import time
         for dev, out in (("r0", a), ("r1", b)):
             p = subprocess.Popen(["ip", "netns", "exec", lab.r, "tcpdump", "-i", dev, "-U", "-w", str(out),
                                   "--immediate-mode", "-s", "0", "udp or icmp"],
@@ -132,3 +134,47 @@ def test_one_packet_on_two_interfaces_is_one_observation(tmp_path):
     assert [(e["icmp"]["typeName"], e["icmp"]["codeName"]) for e in both] == [("DestinationUnreachable", "Port")]
     assert summary["duplicate packets"] == 2
     assert len(analyze(a)) == 1 and len(analyze(b)) == 1
+
+
+def test_a_real_vxlan_overlay_is_analysed_by_its_inner_flows(tmp_path):
+    """Two namespaces joined by a veth underlay and a kernel VXLAN overlay (Flannel's port 8472): a
+    connection refused over the overlay, captured on the underlay, is the pods' connection."""
+    n = f"flvx{os.getpid() % 10000}"
+    a, b = f"{n}-a", f"{n}-b"
+    pcap = tmp_path / "underlay.pcap"
+
+    def ns(name, *cmd, check=True):
+        return subprocess.run(["ip", "netns", "exec", name, *cmd], check=check, capture_output=True, text=True)
+
+    try:
+        for x in (a, b):
+            subprocess.run(["ip", "netns", "add", x], check=True)
+            ns(x, "ip", "link", "set", "lo", "up")
+        subprocess.run(["ip", "link", "add", "ua", "netns", a, "type", "veth", "peer", "name", "ub", "netns", b],
+                       check=True)
+        for x, dev, under, over, peer in ((a, "ua", "192.0.2.11", "10.244.1.1", "192.0.2.12"),
+                                          (b, "ub", "192.0.2.12", "10.244.1.2", "192.0.2.11")):
+            ns(x, "ip", "addr", "add", f"{under}/24", "dev", dev)
+            ns(x, "ip", "link", "set", dev, "up")
+            ns(x, "ip", "link", "add", "vx0", "type", "vxlan", "id", "1", "dstport", "8472", "remote", peer,
+               "local", under, "dev", dev)
+            ns(x, "ip", "addr", "add", f"{over}/24", "dev", "vx0")
+            ns(x, "ip", "link", "set", "vx0", "up")
+        ns(a, "ping", "-c1", "-W2", "10.244.1.2")
+        p = subprocess.Popen(["ip", "netns", "exec", a, "tcpdump", "-i", "ua", "-U", "-w", str(pcap),
+                              "--immediate-mode", "-s", "0", "udp port 8472"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert "listening" in p.stderr.readline()
+        ns(a, sys.executable, TRAFFIC, "connect", "10.244.1.2", "9", "--sport", "41009", check=False)
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=10)
+    finally:
+        for x in (a, b):
+            subprocess.run(["ip", "netns", "del", x], capture_output=True)
+    # Every frame in the capture is VXLAN on the underlay (tshark agrees)…
+    assert tshark_fields(pcap, "vxlan", "frame.number", decode_as=["udp.port==8472,vxlan"])
+    got = [(e["tcp"]["state"], e["tcp"]["reason"], e["src"]["ip"], e["dst"]["ip"], e["dst"]["port"])
+           for e in analyze(pcap)]
+    # …and the entry is the overlay's connection.
+    assert got == [("SynSent", "refused", "10.244.1.1", "10.244.1.2", 9)]

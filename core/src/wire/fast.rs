@@ -99,7 +99,7 @@ fn transport<'a>(proto: u8, l4: &'a [u8], src: IpAddr, dst: IpAddr, ip_id: u16, 
 mod tests {
     use etherparse::PacketBuilder;
 
-    use super::super::packet::{decode_general, Decoded};
+    use super::super::packet::{decode_general, Decoded, Step};
     use super::*;
 
     const V6A: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
@@ -156,7 +156,7 @@ mod tests {
                     Some(fast) => {
                         taken += 1;
                         match decode_general(super::super::LinkType::Ethernet, &f, Timestamp(1)) {
-                            Ok(Decoded::Packet(general)) => assert_eq!(fast, general, "{f:02x?}"),
+                            Ok(Step::Done(Decoded::Packet(general))) => assert_eq!(fast, general, "{f:02x?}"),
                             other => panic!("fast path took a frame etherparse gives {other:?}: {f:02x?}"),
                         }
                     }

@@ -7,6 +7,7 @@ use etherparse::{ip_number, EtherType, LaxIpPayloadSlice, LaxNetSlice, LaxSliced
 
 use super::error::{DecodeError, Layer};
 use super::link::{self, LinkPayload, LinkType};
+use super::tunnel;
 use crate::time::Timestamp;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +130,8 @@ pub enum Skip {
     Fragment,
     /// An IP protocol other than TCP, UDP, ICMP and ICMPv6 (SCTP, GRE, IGMP, …).
     OtherProtocol,
+    /// Tunnels nested deeper than any overlay network nests them.
+    TooDeep,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,18 +140,50 @@ pub enum Decoded<'a> {
     Skipped(Skip),
 }
 
-/// Decodes one captured frame of the given link type.
+/// One decoding step: a result, or the packet inside an IP-in-IP packet, to be decoded in its turn.
+#[derive(Debug)]
+pub(super) enum Step<'a> {
+    Done(Decoded<'a>),
+    Inner(LinkType, &'a [u8]),
+}
+
+impl<'a> From<Decoded<'a>> for Step<'a> {
+    fn from(d: Decoded<'a>) -> Step<'a> {
+        Step::Done(d)
+    }
+}
+
+/// Decodes one captured frame of the given link type. A tunnel packet (VXLAN, Geneve, IP-in-IP) decodes
+/// as the packet it carries.
 pub fn decode(link_type: LinkType, data: &[u8], ts: Timestamp) -> Result<Decoded<'_>, DecodeError> {
+    let (mut link, mut data) = (link_type, data);
+    for _ in 0..=tunnel::MAX_DEPTH {
+        let inner = match decode_one(link, data, ts)? {
+            Step::Inner(l, inner) => Some((l, inner)),
+            Step::Done(Decoded::Packet(p)) => match tunnel::inner(&p) {
+                Some(inner) => Some(inner),
+                None => return Ok(Decoded::Packet(p)),
+            },
+            Step::Done(d) => return Ok(d),
+        };
+        if let Some((l, inner)) = inner {
+            (link, data) = (l, inner);
+        }
+    }
+    Ok(Decoded::Skipped(Skip::TooDeep))
+}
+
+fn decode_one(link_type: LinkType, data: &[u8], ts: Timestamp) -> Result<Step<'_>, DecodeError> {
     if link_type == LinkType::Ethernet {
         if let Some(p) = super::fast::ethernet(data, ts) {
-            return Ok(Decoded::Packet(p));
+            return Ok(Decoded::Packet(p).into());
         }
     }
     decode_general(link_type, data, ts)
 }
 
 /// Every frame the fast path declines, through etherparse.
-pub(super) fn decode_general(link_type: LinkType, data: &[u8], ts: Timestamp) -> Result<Decoded<'_>, DecodeError> {
+pub(super) fn decode_general(link_type: LinkType, data: &[u8], ts: Timestamp) -> Result<Step<'_>, DecodeError> {
     let payload = match link_type {
         LinkType::Ethernet => {
             let sliced = LaxSlicedPacket::from_ethernet(data).map_err(|e| DecodeError::Truncated {
@@ -174,11 +209,11 @@ pub(super) fn decode_general(link_type: LinkType, data: &[u8], ts: Timestamp) ->
             })?;
             from_sliced(sliced, ts)
         }
-        LinkPayload::NotIp => Ok(Decoded::Skipped(Skip::NotIp)),
+        LinkPayload::NotIp => Ok(Decoded::Skipped(Skip::NotIp).into()),
     }
 }
 
-fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Decoded<'a>, DecodeError> {
+fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Step<'a>, DecodeError> {
     let (src, dst, ip_id, ip_payload, claimed_len) = match &sliced.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
             let h = v4.header();
@@ -192,16 +227,16 @@ fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Decoded
             let claimed = usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len());
             (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), 0, v6.payload().clone(), claimed)
         }
-        Some(LaxNetSlice::Arp(_)) => return Ok(Decoded::Skipped(Skip::NotIp)),
+        Some(LaxNetSlice::Arp(_)) => return Ok(Decoded::Skipped(Skip::NotIp).into()),
         None => {
             return match sliced.stop_err {
                 Some((err, _)) => Err(slice_error(Layer::Ip, err)),
-                None => Ok(Decoded::Skipped(Skip::NotIp)),
+                None => Ok(Decoded::Skipped(Skip::NotIp).into()),
             };
         }
     };
     if ip_payload.fragmented {
-        return Ok(Decoded::Skipped(Skip::Fragment));
+        return Ok(Decoded::Skipped(Skip::Fragment).into());
     }
     let transport = match sliced.transport {
         Some(TransportSlice::Tcp(tcp)) => {
@@ -242,9 +277,12 @@ fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Decoded
             rest: icmp.bytes5to8(),
             body: icmp.payload(),
         }),
-        _ => return transport_missing(&ip_payload, sliced.stop_err),
+        _ if super::tunnel::IP_IN_IP.contains(&ip_payload.ip_number.0) && !ip_payload.incomplete => {
+            return Ok(Step::Inner(LinkType::RawIp, ip_payload.payload));
+        }
+        _ => return transport_missing(&ip_payload, sliced.stop_err).map(Step::Done),
     };
-    Ok(Decoded::Packet(Packet { ts, src, dst, ip_id, transport }))
+    Ok(Decoded::Packet(Packet { ts, src, dst, ip_id, transport }).into())
 }
 
 /// No transport slice: either a protocol we do not analyse, or one we do whose header is broken.
