@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A real control plane on loopback: etcd and kube-apiserver built from Go modules (build-control-plane.sh),
 started the way envtest starts them, with a separate CA, a server certificate for 127.0.0.1, a token file
-and RBAC. No kubelet and no controller manager: objects are stored and validated, nothing runs.
+and RBAC, plus kube-controller-manager running only the garbage collector (owner references are how
+Faultline's children go with their TapConfig). No kubelet: objects are stored and validated, no pod runs.
 
     python3 e2e/cluster.py up      # prints `export KUBECONFIG=…`
     python3 e2e/cluster.py down
@@ -104,6 +105,10 @@ class Cluster:
             "--allow-privileged=true", f"--cert-dir={self.dir / 'apiserver-certs'}"])
         self.kubeconfig.write_text(kubeconfig(self.server, certs / "ca.crt", ADMIN_TOKEN))
         self._wait_ready(timeout)
+        self._start("kube-controller-manager", [
+            str(self.bin / "kube-controller-manager"), f"--kubeconfig={self.kubeconfig}",
+            "--controllers=garbagecollector", "--leader-elect=false", "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}", "--authentication-skip-lookup=true"])
         return self
 
     @property

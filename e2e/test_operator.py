@@ -115,7 +115,7 @@ def test_tapconfig_becomes_an_agent_daemonset(cluster, operator):
     assert config["timeouts"]["pairTimeoutMs"] == 30000 and config["captureBackend"] == "afpacket"
     cluster.kubectl("-n", NAMESPACE, "get", "serviceaccount", "faultline-agent-example")
     role = cluster.kubectl_json("get", "clusterrole", "faultline-agent-example")
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]}]
     binding = cluster.kubectl_json("get", "clusterrolebinding", "faultline-agent-example")
     assert binding["subjects"][0]["name"] == "faultline-agent-example"
 

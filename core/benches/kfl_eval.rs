@@ -30,6 +30,7 @@ fn http_entry(status: u16, error: bool) -> Entry {
         response: Some(Response { status, status_text: "OK".into(), version: "1.1".into(), headers, body_size: 12 }),
         elapsed_time: 3.5,
         pcap: None,
+        service: None,
     }
 }
 

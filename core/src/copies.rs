@@ -67,6 +67,8 @@ pub struct Copies {
     window_start: u64,
     /// 4-tuples that are NATed copies of a tracked flow, with the last time one of their packets was seen.
     aliases: Map<FlowKey, Timestamp>,
+    /// Flows kept after DNAT: the destination their client addressed (a Service's ClusterIP and port).
+    translated: Map<FlowKey, ((std::net::IpAddr, u16), FlowKey)>,
     hasher: foldhash::fast::FixedState,
     /// Fingerprints not remembered because a window was full.
     pub saturated: u64,
@@ -137,6 +139,7 @@ impl Copies {
                 }
                 if seen.dst != dst {
                     self.aliases.insert(seen.key, p.ts);
+                    self.translated.insert(key, (seen.dst, seen.key));
                     remember(&mut self.nat[0], nat, here, &mut self.saturated);
                     Verdict::Replaces(seen.key)
                 } else {
@@ -154,6 +157,17 @@ impl Copies {
     /// Forgets aliases not seen for `idle_ms`.
     pub fn expire(&mut self, now: Timestamp, idle_ms: u64) {
         self.aliases.retain(|_, last| now < last.plus_millis(idle_ms));
+        // A translation lives as long as the alias it was found with.
+        let aliases = &self.aliases;
+        self.translated.retain(|_, (_, alias)| aliases.contains_key(alias));
+    }
+
+    /// The destination the client of flow `key` addressed, if it was translated (DNAT) on the way.
+    pub fn original_destination(&self, key: &FlowKey) -> Option<(std::net::IpAddr, u16)> {
+        if self.translated.is_empty() {
+            return None;
+        }
+        self.translated.get(key).map(|(dst, _)| *dst)
     }
 
     fn rotate(&mut self, ts: Timestamp) {

@@ -254,6 +254,12 @@ impl Engine {
 
     fn stamp(&mut self, start: usize, out: &mut [Entry]) {
         for e in &mut out[start..] {
+            if let (Some(sp), Some(dp)) = (e.src.port, e.dst.port) {
+                let key = FlowKey::new((e.src.ip, sp), (e.dst.ip, dp));
+                if let Some((ip, port)) = self.copies.original_destination(&key) {
+                    e.service = Some(crate::entry::ServiceRef { ip, port, name: None, namespace: None });
+                }
+            }
             self.next_id += 1;
             e.id = if self.cfg.id_prefix.is_empty() {
                 self.next_id.to_string()

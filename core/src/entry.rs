@@ -35,6 +35,22 @@ pub struct Entry {
     /// operator's API path in a cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pcap: Option<String>,
+    /// The address the client asked for when it was translated on the way (a Service's ClusterIP, seen
+    /// before DNAT); `dst` is where the connection went. The agent names the Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceRef>,
+}
+
+/// A Service as the client addressed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRef {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// The Service's name and namespace, filled in by the agent on a node.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 impl Entry {
@@ -55,6 +71,7 @@ impl Entry {
             response: None,
             elapsed_time: 0.0,
             pcap: None,
+            service: None,
         }
     }
 }
@@ -328,6 +345,7 @@ mod tests {
             response: None,
             elapsed_time: 0.25,
             pcap: None,
+            service: None,
         };
         let json = serde_json::to_string(&e).expect("serialises");
         assert_eq!(

@@ -34,6 +34,7 @@ fn evaluation_does_not_allocate() {
         response: None,
         elapsed_time: 3.5,
         pcap: None,
+        service: None,
     };
     let queries: Vec<Query> = [
         "response.status > 400 or error or icmp or tcp",

@@ -509,6 +509,9 @@ fn a_service_connection_seen_before_and_after_dnat_is_reported_once_under_the_ba
     let out = s.finish();
     assert_eq!(tcp_errors(&out), [(TcpState::SynSent, Some(SynReason::Refused), Some("server"))]);
     assert_eq!((out[0].dst.ip, out[0].dst.port), (backend.0, Some(backend.1)));
+    // The Service the client addressed is on the entry, for the agent to name.
+    let svc = out[0].service.as_ref().expect("the Service address");
+    assert_eq!((svc.ip, svc.port), (service.0, service.1));
     assert_eq!(stats.nat_copies, 2);
 }
 

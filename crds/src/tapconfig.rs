@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -193,7 +193,7 @@ pub enum RecorderMode {
     Continuous,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentSpec {
     /// The agent image; the operator's default when unset.
@@ -202,8 +202,39 @@ pub struct AgentSpec {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<ImagePullPolicy>,
+    /// Secrets (in the operator's namespace) for pulling the agent image from a private registry; the
+    /// operator's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// The agents' PriorityClass, so that they are not the pods evicted from a full node; the operator's
+    /// default (the chart's `faultline-agent` class) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+    /// The host port of the agents' /healthz, /readyz and /metrics (agents use the host's network).
+    #[serde(default = "default_agent_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for AgentSpec {
+    fn default() -> Self {
+        AgentSpec {
+            image: None,
+            image_pull_policy: None,
+            image_pull_secrets: None,
+            priority_class_name: None,
+            port: default_agent_port(),
+            resources: None,
+        }
+    }
+}
+
+fn default_agent_port() -> i32 {
+    9102
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -6,8 +6,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("{0}")]
     Build(#[from] BuildError),
-    #[error("finalizer: {0}")]
-    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
     #[error("object has no name")]
     Unnamed,
 }
@@ -19,7 +17,6 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Build(BuildError::Invalid(_)) => "invalid",
             Error::Build(_) => "build",
-            Error::Finalizer(_) => "finalizer",
             Error::Unnamed => "unnamed",
         }
     }

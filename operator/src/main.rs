@@ -2,6 +2,7 @@
 //! and runs the controllers while it leads. Everything else lives in the modules.
 
 mod auth;
+mod cleanup;
 mod clock;
 mod context;
 mod dashboard;
@@ -71,6 +72,25 @@ struct Args {
     /// This replica's name in the lease (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Pull secrets (comma-separated, in the operator's namespace) for TapConfigs that name none.
+    #[arg(long, env = "FAULTLINE_AGENT_IMAGE_PULL_SECRETS", value_delimiter = ',')]
+    agent_image_pull_secrets: Vec<String>,
+    /// The agents' PriorityClass for TapConfigs that name none.
+    #[arg(long, env = "FAULTLINE_AGENT_PRIORITY_CLASS")]
+    agent_priority_class: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Deletes every TapConfig and ErrorView and waits until their agents are gone: what `helm uninstall`
+    /// runs first (a pre-delete hook), so that nothing of Faultline outlives it.
+    Cleanup {
+        /// How long to wait for the agents to go, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
 }
 
 #[tokio::main]
@@ -92,6 +112,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    if let Some(Command::Cleanup { timeout }) = &args.command {
+        let client = Client::try_default().await.map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
+        return cleanup::run(client, &args.namespace, std::time::Duration::from_secs(*timeout)).await;
+    }
     let tls = match (&args.tls_cert_file, &args.tls_key_file) {
         (Some(cert), Some(key)) => Some(tls::server_config(cert, key).map_err(|e| format!("TLS: {e}"))?),
         _ => None,
@@ -161,6 +185,8 @@ async fn run(args: Args) -> Result<(), String> {
             agent_image: args.agent_image.clone(),
             operator_url,
             operator_ca_secret: args.agent_ca_secret.clone(),
+            agent_image_pull_secrets: args.agent_image_pull_secrets.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            agent_priority_class: args.agent_priority_class.clone().filter(|c| !c.is_empty()),
         },
         metrics: metrics.clone(),
     });

@@ -27,12 +27,41 @@ pub struct Counters {
     pub capture_errors: AtomicU64,
     /// Frames stamped more than a second in the future, taken as stamped when they were handled.
     pub clock_skewed_frames: AtomicU64,
+    /// When the engine thread and the capture threads last went round their loops (ms since the epoch):
+    /// each goes round at least every 100 ms while it works, so an old beat means a dead or stuck thread.
+    pub engine_beat: AtomicU64,
+    pub capture_beat: AtomicU64,
     backend_note: Mutex<Option<String>>,
+}
+
+/// How long a thread may go without a beat before the agent is not alive.
+pub const STALE_BEAT_MS: u64 = 10_000;
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Counters {
     pub fn add(&self, c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn beat(&self, which: &AtomicU64) {
+        which.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Liveness: the engine and capture threads beat within the last `STALE_BEAT_MS` (`now` in ms).
+    pub fn alive(&self, now: u64) -> Result<(), String> {
+        for (name, beat) in [("engine", &self.engine_beat), ("capture", &self.capture_beat)] {
+            let last = beat.load(Ordering::Relaxed);
+            if last == 0 {
+                return Err(format!("the {name} thread has not started"));
+            }
+            if now.saturating_sub(last) > STALE_BEAT_MS {
+                return Err(format!("the {name} thread has not run for {} ms", now - last));
+            }
+        }
+        Ok(())
     }
 
     pub fn set_backend_note(&self, note: Option<String>) {
@@ -102,5 +131,22 @@ impl Counters {
         metric("outbox_entries", "gauge", "Entries waiting to be sent.", outbox_entries as u64);
         metric("outbox_bytes", "gauge", "Memory held by entries waiting to be sent.", outbox_bytes as u64);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alive_only_while_both_threads_beat() {
+        let c = Counters::default();
+        assert!(c.alive(1_000_000).is_err(), "nothing started yet");
+        c.engine_beat.store(1_000_000, Ordering::Relaxed);
+        c.capture_beat.store(1_000_000, Ordering::Relaxed);
+        assert_eq!(c.alive(1_000_000 + STALE_BEAT_MS), Ok(()));
+        c.capture_beat.store(1_000_000 + STALE_BEAT_MS, Ordering::Relaxed);
+        let dead_engine = c.alive(1_000_001 + STALE_BEAT_MS).expect_err("engine stale");
+        assert!(dead_engine.contains("engine"), "{dead_engine}");
     }
 }

@@ -42,6 +42,7 @@ pub fn capture_loop(
         send_waiting(tx, std::mem::replace(batch, pool.take()), pool, stop, counters)
     };
     while !stop.load(Ordering::Relaxed) {
+        counters.beat(&counters.capture_beat);
         let got_one = match cap.next() {
             Ok(Some(f)) => {
                 if batch.is_empty() {
@@ -167,6 +168,7 @@ pub fn engine_loop(
     let mut published = faultline_core::Stats::default();
     let mut clock = Clock { skewed: 0 };
     loop {
+        counters.beat(&counters.engine_beat);
         // A batch waiting is handled at once; only an empty queue lets wall time move the clock.
         let next = match rx.try_recv() {
             Ok(batch) => Ok(batch),
@@ -247,6 +249,19 @@ fn hand_over(
             if let Some(p) = pod {
                 ep.name = Some(p.name);
                 ep.namespace = Some(p.namespace);
+            }
+        }
+        // The Service the client addressed: seen before DNAT (the engine kept the translated address), or
+        // only ever seen as the ClusterIP itself (no copy after DNAT on this node).
+        if e.service.is_none() {
+            if let (Some(port), Some(_)) = (e.dst.port, pods.service(&e.dst.ip)) {
+                e.service = Some(faultline_core::entry::ServiceRef { ip: e.dst.ip, port, name: None, namespace: None });
+            }
+        }
+        if let Some(svc) = e.service.as_mut() {
+            if let Some(s) = pods.service(&svc.ip) {
+                svc.name = Some(s.name);
+                svc.namespace = Some(s.namespace);
             }
         }
         let watched = watch_namespaces.is_empty()

@@ -1,10 +1,13 @@
-//! `/healthz` and `/metrics` of the agent.
+//! `/healthz`, `/readyz` and `/metrics` of the agent. Alive while its engine and capture threads go round
+//! (a dead or stuck thread fails the liveness probe and the kubelet restarts the agent); ready once it
+//! captures.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 
@@ -24,9 +27,22 @@ pub async fn serve(addr: SocketAddr, counters: Arc<Counters>, outbox: Arc<Outbox
             "/healthz",
             get(|State(s): State<S>| async move {
                 if s.stop.load(Ordering::Relaxed) {
-                    "stopping"
+                    return (StatusCode::SERVICE_UNAVAILABLE, "stopping".to_owned());
+                }
+                match s.counters.alive(super::counters::now_ms()) {
+                    Ok(()) => (StatusCode::OK, "ok".to_owned()),
+                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+                }
+            }),
+        )
+        .route(
+            "/readyz",
+            get(|State(s): State<S>| async move {
+                // Capturing: the capture thread has gone round at least once.
+                if s.counters.capture_beat.load(Ordering::Relaxed) > 0 && !s.stop.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
                 } else {
-                    "ok"
+                    (StatusCode::SERVICE_UNAVAILABLE, "not capturing yet")
                 }
             }),
         )

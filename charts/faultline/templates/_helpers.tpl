@@ -26,3 +26,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "faultline.tlsSecret" -}}
 {{ .Values.tls.existingSecret | default "faultline-operator-tls" }}
 {{- end -}}
+
+{{- define "faultline.pullSecretNames" -}}
+{{- $names := list }}{{ range .Values.imagePullSecrets }}{{ $names = append $names .name }}{{ end }}{{ join "," $names }}
+{{- end -}}

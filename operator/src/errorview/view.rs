@@ -157,7 +157,11 @@ pub fn summary(e: &Entry) -> String {
         String::new()
     };
     let req = e.request.as_ref().map(|r| format!(" {} {}", r.method, r.path)).unwrap_or_default();
-    format!("{} {} -> {}{req}: {what}", e.protocol.as_str(), endpoint(&e.src), endpoint(&e.dst))
+    let via = match e.service.as_ref().and_then(|s| Some((s.namespace.as_ref()?, s.name.as_ref()?))) {
+        Some((ns, name)) => format!(" (via service {ns}/{name})"),
+        None => String::new(),
+    };
+    format!("{} {} -> {}{via}{req}: {what}", e.protocol.as_str(), endpoint(&e.src), endpoint(&e.dst))
 }
 
 fn to_time(t: Timestamp) -> Time {

@@ -28,6 +28,10 @@ pub struct BuildParams {
     /// A Secret (in `namespace`) whose `ca.crt` signs the operator's serving certificate; mounted into the
     /// agents so that they verify the operator. None: the operator serves plain HTTP.
     pub operator_ca_secret: Option<String>,
+    /// Pull secrets for TapConfigs that do not name their own.
+    pub agent_image_pull_secrets: Vec<String>,
+    /// The PriorityClass for TapConfigs that do not name one (the chart installs `faultline-agent`).
+    pub agent_priority_class: Option<String>,
 }
 
 /// Where agents find the operator's CA certificate.
@@ -91,8 +95,9 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
     let service_account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(true)});
     let cluster_role = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta(false),
-        // Agents resolve pod IPs to names and namespaces: read-only access to pods, nothing else.
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+        // Agents resolve pod IPs and Service ClusterIPs to names: read-only access to pods and services,
+        // nothing else.
+        "rules": [{"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]}],
     });
     let cluster_role_binding = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta(false),
@@ -105,10 +110,17 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
     });
     let selector = json!({"app.kubernetes.io/name": "faultline-agent", TAPCONFIG_LABEL: name});
     let image = spec.agent.image.clone().unwrap_or_else(|| p.agent_image.clone());
+    let port = spec.agent.port;
     let mut container = json!({
         "name": "agent",
         "image": image,
         "args": agent_args(spec),
+        // The host's network: this port is taken on every node the TapConfig selects.
+        "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
+        // Alive while the engine and capture threads work (a dead thread fails /healthz); ready once
+        // capturing.
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 10, "failureThreshold": 3},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 5},
         "env": [
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -130,8 +142,16 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
     if let Some(policy) = spec.agent.image_pull_policy {
         container["imagePullPolicy"] = json!(policy.as_str());
     }
-    let mut volumes =
-        vec![json!({"name": "config", "configMap": {"name": child}}), json!({"name": "scratch", "emptyDir": {}})];
+    // Scratch holds continuous recordings (at most maxTotalBytes) and nothing else: bounded, so a full
+    // disk evicts the agent rather than its neighbours.
+    let scratch_limit = match spec.recorder.mode {
+        RecorderMode::Continuous => spec.recorder.max_total_bytes.unwrap_or(256 << 20) + (64 << 20),
+        _ => 64 << 20,
+    };
+    let mut volumes = vec![
+        json!({"name": "config", "configMap": {"name": child}}),
+        json!({"name": "scratch", "emptyDir": {"sizeLimit": scratch_limit.to_string()}}),
+    ];
     if let Some(secret) = &p.operator_ca_secret {
         // Only the CA certificate: the operator's key stays out of the agents' pods.
         volumes.push(json!({"name": "operator-ca", "secret": {"secretName": secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}));
@@ -150,6 +170,16 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
         "volumes": volumes,
         "terminationGracePeriodSeconds": 30,
     });
+    let pull_secrets: Vec<String> = match &spec.agent.image_pull_secrets {
+        Some(list) => list.iter().map(|r| r.name.clone()).collect(),
+        None => p.agent_image_pull_secrets.clone(),
+    };
+    if !pull_secrets.is_empty() {
+        pod_spec["imagePullSecrets"] = json!(pull_secrets.iter().map(|n| json!({"name": n})).collect::<Vec<_>>());
+    }
+    if let Some(class) = spec.agent.priority_class_name.as_ref().or(p.agent_priority_class.as_ref()) {
+        pod_spec["priorityClassName"] = json!(class);
+    }
     if let Some(sel) = &spec.node_selector {
         pod_spec["nodeSelector"] = json!(sel);
     }
@@ -160,7 +190,9 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
         "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta(true),
         "spec": {
             "selector": {"matchLabels": selector},
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            // A tenth of the fleet at a time (at least one): a large fleet rolls in reasonable time, a small
+            // one keeps most of its agents.
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
             "template": {
                 "metadata": {"labels": labels, "annotations": {CONFIG_HASH_ANNOTATION: hash}},
                 "spec": pod_spec,
@@ -189,6 +221,7 @@ pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
         format!("--tcp-stream-channel-timeout-ms={}", t.tcp_stream_channel_timeout_ms),
         format!("--idle-timeout-ms={}", t.idle_timeout_ms),
         format!("--packet-loss-threshold={}", spec.packet_loss_threshold),
+        format!("--http-addr=0.0.0.0:{}", spec.agent.port),
     ];
     args.extend(spec.interfaces.iter().map(|i| format!("--interface={i}")));
     if let Some(f) = &spec.bpf_filter {

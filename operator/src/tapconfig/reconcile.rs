@@ -1,6 +1,7 @@
-//! Reconcile one TapConfig: dereference → validate and build (pure) → apply (server-side apply, forced,
-//! one field manager) → update status. A finalizer removes the cluster-scoped RBAC and the namespaced
-//! children on deletion, so nothing depends on a garbage collector being present.
+//! Reconcile one TapConfig: dereference → check it overlaps no older TapConfig → validate and build (pure)
+//! → apply (server-side apply, forced, one field manager) → update status. Every child carries an owner
+//! reference to the TapConfig, so deleting it lets the garbage collector remove them: no finalizer, which
+//! would outlive an uninstalled operator and leave the TapConfig stuck Terminating.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,24 +9,26 @@ use std::time::{Duration, Instant};
 use faultline_crds::TapConfig;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{finalizer, Event};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::build::{build, child_name, owner_of, BuildError, Children, TAPCONFIG_LABEL};
+use super::overlap::overlapped_by;
 use super::status::{status, unchanged, Outcome};
 use crate::context::{Context, MANAGER};
 use crate::error::{Error, Result};
 
-pub const FINALIZER: &str = "faultline.dev/cleanup";
+/// The finalizer earlier versions put on TapConfigs; removed wherever it is found.
+pub const LEGACY_FINALIZER: &str = "faultline.dev/cleanup";
 const CONTROLLER: &str = "tapconfig";
 
 /// Runs the controller until `shutdown` resolves.
@@ -50,18 +53,31 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
 
 async fn reconcile(tap: Arc<TapConfig>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let api: Api<TapConfig> = Api::all(ctx.client.clone());
-    let res = finalizer(&api, FINALIZER, tap, |event| async {
-        match event {
-            Event::Apply(tap) => apply(&tap, &ctx).await,
-            Event::Cleanup(tap) => cleanup(&tap, &ctx).await,
+    let res = async {
+        drop_legacy_finalizer(&tap, &ctx).await?;
+        if tap.metadata.deletion_timestamp.is_some() {
+            // The garbage collector removes the children (they are owned).
+            return Ok(Action::await_change());
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+        apply(&tap, &ctx).await
+    }
+    .await;
     ctx.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
     ctx.metrics.count(CONTROLLER, if res.is_ok() { "ok" } else { "error" });
     res
+}
+
+async fn drop_legacy_finalizer(tap: &TapConfig, ctx: &Context) -> Result<()> {
+    let finalizers = tap.metadata.finalizers.clone().unwrap_or_default();
+    if !finalizers.iter().any(|f| f == LEGACY_FINALIZER) {
+        return Ok(());
+    }
+    let keep: Vec<&String> = finalizers.iter().filter(|f| *f != LEGACY_FINALIZER).collect();
+    let patch = json!({"metadata": {"finalizers": keep, "resourceVersion": tap.metadata.resource_version}});
+    Api::<TapConfig>::all(ctx.client.clone())
+        .patch(&tap.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
 }
 
 fn error_policy(tap: Arc<TapConfig>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -71,6 +87,18 @@ fn error_policy(tap: Arc<TapConfig>, err: &Error, ctx: Arc<Context>) -> Action {
 }
 
 async fn apply(tap: &TapConfig, ctx: &Context) -> Result<Action> {
+    let all = Api::<TapConfig>::all(ctx.client.clone()).list(&ListParams::default()).await?.items;
+    if let Some(older) = overlapped_by(tap, &all) {
+        let msg = format!(
+            "its nodeSelector overlaps TapConfig {:?}, which is older and already runs agents there: two agents \
+             on one node would report everything twice. Give the two disjoint node selectors.",
+            older.name_any()
+        );
+        remove_agents(tap, ctx).await?;
+        update_status(tap, ctx, &Outcome::Overlaps(msg)).await?;
+        // Re-checked when either changes, and now and then (the older one may go away).
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
     let children = match build(tap, &ctx.build) {
         Ok(c) => c,
         Err(BuildError::Invalid(msg)) => {
@@ -83,10 +111,20 @@ async fn apply(tap: &TapConfig, ctx: &Context) -> Result<Action> {
     };
     match apply_children(&children, ctx).await {
         Ok(ds) => {
-            let st = ds.status.unwrap_or_default();
+            let st = ds.status.clone().unwrap_or_default();
+            // Pods the DaemonSet could not create (Pod Security admission refusing host networking, a
+            // quota) show only as Events on the DaemonSet: say so, not merely "0 of N ready".
+            let missing =
+                st.desired_number_scheduled > st.current_number_scheduled || st.number_unavailable.unwrap_or(0) > 0;
+            if missing {
+                if let Some(msg) = failed_create(&ds, ctx).await {
+                    update_status(tap, ctx, &Outcome::FailedCreate(msg)).await?;
+                    return Ok(Action::requeue(Duration::from_secs(15)));
+                }
+            }
             let outcome = Outcome::Applied { desired: st.desired_number_scheduled, ready: st.number_ready };
             update_status(tap, ctx, &outcome).await?;
-            Ok(Action::requeue(Duration::from_secs(300)))
+            Ok(Action::requeue(Duration::from_secs(if missing { 15 } else { 300 })))
         }
         // The API server refused what the spec asked for (say, limits below requests): say so and wait.
         Err(Error::Kube(kube::Error::Api(e))) if e.code == 400 || e.code == 422 => {
@@ -137,18 +175,31 @@ async fn update_status(tap: &TapConfig, ctx: &Context, outcome: &Outcome) -> Res
     Ok(())
 }
 
-async fn cleanup(tap: &TapConfig, ctx: &Context) -> Result<Action> {
+/// The newest `FailedCreate` Event of the DaemonSet from the last two minutes, if any: its message.
+async fn failed_create(ds: &DaemonSet, ctx: &Context) -> Option<String> {
+    let name = ds.metadata.name.clone()?;
+    let fields = format!("involvedObject.kind=DaemonSet,involvedObject.name={name},reason=FailedCreate");
+    let events = Api::<Event>::namespaced(ctx.client.clone(), &ctx.build.namespace)
+        .list(&ListParams::default().fields(&fields))
+        .await
+        .ok()?;
+    let seen = |e: &Event| {
+        e.last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or_else(|| e.event_time.as_ref().map(|t| t.0))
+            .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+    };
+    let newest = events.items.into_iter().max_by_key(seen)?;
+    let age = Timestamp::now().duration_since(seen(&newest)?);
+    (age.as_secs() < 120).then(|| newest.message.unwrap_or_default())
+}
+
+/// An overlapping TapConfig runs no agent: its DaemonSet (if an earlier spec made one) goes.
+async fn remove_agents(tap: &TapConfig, ctx: &Context) -> Result<()> {
     let child = child_name(&tap.name_any());
-    let client = &ctx.client;
-    let ns = ctx.build.namespace.as_str();
-    let dp = DeleteParams::background();
-    ignore_missing(Api::<DaemonSet>::namespaced(client.clone(), ns).delete(&child, &dp).await.map(|_| ()))?;
-    ignore_missing(Api::<ConfigMap>::namespaced(client.clone(), ns).delete(&child, &dp).await.map(|_| ()))?;
-    ignore_missing(Api::<ClusterRoleBinding>::all(client.clone()).delete(&child, &dp).await.map(|_| ()))?;
-    ignore_missing(Api::<ClusterRole>::all(client.clone()).delete(&child, &dp).await.map(|_| ()))?;
-    ignore_missing(Api::<ServiceAccount>::namespaced(client.clone(), ns).delete(&child, &dp).await.map(|_| ()))?;
-    tracing::info!(tapconfig = %tap.name_any(), "agents removed");
-    Ok(Action::await_change())
+    let ds = Api::<DaemonSet>::namespaced(ctx.client.clone(), &ctx.build.namespace);
+    ignore_missing(ds.delete(&child, &DeleteParams::background()).await.map(|_| ()))
 }
 
 fn ignore_missing(r: Result<(), kube::Error>) -> Result<()> {

@@ -12,6 +12,10 @@ pub enum Outcome {
     Invalid(String),
     /// The API server refused a child (its message).
     ApplyFailed(String),
+    /// The node selector overlaps an older TapConfig's: no agents (why).
+    Overlaps(String),
+    /// The DaemonSet could not create its pods (the controller's message).
+    FailedCreate(String),
 }
 
 pub fn status(tap: &TapConfig, outcome: &Outcome, now: &Time) -> TapConfigStatus {
@@ -34,9 +38,15 @@ pub fn status(tap: &TapConfig, outcome: &Outcome, now: &Time) -> TapConfigStatus
         }
         Outcome::Invalid(msg) => (("False", "InvalidSpec", msg.clone()), ("True", "InvalidSpec", msg.clone())),
         Outcome::ApplyFailed(msg) => (("False", "ApplyFailed", msg.clone()), ("True", "ApplyFailed", msg.clone())),
+        Outcome::Overlaps(msg) => (("False", "Overlaps", msg.clone()), ("True", "Overlaps", msg.clone())),
+        Outcome::FailedCreate(msg) => {
+            let m = format!("the DaemonSet cannot create agent pods: {msg}");
+            (("False", "FailedCreate", m.clone()), ("True", "FailedCreate", m))
+        }
     };
     let (desired_agents, ready_agents) = match outcome {
         Outcome::Applied { desired, ready } => (*desired, *ready),
+        Outcome::Overlaps(_) => (0, 0),
         _ => (old.desired_agents, old.ready_agents),
     };
     // Only the conditions this controller owns: `PacketLoss` and `nodes` belong to the statistics writer,

@@ -36,6 +36,7 @@ fn entry(secs: u64, dst_ns: &str, status: Option<u16>) -> Entry {
         response: None,
         elapsed_time: 1.0,
         pcap: None,
+        service: None,
     };
     if let Some(s) = status {
         e.protocol = Protocol::Http;

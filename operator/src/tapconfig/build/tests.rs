@@ -8,6 +8,8 @@ fn params() -> BuildParams {
         agent_image: "faultline/agent:dev".into(),
         operator_url: "http://faultline-operator.faultline-system.svc:8080".into(),
         operator_ca_secret: None,
+        agent_image_pull_secrets: Vec::new(),
+        agent_priority_class: Some("faultline-agent".into()),
     }
 }
 
@@ -179,4 +181,42 @@ fn with_tls_the_agents_get_the_operators_ca_and_nothing_else_of_its_secret() {
     let plain = build(&fixture("spec-example.yaml"), &params()).expect("builds");
     let pod = plain.daemon_set.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec");
     assert!(pod.volumes.iter().flatten().all(|v| v.name != "operator-ca"), "no CA without TLS");
+}
+
+#[test]
+fn agent_pods_have_probes_a_priority_class_pull_secrets_and_bounded_scratch() {
+    let c = build(&fixture("spec-example.yaml"), &params()).expect("builds");
+    let ds = c.daemon_set.spec.as_ref().expect("spec");
+    let pod = ds.template.spec.as_ref().expect("pod spec");
+    assert_eq!(pod.priority_class_name.as_deref(), Some("faultline-agent"), "the operator's default class");
+    assert!(pod.image_pull_secrets.is_none(), "none unless configured");
+    let ctr = container(&c.daemon_set);
+    let live = ctr.liveness_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("liveness");
+    let ready = ctr.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("readiness");
+    assert_eq!((live.path.as_deref(), ready.path.as_deref()), (Some("/healthz"), Some("/readyz")));
+    let args = ctr.args.clone().expect("args");
+    assert!(args.contains(&"--http-addr=0.0.0.0:9102".to_owned()), "{args:?}");
+    let scratch = pod.volumes.iter().flatten().find(|v| v.name == "scratch").expect("scratch");
+    assert_eq!(scratch.empty_dir.as_ref().and_then(|e| e.size_limit.clone()).map(|q| q.0), Some("67108864".into()));
+    let max_unavailable =
+        ds.update_strategy.as_ref().and_then(|u| u.rolling_update.as_ref()).and_then(|r| r.max_unavailable.clone());
+    assert_eq!(max_unavailable, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("10%".into())));
+
+    // The TapConfig's own choices win over the operator's defaults.
+    let mut tap = fixture("spec-example.yaml");
+    tap.spec.agent.priority_class_name = Some("system-node-critical".into());
+    tap.spec.agent.image_pull_secrets =
+        Some(vec![k8s_openapi::api::core::v1::LocalObjectReference { name: "regcred".into() }]);
+    tap.spec.agent.port = 19102;
+    let p = BuildParams { agent_image_pull_secrets: vec!["default-cred".into()], ..params() };
+    let c = build(&tap, &p).expect("builds");
+    let pod = c.daemon_set.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec");
+    assert_eq!(pod.priority_class_name.as_deref(), Some("system-node-critical"));
+    let names: Vec<&str> = pod.image_pull_secrets.iter().flatten().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["regcred"]);
+    assert!(container(&c.daemon_set).args.iter().flatten().any(|a| a == "--http-addr=0.0.0.0:19102"));
+    let c = build(&fixture("spec-example.yaml"), &p).expect("builds");
+    let pod = c.daemon_set.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec");
+    let names: Vec<&str> = pod.image_pull_secrets.iter().flatten().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["default-cred"], "the operator's default when the TapConfig names none");
 }
