@@ -100,7 +100,7 @@ fn agents_get_least_privilege() {
     assert_eq!(caps.add.as_deref(), Some(&["NET_RAW".to_owned(), "NET_ADMIN".to_owned()][..]));
     let rules = c.cluster_role.rules.as_ref().expect("rules");
     assert_eq!(rules.len(), 1);
-    assert_eq!(rules[0].resources.as_deref(), Some(&["pods".to_owned()][..]));
+    assert_eq!(rules[0].resources.as_deref(), Some(&["pods".to_owned(), "services".to_owned()][..]));
     assert_eq!(rules[0].verbs, vec!["get", "list", "watch"]);
     let subject = &c.cluster_role_binding.subjects.as_ref().expect("subjects")[0];
     assert_eq!((subject.kind.as_str(), subject.name.as_str()), ("ServiceAccount", "faultline-agent-default"));
