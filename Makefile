@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTEST ?= python3 -m pytest
 
-.PHONY: deps build demo test lint crds unit kernel-test e2e-test control-plane cluster-up cluster-down helm fuzz fuzz-short bench bench-live clean
+.PHONY: deps build demo test lint crds unit kernel-test e2e-test control-plane cluster-up cluster-down node-up node-down images helm fuzz fuzz-short bench bench-live clean
 
 deps:
 	@scripts/install-deps.sh
@@ -11,9 +11,10 @@ deps:
 build:
 	$(CARGO) build --workspace --locked
 
-## The whole system on this machine: control plane, operator, agents, pods in network namespaces and
-## every kind of error; prints the ErrorView, the Events and the path of a pcap for Wireshark.
-demo: deps build control-plane
+## The whole system on this machine, for real: a one-node cluster (kubelet, containerd, CNI, CoreDNS), the
+## chart installed by helm, the operator and agents as pods, workloads making every kind of error; prints
+## the pods, the TapConfig, the ErrorView, the Events, the dashboard's URL and the path of a pcap.
+demo: deps control-plane helm
 	python3 scripts/demo.py
 
 ## Everything CI runs: formatting, lints, unit and integration tests (every fuzz seed replayed), real
@@ -58,6 +59,19 @@ cluster-up: control-plane
 
 cluster-down:
 	python3 e2e/cluster.py down
+
+## A real one-node cluster with Faultline installed by `helm install` (needs root); its last line is the
+## `export KUBECONFIG=…` to run. Cold: ~15 min (Go and Rust builds); warm: ~1 min.
+node-up: deps control-plane helm
+	python3 e2e/node.py up
+
+node-down:
+	python3 e2e/node.py down
+
+## The container images, built without Docker from the release binaries (docker-archive tarballs in
+## target/images/, for `ctr images import` or `docker load`).
+images: deps
+	python3 scripts/build-images.py --all
 
 ## Coverage-guided fuzzing of the decoder+engine, HTTP, pcap reader and KFL from the committed seeds,
 ## FUZZ_SECONDS per target (CI runs `make fuzz FUZZ_SECONDS=20`; a long run: FUZZ_SECONDS=3600).

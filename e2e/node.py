@@ -13,6 +13,7 @@ default, or routed veths (the `ptp` plugin) with FAULTLINE_NODE_CNI=ptp. `up` al
 (`helm install` with its defaults, TLS on) unless FAULTLINE_NODE_CHART=0."""
 
 import argparse
+import base64
 import ipaddress
 import json
 import os
@@ -136,6 +137,9 @@ class Node:
         return self
 
     def down(self):
+        forward = getattr(self, "_forward", None)
+        if forward is not None:
+            forward[0].kill()
         """Stops every process started here (by PID, SIGTERM then SIGKILL), removes the pods' sandboxes
         and network namespaces, the CNI bridge, every iptables rule of kube-proxy and the CNI plugins, the
         mounts under the state directory, and restores the sysctls it changed."""
@@ -214,16 +218,7 @@ class Node:
         c = self.dir / "containerd"
         cni_conf = self.dir / "cni" / "net.d"
         cni_conf.mkdir(parents=True)
-        ipam = {"type": "host-local", "ranges": [[{"subnet": NODE_POD_CIDR}]], "routes": [{"dst": "0.0.0.0/0"}],
-                "dataDir": str(self.dir / "cni" / "ipam")}
-        if self.cni == "ptp":
-            main = {"type": "ptp", "ipMasq": False, "ipam": ipam}
-        else:
-            main = {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
-                    "ipam": ipam}
-        (cni_conf / "10-faultline.conflist").write_text(json.dumps({
-            "cniVersion": "1.0.0", "name": "faultline",
-            "plugins": [main, {"type": "portmap", "capabilities": {"portMappings": True}}]}, indent=2))
+        (cni_conf / "10-faultline.conflist").write_text(json.dumps(self._cni_conflist(), indent=2))
         (c / "opt").mkdir(parents=True)
         config = f"""version = 2
 root = "{c / 'root'}"
@@ -260,6 +255,17 @@ oom_score = 0
                 return
             time.sleep(0.3)
         raise RuntimeError("containerd did not start: " + (self.dir / "containerd.log").read_text()[-2000:])
+
+    def _cni_conflist(self):
+        ipam = {"type": "host-local", "ranges": [[{"subnet": NODE_POD_CIDR}]], "routes": [{"dst": "0.0.0.0/0"}],
+                "dataDir": str(self.dir / "cni" / "ipam")}
+        if self.cni == "ptp":
+            main = {"type": "ptp", "ipMasq": False, "ipam": ipam}
+        else:
+            main = {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
+                    "ipam": ipam}
+        return {"cniVersion": "1.0.0", "name": "faultline",
+                "plugins": [main, {"type": "portmap", "capabilities": {"portMappings": True}}]}
 
     @property
     def socket(self):
@@ -487,6 +493,43 @@ oom_score = 0
         SAVED_SYSCTLS.unlink()
 
     # ---- use -------------------------------------------------------------------------------------------
+
+    def use_cni(self, kind):
+        """Switches the CNI for pods created from now on (containerd reloads its CNI configuration)."""
+        self.cni = kind
+        conf = self.dir / "cni" / "net.d" / "10-faultline.conflist"
+        conf.write_text(json.dumps(self._cni_conflist(), indent=2))
+        time.sleep(2)
+
+    @staticmethod
+    def packet_sockets():
+        """AF_PACKET sockets open on the host (captures)."""
+        return len(Path("/proc/net/packet").read_text().splitlines()) - 1
+
+    def dashboard(self, path):
+        """GET `path` of the operator's dashboard API through `kubectl port-forward`, over TLS verified with
+        the chart's CA, as admin: the JSON."""
+        return json.loads(self.dashboard_bytes(path))
+
+    def dashboard_bytes(self, path):
+        """GET `path` of the operator's HTTPS API through `kubectl port-forward`: the body."""
+        if getattr(self, "_forward", None) is None or self._forward[0].poll() is not None:
+            port = free_port()
+            p = subprocess.Popen([str(self.bin / "kubectl"), "-n", NAMESPACE, "port-forward", "svc/faultline-operator",
+                                  f"{port}:8080"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                 env=self.env())
+            p.stdout.readline()
+            self._forward = (p, port)
+        secret = self.kubectl_json("-n", NAMESPACE, "get", "secret", "faultline-operator-tls")
+        ca = self.dir / "operator-ca.crt"
+        ca.write_bytes(base64.b64decode(secret["data"]["ca.crt"]))
+        ctx = ssl.create_default_context(cafile=str(ca))
+        # The certificate names the Service; the forward is reached on 127.0.0.1.
+        ctx.check_hostname = False
+        req = urllib.request.Request(f"https://127.0.0.1:{self._forward[1]}{path}",
+                                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            return r.read()
 
     def _start(self, name, argv, env=None):
         log = open(self.dir / f"{name}.log", "ab")

@@ -43,7 +43,8 @@ def running_system(cluster, operator_kubeconfig, logs, identity):
         operator = Operator(operator_kubeconfig, logs / "operator.log", identity)
         operator.wait_ready()
         apply(cluster, {"apiVersion": "faultline.dev/v1alpha1", "kind": "TapConfig", "metadata": {"name": "default"},
-                        "spec": {"packetLossThreshold": 0.5}})
+                        # A node selector of its own: the other modules' TapConfigs must not overlap it.
+                        "spec": {"packetLossThreshold": 0.5, "nodeSelector": {"faultline.dev/test": "system"}}})
         eventually(lambda: cluster.kubectl("-n", NAMESPACE, "get", "sa", "faultline-agent-default", check=False)
                    .returncode == 0, what="agent ServiceAccount")
         token = logs / "agent.token"

@@ -48,6 +48,8 @@ def test_rendered_chart_is_accepted_and_applies_idempotently(cluster, helm, tmp_
     assert "configured" not in second.stdout.replace("serverside-applied", ""), second.stdout
     diff = cluster.kubectl("diff", "--server-side", "--field-manager=gitops", "-f", str(path), check=False)
     assert diff.returncode == 0, f"drift after a second apply:\n{diff.stdout}"
+    # Its TapConfig selects every node: it would overlap the other modules' TapConfigs.
+    cluster.kubectl("delete", "tapconfig", "from-chart", "--wait=true")
 
 
 def test_chart_rbac_is_the_rbac_the_tests_use(helm):
@@ -100,3 +102,41 @@ def test_tls_is_on_by_default_with_a_certificate_for_the_service(helm, tmp_path)
     ctr = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in ctr["env"]}
     assert env["FAULTLINE_OPERATOR_URL"].startswith("http://") and "FAULTLINE_TLS_CERT_FILE" not in env
+
+
+def test_helm_template_renders_with_its_own_defaults(helm):
+    """GitOps tools run `helm template` without a --kube-version (helm then assumes 1.20)."""
+    r = subprocess.run([helm, "template", "faultline", str(CHART)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "kind: Deployment" in r.stdout
+
+
+def test_tilt_can_rewrite_the_agent_image_where_the_agents_take_it_from(helm):
+    """Tilt rewrites images in the objects it deploys, and the agents' DaemonSet is the operator's: the
+    chart's TapConfig names the agent image, and the Tiltfile tells Tilt to rewrite that field."""
+    docs = [d for d in yaml.safe_load_all(render(helm, "--set", "agent.image.repository=faultline-agent",
+                                                 "--set", "agent.image.tag=dev")) if d]
+    tap = next(d for d in docs if d["kind"] == "TapConfig")
+    assert tap["spec"]["agent"]["image"] == "faultline-agent:dev"
+    tiltfile = (REPO / "Tiltfile").read_text()
+    assert "k8s_kind('TapConfig', image_json_path='{.spec.agent.image}')" in tiltfile
+    assert "agent.image.repository=faultline-agent" in tiltfile and "docker_build('faultline-agent'" in tiltfile
+
+
+def test_pull_secrets_priority_class_cleanup_hook_and_port_names(helm):
+    docs = [d for d in yaml.safe_load_all(render(helm, "--set", "imagePullSecrets[0].name=regcred")) if d]
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["FAULTLINE_AGENT_IMAGE_PULL_SECRETS"] == "regcred"
+    assert env["FAULTLINE_AGENT_PRIORITY_CLASS"] == "faultline-agent"
+    tap = next(d for d in docs if d["kind"] == "TapConfig")
+    assert tap["spec"]["agent"]["imagePullSecrets"] == [{"name": "regcred"}]
+    pc = next(d for d in docs if d["kind"] == "PriorityClass")
+    assert pc["metadata"]["name"] == "faultline-agent" and pc["value"] > 0
+    job = next(d for d in docs if d["kind"] == "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][0] == "cleanup"
+    svc = next(d for d in docs if d["kind"] == "Service")
+    assert svc["spec"]["ports"][0]["name"] == "https" and svc["spec"]["ports"][0]["appProtocol"] == "https"

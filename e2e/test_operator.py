@@ -15,6 +15,8 @@ apiVersion: faultline.dev/v1alpha1
 kind: TapConfig
 metadata: {name: %(name)s}
 spec:
+  # Each test's TapConfig selects nodes of its own: TapConfigs that could select one node are refused.
+  nodeSelector: {faultline.dev/test: %(name)s}
   captureBackend: %(backend)s
   timeouts:
     synTimeoutMs: 3000
@@ -81,7 +83,8 @@ def test_api_server_rejects_an_empty_errorview_query(cluster, query):
 
 def test_defaults_are_applied_and_printer_columns_work(cluster, operator):
     cluster.kubectl("apply", "-f", "-", input="apiVersion: faultline.dev/v1alpha1\nkind: TapConfig\n"
-                                                "metadata: {name: defaults}\nspec: {}\n")
+                                                "metadata: {name: defaults}\n"
+                                                "spec: {nodeSelector: {faultline.dev/test: defaults}}\n")
     spec = cluster.kubectl_json("get", "tap", "defaults")["spec"]
     assert spec["captureBackend"] == "afpacket"
     assert spec["timeouts"] == {"synTimeoutMs": 3000, "closeTimeoutMs": 5000, "pairTimeoutMs": 30000,
@@ -154,7 +157,8 @@ def test_a_spec_change_rolls_the_daemonset(cluster, operator):
 def test_invalid_spec_gets_a_condition_and_the_operator_keeps_running(cluster, operator):
     # Passes the schema, fails the operator's own checks: an interface listed twice.
     cluster.kubectl("apply", "-f", "-", input="apiVersion: faultline.dev/v1alpha1\nkind: TapConfig\n"
-                                                "metadata: {name: twice}\nspec: {interfaces: [eth0, eth0]}\n")
+                                                "metadata: {name: twice}\nspec: {interfaces: [eth0, eth0], "
+                                                "nodeSelector: {faultline.dev/test: twice}}\n")
     c = eventually(lambda: (c := conditions(cluster, "twice")).get("Degraded") and c, what="Degraded")
     assert (c["Degraded"]["status"], c["Degraded"]["reason"]) == ("True", "InvalidSpec")
     assert '"eth0" is listed twice' in c["Degraded"]["message"]
@@ -174,6 +178,25 @@ def test_invalid_spec_gets_a_condition_and_the_operator_keeps_running(cluster, o
     eventually(lambda: conditions(cluster, "greedy")["Degraded"]["status"] == "False", what="recovered")
     assert operator.proc.poll() is None
     assert operator.get("/healthz") == (200, "ok")
+
+
+def test_a_tapconfig_overlapping_an_older_one_is_refused_until_its_selector_is_disjoint(cluster, operator):
+    cluster.kubectl("apply", "-f", "-", input=tap_yaml("pool-a"))
+    eventually(lambda: daemonset(cluster, "pool-a"))
+    time.sleep(1.1)  # a younger creation timestamp, to the second
+    # No nodeSelector: it could select every node, pool a's included.
+    cluster.kubectl("apply", "-f", "-", input=tap_yaml("everywhere").replace(
+        "  nodeSelector: {faultline.dev/test: everywhere}\n", ""))
+    c = eventually(lambda: (c := conditions(cluster, "everywhere")).get("Ready", {}).get("reason") == "Overlaps" and c,
+                   what="Ready=False/Overlaps")
+    assert "overlaps TapConfig" in c["Ready"]["message"], c["Ready"]
+    assert cluster.kubectl("-n", NAMESPACE, "get", "daemonset", "faultline-agent-everywhere", check=False).returncode != 0
+    cluster.kubectl("patch", "tap", "everywhere", "--type=merge", "-p",
+                    json.dumps({"spec": {"nodeSelector": {"faultline.dev/test": "pool-b"}}}))
+    eventually(lambda: daemonset(cluster, "everywhere"), what="agents once disjoint")
+    assert conditions(cluster, "pool-a")["Ready"]["reason"] != "Overlaps", "the older one keeps its agents"
+    for name in ("pool-a", "everywhere"):
+        cluster.kubectl("delete", "tap", name, "--wait=true")
 
 
 def test_deleting_the_tapconfig_removes_what_it_created(cluster, operator):

@@ -49,7 +49,8 @@ def test_agents_report_over_tls_and_only_to_the_operator_they_trust(cluster, ope
                 pass
 
         cluster.kubectl("apply", "-f", "-", input=json.dumps({
-            "apiVersion": "faultline.dev/v1alpha1", "kind": "TapConfig", "metadata": {"name": "tls"}, "spec": {}}))
+            "apiVersion": "faultline.dev/v1alpha1", "kind": "TapConfig", "metadata": {"name": "tls"},
+            "spec": {"nodeSelector": {"faultline.dev/test": "tls"}}}))
         ds = eventually(lambda: cluster.kubectl_json("-n", NAMESPACE, "get", "daemonset", "faultline-agent-tls"),
                         what="the agents' DaemonSet")
         pod = ds["spec"]["template"]["spec"]

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""`make demo`: the whole system on one machine. A real kube-apiserver and etcd, the operator (with its own
-ServiceAccount's token), a TapConfig whose agents run as processes on two simulated nodes, pods made of
-network namespaces, and a traffic generator that makes every kind of error Faultline detects. At the end:
-`kubectl get errorviews`, the Events on the pods, the per-node capture statistics, the dashboard's URL, and a
-pcap of it all to open in Wireshark. Everything is cleaned up afterwards but the pcap. Needs root (network namespaces)."""
+"""`make demo`: the whole system on this machine, for real. A one-node Kubernetes cluster (kubelet,
+containerd, a bridge CNI, kube-proxy, CoreDNS; e2e/node.py), Faultline installed by `helm install` with its
+defaults (the operator and the agents run as pods), and workloads — real pods of the toolbox image — that
+make every kind of error Faultline detects. At the end: `kubectl get pods -A`, `kubectl get tapconfigs`,
+`kubectl get errorviews`, the Events in `kubectl describe pod`, the dashboard (through `kubectl
+port-forward`) and a pcap of one error's flow for Wireshark. The node is torn down afterwards (left up with
+FAULTLINE_DEMO_KEEP=1); the pcap stays. Needs root."""
 
 import json
 import os
@@ -11,24 +13,17 @@ import subprocess
 import sys
 import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "e2e"))
 
-from cluster import ADMIN_TOKEN, Cluster  # noqa: E402
-from podlab import PodLab  # noqa: E402
-from processes import NAMESPACE, Agent, Operator  # noqa: E402
+from cluster import ADMIN_TOKEN  # noqa: E402
+from node import NAMESPACE, Node  # noqa: E402
 
 OUT = Path(os.environ.get("FAULTLINE_DEMO_DIR", "/tmp/faultline-demo"))
-PODS = {  # key: (namespace, pod, node, ip)
-    "web": ("shop", "web", "node-a", "198.51.100.10"),
-    "api": ("shop", "api", "node-b", "198.51.100.11"),
-    "db": ("shop", "db", "node-b", "198.51.100.12"),
-}
+TOOLBOX = "ghcr.io/faultline-dev/faultline-toolbox:0.1.0"
 DASHBOARD = "response.status > 400 or error or icmp or tcp"
-REQ = "GET /api/orders HTTP/1.1\\r\\nHost: api\\r\\n\\r\\n"
 
 
 def say(text):
@@ -39,143 +34,141 @@ def step(text):
     print(f"   - {text}", flush=True)
 
 
-def traffic(lab):
-    api, db = PODS["api"][3], PODS["db"][3]
-    t = lab.traffic
-    step("healthy: web GETs from api (200, 404)")
-    srv = lab.server("api", "http-server", "8080")
-    t("web", "http-get", api, "8080", "--sport", "41000", "GET /", "GET /missing")
-    srv.kill()
-    step("TCP SynSent/refused: web connects to a port nobody listens on")
-    t("web", "connect", api, "81", "--sport", "41001")
-    step("TCP SynSent/timeout: db's firewall drops the SYN")
-    lab_ns_iptables(lab, "db", "-A", "INPUT", "-p", "tcp", "--dport", "5433", "-j", "DROP")
-    t("web", "connect", db, "5433", "--sport", "41002", "--timeout", "1.5")
-    step("ICMP DestinationUnreachable/CommunicationAdministrativelyProhibited: db's firewall rejects")
-    lab_ns_iptables(lab, "db", "-A", "INPUT", "-p", "tcp", "--dport", "5434", "-j", "REJECT",
-                    "--reject-with", "icmp-admin-prohibited")
-    t("web", "connect", db, "5434", "--sport", "41003")
+def show(node, *args):
+    say("$ kubectl " + " ".join(args))
+    print(node.kubectl(*args).stdout.rstrip())
+
+
+def pod(name, command, labels=None):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "shop", "labels": labels or {}},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "main", "image": TOOLBOX, "imagePullPolicy": "IfNotPresent",
+                                     "command": command}]}}
+
+
+def workloads(node):
+    items = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}},
+        pod("web", ["faultline-toolbox", "http-server", "8080"], {"app": "web"}),
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}},
+        pod("db", ["sh", "-c", "faultline-toolbox hold-server 5432 & exec faultline-toolbox close-server 5433"]),
+        pod("client", ["sleep", "3600"]),
+        {"apiVersion": "faultline.dev/v1alpha1", "kind": "ErrorView", "metadata": {"name": "errors", "namespace": "shop"},
+         "spec": {"query": DASHBOARD, "publishEvents": True, "samples": 20}},
+    ]
+    node.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    node.kubectl("-n", "shop", "wait", "--for=condition=Ready", "pod/web", "pod/db", "pod/client", "--timeout=120s")
+    return {p: node.kubectl_json("-n", "shop", "get", "pod", p)["status"]["podIP"] for p in ("web", "db", "client")}
+
+
+def trouble(node, ip):
+    def client(*args):
+        return node.kubectl("-n", "shop", "exec", "client", "--", "faultline-toolbox", *args, check=False).stdout.strip()
+
+    def firewall(action, *rule):
+        subprocess.run(["iptables", action, "FORWARD", *rule], check=True)
+
+    web, db, me = ip["web"], ip["db"], ip["client"]
+    step("healthy: GETs through the Service web.shop (kube-proxy's DNAT), answered 200")
+    client("http-get", "http://web.shop.svc.cluster.local/", "--count", "3")
+    step("HTTP 503 and 502, through the Service: one connection each, named by the pod and the Service")
+    client("http-get", "http://web.shop.svc.cluster.local/status/503", "--count", "2")
+    client("http-get", "http://web.shop.svc.cluster.local/status/502")
+    step("TCP SynSent/refused: a port nobody listens on")
+    client("connect", f"{web}:9999")
+    step("TCP SynSent/timeout: the node's firewall drops the SYN")
+    drop = ["-d", db, "-p", "tcp", "--dport", "7777", "-j", "DROP"]
+    firewall("-I", *drop)
+    client("connect", f"{db}:7777")
+    firewall("-D", *drop)
+    step("ICMP DestinationUnreachable/CommunicationAdministrativelyProhibited: the node's firewall rejects")
+    reject = ["-d", db, "-p", "tcp", "--dport", "7778", "-j", "REJECT", "--reject-with", "icmp-admin-prohibited"]
+    firewall("-I", *reject)
+    client("connect", f"{db}:7778")
+    firewall("-D", *reject)
     step("ICMP DestinationUnreachable/Port: UDP to a closed port")
-    t("web", "udp", db, "53", "--sport", "41004")
-    step("TCP Reset: web aborts a connection with SO_LINGER 0")
-    srv = lab.server("api", "serve", "8081", "read-then-hold", "--hold", "1")
-    t("web", "connect", api, "8081", "--sport", "41005", "--send", "hi", "--close", "rst")
-    srv.wait()
-    step("HTTP 503, a request never answered, an answer that is not HTTP, a response cut short")
-    for i, mode in enumerate(("error", "silent", "garbage", "short")):
-        srv = lab.server("api", "serve", str(8090 + i), mode)
-        t("web", "connect", api, str(8090 + i), "--sport", str(41010 + i), "--send", REQ, "--wait", "0.5")
-        srv.wait()
-    step("TCP CloseWait: api never closes after web's FIN")
-    lab.server("api", "serve", "8085", "hold", "--hold", "60")
-    t("web", "connect", api, "8085", "--sport", "41006", "--linger-after", "0")
-    step("TCP LastAck: web's last ACK is lost (dropped on its way out)")
-    drop_ack = f"ip netns exec {lab.pods['web'][0]} iptables -A OUTPUT -p tcp --sport 41007 -j DROP"
-    lab.server("api", "serve", "8086", "close-after-eof", "--hold", "5", "--before-close", drop_ack)
-    t("web", "connect", api, "8086", "--sport", "41007", "--linger-after", "0.5")
-
-
-def lab_ns_iptables(lab, pod, *rule):
-    subprocess.run(["ip", "netns", "exec", lab.pods[pod][0], "iptables", *rule], check=True)
-
-
-def show_dashboard(port):
-    """Prints the dashboard's URL and what it lists now; holds the system up while someone looks."""
-    q = urllib.parse.quote(DASHBOARD)
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/entries?q={q}",
-                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        listing = json.load(r)
-    say(f"The error dashboard lists {listing['total']} entries: {listing['counts']}")
-    # The token rides in the fragment, which the browser never sends; the page keeps it and drops it from the URL.
-    print(f"   http://127.0.0.1:{port}/?q={q}#token={ADMIN_TOKEN}")
-    hold = int(os.environ.get("FAULTLINE_DEMO_HOLD", "0"))
-    if sys.stdin.isatty():
-        input("   (the system stays up until you press Enter)")
-    elif hold:
-        print(f"   (up for {hold} s: FAULTLINE_DEMO_HOLD)")
-        time.sleep(hold)
+    client("udp", f"{db}:53")
+    step("TCP Reset and a half connection: the server resets instead of answering")
+    client("http-get", f"http://{web}:8080/reset")
+    step("a request never answered, an answer that is not HTTP, a response cut short")
+    client("connect", f"{web}:8080", "--send", "GET /hang HTTP/1.1\\r\\n\\r\\n", "--wait", "4")
+    client("connect", f"{web}:8080", "--send", "GET /garbage HTTP/1.1\\r\\n\\r\\n", "--wait", "0.5")
+    client("connect", f"{web}:8080", "--send", "GET /short HTTP/1.1\\r\\n\\r\\n", "--wait", "0.5")
+    step("TCP CloseWait: db never closes after the client's FIN")
+    client("connect", f"{db}:5432", "--sport", "41006")
+    step("TCP LastAck: the client's last ACK is dropped by the node's firewall; db retransmits its FIN")
+    last_ack = ["-s", me, "-p", "tcp", "--sport", "41007", "--tcp-flags", "ALL", "ACK", "-j", "DROP"]
+    client("connect", f"{db}:5433", "--sport", "41007", "--wait", "0.3")
+    firewall("-I", *last_ack)
+    time.sleep(4)
+    firewall("-D", *last_ack)
 
 
 def main():
     if os.geteuid() != 0:
-        sys.exit("make demo needs root: it builds network namespaces")
+        sys.exit("make demo needs root: it runs a kubelet and containerd")
     OUT.mkdir(parents=True, exist_ok=True)
-    pcap = OUT / "demo.pcap"
-    say("Starting a control plane: etcd and kube-apiserver on 127.0.0.1")
-    cluster = Cluster(OUT / "cluster").up()
-    procs = []
+    say("A one-node cluster (kubelet, containerd, CNI, kube-proxy, CoreDNS) and `helm install` of the chart")
+    node = Node(OUT / "node")
+    node.up(chart=True)
     try:
-        cluster.kubectl("apply", "-f", str(REPO / "crds" / "faultline.dev.yaml"), "-f",
-                        str(REPO / "deploy" / "operator-rbac.yaml"))
-        cluster.kubectl("wait", "--for=condition=Established", "crd/tapconfigs.faultline.dev",
-                        "crd/errorviews.faultline.dev", "--timeout=60s")
-        say("Starting faultline-operator with its ServiceAccount's token")
-        op_kc = cluster.service_account_kubeconfig(NAMESPACE, "faultline-operator", OUT / "operator.kubeconfig")
-        operator = Operator(op_kc, OUT / "operator.log", "demo")
-        procs.append(operator)
-        operator.wait_ready()
-        with PodLab() as lab:
-            say("Pods: shop/web on node-a, shop/api and shop/db on node-b (network namespaces)")
-            cluster.kubectl("create", "namespace", "shop", check=False)
-            veths = {}
-            for key, (ns, name, node, ip) in PODS.items():
-                veths[key] = lab.add_pod(key, ip)
-                cluster.kubectl("apply", "-f", "-", input=json.dumps({
-                    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
-                    "spec": {"nodeName": node, "containers": [{"name": "app", "image": "example/" + name}]}}))
-                cluster.kubectl("-n", ns, "patch", "pod", name, "--subresource=status", "--type=merge", "-p",
-                                json.dumps({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}))
-            say("kubectl apply: a TapConfig and an ErrorView")
-            cluster.kubectl("apply", "-f", "-", input=json.dumps({
-                "apiVersion": "faultline.dev/v1alpha1", "kind": "TapConfig", "metadata": {"name": "default"},
-                "spec": {"timeouts": {"synTimeoutMs": 1000, "closeTimeoutMs": 2000}}}))
-            cluster.kubectl("apply", "-f", "-", input=json.dumps({
-                "apiVersion": "faultline.dev/v1alpha1", "kind": "ErrorView",
-                "metadata": {"name": "errors", "namespace": "shop"},
-                "spec": {"query": DASHBOARD, "publishEvents": True}}))
-            deadline = time.time() + 30
-            while cluster.kubectl("-n", NAMESPACE, "get", "sa", "faultline-agent-default", check=False).returncode:
-                if time.time() > deadline:
-                    sys.exit("the operator did not create the agents' ServiceAccount")
-                time.sleep(0.5)
-            token = OUT / "agent.token"
-            token.write_text(cluster.kubectl("create", "token", "faultline-agent-default", "-n", NAMESPACE).stdout)
-            agent_kc = cluster.service_account_kubeconfig(NAMESPACE, "faultline-agent-default",
-                                                          OUT / "agent.kubeconfig")
-            say("Starting one agent per node (what the DaemonSet would run), and tcpdump for Wireshark")
-            procs.append(Agent("node-a", [veths["web"]], operator.port, token, agent_kc, OUT / "agent-node-a.log"))
-            procs.append(Agent("node-b", [veths["api"], veths["db"]], operator.port, token, agent_kc,
-                               OUT / "agent-node-b.log"))
-            dump = subprocess.Popen(["tcpdump", "-i", lab.bridge, "-U", "-w", str(pcap)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            dump.stderr.readline()
-            time.sleep(2)
-            say("Making trouble")
-            traffic(lab)
-            say("Waiting for the timeouts (SYN 1 s, close 2 s) and for the summaries (every 2 s)")
-            time.sleep(8)
-            dump.terminate()
-            dump.wait()
-            say("$ kubectl get errorviews -n shop")
-            print(cluster.kubectl("get", "errorviews", "-n", "shop").stdout)
-            st = cluster.kubectl_json("-n", "shop", "get", "errorview", "errors").get("status", {})
-            say("Counts by kind (kubectl get errorview errors -n shop -o yaml)")
-            for kind, n in sorted(st.get("countsByKind", {}).items()):
-                print(f"   {n:3}  {kind}")
-            say("$ kubectl get events -n shop")
-            print(cluster.kubectl("get", "events", "-n", "shop", "--sort-by=.lastTimestamp").stdout)
-            say("$ kubectl get tapconfigs (capture statistics per node are in its status)")
-            print(cluster.kubectl("get", "tapconfigs").stdout)
-            for n in cluster.kubectl_json("get", "tapconfig", "default").get("status", {}).get("nodes", []):
-                print(f"   {n['node']}: {n['received']} packets, {n['dropped']} dropped, ratio {n['dropRatio']}")
-            show_dashboard(operator.port)
+        show(node, "get", "pods", "-A", "-o", "wide")
+        say("Shorter timeouts for the demo, and a pcap of every error's flow (recorder: errors)")
+        node.kubectl("patch", "tapconfig", "default", "--type=merge", "-p", json.dumps({"spec": {
+            "timeouts": {"synTimeoutMs": 1000, "closeTimeoutMs": 2000, "pairTimeoutMs": 3000},
+            "recorder": {"mode": "errors"}}}))
+        node.kubectl("-n", NAMESPACE, "rollout", "status", "daemonset/faultline-agent-default", "--timeout=120s")
+        show(node, "get", "tapconfigs")
+        say("Workloads: shop/web (HTTP), shop/db (a server that never closes, one that closes last), shop/client")
+        ips = workloads(node)
+        time.sleep(2)
+        say("Making trouble")
+        trouble(node, ips)
+        say("Waiting for the timeouts (SYN 1 s, close 2 s, pair 3 s) and the summaries")
+        time.sleep(10)
+        show(node, "get", "errorviews", "-n", "shop")
+        st = node.kubectl_json("-n", "shop", "get", "errorview", "errors").get("status", {})
+        say("Counts by kind (kubectl get errorview errors -n shop -o yaml)")
+        for kind, n in sorted(st.get("countsByKind", {}).items()):
+            print(f"   {n:3}  {kind}")
+        described = node.kubectl("-n", "shop", "describe", "pod", "web").stdout
+        say("$ kubectl describe pod web -n shop   (its Events)")
+        print(described[described.find("Events:"):].rstrip())
+        show(node, "get", "tapconfig", "default", "-o", "jsonpath={range .status.nodes[*]}{.node}: {.received} "
+                                                        "packets, {.dropped} dropped{\"\\n\"}{end}")
+        listing = node.dashboard("/api/entries?q=" + urllib.parse.quote(DASHBOARD) + "&limit=200")
+        say(f"The error dashboard lists {listing['total']} entries: {listing['counts']}")
+        print(f"   kubectl -n {NAMESPACE} port-forward svc/faultline-operator 8080   # then open:")
+        print(f"   https://127.0.0.1:8080/?q={urllib.parse.quote(DASHBOARD)}#token={ADMIN_TOKEN}")
+        print(f"   (already forwarded for this demo: https://127.0.0.1:{node._forward[1]}/?q="
+              f"{urllib.parse.quote(DASHBOARD)}#token={ADMIN_TOKEN})")
+        pcap = save_pcap(node, listing)
+        hold = int(os.environ.get("FAULTLINE_DEMO_HOLD", "0"))
+        if sys.stdin.isatty():
+            input("   (the system stays up until you press Enter)")
+        elif hold:
+            print(f"   (up for {hold} s: FAULTLINE_DEMO_HOLD)")
+            time.sleep(hold)
     finally:
-        for p in procs:
-            p.stop()
-        cluster.down()
-    say(f"The traffic is in {pcap} — open it in Wireshark, or:")
-    print(f"   faultline-agent analyze {pcap}\n")
+        if os.environ.get("FAULTLINE_DEMO_KEEP") == "1":
+            print(f"\n   the node stays up: export KUBECONFIG={node.kubeconfig}; `make node-down` ends it")
+        else:
+            node.down()
+    if pcap:
+        say(f"One error's flow is in {pcap} — open it in Wireshark, or:")
+        print(f"   faultline-agent analyze {pcap}\n")
+
+
+def save_pcap(node, listing):
+    """The recording of the first TCP error listed, fetched from the operator as a user would."""
+    for e in listing["entries"]:
+        if e.get("pcap") and e.get("tcp"):
+            data = node.dashboard_bytes(e["pcap"])
+            path = OUT / f"{e['tcp']['state']}-{e['id']}.pcap"
+            path.write_bytes(data)
+            return path
+    return None
 
 
 if __name__ == "__main__":

@@ -4,12 +4,16 @@
 set -euo pipefail
 
 need=()
-for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6tables:iptables ping:iputils-ping openssl:openssl chromium:chromium tcpreplay:tcpreplay; do
+# containerd, runc, the CNI plugins and busybox: the real node (e2e/node.py) and its toolbox image.
+for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6tables:iptables ping:iputils-ping openssl:openssl chromium:chromium tcpreplay:tcpreplay containerd:containerd runc:runc busybox:busybox-static; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ -e /usr/include/pcap.h ] || need+=(libpcap-dev)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+# A static C library for the pod sandbox image (images/pause.c).
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 [ -x /usr/bin/time ] || need+=(time)
 [ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then

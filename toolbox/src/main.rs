@@ -3,9 +3,13 @@
 //! ground truth of every entry Faultline reports:
 //!
 //! ```text
-//! faultline-toolbox http-server PORT          # GET /status/N answers N, /reset resets, /hang never answers
+//! faultline-toolbox http-server PORT          # GET /status/N answers N, /reset resets, /hang never answers,
+//!                                             # /garbage answers what is not HTTP, /short cuts its body
+//! faultline-toolbox hold-server PORT          # accepts and never closes, whatever the client does
+//! faultline-toolbox close-server PORT         # reads until the client's FIN, then closes
 //! faultline-toolbox http-get URL [--count N]  # N requests on one keep-alive connection; prints statuses
-//! faultline-toolbox connect HOST:PORT         # prints "connected" or "refused"
+//! faultline-toolbox connect HOST:PORT [--sport N] [--send TEXT] [--wait SECS]
+//!                                             # prints "connected" (then sends, reads, closes) or "refused"
 //! faultline-toolbox udp HOST:PORT             # one datagram (to a closed port: ICMP port unreachable)
 //! ```
 
@@ -18,8 +22,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let res = match args.first().map(String::as_str) {
         Some("http-server") => http_server(arg(&args, 1)),
+        Some("hold-server") => simple_server(arg(&args, 1), Hold::Forever),
+        Some("close-server") => simple_server(arg(&args, 1), Hold::UntilEof),
         Some("http-get") => http_get(arg(&args, 1), count(&args)),
-        Some("connect") => connect(arg(&args, 1)),
+        Some("connect") => connect(arg(&args, 1), &args),
         Some("udp") => udp(arg(&args, 1)),
         _ => Err(io::Error::other(
             "usage: faultline-toolbox http-server PORT | http-get URL [--count N] | connect HOST:PORT | udp HOST:PORT",
@@ -38,8 +44,39 @@ fn arg(args: &[String], i: usize) -> &str {
     args.get(i).map(String::as_str).unwrap_or_default()
 }
 
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.windows(2).find(|w| w[0] == name).map(|w| w[1].as_str())
+}
+
 fn count(args: &[String]) -> usize {
-    args.windows(2).find(|w| w[0] == "--count").and_then(|w| w[1].parse().ok()).unwrap_or(1)
+    flag(args, "--count").and_then(|n| n.parse().ok()).unwrap_or(1)
+}
+
+enum Hold {
+    Forever,
+    UntilEof,
+}
+
+/// A TCP server that never closes (its clients see CLOSE_WAIT on its side), or closes only after the
+/// client's FIN (the server's FIN is then the last one).
+fn simple_server(port: &str, hold: Hold) -> io::Result<()> {
+    let listener = TcpListener::bind(("0.0.0.0", port.parse::<u16>().map_err(io::Error::other)?))?;
+    println!("listening on {port}");
+    let mut held = Vec::new();
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        match hold {
+            Hold::Forever => held.push(conn),
+            Hold::UntilEof => {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+                    drop(conn);
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A keep-alive HTTP/1.1 server, a thread per connection.
@@ -78,6 +115,14 @@ fn serve(conn: TcpStream) -> io::Result<()> {
         }
         if path == "/hang" {
             std::thread::sleep(Duration::from_secs(3600));
+            return Ok(());
+        }
+        if path == "/garbage" {
+            writer.write_all(b"\x00\x01 this is not HTTP\r\n\r\n")?;
+            return Ok(());
+        }
+        if path == "/short" {
+            writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part of it")?;
             return Ok(());
         }
         let status: u16 = path.strip_prefix("/status/").and_then(|s| s.parse().ok()).unwrap_or(200);
@@ -132,11 +177,35 @@ fn http_get(url: &str, count: usize) -> io::Result<()> {
     Ok(())
 }
 
-fn connect(target: &str) -> io::Result<()> {
-    match TcpStream::connect_timeout(&resolve(target)?, Duration::from_secs(5)) {
-        Ok(_) => println!("connected"),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => println!("refused"),
-        Err(e) => println!("failed: {e}"),
+/// Connects (from `--sport` if given), sends `--send`, reads for `--wait` seconds, closes.
+fn connect(target: &str, args: &[String]) -> io::Result<()> {
+    let addr = resolve(target)?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    if let Some(port) = flag(args, "--sport").and_then(|p| p.parse::<u16>().ok()) {
+        socket.set_reuse_address(true)?;
+        let any: std::net::SocketAddr =
+            if addr.is_ipv4() { ([0, 0, 0, 0], port).into() } else { ([0u16; 8], port).into() };
+        socket.bind(&any.into())?;
+    }
+    let mut conn: TcpStream = match socket.connect_timeout(&addr.into(), Duration::from_secs(5)) {
+        Ok(()) => socket.into(),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            println!("refused");
+            return Ok(());
+        }
+        Err(e) => {
+            println!("failed: {e}");
+            return Ok(());
+        }
+    };
+    println!("connected");
+    if let Some(text) = flag(args, "--send") {
+        conn.write_all(text.replace("\\r", "\r").replace("\\n", "\n").as_bytes())?;
+    }
+    if let Some(secs) = flag(args, "--wait").and_then(|s| s.parse::<f64>().ok()) {
+        conn.set_read_timeout(Some(Duration::from_secs_f64(secs.max(0.001))))?;
+        let mut buf = [0u8; 4096];
+        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
     }
     Ok(())
 }

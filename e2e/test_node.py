@@ -1,0 +1,209 @@
+"""Faultline on a real node (e2e/node.py): kubelet, containerd, a CNI, kube-proxy and CoreDNS, the images
+built without Docker, the chart installed by `helm install` with its defaults (TLS on). The operator and
+the agents run as pods; workloads are real pods of the toolbox image making every kind of error, pod to
+pod and through a Service; each must be counted exactly once, with Events on the right pods. Then a
+changed timeout rolls the agents and takes effect, Pod Security refusing the agents shows as a condition,
+and `helm uninstall` leaves nothing behind.
+
+The tests of this module run in order and share the node."""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from node import NAMESPACE, Node, helm_binary
+from processes import eventually
+
+TOOLBOX = "ghcr.io/faultline-dev/faultline-toolbox:0.1.0"
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    packet_sockets = Node.packet_sockets()
+    n = Node(tmp_path_factory.mktemp("node")).up(chart=True)
+    n.packet_sockets_before = packet_sockets
+    yield n
+    n.down()
+
+
+def pod(name, ns, command, labels=None):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                "name": "main", "image": TOOLBOX, "imagePullPolicy": "IfNotPresent", "command": command}]}}
+
+
+def apply(node, *objs):
+    node.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)}))
+
+
+def workloads(node, ns, service=True):
+    """A server pod (HTTP on 8080; 5xx, resets on demand), a Service in front of it, a client pod, and an
+    ErrorView publishing Events. Returns the server's pod IP."""
+    objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+            pod("web", ns, ["faultline-toolbox", "http-server", "8080"], {"app": "web"}),
+            pod("client", ns, ["sleep", "3600"]),
+            {"apiVersion": "faultline.dev/v1alpha1", "kind": "ErrorView", "metadata": {"name": "errors", "namespace": ns},
+             "spec": {"query": "response.status > 400 or error or icmp or tcp", "publishEvents": True,
+                      "samples": 20}}]
+    if service:
+        objs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+                     "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    apply(node, *objs)
+    node.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/web", "pod/client", "--timeout=120s")
+    return node.kubectl_json("-n", ns, "get", "pod", "web")["status"]["podIP"]
+
+
+def client(node, ns, *args):
+    return node.kubectl("-n", ns, "exec", "client", "--", "faultline-toolbox", *args, check=False).stdout.split()
+
+
+def view(node, ns):
+    return node.kubectl_json("-n", ns, "get", "errorview", "errors").get("status") or {}
+
+
+def counts_settle(node, ns, want, timeout=60):
+    """The ErrorView's counts reach `want`, and stay there (nothing counted twice a little later)."""
+    eventually(lambda: view(node, ns).get("countsByKind") == want, timeout=timeout,
+               what=f"counts {want} (have {view(node, ns).get('countsByKind')})")
+    time.sleep(6)
+    assert view(node, ns).get("countsByKind") == want
+
+
+FAULTLINE_REASONS = {"TCPSynSent", "TCPReset", "TCPCloseWait", "TCPLastAck", "HalfConnection", "DissectionError",
+                     "HTTPServerError", "HTTPClientError", "ICMPDestinationUnreachable"}
+
+
+def events(node, ns):
+    """Faultline's Events in `ns`: (kind, name, reason) -> the series count."""
+    items = node.kubectl_json("-n", ns, "get", "events")["items"]
+    return {(e["involvedObject"]["kind"], e["involvedObject"]["name"], e["reason"]):
+            (e.get("series") or {}).get("count") or e.get("count") or 1
+            for e in items if e["reason"] in FAULTLINE_REASONS}
+
+
+def test_helm_install_runs_the_operator_leading_and_one_agent_per_node(node):
+    pods = node.kubectl_json("-n", NAMESPACE, "get", "pods")["items"]
+    operator = [p for p in pods if p["metadata"]["name"].startswith("faultline-operator-")]
+    agents = [p for p in pods if p["metadata"]["name"].startswith("faultline-agent-default-")]
+    assert len(operator) == 1 and len(agents) == 1, [p["metadata"]["name"] for p in pods]
+    lease = node.kubectl_json("-n", NAMESPACE, "get", "lease", "faultline-operator")
+    assert lease["spec"]["holderIdentity"] == operator[0]["metadata"]["name"]
+    agent = agents[0]
+    assert agent["spec"]["nodeName"] == "faultline-node" and agent["status"]["phase"] == "Running"
+    args = agent["spec"]["containers"][0]["args"]
+    assert "--syn-timeout-ms=3000" in args and "--capture-backend=afpacket" in args, args
+    assert agent["spec"]["hostNetwork"] and agent["spec"]["priorityClassName"] == "faultline-agent"
+    tap = eventually(lambda: (t := node.kubectl_json("get", "tapconfig", "default"))["status"].get("readyAgents") == 1
+                     and t, timeout=60, what="the TapConfig ready")
+    nodes = len(node.kubectl_json("get", "nodes")["items"])
+    assert tap["status"]["desiredAgents"] == nodes == 1
+    ready = [c for c in tap["status"]["conditions"] if c["type"] == "Ready"][0]
+    assert (ready["status"], ready["reason"]) == ("True", "AgentsReady")
+
+
+def test_errors_between_pods_on_the_node_are_counted_once_with_events(node):
+    # Every pod here is created after the agent started (it captures every interface, present and future).
+    web = workloads(node, "shop")
+    assert client(node, "shop", "connect", f"{web}:9999") == ["refused"]
+    assert client(node, "shop", "http-get", f"http://{web}:8080/status/503") == ["503"]
+    # Through the Service (kube-proxy's DNAT): one connection, named by the pod and the Service.
+    assert client(node, "shop", "http-get", "http://web.shop.svc.cluster.local/status/502") == ["502"]
+    client(node, "shop", "http-get", f"http://{web}:8080/reset")
+    assert client(node, "shop", "udp", f"{web}:5000") == ["sent"]
+    counts_settle(node, "shop", {"tcp/SynSent": 1, "http/5xx": 2, "tcp/Reset": 1, "half-connection": 1,
+                                 "icmp/DestinationUnreachable": 1})
+    status = view(node, "shop")
+    assert status["matched"] == 6
+    summaries = [s["summary"] for s in status["samples"]]
+    assert any("(via service shop/web)" in s and "502" in s for s in summaries), summaries
+    # Events on the pod involved: the destination (the ICMP error's receiver is the client).
+    evs = eventually(lambda: (e := events(node, "shop")) and len(e) >= 5 and e, timeout=30, what="Events")
+    assert evs.get(("Pod", "web", "TCPSynSent")) == 1, evs
+    assert evs.get(("Pod", "web", "HTTPServerError")) == 2, evs
+    assert evs.get(("Pod", "web", "TCPReset")) == 1, evs
+    assert evs.get(("Pod", "web", "HalfConnection")) == 1, evs
+    assert evs.get(("Pod", "client", "ICMPDestinationUnreachable")) == 1, evs
+    described = node.kubectl("-n", "shop", "describe", "pod", "web").stdout
+    assert "TCPSynSent" in described and "HTTPServerError" in described
+
+
+def test_pods_on_routed_veths_are_observed_too(node):
+    """The Debian `ptp` plugin: each pod on a veth routed by the host, no bridge."""
+    node.use_cni("ptp")
+    web = workloads(node, "routed", service=False)
+    links = subprocess.run(["ip", "-o", "link", "show", "master", "cni0"], capture_output=True, text=True).stdout
+    host_routes = subprocess.run(["ip", "route", "show", web], capture_output=True, text=True).stdout
+    assert web in host_routes and "veth" in host_routes, f"{web} is not routed to a veth: {host_routes} {links}"
+    assert client(node, "routed", "connect", f"{web}:9999") == ["refused"]
+    assert client(node, "routed", "http-get", f"http://{web}:8080/status/500") == ["500"]
+    counts_settle(node, "routed", {"tcp/SynSent": 1, "http/5xx": 1})
+    node.use_cni("bridge")
+
+
+def test_a_changed_timeout_rolls_the_agents_and_takes_effect(node):
+    old = agent_pod(node)
+    node.kubectl("patch", "tapconfig", "default", "--type=merge", "-p",
+                 json.dumps({"spec": {"timeouts": {"synTimeoutMs": 1000}}}))
+    new = eventually(lambda: (p := agent_pod(node)) and p["metadata"]["name"] != old["metadata"]["name"]
+                     and ready(p) and p, timeout=120, what="a new, ready agent")
+    assert "--syn-timeout-ms=1000" in new["spec"]["containers"][0]["args"]
+    web = node.kubectl_json("-n", "shop", "get", "pod", "web")["status"]["podIP"]
+    # The node's firewall drops SYNs to one port: the attempt is seen, never answered.
+    rule = ["FORWARD", "-d", web, "-p", "tcp", "--dport", "7777", "-j", "DROP"]
+    subprocess.run(["iptables", "-I", *rule], check=True)
+    try:
+        client(node, "shop", "connect", f"{web}:7777")
+    finally:
+        subprocess.run(["iptables", "-D", *rule], check=True)
+    eventually(lambda: view(node, "shop")["countsByKind"].get("tcp/SynSent") == 2, timeout=60,
+               what="the timed-out SYN counted")
+    entries = node.dashboard("/api/entries?q=" + "tcp.state%20%3D%3D%20%22SynSent%22%20and%20dst.port%20%3D%3D%207777")
+    assert [(e["tcp"]["reason"], e["elapsedTime"]) for e in entries["entries"]] == [("timeout", 1000.0)]
+
+
+def test_agents_refused_by_pod_security_show_as_a_condition(node):
+    node.kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=baseline", "--overwrite")
+    try:
+        node.kubectl("patch", "tapconfig", "default", "--type=merge", "-p",
+                     json.dumps({"spec": {"timeouts": {"closeTimeoutMs": 4000}}}))
+
+        def failed_create():
+            tap = node.kubectl_json("get", "tapconfig", "default")
+            ready_ = [c for c in tap["status"]["conditions"] if c["type"] == "Ready"][0]
+            return ready_["reason"] == "FailedCreate" and ready_
+        cond = eventually(failed_create, timeout=90, what="Ready=False/FailedCreate")
+        assert "hostNetwork" in cond["message"] or "baseline" in cond["message"], cond
+    finally:
+        node.kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce-")
+    eventually(lambda: ready(agent_pod(node) or {}), timeout=120, what="the agent back")
+
+
+def test_helm_uninstall_leaves_nothing_behind(node):
+    r = subprocess.run([helm_binary(), "uninstall", "faultline", "--namespace", NAMESPACE, "--wait", "--timeout",
+                        "5m"], capture_output=True, text=True, env=node.env())
+    assert r.returncode == 0, r.stderr
+    for kind in ("tapconfigs", "errorviews"):
+        assert node.kubectl_json("get", kind, "-A")["items"] == [], kind
+    eventually(lambda: node.kubectl_json("-n", NAMESPACE, "get", "pods")["items"] == [], timeout=120,
+               what="no Faultline pod")
+    assert node.kubectl_json("-n", NAMESPACE, "get", "daemonsets")["items"] == []
+    left = [r["metadata"]["name"] for kind in ("clusterroles", "clusterrolebindings", "priorityclasses")
+            for r in node.kubectl_json("get", kind)["items"] if r["metadata"]["name"].startswith("faultline")]
+    assert left == [], left
+    # No packet socket (capture) is left open on the host, and the agents changed no firewall rule.
+    eventually(lambda: Node.packet_sockets() <= node.packet_sockets_before, timeout=30,
+               what=f"packet sockets back to {node.packet_sockets_before}")
+    assert "faultline" not in subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+
+
+def agent_pod(node):
+    pods = node.kubectl_json("-n", NAMESPACE, "get", "pods", "-l", "faultline.dev/tapconfig=default")["items"]
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    return live[0] if len(live) == 1 else None
+
+
+def ready(p):
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
+
