@@ -199,7 +199,7 @@ impl Events {
     async fn create(&self, key: &Key, regarding: &Value, note: &str, count: u64) -> Result<String, kube::Error> {
         let digest = Sha256::digest(format!("{}/{}/{}/{}", key.namespace, key.kind, key.name, key.reason));
         let name = format!("{}.{:x}", key.name, u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8])));
-        let ev: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
+        let mut body = json!({
             "apiVersion": "events.k8s.io/v1", "kind": "Event",
             "metadata": {"name": name, "namespace": key.namespace},
             "eventTime": MicroTime(Timestamp::now()),
@@ -210,8 +210,13 @@ impl Events {
             "regarding": regarding,
             "note": truncate(note),
             "type": "Warning",
-        }))
-        .map_err(kube::Error::SerdeError)?;
+        });
+        if count >= 2 {
+            // Seen more than once before the first write: the series starts at that count (a series of
+            // one is no series, and the API refuses a count below 2).
+            body["series"] = json!({"count": count, "lastObservedTime": MicroTime(Timestamp::now())});
+        }
+        let ev: k8s_openapi::api::events::v1::Event = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
         let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &key.namespace);
         match api.create(&PostParams::default(), &ev).await {
             Ok(_) => Ok(name),
