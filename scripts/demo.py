@@ -98,11 +98,15 @@ def trouble(node, ip):
     step("TCP CloseWait: db never closes after the client's FIN")
     client("connect", f"{db}:5432", "--sport", "41006")
     step("TCP LastAck: the client's last ACK is dropped by the node's firewall; db retransmits its FIN")
-    last_ack = ["-s", me, "-p", "tcp", "--sport", "41007", "--tcp-flags", "ALL", "ACK", "-j", "DROP"]
+    # Every bare ACK from the client's port but the first (the handshake's) is dropped.
+    acks = ["-s", me, "-p", "tcp", "--sport", "41007", "--tcp-flags", "ALL", "ACK"]
+    first = [*acks, "-m", "statistic", "--mode", "nth", "--every", "1000000", "--packet", "0", "-j", "ACCEPT"]
+    firewall("-I", *acks, "-j", "DROP")
+    firewall("-I", *first)
     client("connect", f"{db}:5433", "--sport", "41007", "--wait", "0.3")
-    firewall("-I", *last_ack)
     time.sleep(4)
-    firewall("-D", *last_ack)
+    firewall("-D", *first)
+    firewall("-D", *acks, "-j", "DROP")
 
 
 def main():

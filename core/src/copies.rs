@@ -9,11 +9,13 @@
 //! and acknowledgement numbers alone are 64 random bits). A copy is only a copy when it was seen on
 //! *another* interface within a short window: the same packet twice on one interface is a retransmission.
 //!
-//! An exact copy is dropped. A NATed copy makes its flow an alias of the first: of the two 4-tuples of one
-//! connection, the one kept is the one after DNAT (the destination changed: the Service's backend, whose
-//! node reports it) or before SNAT (the source changed: the pod, not the node). Every packet of the alias
-//! is dropped from then on — the kept flow sees them all on its own interface — and ICMP errors quoting
-//! the alias are dropped too. Everything dropped is counted.
+//! An exact copy is dropped. A NATed copy makes one of the two 4-tuples of a connection an alias of the
+//! other, and the engine decides which (`Verdict::Nat`): the tuple whose packets are seen both ways (on a
+//! node, a reply is sometimes seen half translated back on the bridge — that tuple is one-way), else the
+//! tuple after DNAT (the destination changed: the Service's backend, whose node reports it) or before SNAT
+//! (the source changed: the pod, not the node). Every packet of the alias is dropped from then on — the
+//! kept flow sees them all — and ICMP errors quoting the alias are dropped too. Everything dropped is
+//! counted.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -51,9 +53,19 @@ pub enum Verdict {
     Copy,
     /// A packet of a flow that is a NATed copy of another.
     Alias,
-    /// The first NATed copy found for a flow whose other tuple was already being tracked: that flow
-    /// (`FlowKey`) is the alias and must be forgotten; this packet is kept.
-    Replaces(FlowKey),
+    /// This packet is a NATed copy of one seen earlier under another tuple: one of the two flows must
+    /// become the alias of the other (`Copies::alias`), as the engine decides.
+    Nat(NatPair),
+}
+
+/// Two tuples of one connection, found by a packet seen under both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatPair {
+    pub earlier: FlowKey,
+    pub earlier_dst: (std::net::IpAddr, u16),
+    pub this: FlowKey,
+    /// The packet's destination changed between the two copies (DNAT of a request, un-SNAT of a reply).
+    pub dst_changed: bool,
 }
 
 #[derive(Default)]
@@ -137,20 +149,22 @@ impl Copies {
                     self.saturated += 1;
                     return Verdict::Keep;
                 }
-                if seen.dst != dst {
-                    self.aliases.insert(seen.key, p.ts);
-                    self.translated.insert(key, (seen.dst, seen.key));
-                    remember(&mut self.nat[0], nat, here, &mut self.saturated);
-                    Verdict::Replaces(seen.key)
-                } else {
-                    self.aliases.insert(key, p.ts);
-                    Verdict::Alias
-                }
+                remember(&mut self.nat[0], nat, here, &mut self.saturated);
+                Verdict::Nat(NatPair { earlier: seen.key, earlier_dst: seen.dst, this: key, dst_changed: seen.dst != dst })
             }
             _ => {
                 remember(&mut self.nat[0], nat, here, &mut self.saturated);
                 Verdict::Keep
             }
+        }
+    }
+
+    /// Makes `alias` an alias of `kept`; `translated_from`: the destination the client addressed, when the
+    /// kept flow is the one after DNAT.
+    pub fn alias(&mut self, alias: FlowKey, kept: FlowKey, translated_from: Option<(std::net::IpAddr, u16)>, ts: Timestamp) {
+        self.aliases.insert(alias, ts);
+        if let Some(dst) = translated_from {
+            self.translated.insert(kept, (dst, alias));
         }
     }
 

@@ -2,7 +2,7 @@
 //! capture's clock, turns ICMP messages into entries, and stamps each entry with an id and the node.
 
 use crate::config::EngineConfig;
-use crate::copies::{Copies, Verdict};
+use crate::copies::{Copies, NatPair, Verdict};
 use crate::entry::{Endpoint, Entry, Protocol};
 use crate::flow::{FlowKey, FlowTable};
 use crate::icmp::{self, Kind};
@@ -120,12 +120,12 @@ impl Engine {
                         self.advance(ts, out);
                         return Ok(());
                     }
-                    Verdict::Replaces(key) => {
-                        // The flow tracked so far was the other side of a NAT: forget it unreported.
+                    Verdict::Nat(pair) => {
                         self.stats.nat_copies += 1;
-                        self.flows.live.remove(&key);
-                        let d = self.flows.digest(&key);
-                        self.flows.lingering.remove(&d);
+                        if !self.keep_this_tuple(&pair, ts) {
+                            self.advance(ts, out);
+                            return Ok(());
+                        }
                     }
                 }
                 let start = out.len();
@@ -333,6 +333,26 @@ impl Engine {
                 self.flows.retire(key, l);
             }
         }
+    }
+
+    /// Of two tuples of one connection, which to keep: the one whose packets were seen both ways (a reply
+    /// seen half translated back is one-way), else the one after DNAT or before SNAT. The other becomes an
+    /// alias, forgotten unreported. True when the current packet's tuple is kept.
+    fn keep_this_tuple(&mut self, pair: &NatPair, ts: Timestamp) -> bool {
+        let two_way = |key: &FlowKey| self.flows.live.get(key).is_some_and(Conn::seen_both_ways);
+        let keep_this = match (two_way(&pair.earlier), two_way(&pair.this)) {
+            (true, false) => false,
+            (false, true) => true,
+            _ => pair.dst_changed,
+        };
+        let (alias, kept) = if keep_this { (pair.earlier, pair.this) } else { (pair.this, pair.earlier) };
+        // The client addressed the earlier copy's destination when the kept tuple is the one after DNAT.
+        let translated = (keep_this && pair.dst_changed).then_some(pair.earlier_dst);
+        self.copies.alias(alias, kept, translated, ts);
+        self.flows.live.remove(&alias);
+        let d = self.flows.digest(&alias);
+        self.flows.lingering.remove(&d);
+        keep_this
     }
 
     /// Picked up mid-stream: is `a` the server of a connection with `b`? A side seen listening (it answered

@@ -528,3 +528,32 @@ fn an_egress_connection_seen_before_and_after_snat_is_reported_once_under_the_po
     assert_eq!(tcp_errors(&out), [(TcpState::SynSent, Some(SynReason::Timeout), None)]);
     assert_eq!((out[0].src.ip, out[0].src.port), (pod.0, Some(pod.1)));
 }
+
+#[test]
+fn a_reply_seen_half_translated_back_does_not_replace_the_connection_seen_both_ways() {
+    // The node itself calls a Service backed by a pod on the node: the request leaves DNATed and SNATed
+    // (10.88.0.1:5785 -> 10.88.0.3:8080, on the bridge and the pod's veth); the reply is seen on the veth
+    // as such, and again on the bridge half translated back (10.88.0.3:8080 -> 192.0.2.2:48974). Only the
+    // first tuple is seen both ways: it is the connection.
+    let mut s = Sim::new();
+    s.engine.expect_several_interfaces();
+    let (snat, pod, host) = ((ip("10.88.0.1"), 5785), (ip("10.88.0.3"), 8080), (ip("192.0.2.2"), 48_974));
+    let both = |s: &mut Sim, ms, f: &[u8]| {
+        s.frame_on(1, ms, f);
+        s.frame_on(2, ms, f);
+    };
+    both(&mut s, 0, &common::tcp_frame(snat, pod, SYN, 1000, 0, b""));
+    s.frame_on(2, 1, &common::tcp_frame(pod, snat, SYN | ACK, 5000, 1001, b""));
+    s.frame_on(1, 1, &common::tcp_frame(pod, host, SYN | ACK, 5000, 1001, b""));
+    both(&mut s, 2, &common::tcp_frame(snat, pod, ACK, 1001, 5001, b""));
+    both(&mut s, 3, &common::tcp_frame(snat, pod, PSH | ACK, 1001, 5001, GET));
+    s.frame_on(2, 4, &common::tcp_frame(pod, snat, PSH | ACK, 5001, 1029, UNAVAILABLE));
+    s.frame_on(1, 4, &common::tcp_frame(pod, host, PSH | ACK, 5001, 1029, UNAVAILABLE));
+    s.frame_on(2, 5, &common::tcp_frame(pod, snat, RST | ACK, 5056, 1029, b""));
+    s.frame_on(1, 5, &common::tcp_frame(pod, host, RST | ACK, 5056, 1029, b""));
+    let out = s.finish();
+    assert_eq!(kinds(&out), ["http:503", "tcp:Reset::server"], "{out:?}");
+    for e in &out {
+        assert_eq!((e.src.ip, e.src.port), (snat.0, Some(snat.1)), "the tuple seen both ways");
+    }
+}

@@ -157,6 +157,8 @@ pub(crate) struct Conn {
     midstream: bool,
     /// Both SYNs were seen: window scaling is known exactly (RFC 7323: on only if both sides offered it).
     handshake_seen: bool,
+    /// Which ends were seen sending (bit 0: `ends[0]`, bit 1: `ends[1]`).
+    seen_from: u8,
     close_wait_reported: bool,
     /// When it was closed (a timer's decision may come after its last packet).
     closed_at: Timestamp,
@@ -170,6 +172,7 @@ impl Conn {
     pub fn syn(client: (IpAddr, u16), server: (IpAddr, u16), ts: Timestamp, seg: &TcpSegment<'_>) -> Conn {
         let mut c = Conn::new(client, server, ts, Phase::SynSent);
         c.syn_ts = ts;
+        c.seen_from = 1;
         let h = &mut c.halves[0];
         h.seq.set(ISN, seg.seq);
         // A SYN's data (TCP Fast Open) follows its sequence number.
@@ -182,6 +185,7 @@ impl Conn {
     /// Picked up at the server's SYN-ACK (the SYN was not captured).
     pub fn syn_ack(client: (IpAddr, u16), server: (IpAddr, u16), ts: Timestamp, seg: &TcpSegment<'_>) -> Conn {
         let mut c = Conn::new(client, server, ts, Phase::SynAcked);
+        c.seen_from = 2;
         c.halves[0].seq.set(ISN, seg.ack.wrapping_sub(1));
         c.halves[0].seq.set(NXT, seg.ack);
         c.halves[1].seq.set(ISN, seg.seq);
@@ -211,11 +215,17 @@ impl Conn {
             syn_reported: false,
             midstream: false,
             handshake_seen: false,
+            seen_from: 0,
             close_wait_reported: false,
             closed_at: ts,
             halves: [Half::default(), Half::default()],
             app: None,
         }
+    }
+
+    /// Whether packets from both ends were seen.
+    pub fn seen_both_ways(&self) -> bool {
+        self.seen_from == 3
     }
 
     pub fn client(&self) -> (IpAddr, u16) {
@@ -258,6 +268,7 @@ impl Conn {
             return;
         }
         let (me, peer) = if from_first { (0, 1) } else { (1, 0) };
+        self.seen_from |= 1 << me;
         let from_client = me == 0;
         let flags = seg.flags;
         if flags.syn() {
