@@ -97,16 +97,29 @@ def trouble(node, ip):
     client("connect", f"{web}:8080", "--send", "GET /short HTTP/1.1\\r\\n\\r\\n", "--wait", "0.5")
     step("TCP CloseWait: db never closes after the client's FIN")
     client("connect", f"{db}:5432", "--sport", "41006")
-    step("TCP LastAck: the client's last ACK is dropped by the node's firewall; db retransmits its FIN")
-    # Every bare ACK from the client's port but the first (the handshake's) is dropped.
-    acks = ["-s", me, "-p", "tcp", "--sport", "41007", "--tcp-flags", "ALL", "ACK"]
+    step("TCP LastAck: a firewall in the client pod drops its last ACK; db retransmits its FIN")
+    # Every bare ACK from the client's port but the first (the handshake's), before it leaves the pod.
+    acks = ["-p", "tcp", "--sport", "41007", "--tcp-flags", "ALL", "ACK"]
     first = [*acks, "-m", "statistic", "--mode", "nth", "--every", "1000000", "--packet", "0", "-j", "ACCEPT"]
-    firewall("-I", *acks, "-j", "DROP")
-    firewall("-I", *first)
+    netns = pod_netns(me)
+    in_pod = ["ip", "netns", "exec", netns, "iptables"]
+    subprocess.run([*in_pod, "-I", "OUTPUT", *acks, "-j", "DROP"], check=True)
+    subprocess.run([*in_pod, "-I", "OUTPUT", *first], check=True)
     client("connect", f"{db}:5433", "--sport", "41007", "--wait", "0.3")
     time.sleep(4)
-    firewall("-D", *first)
-    firewall("-D", *acks, "-j", "DROP")
+    subprocess.run([*in_pod, "-F", "OUTPUT"], check=True)
+
+
+def pod_netns(ip):
+    """The network namespace (under /run/netns, made by the CNI) of the pod with this address."""
+    for name in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split():
+        if not name.startswith("cni-"):
+            continue
+        addrs = subprocess.run(["ip", "netns", "exec", name, "ip", "-4", "-o", "addr"], capture_output=True,
+                               text=True).stdout
+        if f" {ip}/" in addrs:
+            return name
+    raise RuntimeError(f"no network namespace holds {ip}")
 
 
 def main():

@@ -150,7 +150,12 @@ impl Copies {
                     return Verdict::Keep;
                 }
                 remember(&mut self.nat[0], nat, here, &mut self.saturated);
-                Verdict::Nat(NatPair { earlier: seen.key, earlier_dst: seen.dst, this: key, dst_changed: seen.dst != dst })
+                Verdict::Nat(NatPair {
+                    earlier: seen.key,
+                    earlier_dst: seen.dst,
+                    this: key,
+                    dst_changed: seen.dst != dst,
+                })
             }
             _ => {
                 remember(&mut self.nat[0], nat, here, &mut self.saturated);
@@ -161,7 +166,13 @@ impl Copies {
 
     /// Makes `alias` an alias of `kept`; `translated_from`: the destination the client addressed, when the
     /// kept flow is the one after DNAT.
-    pub fn alias(&mut self, alias: FlowKey, kept: FlowKey, translated_from: Option<(std::net::IpAddr, u16)>, ts: Timestamp) {
+    pub fn alias(
+        &mut self,
+        alias: FlowKey,
+        kept: FlowKey,
+        translated_from: Option<(std::net::IpAddr, u16)>,
+        ts: Timestamp,
+    ) {
         self.aliases.insert(alias, ts);
         if let Some(dst) = translated_from {
             self.translated.insert(kept, (dst, alias));

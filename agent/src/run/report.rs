@@ -138,7 +138,12 @@ impl Reporter {
             .header("Content-Type", "application/json")
             .send(&body[..])
             .map_err(|e| e.to_string())?;
-        match resp.status().as_u16() {
+        let status = resp.status().as_u16();
+        // Read the answer to its end: only then can the connection go back to the pool and carry the next
+        // batch (a connection dropped with the answer unread is closed, and reset by the kernel when the
+        // operator's TLS close_notify arrives after it).
+        let _ = resp.into_body().read_to_vec();
+        match status {
             200..=299 => Ok(()),
             code => Err(format!("operator answered {code}")),
         }
