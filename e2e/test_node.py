@@ -14,7 +14,7 @@ import time
 import pytest
 
 from node import NAMESPACE, Node, helm_binary
-from processes import eventually
+from processes import REPO, eventually
 
 TOOLBOX = "ghcr.io/faultline-dev/faultline-toolbox:0.1.0"
 
@@ -181,6 +181,19 @@ def test_agents_refused_by_pod_security_show_as_a_condition(node):
     finally:
         node.kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce-")
     eventually(lambda: ready(agent_pod(node) or {}), timeout=120, what="the agent back")
+
+
+def test_crds_then_helm_upgrade_as_the_readme_says(node):
+    r = node.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "charts" / "faultline" / "crds"))
+    assert "serverside-applied" in r.stdout
+    old = node.kubectl_json("-n", NAMESPACE, "get", "deploy", "faultline-operator")["metadata"]["generation"]
+    r = subprocess.run([helm_binary(), "upgrade", "faultline", str(REPO / "charts" / "faultline"), "--namespace",
+                        NAMESPACE, "--set", "operator.logLevel=debug", "--wait", "--timeout", "3m"],
+                       capture_output=True, text=True, env=node.env())
+    assert r.returncode == 0, r.stderr
+    assert node.kubectl_json("-n", NAMESPACE, "get", "deploy", "faultline-operator")["metadata"]["generation"] > old
+    eventually(lambda: node.kubectl_json("get", "tapconfig", "default")["status"].get("readyAgents") == 1,
+               timeout=120, what="agents ready after the upgrade")
 
 
 def test_helm_uninstall_leaves_nothing_behind(node):
