@@ -66,21 +66,26 @@ pub struct ErrorViewStatus {
     pub last_seen: Option<Time>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Sample>,
-    /// Per-minute counts within the window: what the other fields are summed from, kept in status so that
-    /// an operator restart resumes the counts instead of resetting them.
+    /// Counts within the window in buckets of `bucketSeconds` (a sixtieth of the window, at least a
+    /// second): what the other fields are summed from, kept in status so that an operator restart resumes
+    /// the counts instead of resetting them. At most about 60 buckets, each with at most 20 pairs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub buckets: Vec<MinuteBucket>,
+    pub buckets: Vec<Bucket>,
+    /// The width of each bucket, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_seconds: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct MinuteBucket {
-    /// Unix time of the minute's start, in seconds.
-    pub minute: i64,
+pub struct Bucket {
+    /// Unix time of the bucket's start, in seconds.
+    pub start: i64,
     pub matched: i64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kinds: BTreeMap<String, i64>,
-    /// `source -> destination` to count.
+    /// `source -> destination` to count; endpoints that are not pods are counted by address, without
+    /// their (ephemeral) port, and pairs beyond the most frequent 20 under `(other pairs)`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pairs: BTreeMap<String, i64>,
 }

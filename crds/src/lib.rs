@@ -7,7 +7,7 @@
 mod errorview;
 mod tapconfig;
 
-pub use errorview::{ErrorView, ErrorViewSpec, ErrorViewStatus, MinuteBucket, PairCount, Sample};
+pub use errorview::{Bucket, ErrorView, ErrorViewSpec, ErrorViewStatus, PairCount, Sample};
 pub use tapconfig::{
     AgentSpec, CaptureBackend, Dissector, NodeCaptureStats, RecorderMode, RecorderSpec, TapConfig, TapConfigSpec,
     TapConfigStatus, Timeouts, WatchSpec,

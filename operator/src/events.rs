@@ -39,6 +39,9 @@ struct Series {
     note: String,
     count: u64,
     written: u64,
+    /// The count an Event left by an earlier run already had when this run took it over: what this run
+    /// counts is added to it, so the series never goes back.
+    base: u64,
     event_name: Option<String>,
     last_write: Option<Instant>,
     last_seen: Instant,
@@ -96,6 +99,12 @@ impl Events {
     }
 
     /// An Event on a TapConfig (cluster-scoped, so the Event lives in `default`).
+    /// How many occurrences were recorded in all series (written or not): for tests.
+    #[cfg(test)]
+    pub fn recorded(&self) -> u64 {
+        self.series.lock().map(|m| m.values().map(|s| s.count).sum()).unwrap_or(0)
+    }
+
     pub fn record_for_tapconfig(&self, tap: &faultline_crds::TapConfig, reason: &str, note: String) {
         let key = Key { namespace: "default".into(), kind: "TapConfig", name: tap.name_any(), reason: reason.into() };
         let regarding = json!({"apiVersion": faultline_crds::TapConfig::api_version(&()), "kind": "TapConfig",
@@ -106,15 +115,14 @@ impl Events {
     fn record(&self, key: Key, regarding: Value, note: String) {
         let Ok(mut m) = self.series.lock() else { return };
         if m.len() >= MAX_SERIES && !m.contains_key(&key) {
-            if let Some(oldest) = m.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| k.clone()) {
-                m.remove(&oldest);
-            }
+            evict_oldest(&mut m);
         }
         let s = m.entry(key).or_insert_with(|| Series {
             regarding,
             note: String::new(),
             count: 0,
             written: 0,
+            base: 0,
             event_name: None,
             last_write: None,
             last_seen: Instant::now(),
@@ -137,25 +145,42 @@ impl Events {
         }
     }
 
-    /// Series with counts not yet written and not written too recently.
+    /// Series with counts not yet written and not written too recently: (key, regarding, note, count to
+    /// write — base included —, the Event's name once created).
     #[allow(clippy::type_complexity)]
     fn due(&self) -> Vec<(Key, Value, String, u64, Option<String>)> {
         let Ok(m) = self.series.lock() else { return Vec::new() };
         m.iter()
             .filter(|(_, s)| s.count > s.written && s.last_write.is_none_or(|t| t.elapsed() >= SERIES_EVERY))
-            .map(|(k, s)| (k.clone(), s.regarding.clone(), s.note.clone(), s.count, s.event_name.clone()))
+            .map(|(k, s)| (k.clone(), s.regarding.clone(), s.note.clone(), s.base + s.count, s.event_name.clone()))
             .collect()
     }
 
-    fn written(&self, key: &Key, count: u64, regarding: Value, created: Option<String>) {
+    fn written(&self, key: &Key, outcome: Written, regarding: Value) {
         if let Ok(mut m) = self.series.lock() {
             if let Some(s) = m.get_mut(key) {
-                s.written = count;
+                match outcome {
+                    Written::Count(total) => s.written = total - s.base,
+                    Written::Created { name, total } => {
+                        s.written = total - s.base;
+                        s.event_name = Some(name);
+                    }
+                    Written::Adopted { name, base } => {
+                        // An earlier run's Event with `base` occurrences, raised by all of this run's.
+                        s.base = base;
+                        s.written = s.count;
+                        s.event_name = Some(name);
+                    }
+                    Written::Gone => {
+                        // Expired (the API server's --event-ttl): the next write creates it again.
+                        s.event_name = None;
+                        s.base = 0;
+                        s.written = 0;
+                        return;
+                    }
+                }
                 s.last_write = Some(Instant::now());
                 s.regarding = regarding;
-                if created.is_some() {
-                    s.event_name = created;
-                }
             }
         }
     }
@@ -181,12 +206,27 @@ impl Events {
                 }
             }
             let result = match &existing {
-                None => self.create(&key, &regarding, &note, count).await.map(Some),
-                Some(name) => self.bump(&key, name, count).await.map(|()| None),
+                None => self.create(&key, &regarding, &note, count).await,
+                Some(name) => match self.bump(&key, name, count).await {
+                    Ok(()) => Ok(Written::Count(count)),
+                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(Written::Gone),
+                    Err(e) => Err(e),
+                },
             };
             self.metrics.wrote("event");
             match result {
-                Ok(created) => self.written(&key, count, regarding, created),
+                Ok(Written::Gone) => {
+                    // Recreated at once, with the whole count of this series so far.
+                    self.written(&key, Written::Gone, regarding.clone());
+                    match self.create(&key, &regarding, &note, count).await {
+                        Ok(w) => self.written(&key, w, regarding),
+                        Err(e) => {
+                            tracing::warn!(error = %e, reason = %key.reason, object = %key.name, "cannot write Event");
+                            self.retry_later(&key);
+                        }
+                    }
+                }
+                Ok(w) => self.written(&key, w, regarding),
                 Err(e) => {
                     tracing::warn!(error = %e, reason = %key.reason, object = %key.name, "cannot write Event");
                     // Try again after the usual interval, not every second.
@@ -196,9 +236,8 @@ impl Events {
         }
     }
 
-    async fn create(&self, key: &Key, regarding: &Value, note: &str, count: u64) -> Result<String, kube::Error> {
-        let digest = Sha256::digest(format!("{}/{}/{}/{}", key.namespace, key.kind, key.name, key.reason));
-        let name = format!("{}.{:x}", key.name, u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8])));
+    async fn create(&self, key: &Key, regarding: &Value, note: &str, count: u64) -> Result<Written, kube::Error> {
+        let name = event_name(key);
         let mut body = json!({
             "apiVersion": "events.k8s.io/v1", "kind": "Event",
             "metadata": {"name": name, "namespace": key.namespace},
@@ -219,11 +258,14 @@ impl Events {
         let ev: k8s_openapi::api::events::v1::Event = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
         let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &key.namespace);
         match api.create(&PostParams::default(), &ev).await {
-            Ok(_) => Ok(name),
-            // Left by an earlier run of the operator: continue that series with what this run counted.
+            Ok(_) => Ok(Written::Created { name, total: count }),
+            // Left by an earlier run of the operator: continue that series — its count plus what this
+            // run counted, never less than it already says.
             Err(kube::Error::Api(e)) if e.code == 409 => {
-                self.bump(key, &name, count).await?;
-                Ok(name)
+                let old = api.get(&name).await?;
+                let base = old.series.as_ref().map_or(1, |s| u64::try_from(s.count).unwrap_or(1)).max(1);
+                self.bump(key, &name, base + count).await?;
+                Ok(Written::Adopted { name, base })
             }
             Err(e) => Err(e),
         }
@@ -235,6 +277,58 @@ impl Events {
         let patch = json!({"series": {"count": count, "lastObservedTime": MicroTime(Timestamp::now())}});
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
     }
+}
+
+/// What a write did.
+enum Written {
+    /// The series now says this total.
+    Count(u64),
+    Created {
+        name: String,
+        total: u64,
+    },
+    /// An Event of an earlier run, which counted `base`, now continued.
+    Adopted {
+        name: String,
+        base: u64,
+    },
+    /// The Event expired.
+    Gone,
+}
+
+/// The Event's name: the object's name and a digest of the series. Names are at most 253 characters,
+/// and an object's name may be that long itself: it is cut to leave room for the digest.
+fn event_name(key: &Key) -> String {
+    let digest = Sha256::digest(format!("{}/{}/{}/{}", key.namespace, key.kind, key.name, key.reason));
+    let suffix = format!("{:x}", u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8])));
+    let mut prefix = key.name.as_str();
+    let room = 253 - 1 - suffix.len();
+    if prefix.len() > room {
+        let mut end = room;
+        while !prefix.is_char_boundary(end) {
+            end -= 1;
+        }
+        prefix = prefix[..end].trim_end_matches(['.', '-']);
+    }
+    format!("{prefix}.{suffix}")
+}
+
+/// Makes room in a full map of series: the least recently seen sixteenth goes, in one pass (so each new
+/// series costs O(1) amortised, not a scan of ten thousand).
+fn evict_oldest(m: &mut HashMap<Key, Series>) {
+    let drop = (m.len() / 16).max(1);
+    let mut seen: Vec<Instant> = m.values().map(|s| s.last_seen).collect();
+    let (_, cutoff, _) = seen.select_nth_unstable(drop - 1);
+    let cutoff = *cutoff;
+    let mut dropped = 0;
+    m.retain(|_, s| {
+        if dropped < drop && s.last_seen <= cutoff {
+            dropped += 1;
+            false
+        } else {
+            true
+        }
+    });
 }
 
 /// Event notes are limited to 1 KiB.
@@ -249,6 +343,39 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_names_fit_however_long_the_pod_name() {
+        let key =
+            |name: &str| Key { namespace: "shop".into(), kind: "Pod", name: name.into(), reason: "TCPReset".into() };
+        let long = "a".repeat(253);
+        let n = event_name(&key(&long));
+        assert!(n.len() <= 253 && n.starts_with("aaaa"), "{} characters", n.len());
+        assert_ne!(event_name(&key("web")), event_name(&key("web2")));
+    }
+
+    #[test]
+    fn a_full_map_of_series_evicts_a_sixteenth_of_the_oldest_at_once() {
+        let mut m = HashMap::new();
+        let t0 = Instant::now();
+        for i in 0..1600u64 {
+            let key = Key { namespace: "ns".into(), kind: "Pod", name: format!("p{i}"), reason: "R".into() };
+            let s = Series {
+                regarding: Value::Null,
+                note: String::new(),
+                count: 1,
+                written: 0,
+                base: 0,
+                event_name: None,
+                last_write: None,
+                last_seen: t0 + Duration::from_millis(i),
+            };
+            m.insert(key, s);
+        }
+        evict_oldest(&mut m);
+        assert_eq!(m.len(), 1500);
+        assert!(m.keys().all(|k| k.name.trim_start_matches('p').parse::<u64>().expect("n") >= 100), "the oldest went");
+    }
 
     #[test]
     fn notes_are_cut_on_a_character_boundary() {

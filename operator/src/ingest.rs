@@ -25,6 +25,8 @@ pub struct Ingest {
     pub store: Arc<Store>,
     /// Only the leader counts entries; a standby refuses them so agents retry (and reach the leader).
     pub leading: Arc<AtomicBool>,
+    /// The views that count every accepted entry as it arrives.
+    pub views: Arc<crate::errorview::live::Views>,
     metrics: Arc<crate::metrics::Metrics>,
     /// Token digest → the TapConfig its agent belongs to, or none.
     cache: ReviewCache<[u8; 32], Option<String>>,
@@ -36,9 +38,10 @@ impl Ingest {
         namespace: String,
         store: Arc<Store>,
         leading: Arc<AtomicBool>,
+        views: Arc<crate::errorview::live::Views>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Ingest {
-        Ingest { client, namespace, store, leading, metrics, cache: ReviewCache::new(CACHE_TTL) }
+        Ingest { client, namespace, store, leading, views, metrics, cache: ReviewCache::new(CACHE_TTL) }
     }
 
     /// The TapConfig whose agent holds this token, or `None` when the token is not an agent's.
@@ -67,7 +70,8 @@ pub async fn handle(State(ingest): State<Ingest>, headers: HeaderMap, body: Byte
             return (StatusCode::SERVICE_UNAVAILABLE, "cannot verify the token now; retry\n".into());
         }
     };
-    if !ingest.leading.load(Ordering::Relaxed) {
+    // Not before the views are counting: an entry accepted now would be counted nowhere.
+    if !ingest.leading.load(Ordering::Relaxed) || !ingest.views.active() {
         return (StatusCode::SERVICE_UNAVAILABLE, "not the leader; retry\n".into());
     }
     let batch: Batch = match serde_json::from_slice(&body) {
@@ -76,7 +80,9 @@ pub async fn handle(State(ingest): State<Ingest>, headers: HeaderMap, body: Byte
     };
     let node = batch.node.clone();
     match ingest.store.ingest(&tap, batch, crate::clock::now()) {
-        Accepted::New(n) => {
+        Accepted::New(entries) => {
+            let n = entries.len();
+            ingest.views.observe(&entries);
             ingest.metrics.entries_ingested.inc_by(n as u64);
             tracing::debug!(%tap, %node, entries = n, "batch accepted");
             (StatusCode::OK, format!("accepted {n}\n"))

@@ -135,8 +135,20 @@ async fn run(args: Args) -> Result<(), String> {
     let store = Arc::new(store::Store::new(args.store_capacity));
     let health = http::Health { ready: ready.clone(), metrics: metrics.clone() };
     let leading = Arc::new(AtomicBool::new(false));
-    let ingest =
-        ingest::Ingest::new(client.clone(), args.namespace.clone(), store.clone(), leading.clone(), metrics.clone());
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let events = Arc::new(events::Events::new(client.clone(), identity.clone(), metrics.clone()));
+    let views = Arc::new(errorview::live::Views::new(events.clone(), args.namespace.clone()));
+    let ingest = ingest::Ingest::new(
+        client.clone(),
+        args.namespace.clone(),
+        store.clone(),
+        leading.clone(),
+        views.clone(),
+        metrics.clone(),
+    );
     let pcaps = pcaps::Pcaps {
         access: dashboard::access::Access::new(client.clone(), args.namespace.clone(), false),
         store: store.clone(),
@@ -165,10 +177,6 @@ async fn run(args: Args) -> Result<(), String> {
     }
     ready.store(true, Ordering::Relaxed);
 
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
-    });
     let (lead_tx, lead_rx) = watch::channel(!args.leader_election);
     if args.leader_election {
         let elector = leader::Elector::new(client.clone(), &args.namespace, &args.lease_name, identity.clone());
@@ -190,7 +198,6 @@ async fn run(args: Args) -> Result<(), String> {
         },
         metrics: metrics.clone(),
     });
-    let events = Arc::new(events::Events::new(client.clone(), identity.clone(), metrics.clone()));
     // Lead while the lease is ours; when it is lost (the API server was unreachable too long, say), stop
     // acting and campaign again — without restarting the process.
     loop {
@@ -202,7 +209,7 @@ async fn run(args: Args) -> Result<(), String> {
         }
         metrics.leader.set(1);
         leading.store(true, Ordering::Relaxed);
-        lead_term(ctx.clone(), store.clone(), events.clone(), lead_rx.clone(), stop_rx.clone()).await;
+        lead_term(ctx.clone(), store.clone(), events.clone(), views.clone(), lead_rx.clone(), stop_rx.clone()).await;
         metrics.leader.set(0);
         leading.store(false, Ordering::Relaxed);
         if *stop_rx.borrow() {
@@ -222,6 +229,7 @@ async fn lead_term(
     ctx: Arc<Context>,
     store: Arc<store::Store>,
     events: Arc<events::Events>,
+    views: Arc<errorview::live::Views>,
     mut lost: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -235,7 +243,7 @@ async fn lead_term(
     let done = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|d| *d).await;
     };
-    let views = tokio::spawn(errorview::run(ctx.clone(), store.clone(), events.clone(), done(done_rx.clone())));
+    let views = tokio::spawn(errorview::run(ctx.clone(), store.clone(), views, done(done_rx.clone())));
     let stats = tokio::spawn(tapconfig::stats::run(ctx.clone(), store.clone(), events.clone(), done(done_rx.clone())));
     let flusher = tokio::spawn({
         let (events, mut rx) = (events.clone(), done_rx.clone());

@@ -1,11 +1,11 @@
-//! ErrorViews: every couple of seconds each view reads the entries that arrived since it last looked,
-//! counts those its query matches and its namespace may see, and writes its status — at most once per
-//! round, and only when it changed, so API writes stay bounded whatever the entry rate. Matching entries
-//! of views with `publishEvents` go to the Event publisher.
+//! ErrorViews: entries are counted as they arrive (`live::Views`, fed by ingest); every couple of seconds
+//! each view's status is computed for its window and written — at most once per round, and only when it
+//! changed, so API writes stay bounded whatever the entry rate. Matching entries of views with
+//! `publishEvents` go to the Event publisher as they are counted.
 
+pub mod live;
 pub mod view;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,17 +19,18 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::context::{Context, MANAGER};
-use crate::events::Events;
 use crate::store::Store;
 use crate::tapconfig::status::condition;
-use view::ViewState;
+use live::Views;
 
 const ROUND: Duration = Duration::from_secs(2);
 
+/// Runs for one lead term: resumes every view from its status, lets ingest count, and writes statuses
+/// until `shutdown`.
 pub async fn run(
     ctx: Arc<Context>,
     store: Arc<Store>,
-    events: Arc<Events>,
+    views: Arc<Views>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let api: Api<ErrorView> = Api::all(ctx.client.clone());
@@ -43,55 +44,38 @@ pub async fn run(
             }
         });
     let watch = tokio::spawn(watch);
-    let mut states: HashMap<String, ViewState> = HashMap::new();
     tokio::pin!(shutdown);
+    // Every view known before counting starts: an entry must not find its view missing.
+    tokio::select! {
+        r = reader.wait_until_ready() => { if r.is_err() { watch.abort(); return; } }
+        _ = &mut shutdown => { watch.abort(); return; }
+    }
+    views.activate(&reader.state(), &store);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(ROUND) => {}
             _ = &mut shutdown => break,
         }
-        let views = reader.state();
-        states.retain(|uid, _| views.iter().any(|v| v.uid().as_deref() == Some(uid.as_str())));
-        for v in views {
-            let Some(uid) = v.uid() else { continue };
-            if let Err(e) = round(&ctx, &store, &events, &mut states, &uid, &v).await {
+        views.sync(&reader.state(), &store);
+        for (v, st) in views.statuses(crate::clock::now()) {
+            if let Err(e) = write(&ctx, &v, st).await {
                 tracing::warn!(view = %format!("{}/{}", v.namespace().unwrap_or_default(), v.name_any()), error = %e, "status update failed");
             }
         }
     }
+    // Counting stops with the term; a last write keeps what was counted since the last round.
+    for (v, st) in views.statuses(crate::clock::now()) {
+        let _ = write(&ctx, &v, st).await;
+    }
+    views.deactivate();
     watch.abort();
 }
 
-async fn round(
-    ctx: &Context,
-    store: &Store,
-    events: &Events,
-    states: &mut HashMap<String, ViewState>,
-    uid: &str,
-    v: &ErrorView,
-) -> Result<(), kube::Error> {
+async fn write(ctx: &Context, v: &ErrorView, mut st: faultline_crds::ErrorViewStatus) -> Result<(), kube::Error> {
     let ns = v.namespace().unwrap_or_default();
-    let cluster_wide = ns == ctx.build.namespace;
-    // A view first seen reads the whole store: those entries arrived since this operator started, so none
-    // of them is in the counts it resumes from its status, and a new view shows recent entries at once.
-    let state = states.entry(uid.to_owned()).or_insert_with(|| ViewState::resume(v, 0));
-    if state.generation != v.metadata.generation {
-        // The spec changed: the new query counts what the store holds, afresh.
-        *state = ViewState::resume(v, 0);
-    }
-    let (fresh, cursor) = store.since(state.cursor);
-    state.cursor = cursor;
-    let samples = usize::try_from(v.spec.samples.max(0)).unwrap_or(0);
-    for e in &fresh {
-        if state.observe(e, &ns, cluster_wide, samples) && v.spec.publish_events {
-            events.record_for_view(v, e);
-        }
-    }
-    let now = crate::clock::now();
-    let mut st = state.status(v, now);
     let old = v.status.clone().unwrap_or_default();
     let t = Time(JiffTimestamp::now());
-    st.conditions = match &state.query {
+    st.conditions = match faultline_kfl::Query::parse(&v.spec.query) {
         Ok(_) => vec![condition(
             &old.conditions,
             "Ready",

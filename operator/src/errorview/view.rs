@@ -1,49 +1,77 @@
-//! One ErrorView's running summary, fed entry by entry. Pure: the controller feeds it from the store and
-//! writes what `status` returns. Counts live in per-minute buckets, persisted in the view's status, so a
-//! restarted operator resumes them (see `ViewState::resume`).
+//! One ErrorView's running summary, fed entry by entry as entries arrive. Pure: the controller feeds it and
+//! writes what `status` returns. Counts live in buckets of a sixtieth of the window (at least a second, so
+//! a short window is counted to the second), persisted in the view's status, so a restarted operator — or
+//! one that leads again — resumes them (see `ViewState::resume`). Status is bounded whatever the traffic:
+//! about 60 buckets, 20 pairs each (endpoints that are not pods counted by address, not port), 50 samples.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use faultline_core::entry::{Entry, ErrorType, Kind};
 use faultline_core::Timestamp;
-use faultline_crds::{ErrorView, ErrorViewStatus, MinuteBucket, PairCount, Sample};
+use faultline_crds::{Bucket, ErrorView, ErrorViewStatus, PairCount, Sample};
 use faultline_kfl::{ParseError, Query};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff;
 
 const TOP_PAIRS: usize = 5;
+/// Pairs kept per bucket; the rest are counted under `OTHER_PAIRS`.
+pub const PAIRS_PER_BUCKET: usize = 20;
+pub const OTHER_PAIRS: &str = "(other pairs)";
+/// Buckets per window.
+const BUCKETS: i64 = 60;
 
 pub struct ViewState {
     pub generation: Option<i64>,
+    /// The query text the state counts for: a spec edit that keeps it keeps the counts.
+    pub query_text: String,
     pub query: Result<Query, ParseError>,
-    /// Store position read up to.
-    pub cursor: u64,
-    buckets: BTreeMap<i64, MinuteBucket>,
+    window: i64,
+    width: i64,
+    buckets: BTreeMap<i64, Bucket>,
+    /// Matching entries' times and samples, newest last (bounded by the samples asked for).
+    samples: VecDeque<(Timestamp, Sample)>,
     last_seen: Option<Timestamp>,
-    samples: VecDeque<Sample>,
+}
+
+/// A bucket's width for a window: a sixtieth of it, at least a second.
+pub fn bucket_seconds(window: i64) -> i64 {
+    (window / BUCKETS).max(1)
 }
 
 impl ViewState {
-    /// State for a view first seen now: its counts resume from its status when the status was written for
-    /// the same spec (generation); a changed query starts afresh. Reading starts at `head`.
-    pub fn resume(view: &ErrorView, head: u64) -> ViewState {
-        let generation = view.metadata.generation;
+    /// State for a view seen now: its counts resume from its status when the status was written for the
+    /// same query and window; otherwise they start afresh.
+    pub fn resume(view: &ErrorView) -> ViewState {
+        let window = i64::from(view.spec.window_seconds.max(1));
         let mut s = ViewState {
-            generation,
+            generation: view.metadata.generation,
+            query_text: view.spec.query.clone(),
             query: Query::parse(&view.spec.query),
-            cursor: head,
+            window,
+            width: bucket_seconds(window),
             buckets: BTreeMap::new(),
-            last_seen: None,
             samples: VecDeque::new(),
+            last_seen: None,
         };
         if let Some(st) = &view.status {
-            if st.observed_generation == generation && s.query.is_ok() {
-                s.buckets = st.buckets.iter().map(|b| (b.minute, b.clone())).collect();
+            let same = st.observed_generation == view.metadata.generation && st.bucket_seconds == Some(s.width);
+            if same && s.query.is_ok() {
+                s.buckets = st.buckets.iter().map(|b| (b.start, b.clone())).collect();
                 s.last_seen = st.last_seen.as_ref().map(from_time);
-                s.samples = st.samples.iter().cloned().collect();
+                s.samples = st
+                    .samples
+                    .iter()
+                    .map(|x| (Timestamp::parse_rfc3339(&x.timestamp).unwrap_or_default(), x.clone()))
+                    .collect();
             }
         }
         s
+    }
+
+    /// Whether a changed spec can keep this state: the same query and window (samples and publishEvents
+    /// change nothing counted).
+    pub fn counts_for(&self, view: &ErrorView) -> bool {
+        self.query_text == view.spec.query && self.window == i64::from(view.spec.window_seconds.max(1))
     }
 
     /// Counts the entry if the view may see it and its query matches; returns whether it did.
@@ -52,27 +80,43 @@ impl ViewState {
         if !visible(e, namespace, cluster_wide) || !q.matches(e) {
             return false;
         }
-        let minute = (e.timestamp.nanos() / 1_000_000_000 / 60 * 60) as i64;
-        let b = self.buckets.entry(minute).or_insert_with(|| MinuteBucket { minute, ..Default::default() });
+        let secs = (e.timestamp.nanos() / 1_000_000_000) as i64;
+        let start = secs - secs.rem_euclid(self.width);
+        let b = self.buckets.entry(start).or_insert_with(|| Bucket { start, ..Default::default() });
         b.matched += 1;
         *b.kinds.entry(kind_of(e)).or_default() += 1;
-        *b.pairs.entry(pair(e)).or_default() += 1;
+        let key = pair(e);
+        if b.pairs.contains_key(&key) || b.pairs.len() < PAIRS_PER_BUCKET {
+            *b.pairs.entry(key).or_default() += 1;
+        } else {
+            *b.pairs.entry(OTHER_PAIRS.to_owned()).or_default() += 1;
+        }
         if self.last_seen.is_none_or(|t| e.timestamp > t) {
             self.last_seen = Some(e.timestamp);
         }
-        self.samples.push_back(Sample { id: e.id.clone(), timestamp: e.timestamp.to_string(), summary: summary(e) });
+        let sample = Sample { id: e.id.clone(), timestamp: e.timestamp.to_string(), summary: summary(e) };
+        self.samples.push_back((e.timestamp, sample));
         while self.samples.len() > max_samples {
             self.samples.pop_front();
         }
         true
     }
 
-    /// The status fields, summed over the minutes within the window that ends `now`.
-    pub fn status(&mut self, view: &ErrorView, now: Timestamp) -> ErrorViewStatus {
-        let window = i64::from(view.spec.window_seconds.max(1));
+    /// The status fields for the window that ends `now`: exactly the buckets whose start lies within it
+    /// (to the bucket's width: a second for windows under two minutes), and only the samples and last
+    /// sighting within it.
+    pub fn status(&mut self, now: Timestamp, max_samples: usize) -> ErrorViewStatus {
         let now_s = (now.nanos() / 1_000_000_000) as i64;
-        // A bucket stays while any second of its minute is within the window.
-        self.buckets.retain(|m, _| *m + 60 > now_s - window);
+        let oldest = now_s - self.window;
+        self.buckets.retain(|start, _| *start >= oldest);
+        let oldest_ts = Timestamp::from_millis(u64::try_from(oldest.max(0)).unwrap_or(0) * 1000);
+        self.samples.retain(|(ts, _)| *ts >= oldest_ts);
+        while self.samples.len() > max_samples {
+            self.samples.pop_front();
+        }
+        if self.last_seen.is_some_and(|t| t < oldest_ts) {
+            self.last_seen = None;
+        }
         let mut matched = 0;
         let mut kinds: BTreeMap<String, i64> = BTreeMap::new();
         let mut pairs: BTreeMap<String, i64> = BTreeMap::new();
@@ -85,7 +129,7 @@ impl ViewState {
                 *pairs.entry(k.clone()).or_default() += n;
             }
         }
-        let mut top: Vec<(String, i64)> = pairs.into_iter().collect();
+        let mut top: Vec<(String, i64)> = pairs.into_iter().filter(|(k, _)| k != OTHER_PAIRS).collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let top_pairs = top
             .into_iter()
@@ -102,8 +146,9 @@ impl ViewState {
             counts_by_kind: kinds,
             top_pairs,
             last_seen: self.last_seen.map(to_time),
-            samples: self.samples.iter().cloned().collect(),
+            samples: self.samples.iter().map(|(_, s)| s.clone()).collect(),
             buckets: self.buckets.values().cloned().collect(),
+            bucket_seconds: Some(self.width),
         }
     }
 }
@@ -128,10 +173,12 @@ pub fn kind_of(e: &Entry) -> String {
     }
 }
 
+/// A pod as `namespace/name`; anything else by its address alone — an ephemeral port would make every
+/// connection a pair of its own.
 fn endpoint(ep: &faultline_core::entry::Endpoint) -> String {
     match (&ep.namespace, &ep.name) {
         (Some(ns), Some(n)) => format!("{ns}/{n}"),
-        _ => ep.to_string(),
+        _ => ep.ip.to_string(),
     }
 }
 
@@ -161,7 +208,11 @@ pub fn summary(e: &Entry) -> String {
         Some((ns, name)) => format!(" (via service {ns}/{name})"),
         None => String::new(),
     };
-    format!("{} {} -> {}{via}{req}: {what}", e.protocol.as_str(), endpoint(&e.src), endpoint(&e.dst))
+    let named = |ep: &faultline_core::entry::Endpoint| match (&ep.namespace, &ep.name) {
+        (Some(ns), Some(n)) => format!("{ns}/{n}"),
+        _ => ep.to_string(),
+    };
+    format!("{} {} -> {}{via}{req}: {what}", e.protocol.as_str(), named(&e.src), named(&e.dst))
 }
 
 fn to_time(t: Timestamp) -> Time {

@@ -54,32 +54,74 @@ fn entry(secs: u64, dst_ns: &str, status: Option<u16>) -> Entry {
     e
 }
 
+fn at(secs: u64) -> Timestamp {
+    Timestamp(secs * 1_000_000_000)
+}
+
 #[test]
 fn counts_by_kind_pairs_and_window() {
     let v = view("shop", "response.status > 400 or error or icmp or tcp", 120);
-    let mut s = ViewState::resume(&v, 0);
-    let t0 = 1_795_821_120; // a minute boundary
+    let mut s = ViewState::resume(&v);
+    let t0 = 1_795_821_120;
     assert!(s.observe(&entry(t0, "shop", None), "shop", false, 2));
     assert!(s.observe(&entry(t0 + 1, "shop", Some(503)), "shop", false, 2));
     assert!(!s.observe(&entry(t0 + 2, "shop", Some(200)), "shop", false, 2), "no match");
     assert!(s.observe(&entry(t0 + 70, "shop", None), "shop", false, 2));
-    let st = s.status(&v, Timestamp((t0 + 80) * 1_000_000_000));
+    let st = s.status(at(t0 + 80), 2);
     assert_eq!(st.matched, 3);
     assert_eq!(st.counts_by_kind.get("tcp/Reset"), Some(&2));
     assert_eq!(st.counts_by_kind.get("http/5xx"), Some(&1));
     assert_eq!(st.top_pairs[0].source, "shop/client");
     assert_eq!(st.top_pairs[0].count, 3);
     assert_eq!(st.samples.len(), 2, "bounded");
-    assert_eq!(st.buckets.len(), 2);
-    // Three minutes later the first minute has left the 120 s window.
-    let st = s.status(&v, Timestamp((t0 + 200) * 1_000_000_000));
+    assert_eq!(st.bucket_seconds, Some(2), "a sixtieth of the window");
+    // 200 s later the first two have left the 120 s window.
+    let st = s.status(at(t0 + 185), 2);
     assert_eq!(st.matched, 1);
+}
+
+#[test]
+fn the_window_is_counted_to_the_second() {
+    // windowSeconds 10: an entry 35 s old was once counted (whole minutes); now only the last 10 s count.
+    let v = view("shop", "tcp", 10);
+    let mut s = ViewState::resume(&v);
+    let now = 1_795_821_177;
+    for age in [35, 11, 10, 9, 0] {
+        s.observe(&entry(now - age, "shop", None), "shop", false, 50);
+    }
+    let st = s.status(at(now), 50);
+    assert_eq!(st.matched, 3, "ages 10, 9 and 0");
+    // Samples and the last sighting age out of the window too.
+    assert_eq!(st.samples.len(), 3);
+    let st = s.status(at(now + 60), 50);
+    assert_eq!((st.matched, st.samples.len(), st.last_seen.is_none()), (0, 0, true));
+}
+
+#[test]
+fn status_stays_small_whatever_the_number_of_external_sources() {
+    // 50,000 distinct external sources (address and port) in a 7-day window.
+    let v = view("faultline-system", "tcp", 604_800);
+    let mut s = ViewState::resume(&v);
+    let t0 = 1_795_821_177;
+    for i in 0..50_000u64 {
+        let mut e = entry(t0 + i * 11, "shop", None);
+        e.src = ep(&format!("203.0.{}.{}", i / 250, i % 250), 1024 + (i % 60_000) as u16, None);
+        s.observe(&e, "faultline-system", true, 50);
+    }
+    let st = s.status(at(t0 + 50_000 * 11), 50);
+    assert_eq!(st.matched, 50_000, "every entry counted");
+    let bytes = serde_json::to_vec(&st).expect("json").len();
+    assert!(bytes < 256 * 1024, "status of {bytes} bytes");
+    assert!(st.buckets.len() <= 61, "{} buckets", st.buckets.len());
+    assert!(st.buckets.iter().all(|b| b.pairs.len() <= super::PAIRS_PER_BUCKET + 1));
+    assert!(st.buckets.iter().any(|b| b.pairs.contains_key(super::OTHER_PAIRS)), "the rest counted, not lost");
+    assert!(!st.top_pairs.iter().any(|p| p.source.contains(':')), "external endpoints by address: {:?}", st.top_pairs);
 }
 
 #[test]
 fn a_view_sees_only_its_namespace_unless_cluster_wide() {
     let v = view("other", "tcp", 900);
-    let mut s = ViewState::resume(&v, 0);
+    let mut s = ViewState::resume(&v);
     let mut e = entry(100, "shop", None);
     assert!(!s.observe(&e, "other", false, 5));
     assert!(s.observe(&e, "other", true, 5), "a view in the operator's namespace sees everything");
@@ -90,25 +132,24 @@ fn a_view_sees_only_its_namespace_unless_cluster_wide() {
 #[test]
 fn a_restart_resumes_the_counts_from_status_unless_the_query_changed() {
     let mut v = view("shop", "tcp", 900);
-    let mut s = ViewState::resume(&v, 0);
+    let mut s = ViewState::resume(&v);
     for i in 0..4 {
         s.observe(&entry(1_795_821_120 + i, "shop", None), "shop", false, 5);
     }
-    let now = Timestamp(1_795_821_200 * 1_000_000_000);
-    v.status = Some(s.status(&v, now));
-    let mut again = ViewState::resume(&v, 42);
-    assert_eq!(again.cursor, 42);
-    assert_eq!(again.status(&v, now).matched, 4, "counts resumed");
+    let now = at(1_795_821_200);
+    v.status = Some(s.status(now, 5));
+    let mut again = ViewState::resume(&v);
+    assert_eq!(again.status(now, 5).matched, 4, "counts resumed");
     v.metadata.generation = Some(2);
     v.spec.query = "icmp".into();
-    let mut changed = ViewState::resume(&v, 42);
-    assert_eq!(changed.status(&v, now).matched, 0, "a new query starts afresh");
+    let mut changed = ViewState::resume(&v);
+    assert_eq!(changed.status(now, 5).matched, 0, "a new query starts afresh");
 }
 
 #[test]
 fn an_invalid_query_matches_nothing() {
     let v = view("shop", "response.status = 400", 900);
-    let mut s = ViewState::resume(&v, 0);
+    let mut s = ViewState::resume(&v);
     assert!(s.query.is_err());
     assert!(!s.observe(&entry(1, "shop", None), "shop", false, 5));
 }
