@@ -177,7 +177,7 @@ mod tests {
         let (store, ev) = (Store::new(1000), events());
         let views = Views::new(ev.clone(), "faultline-system".into());
         let v = view("tcp", true, 1);
-        views.activate(&[v.clone()], &store);
+        views.activate(std::slice::from_ref(&v), &store);
         views.observe(&entries(&store, 1, 7));
         assert_eq!((matched(&views), ev.recorded()), (7, 7));
         // The status written, leadership lost, then won back: the store still holds the 7 entries.
