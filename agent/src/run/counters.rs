@@ -24,6 +24,8 @@ pub struct Counters {
     pub flows: AtomicU64,
     pub batches_sent: AtomicU64,
     pub batches_failed: AtomicU64,
+    /// Entries the operator refused even alone (a batch it refused was split down to them): dropped.
+    pub entries_refused: AtomicU64,
     pub capture_errors: AtomicU64,
     /// Frames stamped more than a second in the future, taken as stamped when they were handled.
     pub clock_skewed_frames: AtomicU64,
@@ -127,6 +129,12 @@ impl Counters {
             "counter",
             "Batches that could not be sent (kept and retried).",
             g(&self.batches_failed),
+        );
+        metric(
+            "entries_refused_total",
+            "counter",
+            "Entries the operator refused even alone (dropped).",
+            g(&self.entries_refused),
         );
         metric("outbox_entries", "gauge", "Entries waiting to be sent.", outbox_entries as u64);
         metric("outbox_bytes", "gauge", "Memory held by entries waiting to be sent.", outbox_bytes as u64);

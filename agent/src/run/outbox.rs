@@ -30,6 +30,17 @@ struct Inner {
 }
 
 impl Inner {
+    /// The cost of the oldest item.
+    fn peek_cost(&mut self) -> Option<usize> {
+        loop {
+            let oldest = self.batches.front_mut()?;
+            if let Some(item) = oldest.as_slice().first() {
+                return Some(cost(item));
+            }
+            self.batches.pop_front();
+        }
+    }
+
     fn pop_oldest(&mut self) -> Option<Item> {
         loop {
             let oldest = self.batches.front_mut()?;
@@ -84,8 +95,25 @@ impl Outbox {
 
     /// Takes up to `max` of the oldest entries.
     pub fn take(&self, max: usize) -> Vec<Item> {
+        self.take_bounded(max, usize::MAX)
+    }
+
+    /// Takes up to `max` of the oldest entries and about `max_bytes` of them (at least one): a batch of
+    /// entries with their recordings must stay well under what the operator accepts in one request.
+    pub fn take_bounded(&self, max: usize, max_bytes: usize) -> Vec<Item> {
         let Ok(mut g) = self.inner.lock() else { return Vec::new() };
-        std::iter::from_fn(|| g.pop_oldest()).take(max).collect()
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        while out.len() < max {
+            let Some(next_cost) = g.peek_cost() else { break };
+            if !out.is_empty() && bytes + next_cost > max_bytes {
+                break;
+            }
+            let Some(item) = g.pop_oldest() else { break };
+            bytes += next_cost;
+            out.push(item);
+        }
+        out
     }
 
     /// Puts a batch that could not be sent back at the front, dropping (oldest first) what no longer fits.

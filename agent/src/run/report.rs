@@ -13,6 +13,9 @@ use super::outbox::Outbox;
 use crate::cli::RunArgs;
 
 const MAX_BATCH: usize = 1000;
+/// A batch's entries and recordings together, about: well under the operator's 32 MiB request limit
+/// (a few hundred recorded errors' pcaps would pass it).
+const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Retries slow down to this, so that an operator back from an outage hears from every agent soon.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -59,7 +62,8 @@ impl Reporter {
         };
         let mut seq = 0u64;
         let mut body = Vec::new();
-        let mut pending: Option<Batch> = None;
+        // Batches to send, in order: one at a time, unless a refused one was split.
+        let mut pending: std::collections::VecDeque<Batch> = std::collections::VecDeque::new();
         let mut backoff = self.interval;
         let mut last_send = Instant::now() - self.interval;
         loop {
@@ -67,8 +71,8 @@ impl Reporter {
             // Every interval, and at once while a full batch is waiting: at one batch per interval a busy
             // node would find entries faster than it sends them.
             let due = last_send.elapsed() >= self.interval || self.outbox.len_and_bytes().0 >= MAX_BATCH;
-            if pending.is_none() && (due || stopping) {
-                let items = self.outbox.take(MAX_BATCH);
+            if pending.is_empty() && (due || stopping) {
+                let items = self.outbox.take_bounded(MAX_BATCH, MAX_BATCH_BYTES);
                 seq += 1;
                 let mut batch = Batch {
                     node: self.node.clone(),
@@ -83,16 +87,31 @@ impl Reporter {
                     }
                     batch.entries.push(i.entry);
                 }
-                pending = Some(batch);
+                pending.push_back(batch);
             }
-            if let Some(batch) = pending.take() {
+            if let Some(batch) = pending.pop_front() {
                 last_send = Instant::now();
                 match self.send(url, &batch, &mut body) {
                     Ok(()) => {
                         self.counters.add(&self.counters.batches_sent, 1);
                         backoff = self.interval;
                     }
-                    Err(e) => {
+                    Err(SendError::Refused(e)) => {
+                        // The operator will never take this batch as it is (too large, or not understood):
+                        // retrying it would block every newer one. Halves are tried in its place, numbered
+                        // anew; a single entry refused alone is dropped and counted.
+                        self.counters.add(&self.counters.batches_failed, 1);
+                        tracing::warn!(error = %e, entries = batch.entries.len(), "the operator refused a batch");
+                        match split(batch, &mut seq) {
+                            Some((first, second)) => {
+                                pending.push_front(second);
+                                pending.push_front(first);
+                            }
+                            None => self.counters.add(&self.counters.entries_refused, 1),
+                        }
+                        continue;
+                    }
+                    Err(SendError::Transient(e)) => {
                         self.counters.add(&self.counters.batches_failed, 1);
                         tracing::warn!(error = %e, entries = batch.entries.len(), "cannot reach the operator; will retry");
                         // Keep the batch (same sequence number) unless stopping; newer entries keep queueing.
@@ -107,7 +126,7 @@ impl Reporter {
                             self.counters.add(&self.counters.buffer_dropped, lost);
                             return;
                         }
-                        pending = Some(batch);
+                        pending.push_front(batch);
                         sleep_unless(stop, backoff);
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         continue;
@@ -125,19 +144,19 @@ impl Reporter {
 
     /// Posts `batch`, serialised into `body` (kept by the caller from batch to batch: a body is most of a
     /// megabyte, and a fresh one per batch had the allocator fault in fresh pages for each).
-    fn send(&self, url: &str, batch: &Batch, body: &mut Vec<u8>) -> Result<(), String> {
+    fn send(&self, url: &str, batch: &Batch, body: &mut Vec<u8>) -> Result<(), SendError> {
         // Projected tokens rotate: read it for every request.
         let token = std::fs::read_to_string(&self.token_file)
-            .map_err(|e| format!("token {}: {e}", self.token_file.display()))?;
+            .map_err(|e| SendError::Transient(format!("token {}: {e}", self.token_file.display())))?;
         body.clear();
-        serde_json::to_writer(&mut *body, batch).map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut *body, batch).map_err(|e| SendError::Refused(e.to_string()))?;
         let resp = self
             .agent
             .post(url)
             .header("Authorization", &format!("Bearer {}", token.trim()))
             .header("Content-Type", "application/json")
             .send(&body[..])
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SendError::Transient(e.to_string()))?;
         let status = resp.status().as_u16();
         // Read the answer to its end: only then can the connection go back to the pool and carry the next
         // batch (a connection dropped with the answer unread is closed, and reset by the kernel when the
@@ -145,9 +164,42 @@ impl Reporter {
         let _ = resp.into_body().read_to_vec();
         match status {
             200..=299 => Ok(()),
-            code => Err(format!("operator answered {code}")),
+            // Malformed for this operator (version skew), too large, or unprocessable: never better.
+            400 | 413 | 422 => Err(SendError::Refused(format!("operator answered {status}"))),
+            code => Err(SendError::Transient(format!("operator answered {code}"))),
         }
     }
+}
+
+/// Why a batch was not delivered.
+#[derive(Debug)]
+enum SendError {
+    /// Worth retrying: the operator was unreachable, busy, not leading, or the token was not yet valid.
+    Transient(String),
+    /// The operator will never accept this batch as it is.
+    Refused(String),
+}
+
+/// Halves of a refused batch (entries and their recordings), the first keeping its sequence number, the
+/// second numbered after every batch so far; `None` for a single entry.
+fn split(batch: Batch, seq: &mut u64) -> Option<(Batch, Batch)> {
+    if batch.entries.len() < 2 {
+        return None;
+    }
+    let Batch { node, agent_run, seq: first_seq, stats, mut entries, mut pcaps } = batch;
+    let rest = entries.split_off(entries.len() / 2);
+    let rest_pcaps = rest.iter().filter_map(|e| Some((e.id.clone(), pcaps.remove(&e.id)?))).collect();
+    *seq += 1;
+    let first = Batch {
+        node: node.clone(),
+        agent_run: agent_run.clone(),
+        seq: first_seq,
+        stats: stats.clone(),
+        entries,
+        pcaps,
+    };
+    let second = Batch { node, agent_run, seq: *seq, stats, entries: rest, pcaps: rest_pcaps };
+    Some((first, second))
 }
 
 fn sleep_unless(stop: &AtomicBool, d: Duration) {
@@ -191,6 +243,11 @@ mod tests {
 
     /// A real HTTP endpoint on loopback that answers every POST with 204 and counts the entries it got.
     fn sink(received: Arc<AtomicUsize>) -> String {
+        sink_refusing(received, |_| false)
+    }
+
+    /// Like `sink`, but answers 413 to the batches `refuse` picks (counting none of their entries).
+    fn sink_refusing(received: Arc<AtomicUsize>, refuse: fn(&Batch) -> bool) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         std::thread::spawn(move || {
@@ -214,12 +271,67 @@ mod tests {
                         break;
                     }
                     let batch: Batch = serde_json::from_slice(&body).expect("a batch");
+                    if refuse(&batch) {
+                        let _ = r.get_mut().write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n");
+                        continue;
+                    }
                     received.fetch_add(batch.entries.len(), Ordering::SeqCst);
                     let _ = r.get_mut().write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n");
                 }
             }
         });
         format!("http://{addr}")
+    }
+
+    /// A batch the operator refuses (413) is split until its parts are accepted; an entry refused even
+    /// alone is dropped and counted; nothing newer waits behind it.
+    #[test]
+    fn a_refused_batch_is_split_and_a_lone_refused_entry_dropped_and_counted() {
+        let received = Arc::new(AtomicUsize::new(0));
+        // More than 100 entries is "too large"; the entry "poison" is refused whatever it travels with.
+        let url =
+            sink_refusing(received.clone(), |b| b.entries.len() > 100 || b.entries.iter().any(|e| e.id == "poison"));
+        let token = std::env::temp_dir().join(format!("faultline-report-split-{}", std::process::id()));
+        std::fs::write(&token, "t").expect("token");
+        let cli = Cli::try_parse_from([
+            "faultline-agent",
+            "run",
+            "--operator-url",
+            &url,
+            "--token-file",
+            token.to_str().expect("utf-8"),
+            "--report-interval-ms",
+            "10",
+        ])
+        .expect("arguments");
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        let outbox = Arc::new(Outbox::new(1 << 30));
+        let src = Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1));
+        let dst = Endpoint::new("10.0.0.2".parse().expect("ip"), Some(2));
+        let entries = (0..500).map(|i| Item {
+            entry: Entry {
+                id: if i == 250 { "poison".into() } else { i.to_string() },
+                ..Entry::new(Protocol::Tcp, Timestamp(1), src.clone(), dst.clone())
+            },
+            pcap: None,
+        });
+        outbox.push(entries.collect());
+        let counters = Arc::new(Counters::default());
+        let reporter = Reporter::new(&args, outbox.clone(), counters.clone()).expect("reporter");
+        let stop = Arc::new(AtomicBool::new(false));
+        let running = {
+            let stop = stop.clone();
+            std::thread::spawn(move || reporter.run(&stop))
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while received.load(Ordering::SeqCst) < 499 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::SeqCst);
+        running.join().expect("reporter");
+        let _ = std::fs::remove_file(&token);
+        assert_eq!(received.load(Ordering::SeqCst), 499, "every entry but the refused one");
+        assert_eq!(counters.entries_refused.load(Ordering::SeqCst), 1);
     }
 
     #[test]
