@@ -163,6 +163,12 @@ class Cluster:
                 return
         os.killpg(pid, signal.SIGKILL)
 
+    def pause_apiserver(self, paused=True):
+        """Freezes the API server (SIGSTOP): connections are accepted and requests hang, as with an
+        overloaded or partitioned control plane."""
+        pid = int((self.dir / "kube-apiserver.pid").read_text())
+        os.killpg(pid, signal.SIGSTOP if paused else signal.SIGCONT)
+
     def start_apiserver(self, timeout=120):
         """Brings it back where it was."""
         self._start("kube-apiserver", json.loads((self.dir / "kube-apiserver.argv").read_text()))

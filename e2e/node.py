@@ -511,6 +511,28 @@ oom_score = 0
         the chart's CA, as admin: the JSON."""
         return json.loads(self.dashboard_bytes(path))
 
+    def forget_dashboard(self):
+        """Ends the port-forward, so that the next call resolves the Service (the leader) again."""
+        if getattr(self, "_forward", None) is not None:
+            self._forward[0].kill()
+            self._forward[0].wait()
+            self._forward = None
+
+    def operator_pod_get(self, pod_ip, path):
+        """GET `path` of one operator replica, by pod IP (the host reaches pods over the CNI bridge)."""
+        req = urllib.request.Request(f"https://{pod_ip}:8080{path}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        with urllib.request.urlopen(req, context=self._operator_tls(), timeout=10) as r:
+            return r.read().decode()
+
+    def _operator_tls(self):
+        secret = self.kubectl_json("-n", NAMESPACE, "get", "secret", "faultline-operator-tls")
+        ca = self.dir / "operator-ca.crt"
+        ca.write_bytes(base64.b64decode(secret["data"]["ca.crt"]))
+        ctx = ssl.create_default_context(cafile=str(ca))
+        # The certificate names the Service; a forward or a pod IP is what is dialled.
+        ctx.check_hostname = False
+        return ctx
+
     def dashboard_bytes(self, path):
         """GET `path` of the operator's HTTPS API through `kubectl port-forward`: the body."""
         if getattr(self, "_forward", None) is None or self._forward[0].poll() is not None:
@@ -520,15 +542,9 @@ oom_score = 0
                                  env=self.env())
             p.stdout.readline()
             self._forward = (p, port)
-        secret = self.kubectl_json("-n", NAMESPACE, "get", "secret", "faultline-operator-tls")
-        ca = self.dir / "operator-ca.crt"
-        ca.write_bytes(base64.b64decode(secret["data"]["ca.crt"]))
-        ctx = ssl.create_default_context(cafile=str(ca))
-        # The certificate names the Service; the forward is reached on 127.0.0.1.
-        ctx.check_hostname = False
         req = urllib.request.Request(f"https://127.0.0.1:{self._forward[1]}{path}",
                                      headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+        with urllib.request.urlopen(req, context=self._operator_tls(), timeout=10) as r:
             return r.read()
 
     def _start(self, name, argv, env=None):

@@ -13,6 +13,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "faultline-system"
+# The audience of the token agents show the operator (what the DaemonSet projects).
+INGEST_AUDIENCE = "faultline.dev/ingest"
+
+
+def metric(text, name):
+    """The value of one sample in Prometheus text (comments skipped)."""
+    for line in text.splitlines():
+        if not line.startswith("#") and line.rsplit(" ", 1)[0] == name:
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def operator_binary():

@@ -6,7 +6,7 @@ import contextlib
 import json
 import time
 
-from processes import NAMESPACE, Agent, Operator, eventually
+from processes import INGEST_AUDIENCE, NAMESPACE, Agent, Operator, eventually
 from podlab import PodLab
 
 
@@ -48,8 +48,9 @@ def running_system(cluster, operator_kubeconfig, logs, identity):
         eventually(lambda: cluster.kubectl("-n", NAMESPACE, "get", "sa", "faultline-agent-default", check=False)
                    .returncode == 0, what="agent ServiceAccount")
         token = logs / "agent.token"
+        # What the DaemonSet projects: a token for the operator's audience only.
         token.write_text(cluster.kubectl("create", "token", "faultline-agent-default", "-n", NAMESPACE,
-                                         "--duration=2h").stdout.strip())
+                                         "--duration=2h", f"--audience={INGEST_AUDIENCE}").stdout.strip())
         agent_kubeconfig = cluster.service_account_kubeconfig(NAMESPACE, "faultline-agent-default",
                                                               logs / "agent.kubeconfig")
         views = [("shop", "errors", DASHBOARD, {"publishEvents": True}),
@@ -59,6 +60,11 @@ def running_system(cluster, operator_kubeconfig, logs, identity):
         for ns, name, query, extra in views:
             apply(cluster, {"apiVersion": "faultline.dev/v1alpha1", "kind": "ErrorView",
                             "metadata": {"name": name, "namespace": ns}, "spec": {"query": query, **extra}})
+        # The agents run as local processes; the pods the DaemonSet would have made stand for them (bound to
+        # their nodes, never started: there is no kubelet here), so that the operator knows these nodes run
+        # an agent.
+        for node in ("node-a", "node-b"):
+            apply(cluster, agent_pod_object(node))
         agents = [Agent("node-a", [veths["a"], veths["d"]], operator.port, token, agent_kubeconfig, logs / "agent-a.log"),
                   Agent("node-b", [veths["b"], veths["c"]], operator.port, token, agent_kubeconfig,
                         logs / "agent-b.log")]
@@ -75,6 +81,13 @@ def running_system(cluster, operator_kubeconfig, logs, identity):
             state["operator"].stop()
             for ns, name, _, _ in views:
                 cluster.kubectl("-n", ns, "delete", "errorview", name, "--wait=false", check=False)
+
+
+def agent_pod_object(node):
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"faultline-agent-default-{node}", "namespace": NAMESPACE,
+                         "labels": {"faultline.dev/tapconfig": "default"}},
+            "spec": {"nodeName": node, "containers": [{"name": "agent", "image": "faultline-agent"}]}}
 
 
 def make_errors(lab, sport_base):

@@ -53,12 +53,16 @@ def test_rendered_chart_is_accepted_and_applies_idempotently(cluster, helm, tmp_
 
 
 def test_chart_rbac_is_the_rbac_the_tests_use(helm):
-    def rules(docs, kind):
-        return [d["rules"] for d in docs if d and d.get("kind") == kind][0]
-    chart = list(yaml.safe_load_all(render(helm)))
-    plain = list(yaml.safe_load_all((REPO / "deploy" / "operator-rbac.yaml").read_text()))
-    for kind in ("ClusterRole", "Role"):
-        assert rules(chart, kind) == rules(plain, kind), kind
+    def rbac(docs):
+        return {(d["kind"], d["metadata"]["name"]): d.get("rules") or d.get("roleRef")
+                for d in docs if d and d.get("kind", "").endswith(("Role", "RoleBinding"))}
+    chart = rbac(yaml.safe_load_all(render(helm)))
+    plain = rbac(yaml.safe_load_all((REPO / "deploy" / "operator-rbac.yaml").read_text()))
+    assert chart == plain
+    assert ("ClusterRole", "faultline-agent") in chart, "the agents' read-only role ships with the chart"
+    operator = chart[("ClusterRole", "faultline-operator")]
+    assert not [r for r in operator if "rbac.authorization.k8s.io" in r["apiGroups"]], \
+        "the operator may not write RBAC"
 
 
 def test_values_reach_the_operator(helm):

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import NAMESPACE, Operator
-from processes import eventually
+from processes import eventually, metric
 
 SPEC_EXAMPLE = """
 apiVersion: faultline.dev/v1alpha1
@@ -29,14 +29,6 @@ spec:
 
 def tap_yaml(name, backend="afpacket"):
     return SPEC_EXAMPLE % {"name": name, "backend": backend}
-
-
-def metric(text, name):
-    """The value of one sample in Prometheus text (comments skipped)."""
-    for line in text.splitlines():
-        if not line.startswith("#") and line.rsplit(" ", 1)[0] == name:
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 def daemonset(cluster, tap):
@@ -117,10 +109,12 @@ def test_tapconfig_becomes_an_agent_daemonset(cluster, operator):
                         ["data"]["config.json"])
     assert config["timeouts"]["pairTimeoutMs"] == 30000 and config["captureBackend"] == "afpacket"
     cluster.kubectl("-n", NAMESPACE, "get", "serviceaccount", "faultline-agent-example")
-    role = cluster.kubectl_json("get", "clusterrole", "faultline-agent-example")
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]}]
-    binding = cluster.kubectl_json("get", "clusterrolebinding", "faultline-agent-example")
-    assert binding["subjects"][0]["name"] == "faultline-agent-example"
+    # The agents' read-only access comes from the installation (bound to the namespace's ServiceAccounts).
+    agent_sa = f"system:serviceaccount:{NAMESPACE}:faultline-agent-example"
+    for verb, what, allowed in [("list", "pods", "yes"), ("watch", "services", "yes"), ("get", "secrets", "no"),
+                                ("create", "pods", "no")]:
+        r = cluster.kubectl("auth", "can-i", verb, what, "--all-namespaces", f"--as={agent_sa}", check=False)
+        assert r.stdout.strip() == allowed, f"an agent may {verb} {what}: {r.stdout}"
 
     # Status: observed generation; not ready while no agent is scheduled.
     tap = eventually(lambda: (t := cluster.kubectl_json("get", "tap", "example")).get("status") and t)
@@ -203,10 +197,10 @@ def test_deleting_the_tapconfig_removes_what_it_created(cluster, operator):
     cluster.kubectl("apply", "-f", "-", input=tap_yaml("doomed"))
     eventually(lambda: daemonset(cluster, "doomed"))
     cluster.kubectl("delete", "tap", "doomed", "--wait=true", "--timeout=30s")
-    for kind, ns in [("daemonset", NAMESPACE), ("configmap", NAMESPACE), ("serviceaccount", NAMESPACE),
-                     ("clusterrole", None), ("clusterrolebinding", None)]:
-        args_ = (["-n", ns] if ns else []) + ["get", kind, "faultline-agent-doomed"]
-        assert cluster.kubectl(*args_, check=False).returncode != 0, f"{kind} left behind"
+    for kind, ns in [("daemonset", NAMESPACE), ("configmap", NAMESPACE), ("serviceaccount", NAMESPACE)]:
+        args_ = ["-n", ns, "get", kind, "faultline-agent-doomed"]
+        # The garbage collector removes the children after the owner is gone.
+        eventually(lambda: cluster.kubectl(*args_, check=False).returncode != 0, what=f"{kind} removed")
 
 
 # ---- The operator itself ------------------------------------------------------------------------------
@@ -214,11 +208,33 @@ def test_deleting_the_tapconfig_removes_what_it_created(cluster, operator):
 def test_operator_runs_with_least_privilege(cluster, operator, operator_kubeconfig):
     # Everything above was done by an operator holding only its ServiceAccount's token. It may not do more:
     for verb, what in [("delete", "nodes"), ("get", "secrets"), ("create", "daemonsets --namespace=default"),
-                       ("create", "pods")]:
+                       ("create", "pods"), ("create", "clusterrolebindings"), ("patch", "clusterroles"),
+                       ("patch", "pods --namespace=default")]:
         r = cluster.kubectl("auth", "can-i", verb, *what.split(), kubeconfig=operator_kubeconfig, check=False)
         assert r.stdout.strip() == "no", f"the operator may {verb} {what}"
     r = cluster.kubectl("-n", "default", "create", "configmap", "x", kubeconfig=operator_kubeconfig, check=False)
     assert "forbidden" in r.stderr
+
+
+def test_status_writes_do_not_make_reconciles(cluster, operator):
+    """Capture statistics are written into TapConfig status by the operator itself: that must not make the
+    controller reconcile (three API writes each); a spec change must."""
+    cluster.kubectl("apply", "-f", "-", input=tap_yaml("quiet"))
+    eventually(lambda: daemonset(cluster, "quiet"))
+    ok = 'faultline_operator_reconciliations_total{controller="tapconfig",result="ok"}'
+    reconciles = lambda: metric(operator.get("/metrics")[1], ok) or 0  # noqa: E731
+    time.sleep(3)
+    before = reconciles()
+    for i in range(5):
+        node = {"node": f"n{i}", "received": i, "dropped": 0, "dropRatio": 0, "streamsTimedOut": 0}
+        cluster.kubectl("patch", "tapconfig", "quiet", "--subresource=status", "--type=merge", "-p",
+                        json.dumps({"status": {"nodes": [node]}}))
+    time.sleep(3)
+    assert reconciles() == before, "status writes made reconciles"
+    cluster.kubectl("patch", "tapconfig", "quiet", "--type=merge", "-p",
+                    json.dumps({"spec": {"timeouts": {"synTimeoutMs": 4000}}}))
+    eventually(lambda: reconciles() > before, what="a spec change reconciles")
+    cluster.kubectl("delete", "tap", "quiet", "--wait=true")
 
 
 def test_health_and_metrics(cluster, operator):
@@ -248,6 +264,24 @@ def test_operator_survives_an_api_server_outage(cluster, operator):
     cluster.kubectl("apply", "-f", "-", input=tap_yaml("after-outage"))
     eventually(lambda: daemonset(cluster, "after-outage"), timeout=60, what="reconciles again")
     assert operator.proc.poll() is None
+
+
+def test_a_leader_whose_renewals_hang_steps_down_before_its_lease_ends(cluster, operator):
+    """Requests to the API server hang rather than fail: the leader must stop acting before its 15 s lease
+    could be taken by another replica (client-go's renew deadline), not whenever the request returns."""
+    eventually(lambda: metric(operator.get("/metrics")[1], "faultline_operator_leader") == 1.0, timeout=60,
+               what="leading")
+    cluster.pause_apiserver()
+    frozen = time.monotonic()
+    try:
+        eventually(lambda: metric(operator.get("/metrics")[1], "faultline_operator_leader") == 0.0, timeout=20,
+                   what="stepped down")
+        stepped_down = time.monotonic() - frozen
+    finally:
+        cluster.pause_apiserver(False)
+    assert stepped_down < 14.0, f"stepped down {stepped_down:.1f} s after the API server froze (lease: 15 s)"
+    eventually(lambda: metric(operator.get("/metrics")[1], "faultline_operator_leader") == 1.0, timeout=60,
+               what="leads again")
 
 
 def test_leader_election_and_graceful_handover(cluster, operator, operator_kubeconfig, tmp_path):

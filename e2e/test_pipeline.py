@@ -1,12 +1,13 @@
 """The whole system: real errors counted in ErrorViews and published as Events on the pods; restarts,
 outages, ingest authentication, recordings and an error storm (the system itself is in system.py)."""
 
+import collections
 import json
 import subprocess
 import time
 
-from processes import NAMESPACE, Agent, Operator, eventually
-from system import DASHBOARD, PODS, make_errors, view_status
+from processes import INGEST_AUDIENCE, NAMESPACE, Agent, Operator, eventually, metric
+from system import DASHBOARD, PODS, agent_pod_object, make_errors, view_status
 
 def test_errors_reach_the_errorview_of_their_namespace(cluster, system):
     make_errors(system["lab"], 42000)
@@ -64,16 +65,28 @@ def test_tapconfig_status_has_per_node_capture_statistics(cluster, system):
 
 def test_a_killed_agent_shows_in_its_nodes_statistics(cluster, system):
     """SIGKILL node-b's agent: after SILENT_AFTER (30 s) the TapConfig says which node went silent, its last
-    statistics kept; a new agent on the node (what the DaemonSet's restart does) clears it."""
+    statistics kept while an agent pod is on the node; once the node (and its pod) is gone, it is forgotten;
+    a new agent on the node (what the DaemonSet's restart does) reports again."""
     def reporting():
         st = cluster.kubectl_json("get", "tapconfig", "default").get("status", {})
         return {c["type"]: c for c in st.get("conditions", [])}.get("AgentsReporting", {})
+
+    def nodes():
+        st = cluster.kubectl_json("get", "tapconfig", "default").get("status", {})
+        return {n["node"] for n in st.get("nodes", [])}
     assert eventually(reporting, what="AgentsReporting")["status"] == "True"
     killed = system["agents"][1]
     killed.proc.kill()
     killed.proc.wait()
     c = eventually(lambda: (r := reporting()).get("status") == "False" and r, timeout=60, what="silent node-b")
     assert c["reason"] == "AgentSilent" and "node-b" in c["message"] and "node-a" not in c["message"], c
+    assert "node-b" in nodes(), "the silent node's statistics stay while its agent pod does"
+    # The node is deleted (its pods with it): it is forgotten, and no longer silent.
+    cluster.kubectl("-n", NAMESPACE, "delete", "pod", "faultline-agent-default-node-b", "--grace-period=0", "--force")
+    eventually(lambda: "node-b" not in nodes() and reporting().get("status") == "True", timeout=30,
+               what="node-b forgotten")
+    apply_pod = json.dumps(agent_pod_object("node-b"))
+    cluster.kubectl("apply", "-f", "-", input=apply_pod)
     killed.stop()
     lab, logs = system["lab"], system["logs"]
     system["agents"][1] = Agent("node-b", [lab.pods["b"][1], lab.pods["c"][1]], system["operator"].port,
@@ -132,10 +145,41 @@ def test_only_agents_may_send_entries(cluster, system):
 
     assert post({}) == 401
     assert post({"Authorization": "Bearer not-a-token"}) == 403
-    operator_token = cluster.kubectl("create", "token", "faultline-operator", "-n", NAMESPACE).stdout.strip()
+    operator_token = cluster.kubectl("create", "token", "faultline-operator", "-n", NAMESPACE,
+                                     f"--audience={INGEST_AUDIENCE}").stdout.strip()
     assert post({"Authorization": f"Bearer {operator_token}"}) == 403, "a ServiceAccount that is not an agent"
+    api_token = cluster.kubectl("create", "token", "faultline-agent-default", "-n", NAMESPACE).stdout.strip()
+    assert post({"Authorization": f"Bearer {api_token}"}) == 403, "an agent's token for the API server"
     agent_token = (system["logs"] / "agent.token").read_text().strip()
     assert post({"Authorization": f"Bearer {agent_token}"}) == 200
+
+
+def test_strangers_cost_the_operator_nothing(cluster, system):
+    """A caller without an agent's token is answered before its body is read, and unknown tokens cannot
+    make the operator flood the API server with TokenReviews."""
+    import socket
+    port = system["operator"].port
+
+    def first_line(token, declared=30 << 20):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        head = (f"POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {declared}\r\n" + (f"Authorization: Bearer {token}\r\n" if token else "") + "\r\n")
+        s.sendall(head.encode() + b"{" * 1024)  # 1 KiB of the 30 MiB declared
+        try:
+            return s.recv(256).split(b"\r\n")[0].decode()
+        finally:
+            s.close()
+
+    assert first_line(None).endswith("401 Unauthorized"), "answered without waiting for 30 MiB"
+    assert first_line("a-stranger").endswith("403 Forbidden")
+    # Distinct random tokens: after a burst the operator stops asking the API server and says 429.
+    answers = [first_line(f"random-{i}-{time.time()}", declared=2) for i in range(400)]
+    throttled = sum(a.endswith("429 Too Many Requests") for a in answers)
+    assert throttled >= 100 and all(a.endswith(("403 Forbidden", "429 Too Many Requests")) for a in answers), \
+        collections.Counter(answers)
+    text = system["operator"].get("/metrics")[1]
+    assert metric(text, 'faultline_operator_ingest_refused_total{reason="throttled"}') >= throttled
+    time.sleep(2)  # let the bucket refill a little for the agents' next new token
 
 
 def test_an_error_entry_pcap_is_served_to_those_who_may_see_it(cluster, system, tmp_path):
@@ -165,8 +209,11 @@ def test_an_error_entry_pcap_is_served_to_those_who_may_see_it(cluster, system, 
     assert len(frames) >= 2, "the flow's packets up to the error open in tshark"
     # Nobody else: no token, and a valid token of a ServiceAccount that may not read ErrorViews in shop.
     assert get(entry_id, None)[0] == 401
-    agent_token = (system["logs"] / "agent.token").read_text().strip()
-    assert get(entry_id, agent_token)[0] == 403
+    api_token = cluster.kubectl("create", "token", "faultline-agent-default", "-n", NAMESPACE).stdout.strip()
+    assert get(entry_id, api_token)[0] == 403
+    # The agents' ingest token is for the operator's ingest audience only: not an identity anywhere else.
+    ingest_token = (system["logs"] / "agent.token").read_text().strip()
+    assert get(entry_id, ingest_token)[0] == 401
     # kubectl get shows where to fetch it.
     assert any(s["id"] == entry_id for s in samples)
 
@@ -209,7 +256,7 @@ def test_an_error_storm_is_counted_in_full_with_bounded_api_writes(cluster, syst
         return [e for e in cluster.kubectl_json("-n", "shop", "get", "events.events.k8s.io")["items"]
                 if e["reason"] == "TCPReset" and e["regarding"]["name"] == "pod-b"]
     eventually(lambda: (r := resets_on_b()) and r[0].get("series", {}).get("count", 0) >= 10_000, timeout=40,
-               what="the Event series counts the storm")
+               what=f"the Event series counts the storm ({resets_on_b()})")
     assert len(resets_on_b()) == 1, "one Event series per pod and reason"
     elapsed = time.time() - started
     spent = writes() - before_writes

@@ -65,7 +65,8 @@ def test_agents_report_over_tls_and_only_to_the_operator_they_trust(cluster, ope
         eventually(lambda: cluster.kubectl("-n", NAMESPACE, "get", "sa", "faultline-agent-tls", check=False)
                    .returncode == 0, what="the agents' ServiceAccount")
         token = tmp_path / "agent.token"
-        token.write_text(cluster.kubectl("create", "token", "faultline-agent-tls", "-n", NAMESPACE).stdout.strip())
+        token.write_text(cluster.kubectl("create", "token", "faultline-agent-tls", "-n", NAMESPACE,
+                                         "--audience=faultline.dev/ingest").stdout.strip())
         kc = cluster.service_account_kubeconfig(NAMESPACE, "faultline-agent-tls", tmp_path / "agent.kubeconfig")
         url = f"https://127.0.0.1:{op.port}"
         trusting = Agent("node-tls", [dummy_interface], op.port, token, kc, tmp_path / "agent-good.log",

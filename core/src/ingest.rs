@@ -9,6 +9,10 @@ use crate::entry::Entry;
 
 /// The path the operator serves ingest on.
 pub const INGEST_PATH: &str = "/api/v1/ingest";
+/// The audience of the ServiceAccount token an agent shows the operator (a projected token): the operator
+/// asks the API server to accept it for this audience only, so API-server tokens are refused and an
+/// ingest token is worth nothing to the API server.
+pub const INGEST_AUDIENCE: &str = "faultline.dev/ingest";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -191,6 +191,13 @@ async function startStream() {
         buf = buf.slice(cut + 2);
         const data = msg.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart());
         if (msg.includes("event: entry") && data.length) added(JSON.parse(data.join("\n")));
+        // The page fell so far behind that the operator overwrote entries before it could send them:
+        // reload the listing rather than show a table with a silent hole.
+        if (msg.includes("event: dropped")) {
+          $("live").textContent = `missed ${data.join("")}; reloading`;
+          setTimeout(() => { if (state.stream === ctl) load(); }, 0);
+          return;
+        }
       }
     }
   } catch (err) {

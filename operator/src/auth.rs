@@ -18,15 +18,21 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The authenticated user behind a token, or `None` when the API server does not accept it.
-pub async fn review(client: &Client, token: &str) -> Result<Option<UserInfo>, kube::Error> {
+/// The authenticated user behind a token, or `None` when the API server does not accept it. With an
+/// `audience`, the token must be issued for it: the API server checks, and the answer must say so.
+pub async fn review(client: &Client, token: &str, audience: Option<&str>) -> Result<Option<UserInfo>, kube::Error> {
+    let mut spec = json!({"token": token});
+    if let Some(a) = audience {
+        spec["audiences"] = json!([a]);
+    }
     let review: TokenReview = serde_json::from_value(json!({
-        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec
     }))
     .map_err(kube::Error::SerdeError)?;
     let answer = Api::<TokenReview>::all(client.clone()).create(&PostParams::default(), &review).await?;
     let status = answer.status.unwrap_or_default();
-    Ok(if status.authenticated == Some(true) { status.user } else { None })
+    let for_audience = audience.is_none_or(|a| status.audiences.iter().flatten().any(|x| x == a));
+    Ok(if status.authenticated == Some(true) && for_audience { status.user } else { None })
 }
 
 /// Whether `user` may read ErrorViews in `namespace` — RBAC on ErrorViews is access to error data.

@@ -1,22 +1,37 @@
 //! `POST /api/v1/ingest`: batches from agents. Only agents may write: the bearer token must be a
-//! ServiceAccount token (checked with a TokenReview) of a `faultline-agent-<tapconfig>` ServiceAccount in
-//! the operator's namespace. Reviews are cached for a minute so the API server sees one per agent per
-//! minute, not one per batch.
+//! ServiceAccount token for audience `faultline.dev/ingest` (checked with a TokenReview) of a
+//! `faultline-agent-<tapconfig>` ServiceAccount in the operator's namespace.
+//!
+//! Whoever can reach the Service can call this, so nothing is spent on a caller before it is known:
+//! the token is checked before the body is read; answers are cached (a minute for agents, ten seconds for
+//! strangers) so the API server sees one review per agent per minute, not one per batch; reviews of
+//! unknown tokens are rate-limited; and only so many batches are read and applied at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use faultline_core::ingest::Batch;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use faultline_core::ingest::{Batch, INGEST_AUDIENCE};
 use kube::Client;
+use tokio::sync::Semaphore;
 
 use crate::review_cache::{token_digest, ReviewCache};
 use crate::store::{Accepted, Store};
+use crate::throttle::TokenBucket;
 
-const CACHE_TTL: Duration = Duration::from_secs(60);
+/// The largest batch accepted (agents cap theirs at 8 MiB).
+pub const MAX_BODY_BYTES: usize = 32 << 20;
+const AGENT_TTL: Duration = Duration::from_secs(60);
+const STRANGER_TTL: Duration = Duration::from_secs(10);
+/// Batches read and applied at once; more wait for their agent's retry.
+const CONCURRENT_BATCHES: usize = 32;
+/// TokenReviews for tokens not in the cache: a burst (every agent after a restart) and then a rate.
+const REVIEW_BURST: u32 = 200;
+const REVIEWS_PER_SECOND: u32 = 25;
 
 #[derive(Clone)]
 pub struct Ingest {
@@ -28,8 +43,21 @@ pub struct Ingest {
     /// The views that count every accepted entry as it arrives.
     pub views: Arc<crate::errorview::live::Views>,
     metrics: Arc<crate::metrics::Metrics>,
-    /// Token digest → the TapConfig its agent belongs to, or none.
-    cache: ReviewCache<[u8; 32], Option<String>>,
+    /// Token digest → the TapConfig its agent belongs to.
+    agents: ReviewCache<[u8; 32], String>,
+    /// Digests of tokens that are not an agent's.
+    strangers: ReviewCache<[u8; 32], ()>,
+    reviews: Arc<TokenBucket>,
+    batches: Arc<Semaphore>,
+}
+
+/// Who is calling, as far as ingest is concerned.
+#[derive(Debug, PartialEq, Eq)]
+enum Caller {
+    Agent(String),
+    Stranger,
+    /// Too many unknown tokens right now: the review was not made.
+    Throttled,
 }
 
 impl Ingest {
@@ -41,43 +69,105 @@ impl Ingest {
         views: Arc<crate::errorview::live::Views>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Ingest {
-        Ingest { client, namespace, store, leading, views, metrics, cache: ReviewCache::new(CACHE_TTL) }
+        Ingest {
+            client,
+            namespace,
+            store,
+            leading,
+            views,
+            metrics,
+            agents: ReviewCache::new(AGENT_TTL),
+            strangers: ReviewCache::new(STRANGER_TTL),
+            reviews: Arc::new(TokenBucket::new(REVIEW_BURST, REVIEWS_PER_SECOND)),
+            batches: Arc::new(Semaphore::new(CONCURRENT_BATCHES)),
+        }
     }
 
-    /// The TapConfig whose agent holds this token, or `None` when the token is not an agent's.
-    async fn authenticate(&self, token: &str) -> Result<Option<String>, kube::Error> {
+    async fn authenticate(&self, token: &str) -> Result<Caller, kube::Error> {
         let key = token_digest(token);
-        if let Some(who) = self.cache.get(&key) {
-            return Ok(who);
+        if let Some(tap) = self.agents.get(&key) {
+            return Ok(Caller::Agent(tap));
         }
-        let user = crate::auth::review(&self.client, token).await?.and_then(|u| u.username).unwrap_or_default();
-        let prefix = format!("system:serviceaccount:{}:faultline-agent-", self.namespace);
-        let who = user.strip_prefix(&prefix).filter(|tap| !tap.is_empty()).map(str::to_owned);
-        self.cache.put(key, who.clone());
-        Ok(who)
+        if self.strangers.get(&key).is_some() {
+            return Ok(Caller::Stranger);
+        }
+        if !self.reviews.take() {
+            self.metrics.refused("throttled");
+            return Ok(Caller::Throttled);
+        }
+        let user = crate::auth::review(&self.client, token, Some(INGEST_AUDIENCE)).await?;
+        match agent_of(user.and_then(|u| u.username).as_deref(), &self.namespace) {
+            Some(tap) => {
+                self.agents.put(key, tap.clone());
+                Ok(Caller::Agent(tap))
+            }
+            None => {
+                self.strangers.put(key, ());
+                Ok(Caller::Stranger)
+            }
+        }
     }
 }
 
-pub async fn handle(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
-    let Some(token) = crate::auth::bearer(&headers) else {
-        return (StatusCode::UNAUTHORIZED, "a bearer token of an agent ServiceAccount is required\n".into());
+/// The TapConfig whose agent a ServiceAccount user name is, if it is one.
+fn agent_of(user: Option<&str>, namespace: &str) -> Option<String> {
+    let prefix = format!("system:serviceaccount:{namespace}:faultline-agent-");
+    user?.strip_prefix(&prefix).filter(|tap| !tap.is_empty()).map(str::to_owned)
+}
+
+fn answer(code: StatusCode, text: impl Into<String>) -> Response {
+    (code, text.into()).into_response()
+}
+
+/// A refusal that tells the agent to come back through the Service, where the leader is: closing the
+/// connection stops a kept-alive connection from pinning the agent to this replica.
+fn elsewhere(text: &'static str) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, [(header::CONNECTION, "close"), (header::RETRY_AFTER, "1")], text).into_response()
+}
+
+pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
+    let Some(token) = crate::auth::bearer(req.headers()) else {
+        return answer(StatusCode::UNAUTHORIZED, "a bearer token of an agent ServiceAccount is required\n");
     };
     let tap = match ingest.authenticate(token).await {
-        Ok(Some(tap)) => tap,
-        Ok(None) => return (StatusCode::FORBIDDEN, "only Faultline agents may send entries\n".into()),
+        Ok(Caller::Agent(tap)) => tap,
+        Ok(Caller::Stranger) => {
+            ingest.metrics.refused("forbidden");
+            return answer(StatusCode::FORBIDDEN, "only Faultline agents may send entries\n");
+        }
+        Ok(Caller::Throttled) => {
+            return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "too many new tokens; retry\n")
+                .into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "TokenReview failed");
-            return (StatusCode::SERVICE_UNAVAILABLE, "cannot verify the token now; retry\n".into());
+            return answer(StatusCode::SERVICE_UNAVAILABLE, "cannot verify the token now; retry\n");
         }
     };
     // Not before the views are counting: an entry accepted now would be counted nowhere.
     if !ingest.leading.load(Ordering::Relaxed) || !ingest.views.active() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not the leader; retry\n".into());
+        ingest.metrics.refused("standby");
+        return elsewhere("not the leader; retry\n");
     }
+    let Ok(_permit) = ingest.batches.clone().try_acquire_owned() else {
+        ingest.metrics.refused("busy");
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "busy; retry\n").into_response();
+    };
+    let body = match axum::body::to_bytes(Body::new(req.into_body()), MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            ingest.metrics.refused("too_large");
+            return answer(StatusCode::PAYLOAD_TOO_LARGE, format!("batch not read: {e}\n"));
+        }
+    };
     let batch: Batch = match serde_json::from_slice(&body) {
         Ok(b) => b,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("not a batch: {e}\n")),
+        Err(e) => {
+            ingest.metrics.refused("malformed");
+            return answer(StatusCode::BAD_REQUEST, format!("not a batch: {e}\n"));
+        }
     };
+    drop(body);
     let node = batch.node.clone();
     match ingest.store.ingest(&tap, batch, crate::clock::now()) {
         Accepted::New(entries) => {
@@ -85,8 +175,27 @@ pub async fn handle(State(ingest): State<Ingest>, headers: HeaderMap, body: Byte
             ingest.views.observe(&entries);
             ingest.metrics.entries_ingested.inc_by(n as u64);
             tracing::debug!(%tap, %node, entries = n, "batch accepted");
-            (StatusCode::OK, format!("accepted {n}\n"))
+            answer(StatusCode::OK, format!("accepted {n}\n"))
         }
-        Accepted::Duplicate => (StatusCode::OK, "duplicate batch ignored\n".into()),
+        Accepted::Duplicate => answer(StatusCode::OK, "duplicate batch ignored\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_agent_service_accounts_of_this_namespace_are_agents() {
+        let ns = "faultline-system";
+        assert_eq!(
+            agent_of(Some("system:serviceaccount:faultline-system:faultline-agent-web"), ns),
+            Some("web".into())
+        );
+        assert_eq!(agent_of(Some("system:serviceaccount:other:faultline-agent-web"), ns), None);
+        assert_eq!(agent_of(Some("system:serviceaccount:faultline-system:faultline-agent-"), ns), None);
+        assert_eq!(agent_of(Some("system:serviceaccount:faultline-system:faultline-operator"), ns), None);
+        assert_eq!(agent_of(Some("admin"), ns), None);
+        assert_eq!(agent_of(None, ns), None);
     }
 }

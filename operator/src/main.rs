@@ -13,10 +13,12 @@ mod http;
 mod ingest;
 mod leader;
 mod metrics;
+mod node_report;
 mod pcaps;
 mod review_cache;
 mod store;
 mod tapconfig;
+mod throttle;
 mod tls;
 
 use std::net::SocketAddr;
@@ -157,6 +159,7 @@ async fn run(args: Args) -> Result<(), String> {
         client: client.clone(),
         store: store.clone(),
         access: dashboard::access::Access::new(client.clone(), args.namespace.clone(), args.dashboard_anonymous),
+        closing: stop_rx.clone(),
     };
     let http_server =
         tokio::spawn(http::serve(args.http_addr, health, ingest, pcaps, dashboard, tls, stopped(stop_rx.clone())));
@@ -178,10 +181,12 @@ async fn run(args: Args) -> Result<(), String> {
     ready.store(true, Ordering::Relaxed);
 
     let (lead_tx, lead_rx) = watch::channel(!args.leader_election);
-    if args.leader_election {
+    let elector = args.leader_election.then(|| {
         let elector = leader::Elector::new(client.clone(), &args.namespace, &args.lease_name, identity.clone());
-        tokio::spawn(elector.run(lead_tx));
-    }
+        tokio::spawn(elector.run(lead_tx, stop_rx.clone()))
+    });
+    // In a cluster, the pod this replica runs in: labelled while it leads, so the Service reaches the leader.
+    let pod = std::env::var("POD_NAME").ok().filter(|p| !p.is_empty());
     let operator_url = args.operator_url.clone().unwrap_or_else(|| {
         let scheme = if args.tls_cert_file.is_some() { "https" } else { "http" };
         format!("{scheme}://faultline-operator.{}.svc:{}", args.namespace, args.http_addr.port())
@@ -209,18 +214,31 @@ async fn run(args: Args) -> Result<(), String> {
         }
         metrics.leader.set(1);
         leading.store(true, Ordering::Relaxed);
+        if let Some(pod) = &pod {
+            leader::mark_pod(&client, &args.namespace, pod, true).await;
+        }
         lead_term(ctx.clone(), store.clone(), events.clone(), views.clone(), lead_rx.clone(), stop_rx.clone()).await;
         metrics.leader.set(0);
         leading.store(false, Ordering::Relaxed);
+        if let Some(pod) = &pod {
+            leader::mark_pod(&client, &args.namespace, pod, false).await;
+        }
         if *stop_rx.borrow() {
             break;
         }
         tracing::warn!("leadership lost: stopped acting; campaigning again");
     }
-    if args.leader_election {
+    // Shutdown, in the order that leaves no gap and no second leader: the elector has stopped (it
+    // watches the same signal) and the controllers have stopped acting; only then is the lease given up,
+    // so a standby takes over at once and this process cannot take it back.
+    if let Some(elector) = elector {
+        let _ = elector.await;
         leader::Elector::release(client, &args.namespace, &args.lease_name, &identity).await;
     }
-    let _ = http_server.await;
+    // Live dashboard streams end on the same signal; anything else gets a few seconds to finish.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), http_server).await.is_err() {
+        tracing::warn!("requests still open after 5 s; exiting anyway");
+    }
     Ok(())
 }
 

@@ -20,6 +20,11 @@ pub struct WriteLabels {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub reconciliations: Family<ReconcileLabels, Counter>,
@@ -28,6 +33,8 @@ pub struct Metrics {
     /// API writes caused by entries (Events, ErrorView status, capture statistics): bounded by design.
     pub api_writes: Family<WriteLabels, Counter>,
     pub entries_ingested: Counter,
+    /// Ingest requests refused, by why: forbidden, throttled, standby, busy, too_large, malformed.
+    pub ingest_refused: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -43,13 +50,19 @@ impl Default for Metrics {
         registry.register("api_writes", "API writes caused by entries, by kind", api_writes.clone());
         let entries_ingested = Counter::default();
         registry.register("entries_ingested", "Entries accepted from agents", entries_ingested.clone());
-        Metrics { registry, reconciliations, reconcile_seconds, leader, api_writes, entries_ingested }
+        let ingest_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register("ingest_refused", "Ingest requests refused, by reason", ingest_refused.clone());
+        Metrics { registry, reconciliations, reconcile_seconds, leader, api_writes, entries_ingested, ingest_refused }
     }
 }
 
 impl Metrics {
     pub fn count(&self, controller: &'static str, result: &'static str) {
         self.reconciliations.get_or_create(&ReconcileLabels { controller, result }).inc();
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        self.ingest_refused.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub fn wrote(&self, kind: &'static str) {

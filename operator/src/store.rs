@@ -1,25 +1,28 @@
-//! The operator's memory of recent entries: a bounded ring, numbered so that each ErrorView can read what
+//! The operator's memory of recent entries: a bounded ring (what the dashboard and recordings serve;
+//! ErrorViews count entries as they arrive, not from here), numbered so that a live stream can read what
 //! is new since it last looked, plus the latest statistics of every agent. Batches are deduplicated by
 //! (agent run, sequence number): a batch retried after a lost reply counts once.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use faultline_core::ingest::{AgentStats, Batch};
+use faultline_core::ingest::Batch;
 use faultline_core::{Entry, Timestamp};
 
-/// What one agent last said about its node.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NodeReport {
-    pub stats: AgentStats,
-    pub at: Timestamp,
-}
+pub use crate::node_report::NodeReport;
 
 #[derive(Debug, PartialEq)]
 pub enum Accepted {
     /// The batch's entries, as stored (for the views to count).
     New(Vec<Arc<Entry>>),
     Duplicate,
+}
+
+/// What a reader that fell behind gets: a bounded slice, and how much it missed.
+pub struct Since {
+    pub entries: Vec<Arc<Entry>>,
+    pub cursor: u64,
+    pub missed: u64,
 }
 
 pub struct Store {
@@ -67,7 +70,14 @@ impl Store {
             return Accepted::Duplicate;
         }
         g.runs.insert(batch.agent_run.clone(), batch.seq);
-        g.nodes.insert((tapconfig.to_owned(), batch.node.clone()), NodeReport { stats: batch.stats, at: now });
+        let key = (tapconfig.to_owned(), batch.node.clone());
+        match g.nodes.get_mut(&key) {
+            Some(r) => r.update(&batch.agent_run, std::mem::take(&mut batch.stats), now),
+            None => {
+                let r = NodeReport::new(&batch.agent_run, std::mem::take(&mut batch.stats), now);
+                g.nodes.insert(key, r);
+            }
+        }
         let mut added = Vec::with_capacity(batch.entries.len());
         for (id, pcap) in std::mem::take(&mut batch.pcaps) {
             g.pcap_bytes += pcap.len();
@@ -98,12 +108,16 @@ impl Store {
         Accepted::New(added)
     }
 
-    /// Entries numbered after `cursor`, and the cursor to pass next time.
-    pub fn since(&self, cursor: u64) -> (Vec<Arc<Entry>>, u64) {
-        let Ok(g) = self.inner.lock() else { return (Vec::new(), cursor) };
+    /// At most `max` entries numbered after `cursor` (and the cursor to pass next time), oldest first, and how many after `cursor` the
+    /// reader will never see because the ring overwrote them before it came back.
+    pub fn since_bounded(&self, cursor: u64, max: usize) -> Since {
+        let Ok(g) = self.inner.lock() else { return Since { entries: Vec::new(), cursor, missed: 0 } };
         let start = g.entries.partition_point(|(s, _)| *s <= cursor);
-        let out = g.entries.range(start..).map(|(_, e)| e.clone()).collect();
-        (out, g.next_seq - 1)
+        let oldest = g.entries.get(start).map_or(g.next_seq, |(s, _)| *s);
+        let missed = oldest.saturating_sub(cursor + 1);
+        let entries: Vec<Arc<Entry>> = g.entries.range(start..).take(max).map(|(_, e)| e.clone()).collect();
+        let cursor = if entries.len() == max { g.entries[start + max - 1].0 } else { g.next_seq - 1 };
+        Since { entries, cursor, missed }
     }
 
     /// Wakes when entries arrive; pair with `since`.
@@ -133,12 +147,20 @@ impl Store {
     pub fn node_reports(&self) -> BTreeMap<(String, String), NodeReport> {
         self.inner.lock().map(|g| g.nodes.clone()).unwrap_or_default()
     }
+
+    /// Forgets a node's statistics (its agent is gone for good).
+    pub fn forget_node(&self, tapconfig: &str, node: &str) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.nodes.remove(&(tapconfig.to_owned(), node.to_owned()));
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use faultline_core::entry::{Endpoint, Protocol};
+    use faultline_core::ingest::AgentStats;
 
     fn batch(run: &str, seq: u64, n: usize) -> Batch {
         let src = Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1));
@@ -163,10 +185,10 @@ mod tests {
             matches!(s.ingest("t", batch("b", 1, 2), Timestamp(3)), Accepted::New(v) if v.len() == 2),
             "another run"
         );
-        let (all, cursor) = s.since(0);
+        let Since { entries: all, cursor, .. } = s.since_bounded(0, usize::MAX);
         assert_eq!((all.len(), cursor), (5, 5));
         s.ingest("t", batch("a", 2, 1), Timestamp(4));
-        let (new, cursor) = s.since(cursor);
+        let Since { entries: new, cursor, .. } = s.since_bounded(cursor, usize::MAX);
         assert_eq!((new.len(), cursor), (1, 6));
         assert_eq!(s.node_reports().len(), 1, "one (tapconfig, node)");
     }
@@ -175,7 +197,21 @@ mod tests {
     fn capacity_is_bounded() {
         let s = Store::new(10);
         s.ingest("t", batch("a", 1, 25), Timestamp(1));
-        let (all, cursor) = s.since(0);
+        let Since { entries: all, cursor, .. } = s.since_bounded(0, usize::MAX);
         assert_eq!((all.len(), cursor), (10, 25));
+    }
+
+    #[test]
+    fn a_reader_that_falls_behind_reads_a_bounded_slice_and_learns_what_it_missed() {
+        let s = Store::new(10);
+        s.ingest("t", batch("a", 1, 4), Timestamp(1));
+        let first = s.since_bounded(0, 3);
+        assert_eq!((first.entries.len(), first.cursor, first.missed), (3, 3, 0));
+        s.ingest("t", batch("a", 2, 20), Timestamp(2));
+        // Entries 4..=14 were overwritten before the reader came back; 15..=24 are held.
+        let next = s.since_bounded(first.cursor, 3);
+        assert_eq!((next.entries.len(), next.cursor, next.missed), (3, 17, 11));
+        let rest = s.since_bounded(next.cursor, 100);
+        assert_eq!((rest.entries.len(), rest.cursor, rest.missed), (7, 24, 0));
     }
 }

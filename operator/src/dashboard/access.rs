@@ -88,7 +88,8 @@ impl Access {
         let user = match self.users.get(&token_key) {
             Some(user) => user,
             None => {
-                let user = auth::review(&self.client, token).await.map_err(|e| Refusal::Unavailable(e.to_string()))?;
+                let user =
+                    auth::review(&self.client, token, None).await.map_err(|e| Refusal::Unavailable(e.to_string()))?;
                 self.users.put(token_key, user.clone());
                 user
             }

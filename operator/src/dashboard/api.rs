@@ -1,7 +1,8 @@
 //! The dashboard's JSON API over the store of recent entries:
 //! - `GET /api/entries?q=KFL&limit=N` — matching entries, newest (by timestamp) first, with counts by kind
 //!   of all matches;
-//! - `GET /api/entries/stream?q=KFL` — new matching entries as server-sent events (`event: entry`);
+//! - `GET /api/entries/stream?q=KFL` — new matching entries as server-sent events (`event: entry`), and
+//!   `event: dropped` (data: how many) when the client fell so far behind that entries were overwritten;
 //! - `GET /api/entries/{id}` — one entry;
 //! - `GET /api/errorviews` — the ErrorViews (saved queries) the caller may read.
 //!
@@ -31,12 +32,18 @@ use crate::store::Store;
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
+/// Entries a live stream reads from the store at a time. The stream is only polled when the client has
+/// taken what was sent before (TCP back-pressure), so this bounds what a slow client costs; what the
+/// store overwrites before the client catches up is announced as `event: dropped`, never silently lost.
+const STREAM_STEP: usize = 256;
 
 #[derive(Clone)]
 pub struct Dashboard {
     pub client: Client,
     pub store: Arc<Store>,
     pub access: Access,
+    /// Becomes true when the process stops: live streams end so that shutdown need not wait for them.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 #[derive(Deserialize)]
@@ -146,7 +153,8 @@ pub async fn stream(State(a): State<Dashboard>, UrlQuery(p): UrlQuery<Params>, h
     };
     let mut head = a.store.subscribe();
     let cursor = *head.borrow_and_update();
-    let state = Live { api: a, viewer, scope, query, cursor, head, pending: VecDeque::new() };
+    let closing = a.closing.clone();
+    let state = Live { api: a, viewer, scope, query, cursor, head, closing, pending: VecDeque::new() };
     Sse::new(live(state)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
 }
 
@@ -157,24 +165,35 @@ struct Live {
     query: Option<Query>,
     cursor: u64,
     head: tokio::sync::watch::Receiver<u64>,
-    /// Matching entries read but not yet sent, oldest first.
+    closing: tokio::sync::watch::Receiver<bool>,
+    /// Matching entries read but not yet sent, oldest first (at most `STREAM_STEP` + 1).
     pending: VecDeque<Event>,
 }
 
 /// New matching entries, oldest first, as they arrive; ends when the caller's access can no longer be
-/// checked (the page reconnects).
+/// checked (the page reconnects) or the process stops.
 fn live(state: Live) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold(state, |mut s| async move {
         loop {
             if let Some(ev) = s.pending.pop_front() {
                 return Some((Ok(ev), s));
             }
-            if s.head.changed().await.is_err() {
+            if *s.closing.borrow() {
                 return None;
             }
-            let (new, cursor) = s.api.store.since(s.cursor);
-            s.cursor = cursor;
-            for e in &new {
+            let caught_up = s.cursor >= *s.head.borrow();
+            if caught_up {
+                tokio::select! {
+                    changed = s.head.changed() => if changed.is_err() { return None },
+                    _ = closed(&mut s.closing) => return None,
+                }
+            }
+            let read = s.api.store.since_bounded(s.cursor, STREAM_STEP);
+            s.cursor = read.cursor;
+            if read.missed > 0 {
+                s.pending.push_back(Event::default().event("dropped").data(read.missed.to_string()));
+            }
+            for e in &read.entries {
                 if s.api.access.extend(&s.viewer, &mut s.scope, e).await.is_err() {
                     return None;
                 }
@@ -185,6 +204,13 @@ fn live(state: Live) -> impl Stream<Item = Result<Event, Infallible>> {
             }
         }
     })
+}
+
+/// Resolves once the process stops (never, if nobody can stop it).
+async fn closed(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    if rx.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 #[derive(Serialize)]

@@ -53,7 +53,7 @@ fn app(anonymous: bool) -> axum::Router {
     };
     store.ingest("t", batch, Timestamp(4));
     let access = Access::new(client.clone(), "faultline-system".into(), anonymous);
-    router(Dashboard { client, store, access })
+    router(Dashboard { client, store, access, closing: tokio::sync::watch::channel(false).1 })
 }
 
 async fn call(app: axum::Router, uri: &str, token: Option<&str>) -> (StatusCode, Value) {

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use faultline_crds::{RecorderMode, TapConfig, TapConfigSpec};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Resource;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -36,13 +35,14 @@ pub struct BuildParams {
 
 /// Where agents find the operator's CA certificate.
 pub const OPERATOR_CA_DIR: &str = "/etc/faultline-operator-ca";
+/// Where agents find the token they show the operator: audience `faultline.dev/ingest`, so it is worth
+/// nothing to the API server or anyone else, and the API-audience token never leaves the agent.
+pub const INGEST_TOKEN_DIR: &str = "/var/run/secrets/faultline.dev/ingest";
 
 /// The objects one TapConfig owns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Children {
     pub service_account: ServiceAccount,
-    pub cluster_role: ClusterRole,
-    pub cluster_role_binding: ClusterRoleBinding,
     pub config_map: ConfigMap,
     pub daemon_set: DaemonSet,
 }
@@ -93,17 +93,6 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
     let hash = format!("{:x}", Sha256::digest(config_text.as_bytes()));
 
     let service_account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(true)});
-    let cluster_role = json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta(false),
-        // Agents resolve pod IPs and Service ClusterIPs to names: read-only access to pods and services,
-        // nothing else.
-        "rules": [{"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]}],
-    });
-    let cluster_role_binding = json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta(false),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": child},
-        "subjects": [{"kind": "ServiceAccount", "name": child, "namespace": p.namespace}],
-    });
     let config_map = json!({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(true),
         "data": {"config.json": config_text},
@@ -125,6 +114,7 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
             {"name": "FAULTLINE_OPERATOR_URL", "value": p.operator_url},
+            {"name": "FAULTLINE_TOKEN_FILE", "value": format!("{INGEST_TOKEN_DIR}/token")},
         ],
         "resources": spec.agent.resources.clone().map_or_else(default_resources, |r| json!(r)),
         // Raw sockets need NET_RAW, promiscuous mode and PACKET_STATISTICS need NET_ADMIN; nothing else.
@@ -137,6 +127,7 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
         "volumeMounts": [
             {"name": "config", "mountPath": "/etc/faultline", "readOnly": true},
             {"name": "scratch", "mountPath": "/var/lib/faultline"},
+            {"name": "ingest-token", "mountPath": INGEST_TOKEN_DIR, "readOnly": true},
         ],
     });
     if let Some(policy) = spec.agent.image_pull_policy {
@@ -151,6 +142,9 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
     let mut volumes = vec![
         json!({"name": "config", "configMap": {"name": child}}),
         json!({"name": "scratch", "emptyDir": {"sizeLimit": scratch_limit.to_string()}}),
+        // The kubelet rotates it; the agent reads the file for every batch.
+        json!({"name": "ingest-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": faultline_core::ingest::INGEST_AUDIENCE, "expirationSeconds": 3600, "path": "token"}}]}}),
     ];
     if let Some(secret) = &p.operator_ca_secret {
         // Only the CA certificate: the operator's key stays out of the agents' pods.
@@ -201,8 +195,6 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
     });
     Ok(Children {
         service_account: typed(service_account)?,
-        cluster_role: typed(cluster_role)?,
-        cluster_role_binding: typed(cluster_role_binding)?,
         config_map: typed(config_map)?,
         daemon_set: typed(daemon_set)?,
     })

@@ -11,13 +11,12 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{predicates, reflector, watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -38,7 +37,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     // Children of a cluster-scoped owner live in a namespace, so they are mapped back by label rather
     // than by owner reference (which would carry the child's namespace).
     let by_label = |ds: DaemonSet| owner_of(ds.labels()).map(ObjectRef::<TapConfig>::new);
-    Controller::new(taps, watcher::Config::default().any_semantic())
+    // Only spec changes (a new generation) trigger a reconcile; status writes — the controller's own and
+    // the capture statistics — do not. Children and the periodic requeue cover everything else.
+    let (reader, writer) = reflector::store();
+    let changed_specs = reflector(writer, watcher(taps, watcher::Config::default().any_semantic()))
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    Controller::for_stream(changed_specs, reader)
         .watches(daemon_sets, watcher::Config::default().labels(TAPCONFIG_LABEL), by_label)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -146,12 +151,6 @@ async fn apply_children(c: &Children, ctx: &Context) -> Result<DaemonSet> {
     let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| m.name.clone().unwrap_or_default();
     Api::<ServiceAccount>::namespaced(client.clone(), ns)
         .patch(&name(&c.service_account.metadata), &pp, &Patch::Apply(&c.service_account))
-        .await?;
-    Api::<ClusterRole>::all(client.clone())
-        .patch(&name(&c.cluster_role.metadata), &pp, &Patch::Apply(&c.cluster_role))
-        .await?;
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .patch(&name(&c.cluster_role_binding.metadata), &pp, &Patch::Apply(&c.cluster_role_binding))
         .await?;
     Api::<ConfigMap>::namespaced(client.clone(), ns)
         .patch(&name(&c.config_map.metadata), &pp, &Patch::Apply(&c.config_map))

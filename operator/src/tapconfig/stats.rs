@@ -1,27 +1,37 @@
 //! Per-node capture statistics in TapConfig status, and the `PacketLoss`, `BackendFallback` and
-//! `AgentsReporting` conditions: written every few seconds from what the agents last reported, under a
-//! field manager of its own so that it never fights the controller over the status fields that one owns.
-//! Agents report every second, so a node silent for `SILENT_AFTER` has lost its agent (killed, crashing,
-//! or cut off from the operator) — its statistics stay, with their `lastReport`, and the condition says so.
+//! `AgentsReporting` conditions, from what the agents last reported, under a field manager of its own so
+//! that it never fights the controller over the status fields that one owns.
+//!
+//! - Agents report every second, so a node silent for `SILENT_AFTER` has lost its agent (killed,
+//!   crashing, or cut off from the operator): its statistics stay, with their `lastReport`, and the
+//!   condition says so — as long as an agent pod is on that node. A node with no agent pod any more
+//!   (deleted, or no longer selected) is forgotten.
+//! - Status is written when what it says changes (a condition, the nodes, a backend), and otherwise
+//!   refreshed every `REFRESH`: counters change every second, and every status write costs the API
+//!   server (and, for a controller watching the object, a reconcile).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use faultline_core::Timestamp;
 use faultline_crds::{NodeCaptureStats, TapConfig};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Resource};
 use serde_json::json;
 
+use super::build::TAPCONFIG_LABEL;
 use super::status::condition;
 use crate::context::Context;
 use crate::store::{NodeReport, Store};
 
 const MANAGER: &str = "faultline-operator-stats";
 const ROUND: Duration = Duration::from_secs(5);
+/// The longest the written statistics lag the agents' reports when no condition changes.
+pub const REFRESH: Duration = Duration::from_secs(60);
 pub const SILENT_AFTER: Duration = Duration::from_secs(30);
 
 pub async fn run(
@@ -31,7 +41,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     tokio::pin!(shutdown);
-    let mut written: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    // What was last written per TapConfig (its material part), and when.
+    let mut written: BTreeMap<String, (serde_json::Value, Instant)> = BTreeMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(ROUND) => {}
@@ -42,10 +53,33 @@ pub async fn run(
             by_tap.entry(tap).or_default().push((node, r));
         }
         let api: Api<TapConfig> = Api::all(ctx.client.clone());
-        for (tap, nodes) in by_tap {
-            let Ok(Some(obj)) = api.get_opt(&tap).await else { continue };
-            let status = node_status(&obj, &nodes, crate::clock::now());
-            if written.get(&tap) == Some(&status) {
+        for (tap, mut nodes) in by_tap {
+            let obj = match api.get_opt(&tap).await {
+                Ok(Some(obj)) => obj,
+                Ok(None) => {
+                    nodes.iter().for_each(|(node, _)| store.forget_node(&tap, node));
+                    written.remove(&tap);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(tapconfig = %tap, error = %e, "cannot read the TapConfig");
+                    continue;
+                }
+            };
+            let now = crate::clock::now();
+            if nodes.iter().any(|(_, r)| silent(r, now)) {
+                if let Some(with_agent) = nodes_with_agent_pods(&ctx, &tap).await {
+                    for node in gone(&nodes, &with_agent, now) {
+                        tracing::info!(tapconfig = %tap, %node, "no agent on the node any more: forgetting it");
+                        store.forget_node(&tap, &node);
+                    }
+                    nodes.retain(|(node, r)| !silent(r, now) || with_agent.contains(node));
+                }
+            }
+            let status = node_status(&obj, &nodes, now);
+            let material = material(&status);
+            let fresh = written.get(&tap).is_some_and(|(m, at)| *m == material && at.elapsed() < REFRESH);
+            if fresh {
                 continue;
             }
             if let Some(msg) = loss_began(&obj, &status) {
@@ -56,12 +90,53 @@ pub async fn run(
             match api.patch_status(&tap, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await {
                 Ok(_) => {
                     ctx.metrics.wrote("tapconfig_stats");
-                    written.insert(tap, status);
+                    written.insert(tap, (material, Instant::now()));
                 }
                 Err(e) => tracing::warn!(tapconfig = %tap, error = %e, "cannot write capture statistics"),
             }
         }
     }
+}
+
+fn silent(r: &NodeReport, now: Timestamp) -> bool {
+    now.nanos().saturating_sub(r.at.nanos()) > u64::try_from(SILENT_AFTER.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Silent nodes on which no agent pod of the TapConfig runs any more.
+fn gone(nodes: &[(String, NodeReport)], with_agent: &BTreeSet<String>, now: Timestamp) -> Vec<String> {
+    nodes.iter().filter(|(node, r)| silent(r, now) && !with_agent.contains(node)).map(|(n, _)| n.clone()).collect()
+}
+
+/// The nodes that have an agent pod of `tap` (running or not), or `None` if that cannot be known now.
+async fn nodes_with_agent_pods(ctx: &Context, tap: &str) -> Option<BTreeSet<String>> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.build.namespace);
+    let lp = ListParams::default().labels(&format!("{TAPCONFIG_LABEL}={tap}"));
+    // Asked only while some node is silent: at most one small list per round.
+    match pods.list(&lp).await {
+        Ok(list) => Some(list.items.into_iter().filter_map(|p| p.spec.and_then(|s| s.node_name)).collect()),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list agent pods");
+            None
+        }
+    }
+}
+
+/// The part of a status worth writing at once: everything but the counters and report times, which
+/// change every second and are refreshed every `REFRESH`.
+fn material(status: &serde_json::Value) -> serde_json::Value {
+    let nodes: Vec<serde_json::Value> = status["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| json!({"node": n["node"], "backendNote": n["backendNote"]}))
+        .collect();
+    let conditions: Vec<serde_json::Value> = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| json!({"type": c["type"], "status": c["status"], "reason": c["reason"], "message": c["message"]}))
+        .collect();
+    json!({"nodes": nodes, "conditions": conditions})
 }
 
 /// `nodes` and the conditions they decide, for one TapConfig, as of `at`.
@@ -75,7 +150,7 @@ pub fn node_status(tap: &TapConfig, reports: &[(String, NodeReport)], at: Timest
                 node: node.clone(),
                 received: i64::try_from(s.received).unwrap_or(i64::MAX),
                 dropped: i64::try_from(s.kernel_dropped + s.queue_dropped).unwrap_or(i64::MAX),
-                drop_ratio: (s.drop_ratio() * 10_000.0).round() / 10_000.0,
+                drop_ratio: (r.recent_drop_ratio() * 10_000.0).round() / 10_000.0,
                 streams_timed_out: i64::try_from(s.streams_timed_out).unwrap_or(i64::MAX),
                 missed_bytes: i64::try_from(s.missed_bytes).unwrap_or(i64::MAX),
                 entries_dropped: i64::try_from(s.buffer_dropped).unwrap_or(i64::MAX),
@@ -105,10 +180,9 @@ pub fn node_status(tap: &TapConfig, reports: &[(String, NodeReport)], at: Timest
         ("True", "FellBack", notes.join("; "))
     };
     let fallback = condition(&old, "BackendFallback", st, reason, msg, tap.metadata.generation, &now);
-    let silent_ns = u64::try_from(SILENT_AFTER.as_nanos()).unwrap_or(u64::MAX);
     let silent: Vec<String> = reports
         .iter()
-        .filter(|(_, r)| at.nanos().saturating_sub(r.at.nanos()) > silent_ns)
+        .filter(|(_, r)| silent(r, at))
         .map(|(node, r)| format!("{node} (last report {})", r.at))
         .collect();
     let (st, reason, msg) = if silent.is_empty() {
@@ -134,16 +208,17 @@ mod tests {
     use super::*;
     use faultline_core::ingest::AgentStats;
 
+    /// An agent that started a minute before T0 and has seen `received` packets and lost `dropped`.
     fn report(received: u64, dropped: u64, note: Option<&str>) -> NodeReport {
-        NodeReport {
-            stats: AgentStats {
-                received,
-                kernel_dropped: dropped,
-                backend_note: note.map(Into::into),
-                ..AgentStats::default()
-            },
-            at: T0,
-        }
+        let mut r = NodeReport::new("run", AgentStats::default(), Timestamp(T0.nanos() - 60_000_000_000));
+        let stats = AgentStats {
+            received,
+            kernel_dropped: dropped,
+            backend_note: note.map(Into::into),
+            ..AgentStats::default()
+        };
+        r.update("run", stats, T0);
+        r
     }
 
     const T0: Timestamp = Timestamp(1_795_821_177_000_000_000);
@@ -188,5 +263,31 @@ mod tests {
         assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some("False"), Some("AgentSilent")));
         assert_eq!(c["message"], "no report for over 30 s from n2 (last report 2026-11-27T23:12:57.000000Z)");
         assert_eq!(st["nodes"].as_array().map(Vec::len), Some(2), "the silent node's statistics stay");
+    }
+
+    #[test]
+    fn only_silent_nodes_without_an_agent_pod_are_forgotten() {
+        let now = Timestamp(T0.nanos() + 31_000_000_000);
+        let mut reports = vec![
+            ("alive".to_owned(), report(1, 0, None)),
+            ("restarting".to_owned(), report(1, 0, None)),
+            ("deleted".to_owned(), report(1, 0, None)),
+        ];
+        reports[0].1.at = now;
+        let with_agent: BTreeSet<String> = ["restarting".to_owned()].into();
+        assert_eq!(gone(&reports, &with_agent, now), vec!["deleted".to_owned()]);
+        assert!(gone(&reports, &with_agent, T0).is_empty(), "nobody is silent yet");
+    }
+
+    #[test]
+    fn counters_alone_are_not_worth_a_write() {
+        let a = node_status(&tap(), &[("n1".into(), report(1000, 0, None))], T0);
+        let b = node_status(&tap(), &[("n1".into(), report(5000, 1, None))], Timestamp(T0.nanos() + 5_000_000_000));
+        assert_ne!(a, b);
+        assert_eq!(material(&a), material(&b), "only counters and report times differ");
+        let lossy = node_status(&tap(), &[("n1".into(), report(5000, 4000, None))], T0);
+        assert_ne!(material(&a), material(&lossy), "a condition changed");
+        let more = node_status(&tap(), &[("n1".into(), report(1, 0, None)), ("n2".into(), report(1, 0, None))], T0);
+        assert_ne!(material(&a), material(&more), "a node came");
     }
 }

@@ -98,24 +98,20 @@ fn agents_get_least_privilege() {
     let caps = sc.capabilities.as_ref().expect("capabilities");
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]));
     assert_eq!(caps.add.as_deref(), Some(&["NET_RAW".to_owned(), "NET_ADMIN".to_owned()][..]));
-    let rules = c.cluster_role.rules.as_ref().expect("rules");
-    assert_eq!(rules.len(), 1);
-    assert_eq!(rules[0].resources.as_deref(), Some(&["pods".to_owned(), "services".to_owned()][..]));
-    assert_eq!(rules[0].verbs, vec!["get", "list", "watch"]);
-    let subject = &c.cluster_role_binding.subjects.as_ref().expect("subjects")[0];
-    assert_eq!((subject.kind.as_str(), subject.name.as_str()), ("ServiceAccount", "faultline-agent-default"));
+    // The only token the agent shows the operator is audience-bound to ingest.
+    let token = pod.volumes.iter().flatten().find(|v| v.name == "ingest-token").expect("ingest token volume");
+    let sources = token.projected.as_ref().and_then(|p| p.sources.as_ref()).expect("projected");
+    let sat = sources[0].service_account_token.as_ref().expect("a ServiceAccount token");
+    assert_eq!(sat.audience.as_deref(), Some("faultline.dev/ingest"));
+    let env = container(&c.daemon_set).env.iter().flatten();
+    let file = env.filter(|e| e.name == "FAULTLINE_TOKEN_FILE").find_map(|e| e.value.clone());
+    assert_eq!(file.as_deref(), Some("/var/run/secrets/faultline.dev/ingest/token"));
 }
 
 #[test]
 fn children_are_owned_and_labelled() {
     let c = build(&fixture("spec-example.yaml"), &params()).expect("builds");
-    let metas = [
-        &c.service_account.metadata,
-        &c.cluster_role.metadata,
-        &c.cluster_role_binding.metadata,
-        &c.config_map.metadata,
-        &c.daemon_set.metadata,
-    ];
+    let metas = [&c.service_account.metadata, &c.config_map.metadata, &c.daemon_set.metadata];
     for m in metas {
         let owner = &m.owner_references.as_ref().expect("owner")[0];
         assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("TapConfig", "default", Some(true)));
