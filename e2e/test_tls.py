@@ -87,3 +87,56 @@ def test_agents_report_over_tls_and_only_to_the_operator_they_trust(cluster, ope
             a.stop()
         op.stop()
         cluster.kubectl("delete", "tapconfig", "tls", "--wait=false", check=False)
+
+
+def test_renewed_certificates_are_used_without_a_restart(cluster, operator_kubeconfig, tmp_path, dummy_interface):
+    """cert-manager renews the operator's certificate — here under a new CA, the hardest case — and the
+    agents' CA file changes with it: within seconds both sides use the new files, with no restart."""
+    import shutil
+    first, second, live = tmp_path / "first", tmp_path / "second", tmp_path / "live"
+    make_certs(first)
+    make_certs(second)
+    live.mkdir()
+
+    def install(src):
+        # As the kubelet updates a Secret volume: whole files swapped in.
+        for name in ("server.crt", "server.key", "ca.crt"):
+            shutil.copy(src / name, live / f".{name}.new")
+            (live / f".{name}.new").rename(live / name)
+    install(first)
+    op = Operator(operator_kubeconfig, tmp_path / "operator.log", "tls-renew", ca_file=first / "ca.crt",
+                  env={"FAULTLINE_TLS_CERT_FILE": str(live / "server.crt"),
+                       "FAULTLINE_TLS_KEY_FILE": str(live / "server.key")})
+    agent = None
+    try:
+        op.wait_ready()
+        cluster.kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "faultline.dev/v1alpha1", "kind": "TapConfig", "metadata": {"name": "renew"},
+            "spec": {"nodeSelector": {"faultline.dev/test": "renew"}}}))
+        eventually(lambda: cluster.kubectl("-n", NAMESPACE, "get", "sa", "faultline-agent-renew", check=False)
+                   .returncode == 0, what="the agents' ServiceAccount")
+        token = tmp_path / "agent.token"
+        token.write_text(cluster.kubectl("create", "token", "faultline-agent-renew", "-n", NAMESPACE,
+                                         "--audience=faultline.dev/ingest").stdout.strip())
+        kc = cluster.service_account_kubeconfig(NAMESPACE, "faultline-agent-renew", tmp_path / "agent.kubeconfig")
+        agent = Agent("node-renew", [dummy_interface], op.port, token, kc, tmp_path / "agent.log",
+                      operator_url=f"https://127.0.0.1:{op.port}", extra=["--operator-ca-file", str(live / "ca.crt")])
+        eventually(lambda: (agent.metric("faultline_agent_batches_sent_total") or 0) >= 2, what="reports")
+
+        def handshake(ca):
+            ctx = ssl.create_default_context(cafile=str(ca))
+            with socket.create_connection(("127.0.0.1", op.port), timeout=3) as s, \
+                    ctx.wrap_socket(s, server_hostname="127.0.0.1"):
+                return True
+        assert handshake(first / "ca.crt")
+        install(second)
+        eventually(lambda: handshake(second / "ca.crt"), timeout=30, what="the operator serving the renewed certificate")
+        sent = agent.metric("faultline_agent_batches_sent_total")
+        eventually(lambda: agent.metric("faultline_agent_batches_sent_total") >= sent + 3, timeout=30,
+                   what="the agent trusting the renewed CA")
+        assert op.proc.poll() is None and agent.proc.poll() is None, "no restart"
+    finally:
+        if agent:
+            agent.stop()
+        op.stop()
+        cluster.kubectl("delete", "tapconfig", "renew", "--wait=false", check=False)

@@ -1,14 +1,20 @@
 //! HTTPS for everything the operator serves (agents' ingest with their tokens, the dashboard, recordings),
 //! when it is given a certificate. Handshakes run in tasks of their own, so a client that connects and
 //! never finishes its handshake delays nobody; finished connections are handed to axum in order.
+//!
+//! Certificates are renewed (cert-manager, a rotated Secret) while the operator runs: the files are read
+//! again every `RELOAD_EVERY`, and new handshakes use what they hold once it parses; a pair that does not
+//! parse (a half-written update) is logged and the previous one kept.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
@@ -16,6 +22,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// A client has this long to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the certificate files are read again.
+const RELOAD_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -25,22 +33,82 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// The server configuration from a PEM certificate chain and its PEM private key.
+/// The server configuration from a PEM certificate chain and its PEM private key, read again every
+/// `RELOAD_EVERY` (by a task; call from within the runtime).
 pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsError> {
-    let file_err = |path: &Path, detail: String| TlsError::File { path: path.display().to_string(), detail };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| file_err(cert, e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_err(cert, e.to_string()))?;
-    if chain.is_empty() {
-        return Err(file_err(cert, "no certificate in the file".into()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e.to_string()))?;
+    let resolver = Arc::new(Reloading::load(cert.to_owned(), key.to_owned())?);
+    tokio::spawn({
+        let resolver = resolver.clone();
+        async move {
+            loop {
+                tokio::time::sleep(RELOAD_EVERY).await;
+                resolver.reload();
+            }
+        }
+    });
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, key)?)
+        .with_cert_resolver(resolver))
+}
+
+/// The current certificate and key, and the files they come from.
+#[derive(Debug)]
+struct Reloading {
+    cert: PathBuf,
+    key: PathBuf,
+    /// The files' bytes (to notice a change) and what they make.
+    current: RwLock<(Vec<u8>, Arc<CertifiedKey>)>,
+}
+
+impl Reloading {
+    fn load(cert: PathBuf, key: PathBuf) -> Result<Reloading, TlsError> {
+        let (bytes, certified) = read_pair(&cert, &key)?;
+        Ok(Reloading { cert, key, current: RwLock::new((bytes, certified)) })
+    }
+
+    /// Reads the files again; swaps in what they hold if it changed and parses. Returns whether it did.
+    fn reload(&self) -> bool {
+        match read_pair(&self.cert, &self.key) {
+            Ok((bytes, certified)) => {
+                let Ok(mut current) = self.current.write() else { return false };
+                if current.0 == bytes {
+                    return false;
+                }
+                *current = (bytes, certified);
+                tracing::info!(cert = %self.cert.display(), "serving a renewed certificate");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the renewed certificate; keeping the current one");
+                false
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for Reloading {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| c.1.clone())
+    }
+}
+
+/// The bytes of both files, and the certified key they make.
+fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Arc<CertifiedKey>), TlsError> {
+    let file_err = |path: &Path, detail: String| TlsError::File { path: path.display().to_string(), detail };
+    let mut bytes = std::fs::read(cert).map_err(|e| file_err(cert, e.to_string()))?;
+    let key_bytes = std::fs::read(key).map_err(|e| file_err(key, e.to_string()))?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&bytes).collect::<Result<_, _>>().map_err(|e| file_err(cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(file_err(cert, "no certificate in the file".into()));
+    }
+    let private = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| file_err(key, e.to_string()))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let certified = CertifiedKey::from_der(chain, private, &provider)?;
+    bytes.extend_from_slice(&key_bytes);
+    Ok((bytes, Arc::new(certified)))
 }
 
 /// Accepts TCP connections and completes their handshakes concurrently.

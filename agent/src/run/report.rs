@@ -18,6 +18,8 @@ const MAX_BATCH: usize = 1000;
 const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Retries slow down to this, so that an operator back from an outage hears from every agent soon.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often the operator's CA file is read again (a renewed CA is trusted within this).
+const CA_RELOAD_EVERY: Duration = Duration::from_secs(10);
 
 pub struct Reporter {
     url: Option<String>,
@@ -27,16 +29,54 @@ pub struct Reporter {
     interval: Duration,
     outbox: Arc<Outbox>,
     counters: Arc<Counters>,
+    client: std::sync::Mutex<Client>,
+}
+
+/// The HTTP client, built for the operator CA it was built with.
+struct Client {
     agent: ureq::Agent,
+    ca_file: Option<std::path::PathBuf>,
+    /// The CA file's bytes the agent trusts.
+    ca: Vec<u8>,
+    checked: Instant,
+}
+
+impl Client {
+    fn new(ca_file: Option<&std::path::Path>) -> Result<Client, String> {
+        let ca = match ca_file {
+            Some(path) => std::fs::read(path).map_err(|e| format!("operator CA {}: {e}", path.display()))?,
+            None => Vec::new(),
+        };
+        let mut config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10)));
+        if let Some(path) = ca_file {
+            config = config.tls_config(operator_ca(path, &ca)?);
+        }
+        let agent = config.http_status_as_error(false).build().new_agent();
+        Ok(Client { agent, ca_file: ca_file.map(Into::into), ca, checked: Instant::now() })
+    }
+
+    /// The agent to use now: rebuilt when the CA file changed (a renewal), checked every
+    /// `CA_RELOAD_EVERY`. A CA file that cannot be used is logged and the current one kept.
+    fn current(&mut self) -> ureq::Agent {
+        if let Some(path) = self.ca_file.clone().filter(|_| self.checked.elapsed() >= CA_RELOAD_EVERY) {
+            self.checked = Instant::now();
+            if std::fs::read(&path).is_ok_and(|now| now != self.ca) {
+                match Client::new(Some(&path)) {
+                    Ok(fresh) => {
+                        tracing::info!(ca = %path.display(), "trusting the renewed operator CA");
+                        *self = fresh;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot use the renewed operator CA; keeping the current one"),
+                }
+            }
+        }
+        self.agent.clone()
+    }
 }
 
 impl Reporter {
     pub fn new(args: &RunArgs, outbox: Arc<Outbox>, counters: Arc<Counters>) -> Result<Reporter, String> {
-        let mut config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10)));
-        if let Some(path) = &args.operator_ca_file {
-            config = config.tls_config(operator_ca(path)?);
-        }
-        let agent = config.http_status_as_error(false).build().new_agent();
+        let client = std::sync::Mutex::new(Client::new(args.operator_ca_file.as_deref())?);
         Ok(Reporter {
             url: args.operator_url.as_ref().map(|u| format!("{}{INGEST_PATH}", u.trim_end_matches('/'))),
             token_file: args.token_file.clone(),
@@ -45,7 +85,7 @@ impl Reporter {
             interval: Duration::from_millis(args.report_interval_ms),
             outbox,
             counters,
-            agent,
+            client,
         })
     }
 
@@ -150,8 +190,11 @@ impl Reporter {
             .map_err(|e| SendError::Transient(format!("token {}: {e}", self.token_file.display())))?;
         body.clear();
         serde_json::to_writer(&mut *body, batch).map_err(|e| SendError::Refused(e.to_string()))?;
-        let resp = self
-            .agent
+        let agent = match self.client.lock() {
+            Ok(mut c) => c.current(),
+            Err(_) => return Err(SendError::Transient("client lock poisoned".into())),
+        };
+        let resp = agent
             .post(url)
             .header("Authorization", &format!("Bearer {}", token.trim()))
             .header("Content-Type", "application/json")
@@ -209,12 +252,11 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
     }
 }
 
-/// TLS that trusts exactly the certificates in `path` (PEM), to verify the operator.
-fn operator_ca(path: &std::path::Path) -> Result<ureq::tls::TlsConfig, String> {
+/// TLS that trusts exactly the certificates in `pem` (read from `path`), to verify the operator.
+fn operator_ca(path: &std::path::Path, pem: &[u8]) -> Result<ureq::tls::TlsConfig, String> {
     use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
-    let pem = std::fs::read(path).map_err(|e| format!("operator CA {}: {e}", path.display()))?;
     let mut certs = Vec::new();
-    for item in parse_pem(&pem) {
+    for item in parse_pem(pem) {
         match item {
             Ok(PemItem::Certificate(c)) => certs.push(c),
             Ok(_) => {}

@@ -3,8 +3,6 @@
 //! filter, dissectors), and the whole configuration also sits in a ConfigMap whose hash is a pod-template
 //! annotation: any change to the spec changes the template and so rolls the DaemonSet.
 
-use std::collections::BTreeMap;
-
 use faultline_crds::{RecorderMode, TapConfig, TapConfigSpec};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
@@ -59,20 +57,42 @@ pub enum BuildError {
 
 /// The name of every child of TapConfig `tap`.
 pub fn child_name(tap: &str) -> String {
-    format!("faultline-agent-{tap}")
+    format!("{CHILD_PREFIX}{tap}")
+}
+
+const CHILD_PREFIX: &str = "faultline-agent-";
+/// The longest TapConfig name whose children's names are valid (object names are at most 253).
+pub const MAX_TAPCONFIG_NAME: usize = 253 - CHILD_PREFIX.len();
+
+/// A name as a label value (at most 63 characters): itself when it fits, else its first 50 characters
+/// and a digest of the whole, so that two long names never share a value.
+pub fn label_value(name: &str) -> String {
+    if name.len() <= 63 {
+        return name.to_owned();
+    }
+    let digest = format!("{:x}", Sha256::digest(name.as_bytes()));
+    let head: String = name.chars().take(50).collect();
+    format!("{}-{}", head.trim_end_matches(['-', '.']), &digest[..12])
 }
 
 pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
     let name = tap.meta().name.clone().ok_or(BuildError::Unnamed)?;
     let uid = tap.meta().uid.clone().ok_or(BuildError::Unnamed)?;
     super::validate::validate(&tap.spec).map_err(BuildError::Invalid)?;
+    if name.len() > MAX_TAPCONFIG_NAME {
+        return Err(BuildError::Invalid(format!(
+            "the name is {} characters; its agents' objects need it to be at most {MAX_TAPCONFIG_NAME}",
+            name.len()
+        )));
+    }
     let spec = &tap.spec;
     let child = child_name(&name);
+    let label = label_value(&name);
     let labels = json!({
         "app.kubernetes.io/name": "faultline-agent",
-        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/instance": label,
         "app.kubernetes.io/managed-by": "faultline-operator",
-        TAPCONFIG_LABEL: name,
+        TAPCONFIG_LABEL: label,
     });
     let owner = json!([{
         "apiVersion": TapConfig::api_version(&()),
@@ -97,7 +117,7 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(true),
         "data": {"config.json": config_text},
     });
-    let selector = json!({"app.kubernetes.io/name": "faultline-agent", TAPCONFIG_LABEL: name});
+    let selector = json!({"app.kubernetes.io/name": "faultline-agent", TAPCONFIG_LABEL: label});
     let image = spec.agent.image.clone().unwrap_or_else(|| p.agent_image.clone());
     let port = spec.agent.port;
     let mut container = json!({
@@ -277,8 +297,13 @@ fn strip_nulls(v: Value) -> Value {
 }
 
 /// The name of the TapConfig a child belongs to, from its label.
-pub fn owner_of(labels: &BTreeMap<String, String>) -> Option<&str> {
-    labels.get(TAPCONFIG_LABEL).map(String::as_str)
+/// The TapConfig that owns a child, by its owner reference (labels may hold a shortened name).
+pub fn owner_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<&str> {
+    let owners = meta.owner_references.as_deref()?;
+    owners
+        .iter()
+        .find(|o| o.kind == "TapConfig" && o.api_version.starts_with("faultline.dev/"))
+        .map(|o| o.name.as_str())
 }
 
 #[cfg(test)]

@@ -34,9 +34,9 @@ const CONTROLLER: &str = "tapconfig";
 pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
     let taps: Api<TapConfig> = Api::all(ctx.client.clone());
     let daemon_sets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ctx.build.namespace);
-    // Children of a cluster-scoped owner live in a namespace, so they are mapped back by label rather
-    // than by owner reference (which would carry the child's namespace).
-    let by_label = |ds: DaemonSet| owner_of(ds.labels()).map(ObjectRef::<TapConfig>::new);
+    // Children of a cluster-scoped owner live in a namespace, so their owner reference is read here
+    // (kube's owner mapping would give the TapConfig the child's namespace).
+    let by_owner = |ds: DaemonSet| owner_of(ds.meta()).map(ObjectRef::<TapConfig>::new);
     // Only spec changes (a new generation) trigger a reconcile; status writes — the controller's own and
     // the capture statistics — do not. Children and the periodic requeue cover everything else.
     let (reader, writer) = reflector::store();
@@ -44,7 +44,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     Controller::for_stream(changed_specs, reader)
-        .watches(daemon_sets, watcher::Config::default().labels(TAPCONFIG_LABEL), by_label)
+        .watches(daemon_sets, watcher::Config::default().labels(TAPCONFIG_LABEL), by_owner)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

@@ -23,7 +23,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Resource};
 use serde_json::json;
 
-use super::build::TAPCONFIG_LABEL;
+use super::build::{label_value, TAPCONFIG_LABEL};
 use super::status::condition;
 use crate::context::Context;
 use crate::store::{NodeReport, Store};
@@ -110,7 +110,7 @@ fn gone(nodes: &[(String, NodeReport)], with_agent: &BTreeSet<String>, now: Time
 /// The nodes that have an agent pod of `tap` (running or not), or `None` if that cannot be known now.
 async fn nodes_with_agent_pods(ctx: &Context, tap: &str) -> Option<BTreeSet<String>> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.build.namespace);
-    let lp = ListParams::default().labels(&format!("{TAPCONFIG_LABEL}={tap}"));
+    let lp = ListParams::default().labels(&format!("{TAPCONFIG_LABEL}={}", label_value(tap)));
     // Asked only while some node is silent: at most one small list per round.
     match pods.list(&lp).await {
         Ok(list) => Some(list.items.into_iter().filter_map(|p| p.spec.and_then(|s| s.node_name)).collect()),

@@ -115,7 +115,8 @@ fn children_are_owned_and_labelled() {
     for m in metas {
         let owner = &m.owner_references.as_ref().expect("owner")[0];
         assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("TapConfig", "default", Some(true)));
-        assert_eq!(m.labels.as_ref().and_then(|l| owner_of(l)), Some("default"));
+        assert_eq!(owner_of(m), Some("default"));
+        assert_eq!(m.labels.as_ref().and_then(|l| l.get(TAPCONFIG_LABEL)).map(String::as_str), Some("default"));
     }
 }
 
@@ -215,4 +216,21 @@ fn agent_pods_have_probes_a_priority_class_pull_secrets_and_bounded_scratch() {
     let pod = c.daemon_set.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec");
     let names: Vec<&str> = pod.image_pull_secrets.iter().flatten().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["default-cred"], "the operator's default when the TapConfig names none");
+}
+
+#[test]
+fn long_names_make_valid_labels_and_too_long_ones_are_refused() {
+    let mut tap = fixture("spec-example.yaml");
+    let long = format!("a{}", "b-".repeat(60));
+    tap.metadata.name = Some(long.clone());
+    let c = build(&tap, &params()).expect("builds");
+    let labels = c.daemon_set.metadata.labels.as_ref().expect("labels");
+    for v in labels.values() {
+        assert!(v.len() <= 63 && v.ends_with(|c: char| c.is_ascii_alphanumeric()), "{v}");
+    }
+    assert_eq!(owner_of(&c.daemon_set.metadata), Some(long.as_str()), "the owner is found whatever the label");
+    assert_ne!(label_value(&long), label_value(&format!("{long}x")), "distinct names, distinct values");
+    assert_eq!(label_value("short"), "short");
+    tap.metadata.name = Some("x".repeat(MAX_TAPCONFIG_NAME + 1));
+    assert!(matches!(build(&tap, &params()), Err(BuildError::Invalid(m)) if m.contains("at most")));
 }
