@@ -237,6 +237,52 @@ fn one_lost_segment_on_a_keep_alive_connection_costs_only_its_exchange() {
     assert_eq!(stats.http_lost_exchanges, 1);
 }
 
+/// Seen on a lossy path (kernel test `test_a_lossy_reordering_path...`): a response's first segment (its
+/// head) is lost to the capture while its body segment is captured ahead of the hole; the client's ACK of
+/// the head alone lies below the highest sequence number seen. The hole must still be given up at that ACK:
+/// otherwise the body waits behind it, later requests are queued before the gap is known, and every later
+/// response is paired with the wrong request.
+#[test]
+fn a_hole_acknowledged_below_data_already_seen_is_given_up_at_once() {
+    let mut s = Sim::new();
+    s.handshake(0);
+    let (mut c, mut sv) = (1001u32, 5001u32);
+    let head: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+    let body: &[u8] = b"0123456789";
+    let paths = ["/0", "/1", "/2", "/3", "/4"];
+    for (i, path) in paths.iter().enumerate() {
+        let t = 10 + i as u64 * 10;
+        let get = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.c(t, PSH | ACK, c, sv, get.as_bytes());
+        c += len(get.as_bytes());
+        let (resp_head, resp_body): (&[u8], &[u8]) = if i == 3 { (UNAVAILABLE, b"") } else { (head, body) };
+        if i == 1 || i == 2 {
+            // The head is lost; the body arrives; the client acknowledges the head only (a dup-ACK-like
+            // ACK below the body already seen), then everything.
+            s.s(t + 1, PSH | ACK, sv + len(resp_head), c, resp_body);
+            s.c(t + 2, ACK, c, sv + len(resp_head), b"");
+        } else {
+            s.s(t + 1, PSH | ACK, sv, c, resp_head);
+            if !resp_body.is_empty() {
+                s.s(t + 1, PSH | ACK, sv + len(resp_head), c, resp_body);
+            }
+        }
+        sv += len(resp_head) + len(resp_body);
+        s.c(t + 3, ACK, c, sv, b"");
+    }
+    s.c(10_000, FIN | ACK, c, sv, b"");
+    s.s(10_001, FIN | ACK, sv, c + 1, b"");
+    s.c(10_002, ACK, c + 1, sv + 1, b"");
+    let lost = s.engine.stats().http_lost_exchanges;
+    let out = s.finish();
+    let pairs: Vec<_> = out
+        .iter()
+        .map(|e| (e.request.as_ref().map(|r| r.path.clone()), e.response.as_ref().map(|r| r.status)))
+        .collect();
+    assert_eq!(pairs, [(Some("/0".into()), Some(200)), (Some("/3".into()), Some(503)), (Some("/4".into()), Some(200))]);
+    assert_eq!(lost, 2);
+}
+
 #[test]
 fn a_lost_request_costs_only_its_exchange() {
     let mut s = Sim::new();

@@ -72,6 +72,12 @@ def test_a_lossy_reordering_path_gives_every_planted_5xx_and_no_false_error(tmp_
     summary = {}
     lossy_entries = analyze(lossy, summary=summary)
     assert [e for e in lossy_entries if e.get("error")] == []
+    # Every response is paired with its own request: /ok/N?size=S answers with a body of S bytes (bytes the
+    # capture lost inside a body still count toward its size).
+    mispaired = [(e["request"]["path"], e["response"]["bodySize"]) for e in entries + lossy_entries
+                 if "size=" in e["request"]["path"]
+                 and int(e["request"]["path"].split("size=")[1]) != e["response"]["bodySize"]]
+    assert mispaired == []
     dropped = {int(s) & 0x0f == 3 for (s,) in tshark_fields(pcap, "tcp.srcport == 8080 && tcp.len > 0", "tcp.seq_raw")}
     assert True in dropped, "the filter dropped some of the server's segments"
     # The 503s whose (one-segment) response the lossy capture kept, from the full capture.

@@ -88,6 +88,11 @@ impl App {
         }
     }
 
+    /// Whether direction `dir` has not yet handed on everything before `ack` (a hole, or nothing yet).
+    pub fn waits_below(&self, dir: usize, ack: u32) -> bool {
+        self.streams[dir].next_seq().is_some_and(|next| super::seq_lt(next, ack))
+    }
+
     /// The receiver of direction `dir` acknowledged up to `ack`: holes before it are given up.
     pub fn acked(&mut self, dir: usize, ack: u32, ts: Timestamp, stats: &mut Stats, out: &mut Vec<HttpOutcome>) {
         let App { streams, proto, probes, midstream, client_side, roles_settled, .. } = self;

@@ -397,22 +397,29 @@ impl Conn {
             p.seq.set(NXT, ack);
             return;
         };
-        if !seq_lt(sent, ack) {
-            return;
+        if seq_lt(sent, ack) {
+            // The peer sent more than the capture saw. One sequence number more and no FIN seen: that was
+            // its FIN (SPEC §3.1: an ACK covering a FIN the capture missed means the FIN was sent).
+            if p.fin.is_none() && ack == sent.wrapping_add(1) && self.phase == Phase::Open {
+                p.fin = Some(Fin {
+                    ack_needed: ack,
+                    retransmitted: false,
+                    inferred: true,
+                    is_acked: true,
+                    ts,
+                    acked_at: ts,
+                });
+                ctx.stats.fins_inferred += 1;
+                self.feed_app(peer, sent, &[], 0, true, ts, ctx);
+            } else {
+                // Data the capture missed: the peer was not silent.
+                p.last_data = Some(ts);
+            }
+            self.halves[peer].seq.set(NXT, ack);
         }
-        // The peer sent more than the capture saw. One sequence number more and no FIN seen: that was
-        // its FIN (SPEC §3.1: an ACK covering a FIN the capture missed means the FIN was sent).
-        if p.fin.is_none() && ack == sent.wrapping_add(1) && self.phase == Phase::Open {
-            p.fin =
-                Some(Fin { ack_needed: ack, retransmitted: false, inferred: true, is_acked: true, ts, acked_at: ts });
-            ctx.stats.fins_inferred += 1;
-            self.feed_app(peer, sent, &[], 0, true, ts, ctx);
-        } else {
-            // Data the capture missed: the peer was not silent.
-            p.last_data = Some(ts);
-        }
-        self.halves[peer].seq.set(NXT, ack);
-        if let Some(app) = self.app.as_mut() {
+        // A hole the receiver acknowledged past is given up now, even when the capture already saw later
+        // segments (held behind it): the receiver had those bytes, and what follows must not wait for them.
+        if let Some(app) = self.app.as_mut().filter(|app| app.waits_below(peer, ack)) {
             let mut outcomes = Vec::new();
             app.acked(peer, ack, ts, ctx.stats, &mut outcomes);
             self.client_side = u8::from(app.client_side == 1);
