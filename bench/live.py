@@ -100,7 +100,7 @@ def with_agent(agent, backend, pcap, rate, token):
 def run_agent(agent, backend, pcap, rate, token, port, operator_url):
     p = subprocess.Popen(["ip", "netns", "exec", RX, agent, "run", "--interface", "rx0", "--node-name", "bench",
                           "--capture-backend", backend,
-                          "--resolve-pods", "false", "--operator-url", operator_url, "--token-file", token,
+                          "--operator-url", operator_url, "--token-file", token,
                           "--http-addr", f"127.0.0.1:{port}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10

@@ -52,7 +52,14 @@ def workloads(node, ns, service=True):
                      "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
     apply(node, *objs)
     node.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/web", "pod/client", "--timeout=120s")
-    return node.kubectl_json("-n", ns, "get", "pod", "web")["status"]["podIP"]
+    web = node.kubectl_json("-n", ns, "get", "pod", "web")["status"]["podIP"]
+    if service:
+        # Until kube-proxy has programmed the endpoint, the node REJECTs connections to the ClusterIP with a
+        # real ICMP port unreachable — an error Faultline reports, and not the one the tests make.
+        eventually(lambda: f"--to-destination {web}:8080" in subprocess.run(
+            ["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout, timeout=60,
+            what="kube-proxy's rules for the Service")
+    return web
 
 
 def client(node, ns, *args):

@@ -115,10 +115,6 @@ impl EngineArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The agent configuration written by the operator (a ConfigMap); flags take precedence.
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-
     /// How to capture: afpacket, libpcap, or pfring (falls back to afpacket where it cannot be used).
     #[arg(long, value_enum, default_value = "afpacket")]
     pub capture_backend: crate::capture::Backend,
@@ -138,10 +134,6 @@ pub struct RunArgs {
     /// The loss ratio the operator alerts on; reported, not used by the agent itself.
     #[arg(long, default_value_t = 0.01)]
     pub packet_loss_threshold: f64,
-
-    /// Only report entries whose source or destination pod is in one of these namespaces (repeatable).
-    #[arg(long = "watch-namespace", value_name = "NS")]
-    pub watch_namespaces: Vec<String>,
 
     /// This node's name, stamped on every entry.
     #[arg(long, env = "NODE_NAME")]
@@ -190,10 +182,6 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 256 << 20)]
     pub record_max_bytes: u64,
 
-    /// Name pods from the API server (needs access to it).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pub resolve_pods: bool,
-
     #[command(flatten)]
     pub engine: EngineArgs,
 
@@ -209,22 +197,6 @@ fn new_run_id() -> String {
         format!("{:x}", std::process::id())
     } else {
         short
-    }
-}
-
-impl RunArgs {
-    /// Namespaces to report on: the flags, else the configuration file's `watchNamespaces`.
-    pub fn watch_namespaces(&self) -> std::collections::BTreeSet<String> {
-        if !self.watch_namespaces.is_empty() {
-            return self.watch_namespaces.iter().cloned().collect();
-        }
-        let Some(path) = &self.config else { return Default::default() };
-        let parsed =
-            std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-        parsed
-            .and_then(|v| v.get("watchNamespaces").cloned())
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default()
     }
 }
 

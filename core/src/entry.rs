@@ -36,7 +36,7 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pcap: Option<String>,
     /// The address the client asked for when it was translated on the way (a Service's ClusterIP, seen
-    /// before DNAT); `dst` is where the connection went. The agent names the Service.
+    /// before DNAT); `dst` is where the connection went. The operator names the Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceRef>,
 }
@@ -46,7 +46,7 @@ pub struct Entry {
 pub struct ServiceRef {
     pub ip: IpAddr,
     pub port: u16,
-    /// The Service's name and namespace, filled in by the agent on a node.
+    /// The Service's name and namespace, filled in by the operator when the entry arrives.
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
@@ -129,7 +129,7 @@ pub struct Endpoint {
     pub ip: IpAddr,
     /// Absent for ICMP, which has no ports.
     pub port: Option<u16>,
-    /// Pod name, filled in by the agent on a node; null offline.
+    /// Pod name, filled in by the operator when the entry arrives from a node; null offline.
     pub name: Option<String>,
     pub namespace: Option<String>,
 }

@@ -42,6 +42,8 @@ pub struct Ingest {
     pub leading: Arc<AtomicBool>,
     /// The views that count every accepted entry as it arrives.
     pub views: Arc<crate::errorview::live::Views>,
+    /// Names entries' pods and Services, and decides which copy of a cross-node entry counts.
+    pub names: Arc<crate::naming::Names>,
     metrics: Arc<crate::metrics::Metrics>,
     /// Token digest → the TapConfig its agent belongs to.
     agents: ReviewCache<[u8; 32], String>,
@@ -67,6 +69,7 @@ impl Ingest {
         store: Arc<Store>,
         leading: Arc<AtomicBool>,
         views: Arc<crate::errorview::live::Views>,
+        names: Arc<crate::naming::Names>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Ingest {
         Ingest {
@@ -75,6 +78,7 @@ impl Ingest {
             store,
             leading,
             views,
+            names,
             metrics,
             agents: ReviewCache::new(AGENT_TTL),
             strangers: ReviewCache::new(STRANGER_TTL),
@@ -149,6 +153,11 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
         ingest.metrics.refused("standby");
         return elsewhere("not the leader; retry\n");
     }
+    // Nor before pods can be named: an entry named wrongly would be counted in the wrong namespace.
+    if !ingest.names.ready() {
+        ingest.metrics.refused("naming");
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "not ready; retry\n").into_response();
+    }
     let Ok(_permit) = ingest.batches.clone().try_acquire_owned() else {
         ingest.metrics.refused("busy");
         return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "busy; retry\n").into_response();
@@ -160,7 +169,7 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
             return answer(StatusCode::PAYLOAD_TOO_LARGE, format!("batch not read: {e}\n"));
         }
     };
-    let batch: Batch = match serde_json::from_slice(&body) {
+    let mut batch: Batch = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
             ingest.metrics.refused("malformed");
@@ -169,6 +178,13 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
     };
     drop(body);
     let node = batch.node.clone();
+    let reporting = |other: &str| ingest.store.reports(&tap, other);
+    let named = ingest.names.name(&tap, &node, std::mem::take(&mut batch.entries), reporting);
+    ingest.metrics.entries_not_counted(named.elsewhere, named.unwatched);
+    batch.entries = named.kept;
+    let kept: std::collections::HashSet<&str> = batch.entries.iter().map(|e| e.id.as_str()).collect();
+    batch.pcaps.retain(|id, _| kept.contains(id.as_str()));
+    drop(kept);
     match ingest.store.ingest(&tap, batch, crate::clock::now()) {
         Accepted::New(entries) => {
             let n = entries.len();

@@ -13,6 +13,7 @@ mod http;
 mod ingest;
 mod leader;
 mod metrics;
+mod naming;
 mod node_report;
 mod pcaps;
 mod review_cache;
@@ -143,12 +144,14 @@ async fn run(args: Args) -> Result<(), String> {
     });
     let events = Arc::new(events::Events::new(client.clone(), identity.clone(), metrics.clone()));
     let views = Arc::new(errorview::live::Views::new(events.clone(), args.namespace.clone()));
+    let names = naming::Names::start(client.clone());
     let ingest = ingest::Ingest::new(
         client.clone(),
         args.namespace.clone(),
         store.clone(),
         leading.clone(),
         views.clone(),
+        names,
         metrics.clone(),
     );
     let pcaps = pcaps::Pcaps {

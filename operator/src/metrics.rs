@@ -33,8 +33,10 @@ pub struct Metrics {
     /// API writes caused by entries (Events, ErrorView status, capture statistics): bounded by design.
     pub api_writes: Family<WriteLabels, Counter>,
     pub entries_ingested: Counter,
-    /// Ingest requests refused, by why: forbidden, throttled, standby, busy, too_large, malformed.
+    /// Ingest requests refused, by why: forbidden, throttled, standby, naming, busy, too_large, malformed.
     pub ingest_refused: Family<ReasonLabels, Counter>,
+    /// Entries received but not counted, by why: elsewhere (another node's agent reports it), unwatched.
+    pub entries_not_counted: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -52,13 +54,36 @@ impl Default for Metrics {
         registry.register("entries_ingested", "Entries accepted from agents", entries_ingested.clone());
         let ingest_refused = Family::<ReasonLabels, Counter>::default();
         registry.register("ingest_refused", "Ingest requests refused, by reason", ingest_refused.clone());
-        Metrics { registry, reconciliations, reconcile_seconds, leader, api_writes, entries_ingested, ingest_refused }
+        let entries_not_counted = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "entries_not_counted",
+            "Entries received but not counted: reported by another node's agent, or not watched",
+            entries_not_counted.clone(),
+        );
+        Metrics {
+            registry,
+            reconciliations,
+            reconcile_seconds,
+            leader,
+            api_writes,
+            entries_ingested,
+            ingest_refused,
+            entries_not_counted,
+        }
     }
 }
 
 impl Metrics {
     pub fn count(&self, controller: &'static str, result: &'static str) {
         self.reconciliations.get_or_create(&ReconcileLabels { controller, result }).inc();
+    }
+
+    pub fn entries_not_counted(&self, elsewhere: u64, unwatched: u64) {
+        for (reason, n) in [("elsewhere", elsewhere), ("unwatched", unwatched)] {
+            if n > 0 {
+                self.entries_not_counted.get_or_create(&ReasonLabels { reason }).inc_by(n);
+            }
+        }
     }
 
     pub fn refused(&self, reason: &'static str) {

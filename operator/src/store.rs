@@ -148,6 +148,11 @@ impl Store {
         self.inner.lock().map(|g| g.nodes.clone()).unwrap_or_default()
     }
 
+    /// Whether an agent of `tapconfig` reports from `node`.
+    pub fn reports(&self, tapconfig: &str, node: &str) -> bool {
+        self.inner.lock().is_ok_and(|g| g.nodes.contains_key(&(tapconfig.to_owned(), node.to_owned())))
+    }
+
     /// Forgets a node's statistics (its agent is gone for good).
     pub fn forget_node(&self, tapconfig: &str, node: &str) {
         if let Ok(mut g) = self.inner.lock() {

@@ -1,6 +1,6 @@
 //! The capture threads and the engine thread.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
@@ -9,7 +9,6 @@ use faultline_core::{Engine, EngineConfig, Entry, Timestamp};
 
 use super::counters::Counters;
 use super::outbox::{Item, Outbox};
-use super::pods::Resolver;
 use super::rotate::Rotator;
 use crate::capture::{Capture, KernelStats};
 use crate::frames::{BatchPool, FrameBatch, BATCH_FRAMES};
@@ -155,8 +154,6 @@ pub fn engine_loop(
     outbox: &Outbox,
     counters: &Counters,
     stop: &AtomicBool,
-    pods: &Resolver,
-    watch_namespaces: &BTreeSet<String>,
     mut rotator: Option<Rotator>,
 ) {
     let mut engine = Engine::new(cfg);
@@ -203,7 +200,7 @@ pub fn engine_loop(
         }
         if !entries.is_empty() {
             let pcaps = engine.take_recordings().into_iter().collect();
-            hand_over(&mut entries, pcaps, outbox, counters, pods, watch_namespaces);
+            hand_over(&mut entries, pcaps, outbox, counters);
         }
         if stop.load(Ordering::Relaxed) {
             break;
@@ -212,7 +209,7 @@ pub fn engine_loop(
     // Stopping is not the end of the network: pending states stay unresolved rather than be guessed.
     publish_stats(&engine, &mut published, counters);
     let pcaps = engine.take_recordings().into_iter().collect();
-    hand_over(&mut entries, pcaps, outbox, counters, pods, watch_namespaces);
+    hand_over(&mut entries, pcaps, outbox, counters);
 }
 
 fn publish_stats(engine: &Engine, published: &mut faultline_core::Stats, counters: &Counters) {
@@ -224,51 +221,9 @@ fn publish_stats(engine: &Engine, published: &mut faultline_core::Stats, counter
     *published = s.clone();
 }
 
-/// Names the pods at both ends, keeps what this node should report and the TapConfig watches, and
-/// queues it for the operator.
-///
-/// Traffic between pods on two nodes is captured on both. To report it once, the node that reports an
-/// entry is the destination pod's (the server, or the receiver of an ICMP message), else the source pod's;
-/// traffic with no pod at either end is reported by whoever sees it.
-fn hand_over(
-    entries: &mut Vec<Entry>,
-    mut pcaps: HashMap<String, Vec<u8>>,
-    outbox: &Outbox,
-    counters: &Counters,
-    pods: &Resolver,
-    watch_namespaces: &BTreeSet<String>,
-) {
-    let batch = entries.drain(..).filter_map(|mut e| {
-        let (src, dst) = (pods.lookup(&e.src.ip), pods.lookup(&e.dst.ip));
-        let owner = dst.as_ref().or(src.as_ref()).and_then(|p| p.node.as_deref());
-        let mine = match (&e.node, owner) {
-            (Some(me), Some(owner)) => me == owner,
-            _ => true,
-        };
-        for (ep, pod) in [(&mut e.src, src), (&mut e.dst, dst)] {
-            if let Some(p) = pod {
-                ep.name = Some(p.name);
-                ep.namespace = Some(p.namespace);
-            }
-        }
-        // The Service the client addressed: seen before DNAT (the engine kept the translated address), or
-        // only ever seen as the ClusterIP itself (no copy after DNAT on this node).
-        if e.service.is_none() {
-            if let (Some(port), Some(_)) = (e.dst.port, pods.service(&e.dst.ip)) {
-                e.service = Some(faultline_core::entry::ServiceRef { ip: e.dst.ip, port, name: None, namespace: None });
-            }
-        }
-        if let Some(svc) = e.service.as_mut() {
-            if let Some(s) = pods.service(&svc.ip) {
-                svc.name = Some(s.name);
-                svc.namespace = Some(s.namespace);
-            }
-        }
-        let watched = watch_namespaces.is_empty()
-            || [&e.src, &e.dst].iter().any(|ep| ep.namespace.as_ref().is_some_and(|ns| watch_namespaces.contains(ns)));
-        (mine && watched).then_some(e)
-    });
-    let batch: Vec<Item> = batch.map(|entry| Item { pcap: pcaps.remove(&entry.id), entry }).collect();
+/// Hands entries (and their recordings) to the reporter; counts what the outbox had to drop.
+fn hand_over(entries: &mut Vec<Entry>, mut pcaps: HashMap<String, Vec<u8>>, outbox: &Outbox, counters: &Counters) {
+    let batch: Vec<Item> = entries.drain(..).map(|entry| Item { pcap: pcaps.remove(&entry.id), entry }).collect();
     counters.add(&counters.entries, batch.len() as u64);
     let dropped = outbox.push(batch);
     counters.add(&counters.buffer_dropped, dropped);
@@ -316,7 +271,6 @@ mod tests {
         let outbox = Outbox::new(1 << 20);
         let counters = Counters::default();
         let stop = AtomicBool::new(false);
-        let pods = Resolver::disabled();
         // A SYN and its SYN-ACK stamped 4 s ago, 3.5 s apart: with a 3 s SYN timeout and the wall clock
         // applied first, the SYN would have timed out.
         let t0 = SystemTime::now() - Duration::from_secs(4);
@@ -330,7 +284,7 @@ mod tests {
         tx.send(batch).expect("queued");
         drop(tx);
         let cfg = EngineConfig { syn_timeout_ms: 3000, ..EngineConfig::default() };
-        engine_loop(cfg, false, &rx, &pool, &outbox, &counters, &stop, &pods, &BTreeSet::new(), None);
+        engine_loop(cfg, false, &rx, &pool, &outbox, &counters, &stop, None);
         assert_eq!(counters.entries.load(Ordering::Relaxed), 0, "no false SynSent");
     }
 

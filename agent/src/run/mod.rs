@@ -1,13 +1,14 @@
 //! `faultline-agent run`: the DaemonSet mode. Capture threads feed a bounded queue; one engine thread
 //! turns frames into entries on the packets' own clock (and a wall-clock tick, so timeouts fire while the
-//! network is quiet); entries are named after their pods and handed to the reporter, which sends them to
-//! the operator in batches and keeps what it could not send within a memory budget. Every drop on the way
-//! is counted and reported.
+//! network is quiet); entries are handed to the reporter, which sends them to the operator in batches and
+//! keeps what it could not send within a memory budget. Every drop on the way is counted and reported.
+//!
+//! Agents do not talk to the API server: the operator names entries' pods and Services from one watch of
+//! its own (an agent per node watching every pod would cost the API server nodes × pods).
 
 mod counters;
 mod engine_loop;
 mod outbox;
-mod pods;
 mod report;
 mod rotate;
 mod server;
@@ -53,8 +54,6 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     counters.set_backend_note(note);
     tracing::info!(interfaces = ?captures.iter().map(|c| c.interface().to_owned()).collect::<Vec<_>>(), "capturing");
 
-    let pods = pods::Resolver::start(args.resolve_pods).await;
-    let watch_namespaces = args.watch_namespaces();
     let queued_batches = args.queue_size.div_ceil(crate::frames::BATCH_FRAMES).max(1);
     let (tx, rx) = std::sync::mpsc::sync_channel::<crate::frames::FrameBatch>(queued_batches);
     // Room for every batch that can be queued, filling or being read: none is ever allocated twice.
@@ -78,8 +77,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
         _ => None,
     };
     let engine = {
-        let (cfg, outbox, counters, stop, pods) =
-            (args.engine.to_config(), outbox.clone(), counters.clone(), stop.clone(), pods.clone());
+        let (cfg, outbox, counters, stop) = (args.engine.to_config(), outbox.clone(), counters.clone(), stop.clone());
         let pool = pool.clone();
         let cfg = faultline_core::EngineConfig {
             node: args.node_name.clone(),
@@ -87,18 +85,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
             ..cfg
         };
         std::thread::spawn(move || {
-            engine_loop::engine_loop(
-                cfg,
-                several_interfaces,
-                &rx,
-                &pool,
-                &outbox,
-                &counters,
-                &stop,
-                &pods,
-                &watch_namespaces,
-                rotator,
-            )
+            engine_loop::engine_loop(cfg, several_interfaces, &rx, &pool, &outbox, &counters, &stop, rotator)
         })
     };
     let report_task = tokio::task::spawn_blocking({

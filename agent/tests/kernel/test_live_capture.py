@@ -27,7 +27,7 @@ def test_live_capture_with_a_kernel_filter(backend, tmp_path):
     with Lab() as lab:
         agent = subprocess.Popen(
             ["ip", "netns", "exec", lab.c, analyzer_binary(), "run", "--interface", "c0", "--capture-backend",
-             backend, "--bpf-filter", "tcp port 81", "--resolve-pods", "false", "--node-name", "lab",
+             backend, "--bpf-filter", "tcp port 81", "--node-name", "lab",
              "--operator-url", "http://127.0.0.1:9", "--token-file", str(token), "--http-addr",
              f"127.0.0.1:{port}", "--syn-timeout-ms", "500"],
             stdout=subprocess.DEVNULL, stderr=(tmp_path / "agent.log").open("wb"))

@@ -1,16 +1,15 @@
-//! Pod IPs to names and namespaces, and Service ClusterIPs to Service names, from watches (cluster-wide:
-//! the peer of a pod on this node may run anywhere). Without access to the API server the agent still
-//! runs, with names left empty.
+//! Pod IPs to names, namespaces and nodes, and Service ClusterIPs to Service names, kept by watches.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 
 /// A pod as far as entries care: its name, namespace and node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,52 +26,12 @@ pub struct ServiceName {
     pub namespace: String,
 }
 
-type ByIp<V> = Arc<RwLock<HashMap<IpAddr, V>>>;
-
-#[derive(Clone, Default)]
-pub struct Resolver {
-    by_ip: ByIp<PodRef>,
-    services: ByIp<ServiceName>,
-}
-
-impl Resolver {
-    pub async fn start(enabled: bool) -> Resolver {
-        let r = Resolver::default();
-        if !enabled {
-            return r;
-        }
-        match Client::try_default().await {
-            Ok(client) => {
-                let (pods, services) = (r.by_ip.clone(), r.services.clone());
-                tokio::spawn(watch_ips(Api::<Pod>::all(client.clone()), pods, pod_entries, "pod"));
-                tokio::spawn(watch_ips(Api::<Service>::all(client), services, service_entries, "service"));
-            }
-            Err(e) => tracing::warn!(error = %e, "no Kubernetes API: entries will not name their pods"),
-        }
-        r
-    }
-
-    /// A resolver that knows no pods (no API server).
-    #[cfg(test)]
-    pub fn disabled() -> Resolver {
-        Resolver::default()
-    }
-
-    /// The pod with this IP.
-    pub fn lookup(&self, ip: &IpAddr) -> Option<PodRef> {
-        self.by_ip.read().ok()?.get(ip).cloned()
-    }
-
-    /// The Service with this ClusterIP.
-    pub fn service(&self, ip: &IpAddr) -> Option<ServiceName> {
-        self.services.read().ok()?.get(ip).cloned()
-    }
-}
+pub type ByIp<V> = Arc<RwLock<HashMap<IpAddr, V>>>;
 
 /// A pod's IPs. Host-network pods share the node's address and cannot be told apart by IP; pods that have
 /// finished (Succeeded, Failed: completed Jobs) keep their `podIP` in status, but CNIs give the address
 /// to new pods — they are not who uses it now.
-fn pod_entries(p: &Pod) -> Vec<(IpAddr, PodRef)> {
+pub fn pod_entries(p: &Pod) -> Vec<(IpAddr, PodRef)> {
     let Some(st) = &p.status else { return Vec::new() };
     if p.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
         return Vec::new();
@@ -94,7 +53,7 @@ fn pod_entries(p: &Pod) -> Vec<(IpAddr, PodRef)> {
     out.into_iter().map(|ip| (ip, r.clone())).collect()
 }
 
-fn service_entries(s: &Service) -> Vec<(IpAddr, ServiceName)> {
+pub fn service_entries(s: &Service) -> Vec<(IpAddr, ServiceName)> {
     let Some(spec) = &s.spec else { return Vec::new() };
     let name = ServiceName { name: s.name_any(), namespace: s.namespace().unwrap_or_default() };
     spec.cluster_ips
@@ -106,9 +65,14 @@ fn service_entries(s: &Service) -> Vec<(IpAddr, ServiceName)> {
         .collect()
 }
 
-/// Keeps `map` equal to what the objects of `api` say, IP by IP.
-async fn watch_ips<K, V>(api: Api<K>, map: ByIp<V>, entries: fn(&K) -> Vec<(IpAddr, V)>, what: &'static str)
-where
+/// Keeps `map` equal to what the objects of `api` say, IP by IP; `synced` once it has listed them.
+pub async fn watch_ips<K, V>(
+    api: Api<K>,
+    map: ByIp<V>,
+    entries: fn(&K) -> Vec<(IpAddr, V)>,
+    synced: Arc<AtomicBool>,
+    what: &'static str,
+) where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     V: Clone + PartialEq + Send + Sync + 'static,
 {
@@ -123,6 +87,7 @@ where
                 if let Ok(mut m) = map.write() {
                     *m = std::mem::take(&mut relist);
                 }
+                synced.store(true, Ordering::Relaxed);
             }
             Ok(Event::Apply(o)) => {
                 if let Ok(mut m) = map.write() {

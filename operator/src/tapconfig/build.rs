@@ -13,7 +13,6 @@ use sha2::{Digest, Sha256};
 /// Label every child carries; the controller maps children back to their TapConfig by it.
 pub const TAPCONFIG_LABEL: &str = "faultline.dev/tapconfig";
 pub const CONFIG_HASH_ANNOTATION: &str = "faultline.dev/config-hash";
-pub const CONFIG_PATH: &str = "/etc/faultline/config.json";
 
 /// What `build` needs besides the TapConfig: where children go and the defaults the operator was given.
 #[derive(Clone, Debug)]
@@ -145,7 +144,6 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
             "capabilities": {"drop": ["ALL"], "add": ["NET_RAW", "NET_ADMIN"]},
         },
         "volumeMounts": [
-            {"name": "config", "mountPath": "/etc/faultline", "readOnly": true},
             {"name": "scratch", "mountPath": "/var/lib/faultline"},
             {"name": "ingest-token", "mountPath": INGEST_TOKEN_DIR, "readOnly": true},
         ],
@@ -160,7 +158,6 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
         _ => 64 << 20,
     };
     let mut volumes = vec![
-        json!({"name": "config", "configMap": {"name": child}}),
         json!({"name": "scratch", "emptyDir": {"sizeLimit": scratch_limit.to_string()}}),
         // The kubelet rotates it; the agent reads the file for every batch.
         json!({"name": "ingest-token", "projected": {"sources": [{"serviceAccountToken": {
@@ -178,6 +175,9 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
     }
     let mut pod_spec = json!({
         "serviceAccountName": child,
+        // Agents never call the API server (the operator names pods): no API token in the pod, only the
+        // projected ingest token.
+        "automountServiceAccountToken": false,
         "hostNetwork": true,
         "dnsPolicy": "ClusterFirstWithHostNet",
         "containers": [container],
@@ -225,7 +225,6 @@ pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
     let t = &spec.timeouts;
     let mut args = vec![
         "run".to_owned(),
-        format!("--config={CONFIG_PATH}"),
         format!("--capture-backend={}", spec.capture_backend.as_str()),
         format!("--syn-timeout-ms={}", t.syn_timeout_ms),
         format!("--close-timeout-ms={}", t.close_timeout_ms),
@@ -256,7 +255,9 @@ pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
     args
 }
 
-/// Everything the agent is configured with, as it reads it from the ConfigMap.
+/// Everything the agent is configured with, for people to read (`kubectl get cm`) and for the pod-template
+/// hash; the agent itself takes it all as flags. (Which namespaces to watch is the operator's business:
+/// it names the entries.)
 fn agent_config(spec: &TapConfigSpec) -> Value {
     json!({
         "captureBackend": spec.capture_backend,
@@ -264,7 +265,6 @@ fn agent_config(spec: &TapConfigSpec) -> Value {
         "packetLossThreshold": spec.packet_loss_threshold,
         "interfaces": spec.interfaces,
         "bpfFilter": spec.bpf_filter,
-        "watchNamespaces": spec.watch.as_ref().map(|w| w.namespaces.clone()).unwrap_or_default(),
         "dissectors": spec.dissectors,
         "recorder": spec.recorder,
         "showStreamTimeouts": spec.show_stream_timeouts,

@@ -1,0 +1,233 @@
+//! Who the entries are about: the operator names both ends of every entry after their pods, and the
+//! Service a client addressed, from one cluster-wide watch of Pods and one of Services (`watch`) — the
+//! agents hold no API access at all, and the API server serves two watches however many nodes run an
+//! agent. At ingest it also decides which agent's copy of a cross-node entry counts, and drops what the
+//! TapConfig does not watch.
+
+mod watch;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use faultline_core::entry::ServiceRef;
+use faultline_core::Entry;
+use faultline_crds::TapConfig;
+use futures::StreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, ResourceExt};
+
+pub use watch::{PodRef, ServiceName};
+
+/// What naming did to a batch.
+#[derive(Debug, Default)]
+pub struct Named {
+    pub kept: Vec<Entry>,
+    /// Cross-node traffic reported by the other end's agent.
+    pub elsewhere: u64,
+    /// About namespaces the TapConfig does not watch.
+    pub unwatched: u64,
+}
+
+#[derive(Default)]
+pub struct Names {
+    pods: watch::ByIp<PodRef>,
+    services: watch::ByIp<ServiceName>,
+    /// TapConfig → the namespaces it reports on (none: all).
+    watched: RwLock<HashMap<String, BTreeSet<String>>>,
+    pods_synced: Arc<AtomicBool>,
+    services_synced: Arc<AtomicBool>,
+    taps_synced: AtomicBool,
+}
+
+impl Names {
+    /// Starts the watches; `ready()` once each has listed.
+    pub fn start(client: Client) -> Arc<Names> {
+        let names = Arc::new(Names::default());
+        tokio::spawn(watch::watch_ips(
+            Api::all(client.clone()),
+            names.pods.clone(),
+            watch::pod_entries,
+            names.pods_synced.clone(),
+            "pod",
+        ));
+        tokio::spawn(watch::watch_ips(
+            Api::all(client.clone()),
+            names.services.clone(),
+            watch::service_entries,
+            names.services_synced.clone(),
+            "service",
+        ));
+        tokio::spawn(watch_tapconfigs(Api::all(client), names.clone()));
+        names
+    }
+
+    /// Whether every watch has listed once: before that, entries would be named wrongly (or not at all)
+    /// and land in the wrong views.
+    pub fn ready(&self) -> bool {
+        self.pods_synced.load(Ordering::Relaxed)
+            && self.services_synced.load(Ordering::Relaxed)
+            && self.taps_synced.load(Ordering::Relaxed)
+    }
+
+    fn pod(&self, ip: &std::net::IpAddr) -> Option<PodRef> {
+        self.pods.read().ok()?.get(ip).cloned()
+    }
+
+    fn service(&self, ip: &std::net::IpAddr) -> Option<ServiceName> {
+        self.services.read().ok()?.get(ip).cloned()
+    }
+
+    /// Names the pods at both ends and the Service addressed; keeps what `node`'s agent should report
+    /// and `tap` watches.
+    ///
+    /// Traffic between pods on two nodes is captured on both. To count it once, the entry that counts is
+    /// the one from the destination pod's node (the server, or the receiver of an ICMP message), else the
+    /// source pod's — if an agent of the TapConfig reports from that node (`reporting`); traffic with no
+    /// pod at either end counts from whoever saw it.
+    pub fn name(&self, tap: &str, node: &str, entries: Vec<Entry>, reporting: impl Fn(&str) -> bool) -> Named {
+        let watched = self.watched.read().ok().and_then(|w| w.get(tap).cloned()).unwrap_or_default();
+        let mut out = Named::default();
+        for mut e in entries {
+            let (src, dst) = (self.pod(&e.src.ip), self.pod(&e.dst.ip));
+            let owner = dst.as_ref().or(src.as_ref()).and_then(|p| p.node.as_deref());
+            let reporter = e.node.as_deref().unwrap_or(node);
+            if owner.is_some_and(|owner| owner != reporter && reporting(owner)) {
+                out.elsewhere += 1;
+                continue;
+            }
+            for (ep, pod) in [(&mut e.src, src), (&mut e.dst, dst)] {
+                if let Some(p) = pod {
+                    ep.name = Some(p.name);
+                    ep.namespace = Some(p.namespace);
+                }
+            }
+            // The Service the client addressed: seen before DNAT (the agent kept the translated address),
+            // or only ever seen as the ClusterIP itself (no copy after DNAT where it was captured).
+            if e.service.is_none() {
+                if let (Some(port), Some(_)) = (e.dst.port, self.service(&e.dst.ip)) {
+                    e.service = Some(ServiceRef { ip: e.dst.ip, port, name: None, namespace: None });
+                }
+            }
+            if let Some(svc) = e.service.as_mut() {
+                if let Some(s) = self.service(&svc.ip) {
+                    svc.name = Some(s.name);
+                    svc.namespace = Some(s.namespace);
+                }
+            }
+            let seen = watched.is_empty()
+                || [&e.src, &e.dst].iter().any(|ep| ep.namespace.as_ref().is_some_and(|ns| watched.contains(ns)));
+            if seen {
+                out.kept.push(e);
+            } else {
+                out.unwatched += 1;
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    fn with(pods: Vec<(&str, PodRef)>, services: Vec<(&str, ServiceName)>, watched: Vec<(&str, Vec<&str>)>) -> Names {
+        let n = Names::default();
+        if let Ok(mut m) = n.pods.write() {
+            m.extend(pods.into_iter().filter_map(|(ip, p)| Some((ip.parse().ok()?, p))));
+        }
+        if let Ok(mut m) = n.services.write() {
+            m.extend(services.into_iter().filter_map(|(ip, s)| Some((ip.parse().ok()?, s))));
+        }
+        if let Ok(mut w) = n.watched.write() {
+            w.extend(watched.into_iter().map(|(t, ns)| (t.to_owned(), ns.into_iter().map(str::to_owned).collect())));
+        }
+        n
+    }
+}
+
+/// Keeps `watched` equal to the TapConfigs' `watch.namespaces`.
+async fn watch_tapconfigs(api: Api<TapConfig>, names: Arc<Names>) {
+    let namespaces = |t: &TapConfig| -> BTreeSet<String> {
+        t.spec.watch.iter().flat_map(|w| w.namespaces.iter().cloned()).collect()
+    };
+    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut relist = HashMap::new();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Init) => relist.clear(),
+            Ok(Event::InitApply(t)) => {
+                relist.insert(t.name_any(), namespaces(&t));
+            }
+            Ok(Event::InitDone) => {
+                if let Ok(mut w) = names.watched.write() {
+                    *w = std::mem::take(&mut relist);
+                }
+                names.taps_synced.store(true, Ordering::Relaxed);
+            }
+            Ok(Event::Apply(t)) => {
+                if let Ok(mut w) = names.watched.write() {
+                    w.insert(t.name_any(), namespaces(&t));
+                }
+            }
+            Ok(Event::Delete(t)) => {
+                if let Ok(mut w) = names.watched.write() {
+                    w.remove(&t.name_any());
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "TapConfig watch error (retrying)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_core::entry::{Endpoint, Protocol};
+    use faultline_core::Timestamp;
+
+    fn pod(name: &str, ns: &str, node: &str) -> PodRef {
+        PodRef { name: name.into(), namespace: ns.into(), node: Some(node.into()) }
+    }
+
+    fn entry(src: &str, dst: &str, node: &str) -> Entry {
+        let ep = |ip: &str, port| Endpoint::new(ip.parse().expect("ip"), Some(port));
+        Entry { node: Some(node.into()), ..Entry::new(Protocol::Tcp, Timestamp(0), ep(src, 40000), ep(dst, 80)) }
+    }
+
+    #[test]
+    fn cross_node_traffic_counts_once_from_the_destinations_node() {
+        let n = Names::with(
+            vec![("10.0.0.1", pod("client", "shop", "a")), ("10.0.1.1", pod("web", "shop", "b"))],
+            vec![],
+            vec![],
+        );
+        let both = |_: &str| true;
+        let from_a = n.name("t", "a", vec![entry("10.0.0.1", "10.0.1.1", "a")], both);
+        assert_eq!((from_a.kept.len(), from_a.elsewhere), (0, 1), "node b reports it");
+        let only_a = n.name("t", "a", vec![entry("10.0.0.1", "10.0.1.1", "a")], |node| node == "a");
+        assert_eq!(only_a.kept.len(), 1, "unless no agent of the TapConfig runs on node b");
+        let from_b = n.name("t", "b", vec![entry("10.0.0.1", "10.0.1.1", "b")], both);
+        assert_eq!(from_b.kept.len(), 1);
+        let e = &from_b.kept[0];
+        assert_eq!((e.src.name.as_deref(), e.dst.name.as_deref()), (Some("client"), Some("web")));
+        assert_eq!(e.dst.namespace.as_deref(), Some("shop"));
+        // To the outside world: the client's node reports it; between unknown addresses: whoever saw it.
+        assert_eq!(n.name("t", "a", vec![entry("10.0.0.1", "203.0.113.9", "a")], both).kept.len(), 1);
+        assert_eq!(n.name("t", "c", vec![entry("198.51.100.1", "203.0.113.9", "c")], both).kept.len(), 1);
+    }
+
+    #[test]
+    fn the_service_addressed_is_named_and_unwatched_namespaces_dropped() {
+        let svc = ServiceName { name: "web".into(), namespace: "shop".into() };
+        let n = Names::with(
+            vec![("10.0.0.1", pod("client", "shop", "a")), ("10.0.0.2", pod("job", "batch", "a"))],
+            vec![("10.96.0.10", svc)],
+            vec![("t", vec!["shop"])],
+        );
+        let batch = vec![entry("10.0.0.1", "10.96.0.10", "a"), entry("10.0.0.2", "203.0.113.9", "a")];
+        let named = n.name("t", "a", batch, |_| true);
+        assert_eq!((named.kept.len(), named.unwatched), (1, 1));
+        let s = named.kept[0].service.as_ref().expect("a Service");
+        assert_eq!((s.name.as_deref(), s.namespace.as_deref(), s.port), (Some("web"), Some("shop"), 80));
+        let other = n.name("other", "a", vec![entry("10.0.0.2", "203.0.113.9", "a")], |_| true);
+        assert_eq!(other.kept.len(), 1, "a TapConfig that names no namespace watches them all");
+    }
+}
