@@ -245,7 +245,10 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs every controller until leadership is lost or the process is asked to stop.
+/// Runs every controller until leadership is lost or the process is asked to stop. A stop is graceful
+/// (in-flight work finishes, Events are flushed, within a few seconds); a lost lease stops everything at
+/// once: another replica may already lead, and a request hung on an unreachable API server must not keep
+/// this one acting until it returns.
 async fn lead_term(
     ctx: Arc<Context>,
     store: Arc<store::Store>,
@@ -254,37 +257,52 @@ async fn lead_term(
     mut lost: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let shutdown = async move {
-        tokio::select! {
-            _ = lost.wait_for(|l| !*l) => tracing::error!("leadership lost"),
-            _ = stop.wait_for(|s| *s) => {}
-        }
-    };
     let (done_tx, done_rx) = watch::channel(false);
     let done = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|d| *d).await;
     };
-    let views = tokio::spawn(errorview::run(ctx.clone(), store.clone(), views, done(done_rx.clone())));
-    let stats = tokio::spawn(tapconfig::stats::run(ctx.clone(), store.clone(), events.clone(), done(done_rx.clone())));
-    let flusher = tokio::spawn({
-        let (events, mut rx) = (events.clone(), done_rx.clone());
-        async move {
-            loop {
-                let last = tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => false,
-                    _ = rx.wait_for(|d| *d) => true,
-                };
-                events.flush().await;
-                if last {
-                    return;
+    let mut tasks = [
+        tokio::spawn(tapconfig::reconcile::run(ctx.clone(), done(done_rx.clone()))),
+        tokio::spawn(errorview::run(ctx.clone(), store.clone(), views, done(done_rx.clone()))),
+        tokio::spawn(tapconfig::stats::run(ctx.clone(), store.clone(), events.clone(), done(done_rx.clone()))),
+        tokio::spawn({
+            let (events, mut rx) = (events.clone(), done_rx.clone());
+            async move {
+                loop {
+                    let last = tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => false,
+                        _ = rx.wait_for(|d| *d) => true,
+                    };
+                    events.flush().await;
+                    if last {
+                        return;
+                    }
                 }
             }
+        }),
+    ];
+    let graceful = tokio::select! {
+        _ = lost.wait_for(|l| !*l) => {
+            tracing::error!("leadership lost: stopping every controller at once");
+            false
         }
-    });
-    tapconfig::reconcile::run(ctx, shutdown).await;
+        _ = stop.wait_for(|s| *s) => true,
+    };
     done_tx.send_replace(true);
-    let _ = tokio::join!(views, stats, flusher);
+    if graceful {
+        let all = futures::future::join_all(tasks.iter_mut());
+        if tokio::time::timeout(GRACEFUL_STOP, all).await.is_ok() {
+            return;
+        }
+        tracing::warn!("controllers still busy after {GRACEFUL_STOP:?}; stopping them");
+    }
+    for task in &tasks {
+        task.abort();
+    }
 }
+
+/// How long controllers get to finish their work when the process is asked to stop.
+const GRACEFUL_STOP: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
