@@ -37,6 +37,8 @@ pub struct Metrics {
     pub ingest_refused: Family<ReasonLabels, Counter>,
     /// Entries received but not counted, by why: elsewhere (another node's agent reports it), unwatched.
     pub entries_not_counted: Family<ReasonLabels, Counter>,
+    /// ErrorView status writes put off to a later round by the write budget.
+    pub status_writes_deferred: Counter,
 }
 
 impl Default for Metrics {
@@ -60,6 +62,12 @@ impl Default for Metrics {
             "Entries received but not counted: reported by another node's agent, or not watched",
             entries_not_counted.clone(),
         );
+        let status_writes_deferred = Counter::default();
+        registry.register(
+            "errorview_status_writes_deferred",
+            "ErrorView status writes put off to a later round by the write budget",
+            status_writes_deferred.clone(),
+        );
         Metrics {
             registry,
             reconciliations,
@@ -69,6 +77,7 @@ impl Default for Metrics {
             entries_ingested,
             ingest_refused,
             entries_not_counted,
+            status_writes_deferred,
         }
     }
 }
