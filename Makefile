@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTEST ?= python3 -m pytest
 
-.PHONY: deps build demo test lint crds unit kernel-test e2e-test control-plane cluster-up cluster-down node-up node-down images helm fuzz fuzz-short bench bench-live clean
+.PHONY: deps build demo test lint crds unit kernel-test e2e-test control-plane cluster-up cluster-down node-up node-down images helm fuzz fuzz-short bench bench-live bench-operator clean
 
 deps:
 	@scripts/install-deps.sh
@@ -87,6 +87,12 @@ bench:
 bench-live: deps
 	$(CARGO) build --release --locked -p faultline-agent
 	python3 bench/live.py
+
+## The operator under a cluster's load: N simulated agents (50, 200, 500 nodes; 10 pods each) posting to
+## the release operator against a real kube-apiserver; entries/s, latency, CPU, memory, API writes/s.
+bench-operator: deps control-plane
+	$(CARGO) build --release --locked -p faultline-operator -p faultline-ingest-load
+	python3 bench/operator_scale.py
 
 clean:
 	$(CARGO) clean
