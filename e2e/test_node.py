@@ -257,7 +257,9 @@ def test_two_replicas_only_the_leader_serves_and_a_failover_loses_nothing(node):
     node.kubectl("-n", NAMESPACE, "delete", "pod", leader["metadata"]["name"], "--wait=false")
     new_leader = eventually(lambda: (ls := leader_and_standby(node)) and ls[0]["metadata"]["name"] != leader[
         "metadata"]["name"] and ls[0], timeout=120, what="a new leader")
-    assert new_leader["metadata"]["name"] == standby["metadata"]["name"], "the standby took over"
+    # The released lease goes to whichever replica asks first — the standby, or the Deployment's replacement
+    # if it starts within the standby's 2 s retry; `leader_and_standby` has checked that exactly one pod holds
+    # both the lease and the label. What matters is what follows: the Service and the counts go with it.
     eventually(lambda: service_endpoints(node) == [new_leader["status"]["podIP"]], timeout=30,
                what="the Service follows the leader")
     assert client(node, "shop", "connect", f"{web}:9997") == ["refused"]
