@@ -94,7 +94,7 @@ def test_tapconfig_becomes_an_agent_daemonset(cluster, operator):
     a = args(ds)
     for flag in ["--capture-backend=afpacket", "--syn-timeout-ms=3000", "--close-timeout-ms=5000",
                  "--pair-timeout-ms=30000", "--tcp-stream-channel-timeout-ms=10000", "--idle-timeout-ms=300000",
-                 "--packet-loss-threshold=0.01"]:
+                 "--dns-timeout-ms=5000", "--dissector=http", "--dissector=dns", "--packet-loss-threshold=0.01"]:
         assert flag in a, a
     pod = ds["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True

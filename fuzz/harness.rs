@@ -34,6 +34,33 @@ pub fn engine(data: &[u8]) {
     }
 }
 
+/// DNS datagrams between one client and one server on port 53, through the message parser and the
+/// exchange tracker. Each datagram is `[control][length][bytes]`: control bit 0 is the direction (1: the
+/// server's answer), bits 1-7 how many 100 ms passed before it.
+pub fn dns(data: &[u8]) {
+    let client = (std::net::IpAddr::from([10, 0, 0, 1]), 40000);
+    let server = (std::net::IpAddr::from([10, 0, 0, 53]), 53);
+    let mut tracker = faultline_core::dns::DnsTracker::default();
+    let mut stats = faultline_core::stats::Stats::default();
+    let mut out = Vec::new();
+    let mut rest = data;
+    let mut t = 0u64;
+    while let [ctl, len, tail @ ..] = rest {
+        let len = usize::from(*len).min(tail.len());
+        let (payload, next) = tail.split_at(len);
+        rest = next;
+        t += u64::from(ctl >> 1) * 100;
+        let _ = faultline_core::dns::wire::Message::parse(payload);
+        let (src, dst) = if ctl & 1 == 0 { (client, server) } else { (server, client) };
+        tracker.on_datagram(src, dst, payload, Timestamp::from_millis(t), 5_000, &mut stats, &mut out);
+        tracker.sweep(Timestamp::from_millis(t), false, 5_000, &mut out);
+    }
+    tracker.sweep(Timestamp::from_millis(t), true, 5_000, &mut out);
+    for e in &out {
+        let _ = serde_json::to_string(e);
+    }
+}
+
 /// Both directions of an HTTP connection. Each chunk starts with a control byte: bit 0 the direction,
 /// bits 1-2 data (0, 1), a gap (2) or an end/timer check (3, bit 7 picks which), bits 3-7 the length.
 pub fn http(data: &[u8]) {

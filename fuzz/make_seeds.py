@@ -72,5 +72,38 @@ def main():
         write("kfl", f"query-{i}", q.encode())
 
 
+def dns_name(name):
+    return b"".join(bytes([len(label)]) + label.encode() for label in name.split(".") if label) + b"\0"
+
+
+def dns_message(qid, name, qtype=1, flags=0x0100, answers=b"", ancount=0):
+    return struct.pack(">HHHHHH", qid, flags, 1, ancount, 0, 0) + dns_name(name) + struct.pack(">HH", qtype, 1) + answers
+
+
+def dns_seed(datagrams):
+    """(direction, 100 ms steps, bytes) datagrams as the dns target reads them."""
+    return b"".join(bytes([steps << 1 | direction, len(d)]) + d for direction, steps, d in datagrams)
+
+
+def dns_seeds():
+    a = struct.pack(">HHHIH", 0xc00c, 1, 1, 60, 4) + bytes([10, 0, 2, 7])
+    cname = struct.pack(">HHHIH", 0xc00c, 5, 1, 60, 2) + b"\xc0\x10"
+    q = dns_message(1, "web.shop.svc.cluster.local")
+    write("dns", "noerror", dns_seed([(0, 0, q), (1, 0, dns_message(1, "web.shop.svc.cluster.local", 1, 0x8180, a, 1))]))
+    write("dns", "cname", dns_seed([(0, 0, dns_message(2, "www.example.com")),
+                                    (1, 0, dns_message(2, "www.example.com", 1, 0x8180, cname + a, 2))]))
+    for rcode, name in ((2, "servfail"), (3, "nxdomain"), (5, "refused"), (1, "formerr"), (4, "notimp")):
+        write("dns", name, dns_seed([(0, 0, dns_message(3, "db.example")),
+                                      (1, 1, dns_message(3, "db.example", 1, 0x8180 | rcode))]))
+    steps = ["x.shop.svc.cluster.local", "x.svc.cluster.local", "x.cluster.local", "x"]
+    write("dns", "search", dns_seed([d for i, n in enumerate(steps) for d in
+                                     ((0, 0, dns_message(10 + i, n)), (1, 0, dns_message(10 + i, n, 1, 0x8183)))]))
+    write("dns", "retransmitted", dns_seed([(0, 0, q), (0, 50, q), (1, 0, dns_message(1, "web.shop.svc.cluster.local", 1, 0x8180, a, 1))]))
+    write("dns", "unanswered", dns_seed([(0, 0, dns_message(4, "slow.example", 28)), (0, 60, b"")]))
+    write("dns", "pointer-loop", dns_seed([(0, 0, struct.pack(">HHHHHH", 5, 0x0100, 1, 0, 0, 0) + b"\xc0\x0c\0\1\0\1")]))
+    write("dns", "truncated", dns_seed([(0, 0, q[:20]), (1, 0, dns_message(1, "web.shop.svc.cluster.local", 1, 0x8380))]))
+
+
 if __name__ == "__main__":
     main()
+    dns_seeds()

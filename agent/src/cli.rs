@@ -80,6 +80,16 @@ pub struct EngineArgs {
     #[arg(long, value_name = "MS", default_value_t = EngineConfig::default().idle_timeout_ms)]
     pub idle_timeout_ms: u64,
 
+    /// A DNS query not answered within this many ms is a half connection; copies of a query within it
+    /// are one exchange.
+    #[arg(long, value_name = "MS", default_value_t = EngineConfig::default().dns_timeout_ms)]
+    pub dns_timeout_ms: u64,
+
+    /// Application protocols to dissect (repeatable): http, dns. All of them when none is given; a
+    /// protocol left out is treated as unidentified traffic.
+    #[arg(long = "dissector", value_enum, value_name = "NAME")]
+    pub dissectors: Vec<Dissector>,
+
     /// Emit an entry for every stream timeout, not only count it.
     #[arg(long)]
     pub show_stream_timeouts: bool,
@@ -96,7 +106,18 @@ pub struct EngineArgs {
     pub id_prefix: String,
 }
 
+/// The application protocols the engine can dissect (TapConfig `spec.dissectors`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dissector {
+    Http,
+    Dns,
+}
+
 impl EngineArgs {
+    fn dissects(&self, d: Dissector) -> bool {
+        self.dissectors.is_empty() || self.dissectors.contains(&d)
+    }
+
     pub fn to_config(&self) -> EngineConfig {
         EngineConfig {
             syn_timeout_ms: self.syn_timeout_ms,
@@ -104,6 +125,9 @@ impl EngineArgs {
             pair_timeout_ms: self.pair_timeout_ms,
             tcp_stream_channel_timeout_ms: self.tcp_stream_channel_timeout_ms,
             idle_timeout_ms: self.idle_timeout_ms,
+            dns_timeout_ms: self.dns_timeout_ms,
+            dissect_http: self.dissects(Dissector::Http),
+            dissect_dns: self.dissects(Dissector::Dns),
             show_stream_timeouts: self.show_stream_timeouts,
             show_icmp_informational: self.show_icmp_informational,
             max_flows: self.max_flows.max(1),
@@ -126,10 +150,6 @@ pub struct RunArgs {
     /// A BPF filter (tcpdump syntax) applied in the kernel.
     #[arg(long, value_name = "FILTER")]
     pub bpf_filter: Option<String>,
-
-    /// Application protocols to dissect (repeatable). HTTP/1.x is the one implemented.
-    #[arg(long = "dissector", value_name = "NAME")]
-    pub dissectors: Vec<String>,
 
     /// The loss ratio the operator alerts on; reported, not used by the agent itself.
     #[arg(long, default_value_t = 0.01)]

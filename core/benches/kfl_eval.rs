@@ -31,6 +31,7 @@ fn http_entry(status: u16, error: bool) -> Entry {
         elapsed_time: 3.5,
         pcap: None,
         service: None,
+        dns: None,
     }
 }
 

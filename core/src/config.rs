@@ -16,6 +16,13 @@ pub struct EngineConfig {
     pub tcp_stream_channel_timeout_ms: u64,
     /// A flow with no packets for this long is forgotten (not an error).
     pub idle_timeout_ms: u64,
+    /// A DNS query not answered within this is a half connection; copies of a query within it are one
+    /// exchange.
+    pub dns_timeout_ms: u64,
+    /// Dissect HTTP/1.x (else its streams are left unidentified).
+    pub dissect_http: bool,
+    /// Dissect DNS over UDP.
+    pub dissect_dns: bool,
     /// Emit an entry for each stream timeout, not only count it.
     pub show_stream_timeouts: bool,
     /// Report echo and neighbour discovery ICMP messages too.
@@ -44,6 +51,9 @@ impl Default for EngineConfig {
             pair_timeout_ms: 30_000,
             tcp_stream_channel_timeout_ms: 10_000,
             idle_timeout_ms: 300_000,
+            dns_timeout_ms: 5_000,
+            dissect_http: true,
+            dissect_dns: true,
             show_stream_timeouts: false,
             show_icmp_informational: false,
             max_flows: 500_000,
@@ -60,11 +70,17 @@ impl EngineConfig {
     /// How often timers are checked, in capture time: a quarter of the shortest timeout, between 10 ms
     /// and 1 s. Entries carry exact times either way; this only bounds how late a timeout is noticed.
     pub fn sweep_interval_ms(&self) -> u64 {
-        let shortest =
-            [self.syn_timeout_ms, self.close_timeout_ms, self.pair_timeout_ms, self.tcp_stream_channel_timeout_ms]
-                .into_iter()
-                .min()
-                .unwrap_or(1_000);
+        let shortest = [
+            self.syn_timeout_ms,
+            self.close_timeout_ms,
+            self.pair_timeout_ms,
+            self.tcp_stream_channel_timeout_ms,
+            self.dns_timeout_ms,
+            crate::dns::SEARCH_STEP_MS,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(1_000);
         (shortest / 4).clamp(10, 1_000)
     }
 }

@@ -34,6 +34,8 @@ pub struct Engine {
     copies: Copies,
     /// Endpoints seen answering a SYN with a SYN-ACK.
     listeners: std::collections::HashSet<(std::net::IpAddr, u16), foldhash::fast::RandomState>,
+    /// DNS exchanges over UDP.
+    dns: crate::dns::DnsTracker,
     recorder: Option<FlowRecorder>,
     /// (entry id, pcap of its flow) waiting for `take_recordings`.
     recordings: Vec<(String, Vec<u8>)>,
@@ -52,6 +54,7 @@ impl Engine {
             held: HeldBudget::new(cfg.max_out_of_order_total),
             listeners: Default::default(),
             copies: Copies::default(),
+            dns: crate::dns::DnsTracker::default(),
             cfg,
             flows: FlowTable::default(),
             recorder,
@@ -166,7 +169,13 @@ impl Engine {
                 self.stats.tcp_segments += 1;
                 self.on_tcp(p, seg, out);
             }
-            Transport::Udp(_) => self.stats.udp_datagrams += 1,
+            Transport::Udp(u) => {
+                self.stats.udp_datagrams += 1;
+                if self.cfg.dissect_dns {
+                    let (src, dst) = ((p.src, u.src_port), (p.dst, u.dst_port));
+                    self.dns.on_datagram(src, dst, u.payload, p.ts, self.cfg.dns_timeout_ms, &mut self.stats, out);
+                }
+            }
             Transport::Icmp(msg) => {
                 self.stats.icmp_messages += 1;
                 self.on_icmp(p, msg, out);
@@ -248,6 +257,7 @@ impl Engine {
             self.flows.lingering.retain(|_, l| !end_of_input && now < l.last_ts.plus_millis(linger));
             self.next_linger_sweep = Some(now.plus_millis(LINGER_SWEEP_MS));
         }
+        self.dns.sweep(now, end_of_input, self.cfg.dns_timeout_ms, out);
         self.copies.expire(now, self.cfg.idle_timeout_ms);
         self.stats.copy_fingerprints_saturated = self.copies.saturated;
     }

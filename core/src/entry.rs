@@ -28,6 +28,9 @@ pub struct Entry {
     pub request: Option<Request>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<Response>,
+    /// A DNS exchange: the question, the answer's code and records (SPEC §3.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsInfo>,
     /// Milliseconds: request to response for HTTP, attempt or event to the packet or timer that decided
     /// it for TCP, 0 for ICMP.
     pub elapsed_time: f64,
@@ -69,6 +72,7 @@ impl Entry {
             icmp: None,
             request: None,
             response: None,
+            dns: None,
             elapsed_time: 0.0,
             pcap: None,
             service: None,
@@ -165,6 +169,10 @@ pub enum ErrorType {
     /// A half connection: a request without response or a response without request (§3.5).
     #[serde(rename = "pair-not-found")]
     PairNotFound,
+    /// A DNS answer that is an error (SERVFAIL, REFUSED, a final NXDOMAIN, …) or came only after the
+    /// client asked again (§3.5).
+    #[serde(rename = "dns")]
+    Dns,
 }
 
 impl ErrorType {
@@ -174,6 +182,7 @@ impl ErrorType {
             ErrorType::Dissection => "dissection",
             ErrorType::Timeout => "timeout",
             ErrorType::PairNotFound => "pair-not-found",
+            ErrorType::Dns => "dns",
         }
     }
 }
@@ -316,6 +325,30 @@ pub struct Response {
     pub body_size: u64,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsInfo {
+    pub id: u16,
+    pub question: DnsQuestion,
+    /// The answer's response code; absent when there was no answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcode_name: Option<String>,
+    /// The answer records, summarised (`A 10.0.0.1`, `CNAME web.example.`), at most 16.
+    #[serde(default)]
+    pub answers: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsQuestion {
+    /// Lower case, without the trailing dot.
+    pub name: String,
+    /// The record type's mnemonic (`A`, `AAAA`, …), or `TYPE<n>`.
+    #[serde(rename = "type")]
+    pub qtype: String,
+}
+
 fn ser_ts<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(ts)
 }
@@ -343,6 +376,7 @@ mod tests {
             icmp: None,
             request: None,
             response: None,
+            dns: None,
             elapsed_time: 0.25,
             pcap: None,
             service: None,

@@ -86,6 +86,24 @@ impl Record for Entry {
                     _ => None,
                 }
             }
+            ("dns", rest) => {
+                let d = self.dns.as_ref()?;
+                let Some((f, deeper)) = rest.split_first() else { return Some(Value::Present) };
+                match (seg_name(f)?, deeper) {
+                    ("id", []) => Some(Value::Num(f64::from(d.id))),
+                    ("rcode", []) => Some(d.rcode.map_or(Value::Null, |r| Value::Num(f64::from(r)))),
+                    ("rcodeName", []) => Some(Value::from_opt_str(d.rcode_name.as_deref())),
+                    ("question", deepest) => match leaf(deepest)? {
+                        None => Some(Value::Present),
+                        Some("name") => Some(Value::Str(&d.question.name)),
+                        Some("type") => Some(Value::Str(&d.question.qtype)),
+                        _ => None,
+                    },
+                    // The first answer record, e.g. `dns.answers == "A 10.0.0.1"`.
+                    ("answers", []) => d.answers.first().map(|a| Value::Str(a)),
+                    _ => None,
+                }
+            }
             _ => None,
         }
     }

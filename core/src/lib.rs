@@ -3,6 +3,7 @@
 
 pub mod config;
 mod copies;
+pub mod dns;
 pub mod engine;
 pub mod entry;
 mod entry_record;

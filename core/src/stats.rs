@@ -58,6 +58,18 @@ pub struct Stats {
     pub nat_copies: u64,
     /// Packets not fingerprinted for copy detection because its window was full.
     pub copy_fingerprints_saturated: u64,
+    /// DNS queries seen (copies included).
+    pub dns_queries: u64,
+    /// Datagrams to or from a DNS server that do not parse as DNS.
+    pub dns_malformed: u64,
+    /// DNS answers to no query seen (the query was before the capture, or not captured).
+    pub dns_unmatched_responses: u64,
+    /// Answers to later copies of a query already answered: one exchange.
+    pub dns_duplicate_answers: u64,
+    /// NXDOMAIN answers followed by the next search domain: reported without error.
+    pub dns_search_steps: u64,
+    /// DNS queries not tracked because too many were waiting for answers.
+    pub dns_untracked: u64,
     /// Entries emitted.
     pub entries: u64,
 }

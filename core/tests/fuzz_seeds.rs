@@ -30,6 +30,11 @@ fn http_seeds() {
 }
 
 #[test]
+fn dns_seeds() {
+    replay("dns", harness::dns);
+}
+
+#[test]
 fn pcap_seeds() {
     replay("pcap", harness::pcap);
 }

@@ -35,6 +35,7 @@ fn evaluation_does_not_allocate() {
         elapsed_time: 3.5,
         pcap: None,
         service: None,
+        dns: None,
     };
     let queries: Vec<Query> = [
         "response.status > 400 or error or icmp or tcp",

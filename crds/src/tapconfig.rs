@@ -131,6 +131,11 @@ pub struct Timeouts {
     #[serde(default = "default_idle_timeout_ms")]
     #[schemars(range(min = 1, max = 86_400_000))]
     pub idle_timeout_ms: i64,
+    /// A DNS query not answered within this is a half connection; copies of one query within it are one
+    /// exchange.
+    #[serde(default = "default_dns_timeout_ms")]
+    #[schemars(range(min = 1, max = 3_600_000))]
+    pub dns_timeout_ms: i64,
 }
 
 impl Default for Timeouts {
@@ -141,6 +146,7 @@ impl Default for Timeouts {
             pair_timeout_ms: default_pair_timeout_ms(),
             tcp_stream_channel_timeout_ms: default_stream_timeout_ms(),
             idle_timeout_ms: default_idle_timeout_ms(),
+            dns_timeout_ms: default_dns_timeout_ms(),
         }
     }
 }
@@ -301,7 +307,10 @@ fn default_packet_loss_threshold() -> f64 {
     0.01
 }
 fn default_dissectors() -> Vec<Dissector> {
-    vec![Dissector::Http]
+    vec![Dissector::Http, Dissector::Dns]
+}
+fn default_dns_timeout_ms() -> i64 {
+    5_000
 }
 fn default_syn_timeout_ms() -> i64 {
     3_000

@@ -57,6 +57,13 @@ pub struct Events {
 
 /// The PascalCase reason for an entry (SPEC §5).
 pub fn reason(e: &Entry) -> String {
+    if e.dns.is_some() {
+        return match &e.error {
+            Some(err) if err.kind == ErrorType::PairNotFound => "DNSTimeout".into(),
+            Some(_) => "DNSError".into(),
+            None => "DNSResponse".into(),
+        };
+    }
     match e.kind() {
         Kind::Tcp(state) => format!("TCP{}", state.as_str()),
         Kind::Icmp(type_name) => format!("ICMP{type_name}"),
@@ -64,6 +71,7 @@ pub fn reason(e: &Entry) -> String {
         Kind::Error(ErrorType::Dissection) => "DissectionError".into(),
         Kind::Error(ErrorType::Timeout) => "StreamTimeout".into(),
         Kind::Error(ErrorType::Connection) => "ConnectionError".into(),
+        Kind::Error(ErrorType::Dns) => "DNSError".into(),
         Kind::Response(status) if status >= 500 => "HTTPServerError".into(),
         Kind::Response(status) if status >= 400 => "HTTPClientError".into(),
         Kind::Response(_) | Kind::Other => "HTTPResponse".into(),

@@ -107,6 +107,16 @@ impl Summary {
             stats.http_lost_exchanges,
             stats.fins_inferred,
         ));
+        lines.push(format!(
+            "{} DNS queries, {} DNS search steps, {} DNS answers to retransmitted queries, {} DNS answers without \
+             a query, {} malformed DNS datagrams, {} DNS queries not tracked",
+            stats.dns_queries,
+            stats.dns_search_steps,
+            stats.dns_duplicate_answers,
+            stats.dns_unmatched_responses,
+            stats.dns_malformed,
+            stats.dns_untracked,
+        ));
         for l in lines {
             // The summary is a courtesy: a closed stderr must not turn into a failure.
             let _ = writeln!(w, "{l}");

@@ -28,6 +28,14 @@ fn line(cols: [&str; 5], last: &str) -> String {
 /// A short name for the kind of entry, used by the table and the summary.
 pub fn kind(e: &Entry) -> String {
     let proto = e.protocol.as_str();
+    if let Some(d) = &e.dns {
+        return match (&e.error, &d.rcode_name) {
+            (Some(err), _) if err.kind == ErrorType::PairNotFound => "dns unanswered".to_owned(),
+            (Some(_), Some(rcode)) => format!("dns {rcode} (error)"),
+            (None, Some(rcode)) => format!("dns {rcode}"),
+            (_, None) => "dns".to_owned(),
+        };
+    }
     match e.kind() {
         Kind::Tcp(state) => format!("tcp {}", state.as_str()),
         Kind::Icmp(type_name) => format!("icmp {type_name}"),
@@ -83,6 +91,20 @@ fn describe(e: &Entry) -> (String, String) {
         return (format!("{}/{}", i.type_name, i.code_name), detail);
     }
     let request = e.request.as_ref().map(|r| format!("{} {}", r.method, r.path));
+    if let Some(d) = &e.dns {
+        let question = format!("{} {}", d.question.name, d.question.qtype);
+        let what = match (&e.error, &d.rcode_name) {
+            (Some(err), _) if err.kind == ErrorType::PairNotFound => "DNS query unanswered".to_owned(),
+            (_, Some(rcode)) => format!("DNS {rcode}"),
+            (_, None) => "DNS".to_owned(),
+        };
+        let detail = match &e.error {
+            Some(err) => format!("{question}: {}", err.msg),
+            None if d.answers.is_empty() => format!("{question} ({ms} ms)"),
+            None => format!("{question} -> {} ({ms} ms)", d.answers.join(", ")),
+        };
+        return (what, detail);
+    }
     match (&e.error, &e.response) {
         (Some(err), _) => {
             let what = match err.kind {
@@ -90,6 +112,7 @@ fn describe(e: &Entry) -> (String, String) {
                 ErrorType::Dissection => format!("{} dissection error", e.protocol.as_str()),
                 ErrorType::Timeout => "stream timeout".to_owned(),
                 ErrorType::Connection => "connection error".to_owned(),
+                ErrorType::Dns => "DNS error".to_owned(),
             };
             let detail = match request {
                 Some(r) => format!("{r}: {}", err.msg),

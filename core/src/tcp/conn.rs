@@ -652,6 +652,10 @@ impl Conn {
         let client_side = usize::from(self.client_side);
         let app = self.app.get_or_insert_with(|| {
             let mut app = Box::new(App::new(ctx.cfg.max_out_of_order_bytes, ctx.held, midstream, client_side));
+            if !ctx.cfg.dissect_http {
+                // The only dissector over TCP is off: the stream is reassembled (gaps counted), not read.
+                app.proto = Proto::Other;
+            }
             for (i, half) in self.halves.iter().enumerate() {
                 if let Some(isn) = half.isn() {
                     app.streams[i].start_at(isn.wrapping_add(1));

@@ -161,6 +161,15 @@ pub fn visible(e: &Entry, namespace: &str, cluster_wide: bool) -> bool {
 
 /// The kind an entry is counted under: TCP state, ICMP type, dissection, half connection, HTTP class.
 pub fn kind_of(e: &Entry) -> String {
+    if let Some(d) = &e.dns {
+        return match (&e.error, &d.rcode_name) {
+            (Some(err), _) if err.kind == ErrorType::PairNotFound => "dns/timeout".into(),
+            // Answered fine, but only after the client asked again.
+            (Some(_), Some(rcode)) if rcode == "NOERROR" => "dns/retransmitted".into(),
+            (_, Some(rcode)) => format!("dns/{rcode}"),
+            (_, None) => "dns".into(),
+        };
+    }
     match e.kind() {
         Kind::Tcp(state) => format!("tcp/{}", state.as_str()),
         Kind::Icmp(type_name) => format!("icmp/{type_name}"),
@@ -168,6 +177,7 @@ pub fn kind_of(e: &Entry) -> String {
         Kind::Error(ErrorType::Dissection) => "dissection".into(),
         Kind::Error(ErrorType::Timeout) => "stream-timeout".into(),
         Kind::Error(ErrorType::Connection) => "connection".into(),
+        Kind::Error(ErrorType::Dns) => "dns".into(),
         Kind::Response(status) => format!("{}/{}xx", e.protocol.as_str(), status / 100),
         Kind::Other => e.protocol.as_str().to_owned(),
     }
@@ -203,7 +213,11 @@ pub fn summary(e: &Entry) -> String {
     } else {
         String::new()
     };
-    let req = e.request.as_ref().map(|r| format!(" {} {}", r.method, r.path)).unwrap_or_default();
+    let req = match (&e.request, &e.dns) {
+        (Some(r), _) => format!(" {} {}", r.method, r.path),
+        (None, Some(d)) => format!(" {} {}", d.question.name, d.question.qtype),
+        (None, None) => String::new(),
+    };
     let via = match e.service.as_ref().and_then(|s| Some((s.namespace.as_ref()?, s.name.as_ref()?))) {
         Some((ns, name)) => format!(" (via service {ns}/{name})"),
         None => String::new(),

@@ -37,6 +37,7 @@ fn entry(secs: u64, dst_ns: &str, status: Option<u16>) -> Entry {
         elapsed_time: 1.0,
         pcap: None,
         service: None,
+        dns: None,
     };
     if let Some(s) = status {
         e.protocol = Protocol::Http;
@@ -152,4 +153,36 @@ fn an_invalid_query_matches_nothing() {
     let mut s = ViewState::resume(&v);
     assert!(s.query.is_err());
     assert!(!s.observe(&entry(1, "shop", None), "shop", false, 5));
+}
+
+fn dns_entry(rcode: Option<u8>, error: Option<(ErrorType, &str)>) -> Entry {
+    let mut e = entry(1, "shop", None);
+    e.protocol = Protocol::Dns;
+    e.tcp = None;
+    e.error = error.map(|(kind, msg)| EntryError { kind, msg: msg.into() });
+    e.dns = Some(faultline_core::entry::DnsInfo {
+        id: 1,
+        question: faultline_core::entry::DnsQuestion { name: "db.shop.svc.cluster.local".into(), qtype: "A".into() },
+        rcode,
+        rcode_name: rcode.map(|r| ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN"][usize::from(r)].to_owned()),
+        answers: vec![],
+    });
+    e
+}
+
+#[test]
+fn dns_entries_are_counted_by_their_code_and_named_for_events() {
+    let cases = [
+        (dns_entry(Some(2), Some((ErrorType::Dns, "SERVFAIL for db A"))), "dns/SERVFAIL", "DNSError"),
+        (dns_entry(Some(3), Some((ErrorType::Dns, "NXDOMAIN for db A"))), "dns/NXDOMAIN", "DNSError"),
+        (dns_entry(None, Some((ErrorType::PairNotFound, "missing response"))), "dns/timeout", "DNSTimeout"),
+        (dns_entry(Some(0), Some((ErrorType::Dns, "answered after retransmission"))), "dns/retransmitted", "DNSError"),
+        (dns_entry(Some(0), None), "dns/NOERROR", "DNSResponse"),
+    ];
+    for (e, kind, reason) in cases {
+        assert_eq!(kind_of(&e), kind);
+        assert_eq!(crate::events::reason(&e), reason);
+    }
+    let line = summary(&dns_entry(Some(2), Some((ErrorType::Dns, "SERVFAIL for db A"))));
+    assert!(line.contains("db.shop.svc.cluster.local A: SERVFAIL"), "{line}");
 }

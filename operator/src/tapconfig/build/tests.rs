@@ -39,8 +39,10 @@ fn the_spec_example_becomes_a_daemonset_whose_args_carry_every_timeout_and_the_b
         "--pair-timeout-ms=30000",
         "--tcp-stream-channel-timeout-ms=10000",
         "--idle-timeout-ms=300000",
+        "--dns-timeout-ms=5000",
         "--packet-loss-threshold=0.01",
         "--dissector=http",
+        "--dissector=dns",
     ] {
         assert!(args.iter().any(|a| a == want), "missing {want} in {args:?}");
     }
@@ -61,6 +63,7 @@ fn everything_in_the_spec_reaches_the_agents() {
         "--pair-timeout-ms=20000",
         "--tcp-stream-channel-timeout-ms=8000",
         "--idle-timeout-ms=600000",
+        "--dns-timeout-ms=2000",
         "--packet-loss-threshold=0.05",
         "--interface=eth0",
         "--interface=cni0",

@@ -1,0 +1,286 @@
+//! DNS over UDP (SPEC §3.5): an entry per exchange, paired by client socket, server socket, id and
+//! question — ids are reused, and resolvers ask A and AAAA at once from one socket.
+//!
+//! - SERVFAIL, REFUSED, FORMERR and NOTIMP are errors (`error.type: "dns"`).
+//! - NXDOMAIN is an error only when it is final: an answer the same client follows within 2 s with the same
+//!   first label under another suffix was one step of search-list expansion (`ndots:5`) and is reported
+//!   without error. So an NXDOMAIN is held for those 2 s before it is decided.
+//! - Copies of one query (same client, server, id and question) within `dnsTimeoutMs` are one exchange. If the client had to send it more than once
+//!   before the answer came, that is an error whose `elapsedTime` is the client's whole wait — Kubernetes'
+//!   5-second DNS delay. Answers to later copies are absorbed: one exchange, one entry.
+//! - No answer within `dnsTimeoutMs` is a half connection (`missing response`) — on port 53, or to a server
+//!   seen answering DNS before: a datagram elsewhere that merely parses as a query proves nothing.
+
+pub mod wire;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+use crate::entry::{DnsInfo, DnsQuestion, Endpoint, Entry, EntryError, ErrorType, Headers, Protocol, Response};
+use crate::stats::Stats;
+use crate::time::Timestamp;
+use wire::{rcode_name, Message, TypeName};
+
+/// How long after an NXDOMAIN the client's next search step may come (SPEC §3.5).
+pub const SEARCH_STEP_MS: u64 = 2_000;
+/// Queries waiting for an answer, at most; past it new queries are not tracked (counted).
+const MAX_PENDING: usize = 65_536;
+/// NXDOMAIN answers waiting to be decided, at most; past it the oldest is decided at once.
+const MAX_HELD: usize = 16_384;
+/// Servers remembered as speaking DNS on a port other than 53.
+const MAX_KNOWN_SERVERS: usize = 4_096;
+const DNS_PORT: u16 = 53;
+
+type Socket = (IpAddr, u16);
+
+/// One exchange: the client's address (not its port: glibc asks a server that answered SERVFAIL again from
+/// a new socket, with the same id), the server's socket, the id and the question.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    client: IpAddr,
+    server: Socket,
+    id: u16,
+    name: String,
+    qtype: u16,
+}
+
+struct Pending {
+    /// The client's socket when it first asked: the entry's source.
+    client_port: u16,
+    first: Timestamp,
+    /// Copies of the query the client sent.
+    copies: u32,
+    answered: bool,
+}
+
+/// An NXDOMAIN waiting to learn whether the client goes on to the next search domain.
+struct Held {
+    entry: Entry,
+    client: IpAddr,
+    name: String,
+    until: Timestamp,
+}
+
+#[derive(Default)]
+pub struct DnsTracker {
+    pending: HashMap<Key, Pending, foldhash::fast::RandomState>,
+    held: VecDeque<Held>,
+    known_servers: HashSet<Socket, foldhash::fast::RandomState>,
+}
+
+impl DnsTracker {
+    /// One UDP datagram from `src` to `dst`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_datagram(
+        &mut self,
+        src: Socket,
+        dst: Socket,
+        payload: &[u8],
+        ts: Timestamp,
+        timeout_ms: u64,
+        stats: &mut Stats,
+        out: &mut Vec<Entry>,
+    ) {
+        let well_known = src.1 == DNS_PORT || dst.1 == DNS_PORT;
+        let known = well_known || self.known_servers.contains(&src) || self.known_servers.contains(&dst);
+        let msg = match Message::parse(payload) {
+            Ok(m) if m.opcode == 0 => m,
+            Ok(_) => return,
+            Err(_) => {
+                if known {
+                    stats.dns_malformed += 1;
+                }
+                return;
+            }
+        };
+        if msg.response {
+            self.on_response(src, dst, msg, payload.len(), ts, stats, out);
+        } else {
+            self.on_query(src, dst, msg, ts, timeout_ms, stats, out);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_query(
+        &mut self,
+        client: Socket,
+        server: Socket,
+        msg: Message,
+        ts: Timestamp,
+        timeout_ms: u64,
+        stats: &mut Stats,
+        out: &mut Vec<Entry>,
+    ) {
+        stats.dns_queries += 1;
+        self.release_search_steps(client.0, &msg.question.name, stats, out);
+        let key = Key { client: client.0, server, id: msg.id, name: msg.question.name, qtype: msg.question.qtype };
+        if let Some(p) = self.pending.get_mut(&key) {
+            if ts < p.first.plus_millis(timeout_ms) {
+                if !p.answered {
+                    p.copies += 1;
+                }
+                return;
+            }
+        }
+        if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&key) {
+            stats.dns_untracked += 1;
+            return;
+        }
+        self.pending.insert(key, Pending { client_port: client.1, first: ts, copies: 1, answered: false });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_response(
+        &mut self,
+        server: Socket,
+        client: Socket,
+        msg: Message,
+        size: usize,
+        ts: Timestamp,
+        stats: &mut Stats,
+        out: &mut Vec<Entry>,
+    ) {
+        let key =
+            Key { client: client.0, server, id: msg.id, name: msg.question.name.clone(), qtype: msg.question.qtype };
+        let Some(p) = self.pending.get_mut(&key) else {
+            stats.dns_unmatched_responses += 1;
+            return;
+        };
+        if p.answered {
+            // The answer to a later copy of a query already answered: the same exchange.
+            stats.dns_duplicate_answers += 1;
+            return;
+        }
+        p.answered = true;
+        let (first, copies, port) = (p.first, p.copies, p.client_port);
+        if server.1 != DNS_PORT {
+            if self.known_servers.len() >= MAX_KNOWN_SERVERS {
+                self.known_servers.clear();
+            }
+            self.known_servers.insert(server);
+        }
+        let question = format!("{} {}", msg.question.name, TypeName(msg.question.qtype));
+        let waited = ts.millis_since(first);
+        let rcode = rcode_name(msg.rcode);
+        let retransmitted =
+            (copies > 1).then(|| format!("answered after retransmission: {copies} queries over {waited:.0} ms"));
+        let error = match (msg.rcode, retransmitted) {
+            (1 | 2 | 4 | 5, Some(r)) => Some(format!("{rcode} for {question} ({r})")),
+            (1 | 2 | 4 | 5, None) => Some(format!("{rcode} for {question}")),
+            (3, Some(r)) => Some(format!("{rcode} for {question} ({r})")),
+            (_, Some(r)) => Some(format!("{r} ({rcode} for {question})")),
+            _ => None,
+        };
+        let mut e = exchange(&key, port, first, Some(&msg));
+        e.elapsed_time = waited;
+        e.response = Some(Response {
+            status: u16::from(msg.rcode),
+            status_text: rcode,
+            version: String::new(),
+            headers: Headers::default(),
+            body_size: size as u64,
+        });
+        e.error = error.map(|msg| EntryError { kind: ErrorType::Dns, msg });
+        if msg.rcode == 3 && e.error.is_none() {
+            if self.held.len() >= MAX_HELD {
+                if let Some(h) = self.held.pop_front() {
+                    out.push(final_nxdomain(h.entry));
+                }
+            }
+            self.held.push_back(Held {
+                entry: e,
+                client: key.client,
+                name: key.name,
+                until: ts.plus_millis(SEARCH_STEP_MS),
+            });
+            return;
+        }
+        out.push(e);
+    }
+
+    /// A query from `client` for `name`: NXDOMAINs it held for the same first label under another name were
+    /// search steps.
+    fn release_search_steps(&mut self, client: IpAddr, name: &str, stats: &mut Stats, out: &mut Vec<Entry>) {
+        if self.held.is_empty() {
+            return;
+        }
+        let label = first_label(name);
+        let mut i = 0;
+        while i < self.held.len() {
+            let h = &self.held[i];
+            if h.client == client && h.name != name && first_label(&h.name) == label {
+                if let Some(h) = self.held.remove(i) {
+                    stats.dns_search_steps += 1;
+                    out.push(h.entry);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Timers: NXDOMAINs not followed by a search step are final; queries unanswered for `timeout_ms` are
+    /// half connections. At the end of input everything is decided.
+    pub fn sweep(&mut self, now: Timestamp, end_of_input: bool, timeout_ms: u64, out: &mut Vec<Entry>) {
+        while let Some(h) = self.held.front() {
+            if !end_of_input && h.until > now {
+                break;
+            }
+            if let Some(h) = self.held.pop_front() {
+                out.push(final_nxdomain(h.entry));
+            }
+        }
+        let known = &self.known_servers;
+        let mut due = Vec::new();
+        self.pending.retain(|key, p| {
+            let deadline = p.first.plus_millis(timeout_ms);
+            if !end_of_input && deadline > now {
+                return true;
+            }
+            if !p.answered && (key.server.1 == DNS_PORT || known.contains(&key.server)) {
+                due.push((key.clone(), p.client_port, p.first, p.copies));
+            }
+            false
+        });
+        due.sort_by_key(|(_, _, first, _)| *first);
+        for (key, port, first, copies) in due {
+            let mut e = exchange(&key, port, first, None);
+            e.elapsed_time = timeout_ms as f64;
+            let also = if copies > 1 { format!(" ({copies} queries)") } else { String::new() };
+            e.error = Some(EntryError {
+                kind: ErrorType::PairNotFound,
+                msg: format!("missing response: no answer within dnsTimeoutMs{also}"),
+            });
+            out.push(e);
+        }
+    }
+
+    /// Queries waiting for their answer (for tests and metrics).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+fn exchange(key: &Key, client_port: u16, first: Timestamp, msg: Option<&Message>) -> Entry {
+    let src = Endpoint::new(key.client, Some(client_port));
+    let dst = Endpoint::new(key.server.0, Some(key.server.1));
+    let mut e = Entry::new(Protocol::Dns, first, src, dst);
+    e.dns = Some(DnsInfo {
+        id: key.id,
+        question: DnsQuestion { name: key.name.clone(), qtype: TypeName(key.qtype).to_string() },
+        rcode: msg.map(|m| m.rcode),
+        rcode_name: msg.map(|m| rcode_name(m.rcode)),
+        answers: msg.map(|m| m.answers.clone()).unwrap_or_default(),
+    });
+    e
+}
+
+fn final_nxdomain(mut e: Entry) -> Entry {
+    let what = e.dns.as_ref().map(|d| format!("{} {}", d.question.name, d.question.qtype)).unwrap_or_default();
+    e.error = Some(EntryError { kind: ErrorType::Dns, msg: format!("NXDOMAIN for {what}") });
+    e
+}
+
+fn first_label(name: &str) -> &str {
+    name.split('.').next().unwrap_or(name)
+}

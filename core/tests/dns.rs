@@ -1,0 +1,299 @@
+//! DNS over UDP (SPEC §3.5), from crafted datagrams: an entry per exchange, errors for the codes that are
+//! errors, NXDOMAIN only when final, retransmissions and timeouts as a resolver makes them.
+
+mod common;
+
+use std::net::IpAddr;
+
+use common::Sim;
+use etherparse::PacketBuilder;
+use faultline_core::entry::{Entry, ErrorType};
+use faultline_core::EngineConfig;
+
+const CLIENT: (&str, u16) = ("10.0.1.5", 40000);
+const SERVER: (&str, u16) = ("10.0.0.10", 53);
+
+fn sock((ip, port): (&str, u16)) -> (IpAddr, u16) {
+    (ip.parse().expect("ip"), port)
+}
+
+fn udp(src: (IpAddr, u16), dst: (IpAddr, u16), payload: &[u8]) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src.0, dst.0) else { panic!("v4 only") };
+    let b = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(s.octets(), d.octets(), 64).udp(src.1, dst.1);
+    let mut f = Vec::new();
+    b.write(&mut f, payload).expect("udp");
+    f
+}
+
+fn name_bytes(name: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        b.push(label.len() as u8);
+        b.extend_from_slice(label.as_bytes());
+    }
+    b.push(0);
+    b
+}
+
+fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut b = id.to_be_bytes().to_vec();
+    b.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    b.extend(name_bytes(name));
+    b.extend_from_slice(&qtype.to_be_bytes());
+    b.extend_from_slice(&[0, 1]);
+    b
+}
+
+/// The answer to `query(id, name, qtype)` with `rcode`, and one A record when the code is NOERROR.
+fn answer(id: u16, name: &str, qtype: u16, rcode: u8) -> Vec<u8> {
+    let mut b = query(id, name, qtype);
+    b[2] = 0x81;
+    b[3] = 0x80 | rcode;
+    if rcode == 0 && qtype == 1 {
+        b[7] = 1;
+        b.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 10, 0, 2, 7]);
+    }
+    b
+}
+
+struct Dns {
+    sim: Sim,
+}
+
+impl Dns {
+    fn new() -> Dns {
+        Dns { sim: Sim::with(EngineConfig { dns_timeout_ms: 5_000, ..EngineConfig::default() }) }
+    }
+    fn ask(&mut self, ms: u64, id: u16, name: &str, qtype: u16) {
+        self.sim.frame(ms, &udp(sock(CLIENT), sock(SERVER), &query(id, name, qtype)));
+    }
+    fn answer(&mut self, ms: u64, id: u16, name: &str, qtype: u16, rcode: u8) {
+        self.sim.frame(ms, &udp(sock(SERVER), sock(CLIENT), &answer(id, name, qtype, rcode)));
+    }
+}
+
+/// `name type rcode-or-none error-type:msg-or-none elapsed`.
+fn summary(out: &[Entry]) -> Vec<String> {
+    out.iter()
+        .map(|e| {
+            let d = e.dns.as_ref().expect("a dns entry");
+            format!(
+                "{} {} {} {} {}",
+                d.question.name,
+                d.question.qtype,
+                d.rcode_name.as_deref().unwrap_or("-"),
+                e.error.as_ref().map(|x| format!("{}:{}", x.kind.as_str(), x.msg)).unwrap_or_else(|| "ok".into()),
+                e.elapsed_time
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_answered_query_is_one_entry_with_its_answer() {
+    let mut d = Dns::new();
+    d.ask(0, 1, "web.shop.svc.cluster.local", 1);
+    d.answer(3, 1, "web.shop.svc.cluster.local", 1, 0);
+    let out = d.sim.finish();
+    assert_eq!(summary(&out), ["web.shop.svc.cluster.local A NOERROR ok 3"]);
+    let e = &out[0];
+    assert_eq!((e.src.port, e.dst.port), (Some(40000), Some(53)), "src is the client");
+    assert_eq!(e.response.as_ref().map(|r| r.status), Some(0), "response.status is the rcode");
+    assert_eq!(e.dns.as_ref().map(|d| d.answers.clone()), Some(vec!["A 10.0.2.7".to_owned()]));
+    let json = serde_json::to_value(e).expect("json");
+    assert_eq!(json["protocol"], "dns");
+    assert_eq!(json["dns"]["question"]["type"], "A");
+    assert_eq!(json["dns"]["rcodeName"], "NOERROR");
+}
+
+#[test]
+fn servfail_refused_formerr_and_notimp_are_errors() {
+    let mut d = Dns::new();
+    for (i, rcode) in [2u8, 5, 1, 4].into_iter().enumerate() {
+        let id = 10 + i as u16;
+        d.ask(i as u64 * 10, id, "db.example", 1);
+        d.answer(i as u64 * 10 + 1, id, "db.example", 1, rcode);
+    }
+    let out = d.sim.finish();
+    assert_eq!(
+        summary(&out),
+        [
+            "db.example A SERVFAIL dns:SERVFAIL for db.example A 1",
+            "db.example A REFUSED dns:REFUSED for db.example A 1",
+            "db.example A FORMERR dns:FORMERR for db.example A 1",
+            "db.example A NOTIMP dns:NOTIMP for db.example A 1",
+        ]
+    );
+}
+
+#[test]
+fn nxdomain_is_an_error_only_when_final() {
+    // `nosuch` from a pod with ndots:5: three search domains answered NXDOMAIN, then the name itself.
+    let mut d = Dns::new();
+    let steps = ["nosuch.shop.svc.cluster.local", "nosuch.svc.cluster.local", "nosuch.cluster.local", "nosuch"];
+    for (i, name) in steps.iter().enumerate() {
+        let t = i as u64 * 4;
+        d.ask(t, 100 + i as u16, name, 1);
+        d.ask(t, 200 + i as u16, name, 28);
+        d.answer(t + 1, 100 + i as u16, name, 1, 3);
+        d.answer(t + 2, 200 + i as u16, name, 28, 3);
+    }
+    let search_steps = d.sim.engine.stats().dns_search_steps;
+    let out = d.sim.finish();
+    let errors: Vec<_> = out.iter().filter_map(|e| e.error.as_ref().map(|x| x.msg.clone())).collect();
+    assert_eq!(errors, ["NXDOMAIN for nosuch A", "NXDOMAIN for nosuch AAAA"]);
+    assert_eq!(out.len(), 8, "an entry per exchange, the search steps without error");
+    assert_eq!(search_steps, 6);
+}
+
+#[test]
+fn an_nxdomain_followed_by_another_name_later_than_two_seconds_is_final() {
+    let mut d = Dns::new();
+    d.ask(0, 1, "gone.shop.svc.cluster.local", 1);
+    d.answer(1, 1, "gone.shop.svc.cluster.local", 1, 3);
+    d.ask(2_500, 2, "gone.svc.cluster.local", 1);
+    d.answer(2_501, 2, "gone.svc.cluster.local", 1, 0);
+    let out = d.sim.finish();
+    assert_eq!(
+        summary(&out),
+        [
+            "gone.shop.svc.cluster.local A NXDOMAIN dns:NXDOMAIN for gone.shop.svc.cluster.local A 1",
+            "gone.svc.cluster.local A NOERROR ok 1"
+        ]
+    );
+}
+
+#[test]
+fn a_query_answered_only_after_a_retransmission_is_an_error_with_the_whole_wait() {
+    // The first query was lost (a conntrack race): the resolver asks again 5 s later and is answered.
+    let mut d = Dns::new();
+    d.ask(0, 7, "api.shop.svc.cluster.local", 1);
+    d.ask(4_999, 7, "api.shop.svc.cluster.local", 1);
+    d.answer(5_003, 7, "api.shop.svc.cluster.local", 1, 0);
+    let out = d.sim.finish();
+    assert_eq!(
+        summary(&out),
+        ["api.shop.svc.cluster.local A NOERROR dns:answered after retransmission: 2 queries over 5003 ms (NOERROR for api.shop.svc.cluster.local A) 5003"]
+    );
+    assert_eq!(out[0].error.as_ref().map(|e| e.kind), Some(ErrorType::Dns));
+}
+
+#[test]
+fn copies_each_answered_are_one_exchange_and_one_error() {
+    // A resolver retrying a SERVFAIL with the same id: one entry.
+    let mut d = Dns::new();
+    d.ask(0, 9, "flaky.example", 1);
+    d.answer(2, 9, "flaky.example", 1, 2);
+    d.ask(1_000, 9, "flaky.example", 1);
+    d.answer(1_002, 9, "flaky.example", 1, 2);
+    let dup = d.sim.engine.stats().dns_duplicate_answers;
+    let out = d.sim.finish();
+    assert_eq!(summary(&out), ["flaky.example A SERVFAIL dns:SERVFAIL for flaky.example A 2"]);
+    assert_eq!(dup, 1);
+}
+
+#[test]
+fn a_retry_from_a_new_socket_with_the_same_id_is_the_same_exchange() {
+    // glibc asks a server that answered SERVFAIL again, from a new socket, with the same id.
+    let mut d = Dns::new();
+    d.ask(0, 9, "flaky.example", 1);
+    d.answer(1, 9, "flaky.example", 1, 2);
+    let (again, server) = (sock(("10.0.1.5", 40999)), sock(SERVER));
+    d.sim.frame(2, &udp(again, server, &query(9, "flaky.example", 1)));
+    d.sim.frame(3, &udp(server, again, &answer(9, "flaky.example", 1, 2)));
+    let out = d.sim.finish();
+    assert_eq!(summary(&out), ["flaky.example A SERVFAIL dns:SERVFAIL for flaky.example A 1"]);
+    assert_eq!(out[0].src.port, Some(40000), "the first socket");
+}
+
+#[test]
+fn an_unanswered_query_is_a_half_connection_at_the_timeout() {
+    let mut d = Dns::new();
+    d.ask(0, 3, "slow.example", 1);
+    d.sim.advance(4_000);
+    assert!(d.sim.out.is_empty(), "not before dnsTimeoutMs");
+    d.sim.advance(5_500);
+    assert_eq!(
+        summary(&d.sim.out),
+        ["slow.example A - pair-not-found:missing response: no answer within dnsTimeoutMs 5000"]
+    );
+}
+
+#[test]
+fn pairs_are_by_socket_id_and_question_not_id_alone() {
+    // A and AAAA with the same id from one socket, answered in the other order; and the same id reused
+    // by another socket.
+    let mut d = Dns::new();
+    d.ask(0, 5, "web.example", 1);
+    d.ask(0, 5, "web.example", 28);
+    let other = ("10.0.1.6", 40001);
+    d.sim.frame(0, &udp(sock(other), sock(SERVER), &query(5, "db.example", 1)));
+    d.answer(1, 5, "web.example", 28, 0);
+    d.sim.frame(1, &udp(sock(SERVER), sock(other), &answer(5, "db.example", 1, 2)));
+    d.answer(2, 5, "web.example", 1, 0);
+    let out = d.sim.finish();
+    let mut s = summary(&out);
+    s.sort();
+    assert_eq!(
+        s,
+        [
+            "db.example A SERVFAIL dns:SERVFAIL for db.example A 1",
+            "web.example A NOERROR ok 2",
+            "web.example AAAA NOERROR ok 1"
+        ]
+    );
+}
+
+#[test]
+fn udp_that_merely_parses_as_a_query_on_another_port_never_times_out() {
+    let mut d = Dns::new();
+    let (c, s) = (sock(("10.0.1.5", 40000)), sock(("10.0.0.9", 9999)));
+    d.sim.frame(0, &udp(c, s, &query(1, "x.example", 1)));
+    let out = d.sim.finish();
+    assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn dns_on_another_port_is_found_by_content() {
+    let mut d = Dns::new();
+    let (c, s) = (sock(("10.0.1.5", 40000)), sock(("10.0.0.9", 5353)));
+    d.sim.frame(0, &udp(c, s, &query(1, "x.example", 1)));
+    d.sim.frame(1, &udp(s, c, &answer(1, "x.example", 1, 5)));
+    assert_eq!(summary(&d.sim.finish()), ["x.example A REFUSED dns:REFUSED for x.example A 1"]);
+}
+
+#[test]
+fn dns_can_be_switched_off() {
+    let mut sim = Sim::with(EngineConfig { dissect_dns: false, ..EngineConfig::default() });
+    sim.frame(0, &udp(sock(CLIENT), sock(SERVER), &query(1, "a.example", 1)));
+    sim.frame(1, &udp(sock(SERVER), sock(CLIENT), &answer(1, "a.example", 1, 2)));
+    assert!(sim.finish().is_empty());
+}
+
+#[test]
+fn garbage_to_port_53_is_counted_not_reported() {
+    let mut d = Dns::new();
+    d.sim.frame(0, &udp(sock(CLIENT), sock(SERVER), b"\x00\x01garbage"));
+    assert_eq!(d.sim.engine.stats().dns_malformed, 1);
+    assert!(d.sim.finish().is_empty());
+}
+
+#[test]
+fn kfl_selects_dns_fields() {
+    let mut d = Dns::new();
+    d.ask(0, 1, "db.example", 1);
+    d.answer(1, 1, "db.example", 1, 2);
+    let out = d.sim.finish();
+    for (q, want) in [
+        ("dns", true),
+        ("dns and error", true),
+        (r#"dns.rcodeName == "SERVFAIL""#, true),
+        (r#"dns.question.name == "db.example""#, true),
+        (r#"dns.question.type == "AAAA""#, false),
+        (r#"error.type == "dns""#, true),
+        ("http", false),
+    ] {
+        let query = faultline_kfl::Query::parse(q).expect("parses");
+        assert_eq!(query.matches(&out[0]), want, "{q}");
+    }
+}
