@@ -297,3 +297,44 @@ fn kfl_selects_dns_fields() {
         assert_eq!(query.matches(&out[0]), want, "{q}");
     }
 }
+
+#[test]
+fn a_query_asked_again_after_its_deadline_is_a_new_exchange_and_the_old_one_is_still_reported() {
+    let mut d = Dns::new();
+    d.ask(0, 3, "slow.example", 1);
+    // The same id and question after dnsTimeoutMs, before any timer ran: the first is decided, not lost.
+    d.sim.frame(5_001, &udp(sock(CLIENT), sock(SERVER), &query(3, "slow.example", 1)));
+    d.answer(5_002, 3, "slow.example", 1, 0);
+    let out = d.sim.finish();
+    assert_eq!(
+        summary(&out),
+        [
+            "slow.example A - pair-not-found:missing response: no answer within dnsTimeoutMs 5000",
+            "slow.example A NOERROR ok 1"
+        ]
+    );
+}
+
+#[test]
+fn thousands_of_clients_in_their_search_lists_are_decided_each_on_its_own() {
+    // 2,000 clients each walking `svc-<i>` through two search domains to a final NXDOMAIN.
+    let mut d = Dns::new();
+    for i in 0..2_000u32 {
+        let client = (IpAddr::from([10, 1, (i / 250) as u8, (i % 250) as u8 + 1]), 40000);
+        let t = u64::from(i) / 10;
+        for (step, suffix) in [".shop.svc.cluster.local", ".svc.cluster.local", ""].iter().enumerate() {
+            let name = format!("svc-{i}{suffix}");
+            let id = (i * 3 + step as u32) as u16;
+            d.sim.frame(t, &udp(client, sock(SERVER), &query(id, &name, 1)));
+            d.sim.frame(t, &udp(sock(SERVER), client, &answer(id, &name, 1, 3)));
+        }
+    }
+    let steps = d.sim.engine.stats().dns_search_steps;
+    let out = d.sim.finish();
+    let finals = out.iter().filter(|e| e.error.is_some()).count();
+    assert_eq!((out.len(), finals, steps), (6_000, 2_000, 4_000));
+    assert!(out
+        .iter()
+        .filter(|e| e.error.is_some())
+        .all(|e| !e.dns.as_ref().is_some_and(|d| d.question.name.contains('.'))));
+}

@@ -18,8 +18,9 @@ fn spec_defaults_match_the_spec_example() {
         (3000, 5000, 30000)
     );
     assert_eq!(tap.timeouts.tcp_stream_channel_timeout_ms, 10000);
+    assert_eq!(tap.timeouts.dns_timeout_ms, 5000);
     assert_eq!(tap.packet_loss_threshold, 0.01);
-    assert_eq!(tap.dissectors, vec![Dissector::Http]);
+    assert_eq!(tap.dissectors, vec![Dissector::Http, Dissector::Dns]);
     assert_eq!(tap.recorder.mode, RecorderMode::None);
 }
 

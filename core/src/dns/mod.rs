@@ -56,7 +56,6 @@ struct Pending {
 /// An NXDOMAIN waiting to learn whether the client goes on to the next search domain.
 struct Held {
     entry: Entry,
-    client: IpAddr,
     name: String,
     until: Timestamp,
 }
@@ -64,7 +63,12 @@ struct Held {
 #[derive(Default)]
 pub struct DnsTracker {
     pending: HashMap<Key, Pending, foldhash::fast::RandomState>,
-    held: VecDeque<Held>,
+    /// NXDOMAINs waiting, by (client, first label of the name): a query is matched against its own bucket
+    /// only, whatever the number held.
+    held: HashMap<(IpAddr, String), Vec<Held>, foldhash::fast::RandomState>,
+    /// When each held NXDOMAIN is due, in order (a bucket may already have been released).
+    held_due: VecDeque<(Timestamp, (IpAddr, String))>,
+    held_count: usize,
     known_servers: HashSet<Socket, foldhash::fast::RandomState>,
 }
 
@@ -120,6 +124,12 @@ impl DnsTracker {
                     p.copies += 1;
                 }
                 return;
+            }
+            // Past its deadline and not yet swept: decide it before the new query takes its place.
+            if let Some(old) = self.pending.remove(&key) {
+                if !old.answered && (key.server.1 == DNS_PORT || self.known_servers.contains(&key.server)) {
+                    out.push(unanswered(&key, old.client_port, old.first, old.copies, timeout_ms));
+                }
             }
         }
         if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&key) {
@@ -182,39 +192,65 @@ impl DnsTracker {
         });
         e.error = error.map(|msg| EntryError { kind: ErrorType::Dns, msg });
         if msg.rcode == 3 && e.error.is_none() {
-            if self.held.len() >= MAX_HELD {
-                if let Some(h) = self.held.pop_front() {
-                    out.push(final_nxdomain(h.entry));
-                }
+            if self.held_count >= MAX_HELD {
+                // Too many to wait for: decide the oldest now.
+                self.release_due(None, out);
             }
-            self.held.push_back(Held {
-                entry: e,
-                client: key.client,
-                name: key.name,
-                until: ts.plus_millis(SEARCH_STEP_MS),
-            });
+            let until = ts.plus_millis(SEARCH_STEP_MS);
+            let bucket = (key.client, first_label(&key.name).to_owned());
+            self.held.entry(bucket.clone()).or_default().push(Held { entry: e, name: key.name, until });
+            self.held_due.push_back((until, bucket));
+            self.held_count += 1;
             return;
         }
         out.push(e);
     }
 
-    /// A query from `client` for `name`: NXDOMAINs it held for the same first label under another name were
+    /// A query from `client` for `name`: NXDOMAINs held for the same first label under another name were
     /// search steps.
     fn release_search_steps(&mut self, client: IpAddr, name: &str, stats: &mut Stats, out: &mut Vec<Entry>) {
-        if self.held.is_empty() {
+        if self.held_count == 0 {
             return;
         }
-        let label = first_label(name);
+        let bucket = (client, first_label(name).to_owned());
+        let Some(held) = self.held.get_mut(&bucket) else { return };
+        let before = held.len();
         let mut i = 0;
-        while i < self.held.len() {
-            let h = &self.held[i];
-            if h.client == client && h.name != name && first_label(&h.name) == label {
-                if let Some(h) = self.held.remove(i) {
-                    stats.dns_search_steps += 1;
-                    out.push(h.entry);
-                }
+        while i < held.len() {
+            if held[i].name != name {
+                let h = held.remove(i);
+                stats.dns_search_steps += 1;
+                out.push(h.entry);
             } else {
                 i += 1;
+            }
+        }
+        self.held_count -= before - held.len();
+        if held.is_empty() {
+            self.held.remove(&bucket);
+        }
+    }
+
+    /// Decides held NXDOMAINs as final: those due by `now`, or (with `None`) the oldest one.
+    fn release_due(&mut self, now: Option<Timestamp>, out: &mut Vec<Entry>) {
+        while let Some((until, _)) = self.held_due.front() {
+            if now.is_some_and(|now| *until > now) {
+                break;
+            }
+            let Some((until, bucket)) = self.held_due.pop_front() else { break };
+            if let Some(held) = self.held.get_mut(&bucket) {
+                // The bucket's entries are in due order: the first one due at `until` is this one.
+                if let Some(i) = held.iter().position(|h| h.until == until) {
+                    let h = held.remove(i);
+                    self.held_count -= 1;
+                    out.push(final_nxdomain(h.entry));
+                }
+                if held.is_empty() {
+                    self.held.remove(&bucket);
+                }
+            }
+            if now.is_none() {
+                break;
             }
         }
     }
@@ -222,14 +258,8 @@ impl DnsTracker {
     /// Timers: NXDOMAINs not followed by a search step are final; queries unanswered for `timeout_ms` are
     /// half connections. At the end of input everything is decided.
     pub fn sweep(&mut self, now: Timestamp, end_of_input: bool, timeout_ms: u64, out: &mut Vec<Entry>) {
-        while let Some(h) = self.held.front() {
-            if !end_of_input && h.until > now {
-                break;
-            }
-            if let Some(h) = self.held.pop_front() {
-                out.push(final_nxdomain(h.entry));
-            }
-        }
+        let until = if end_of_input { Timestamp(u64::MAX) } else { now };
+        self.release_due(Some(until), out);
         let known = &self.known_servers;
         let mut due = Vec::new();
         self.pending.retain(|key, p| {
@@ -244,14 +274,7 @@ impl DnsTracker {
         });
         due.sort_by_key(|(_, _, first, _)| *first);
         for (key, port, first, copies) in due {
-            let mut e = exchange(&key, port, first, None);
-            e.elapsed_time = timeout_ms as f64;
-            let also = if copies > 1 { format!(" ({copies} queries)") } else { String::new() };
-            e.error = Some(EntryError {
-                kind: ErrorType::PairNotFound,
-                msg: format!("missing response: no answer within dnsTimeoutMs{also}"),
-            });
-            out.push(e);
+            out.push(unanswered(&key, port, first, copies, timeout_ms));
         }
     }
 
@@ -271,6 +294,18 @@ fn exchange(key: &Key, client_port: u16, first: Timestamp, msg: Option<&Message>
         rcode: msg.map(|m| m.rcode),
         rcode_name: msg.map(|m| rcode_name(m.rcode)),
         answers: msg.map(|m| m.answers.clone()).unwrap_or_default(),
+    });
+    e
+}
+
+/// A query never answered: a half connection.
+fn unanswered(key: &Key, port: u16, first: Timestamp, copies: u32, timeout_ms: u64) -> Entry {
+    let mut e = exchange(key, port, first, None);
+    e.elapsed_time = timeout_ms as f64;
+    let also = if copies > 1 { format!(" ({copies} queries)") } else { String::new() };
+    e.error = Some(EntryError {
+        kind: ErrorType::PairNotFound,
+        msg: format!("missing response: no answer within dnsTimeoutMs{also}"),
     });
     e
 }
