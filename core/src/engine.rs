@@ -360,6 +360,7 @@ impl Engine {
         let translated = (keep_this && pair.dst_changed).then_some(pair.earlier_dst);
         self.copies.alias(alias, kept, translated, ts);
         self.flows.live.remove(&alias);
+        self.dns.forget_flow(&alias);
         let d = self.flows.digest(&alias);
         self.flows.lingering.remove(&d);
         keep_this

@@ -338,3 +338,29 @@ fn thousands_of_clients_in_their_search_lists_are_decided_each_on_its_own() {
         .filter(|e| e.error.is_some())
         .all(|e| !e.dns.as_ref().is_some_and(|d| d.question.name.contains('.'))));
 }
+
+#[test]
+fn a_query_to_the_dns_service_seen_before_and_after_dnat_is_one_exchange() {
+    // Found on the real node: a pod asks kube-dns's ClusterIP; the node sees the query on the pod's veth
+    // (to the Service) and on CoreDNS's veth (to the pod after DNAT), the answer likewise. Four sockets' worth
+    // of first queries each became a false timeout.
+    let mut d = Dns::new();
+    d.sim.engine.expect_several_interfaces();
+    let client = sock(("10.244.0.5", 41_000));
+    let (service, coredns) = (sock(("10.96.0.10", 53)), sock(("10.244.0.2", 53)));
+    for (i, name) in ["web.shop.svc.cluster.local", "db.shop.svc.cluster.local"].iter().enumerate() {
+        let t = i as u64 * 100;
+        let c = (client.0, client.1 + i as u16);
+        d.sim.frame_on(1, t, &udp(c, service, &query(7, name, 1)));
+        d.sim.frame_on(2, t, &udp(c, coredns, &query(7, name, 1)));
+        d.sim.frame_on(2, t + 1, &udp(coredns, c, &answer(7, name, 1, 0)));
+        d.sim.frame_on(1, t + 1, &udp(service, c, &answer(7, name, 1, 0)));
+    }
+    let out = d.sim.finish();
+    assert_eq!(
+        summary(&out),
+        ["web.shop.svc.cluster.local A NOERROR ok 1", "db.shop.svc.cluster.local A NOERROR ok 1"]
+    );
+    assert_eq!(out[0].dst.ip, coredns.0, "under the pod that answered");
+    assert_eq!(out[0].service.as_ref().map(|s| (s.ip, s.port)), Some(service), "with the Service asked");
+}

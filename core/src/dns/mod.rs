@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 use crate::entry::{DnsInfo, DnsQuestion, Endpoint, Entry, EntryError, ErrorType, Headers, Protocol, Response};
+use crate::flow::FlowKey;
 use crate::stats::Stats;
 use crate::time::Timestamp;
 use wire::{rcode_name, Message, TypeName};
@@ -276,6 +277,17 @@ impl DnsTracker {
         for (key, port, first, copies) in due {
             out.push(unanswered(&key, port, first, copies, timeout_ms));
         }
+    }
+
+    /// The flow `key` turned out to be the other side of a NAT (a Service's DNAT) of a flow kept under its
+    /// other tuple: queries tracked under it are forgotten — the copy under the kept tuple is the exchange,
+    /// and the answer will come on that tuple only. (Without this, the first query of every new socket to a
+    /// Service was a false timeout on a node that sees both sides of the DNAT.)
+    pub fn forget_flow(&mut self, key: &FlowKey) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.pending.retain(|k, p| FlowKey::new((k.client, p.client_port), k.server) != *key);
     }
 
     /// Queries waiting for their answer (for tests and metrics).
