@@ -173,16 +173,18 @@ impl Events {
                         s.written = total - s.base;
                         s.event_name = Some(name);
                     }
-                    Written::Adopted { name, base } => {
-                        // An earlier run's Event with `base` occurrences, raised by all of this run's.
+                    Written::Adopted { name, base, counted } => {
+                        // An earlier run's Event with `base` occurrences, raised by the `counted` of this run
+                        // that were known when the write began — not by those recorded while it was in
+                        // flight, which the next write carries.
                         s.base = base;
-                        s.written = s.count;
+                        s.written = counted;
                         s.event_name = Some(name);
                     }
                     Written::Gone => {
-                        // Expired (the API server's --event-ttl): the next write creates it again.
+                        // Expired (the API server's --event-ttl): the next write creates it again, with the
+                        // whole count so far (`base` included, so that the series never goes back).
                         s.event_name = None;
-                        s.base = 0;
                         s.written = 0;
                         return;
                     }
@@ -273,7 +275,7 @@ impl Events {
                 let old = api.get(&name).await?;
                 let base = old.series.as_ref().map_or(1, |s| u64::try_from(s.count).unwrap_or(1)).max(1);
                 self.bump(key, &name, base + count).await?;
-                Ok(Written::Adopted { name, base })
+                Ok(Written::Adopted { name, base, counted: count })
             }
             Err(e) => Err(e),
         }
@@ -295,10 +297,11 @@ enum Written {
         name: String,
         total: u64,
     },
-    /// An Event of an earlier run, which counted `base`, now continued.
+    /// An Event of an earlier run, which counted `base`, now continued with `counted` of this run's.
     Adopted {
         name: String,
         base: u64,
+        counted: u64,
     },
     /// The Event expired.
     Gone,
@@ -351,6 +354,63 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn events() -> Events {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("uri"));
+        let client = kube::Client::try_from(config).expect("client");
+        Events::new(client, "test".into(), std::sync::Arc::new(crate::metrics::Metrics::default()))
+    }
+
+    fn key() -> Key {
+        Key { namespace: "shop".into(), kind: "Pod", name: "web".into(), reason: "TCPReset".into() }
+    }
+
+    /// Found by the e2e storm after an operator restart: occurrences recorded while the write that adopted
+    /// an earlier run's Event was in flight were marked written, and the series stopped short of them.
+    #[tokio::test]
+    async fn occurrences_recorded_during_an_adopting_write_are_written_next() {
+        let ev = events();
+        for _ in 0..5 {
+            ev.record(key(), json!({}), "n".into());
+        }
+        let due = ev.due();
+        assert_eq!(due.len(), 1);
+        let (k, count) = (due[0].0.clone(), due[0].3);
+        assert_eq!((count, due[0].4.clone()), (5, None));
+        for _ in 0..3 {
+            ev.record(key(), json!({}), "n".into());
+        }
+        ev.written(&k, Written::Adopted { name: "web.1".into(), base: 10, counted: count }, json!({}));
+        // Written just now: due again after SERIES_EVERY, with everything this run counted on top of the base.
+        if let Ok(mut m) = ev.series.lock() {
+            m.values_mut().for_each(|s| s.last_write = None);
+        }
+        let due = ev.due();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].3, 10 + 8, "the earlier run's 10 and this run's 8");
+    }
+
+    #[tokio::test]
+    async fn an_expired_event_is_recreated_with_the_whole_count_and_never_goes_back() {
+        let ev = events();
+        for _ in 0..4 {
+            ev.record(key(), json!({}), "n".into());
+        }
+        ev.written(&key(), Written::Adopted { name: "web.1".into(), base: 10, counted: 4 }, json!({}));
+        ev.record(key(), json!({}), "n".into());
+        ev.written(&key(), Written::Gone, json!({}));
+        if let Ok(mut m) = ev.series.lock() {
+            m.values_mut().for_each(|s| s.last_write = None);
+        }
+        let due = ev.due();
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].3, due[0].4.clone()), (15, None), "created again with 10 + 5");
+        ev.written(&key(), Written::Created { name: "web.1".into(), total: 15 }, json!({}));
+        if let Ok(mut m) = ev.series.lock() {
+            m.values_mut().for_each(|s| s.last_write = None);
+        }
+        assert!(ev.due().is_empty(), "nothing left to write");
+    }
 
     #[test]
     fn event_names_fit_however_long_the_pod_name() {
