@@ -80,7 +80,8 @@ def test_defaults_are_applied_and_printer_columns_work(cluster, operator):
     spec = cluster.kubectl_json("get", "tap", "defaults")["spec"]
     assert spec["captureBackend"] == "afpacket"
     assert spec["timeouts"] == {"synTimeoutMs": 3000, "closeTimeoutMs": 5000, "pairTimeoutMs": 30000,
-                                "tcpStreamChannelTimeoutMs": 10000, "idleTimeoutMs": 300000}
+                                "tcpStreamChannelTimeoutMs": 10000, "idleTimeoutMs": 300000, "dnsTimeoutMs": 5000}
+    assert spec["dissectors"] == ["http", "dns"]
     table = cluster.kubectl("get", "tap", "defaults").stdout
     assert table.split("\n")[0].split() == ["NAME", "BACKEND", "DESIRED", "READY", "STATUS", "AGE"]
     cluster.kubectl("delete", "tap", "defaults", "--wait=true")
