@@ -80,8 +80,9 @@ def test_defaults_are_applied_and_printer_columns_work(cluster, operator):
     spec = cluster.kubectl_json("get", "tap", "defaults")["spec"]
     assert spec["captureBackend"] == "afpacket"
     assert spec["timeouts"] == {"synTimeoutMs": 3000, "closeTimeoutMs": 5000, "pairTimeoutMs": 30000,
-                                "tcpStreamChannelTimeoutMs": 10000, "idleTimeoutMs": 300000, "dnsTimeoutMs": 5000}
-    assert spec["dissectors"] == ["http", "dns"]
+                                "tcpStreamChannelTimeoutMs": 10000, "idleTimeoutMs": 300000, "dnsTimeoutMs": 5000,
+                                "tlsHandshakeTimeoutMs": 10000}
+    assert spec["dissectors"] == ["http", "dns", "tls"]
     table = cluster.kubectl("get", "tap", "defaults").stdout
     assert table.split("\n")[0].split() == ["NAME", "BACKEND", "DESIRED", "READY", "STATUS", "AGE"]
     cluster.kubectl("delete", "tap", "defaults", "--wait=true")
@@ -95,7 +96,8 @@ def test_tapconfig_becomes_an_agent_daemonset(cluster, operator):
     a = args(ds)
     for flag in ["--capture-backend=afpacket", "--syn-timeout-ms=3000", "--close-timeout-ms=5000",
                  "--pair-timeout-ms=30000", "--tcp-stream-channel-timeout-ms=10000", "--idle-timeout-ms=300000",
-                 "--dns-timeout-ms=5000", "--dissector=http", "--dissector=dns", "--packet-loss-threshold=0.01"]:
+                 "--dns-timeout-ms=5000", "--tls-handshake-timeout-ms=10000", "--dissector=http", "--dissector=dns",
+                 "--dissector=tls", "--packet-loss-threshold=0.01"]:
         assert flag in a, a
     pod = ds["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True

@@ -85,7 +85,11 @@ pub struct EngineArgs {
     #[arg(long, value_name = "MS", default_value_t = EngineConfig::default().dns_timeout_ms)]
     pub dns_timeout_ms: u64,
 
-    /// Application protocols to dissect (repeatable): http, dns. All of them when none is given; a
+    /// A TLS ClientHello not answered by a ServerHello within this many ms is a failed handshake.
+    #[arg(long, value_name = "MS", default_value_t = EngineConfig::default().tls_handshake_timeout_ms)]
+    pub tls_handshake_timeout_ms: u64,
+
+    /// Application protocols to dissect (repeatable): http, dns, tls. All of them when none is given; a
     /// protocol left out is treated as unidentified traffic.
     #[arg(long = "dissector", value_enum, value_name = "NAME")]
     pub dissectors: Vec<Dissector>,
@@ -111,6 +115,7 @@ pub struct EngineArgs {
 pub enum Dissector {
     Http,
     Dns,
+    Tls,
 }
 
 impl EngineArgs {
@@ -128,6 +133,8 @@ impl EngineArgs {
             dns_timeout_ms: self.dns_timeout_ms,
             dissect_http: self.dissects(Dissector::Http),
             dissect_dns: self.dissects(Dissector::Dns),
+            dissect_tls: self.dissects(Dissector::Tls),
+            tls_handshake_timeout_ms: self.tls_handshake_timeout_ms,
             show_stream_timeouts: self.show_stream_timeouts,
             show_icmp_informational: self.show_icmp_informational,
             max_flows: self.max_flows.max(1),

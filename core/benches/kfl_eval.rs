@@ -32,6 +32,7 @@ fn http_entry(status: u16, error: bool) -> Entry {
         pcap: None,
         service: None,
         dns: None,
+        tls: None,
     }
 }
 

@@ -23,6 +23,10 @@ pub struct EngineConfig {
     pub dissect_http: bool,
     /// Dissect DNS over UDP.
     pub dissect_dns: bool,
+    /// Dissect TLS handshakes.
+    pub dissect_tls: bool,
+    /// A ClientHello not answered by a ServerHello within this is a failed handshake.
+    pub tls_handshake_timeout_ms: u64,
     /// Emit an entry for each stream timeout, not only count it.
     pub show_stream_timeouts: bool,
     /// Report echo and neighbour discovery ICMP messages too.
@@ -54,6 +58,8 @@ impl Default for EngineConfig {
             dns_timeout_ms: 5_000,
             dissect_http: true,
             dissect_dns: true,
+            dissect_tls: true,
+            tls_handshake_timeout_ms: 10_000,
             show_stream_timeouts: false,
             show_icmp_informational: false,
             max_flows: 500_000,
@@ -76,6 +82,7 @@ impl EngineConfig {
             self.pair_timeout_ms,
             self.tcp_stream_channel_timeout_ms,
             self.dns_timeout_ms,
+            self.tls_handshake_timeout_ms,
             crate::dns::SEARCH_STEP_MS,
         ]
         .into_iter()

@@ -31,6 +31,9 @@ pub struct Entry {
     /// A DNS exchange: the question, the answer's code and records (SPEC §3.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsInfo>,
+    /// A TLS handshake that failed: the server name, version, alert and who sent it (SPEC §3.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsInfo>,
     /// Milliseconds: request to response for HTTP, attempt or event to the packet or timer that decided
     /// it for TCP, 0 for ICMP.
     pub elapsed_time: f64,
@@ -73,6 +76,7 @@ impl Entry {
             request: None,
             response: None,
             dns: None,
+            tls: None,
             elapsed_time: 0.0,
             pcap: None,
             service: None,
@@ -113,6 +117,7 @@ impl Entry {
 pub enum Protocol {
     Http,
     Dns,
+    Tls,
     Tcp,
     Icmp,
 }
@@ -122,6 +127,7 @@ impl Protocol {
         match self {
             Protocol::Http => "http",
             Protocol::Dns => "dns",
+            Protocol::Tls => "tls",
             Protocol::Tcp => "tcp",
             Protocol::Icmp => "icmp",
         }
@@ -173,6 +179,9 @@ pub enum ErrorType {
     /// client asked again (§3.5).
     #[serde(rename = "dns")]
     Dns,
+    /// A TLS handshake that failed: a fatal alert, or no ServerHello (§3.5).
+    #[serde(rename = "tls")]
+    Tls,
 }
 
 impl ErrorType {
@@ -183,6 +192,7 @@ impl ErrorType {
             ErrorType::Timeout => "timeout",
             ErrorType::PairNotFound => "pair-not-found",
             ErrorType::Dns => "dns",
+            ErrorType::Tls => "tls",
         }
     }
 }
@@ -341,6 +351,22 @@ pub struct DnsInfo {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    /// The server name the client asked for (SNI), lower case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// The version offered by the client, or the one the server chose (`TLS 1.2`, `TLS 1.3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The fatal alert, by its RFC 8446 name (`unknown_ca`, `protocol_version`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<String>,
+    /// Who sent the alert, or closed or reset the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Side>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsQuestion {
     /// Lower case, without the trailing dot.
     pub name: String,
@@ -377,6 +403,7 @@ mod tests {
             request: None,
             response: None,
             dns: None,
+            tls: None,
             elapsed_time: 0.25,
             pcap: None,
             service: None,

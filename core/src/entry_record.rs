@@ -86,6 +86,17 @@ impl Record for Entry {
                     _ => None,
                 }
             }
+            ("tls", rest) => {
+                let t = self.tls.as_ref()?;
+                match leaf(rest)? {
+                    None => Some(Value::Present),
+                    Some("sni") => Some(Value::from_opt_str(t.sni.as_deref())),
+                    Some("version") => Some(Value::from_opt_str(t.version.as_deref())),
+                    Some("alert") => Some(Value::from_opt_str(t.alert.as_deref())),
+                    Some("by") => Some(Value::from_opt_str(t.by.map(|b| b.as_str()))),
+                    _ => None,
+                }
+            }
             ("dns", rest) => {
                 let d = self.dns.as_ref()?;
                 let Some((f, deeper)) = rest.split_first() else { return Some(Value::Present) };

@@ -17,6 +17,7 @@ mod record;
 pub mod stats;
 pub mod tcp;
 pub mod time;
+pub mod tls;
 pub mod wire;
 
 pub use config::EngineConfig;

@@ -35,6 +35,11 @@ fn dns_seeds() {
 }
 
 #[test]
+fn tls_seeds() {
+    replay("tls", harness::tls);
+}
+
+#[test]
 fn pcap_seeds() {
     replay("pcap", harness::pcap);
 }

@@ -36,6 +36,7 @@ fn evaluation_does_not_allocate() {
         pcap: None,
         service: None,
         dns: None,
+        tls: None,
     };
     let queries: Vec<Query> = [
         "response.status > 400 or error or icmp or tcp",

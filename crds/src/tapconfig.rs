@@ -136,6 +136,10 @@ pub struct Timeouts {
     #[serde(default = "default_dns_timeout_ms")]
     #[schemars(range(min = 1, max = 3_600_000))]
     pub dns_timeout_ms: i64,
+    /// A TLS ClientHello not answered by a ServerHello within this is a failed handshake.
+    #[serde(default = "default_tls_handshake_timeout_ms")]
+    #[schemars(range(min = 1, max = 3_600_000))]
+    pub tls_handshake_timeout_ms: i64,
 }
 
 impl Default for Timeouts {
@@ -147,6 +151,7 @@ impl Default for Timeouts {
             tcp_stream_channel_timeout_ms: default_stream_timeout_ms(),
             idle_timeout_ms: default_idle_timeout_ms(),
             dns_timeout_ms: default_dns_timeout_ms(),
+            tls_handshake_timeout_ms: default_tls_handshake_timeout_ms(),
         }
     }
 }
@@ -164,6 +169,7 @@ pub struct WatchSpec {
 pub enum Dissector {
     Http,
     Dns,
+    Tls,
 }
 
 impl Dissector {
@@ -171,6 +177,7 @@ impl Dissector {
         match self {
             Dissector::Http => "http",
             Dissector::Dns => "dns",
+            Dissector::Tls => "tls",
         }
     }
 }
@@ -307,7 +314,10 @@ fn default_packet_loss_threshold() -> f64 {
     0.01
 }
 fn default_dissectors() -> Vec<Dissector> {
-    vec![Dissector::Http, Dissector::Dns]
+    vec![Dissector::Http, Dissector::Dns, Dissector::Tls]
+}
+fn default_tls_handshake_timeout_ms() -> i64 {
+    10_000
 }
 fn default_dns_timeout_ms() -> i64 {
     5_000

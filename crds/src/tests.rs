@@ -20,7 +20,8 @@ fn spec_defaults_match_the_spec_example() {
     assert_eq!(tap.timeouts.tcp_stream_channel_timeout_ms, 10000);
     assert_eq!(tap.timeouts.dns_timeout_ms, 5000);
     assert_eq!(tap.packet_loss_threshold, 0.01);
-    assert_eq!(tap.dissectors, vec![Dissector::Http, Dissector::Dns]);
+    assert_eq!(tap.timeouts.tls_handshake_timeout_ms, 10000);
+    assert_eq!(tap.dissectors, vec![Dissector::Http, Dissector::Dns, Dissector::Tls]);
     assert_eq!(tap.recorder.mode, RecorderMode::None);
 }
 

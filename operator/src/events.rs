@@ -57,6 +57,9 @@ pub struct Events {
 
 /// The PascalCase reason for an entry (SPEC §5).
 pub fn reason(e: &Entry) -> String {
+    if e.tls.is_some() {
+        return "TLSHandshakeFailure".into();
+    }
     if e.dns.is_some() {
         return match &e.error {
             Some(err) if err.kind == ErrorType::PairNotFound => "DNSTimeout".into(),
@@ -72,6 +75,7 @@ pub fn reason(e: &Entry) -> String {
         Kind::Error(ErrorType::Timeout) => "StreamTimeout".into(),
         Kind::Error(ErrorType::Connection) => "ConnectionError".into(),
         Kind::Error(ErrorType::Dns) => "DNSError".into(),
+        Kind::Error(ErrorType::Tls) => "TLSHandshakeFailure".into(),
         Kind::Response(status) if status >= 500 => "HTTPServerError".into(),
         Kind::Response(status) if status >= 400 => "HTTPClientError".into(),
         Kind::Response(_) | Kind::Other => "HTTPResponse".into(),

@@ -109,13 +109,14 @@ impl Summary {
         ));
         lines.push(format!(
             "{} DNS queries, {} DNS search steps, {} DNS answers to retransmitted queries, {} DNS answers without \
-             a query, {} malformed DNS datagrams, {} DNS queries not tracked",
+             a query, {} malformed DNS datagrams, {} DNS queries not tracked, {} TLS handshakes not dissected",
             stats.dns_queries,
             stats.dns_search_steps,
             stats.dns_duplicate_answers,
             stats.dns_unmatched_responses,
             stats.dns_malformed,
             stats.dns_untracked,
+            stats.tls_broken,
         ));
         for l in lines {
             // The summary is a courtesy: a closed stderr must not turn into a failure.

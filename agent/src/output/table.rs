@@ -28,6 +28,9 @@ fn line(cols: [&str; 5], last: &str) -> String {
 /// A short name for the kind of entry, used by the table and the summary.
 pub fn kind(e: &Entry) -> String {
     let proto = e.protocol.as_str();
+    if let Some(t) = &e.tls {
+        return format!("tls {}", t.alert.as_deref().unwrap_or("no-server-hello"));
+    }
     if let Some(d) = &e.dns {
         return match (&e.error, &d.rcode_name) {
             (Some(err), _) if err.kind == ErrorType::PairNotFound => "dns unanswered".to_owned(),
@@ -91,6 +94,16 @@ fn describe(e: &Entry) -> (String, String) {
         return (format!("{}/{}", i.type_name, i.code_name), detail);
     }
     let request = e.request.as_ref().map(|r| format!("{} {}", r.method, r.path));
+    if let (Some(t), Some(err)) = (&e.tls, &e.error) {
+        let what = match &t.alert {
+            Some(alert) => format!("TLS {alert}"),
+            None => "TLS no ServerHello".to_owned(),
+        };
+        let by = t.by.map(|b| format!(" (by the {})", b.as_str())).unwrap_or_default();
+        let sni = t.sni.as_deref().map(|s| format!("{s} ")).unwrap_or_default();
+        let version = t.version.as_deref().unwrap_or("TLS");
+        return (what, format!("{sni}{version}: {}{by}", err.msg));
+    }
     if let Some(d) = &e.dns {
         let question = format!("{} {}", d.question.name, d.question.qtype);
         let what = match (&e.error, &d.rcode_name) {
@@ -113,6 +126,7 @@ fn describe(e: &Entry) -> (String, String) {
                 ErrorType::Timeout => "stream timeout".to_owned(),
                 ErrorType::Connection => "connection error".to_owned(),
                 ErrorType::Dns => "DNS error".to_owned(),
+                ErrorType::Tls => "TLS handshake failed".to_owned(),
             };
             let detail = match request {
                 Some(r) => format!("{r}: {}", err.msg),

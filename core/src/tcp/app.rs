@@ -10,6 +10,7 @@ use crate::http::{
 };
 use crate::stats::Stats;
 use crate::time::Timestamp;
+use crate::tls::{looks_like_tls, TlsDissector};
 
 /// Payload state, allocated only for connections that carry payload.
 pub(crate) struct App {
@@ -28,11 +29,22 @@ pub(crate) struct App {
     /// taken for the server proves the guess wrong and flips it, once.
     pub client_side: usize,
     roles_settled: bool,
+    /// Which dissectors may claim the stream.
+    enabled: Enabled,
+}
+
+/// The dissectors over TCP that are switched on (TapConfig `dissectors`).
+#[derive(Clone, Copy)]
+pub(crate) struct Enabled {
+    pub http: bool,
+    pub tls: bool,
 }
 
 pub(crate) enum Proto {
     Unknown,
     Http(Box<HttpDissector>),
+    /// A TLS handshake: read until it completes or fails.
+    Tls(Box<TlsDissector>),
     /// Not a protocol we dissect: reassembled only to count gaps.
     Other,
 }
@@ -42,7 +54,13 @@ pub(crate) enum Proto {
 const PROBE_LIMIT: usize = 128;
 
 impl App {
-    pub fn new(max_held: usize, budget: &Arc<HeldBudget>, midstream: bool, client_side: usize) -> App {
+    pub fn new(
+        max_held: usize,
+        budget: &Arc<HeldBudget>,
+        midstream: bool,
+        client_side: usize,
+        enabled: Enabled,
+    ) -> App {
         App {
             streams: [Reassembler::new(max_held, budget.clone()), Reassembler::new(max_held, budget.clone())],
             proto: Proto::Unknown,
@@ -52,6 +70,7 @@ impl App {
             midstream,
             client_side,
             roles_settled: !midstream,
+            enabled,
         }
     }
 
@@ -77,8 +96,15 @@ impl App {
         out: &mut Vec<HttpOutcome>,
     ) {
         self.saw_payload |= seg_len > 0;
-        let App { streams, proto, probes, midstream, client_side, roles_settled, .. } = self;
-        let mut state = ChunkState { proto, probe: &mut probes[me], midstream: *midstream, client_side, roles_settled };
+        let App { streams, proto, probes, midstream, client_side, roles_settled, enabled, .. } = self;
+        let mut state = ChunkState {
+            proto,
+            probe: &mut probes[me],
+            midstream: *midstream,
+            client_side,
+            roles_settled,
+            enabled: *enabled,
+        };
         let fate = streams[me]
             .segment(ts, seq, payload, seg_len, fin, window, &mut |chunk| state.on_chunk(me, chunk, stats, out));
         match fate {
@@ -95,23 +121,53 @@ impl App {
 
     /// The receiver of direction `dir` acknowledged up to `ack`: holes before it are given up.
     pub fn acked(&mut self, dir: usize, ack: u32, ts: Timestamp, stats: &mut Stats, out: &mut Vec<HttpOutcome>) {
-        let App { streams, proto, probes, midstream, client_side, roles_settled, .. } = self;
-        let mut state =
-            ChunkState { proto, probe: &mut probes[dir], midstream: *midstream, client_side, roles_settled };
+        let App { streams, proto, probes, midstream, client_side, roles_settled, enabled, .. } = self;
+        let mut state = ChunkState {
+            proto,
+            probe: &mut probes[dir],
+            midstream: *midstream,
+            client_side,
+            roles_settled,
+            enabled: *enabled,
+        };
         streams[dir].acked(ack, ts, &mut |chunk| state.on_chunk(dir, chunk, stats, out));
     }
 
     /// Flushes both streams (gaps counted) and closes the dissector: nothing is left pending.
     pub fn finish(&mut self, ts: Timestamp, why: &'static str, stats: &mut Stats, out: &mut Vec<HttpOutcome>) {
         for dir in 0..2 {
-            let App { streams, proto, probes, midstream, client_side, roles_settled, .. } = self;
-            let mut state =
-                ChunkState { proto, probe: &mut probes[dir], midstream: *midstream, client_side, roles_settled };
+            let App { streams, proto, probes, midstream, client_side, roles_settled, enabled, .. } = self;
+            let mut state = ChunkState {
+                proto,
+                probe: &mut probes[dir],
+                midstream: *midstream,
+                client_side,
+                roles_settled,
+                enabled: *enabled,
+            };
             streams[dir].flush(&mut |chunk| state.on_chunk(dir, chunk, stats, out));
         }
-        if let Proto::Http(d) = &mut self.proto {
-            d.on_close(ts, why, out);
-            d.drain_counters(stats);
+        match &mut self.proto {
+            Proto::Http(d) => {
+                d.on_close(ts, why, out);
+                d.drain_counters(stats);
+            }
+            Proto::Tls(d) => {
+                let by = (why == "connection reset").then_some(crate::entry::Side::Server);
+                d.on_close(ts, why, by, why == "capture ended");
+            }
+            _ => {}
+        }
+    }
+
+    /// Handshakes that failed since the last call.
+    pub fn take_tls_failures(&mut self, stats: &mut Stats) -> Vec<crate::tls::TlsFailure> {
+        match &mut self.proto {
+            Proto::Tls(d) => {
+                stats.tls_broken += std::mem::take(&mut d.broken);
+                std::mem::take(&mut d.failures)
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -124,6 +180,7 @@ struct ChunkState<'a> {
     client_side: &'a mut usize,
     /// Roles are known (a handshake was seen, or a request told them).
     roles_settled: &'a mut bool,
+    enabled: Enabled,
 }
 
 impl ChunkState<'_> {
@@ -136,23 +193,29 @@ impl ChunkState<'_> {
                     self.identify(dir, ts, bytes, out);
                     return;
                 }
-                if let Proto::Http(d) = self.proto {
-                    d.on_data(dir, ts, bytes, out);
+                match self.proto {
+                    Proto::Http(d) => d.on_data(dir, ts, bytes, out),
+                    Proto::Tls(d) => d.on_data(dir == Dir::ClientToServer, ts, bytes),
+                    _ => {}
                 }
             }
             Chunk::Gap(len, ts) => {
                 stats.missed_bytes += len;
                 match self.proto {
                     Proto::Http(d) => d.on_gap(dir, len, ts, out),
+                    Proto::Tls(d) => d.on_gap(),
                     Proto::Unknown => self.probe.clear(),
                     Proto::Other => {}
                 }
             }
-            Chunk::End(ts) => {
-                if let Proto::Http(d) = self.proto {
-                    d.on_end(dir, ts, out);
+            Chunk::End(ts) => match self.proto {
+                Proto::Http(d) => d.on_end(dir, ts, out),
+                // The server closed its side without answering the ClientHello.
+                Proto::Tls(d) if dir == Dir::ServerToClient => {
+                    d.on_close(ts, "a close (FIN) from the server", Some(crate::entry::Side::Server), false)
                 }
-            }
+                _ => {}
+            },
         }
         if let Proto::Http(d) = self.proto {
             d.drain_counters(stats);
@@ -177,6 +240,30 @@ impl ChunkState<'_> {
                 Verdict::NeedMore => return self.need_more(bytes, buffered),
                 Verdict::No => {}
             }
+        }
+        if self.enabled.tls && skip == 0 {
+            // A TLS ClientHello from the client (or, mid-stream, from the side taken for the server).
+            match looks_like_tls(probed) {
+                Verdict::Yes if dir == Dir::ClientToServer || !*self.roles_settled => {
+                    if dir == Dir::ServerToClient {
+                        *self.client_side = 1 - *self.client_side;
+                    }
+                    *self.roles_settled = true;
+                    let mut d = Box::new(TlsDissector::default());
+                    if buffered {
+                        d.on_data(true, ts, &self.probe[..earlier]);
+                    }
+                    d.on_data(true, ts, bytes);
+                    self.probe.clear();
+                    *self.proto = Proto::Tls(d);
+                    return true;
+                }
+                Verdict::NeedMore => return self.need_more(bytes, buffered),
+                _ => {}
+            }
+        }
+        if !self.enabled.http {
+            return self.not_identified();
         }
         let rest = &probed[skip..];
         // Empty lines before a message are allowed (RFC 9112 §2.2).
@@ -230,6 +317,15 @@ impl ChunkState<'_> {
                 false
             }
         }
+    }
+
+    /// No enabled dissector claims these bytes: like `No`, or wait for more while roles are a guess.
+    fn not_identified(&mut self) -> bool {
+        self.probe.clear();
+        if *self.roles_settled {
+            *self.proto = Proto::Other;
+        }
+        false
     }
 
     fn need_more(&mut self, bytes: &[u8], buffered: bool) -> bool {

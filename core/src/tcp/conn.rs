@@ -21,10 +21,10 @@
 
 use std::net::IpAddr;
 
-use super::app::{App, Proto};
+use super::app::{App, Enabled, Proto};
 use super::{seq_ge, seq_lt};
 use crate::config::EngineConfig;
-use crate::entry::{Endpoint, Entry, EntryError, ErrorType, Protocol, Side, SynReason, TcpInfo, TcpState};
+use crate::entry::{Endpoint, Entry, EntryError, ErrorType, Protocol, Side, SynReason, TcpInfo, TcpState, TlsInfo};
 use crate::flow::Lingering;
 use crate::http::HttpOutcome;
 use crate::stats::Stats;
@@ -422,8 +422,10 @@ impl Conn {
         if let Some(app) = self.app.as_mut().filter(|app| app.waits_below(peer, ack)) {
             let mut outcomes = Vec::new();
             app.acked(peer, ack, ts, ctx.stats, &mut outcomes);
+            let failures = app.take_tls_failures(ctx.stats);
             self.client_side = u8::from(app.client_side == 1);
             self.emit_http(outcomes, ctx);
+            self.emit_tls(failures, ctx);
         }
     }
 
@@ -651,9 +653,10 @@ impl Conn {
         let midstream = self.midstream;
         let client_side = usize::from(self.client_side);
         let app = self.app.get_or_insert_with(|| {
-            let mut app = Box::new(App::new(ctx.cfg.max_out_of_order_bytes, ctx.held, midstream, client_side));
-            if !ctx.cfg.dissect_http {
-                // The only dissector over TCP is off: the stream is reassembled (gaps counted), not read.
+            let enabled = Enabled { http: ctx.cfg.dissect_http, tls: ctx.cfg.dissect_tls };
+            let mut app = Box::new(App::new(ctx.cfg.max_out_of_order_bytes, ctx.held, midstream, client_side, enabled));
+            if !enabled.http && !enabled.tls {
+                // Every dissector over TCP is off: the stream is reassembled (gaps counted), not read.
                 app.proto = Proto::Other;
             }
             for (i, half) in self.halves.iter().enumerate() {
@@ -665,9 +668,11 @@ impl Conn {
         });
         let mut outcomes = Vec::new();
         app.segment(me, ts, seq, payload, seg_len, fin, window, ctx.stats, &mut outcomes);
+        let failures = app.take_tls_failures(ctx.stats);
         // A request from the end taken for the server: the guess was wrong (SPEC §3.1, roles).
         self.client_side = u8::from(app.client_side == 1);
         self.emit_http(outcomes, ctx);
+        self.emit_tls(failures, ctx);
     }
 
     /// Flushes both streams (gaps counted) and closes the dissector: nothing is left pending.
@@ -677,7 +682,9 @@ impl Conn {
         };
         let mut outcomes = Vec::new();
         app.finish(ts, why, ctx.stats, &mut outcomes);
+        let failures = app.take_tls_failures(ctx.stats);
         self.emit_http(outcomes, ctx);
+        self.emit_tls(failures, ctx);
     }
 
     fn check_app(&mut self, now: Timestamp, end_of_input: bool, ctx: &mut Ctx<'_>) {
@@ -686,9 +693,11 @@ impl Conn {
         let mut outcomes = Vec::new();
         match &mut app.proto {
             Proto::Http(d) => d.check(now, cfg.pair_timeout_ms, &mut outcomes),
+            Proto::Tls(d) if d.identified() => d.check(now, cfg.tls_handshake_timeout_ms),
             // Only a stream whose protocol was never identified times out, and only once it is older than
-            // the timeout (also at the end of a capture).
-            Proto::Unknown | Proto::Other if app.saw_payload && !app.timed_out => {
+            // the timeout (also at the end of a capture). Records that look like TLS but carry no hello
+            // identify nothing.
+            Proto::Unknown | Proto::Other | Proto::Tls(_) if app.saw_payload && !app.timed_out => {
                 let deadline = self.first_ts.plus_millis(cfg.tcp_stream_channel_timeout_ms);
                 if now >= deadline {
                     app.give_up();
@@ -709,7 +718,18 @@ impl Conn {
             _ => {}
         }
         let _ = end_of_input;
+        let failures = self.app.as_mut().map(|app| app.take_tls_failures(ctx.stats)).unwrap_or_default();
         self.emit_http(outcomes, ctx);
+        self.emit_tls(failures, ctx);
+    }
+
+    fn emit_tls(&self, failures: Vec<crate::tls::TlsFailure>, ctx: &mut Ctx<'_>) {
+        for f in failures {
+            let mut e = self.entry(Protocol::Tls, f.start, f.decided);
+            e.error = Some(EntryError { kind: ErrorType::Tls, msg: f.msg });
+            e.tls = Some(TlsInfo { sni: f.sni, version: f.version, alert: f.alert, by: f.by });
+            ctx.out.push(e);
+        }
     }
 
     fn emit_http(&self, outcomes: Vec<HttpOutcome>, ctx: &mut Ctx<'_>) {

@@ -161,6 +161,9 @@ pub fn visible(e: &Entry, namespace: &str, cluster_wide: bool) -> bool {
 
 /// The kind an entry is counted under: TCP state, ICMP type, dissection, half connection, HTTP class.
 pub fn kind_of(e: &Entry) -> String {
+    if let Some(t) = &e.tls {
+        return format!("tls/{}", t.alert.as_deref().unwrap_or("no-server-hello"));
+    }
     if let Some(d) = &e.dns {
         return match (&e.error, &d.rcode_name) {
             (Some(err), _) if err.kind == ErrorType::PairNotFound => "dns/timeout".into(),
@@ -178,6 +181,7 @@ pub fn kind_of(e: &Entry) -> String {
         Kind::Error(ErrorType::Timeout) => "stream-timeout".into(),
         Kind::Error(ErrorType::Connection) => "connection".into(),
         Kind::Error(ErrorType::Dns) => "dns".into(),
+        Kind::Error(ErrorType::Tls) => "tls".into(),
         Kind::Response(status) => format!("{}/{}xx", e.protocol.as_str(), status / 100),
         Kind::Other => e.protocol.as_str().to_owned(),
     }
@@ -216,7 +220,7 @@ pub fn summary(e: &Entry) -> String {
     let req = match (&e.request, &e.dns) {
         (Some(r), _) => format!(" {} {}", r.method, r.path),
         (None, Some(d)) => format!(" {} {}", d.question.name, d.question.qtype),
-        (None, None) => String::new(),
+        (None, None) => e.tls.as_ref().and_then(|t| t.sni.as_ref()).map(|sni| format!(" {sni}")).unwrap_or_default(),
     };
     let via = match e.service.as_ref().and_then(|s| Some((s.namespace.as_ref()?, s.name.as_ref()?))) {
         Some((ns, name)) => format!(" (via service {ns}/{name})"),

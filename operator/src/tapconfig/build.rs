@@ -232,6 +232,7 @@ pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
         format!("--tcp-stream-channel-timeout-ms={}", t.tcp_stream_channel_timeout_ms),
         format!("--idle-timeout-ms={}", t.idle_timeout_ms),
         format!("--dns-timeout-ms={}", t.dns_timeout_ms),
+        format!("--tls-handshake-timeout-ms={}", t.tls_handshake_timeout_ms),
         format!("--packet-loss-threshold={}", spec.packet_loss_threshold),
         format!("--http-addr=0.0.0.0:{}", spec.agent.port),
     ];

@@ -38,6 +38,7 @@ fn entry(secs: u64, dst_ns: &str, status: Option<u16>) -> Entry {
         pcap: None,
         service: None,
         dns: None,
+        tls: None,
     };
     if let Some(s) = status {
         e.protocol = Protocol::Http;

@@ -40,9 +40,11 @@ fn the_spec_example_becomes_a_daemonset_whose_args_carry_every_timeout_and_the_b
         "--tcp-stream-channel-timeout-ms=10000",
         "--idle-timeout-ms=300000",
         "--dns-timeout-ms=5000",
+        "--tls-handshake-timeout-ms=10000",
         "--packet-loss-threshold=0.01",
         "--dissector=http",
         "--dissector=dns",
+        "--dissector=tls",
     ] {
         assert!(args.iter().any(|a| a == want), "missing {want} in {args:?}");
     }

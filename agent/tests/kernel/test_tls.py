@@ -1,0 +1,125 @@
+"""TLS handshakes on real kernels (SPEC §3.5): `openssl s_server` with a certificate from a CA the client does
+not trust, an expired certificate, TLS 1.3 only against a TLS 1.2 client, and healthy TLS 1.2 and 1.3
+handshakes; `openssl s_client` verifying; a server that closes on the ClientHello. The ground truth is what
+the test set up; tshark names the alerts."""
+
+import datetime
+import subprocess
+import sys
+import time
+
+from netlab import SERVER4, Lab, analyze, tshark_fields
+
+
+def make_certs(d):
+    """A trusted CA, an untrusted one, and leaves: ok.test (valid), rogue.test (untrusted CA),
+    expired.test (valid CA, expired yesterday). PEM files in `d`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def cert(cn, key, issuer, issuer_key, start, end, ca=False):
+        b = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(issuer).public_key(key.public_key())
+             .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    def write(stem, c, key):
+        (d / f"{stem}.crt").write_bytes(c.public_bytes(serialization.Encoding.PEM))
+        (d / f"{stem}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+
+    cas = {}
+    for ca in ("ca", "rogue-ca"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        c = cert(ca, key, name(ca), key, now - datetime.timedelta(days=1), now + datetime.timedelta(days=30), ca=True)
+        write(ca, c, key)
+        cas[ca] = (c, key)
+    for leaf, ca, start, end in (("ok.test", "ca", -1, 30), ("rogue.test", "rogue-ca", -1, 30),
+                                 ("expired.test", "ca", -30, -1)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        c = cert(leaf, key, cas[ca][0].subject, cas[ca][1], now + datetime.timedelta(days=start),
+                 now + datetime.timedelta(days=end))
+        write(leaf, c, key)
+
+
+def s_server(lab, d, port, leaf, *flags):
+    p = subprocess.Popen(["ip", "netns", "exec", lab.s, "openssl", "s_server", "-quiet", "-accept", str(port),
+                          "-cert", str(d / f"{leaf}.crt"), "-key", str(d / f"{leaf}.key"), *flags],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lab.procs.append(p)
+    return p
+
+
+def s_client(lab, d, port, sni, *flags):
+    r = subprocess.run(["ip", "netns", "exec", lab.c, "openssl", "s_client", "-connect", f"{SERVER4}:{port}",
+                        "-servername", sni, "-CAfile", str(d / "ca.crt"), "-verify_return_error", *flags],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+    return r.returncode
+
+
+def wait_listening(lab, port):
+    for _ in range(50):
+        out = subprocess.run(["ip", "netns", "exec", lab.s, "ss", "-ltn"], capture_output=True, text=True).stdout
+        if f":{port} " in out:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+CLOSER = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1)
+c, _ = s.accept(); c.recv(4096); c.close()
+"""
+
+
+def test_real_handshakes_fail_exactly_as_they_did(tmp_path):
+    make_certs(tmp_path)
+    pcap = tmp_path / "tls.pcap"
+    with Lab() as lab:
+        s_server(lab, tmp_path, 4431, "ok.test")
+        s_server(lab, tmp_path, 4432, "rogue.test")
+        s_server(lab, tmp_path, 4433, "expired.test")
+        s_server(lab, tmp_path, 4434, "ok.test", "-tls1_3")
+        closer = subprocess.Popen(["ip", "netns", "exec", lab.s, sys.executable, "-c", CLOSER, "4435"])
+        lab.procs.append(closer)
+        for port in (4431, 4432, 4433, 4434, 4435):
+            wait_listening(lab, port)
+        with lab.capture(pcap, bpf="tcp portrange 4431-4435"):
+            assert s_client(lab, tmp_path, 4431, "ok.test", "-tls1_3") == 0
+            assert s_client(lab, tmp_path, 4431, "ok.test", "-tls1_2") == 0
+            assert s_client(lab, tmp_path, 4432, "rogue.test", "-tls1_2") != 0
+            assert s_client(lab, tmp_path, 4433, "expired.test", "-tls1_2") != 0
+            assert s_client(lab, tmp_path, 4434, "ok.test", "-tls1_2") != 0
+            assert s_client(lab, tmp_path, 4435, "closer.test", "-tls1_2") != 0
+            time.sleep(0.5)
+    entries = analyze(pcap)
+    got = sorted((e["dst"]["port"], e["tls"].get("alert"), e["tls"].get("by"), e["tls"].get("sni"),
+                  e["tls"].get("version"), e["error"]["type"]) for e in entries if e["protocol"] == "tls")
+    assert got == [
+        (4432, "unknown_ca", "client", "rogue.test", "TLS 1.2", "tls"),
+        (4433, "certificate_expired", "client", "expired.test", "TLS 1.2", "tls"),
+        (4434, "protocol_version", "server", "ok.test", "TLS 1.2", "tls"),
+        (4435, None, "server", "closer.test", "TLS 1.2", "tls"),
+    ], got
+    closed = [e for e in entries if e["protocol"] == "tls" and e["dst"]["port"] == 4435][0]
+    assert closed["error"]["msg"].startswith("no ServerHello"), closed
+    # tshark names the same alerts, sent by the same sides: the clients' to ports 4432 and 4433, the
+    # server's from port 4434.
+    fatal = tshark_fields(pcap, "tls.alert_message.level == 2", "tcp.srcport", "tcp.dstport", "tls.alert_message.desc")
+    to_server = {int(d): int(c) for _, d, c in fatal}
+    from_server = {int(s): int(c) for s, _, c in fatal}
+    assert (to_server.get(4432), to_server.get(4433), from_server.get(4434)) == (48, 45, 70), fatal
+    # Healthy handshakes are no entry, and no stream timed out.
+    assert not [e for e in entries if e["dst"]["port"] == 4431], entries
