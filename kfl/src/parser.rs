@@ -289,7 +289,7 @@ fn bare(sel: Vec<Seg>) -> Expr {
     if let [Seg::Field(name)] = sel.as_slice() {
         match name.as_str() {
             "error" => return Expr::HasError(sel),
-            "http" | "dns" | "tcp" | "icmp" => {
+            "http" | "dns" | "tls" | "tcp" | "icmp" => {
                 return Expr::Protocol { sel: vec![Seg::Field("protocol".into())], name: name.clone() }
             }
             _ => {}
