@@ -234,7 +234,7 @@ impl Engine {
 
     fn sweep(&mut self, end_of_input: bool, out: &mut Vec<Entry>) {
         let now = self.now;
-        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out, held: &self.held };
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out, held: &self.held, dns: &mut self.dns };
         let mut over = Vec::new();
         self.flows.live.retain(|key, conn| {
             let keep = conn.check(now, end_of_input, &mut ctx) == Keep::Yes;
@@ -290,7 +290,7 @@ impl Engine {
         if flags.syn() && flags.ack() {
             self.remember_listener(src);
         }
-        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out, held: &self.held };
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out, held: &self.held, dns: &mut self.dns };
         if let Some(conn) = self.flows.live.get_mut(&key) {
             let from_first = conn.ends[0] == src;
             if is_syn && conn.is_new_attempt(seg) && (from_first || conn.phase != Phase::SynSent) {
@@ -334,7 +334,7 @@ impl Engine {
             self.stats.flows_evicted += self.flows.evict_oldest();
         }
         self.stats.flows_created += 1;
-        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out, held: &self.held };
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out, held: &self.held, dns: &mut self.dns };
         let from_first = conn.ends[0] == src;
         let conn = self.flows.live.entry(key).or_insert(conn);
         if !(flags.syn() && flags.ack()) {

@@ -70,6 +70,8 @@ pub struct Stats {
     pub dns_search_steps: u64,
     /// DNS queries not tracked because too many were waiting for answers.
     pub dns_untracked: u64,
+    /// DNS-over-TCP streams no longer read (capture loss hid message boundaries).
+    pub dns_tcp_streams_lost: u64,
     /// TLS streams whose handshake stopped making sense (or was cut by capture loss): not dissected further.
     pub tls_broken: u64,
     /// Entries emitted.

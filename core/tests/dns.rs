@@ -364,3 +364,62 @@ fn a_query_to_the_dns_service_seen_before_and_after_dnat_is_one_exchange() {
     assert_eq!(out[0].dst.ip, coredns.0, "under the pod that answered");
     assert_eq!(out[0].service.as_ref().map(|s| (s.ip, s.port)), Some(service), "with the Service asked");
 }
+
+/// The message with its two-byte length, as DNS over TCP sends it.
+fn framed(msg: &[u8]) -> Vec<u8> {
+    let mut b = (msg.len() as u16).to_be_bytes().to_vec();
+    b.extend_from_slice(msg);
+    b
+}
+
+#[test]
+fn dns_over_tcp_is_an_exchange_like_udp() {
+    use common::{ACK, FIN, PSH};
+    let mut s = Sim::new();
+    s.handshake(0);
+    let q = framed(&query(9, "big.example", 16));
+    // Split inside the length, as a client may.
+    s.c(10, PSH | ACK, 1001, 5001, &q[..1]);
+    s.c(10, PSH | ACK, 1002, 5001, &q[1..]);
+    let a = framed(&answer(9, "big.example", 16, 2));
+    s.s(12, PSH | ACK, 5001, 1001 + q.len() as u32, &a);
+    s.c(13, FIN | ACK, 1001 + q.len() as u32, 5001 + a.len() as u32, b"");
+    let out = s.finish();
+    let dns: Vec<_> = out.iter().filter(|e| e.dns.is_some()).collect();
+    assert_eq!(dns.len(), 1, "{out:?}");
+    assert_eq!(dns[0].error.as_ref().map(|e| e.msg.as_str()), Some("SERVFAIL for big.example TXT"), "{:?}", dns[0]);
+    assert_eq!(dns[0].elapsed_time, 2.0);
+}
+
+#[test]
+fn a_truncated_answer_followed_by_the_same_question_over_tcp_is_one_exchange() {
+    use common::{tcp_frame, ACK, PSH, SYN};
+    let mut d = Dns::new();
+    d.ask(0, 4, "many.example", 1);
+    let mut tc = answer(4, "many.example", 1, 0);
+    tc[2] |= 0x02; // TC
+    d.sim.frame(1, &udp(sock(SERVER), sock(CLIENT), &tc));
+    // The resolver asks again over TCP, from a new port, with a new id.
+    let (c, s) = (sock(("10.0.1.5", 41000)), sock(SERVER));
+    d.sim.frame(2, &tcp_frame(c, s, SYN, 100, 0, b""));
+    d.sim.frame(2, &tcp_frame(s, c, SYN | ACK, 500, 101, b""));
+    d.sim.frame(2, &tcp_frame(c, s, ACK, 101, 501, b""));
+    let q = framed(&query(77, "many.example", 1));
+    d.sim.frame(3, &tcp_frame(c, s, PSH | ACK, 101, 501, &q));
+    let a = framed(&answer(77, "many.example", 1, 0));
+    d.sim.frame(5, &tcp_frame(s, c, PSH | ACK, 501, 101 + q.len() as u32, &a));
+    let out = d.sim.finish();
+    let dns: Vec<_> = out.iter().filter(|e| e.dns.is_some()).collect();
+    assert_eq!(summary(&dns.iter().map(|e| (*e).clone()).collect::<Vec<_>>()), ["many.example A NOERROR ok 5"]);
+    assert_eq!(dns[0].dns.as_ref().map(|d| d.answers.clone()), Some(vec!["A 10.0.2.7".to_owned()]));
+}
+
+#[test]
+fn a_truncated_answer_never_followed_up_is_the_exchange() {
+    let mut d = Dns::new();
+    d.ask(0, 4, "many.example", 1);
+    let mut tc = answer(4, "many.example", 1, 0);
+    tc[2] |= 0x02;
+    d.sim.frame(1, &udp(sock(SERVER), sock(CLIENT), &tc));
+    assert_eq!(summary(&d.sim.finish()), ["many.example A NOERROR ok 1"]);
+}

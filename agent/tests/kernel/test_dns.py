@@ -9,6 +9,8 @@ from pathlib import Path
 
 from netlab import REPO, SERVER4, Lab, analyze, tshark_fields
 
+# 40 addresses: more than a 512-byte UDP answer holds, so the answer is truncated and glibc asks over TCP.
+MANY = "".join(f'        answer "{{{{ .Name }}}} 60 IN A 192.0.2.{i}"\n' for i in range(1, 41))
 COREFILE = """
 cluster.local:53 {
     template IN A cluster.local {
@@ -27,6 +29,8 @@ test:53 {
     template ANY ANY servfail.test {
         rcode SERVFAIL
     }
+    template IN A many.test {
+MANY    }
     template IN A ok.test slow.test lost.test {
         answer "{{ .Name }} 60 IN A 192.0.2.8"
     }
@@ -60,7 +64,7 @@ def resolve(lab, name):
 
 def test_real_resolvers_and_a_real_server_make_exactly_the_dns_entries(tmp_path):
     pcap = tmp_path / "dns.pcap"
-    (tmp_path / "Corefile").write_text(COREFILE)
+    (tmp_path / "Corefile").write_text(COREFILE.replace("MANY", MANY))
     binary = coredns()
     with Lab() as lab:
         # A pod's resolv.conf: `ip netns exec` puts /etc/netns/<ns>/resolv.conf in place of /etc/resolv.conf.
@@ -84,13 +88,14 @@ def test_real_resolvers_and_a_real_server_make_exactly_the_dns_entries(tmp_path)
                 if resolve(lab, "ok.test.") == 0:
                     break
                 subprocess.run(["sleep", "0.2"], check=True)
-            with lab.capture(pcap, bpf="udp port 53"):
+            with lab.capture(pcap, bpf="port 53"):
                 assert resolve(lab, "api") == 0, "found through the search list"
                 assert resolve(lab, "nosuch") != 0
                 assert resolve(lab, "servfail.test.") != 0
                 assert resolve(lab, "refused.test.") != 0
                 assert resolve(lab, "slow.test.") == 0, "answered after the resolver asked again"
                 assert resolve(lab, "lost.test.") != 0
+                assert resolve(lab, "many.test.") == 0, "truncated over UDP, answered over TCP"
         finally:
             os.unlink(conf / "resolv.conf")
             conf.rmdir()
@@ -129,6 +134,11 @@ def test_real_resolvers_and_a_real_server_make_exactly_the_dns_entries(tmp_path)
     # lost.test: never answered; the resolver's two copies are one half exchange.
     [lost] = by_name["lost.test"]
     assert lost["error"] == {"type": "pair-not-found", "msg": "missing response: no answer within dnsTimeoutMs (2 queries)"}
+    # many.test: a truncated answer over UDP, the question again over TCP: one exchange, the TCP answer's.
+    assert tshark_fields(pcap, 'udp && dns.flags.truncated == 1 && dns.qry.name == "many.test"', "dns.id")
+    assert tshark_fields(pcap, 'tcp && dns.flags.response == 1 && dns.qry.name == "many.test"', "dns.id")
+    [many] = by_name["many.test"]
+    assert (many["dns"]["rcodeName"], many["error"], len(many["dns"]["answers"])) == ("NOERROR", None, 16), many
     # Nothing else is an error.
     errors = {n for n, es in by_name.items() if any(e["error"] for e in es)}
     assert errors == {"nosuch", "servfail.test", "refused.test", "slow.test", "lost.test"}, errors

@@ -11,6 +11,7 @@
 //! - No answer within `dnsTimeoutMs` is a half connection (`missing response`) — on port 53, or to a server
 //!   seen answering DNS before: a datagram elsewhere that merely parses as a query proves nothing.
 
+pub mod tcp;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -52,7 +53,14 @@ struct Pending {
     /// Copies of the query the client sent.
     copies: u32,
     answered: bool,
+    /// A truncated (TC) answer, waiting for the same question to be asked again (over TCP): reported
+    /// as it is if that does not happen within `dnsTimeoutMs`.
+    truncated: Option<Entry>,
 }
+
+/// A question by client address, server socket, name and type: how a TCP retry finds the UDP query
+/// whose answer was truncated (it may carry a new id).
+type Question = (IpAddr, Socket, String, u16);
 
 /// An NXDOMAIN waiting to learn whether the client goes on to the next search domain.
 struct Held {
@@ -71,6 +79,8 @@ pub struct DnsTracker {
     held_due: VecDeque<(Timestamp, (IpAddr, String))>,
     held_count: usize,
     known_servers: HashSet<Socket, foldhash::fast::RandomState>,
+    /// Queries answered with TC, by question.
+    truncated: HashMap<Question, Key, foldhash::fast::RandomState>,
 }
 
 impl DnsTracker {
@@ -119,6 +129,17 @@ impl DnsTracker {
         stats.dns_queries += 1;
         self.release_search_steps(client.0, &msg.question.name, stats, out);
         let key = Key { client: client.0, server, id: msg.id, name: msg.question.name, qtype: msg.question.qtype };
+        let question = (key.client, key.server, key.name.clone(), key.qtype);
+        if let Some(old_key) = self.truncated.remove(&question) {
+            // The question again after a truncated answer (over TCP, RFC 7766): the same exchange, which
+            // the client has waited for since its first query.
+            if let Some(mut old) = self.pending.remove(&old_key) {
+                old.truncated = None;
+                old.answered = false;
+                self.pending.insert(key, old);
+                return;
+            }
+        }
         if let Some(p) = self.pending.get_mut(&key) {
             if ts < p.first.plus_millis(timeout_ms) {
                 if !p.answered {
@@ -137,7 +158,8 @@ impl DnsTracker {
             stats.dns_untracked += 1;
             return;
         }
-        self.pending.insert(key, Pending { client_port: client.1, first: ts, copies: 1, answered: false });
+        self.pending
+            .insert(key, Pending { client_port: client.1, first: ts, copies: 1, answered: false, truncated: None });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -192,6 +214,14 @@ impl DnsTracker {
             body_size: size as u64,
         });
         e.error = error.map(|msg| EntryError { kind: ErrorType::Dns, msg });
+        if msg.truncated {
+            // The client will likely ask again over TCP; until then this answer stands.
+            if let Some(p) = self.pending.get_mut(&key) {
+                p.truncated = Some(e);
+                self.truncated.insert((key.client, key.server, key.name.clone(), key.qtype), key);
+            }
+            return;
+        }
         if msg.rcode == 3 && e.error.is_none() {
             if self.held_count >= MAX_HELD {
                 // Too many to wait for: decide the oldest now.
@@ -263,16 +293,24 @@ impl DnsTracker {
         self.release_due(Some(until), out);
         let known = &self.known_servers;
         let mut due = Vec::new();
+        let mut truncated = Vec::new();
         self.pending.retain(|key, p| {
             let deadline = p.first.plus_millis(timeout_ms);
             if !end_of_input && deadline > now {
                 return true;
             }
-            if !p.answered && (key.server.1 == DNS_PORT || known.contains(&key.server)) {
+            if let Some(e) = p.truncated.take() {
+                // Never asked again: the truncated answer is the exchange.
+                truncated.push((key.clone(), e));
+            } else if !p.answered && (key.server.1 == DNS_PORT || known.contains(&key.server)) {
                 due.push((key.clone(), p.client_port, p.first, p.copies));
             }
             false
         });
+        for (key, e) in truncated {
+            self.truncated.remove(&(key.client, key.server, key.name, key.qtype));
+            out.push(e);
+        }
         due.sort_by_key(|(_, _, first, _)| *first);
         for (key, port, first, copies) in due {
             out.push(unanswered(&key, port, first, copies, timeout_ms));

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::reassembly::{Chunk, Fate, HeldBudget, Reassembler};
+use crate::dns::tcp::{looks_like_query, DnsStream};
 use crate::http::{
     looks_like_request, looks_like_response, proxy_header_len, Dir, HttpDissector, HttpOutcome, Verdict,
 };
@@ -38,6 +39,7 @@ pub(crate) struct App {
 pub(crate) struct Enabled {
     pub http: bool,
     pub tls: bool,
+    pub dns: bool,
 }
 
 pub(crate) enum Proto {
@@ -45,6 +47,8 @@ pub(crate) enum Proto {
     Http(Box<HttpDissector>),
     /// A TLS handshake: read until it completes or fails.
     Tls(Box<TlsDissector>),
+    /// DNS over TCP: messages framed, for the engine's exchange tracker.
+    Dns(Box<DnsStream>),
     /// Not a protocol we dissect: reassembled only to count gaps.
     Other,
 }
@@ -160,6 +164,17 @@ impl App {
         }
     }
 
+    /// DNS messages framed since the last call: (from the client, when, bytes).
+    pub fn take_dns_messages(&mut self, stats: &mut Stats) -> Vec<(bool, Timestamp, Vec<u8>)> {
+        match &mut self.proto {
+            Proto::Dns(d) => {
+                stats.dns_tcp_streams_lost += std::mem::take(&mut d.lost);
+                std::mem::take(&mut d.messages)
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Handshakes that failed since the last call.
     pub fn take_tls_failures(&mut self, stats: &mut Stats) -> Vec<crate::tls::TlsFailure> {
         match &mut self.proto {
@@ -196,6 +211,7 @@ impl ChunkState<'_> {
                 match self.proto {
                     Proto::Http(d) => d.on_data(dir, ts, bytes, out),
                     Proto::Tls(d) => d.on_data(dir == Dir::ClientToServer, ts, bytes),
+                    Proto::Dns(d) => d.on_data(dir == Dir::ClientToServer, ts, bytes),
                     _ => {}
                 }
             }
@@ -204,6 +220,7 @@ impl ChunkState<'_> {
                 match self.proto {
                     Proto::Http(d) => d.on_gap(dir, len, ts, out),
                     Proto::Tls(d) => d.on_gap(),
+                    Proto::Dns(d) => d.on_gap(),
                     Proto::Unknown => self.probe.clear(),
                     Proto::Other => {}
                 }
@@ -259,6 +276,24 @@ impl ChunkState<'_> {
                     return true;
                 }
                 Verdict::NeedMore => return self.need_more(bytes, buffered),
+                _ => {}
+            }
+        }
+        if self.enabled.dns && skip == 0 && dir == Dir::ClientToServer {
+            match looks_like_query(probed) {
+                Verdict::Yes => {
+                    *self.roles_settled = true;
+                    let mut d = Box::new(DnsStream::default());
+                    if buffered {
+                        d.on_data(true, ts, &self.probe[..earlier]);
+                    }
+                    d.on_data(true, ts, bytes);
+                    self.probe.clear();
+                    *self.proto = Proto::Dns(d);
+                    return true;
+                }
+                // A query is under 256 bytes nearly always: a first byte of 0 is worth waiting on.
+                Verdict::NeedMore if probed.first() == Some(&0) => return self.need_more(bytes, buffered),
                 _ => {}
             }
         }

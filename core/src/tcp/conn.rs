@@ -38,6 +38,8 @@ pub(crate) struct Ctx<'a> {
     pub stats: &'a mut Stats,
     pub out: &'a mut Vec<Entry>,
     pub held: &'a std::sync::Arc<HeldBudget>,
+    /// DNS exchanges, over UDP and TCP alike.
+    pub dns: &'a mut crate::dns::DnsTracker,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -423,9 +425,11 @@ impl Conn {
             let mut outcomes = Vec::new();
             app.acked(peer, ack, ts, ctx.stats, &mut outcomes);
             let failures = app.take_tls_failures(ctx.stats);
+            let dns = app.take_dns_messages(ctx.stats);
             self.client_side = u8::from(app.client_side == 1);
             self.emit_http(outcomes, ctx);
             self.emit_tls(failures, ctx);
+            self.emit_dns(dns, ctx);
         }
     }
 
@@ -653,9 +657,9 @@ impl Conn {
         let midstream = self.midstream;
         let client_side = usize::from(self.client_side);
         let app = self.app.get_or_insert_with(|| {
-            let enabled = Enabled { http: ctx.cfg.dissect_http, tls: ctx.cfg.dissect_tls };
+            let enabled = Enabled { http: ctx.cfg.dissect_http, tls: ctx.cfg.dissect_tls, dns: ctx.cfg.dissect_dns };
             let mut app = Box::new(App::new(ctx.cfg.max_out_of_order_bytes, ctx.held, midstream, client_side, enabled));
-            if !enabled.http && !enabled.tls {
+            if !enabled.http && !enabled.tls && !enabled.dns {
                 // Every dissector over TCP is off: the stream is reassembled (gaps counted), not read.
                 app.proto = Proto::Other;
             }
@@ -669,10 +673,12 @@ impl Conn {
         let mut outcomes = Vec::new();
         app.segment(me, ts, seq, payload, seg_len, fin, window, ctx.stats, &mut outcomes);
         let failures = app.take_tls_failures(ctx.stats);
+        let dns = app.take_dns_messages(ctx.stats);
         // A request from the end taken for the server: the guess was wrong (SPEC §3.1, roles).
         self.client_side = u8::from(app.client_side == 1);
         self.emit_http(outcomes, ctx);
         self.emit_tls(failures, ctx);
+        self.emit_dns(dns, ctx);
     }
 
     /// Flushes both streams (gaps counted) and closes the dissector: nothing is left pending.
@@ -683,8 +689,10 @@ impl Conn {
         let mut outcomes = Vec::new();
         app.finish(ts, why, ctx.stats, &mut outcomes);
         let failures = app.take_tls_failures(ctx.stats);
+        let dns = app.take_dns_messages(ctx.stats);
         self.emit_http(outcomes, ctx);
         self.emit_tls(failures, ctx);
+        self.emit_dns(dns, ctx);
     }
 
     fn check_app(&mut self, now: Timestamp, end_of_input: bool, ctx: &mut Ctx<'_>) {
@@ -721,6 +729,15 @@ impl Conn {
         let failures = self.app.as_mut().map(|app| app.take_tls_failures(ctx.stats)).unwrap_or_default();
         self.emit_http(outcomes, ctx);
         self.emit_tls(failures, ctx);
+    }
+
+    /// DNS messages read from this connection go to the engine's tracker, as UDP datagrams do.
+    fn emit_dns(&self, messages: Vec<(bool, Timestamp, Vec<u8>)>, ctx: &mut Ctx<'_>) {
+        let (client, server) = (self.client(), self.server());
+        for (from_client, ts, msg) in messages {
+            let (src, dst) = if from_client { (client, server) } else { (server, client) };
+            ctx.dns.on_datagram(src, dst, &msg, ts, ctx.cfg.dns_timeout_ms, ctx.stats, ctx.out);
+        }
     }
 
     fn emit_tls(&self, failures: Vec<crate::tls::TlsFailure>, ctx: &mut Ctx<'_>) {
