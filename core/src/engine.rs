@@ -125,7 +125,11 @@ impl Engine {
                     }
                     Verdict::Nat(pair) => {
                         self.stats.nat_copies += 1;
-                        if !self.keep_this_tuple(&pair, ts) {
+                        let udp = match &p.transport {
+                            Transport::Udp(u) => Some(u.payload),
+                            _ => None,
+                        };
+                        if !self.keep_this_tuple(&pair, udp, ts) {
                             self.advance(ts, out);
                             return Ok(());
                         }
@@ -347,8 +351,9 @@ impl Engine {
 
     /// Of two tuples of one connection, which to keep: the one whose packets were seen both ways (a reply
     /// seen half translated back is one-way), else the one after DNAT or before SNAT. The other becomes an
-    /// alias, forgotten unreported. True when the current packet's tuple is kept.
-    fn keep_this_tuple(&mut self, pair: &NatPair, ts: Timestamp) -> bool {
+    /// alias, forgotten unreported. True when the current packet's tuple is kept. `udp`: the datagram's
+    /// payload, the same in both copies (NAT changes addresses and ports only).
+    fn keep_this_tuple(&mut self, pair: &NatPair, udp: Option<&[u8]>, ts: Timestamp) -> bool {
         let two_way = |key: &FlowKey| self.flows.live.get(key).is_some_and(Conn::seen_both_ways);
         let keep_this = match (two_way(&pair.earlier), two_way(&pair.this)) {
             (true, false) => false,
@@ -360,7 +365,12 @@ impl Engine {
         let translated = (keep_this && pair.dst_changed).then_some(pair.earlier_dst);
         self.copies.alias(alias, kept, translated, ts);
         self.flows.live.remove(&alias);
-        self.dns.forget_flow(&alias);
+        if let (true, Some(payload)) = (keep_this, udp) {
+            // The earlier copy was handled under the tuple that is now the alias: a DNS query it started
+            // would wait there for an answer that comes under the kept tuple only.
+            let earlier_src = pair.earlier.other_end(pair.earlier_dst);
+            self.dns.forget_copy(earlier_src, pair.earlier_dst, payload);
+        }
         let d = self.flows.digest(&alias);
         self.flows.lingering.remove(&d);
         keep_this

@@ -45,6 +45,15 @@ impl FlowKey {
             FlowKey { lo: b, hi: a }
         }
     }
+
+    /// The endpoint of this flow that is not `one`.
+    pub fn other_end(&self, one: Endpoint) -> Endpoint {
+        if self.lo == one {
+            self.hi
+        } else {
+            self.lo
+        }
+    }
 }
 
 /// What is left of a connection that is over (closed, reset, or its error reported): enough to absorb

@@ -18,7 +18,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 use crate::entry::{DnsInfo, DnsQuestion, Endpoint, Entry, EntryError, ErrorType, Headers, Protocol, Response};
-use crate::flow::FlowKey;
 use crate::stats::Stats;
 use crate::time::Timestamp;
 use wire::{rcode_name, Message, TypeName};
@@ -317,15 +316,20 @@ impl DnsTracker {
         }
     }
 
-    /// The flow `key` turned out to be the other side of a NAT (a Service's DNAT) of a flow kept under its
-    /// other tuple: queries tracked under it are forgotten — the copy under the kept tuple is the exchange,
-    /// and the answer will come on that tuple only. (Without this, the first query of every new socket to a
-    /// Service was a false timeout on a node that sees both sides of the DNAT.)
-    pub fn forget_flow(&mut self, key: &FlowKey) {
-        if self.pending.is_empty() {
+    /// A query from `src` to `dst` turned out to be the copy before a NAT (a Service's DNAT) of a datagram
+    /// handled again under its other tuple: the query it started is forgotten — the copy under the kept
+    /// tuple is the exchange, and the answer will come on that tuple only. (Without this, the first query
+    /// of every new socket to a Service was a false timeout on a node that sees both sides of the DNAT.)
+    /// One lookup: the payload says which query it was.
+    pub fn forget_copy(&mut self, src: Socket, dst: Socket, payload: &[u8]) {
+        let Ok(msg) = Message::parse(payload) else { return };
+        if msg.response {
             return;
         }
-        self.pending.retain(|k, p| FlowKey::new((k.client, p.client_port), k.server) != *key);
+        let key = Key { client: src.0, server: dst, id: msg.id, name: msg.question.name, qtype: msg.question.qtype };
+        if self.pending.get(&key).is_some_and(|p| p.client_port == src.1 && !p.answered) {
+            self.pending.remove(&key);
+        }
     }
 
     /// Queries waiting for their answer (for tests and metrics).
