@@ -42,6 +42,15 @@ pub(crate) struct Enabled {
     pub dns: bool,
 }
 
+/// What a connection's dissectors found, for the connection to turn into entries.
+#[derive(Default)]
+pub(crate) struct AppOutput {
+    pub http: Vec<HttpOutcome>,
+    pub tls: Vec<crate::tls::TlsFailure>,
+    /// DNS messages: (from the client, when, bytes), for the engine's exchange tracker.
+    pub dns: Vec<(bool, Timestamp, Vec<u8>)>,
+}
+
 pub(crate) enum Proto {
     Unknown,
     Http(Box<HttpDissector>),
@@ -78,6 +87,20 @@ impl App {
         }
     }
 
+    /// Direction `dir`'s stream, and what handling its chunks may touch.
+    fn split(&mut self, dir: usize) -> (&mut Reassembler, ChunkState<'_>) {
+        let App { streams, proto, probes, midstream, client_side, roles_settled, enabled, .. } = self;
+        let state = ChunkState {
+            proto,
+            probe: &mut probes[dir],
+            midstream: *midstream,
+            client_side,
+            roles_settled,
+            enabled: *enabled,
+        };
+        (&mut streams[dir], state)
+    }
+
     /// Gives up identifying the protocol.
     pub fn give_up(&mut self) {
         self.timed_out = true;
@@ -100,17 +123,9 @@ impl App {
         out: &mut Vec<HttpOutcome>,
     ) {
         self.saw_payload |= seg_len > 0;
-        let App { streams, proto, probes, midstream, client_side, roles_settled, enabled, .. } = self;
-        let mut state = ChunkState {
-            proto,
-            probe: &mut probes[me],
-            midstream: *midstream,
-            client_side,
-            roles_settled,
-            enabled: *enabled,
-        };
-        let fate = streams[me]
-            .segment(ts, seq, payload, seg_len, fin, window, &mut |chunk| state.on_chunk(me, chunk, stats, out));
+        let (stream, mut state) = self.split(me);
+        let fate =
+            stream.segment(ts, seq, payload, seg_len, fin, window, &mut |chunk| state.on_chunk(me, chunk, stats, out));
         match fate {
             Fate::Taken => {}
             Fate::OutOfWindow => stats.segments_out_of_window += 1,
@@ -125,31 +140,15 @@ impl App {
 
     /// The receiver of direction `dir` acknowledged up to `ack`: holes before it are given up.
     pub fn acked(&mut self, dir: usize, ack: u32, ts: Timestamp, stats: &mut Stats, out: &mut Vec<HttpOutcome>) {
-        let App { streams, proto, probes, midstream, client_side, roles_settled, enabled, .. } = self;
-        let mut state = ChunkState {
-            proto,
-            probe: &mut probes[dir],
-            midstream: *midstream,
-            client_side,
-            roles_settled,
-            enabled: *enabled,
-        };
-        streams[dir].acked(ack, ts, &mut |chunk| state.on_chunk(dir, chunk, stats, out));
+        let (stream, mut state) = self.split(dir);
+        stream.acked(ack, ts, &mut |chunk| state.on_chunk(dir, chunk, stats, out));
     }
 
     /// Flushes both streams (gaps counted) and closes the dissector: nothing is left pending.
     pub fn finish(&mut self, ts: Timestamp, why: &'static str, stats: &mut Stats, out: &mut Vec<HttpOutcome>) {
         for dir in 0..2 {
-            let App { streams, proto, probes, midstream, client_side, roles_settled, enabled, .. } = self;
-            let mut state = ChunkState {
-                proto,
-                probe: &mut probes[dir],
-                midstream: *midstream,
-                client_side,
-                roles_settled,
-                enabled: *enabled,
-            };
-            streams[dir].flush(&mut |chunk| state.on_chunk(dir, chunk, stats, out));
+            let (stream, mut state) = self.split(dir);
+            stream.flush(&mut |chunk| state.on_chunk(dir, chunk, stats, out));
         }
         match &mut self.proto {
             Proto::Http(d) => {
@@ -164,26 +163,22 @@ impl App {
         }
     }
 
-    /// DNS messages framed since the last call: (from the client, when, bytes).
-    pub fn take_dns_messages(&mut self, stats: &mut Stats) -> Vec<(bool, Timestamp, Vec<u8>)> {
-        match &mut self.proto {
-            Proto::Dns(d) => {
-                stats.dns_tcp_streams_lost += std::mem::take(&mut d.lost);
-                std::mem::take(&mut d.messages)
-            }
-            _ => Vec::new(),
-        }
-    }
-
-    /// Handshakes that failed since the last call.
-    pub fn take_tls_failures(&mut self, stats: &mut Stats) -> Vec<crate::tls::TlsFailure> {
+    /// What the dissectors produced since the last call, with the HTTP outcomes `http` gathered by the
+    /// call that fed them.
+    pub fn output(&mut self, http: Vec<HttpOutcome>, stats: &mut Stats) -> AppOutput {
+        let mut o = AppOutput { http, ..AppOutput::default() };
         match &mut self.proto {
             Proto::Tls(d) => {
                 stats.tls_broken += std::mem::take(&mut d.broken);
-                std::mem::take(&mut d.failures)
+                o.tls = std::mem::take(&mut d.failures);
             }
-            _ => Vec::new(),
+            Proto::Dns(d) => {
+                stats.dns_tcp_streams_lost += std::mem::take(&mut d.lost);
+                o.dns = std::mem::take(&mut d.messages);
+            }
+            _ => {}
         }
+        o
     }
 }
 

@@ -21,7 +21,7 @@
 
 use std::net::IpAddr;
 
-use super::app::{App, Enabled, Proto};
+use super::app::{App, AppOutput, Enabled, Proto};
 use super::{seq_ge, seq_lt};
 use crate::config::EngineConfig;
 use crate::entry::{Endpoint, Entry, EntryError, ErrorType, Protocol, Side, SynReason, TcpInfo, TcpState, TlsInfo};
@@ -424,12 +424,9 @@ impl Conn {
         if let Some(app) = self.app.as_mut().filter(|app| app.waits_below(peer, ack)) {
             let mut outcomes = Vec::new();
             app.acked(peer, ack, ts, ctx.stats, &mut outcomes);
-            let failures = app.take_tls_failures(ctx.stats);
-            let dns = app.take_dns_messages(ctx.stats);
+            let output = app.output(outcomes, ctx.stats);
             self.client_side = u8::from(app.client_side == 1);
-            self.emit_http(outcomes, ctx);
-            self.emit_tls(failures, ctx);
-            self.emit_dns(dns, ctx);
+            self.emit_app(output, ctx);
         }
     }
 
@@ -672,13 +669,10 @@ impl Conn {
         });
         let mut outcomes = Vec::new();
         app.segment(me, ts, seq, payload, seg_len, fin, window, ctx.stats, &mut outcomes);
-        let failures = app.take_tls_failures(ctx.stats);
-        let dns = app.take_dns_messages(ctx.stats);
+        let output = app.output(outcomes, ctx.stats);
         // A request from the end taken for the server: the guess was wrong (SPEC §3.1, roles).
         self.client_side = u8::from(app.client_side == 1);
-        self.emit_http(outcomes, ctx);
-        self.emit_tls(failures, ctx);
-        self.emit_dns(dns, ctx);
+        self.emit_app(output, ctx);
     }
 
     /// Flushes both streams (gaps counted) and closes the dissector: nothing is left pending.
@@ -688,11 +682,8 @@ impl Conn {
         };
         let mut outcomes = Vec::new();
         app.finish(ts, why, ctx.stats, &mut outcomes);
-        let failures = app.take_tls_failures(ctx.stats);
-        let dns = app.take_dns_messages(ctx.stats);
-        self.emit_http(outcomes, ctx);
-        self.emit_tls(failures, ctx);
-        self.emit_dns(dns, ctx);
+        let output = app.output(outcomes, ctx.stats);
+        self.emit_app(output, ctx);
     }
 
     fn check_app(&mut self, now: Timestamp, end_of_input: bool, ctx: &mut Ctx<'_>) {
@@ -726,9 +717,15 @@ impl Conn {
             _ => {}
         }
         let _ = end_of_input;
-        let failures = self.app.as_mut().map(|app| app.take_tls_failures(ctx.stats)).unwrap_or_default();
-        self.emit_http(outcomes, ctx);
-        self.emit_tls(failures, ctx);
+        if let Some(output) = self.app.as_mut().map(|app| app.output(outcomes, ctx.stats)) {
+            self.emit_app(output, ctx);
+        }
+    }
+
+    fn emit_app(&self, o: AppOutput, ctx: &mut Ctx<'_>) {
+        self.emit_http(o.http, ctx);
+        self.emit_tls(o.tls, ctx);
+        self.emit_dns(o.dns, ctx);
     }
 
     /// DNS messages read from this connection go to the engine's tracker, as UDP datagrams do.
