@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "e2e"))
 
 from cluster import ADMIN_TOKEN, Cluster  # noqa: E402
-from processes import INGEST_AUDIENCE, NAMESPACE, Operator, eventually  # noqa: E402
+from processes import NAMESPACE, Operator, eventually, ingest_token  # noqa: E402
 
 PODS_PER_NODE = 10
 NAMESPACES = 50
@@ -135,11 +135,7 @@ def main():
         operator.wait_ready(timeout=60)
         cluster.kubectl("apply", "-f", "-", input=json.dumps({
             "apiVersion": "faultline.dev/v1alpha1", "kind": "TapConfig", "metadata": {"name": "default"}, "spec": {}}))
-        eventually(lambda: cluster.kubectl("-n", NAMESPACE, "get", "sa", "faultline-agent-default", check=False)
-                   .returncode == 0, what="agent ServiceAccount")
-        token = work / "agent.token"
-        token.write_text(cluster.kubectl("create", "token", "faultline-agent-default", "-n", NAMESPACE,
-                                         "--duration=2h", f"--audience={INGEST_AUDIENCE}").stdout.strip())
+        token = ingest_token(cluster, "default", work / "agent.token")
         for i in range(NAMESPACES):
             cluster.kubectl("apply", "-f", "-", input=json.dumps({
                 "apiVersion": "faultline.dev/v1alpha1", "kind": "ErrorView",

@@ -94,7 +94,8 @@ def agent_binary():
 
 
 class Agent:
-    def __init__(self, node, interfaces, operator_port, token_file, kubeconfig, log, operator_url=None, extra=()):
+    def __init__(self, node, interfaces, operator_port, token_file, log, operator_url=None, extra=()):
+        """An agent on `node`: no Kubernetes API access, as in its pod; `token_file` is its ingest token."""
         self.port = free_port()
         url = operator_url or f"http://127.0.0.1:{operator_port}"
         args = [agent_binary(), "run", "--node-name", node, "--operator-url", url, *extra,
@@ -104,8 +105,8 @@ class Agent:
         for i in interfaces:
             args += ["--interface", i]
         self.log = open(log, "ab")
-        self.proc = subprocess.Popen(args, env=dict(os.environ, KUBECONFIG=str(kubeconfig)), stdout=self.log,
-                                     stderr=self.log)
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=self.log)
 
     def metric(self, name):
         import urllib.request
@@ -123,6 +124,17 @@ class Agent:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.log.close()
+
+
+def ingest_token(cluster, tap, path):
+    """What the DaemonSet projects for TapConfig `tap`'s agents — a token for the operator's audience only —
+    written to `path` once the operator has made their ServiceAccount."""
+    sa = f"faultline-agent-{tap}"
+    eventually(lambda: cluster.kubectl("-n", NAMESPACE, "get", "sa", sa, check=False).returncode == 0,
+               what=f"the ServiceAccount {sa}")
+    path.write_text(cluster.kubectl("create", "token", sa, "-n", NAMESPACE, "--duration=2h",
+                                    f"--audience={INGEST_AUDIENCE}").stdout.strip())
+    return path
 
 
 def eventually(fn, timeout=30, what="condition"):

@@ -6,7 +6,7 @@ import contextlib
 import json
 import time
 
-from processes import INGEST_AUDIENCE, NAMESPACE, Agent, Operator, eventually
+from processes import NAMESPACE, Agent, Operator, eventually, ingest_token
 from podlab import PodLab
 
 
@@ -45,14 +45,9 @@ def running_system(cluster, operator_kubeconfig, logs, identity):
         apply(cluster, {"apiVersion": "faultline.dev/v1alpha1", "kind": "TapConfig", "metadata": {"name": "default"},
                         # A node selector of its own: the other modules' TapConfigs must not overlap it.
                         "spec": {"packetLossThreshold": 0.5, "nodeSelector": {"faultline.dev/test": "system"}}})
-        eventually(lambda: cluster.kubectl("-n", NAMESPACE, "get", "sa", "faultline-agent-default", check=False)
-                   .returncode == 0, what="agent ServiceAccount")
-        token = logs / "agent.token"
-        # What the DaemonSet projects: a token for the operator's audience only.
-        token.write_text(cluster.kubectl("create", "token", "faultline-agent-default", "-n", NAMESPACE,
-                                         "--duration=2h", f"--audience={INGEST_AUDIENCE}").stdout.strip())
-        agent_kubeconfig = cluster.service_account_kubeconfig(NAMESPACE, "faultline-agent-default",
-                                                              logs / "agent.kubeconfig")
+        token = ingest_token(cluster, "default", logs / "agent.token")
+        # The agents' ServiceAccount with an API token, for the least-privilege test to ask what it may do.
+        cluster.service_account_kubeconfig(NAMESPACE, "faultline-agent-default", logs / "agent.kubeconfig")
         views = [("shop", "errors", DASHBOARD, {"publishEvents": True}),
                                        ("other", "errors", DASHBOARD, {}),
                                        ("shop", "bad", "response.status = 400", {}),
@@ -65,9 +60,8 @@ def running_system(cluster, operator_kubeconfig, logs, identity):
         # an agent.
         for node in ("node-a", "node-b"):
             apply(cluster, agent_pod_object(node))
-        agents = [Agent("node-a", [veths["a"], veths["d"]], operator.port, token, agent_kubeconfig, logs / "agent-a.log"),
-                  Agent("node-b", [veths["b"], veths["c"]], operator.port, token, agent_kubeconfig,
-                        logs / "agent-b.log")]
+        agents = [Agent("node-a", [veths["a"], veths["d"]], operator.port, token, logs / "agent-a.log"),
+                  Agent("node-b", [veths["b"], veths["c"]], operator.port, token, logs / "agent-b.log")]
         # Give the agents time to open their captures and list the pods.
         eventually(lambda: all(a.metric("faultline_agent_batches_sent_total") for a in agents), what="agents report")
         time.sleep(1)

@@ -90,7 +90,7 @@ def test_a_killed_agent_shows_in_its_nodes_statistics(cluster, system):
     killed.stop()
     lab, logs = system["lab"], system["logs"]
     system["agents"][1] = Agent("node-b", [lab.pods["b"][1], lab.pods["c"][1]], system["operator"].port,
-                                logs / "agent.token", logs / "agent.kubeconfig", logs / "agent-b-2.log")
+                                logs / "agent.token", logs / "agent-b-2.log")
     eventually(lambda: reporting().get("status") == "True", timeout=30, what="node-b reporting again")
 
 

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from cluster import make_certs
-from processes import NAMESPACE, Agent, Operator, eventually
+from processes import NAMESPACE, Agent, Operator, eventually, ingest_token
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +62,12 @@ def test_agents_report_over_tls_and_only_to_the_operator_they_trust(cluster, ope
         assert volume["secret"]["secretName"] == "faultline-operator-tls"
         assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}], "the CA, never the key"
 
-        eventually(lambda: cluster.kubectl("-n", NAMESPACE, "get", "sa", "faultline-agent-tls", check=False)
-                   .returncode == 0, what="the agents' ServiceAccount")
-        token = tmp_path / "agent.token"
-        token.write_text(cluster.kubectl("create", "token", "faultline-agent-tls", "-n", NAMESPACE,
-                                         "--audience=faultline.dev/ingest").stdout.strip())
-        kc = cluster.service_account_kubeconfig(NAMESPACE, "faultline-agent-tls", tmp_path / "agent.kubeconfig")
+        token = ingest_token(cluster, "tls", tmp_path / "agent.token")
         url = f"https://127.0.0.1:{op.port}"
-        trusting = Agent("node-tls", [dummy_interface], op.port, token, kc, tmp_path / "agent-good.log",
+        trusting = Agent("node-tls", [dummy_interface], op.port, token, tmp_path / "agent-good.log",
                          operator_url=url, extra=["--operator-ca-file", str(good / "ca.crt")])
         agents.append(trusting)
-        wrong = Agent("node-wrong", [dummy_interface], op.port, token, kc, tmp_path / "agent-wrong.log",
+        wrong = Agent("node-wrong", [dummy_interface], op.port, token, tmp_path / "agent-wrong.log",
                       operator_url=url, extra=["--operator-ca-file", str(other / "ca.crt")])
         agents.append(wrong)
         eventually(lambda: (trusting.metric("faultline_agent_batches_sent_total") or 0) >= 2, what="TLS reports")
@@ -113,13 +108,8 @@ def test_renewed_certificates_are_used_without_a_restart(cluster, operator_kubec
         cluster.kubectl("apply", "-f", "-", input=json.dumps({
             "apiVersion": "faultline.dev/v1alpha1", "kind": "TapConfig", "metadata": {"name": "renew"},
             "spec": {"nodeSelector": {"faultline.dev/test": "renew"}}}))
-        eventually(lambda: cluster.kubectl("-n", NAMESPACE, "get", "sa", "faultline-agent-renew", check=False)
-                   .returncode == 0, what="the agents' ServiceAccount")
-        token = tmp_path / "agent.token"
-        token.write_text(cluster.kubectl("create", "token", "faultline-agent-renew", "-n", NAMESPACE,
-                                         "--audience=faultline.dev/ingest").stdout.strip())
-        kc = cluster.service_account_kubeconfig(NAMESPACE, "faultline-agent-renew", tmp_path / "agent.kubeconfig")
-        agent = Agent("node-renew", [dummy_interface], op.port, token, kc, tmp_path / "agent.log",
+        token = ingest_token(cluster, "renew", tmp_path / "agent.token")
+        agent = Agent("node-renew", [dummy_interface], op.port, token, tmp_path / "agent.log",
                       operator_url=f"https://127.0.0.1:{op.port}", extra=["--operator-ca-file", str(live / "ca.crt")])
         eventually(lambda: (agent.metric("faultline_agent_batches_sent_total") or 0) >= 2, what="reports")
 
