@@ -325,6 +325,49 @@ mod tests {
         format!("http://{addr}")
     }
 
+    /// `faultline-agent run` arguments reporting to `url` every `interval_ms`, with a token file of its own
+    /// (named after `name`; the caller removes it).
+    fn run_args(url: &str, name: &str, interval_ms: u64) -> (Box<crate::cli::RunArgs>, std::path::PathBuf) {
+        let token = std::env::temp_dir().join(format!("faultline-report-{name}-{}", std::process::id()));
+        std::fs::write(&token, "t").expect("token");
+        let interval = interval_ms.to_string();
+        let cli = Cli::try_parse_from([
+            "faultline-agent",
+            "run",
+            "--operator-url",
+            url,
+            "--token-file",
+            token.to_str().expect("utf-8"),
+            "--report-interval-ms",
+            &interval,
+        ])
+        .expect("arguments");
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        (args, token)
+    }
+
+    /// `n` TCP entries between two fixed endpoints, with ids from `id`.
+    fn tcp_entries(n: usize, id: impl Fn(usize) -> String) -> Vec<Item> {
+        let src = Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1));
+        let dst = Endpoint::new("10.0.0.2".parse().expect("ip"), Some(2));
+        (0..n)
+            .map(|i| Item {
+                entry: Entry { id: id(i), ..Entry::new(Protocol::Tcp, Timestamp(1), src.clone(), dst.clone()) },
+                pcap: None,
+            })
+            .collect()
+    }
+
+    /// Runs `reporter` on a thread until the returned flag is set.
+    fn start(reporter: Reporter) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let running = {
+            let stop = stop.clone();
+            std::thread::spawn(move || reporter.run(&stop))
+        };
+        (stop, running)
+    }
+
     /// A batch the operator refuses (413) is split until its parts are accepted; an entry refused even
     /// alone is dropped and counted; nothing newer waits behind it.
     #[test]
@@ -333,38 +376,12 @@ mod tests {
         // More than 100 entries is "too large"; the entry "poison" is refused whatever it travels with.
         let url =
             sink_refusing(received.clone(), |b| b.entries.len() > 100 || b.entries.iter().any(|e| e.id == "poison"));
-        let token = std::env::temp_dir().join(format!("faultline-report-split-{}", std::process::id()));
-        std::fs::write(&token, "t").expect("token");
-        let cli = Cli::try_parse_from([
-            "faultline-agent",
-            "run",
-            "--operator-url",
-            &url,
-            "--token-file",
-            token.to_str().expect("utf-8"),
-            "--report-interval-ms",
-            "10",
-        ])
-        .expect("arguments");
-        let Command::Run(args) = cli.command else { panic!("not run") };
+        let (args, token) = run_args(&url, "split", 10);
         let outbox = Arc::new(Outbox::new(1 << 30));
-        let src = Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1));
-        let dst = Endpoint::new("10.0.0.2".parse().expect("ip"), Some(2));
-        let entries = (0..500).map(|i| Item {
-            entry: Entry {
-                id: if i == 250 { "poison".into() } else { i.to_string() },
-                ..Entry::new(Protocol::Tcp, Timestamp(1), src.clone(), dst.clone())
-            },
-            pcap: None,
-        });
-        outbox.push(entries.collect());
+        outbox.push(tcp_entries(500, |i| if i == 250 { "poison".into() } else { i.to_string() }));
         let counters = Arc::new(Counters::default());
         let reporter = Reporter::new(&args, outbox.clone(), counters.clone()).expect("reporter");
-        let stop = Arc::new(AtomicBool::new(false));
-        let running = {
-            let stop = stop.clone();
-            std::thread::spawn(move || reporter.run(&stop))
-        };
+        let (stop, running) = start(reporter);
         let deadline = Instant::now() + Duration::from_secs(20);
         while received.load(Ordering::SeqCst) < 499 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -380,34 +397,11 @@ mod tests {
     fn a_backlog_is_sent_at_once_not_one_batch_per_interval() {
         let received = Arc::new(AtomicUsize::new(0));
         let url = sink(received.clone());
-        let token = std::env::temp_dir().join(format!("faultline-report-test-{}", std::process::id()));
-        std::fs::write(&token, "t").expect("token");
-        let cli = Cli::try_parse_from([
-            "faultline-agent",
-            "run",
-            "--operator-url",
-            &url,
-            "--token-file",
-            token.to_str().expect("utf-8"),
-            "--report-interval-ms",
-            "60000",
-        ])
-        .expect("arguments");
-        let Command::Run(args) = cli.command else { panic!("not run") };
+        let (args, token) = run_args(&url, "test", 60_000);
         let outbox = Arc::new(Outbox::new(1 << 30));
-        let src = Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1));
-        let dst = Endpoint::new("10.0.0.2".parse().expect("ip"), Some(2));
-        let entries = (0..3 * MAX_BATCH + 10).map(|i| Item {
-            entry: Entry { id: i.to_string(), ..Entry::new(Protocol::Tcp, Timestamp(1), src.clone(), dst.clone()) },
-            pcap: None,
-        });
-        outbox.push(entries.collect());
+        outbox.push(tcp_entries(3 * MAX_BATCH + 10, |i| i.to_string()));
         let reporter = Reporter::new(&args, outbox.clone(), Arc::new(Counters::default())).expect("reporter");
-        let stop = Arc::new(AtomicBool::new(false));
-        let running = {
-            let stop = stop.clone();
-            std::thread::spawn(move || reporter.run(&stop))
-        };
+        let (stop, running) = start(reporter);
         // With a minute between batches, only sending a full backlog at once gets 3000 out in time.
         let deadline = Instant::now() + Duration::from_secs(20);
         while received.load(Ordering::SeqCst) < 3 * MAX_BATCH && Instant::now() < deadline {
