@@ -59,7 +59,7 @@ def running_system(cluster, operator_kubeconfig, logs, identity):
         # their nodes, never started: there is no kubelet here), so that the operator knows these nodes run
         # an agent.
         for node in ("node-a", "node-b"):
-            apply(cluster, agent_pod_object(node))
+            start_agent_pod(cluster, node)
         agents = [Agent("node-a", [veths["a"], veths["d"]], operator.port, token, logs / "agent-a.log"),
                   Agent("node-b", [veths["b"], veths["c"]], operator.port, token, logs / "agent-b.log")]
         # Give the agents time to open their captures and list the pods.
@@ -77,11 +77,14 @@ def running_system(cluster, operator_kubeconfig, logs, identity):
                 cluster.kubectl("-n", ns, "delete", "errorview", name, "--wait=false", check=False)
 
 
-def agent_pod_object(node):
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"faultline-agent-default-{node}", "namespace": NAMESPACE,
-                         "labels": {"faultline.dev/tapconfig": "default"}},
-            "spec": {"nodeName": node, "containers": [{"name": "agent", "image": "faultline-agent"}]}}
+def start_agent_pod(cluster, node):
+    """The agent pod the DaemonSet would have made on `node`, Running as the kubelet would report it."""
+    name = f"faultline-agent-default-{node}"
+    apply(cluster, {"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"faultline.dev/tapconfig": "default"}},
+                    "spec": {"nodeName": node, "containers": [{"name": "agent", "image": "faultline-agent"}]}})
+    cluster.kubectl("-n", NAMESPACE, "patch", "pod", name, "--subresource=status", "--type=merge", "-p",
+                    json.dumps({"status": {"phase": "Running"}}))
 
 
 def make_errors(lab, sport_base):

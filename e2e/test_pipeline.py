@@ -3,11 +3,12 @@ outages, ingest authentication, recordings and an error storm (the system itself
 
 import collections
 import json
+import signal
 import subprocess
 import time
 
 from processes import INGEST_AUDIENCE, NAMESPACE, Agent, Operator, eventually, metric
-from system import DASHBOARD, PODS, agent_pod_object, make_errors, view_status
+from system import DASHBOARD, PODS, make_errors, start_agent_pod, view_status
 
 def test_errors_reach_the_errorview_of_their_namespace(cluster, system):
     make_errors(system["lab"], 42000)
@@ -85,8 +86,7 @@ def test_a_killed_agent_shows_in_its_nodes_statistics(cluster, system):
     cluster.kubectl("-n", NAMESPACE, "delete", "pod", "faultline-agent-default-node-b", "--grace-period=0", "--force")
     eventually(lambda: "node-b" not in nodes() and reporting().get("status") == "True", timeout=30,
                what="node-b forgotten")
-    apply_pod = json.dumps(agent_pod_object("node-b"))
-    cluster.kubectl("apply", "-f", "-", input=apply_pod)
+    start_agent_pod(cluster, "node-b")
     killed.stop()
     lab, logs = system["lab"], system["logs"]
     system["agents"][1] = Agent("node-b", [lab.pods["b"][1], lab.pods["c"][1]], system["operator"].port,
@@ -117,15 +117,33 @@ def test_restart_and_outage_lose_nothing(cluster, system):
     lab = system["lab"]
     lab.traffic("a", "connect", PODS["b"][3], "82", "--sport", "42100")
     lab.traffic("a", "connect", PODS["b"][3], "83", "--sport", "42101")
-    eventually(lambda: system["agents"][0].metric("faultline_agent_batches_failed_total"), what="agent buffering")
-    # The replacement listens where the agents send (as a Service would route to it).
-    system["operator"] = Operator(system["operator_kubeconfig"], system["logs"] / "operator-2.log", "pipeline-2",
-                                  port=system["operator"].port)
-    system["operator"].wait_ready()
-    after = eventually(lambda: (m := view_status(cluster, "shop", "errors").get("matched", 0)) >= before + 2 and m,
-                       timeout=60, what="counts resumed plus the outage's entries")
+    a, b = system["agents"]
+    for agent in (a, b):
+        eventually(lambda: agent.metric("faultline_agent_batches_failed_total"), what="agent buffering")
+    # Node b's agent is slow to come back (frozen): the new process hears from node a first, and must
+    # still leave these pod-a → pod-b entries to node b's agent, whose pod runs there.
+    b.proc.send_signal(signal.SIGSTOP)
+    sent = {"a": a.metric("faultline_agent_batches_sent_total")}
+    try:
+        # The replacement listens where the agents send (as a Service would route to it).
+        system["operator"] = Operator(system["operator_kubeconfig"], system["logs"] / "operator-2.log", "pipeline-2",
+                                      port=system["operator"].port)
+        system["operator"].wait_ready()
+        # Batches go in order: node a's first success since the restart carries the outage's entries.
+        eventually(lambda: a.metric("faultline_agent_batches_sent_total") > sent["a"], timeout=60,
+                   what="node a delivered")
+        time.sleep(3)  # two status rounds: a copy counted from node a would show now
+        assert view_status(cluster, "shop", "errors").get("matched", 0) == before, "node a's copies left to node b"
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    sent["b"] = b.metric("faultline_agent_batches_sent_total")
+    eventually(lambda: view_status(cluster, "shop", "errors").get("matched", 0) >= before + 2, timeout=60,
+               what="counts resumed plus the outage's entries")
+    eventually(lambda: b.metric("faultline_agent_batches_sent_total") > sent["b"], timeout=60, what="node b delivered")
+    time.sleep(3)
+    after = view_status(cluster, "shop", "errors").get("matched", 0)
     assert after == before + 2, "no count was reset and nothing counted twice"
-    assert system["agents"][0].metric("faultline_agent_buffer_dropped_total") == 0
+    assert a.metric("faultline_agent_buffer_dropped_total") == 0
 
 
 def test_only_agents_may_send_entries(cluster, system):

@@ -20,6 +20,8 @@ use kube::{Api, Client, ResourceExt};
 
 pub use watch::{PodRef, ServiceName};
 
+use crate::tapconfig::build::{label_value, TAPCONFIG_LABEL};
+
 /// What naming did to a batch.
 #[derive(Debug, Default)]
 pub struct Named {
@@ -34,10 +36,13 @@ pub struct Named {
 pub struct Names {
     pods: watch::ByIp<PodRef>,
     services: watch::ByIp<ServiceName>,
+    /// Where each TapConfig's agents run (Running agent pods), by label value and node.
+    agents: watch::Shared<watch::AgentPlace, String>,
     /// TapConfig → the namespaces it reports on (none: all).
     watched: RwLock<HashMap<String, BTreeSet<String>>>,
     pods_synced: Arc<AtomicBool>,
     services_synced: Arc<AtomicBool>,
+    agents_synced: Arc<AtomicBool>,
     taps_synced: AtomicBool,
 }
 
@@ -45,19 +50,29 @@ impl Names {
     /// Starts the watches; `ready()` once each has listed.
     pub fn start(client: Client) -> Arc<Names> {
         let names = Arc::new(Names::default());
-        tokio::spawn(watch::watch_ips(
+        tokio::spawn(watch::watch_index(
             Api::all(client.clone()),
+            watcher::Config::default(),
             names.pods.clone(),
             watch::pod_entries,
             names.pods_synced.clone(),
             "pod",
         ));
-        tokio::spawn(watch::watch_ips(
+        tokio::spawn(watch::watch_index(
             Api::all(client.clone()),
+            watcher::Config::default(),
             names.services.clone(),
             watch::service_entries,
             names.services_synced.clone(),
             "service",
+        ));
+        tokio::spawn(watch::watch_index(
+            Api::all(client.clone()),
+            watcher::Config::default().labels(TAPCONFIG_LABEL),
+            names.agents.clone(),
+            watch::agent_entries,
+            names.agents_synced.clone(),
+            "agent pod",
         ));
         tokio::spawn(watch_tapconfigs(Api::all(client), names.clone()));
         names
@@ -68,6 +83,7 @@ impl Names {
     pub fn ready(&self) -> bool {
         self.pods_synced.load(Ordering::Relaxed)
             && self.services_synced.load(Ordering::Relaxed)
+            && self.agents_synced.load(Ordering::Relaxed)
             && self.taps_synced.load(Ordering::Relaxed)
     }
 
@@ -79,21 +95,30 @@ impl Names {
         self.services.read().ok()?.get(ip).cloned()
     }
 
+    /// Whether an agent of the TapConfig whose label value is `tap_label` runs on `node`.
+    fn agent_runs(&self, tap_label: &str, node: &str) -> bool {
+        // The key is owned; one allocation per cross-node entry is cheap next to the JSON it came in.
+        self.agents.read().is_ok_and(|a| a.contains_key(&(tap_label.to_owned(), node.to_owned())))
+    }
+
     /// Names the pods at both ends and the Service addressed; keeps what `node`'s agent should report
     /// and `tap` watches.
     ///
     /// Traffic between pods on two nodes is captured on both. To count it once, the entry that counts is
     /// the one from the destination pod's node (the server, or the receiver of an ICMP message), else the
-    /// source pod's — if an agent of the TapConfig reports from that node (`reporting`); traffic with no
-    /// pod at either end counts from whoever saw it.
-    pub fn name(&self, tap: &str, node: &str, entries: Vec<Entry>, reporting: impl Fn(&str) -> bool) -> Named {
+    /// source pod's — if an agent of the TapConfig runs on that node (a Running agent pod there, which
+    /// every replica and every lead term sees alike; or, for the moment the pod watch lags, an agent that
+    /// has `reported` to this process). Traffic with no pod at either end counts from whoever saw it.
+    pub fn name(&self, tap: &str, node: &str, entries: Vec<Entry>, reported: impl Fn(&str) -> bool) -> Named {
         let watched = self.watched.read().ok().and_then(|w| w.get(tap).cloned()).unwrap_or_default();
+        let tap_label = label_value(tap);
         let mut out = Named::default();
         for mut e in entries {
             let (src, dst) = (self.pod(&e.src.ip), self.pod(&e.dst.ip));
             let owner = dst.as_ref().or(src.as_ref()).and_then(|p| p.node.as_deref());
             let reporter = e.node.as_deref().unwrap_or(node);
-            if owner.is_some_and(|owner| owner != reporter && reporting(owner)) {
+            let counts_there = |owner: &str| self.agent_runs(&tap_label, owner) || reported(owner);
+            if owner.is_some_and(|owner| owner != reporter && counts_there(owner)) {
                 out.elsewhere += 1;
                 continue;
             }
@@ -129,7 +154,22 @@ impl Names {
 
     #[cfg(test)]
     fn with(pods: Vec<(&str, PodRef)>, services: Vec<(&str, ServiceName)>, watched: Vec<(&str, Vec<&str>)>) -> Names {
+        Self::with_agents(pods, services, watched, vec![])
+    }
+
+    #[cfg(test)]
+    fn with_agents(
+        pods: Vec<(&str, PodRef)>,
+        services: Vec<(&str, ServiceName)>,
+        watched: Vec<(&str, Vec<&str>)>,
+        agents: Vec<(&str, &str)>,
+    ) -> Names {
         let n = Names::default();
+        if let Ok(mut m) = n.agents.write() {
+            m.extend(
+                agents.into_iter().map(|(tap, node)| ((label_value(tap), node.to_owned()), format!("{tap}-{node}"))),
+            );
+        }
         if let Ok(mut m) = n.pods.write() {
             m.extend(pods.into_iter().filter_map(|(ip, p)| Some((ip.parse().ok()?, p))));
         }
@@ -212,6 +252,25 @@ mod tests {
         // To the outside world: the client's node reports it; between unknown addresses: whoever saw it.
         assert_eq!(n.name("t", "a", vec![entry("10.0.0.1", "203.0.113.9", "a")], both).kept.len(), 1);
         assert_eq!(n.name("t", "c", vec![entry("198.51.100.1", "203.0.113.9", "c")], both).kept.len(), 1);
+    }
+
+    #[test]
+    fn an_agent_pod_on_the_destinations_node_decides_even_before_it_reports() {
+        // A process that has just started (a restart, a new lead term) has received nothing yet: if it
+        // counted node a's copy because node b had not reported to it, node b's copy would count too.
+        let n = Names::with_agents(
+            vec![("10.0.0.1", pod("client", "shop", "a")), ("10.0.1.1", pod("web", "shop", "b"))],
+            vec![],
+            vec![],
+            vec![("t", "a"), ("t", "b"), ("other", "a")],
+        );
+        let nothing_received = |_: &str| false;
+        let from_a = n.name("t", "a", vec![entry("10.0.0.1", "10.0.1.1", "a")], nothing_received);
+        assert_eq!((from_a.kept.len(), from_a.elsewhere), (0, 1), "node b's agent runs: it reports it");
+        let from_b = n.name("t", "b", vec![entry("10.0.0.1", "10.0.1.1", "b")], nothing_received);
+        assert_eq!(from_b.kept.len(), 1);
+        let other = n.name("other", "a", vec![entry("10.0.0.1", "10.0.1.1", "a")], nothing_received);
+        assert_eq!(other.kept.len(), 1, "TapConfig other has no agent on node b: node a's copy is the only one");
     }
 
     #[test]

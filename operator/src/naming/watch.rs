@@ -1,6 +1,8 @@
-//! Pod IPs to names, namespaces and nodes, and Service ClusterIPs to Service names, kept by watches.
+//! What the operator needs to know about Pods and Services, kept by watches: pod IPs to names,
+//! namespaces and nodes; Service ClusterIPs to Service names; which nodes run a TapConfig's agent.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -10,6 +12,8 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
+
+use crate::tapconfig::build::TAPCONFIG_LABEL;
 
 /// A pod as far as entries care: its name, namespace and node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +30,11 @@ pub struct ServiceName {
     pub namespace: String,
 }
 
-pub type ByIp<V> = Arc<RwLock<HashMap<IpAddr, V>>>;
+/// An agent pod's place: the `faultline.dev/tapconfig` label value of its TapConfig, and its node.
+pub type AgentPlace = (String, String);
+
+pub type Shared<Key, V> = Arc<RwLock<HashMap<Key, V>>>;
+pub type ByIp<V> = Shared<IpAddr, V>;
 
 /// A pod's IPs. Host-network pods share the node's address and cannot be told apart by IP; pods that have
 /// finished (Succeeded, Failed: completed Jobs) keep their `podIP` in status, but CNIs give the address
@@ -65,45 +73,159 @@ pub fn service_entries(s: &Service) -> Vec<(IpAddr, ServiceName)> {
         .collect()
 }
 
-/// Keeps `map` equal to what the objects of `api` say, IP by IP; `synced` once it has listed them.
-pub async fn watch_ips<K, V>(
+/// A running agent pod's place, valued by the pod's name (two pods can share a place during a rollout).
+/// Only a Running pod captures; a Pending one has not started, a finished one has stopped.
+pub fn agent_entries(p: &Pod) -> Vec<(AgentPlace, String)> {
+    let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    let tap = p.labels().get(TAPCONFIG_LABEL);
+    let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+    match (running, tap, node) {
+        (true, Some(tap), Some(node)) => {
+            vec![((tap.clone(), node), format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()))]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A map kept equal to what a set of objects say. Each object's keys are remembered, so that an object
+/// that changes (a pod that finishes, moves or loses its label) takes its old keys with it, not only
+/// when it is deleted; a key another object has taken since is left to that object.
+pub struct Index<Obj, Key, V> {
+    map: Shared<Key, V>,
+    held: HashMap<Obj, Vec<(Key, V)>>,
+    relist: Option<HashMap<Obj, Vec<(Key, V)>>>,
+}
+
+impl<Obj: Eq + Hash, Key: Eq + Hash + Clone, V: Clone + PartialEq> Index<Obj, Key, V> {
+    pub fn new(map: Shared<Key, V>) -> Self {
+        Index { map, held: HashMap::new(), relist: None }
+    }
+
+    /// A re-list (after a disconnect) builds a fresh map, so objects deleted meanwhile do not linger.
+    pub fn relist_start(&mut self) {
+        self.relist = Some(HashMap::new());
+    }
+
+    pub fn relisted(&mut self, obj: Obj, entries: Vec<(Key, V)>) {
+        self.relist.get_or_insert_with(HashMap::new).insert(obj, entries);
+    }
+
+    pub fn relist_done(&mut self) {
+        self.held = self.relist.take().unwrap_or_default();
+        if let Ok(mut m) = self.map.write() {
+            m.clear();
+            for (k, v) in self.held.values().flatten() {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+    }
+
+    pub fn apply(&mut self, obj: Obj, entries: Vec<(Key, V)>) {
+        let old = self.held.remove(&obj).unwrap_or_default();
+        if let Ok(mut m) = self.map.write() {
+            for (k, v) in &old {
+                if m.get(k) == Some(v) {
+                    m.remove(k);
+                }
+            }
+            for (k, v) in &entries {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        if !entries.is_empty() {
+            self.held.insert(obj, entries);
+        }
+    }
+
+    pub fn delete(&mut self, obj: &Obj) {
+        let old = self.held.remove(obj).unwrap_or_default();
+        if let Ok(mut m) = self.map.write() {
+            for (k, v) in &old {
+                if m.get(k) == Some(v) {
+                    m.remove(k);
+                }
+            }
+        }
+    }
+}
+
+/// Keeps `map` equal to what the objects of `api` (those `config` selects) say; `synced` once it has
+/// listed them.
+pub async fn watch_index<K, Key, V>(
     api: Api<K>,
-    map: ByIp<V>,
-    entries: fn(&K) -> Vec<(IpAddr, V)>,
+    config: watcher::Config,
+    map: Shared<Key, V>,
+    entries: fn(&K) -> Vec<(Key, V)>,
     synced: Arc<AtomicBool>,
     what: &'static str,
 ) where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    Key: Eq + Hash + Clone + Send + Sync + 'static,
     V: Clone + PartialEq + Send + Sync + 'static,
 {
-    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
-    // A re-list (after a disconnect) builds a fresh map, so objects deleted meanwhile do not linger.
-    let mut relist: HashMap<IpAddr, V> = HashMap::new();
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let id = |o: &K| (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default());
+    let mut index = Index::new(map);
     while let Some(ev) = stream.next().await {
         match ev {
-            Ok(Event::Init) => relist.clear(),
-            Ok(Event::InitApply(o)) => relist.extend(entries(&o)),
+            Ok(Event::Init) => index.relist_start(),
+            Ok(Event::InitApply(o)) => index.relisted(id(&o), entries(&o)),
             Ok(Event::InitDone) => {
-                if let Ok(mut m) = map.write() {
-                    *m = std::mem::take(&mut relist);
-                }
+                index.relist_done();
                 synced.store(true, Ordering::Relaxed);
             }
-            Ok(Event::Apply(o)) => {
-                if let Ok(mut m) = map.write() {
-                    m.extend(entries(&o));
-                }
-            }
-            Ok(Event::Delete(o)) => {
-                if let Ok(mut m) = map.write() {
-                    for (ip, v) in entries(&o) {
-                        if m.get(&ip) == Some(&v) {
-                            m.remove(&ip);
-                        }
-                    }
-                }
-            }
+            Ok(Event::Apply(o)) => index.apply(id(&o), entries(&o)),
+            Ok(Event::Delete(o)) => index.delete(&id(&o)),
             Err(e) => tracing::warn!(error = %e, "{what} watch error (retrying)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, phase: &str, ip: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "shop", "labels": {TAPCONFIG_LABEL: "default"}},
+            "spec": {"nodeName": "b", "containers": []},
+            "status": {"phase": phase, "podIP": ip},
+        }))
+        .expect("a pod")
+    }
+
+    #[test]
+    fn a_pod_that_finishes_gives_up_its_address_and_its_agent_place() {
+        let ips: ByIp<PodRef> = Default::default();
+        let places: Shared<AgentPlace, String> = Default::default();
+        let (mut by_ip, mut by_place) = (Index::new(ips.clone()), Index::new(places.clone()));
+        let running = pod("job", "Running", "10.0.0.7");
+        by_ip.apply("job", pod_entries(&running));
+        by_place.apply("job", agent_entries(&running));
+        let ip: IpAddr = "10.0.0.7".parse().expect("ip");
+        let place = ("default".to_owned(), "b".to_owned());
+        assert!(ips.read().expect("lock").contains_key(&ip));
+        assert!(places.read().expect("lock").contains_key(&place));
+        let done = pod("job", "Succeeded", "10.0.0.7");
+        by_ip.apply("job", pod_entries(&done));
+        by_place.apply("job", agent_entries(&done));
+        assert!(!ips.read().expect("lock").contains_key(&ip), "finished: its address is someone else's now");
+        assert!(!places.read().expect("lock").contains_key(&place), "a finished agent captures nothing");
+    }
+
+    #[test]
+    fn a_key_taken_by_another_object_stays_with_it() {
+        let places: Shared<AgentPlace, String> = Default::default();
+        let mut index = Index::new(places.clone());
+        let place = ("default".to_owned(), "b".to_owned());
+        // A rollout: the new agent pod runs before the old one is deleted.
+        index.apply("old", vec![(place.clone(), "old".to_owned())]);
+        index.apply("new", vec![(place.clone(), "new".to_owned())]);
+        index.delete(&"old");
+        assert_eq!(places.read().expect("lock").get(&place).map(String::as_str), Some("new"));
+        // A re-list that no longer has the new pod forgets it.
+        index.relist_start();
+        index.relist_done();
+        assert!(places.read().expect("lock").is_empty());
     }
 }
