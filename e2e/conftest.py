@@ -13,6 +13,14 @@ from processes import NAMESPACE, REPO, Agent, Operator, free_port  # noqa: E402,
 from system import running_system  # noqa: E402
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item, so that fixtures can tell whether their test failed."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("cluster")

@@ -28,6 +28,28 @@ def node(tmp_path_factory):
     n.down()
 
 
+@pytest.fixture(autouse=True)
+def keep_logs_of_a_failure(node, request):
+    """When a test fails, what the operator and the agents logged, the Events and the lease go to
+    target/e2e-artifacts (pod logs go with the node, and a flaky failure may not come back)."""
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or not rep.failed:
+        return
+    out = REPO / "target" / "e2e-artifacts" / f"node-{request.node.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    pods = node.kubectl("-n", NAMESPACE, "get", "pods", "-o", "name", check=False).stdout.split()
+    for pod in pods:
+        for previous in ([], ["--previous"]):
+            r = node.kubectl("-n", NAMESPACE, "logs", pod, "--all-containers", *previous, check=False)
+            if r.stdout:
+                (out / f"{pod.split('/')[-1]}{'-previous' if previous else ''}.log").write_text(r.stdout)
+    for what in (["get", "events", "-A", "-o", "wide"], ["-n", NAMESPACE, "get", "lease", "-o", "yaml"],
+                 ["get", "errorviews", "-A", "-o", "yaml"], ["get", "pods", "-A", "-o", "wide"]):
+        (out / f"{'-'.join(w for w in what if not w.startswith('-'))}.txt").write_text(
+            node.kubectl(*what, check=False).stdout)
+
+
 def pod(name, ns, command, labels=None):
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
             "spec": {"terminationGracePeriodSeconds": 1, "containers": [{

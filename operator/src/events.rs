@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 use crate::errorview::view::summary;
 
 const SERIES_EVERY: Duration = Duration::from_secs(10);
+/// The longest one series' write may take (its API calls together).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Token bucket: at most `BURST` writes at once, `PER_SECOND` on average.
 const BURST: f64 = 20.0;
 const PER_SECOND: f64 = 2.0;
@@ -209,43 +211,51 @@ impl Events {
 
     /// Writes what is due. Called every second.
     pub async fn flush(&self) {
-        for (key, mut regarding, note, count, existing) in self.due() {
+        for (key, regarding, note, count, existing) in self.due() {
             if !self.take_token() {
                 break;
             }
-            if key.kind == "Pod" && regarding.get("uid").is_none() {
-                // kubectl describe pod selects Events by the pod's uid.
-                if let Ok(pod) = Api::<Pod>::namespaced(self.client.clone(), &key.namespace).get(&key.name).await {
-                    regarding["uid"] = json!(pod.uid());
-                }
+            // A write that hangs (a connection the API server no longer answers) must not hold back every
+            // other series: it is given up and tried again after the usual interval.
+            let write = self.write(&key, regarding, &note, count, existing);
+            if tokio::time::timeout(WRITE_TIMEOUT, write).await.is_err() {
+                tracing::warn!(reason = %key.reason, object = %key.name, "Event write timed out; will retry");
+                self.retry_later(&key);
             }
-            let result = match &existing {
-                None => self.create(&key, &regarding, &note, count).await,
-                Some(name) => match self.bump(&key, name, count).await {
-                    Ok(()) => Ok(Written::Count(count)),
-                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(Written::Gone),
-                    Err(e) => Err(e),
-                },
-            };
-            self.metrics.wrote("event");
-            match result {
-                Ok(Written::Gone) => {
-                    // Recreated at once, with the whole count of this series so far.
-                    self.written(&key, Written::Gone, regarding.clone());
-                    match self.create(&key, &regarding, &note, count).await {
-                        Ok(w) => self.written(&key, w, regarding),
-                        Err(e) => {
-                            tracing::warn!(error = %e, reason = %key.reason, object = %key.name, "cannot write Event");
-                            self.retry_later(&key);
-                        }
-                    }
-                }
-                Ok(w) => self.written(&key, w, regarding),
-                Err(e) => {
-                    tracing::warn!(error = %e, reason = %key.reason, object = %key.name, "cannot write Event");
-                    // Try again after the usual interval, not every second.
-                    self.retry_later(&key);
-                }
+        }
+    }
+
+    /// Writes one series: creates its Event, or raises its count, or recreates it once expired.
+    async fn write(&self, key: &Key, mut regarding: Value, note: &str, count: u64, existing: Option<String>) {
+        if key.kind == "Pod" && regarding.get("uid").is_none() {
+            // kubectl describe pod selects Events by the pod's uid.
+            if let Ok(pod) = Api::<Pod>::namespaced(self.client.clone(), &key.namespace).get(&key.name).await {
+                regarding["uid"] = json!(pod.uid());
+            }
+        }
+        let result = match &existing {
+            None => self.create(key, &regarding, note, count).await,
+            Some(name) => match self.bump(key, name, count).await {
+                Ok(()) => Ok(Written::Count(count)),
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(Written::Gone),
+                Err(e) => Err(e),
+            },
+        };
+        self.metrics.wrote("event");
+        let result = match result {
+            Ok(Written::Gone) => {
+                // Recreated at once, with the whole count of this series so far.
+                self.written(key, Written::Gone, regarding.clone());
+                self.create(key, &regarding, note, count).await
+            }
+            other => other,
+        };
+        match result {
+            Ok(w) => self.written(key, w, regarding),
+            Err(e) => {
+                tracing::warn!(error = %e, reason = %key.reason, object = %key.name, "cannot write Event");
+                // Try again after the usual interval, not every second.
+                self.retry_later(key);
             }
         }
     }
@@ -414,6 +424,31 @@ mod tests {
             m.values_mut().for_each(|s| s.last_write = None);
         }
         assert!(ev.due().is_empty(), "nothing left to write");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_hangs_is_given_up_at_the_timeout_and_retried_later() {
+        // An API server that accepts connections and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(4).collect();
+            std::thread::sleep(Duration::from_secs(600));
+            drop(held);
+        });
+        let config = kube::Config::new(format!("http://{addr}").parse().expect("uri"));
+        let ev = Events::new(
+            kube::Client::try_from(config).expect("client"),
+            "test".into(),
+            std::sync::Arc::new(crate::metrics::Metrics::default()),
+        );
+        ev.record(key(), json!({"kind": "Pod", "name": "web", "uid": "u"}), "note".into());
+        let t0 = tokio::time::Instant::now();
+        ev.flush().await;
+        let took = t0.elapsed();
+        assert!(took >= WRITE_TIMEOUT && took < WRITE_TIMEOUT + Duration::from_secs(1), "{took:?}");
+        assert!(ev.due().is_empty(), "retried after the series interval, not at once");
+        assert_eq!(ev.series.lock().map(|m| m.values().map(|s| s.written).sum::<u64>()).ok(), Some(0));
     }
 
     #[test]
