@@ -116,6 +116,7 @@ pub enum Dissector {
     Http,
     Dns,
     Tls,
+    Http2,
 }
 
 impl EngineArgs {
@@ -134,6 +135,7 @@ impl EngineArgs {
             dissect_http: self.dissects(Dissector::Http),
             dissect_dns: self.dissects(Dissector::Dns),
             dissect_tls: self.dissects(Dissector::Tls),
+            dissect_http2: self.dissects(Dissector::Http2),
             tls_handshake_timeout_ms: self.tls_handshake_timeout_ms,
             show_stream_timeouts: self.show_stream_timeouts,
             show_icmp_informational: self.show_icmp_informational,

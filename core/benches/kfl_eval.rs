@@ -33,6 +33,8 @@ fn http_entry(status: u16, error: bool) -> Entry {
         service: None,
         dns: None,
         tls: None,
+        grpc: None,
+        http2: None,
     }
 }
 

@@ -25,6 +25,8 @@ pub struct EngineConfig {
     pub dissect_dns: bool,
     /// Dissect TLS handshakes.
     pub dissect_tls: bool,
+    /// Dissect HTTP/2 in cleartext (and gRPC on it).
+    pub dissect_http2: bool,
     /// A ClientHello not answered by a ServerHello within this is a failed handshake.
     pub tls_handshake_timeout_ms: u64,
     /// Emit an entry for each stream timeout, not only count it.
@@ -59,6 +61,7 @@ impl Default for EngineConfig {
             dissect_http: true,
             dissect_dns: true,
             dissect_tls: true,
+            dissect_http2: true,
             tls_handshake_timeout_ms: 10_000,
             show_stream_timeouts: false,
             show_icmp_informational: false,

@@ -34,6 +34,12 @@ pub struct Entry {
     /// A TLS handshake that failed: the server name, version, alert and who sent it (SPEC §3.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsInfo>,
+    /// A gRPC call: service, method and the status from the trailers (SPEC §3.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcInfo>,
+    /// An HTTP/2 RST_STREAM or GOAWAY: the frame, its error code and who sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2: Option<Http2Info>,
     /// Milliseconds: request to response for HTTP, attempt or event to the packet or timer that decided
     /// it for TCP, 0 for ICMP.
     pub elapsed_time: f64,
@@ -77,6 +83,8 @@ impl Entry {
             response: None,
             dns: None,
             tls: None,
+            grpc: None,
+            http2: None,
             elapsed_time: 0.0,
             pcap: None,
             service: None,
@@ -118,6 +126,10 @@ pub enum Protocol {
     Http,
     Dns,
     Tls,
+    /// HTTP/2 streams that are not gRPC.
+    Http2,
+    /// gRPC calls (HTTP/2 streams with a gRPC content type).
+    Grpc,
     Tcp,
     Icmp,
 }
@@ -128,6 +140,8 @@ impl Protocol {
             Protocol::Http => "http",
             Protocol::Dns => "dns",
             Protocol::Tls => "tls",
+            Protocol::Http2 => "http2",
+            Protocol::Grpc => "grpc",
             Protocol::Tcp => "tcp",
             Protocol::Icmp => "icmp",
         }
@@ -182,6 +196,12 @@ pub enum ErrorType {
     /// A TLS handshake that failed: a fatal alert, or no ServerHello (§3.5).
     #[serde(rename = "tls")]
     Tls,
+    /// A gRPC call that ended with a status other than OK (§3.5).
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// An HTTP/2 stream reset (RST_STREAM) or connection ended (GOAWAY) with an error code (§3.5).
+    #[serde(rename = "http2")]
+    Http2,
 }
 
 impl ErrorType {
@@ -193,6 +213,8 @@ impl ErrorType {
             ErrorType::PairNotFound => "pair-not-found",
             ErrorType::Dns => "dns",
             ErrorType::Tls => "tls",
+            ErrorType::Grpc => "grpc",
+            ErrorType::Http2 => "http2",
         }
     }
 }
@@ -367,6 +389,35 @@ pub struct TlsInfo {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcInfo {
+    /// `package.Service` from the path `/package.Service/Method`.
+    pub service: String,
+    pub method: String,
+    /// `grpc-status`; absent when the call ended without one (reset, or no trailers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u32>,
+    /// The status by its name in the gRPC spec (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_name: Option<String>,
+    /// `grpc-message`, percent-decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Http2Info {
+    /// The stream reset, or the last stream the sender of a GOAWAY processed.
+    pub stream: u32,
+    /// `RST_STREAM` or `GOAWAY`.
+    pub frame: String,
+    /// The error code by its RFC 9113 §7 name (`CANCEL`, `ENHANCE_YOUR_CALM`, …).
+    pub error_code: String,
+    pub by: Side,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsQuestion {
     /// Lower case, without the trailing dot.
     pub name: String,
@@ -404,6 +455,8 @@ mod tests {
             response: None,
             dns: None,
             tls: None,
+            grpc: None,
+            http2: None,
             elapsed_time: 0.25,
             pcap: None,
             service: None,

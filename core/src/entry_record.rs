@@ -97,6 +97,29 @@ impl Record for Entry {
                     _ => None,
                 }
             }
+            ("grpc", rest) => {
+                let g = self.grpc.as_ref()?;
+                match leaf(rest)? {
+                    None => Some(Value::Present),
+                    Some("service") => Some(Value::Str(&g.service)),
+                    Some("method") => Some(Value::Str(&g.method)),
+                    Some("status") => Some(g.status.map_or(Value::Null, |s| Value::Num(f64::from(s)))),
+                    Some("statusName") => Some(Value::from_opt_str(g.status_name.as_deref())),
+                    Some("message") => Some(Value::from_opt_str(g.message.as_deref())),
+                    _ => None,
+                }
+            }
+            ("http2", rest) => {
+                let h = self.http2.as_ref()?;
+                match leaf(rest)? {
+                    None => Some(Value::Present),
+                    Some("stream") => Some(Value::Num(f64::from(h.stream))),
+                    Some("frame") => Some(Value::Str(&h.frame)),
+                    Some("errorCode") => Some(Value::Str(&h.error_code)),
+                    Some("by") => Some(Value::Str(h.by.as_str())),
+                    _ => None,
+                }
+            }
             ("dns", rest) => {
                 let d = self.dns.as_ref()?;
                 let Some((f, deeper)) = rest.split_first() else { return Some(Value::Present) };

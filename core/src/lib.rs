@@ -10,6 +10,7 @@ mod entry_record;
 mod flow;
 pub mod headers;
 pub mod http;
+pub mod http2;
 pub mod icmp;
 pub mod ingest;
 pub mod pcap;

@@ -74,6 +74,17 @@ pub struct Stats {
     pub dns_tcp_streams_lost: u64,
     /// TLS streams whose handshake stopped making sense (or was cut by capture loss): not dissected further.
     pub tls_broken: u64,
+    /// HTTP/2 connections no longer dissected: capture loss hit a header block (HPACK state is gone), or a
+    /// header block or table was over the bounds.
+    pub http2_broken: u64,
+    /// HTTP/2 streams open on those connections: counted, not reported.
+    pub http2_lost_streams: u64,
+    /// Capture gaps inside HTTP/2 DATA payloads, passed over without harm.
+    pub http2_gaps_skipped: u64,
+    /// HTTP/2 streams not tracked, or header fields not kept, over the per-connection bounds.
+    pub http2_over_limit: u64,
+    /// HTTP/2 streams above a GOAWAY's last stream id (not processed; clients retry them).
+    pub http2_refused_by_goaway: u64,
     /// Entries emitted.
     pub entries: u64,
 }

@@ -37,6 +37,8 @@ fn evaluation_does_not_allocate() {
         service: None,
         dns: None,
         tls: None,
+        grpc: None,
+        http2: None,
     };
     let queries: Vec<Query> = [
         "response.status > 400 or error or icmp or tcp",

@@ -170,6 +170,8 @@ pub enum Dissector {
     Http,
     Dns,
     Tls,
+    /// HTTP/2 in cleartext, and gRPC on it.
+    Http2,
 }
 
 impl Dissector {
@@ -178,6 +180,7 @@ impl Dissector {
             Dissector::Http => "http",
             Dissector::Dns => "dns",
             Dissector::Tls => "tls",
+            Dissector::Http2 => "http2",
         }
     }
 }
@@ -314,7 +317,7 @@ fn default_packet_loss_threshold() -> f64 {
     0.01
 }
 fn default_dissectors() -> Vec<Dissector> {
-    vec![Dissector::Http, Dissector::Dns, Dissector::Tls]
+    vec![Dissector::Http, Dissector::Dns, Dissector::Tls, Dissector::Http2]
 }
 fn default_tls_handshake_timeout_ms() -> i64 {
     10_000

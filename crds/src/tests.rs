@@ -21,7 +21,7 @@ fn spec_defaults_match_the_spec_example() {
     assert_eq!(tap.timeouts.dns_timeout_ms, 5000);
     assert_eq!(tap.packet_loss_threshold, 0.01);
     assert_eq!(tap.timeouts.tls_handshake_timeout_ms, 10000);
-    assert_eq!(tap.dissectors, vec![Dissector::Http, Dissector::Dns, Dissector::Tls]);
+    assert_eq!(tap.dissectors, vec![Dissector::Http, Dissector::Dns, Dissector::Tls, Dissector::Http2]);
     assert_eq!(tap.recorder.mode, RecorderMode::None);
 }
 

@@ -289,8 +289,14 @@ fn bare(sel: Vec<Seg>) -> Expr {
     if let [Seg::Field(name)] = sel.as_slice() {
         match name.as_str() {
             "error" => return Expr::HasError(sel),
-            "http" | "dns" | "tls" | "tcp" | "icmp" => {
+            "http" | "dns" | "tls" | "tcp" | "icmp" | "grpc" => {
                 return Expr::Protocol { sel: vec![Seg::Field("protocol".into())], name: name.clone() }
+            }
+            // gRPC rides on HTTP/2: `http2` is every HTTP/2 stream, gRPC calls included.
+            "http2" => {
+                let protocol =
+                    |name: &str| Expr::Protocol { sel: vec![Seg::Field("protocol".into())], name: name.into() };
+                return Expr::Or(vec![protocol("http2"), protocol("grpc")]);
             }
             _ => {}
         }

@@ -69,6 +69,9 @@ pub fn reason(e: &Entry) -> String {
             None => "DNSResponse".into(),
         };
     }
+    if let Some(h) = &e.http2 {
+        return if h.frame == "GOAWAY" { "HTTP2GoAway".into() } else { "HTTP2StreamReset".into() };
+    }
     match e.kind() {
         Kind::Tcp(state) => format!("TCP{}", state.as_str()),
         Kind::Icmp(type_name) => format!("ICMP{type_name}"),
@@ -78,6 +81,8 @@ pub fn reason(e: &Entry) -> String {
         Kind::Error(ErrorType::Connection) => "ConnectionError".into(),
         Kind::Error(ErrorType::Dns) => "DNSError".into(),
         Kind::Error(ErrorType::Tls) => "TLSHandshakeFailure".into(),
+        Kind::Error(ErrorType::Grpc) => "GRPCError".into(),
+        Kind::Error(ErrorType::Http2) => "HTTP2StreamReset".into(),
         Kind::Response(status) if status >= 500 => "HTTPServerError".into(),
         Kind::Response(status) if status >= 400 => "HTTPClientError".into(),
         Kind::Response(_) | Kind::Other => "HTTPResponse".into(),

@@ -127,6 +127,14 @@ fn describe(e: &Entry) -> (String, String) {
                 ErrorType::Connection => "connection error".to_owned(),
                 ErrorType::Dns => "DNS error".to_owned(),
                 ErrorType::Tls => "TLS handshake failed".to_owned(),
+                ErrorType::Grpc => format!(
+                    "gRPC {}",
+                    e.grpc.as_ref().and_then(|g| g.status_name.as_deref()).unwrap_or("without status")
+                ),
+                ErrorType::Http2 => match &e.http2 {
+                    Some(h) => format!("HTTP/2 {} {}", h.frame, h.error_code),
+                    None => "HTTP/2 error".to_owned(),
+                },
             };
             let detail = match request {
                 Some(r) => format!("{r}: {}", err.msg),
@@ -134,7 +142,7 @@ fn describe(e: &Entry) -> (String, String) {
             };
             (what, detail)
         }
-        (None, Some(resp)) if e.protocol == Protocol::Http => {
+        (None, Some(resp)) if matches!(e.protocol, Protocol::Http | Protocol::Http2 | Protocol::Grpc) => {
             (format!("{} {}", resp.status, resp.status_text), format!("{} ({ms} ms)", request.unwrap_or_default()))
         }
         _ => (String::new(), String::new()),

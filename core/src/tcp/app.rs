@@ -9,6 +9,7 @@ use crate::dns::tcp::{looks_like_query, DnsStream};
 use crate::http::{
     looks_like_request, looks_like_response, proxy_header_len, Dir, HttpDissector, HttpOutcome, Verdict,
 };
+use crate::http2::{looks_like_preface, looks_like_server_preface, Http2Dissector, Http2Outcome};
 use crate::stats::Stats;
 use crate::time::Timestamp;
 use crate::tls::{looks_like_tls, TlsDissector};
@@ -40,6 +41,13 @@ pub(crate) struct Enabled {
     pub http: bool,
     pub tls: bool,
     pub dns: bool,
+    pub http2: bool,
+}
+
+impl Enabled {
+    pub fn any(self) -> bool {
+        self.http || self.tls || self.dns || self.http2
+    }
 }
 
 /// What a connection's dissectors found, for the connection to turn into entries.
@@ -47,6 +55,7 @@ pub(crate) struct Enabled {
 pub(crate) struct AppOutput {
     pub http: Vec<HttpOutcome>,
     pub tls: Vec<crate::tls::TlsFailure>,
+    pub http2: Vec<Http2Outcome>,
     /// DNS messages: (from the client, when, bytes), for the engine's exchange tracker.
     pub dns: Vec<(bool, Timestamp, Vec<u8>)>,
 }
@@ -58,6 +67,8 @@ pub(crate) enum Proto {
     Tls(Box<TlsDissector>),
     /// DNS over TCP: messages framed, for the engine's exchange tracker.
     Dns(Box<DnsStream>),
+    /// HTTP/2 in cleartext (and gRPC).
+    Http2(Box<Http2Dissector>),
     /// Not a protocol we dissect: reassembled only to count gaps.
     Other,
 }
@@ -159,6 +170,7 @@ impl App {
                 let by = (why == "connection reset").then_some(crate::entry::Side::Server);
                 d.on_close(ts, why, by, why == "capture ended");
             }
+            Proto::Http2(d) => d.on_close(ts, why),
             _ => {}
         }
     }
@@ -175,6 +187,15 @@ impl App {
             Proto::Dns(d) => {
                 stats.dns_tcp_streams_lost += std::mem::take(&mut d.lost);
                 o.dns = std::mem::take(&mut d.messages);
+            }
+            Proto::Http2(d) => {
+                let c = std::mem::take(&mut d.counters);
+                stats.http2_broken += c.broken;
+                stats.http2_lost_streams += c.lost_streams;
+                stats.http2_gaps_skipped += c.gaps_skipped;
+                stats.http2_over_limit += c.over_limit;
+                stats.http2_refused_by_goaway += c.refused_by_goaway;
+                o.http2 = std::mem::take(&mut d.outcomes);
             }
             _ => {}
         }
@@ -207,6 +228,7 @@ impl ChunkState<'_> {
                     Proto::Http(d) => d.on_data(dir, ts, bytes, out),
                     Proto::Tls(d) => d.on_data(dir == Dir::ClientToServer, ts, bytes),
                     Proto::Dns(d) => d.on_data(dir == Dir::ClientToServer, ts, bytes),
+                    Proto::Http2(d) => d.on_data(dir == Dir::ClientToServer, ts, bytes),
                     _ => {}
                 }
             }
@@ -216,6 +238,7 @@ impl ChunkState<'_> {
                     Proto::Http(d) => d.on_gap(dir, len, ts, out),
                     Proto::Tls(d) => d.on_gap(),
                     Proto::Dns(d) => d.on_gap(),
+                    Proto::Http2(d) => d.on_gap(dir == Dir::ClientToServer, len, ts),
                     Proto::Unknown => self.probe.clear(),
                     Proto::Other => {}
                 }
@@ -272,6 +295,29 @@ impl ChunkState<'_> {
                 }
                 Verdict::NeedMore => return self.need_more(bytes, buffered),
                 _ => {}
+            }
+        }
+        if self.enabled.http2 && skip == 0 && !self.midstream {
+            // The client's preface; or the server's SETTINGS, which may come first (the preface confirms).
+            let verdict = match dir {
+                Dir::ClientToServer => looks_like_preface(probed),
+                Dir::ServerToClient => looks_like_server_preface(probed),
+            };
+            match verdict {
+                Verdict::Yes => {
+                    *self.roles_settled = true;
+                    let mut d = Box::new(Http2Dissector::new(true));
+                    let from_client = dir == Dir::ClientToServer;
+                    if buffered {
+                        d.on_data(from_client, ts, &self.probe[..earlier]);
+                    }
+                    d.on_data(from_client, ts, bytes);
+                    self.probe.clear();
+                    *self.proto = Proto::Http2(d);
+                    return true;
+                }
+                Verdict::NeedMore => return self.need_more(bytes, buffered),
+                Verdict::No => {}
             }
         }
         if self.enabled.dns && skip == 0 && dir == Dir::ClientToServer {

@@ -27,6 +27,7 @@ use crate::config::EngineConfig;
 use crate::entry::{Endpoint, Entry, EntryError, ErrorType, Protocol, Side, SynReason, TcpInfo, TcpState, TlsInfo};
 use crate::flow::Lingering;
 use crate::http::HttpOutcome;
+use crate::http2::Http2Outcome;
 use crate::stats::Stats;
 use crate::tcp::reassembly::HeldBudget;
 use crate::time::Timestamp;
@@ -654,9 +655,15 @@ impl Conn {
         let midstream = self.midstream;
         let client_side = usize::from(self.client_side);
         let app = self.app.get_or_insert_with(|| {
-            let enabled = Enabled { http: ctx.cfg.dissect_http, tls: ctx.cfg.dissect_tls, dns: ctx.cfg.dissect_dns };
+            let cfg = &ctx.cfg;
+            let enabled = Enabled {
+                http: cfg.dissect_http,
+                tls: cfg.dissect_tls,
+                dns: cfg.dissect_dns,
+                http2: cfg.dissect_http2,
+            };
             let mut app = Box::new(App::new(ctx.cfg.max_out_of_order_bytes, ctx.held, midstream, client_side, enabled));
-            if !enabled.http && !enabled.tls && !enabled.dns {
+            if !enabled.any() {
                 // Every dissector over TCP is off: the stream is reassembled (gaps counted), not read.
                 app.proto = Proto::Other;
             }
@@ -692,6 +699,7 @@ impl Conn {
         let mut outcomes = Vec::new();
         match &mut app.proto {
             Proto::Http(d) => d.check(now, cfg.pair_timeout_ms, &mut outcomes),
+            Proto::Http2(d) => d.check(now, cfg.pair_timeout_ms),
             Proto::Tls(d) if d.identified() => d.check(now, cfg.tls_handshake_timeout_ms),
             // Only a stream whose protocol was never identified times out, and only once it is older than
             // the timeout (also at the end of a capture). Records that look like TLS but carry no hello
@@ -726,6 +734,13 @@ impl Conn {
         self.emit_http(o.http, ctx);
         self.emit_tls(o.tls, ctx);
         self.emit_dns(o.dns, ctx);
+        self.emit_http2(o.http2, ctx);
+    }
+
+    fn emit_http2(&self, outcomes: Vec<Http2Outcome>, ctx: &mut Ctx<'_>) {
+        for o in outcomes {
+            ctx.out.push(crate::http2::entry::build(o, |p, start, end| self.entry(p, start, end)));
+        }
     }
 
     /// DNS messages read from this connection go to the engine's tracker, as UDP datagrams do.

@@ -173,6 +173,14 @@ pub fn kind_of(e: &Entry) -> String {
             (_, None) => "dns".into(),
         };
     }
+    if let (Some(err), Some(g)) = (&e.error, &e.grpc) {
+        if err.kind == ErrorType::Grpc {
+            return format!("grpc/{}", g.status_name.as_deref().unwrap_or("no-status"));
+        }
+    }
+    if let Some(h) = &e.http2 {
+        return format!("http2/{}", h.error_code);
+    }
     match e.kind() {
         Kind::Tcp(state) => format!("tcp/{}", state.as_str()),
         Kind::Icmp(type_name) => format!("icmp/{type_name}"),
@@ -182,6 +190,8 @@ pub fn kind_of(e: &Entry) -> String {
         Kind::Error(ErrorType::Connection) => "connection".into(),
         Kind::Error(ErrorType::Dns) => "dns".into(),
         Kind::Error(ErrorType::Tls) => "tls".into(),
+        Kind::Error(ErrorType::Grpc) => "grpc".into(),
+        Kind::Error(ErrorType::Http2) => "http2".into(),
         Kind::Response(status) => format!("{}/{}xx", e.protocol.as_str(), status / 100),
         Kind::Other => e.protocol.as_str().to_owned(),
     }

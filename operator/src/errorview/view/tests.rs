@@ -39,6 +39,8 @@ fn entry(secs: u64, dst_ns: &str, status: Option<u16>) -> Entry {
         service: None,
         dns: None,
         tls: None,
+        grpc: None,
+        http2: None,
     };
     if let Some(s) = status {
         e.protocol = Protocol::Http;

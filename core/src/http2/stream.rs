@@ -1,0 +1,107 @@
+//! One HTTP/2 stream: the request as the client sent it, the response as far as it came, and gRPC's
+//! view of both.
+
+use super::grpc;
+use crate::entry::{GrpcInfo, Request, Response};
+use crate::headers::Headers;
+use crate::time::Timestamp;
+
+/// Header fields kept per message (names and values in all); beyond them fields are counted, not kept.
+pub const MAX_KEPT_FIELDS: usize = 64;
+pub const MAX_KEPT_BYTES: usize = 8 * 1024;
+/// The longest `grpc-message` kept.
+const MAX_GRPC_MESSAGE: usize = 512;
+
+pub struct Stream {
+    pub req_ts: Timestamp,
+    pub request: Request,
+    /// When the client ended its side (END_STREAM): the pair timer starts here.
+    pub request_done: Option<Timestamp>,
+    pub response: Option<(Timestamp, Response)>,
+    pub grpc: Option<GrpcInfo>,
+    /// Reported missing after the pair timeout, after waiting this many ms.
+    pub reported_missing: Option<u64>,
+}
+
+/// A decoded header block: pseudo-header fields apart, the rest as headers.
+#[derive(Default)]
+pub struct Block {
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub authority: Option<String>,
+    pub status: Option<String>,
+    pub headers: Headers,
+    /// Fields not kept (over the bounds above).
+    pub dropped: u64,
+    kept_bytes: usize,
+}
+
+impl Block {
+    pub fn add(&mut self, name: &[u8], value: &[u8]) {
+        let name = String::from_utf8_lossy(name);
+        let value = String::from_utf8_lossy(value);
+        match name.as_ref() {
+            ":method" => self.method = Some(value.into_owned()),
+            ":path" => self.path = Some(value.into_owned()),
+            ":authority" => self.authority = Some(value.into_owned()),
+            ":status" => self.status = Some(value.into_owned()),
+            n if n.starts_with(':') => {}
+            n => {
+                let cost = n.len() + value.len();
+                if self.headers.len() >= MAX_KEPT_FIELDS || self.kept_bytes + cost > MAX_KEPT_BYTES {
+                    self.dropped += 1;
+                    return;
+                }
+                self.kept_bytes += cost;
+                self.headers.append(n, &value);
+            }
+        }
+    }
+}
+
+impl Stream {
+    pub fn new(ts: Timestamp, b: Block, end_stream: bool) -> Stream {
+        let path = b.path.unwrap_or_default();
+        let grpc = b.headers.get("content-type").filter(|ct| grpc::is_grpc(ct)).map(|_| {
+            let (service, method) = grpc::service_and_method(&path);
+            GrpcInfo { service, method, status: None, status_name: None, message: None }
+        });
+        let mut headers = b.headers;
+        if let Some(a) = b.authority {
+            // HTTP/1's Host, so that `request.headers["host"]` means the same for both.
+            if headers.get("host").is_none() {
+                headers.append("host", &a);
+            }
+        }
+        Stream {
+            req_ts: ts,
+            request: Request {
+                method: b.method.unwrap_or_default(),
+                path,
+                version: "HTTP/2.0".into(),
+                headers,
+                body_size: 0,
+            },
+            request_done: end_stream.then_some(ts),
+            response: None,
+            grpc,
+            reported_missing: None,
+        }
+    }
+
+    /// gRPC's status and message from a block (trailers, or a trailers-only response).
+    pub fn take_grpc_status(&mut self, b: &Block) {
+        let Some(g) = self.grpc.as_mut() else { return };
+        if let Some(code) = b.headers.get("grpc-status").and_then(|s| s.trim().parse::<u32>().ok()) {
+            g.status = Some(code);
+            g.status_name = Some(grpc::status_name(code));
+        }
+        if let Some(m) = b.headers.get("grpc-message") {
+            g.message = Some(grpc::decode_message(m, MAX_GRPC_MESSAGE));
+        }
+    }
+}
+
+pub fn response(status: u16, headers: Headers) -> Response {
+    Response { status, status_text: String::new(), version: "HTTP/2.0".into(), headers, body_size: 0 }
+}

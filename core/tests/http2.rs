@@ -1,0 +1,358 @@
+//! HTTP/2 and gRPC (SPEC §3.5), from crafted frames over crafted TCP: a pair per stream, gRPC status from
+//! trailers and trailers-only responses, RST_STREAM and GOAWAY named by their codes, streams never
+//! answered, grammar violations, HPACK's dynamic table across requests, and capture loss.
+
+mod common;
+
+use common::{Sim, ACK, FIN, PSH};
+use faultline_core::entry::{Entry, ErrorType};
+use faultline_core::EngineConfig;
+use loona_hpack::Encoder;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const GOAWAY: u8 = 7;
+const CONTINUATION: u8 = 9;
+const END_STREAM: u8 = 1;
+const END_HEADERS: u8 = 4;
+
+/// One HTTP/2 connection: each side's HPACK encoder and next sequence number.
+struct H2 {
+    sim: Sim,
+    enc: [Encoder<'static>; 2],
+    seq: [u32; 2],
+    ms: u64,
+}
+
+impl H2 {
+    fn new(cfg: EngineConfig) -> H2 {
+        let mut sim = Sim::with(cfg);
+        sim.handshake(0);
+        let mut h = H2 { sim, enc: [Encoder::new(), Encoder::new()], seq: [1001, 5001], ms: 10 };
+        h.send(true, PREFACE);
+        h.send(true, &frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]));
+        h.send(false, &frame(SETTINGS, 0, 0, &[]));
+        h
+    }
+
+    fn send(&mut self, from_client: bool, bytes: &[u8]) {
+        let me = usize::from(!from_client);
+        let (seq, ack) = (self.seq[me], self.seq[1 - me]);
+        self.sim.tcp(self.ms, from_client, PSH | ACK, seq, ack, bytes);
+        self.seq[me] = seq.wrapping_add(bytes.len() as u32);
+        self.ms += 1;
+    }
+
+    /// Bytes the capture misses (the sequence numbers move on).
+    fn lose(&mut self, from_client: bool, bytes: &[u8]) {
+        let me = usize::from(!from_client);
+        self.seq[me] = self.seq[me].wrapping_add(bytes.len() as u32);
+    }
+
+    fn block(&mut self, from_client: bool, fields: &[(&str, &str)]) -> Vec<u8> {
+        let me = usize::from(!from_client);
+        self.enc[me].encode(fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
+    }
+
+    fn headers(&mut self, from_client: bool, stream: u32, fields: &[(&str, &str)], end_stream: bool) -> Vec<u8> {
+        let block = self.block(from_client, fields);
+        frame(HEADERS, END_HEADERS | if end_stream { END_STREAM } else { 0 }, stream, &block)
+    }
+
+    fn grpc_call(&mut self, stream: u32, path: &str) {
+        let req = self.headers(
+            true,
+            stream,
+            &[
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", path),
+                (":authority", "cart:50051"),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+            ],
+            false,
+        );
+        let body = frame(DATA, END_STREAM, stream, &[0, 0, 0, 0, 2, 8, 1]);
+        self.send(true, &[req, body].concat());
+    }
+
+    fn grpc_answer(&mut self, stream: u32, status: &str, message: Option<&str>) {
+        let head = self.headers(false, stream, &[(":status", "200"), ("content-type", "application/grpc")], false);
+        let body = frame(DATA, 0, stream, &[0, 0, 0, 0, 1, 7]);
+        let mut trailers = vec![("grpc-status", status)];
+        if let Some(m) = message {
+            trailers.push(("grpc-message", m));
+        }
+        let trailers = self.headers(false, stream, &trailers, true);
+        self.send(false, &[head, body, trailers].concat());
+    }
+
+    fn close(mut self) -> (Vec<Entry>, faultline_core::stats::Stats) {
+        let (c, s) = (self.seq[0], self.seq[1]);
+        self.sim.c(self.ms, FIN | ACK, c, s, b"");
+        self.sim.s(self.ms + 1, FIN | ACK, s, c + 1, b"");
+        self.sim.c(self.ms + 2, ACK, c + 1, s + 1, b"");
+        let stats = self.sim.engine.stats().clone();
+        (self.sim.finish(), stats)
+    }
+}
+
+/// `protocol status-or-error` per HTTP/2 entry, in order.
+fn summary(out: &[Entry]) -> Vec<String> {
+    out.iter()
+        .filter(|e| matches!(e.protocol.as_str(), "http2" | "grpc"))
+        .map(|e| {
+            let what = match (&e.error, &e.response) {
+                (Some(err), _) => format!("{}: {}", err.kind.as_str(), err.msg),
+                (None, Some(r)) => r.status.to_string(),
+                (None, None) => "-".into(),
+            };
+            let path = e.request.as_ref().map_or("", |r| r.path.as_str());
+            format!("{} {path} {what}", e.protocol.as_str())
+        })
+        .collect()
+}
+
+#[test]
+fn grpc_calls_carry_their_status_from_trailers_and_trailers_only_responses() {
+    let mut h = H2::new(EngineConfig::default());
+    h.grpc_call(1, "/shop.Cart/Add");
+    h.grpc_answer(1, "0", None);
+    h.grpc_call(3, "/shop.Cart/Checkout");
+    h.grpc_answer(3, "14", Some("no%20healthy%20upstream"));
+    // Trailers-only: one HEADERS with :status and grpc-status, END_STREAM.
+    h.grpc_call(5, "/shop.Cart/Slow");
+    let only = h.headers(
+        false,
+        5,
+        &[
+            (":status", "200"),
+            ("content-type", "application/grpc"),
+            ("grpc-status", "4"),
+            ("grpc-message", "Deadline Exceeded"),
+        ],
+        true,
+    );
+    h.send(false, &only);
+    let (out, _) = h.close();
+    assert_eq!(
+        summary(&out),
+        [
+            "grpc /shop.Cart/Add 200",
+            "grpc /shop.Cart/Checkout grpc: UNAVAILABLE: no healthy upstream",
+            "grpc /shop.Cart/Slow grpc: DEADLINE_EXCEEDED: Deadline Exceeded",
+        ]
+    );
+    let g = out[1].grpc.as_ref().expect("grpc");
+    assert_eq!((g.service.as_str(), g.method.as_str(), g.status), ("shop.Cart", "Checkout", Some(14)));
+    assert_eq!(out[1].error.as_ref().map(|e| e.kind), Some(ErrorType::Grpc));
+    assert_eq!(out[0].request.as_ref().and_then(|r| r.headers.get("host")), Some("cart:50051"));
+    assert_eq!(out[0].request.as_ref().map(|r| r.body_size), Some(7));
+}
+
+#[test]
+fn plain_http2_pairs_carry_the_status_and_hpack_state_spans_requests() {
+    let mut h = H2::new(EngineConfig::default());
+    for (stream, path) in [(1, "/a"), (3, "/b"), (5, "/a")] {
+        // The same custom fields each time: the encoder indexes them, later blocks refer to the table.
+        let req = h.headers(
+            true,
+            stream,
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", path),
+                (":authority", "web"),
+                ("x-request-id", "abcdef0123456789"),
+            ],
+            true,
+        );
+        h.send(true, &req);
+    }
+    for (stream, status) in [(3, "503"), (1, "200"), (5, "404")] {
+        let resp = h.headers(false, stream, &[(":status", status), ("server", "envoy")], true);
+        h.send(false, &resp);
+    }
+    let (out, _) = h.close();
+    assert_eq!(summary(&out), ["http2 /b 503", "http2 /a 200", "http2 /a 404"]);
+    for e in &out {
+        let r = e.request.as_ref().expect("request");
+        assert_eq!(r.headers.get("x-request-id"), Some("abcdef0123456789"), "decoded through the dynamic table");
+        assert_eq!(e.response.as_ref().and_then(|r| r.headers.get("server")), Some("envoy"));
+    }
+}
+
+#[test]
+fn a_reset_stream_and_a_goaway_are_named_by_their_error_codes() {
+    let mut h = H2::new(EngineConfig::default());
+    h.grpc_call(1, "/shop.Cart/Add");
+    h.send(true, &frame(RST_STREAM, 0, 1, &8u32.to_be_bytes())); // CANCEL from the client
+    h.grpc_call(3, "/shop.Cart/Add");
+    h.grpc_call(5, "/shop.Cart/Add");
+    // The server processed up to stream 3, then gives up on the connection.
+    let mut goaway = 3u32.to_be_bytes().to_vec();
+    goaway.extend_from_slice(&0xbu32.to_be_bytes());
+    goaway.extend_from_slice(b"too_many_pings");
+    h.grpc_answer(3, "0", None);
+    h.send(false, &frame(GOAWAY, 0, 0, &goaway));
+    let (out, stats) = h.close();
+    assert_eq!(
+        summary(&out),
+        [
+            "grpc /shop.Cart/Add http2: RST_STREAM CANCEL from the client (stream 1)",
+            "grpc /shop.Cart/Add 200",
+            "http2  http2: GOAWAY ENHANCE_YOUR_CALM from the server (last stream 3): too_many_pings",
+        ]
+    );
+    let rst = out[0].http2.as_ref().expect("http2 info");
+    assert_eq!((rst.frame.as_str(), rst.error_code.as_str(), rst.by.as_str()), ("RST_STREAM", "CANCEL", "client"));
+    assert_eq!(stats.http2_refused_by_goaway, 1, "stream 5 was not processed: clients retry it");
+}
+
+#[test]
+fn a_stream_never_answered_is_a_half_connection_at_the_timeout_or_the_close() {
+    let mut h = H2::new(EngineConfig { pair_timeout_ms: 1_000, ..EngineConfig::default() });
+    h.grpc_call(1, "/shop.Cart/Add");
+    h.grpc_call(3, "/shop.Cart/Get");
+    h.sim.advance(1_500);
+    // Stream 1 is answered late: still reported, as a late pair.
+    h.ms = 1_600;
+    h.grpc_answer(1, "0", None);
+    let (out, _) = h.close();
+    let s = summary(&out);
+    assert_eq!(s.len(), 3, "{s:?}");
+    assert!(s[0].starts_with("grpc /shop.Cart/Add pair-not-found: missing response: no response within 1000 ms"));
+    assert!(s[1].starts_with("grpc /shop.Cart/Get pair-not-found: missing response"));
+    assert!(s[2].starts_with("grpc /shop.Cart/Add pair-not-found: late response: status 200"), "{s:?}");
+}
+
+#[test]
+fn a_frame_that_breaks_the_grammar_is_a_parser_error_once() {
+    let mut h = H2::new(EngineConfig::default());
+    h.grpc_call(1, "/shop.Cart/Add");
+    h.send(false, &frame(RST_STREAM, 0, 0, &[0, 0, 0, 1])); // RST_STREAM on stream 0
+    h.grpc_answer(1, "0", None);
+    let (out, _) = h.close();
+    assert_eq!(summary(&out), ["grpc /shop.Cart/Add dissection: parser error: RST_STREAM frame on stream 0"]);
+
+    // A CONTINUATION that never comes: another frame in its place.
+    let mut h = H2::new(EngineConfig::default());
+    let block = h.block(true, &[(":method", "GET"), (":scheme", "http"), (":path", "/x"), (":authority", "w")]);
+    let (a, b) = block.split_at(3);
+    h.send(true, &frame(HEADERS, END_STREAM, 1, a));
+    h.send(true, &frame(DATA, 0, 1, b"x"));
+    let _ = b;
+    let (out, _) = h.close();
+    assert_eq!(summary(&out).len(), 1);
+    assert!(summary(&out)[0].contains("parser error: DATA frame where the CONTINUATION of stream 1 was due"));
+}
+
+#[test]
+fn continuation_frames_and_byte_by_byte_segments_are_read() {
+    let mut h = H2::new(EngineConfig::default());
+    let block = h.block(true, &[(":method", "GET"), (":scheme", "http"), (":path", "/split"), (":authority", "w")]);
+    let (a, b) = block.split_at(4);
+    let bytes = [frame(HEADERS, END_STREAM, 1, a), frame(CONTINUATION, END_HEADERS, 1, b)].concat();
+    for byte in bytes {
+        h.send(true, &[byte]);
+    }
+    let resp = h.headers(false, 1, &[(":status", "500")], true);
+    for byte in resp {
+        h.send(false, &[byte]);
+    }
+    let (out, _) = h.close();
+    assert_eq!(summary(&out), ["http2 /split 500"]);
+}
+
+#[test]
+fn loss_inside_a_data_payload_is_passed_over_and_loss_of_a_header_block_stops_quietly() {
+    let mut h = H2::new(EngineConfig::default());
+    h.grpc_call(1, "/shop.Cart/Upload");
+    let head = h.headers(false, 1, &[(":status", "200"), ("content-type", "application/grpc")], false);
+    h.send(false, &head);
+    // A 3000-byte DATA frame whose middle the capture missed; the server's ACKs give the hole up.
+    let data = frame(DATA, 0, 1, &[7; 3000]);
+    h.send(false, &data[..1000]);
+    h.lose(false, &data[1000..2000]);
+    h.send(false, &data[2000..]);
+    let trailers = h.headers(false, 1, &[("grpc-status", "13"), ("grpc-message", "boom")], true);
+    h.send(false, &trailers);
+    let (c, s) = (h.seq[0], h.seq[1]);
+    h.sim.c(h.ms, ACK, c, s, b"");
+    h.ms += 1;
+    h.grpc_call(3, "/shop.Cart/Next");
+    h.grpc_answer(3, "0", None);
+    let (out, stats) = h.close();
+    assert_eq!(summary(&out), ["grpc /shop.Cart/Upload grpc: INTERNAL: boom", "grpc /shop.Cart/Next 200"]);
+    assert_eq!((stats.http2_gaps_skipped, stats.http2_broken), (1, 0));
+
+    // The response's HEADERS lost: HPACK's table may have changed; nothing more is said of the connection.
+    let mut h = H2::new(EngineConfig::default());
+    h.grpc_call(1, "/shop.Cart/Add");
+    h.grpc_call(3, "/shop.Cart/Add");
+    let lost = h.headers(false, 1, &[(":status", "200"), ("content-type", "application/grpc"), ("x-new", "v")], false);
+    h.lose(false, &lost);
+    let rest = h.headers(false, 3, &[(":status", "200"), ("x-new", "v")], true);
+    h.send(false, &rest);
+    let (c, s) = (h.seq[0], h.seq[1]);
+    h.sim.c(h.ms, ACK, c, s, b"");
+    h.ms += 1;
+    let (out, stats) = h.close();
+    assert_eq!(summary(&out), Vec::<String>::new(), "no false errors");
+    assert_eq!((stats.http2_broken, stats.http2_lost_streams), (1, 2));
+}
+
+#[test]
+fn the_server_preface_may_come_first_and_the_dissector_can_be_switched_off() {
+    let mut sim = Sim::new();
+    sim.handshake(0);
+    let settings = frame(SETTINGS, 0, 0, &[]);
+    sim.s(10, PSH | ACK, 5001, 1001, &settings);
+    let mut enc = Encoder::new();
+    let req = enc.encode([(&b":method"[..], &b"GET"[..]), (b":path", b"/first"), (b":scheme", b"http")]);
+    let bytes = [PREFACE.to_vec(), frame(HEADERS, END_HEADERS | END_STREAM, 1, &req)].concat();
+    sim.c(11, PSH | ACK, 1001, 5001 + settings.len() as u32, &bytes);
+    let resp = Encoder::new().encode([(&b":status"[..], &b"502"[..])]);
+    let r = frame(HEADERS, END_HEADERS | END_STREAM, 1, &resp);
+    sim.s(12, PSH | ACK, 5001 + settings.len() as u32, 1001 + bytes.len() as u32, &r);
+    assert_eq!(summary(&sim.finish()), ["http2 /first 502"]);
+
+    let mut h = H2::new(EngineConfig { dissect_http2: false, ..EngineConfig::default() });
+    h.grpc_call(1, "/shop.Cart/Add");
+    h.grpc_answer(1, "14", None);
+    let (out, _) = h.close();
+    assert!(summary(&out).is_empty());
+}
+
+#[test]
+fn kfl_selects_grpc_and_http2_fields() {
+    let mut h = H2::new(EngineConfig::default());
+    h.grpc_call(1, "/shop.Cart/Checkout");
+    h.grpc_answer(1, "14", Some("down"));
+    let get = h.headers(true, 3, &[(":method", "GET"), (":scheme", "http"), (":path", "/p")], true);
+    h.send(true, &get);
+    h.send(false, &frame(RST_STREAM, 0, 3, &7u32.to_be_bytes()));
+    let (out, _) = h.close();
+    let q = |s: &str| faultline_kfl::Query::parse(s).expect("query");
+    let count = |s: &str| out.iter().filter(|e| q(s).matches(*e)).count();
+    assert_eq!(count("grpc"), 1);
+    assert_eq!(count("http2"), 2, "gRPC is HTTP/2 too");
+    assert_eq!(count("http"), 0);
+    assert_eq!(count(r#"grpc.statusName == "UNAVAILABLE" and grpc.service == "shop.Cart""#), 1);
+    assert_eq!(count("grpc.status == 14"), 1);
+    assert_eq!(count(r#"http2.errorCode == "REFUSED_STREAM" and error.type == "http2""#), 1);
+    assert_eq!(count("response.status > 400 or error or icmp or tcp"), 2, "both are errors on the dashboard");
+}
