@@ -90,6 +90,35 @@ pub fn tls(data: &[u8]) {
     }
 }
 
+/// Both directions of an HTTP/2 connection, from the client's preface on. Chunks as for `tls`: bit 0 the
+/// direction (1: server), bit 1 a gap of `length` bytes instead of data, bit 2 a close after it, bits 3-7
+/// how many 100 ms passed before it (the pair timer runs at 1 s).
+pub fn http2(data: &[u8]) {
+    let mut d = faultline_core::http2::Http2Dissector::new(true);
+    let mut rest = data;
+    let mut t = 0u64;
+    while let [ctl, len, tail @ ..] = rest {
+        let len = usize::from(*len).min(tail.len());
+        let (chunk, next) = tail.split_at(len);
+        rest = next;
+        t += u64::from(ctl >> 3) * 100;
+        let ts = Timestamp::from_millis(t);
+        if ctl & 2 != 0 {
+            d.on_gap(ctl & 1 == 0, len as u64, ts);
+        } else {
+            d.on_data(ctl & 1 == 0, ts, chunk);
+        }
+        d.check(ts, 1_000);
+        if ctl & 4 != 0 {
+            d.on_close(ts, "connection closed");
+        }
+    }
+    d.on_close(Timestamp::from_millis(t), "capture ended");
+    for o in &d.outcomes {
+        let _ = format!("{o:?}");
+    }
+}
+
 /// Both directions of an HTTP connection. Each chunk starts with a control byte: bit 0 the direction,
 /// bits 1-2 data (0, 1), a gap (2) or an end/timer check (3, bit 7 picks which), bits 3-7 the length.
 pub fn http(data: &[u8]) {

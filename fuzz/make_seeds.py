@@ -104,6 +104,52 @@ def dns_seeds():
     write("dns", "truncated", dns_seed([(0, 0, q[:20]), (1, 0, dns_message(1, "web.shop.svc.cluster.local", 1, 0x8380))]))
 
 
+def h2_frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def hpack_literal(name, value, index=False):
+    """A literal field (new name), with incremental indexing or without; lengths under 127."""
+    return bytes([0x40 if index else 0x00, len(name)]) + name + bytes([len(value)]) + value
+
+
+def h2_seed(chunks):
+    """(control, bytes) chunks as the http2 target reads them, cut to 255 bytes each."""
+    out = b""
+    for ctl, data in chunks:
+        for i in range(0, max(len(data), 1), 255):
+            part = data[i:i + 255]
+            out += bytes([ctl, len(part)]) + part
+    return out
+
+
+def http2_seeds():
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0, b"")
+    grpc_req = (b"\x83\x86" + hpack_literal(b":path", b"/shop.Cart/Add", True)
+                + hpack_literal(b"content-type", b"application/grpc", True) + hpack_literal(b"te", b"trailers"))
+    req = h2_frame(1, 4, 1, grpc_req) + h2_frame(0, 1, 1, b"\0\0\0\0\2\x08\x01")
+    head = h2_frame(1, 4, 1, b"\x88" + hpack_literal(b"content-type", b"application/grpc", True))
+    trailers = h2_frame(1, 5, 1, hpack_literal(b"grpc-status", b"14") + hpack_literal(b"grpc-message", b"down%21"))
+    server = h2_frame(4, 0, 0, b"") + head + h2_frame(0, 0, 1, b"\0\0\0\0\1\x07") + trailers
+    write("http2", "grpc-unavailable", h2_seed([(0, preface + req), (1, server)]))
+    # The second request refers to the dynamic table the first filled (index 62, 63).
+    req3 = h2_frame(1, 4, 3, b"\x83\x86\xbf\xbe") + h2_frame(0, 1, 3, b"")
+    write("http2", "two-calls", h2_seed([(0, preface + req), (1, server), (0, req3),
+                                         (1, h2_frame(1, 5, 3, b"\x88\xbe" + hpack_literal(b"grpc-status", b"0")))]))
+    write("http2", "rst-cancel", h2_seed([(0, preface + req + h2_frame(3, 0, 1, b"\0\0\0\x08"))]))
+    write("http2", "goaway", h2_seed([(0, preface + req), (1, h2_frame(7, 0, 0, b"\0\0\0\0\0\0\0\x0bcalm"))]))
+    write("http2", "unanswered", h2_seed([(0, preface + req), (8 << 3, b"")]))
+    write("http2", "trailers-only", h2_seed([(0, preface + req), (1, h2_frame(1, 5, 1, b"\x88" + hpack_literal(
+        b"content-type", b"application/grpc") + hpack_literal(b"grpc-status", b"4")))]))
+    write("http2", "continuation", h2_seed([(0, preface + h2_frame(1, 1, 1, grpc_req[:5]) + h2_frame(9, 4, 1, grpc_req[5:]))]))
+    write("http2", "gap-in-data", h2_seed([(0, preface + req), (1, server[:60]), (3, server[60:64]), (1, server[64:])]))
+    write("http2", "gap-in-headers", h2_seed([(0, preface + req), (3, server[:20]), (1, server[20:])]))
+    write("http2", "bad-frame", h2_seed([(0, preface + req), (1, h2_frame(3, 0, 0, b"\0\0\0\1"))]))
+    write("http2", "byte-by-byte", b"".join(bytes([0, 1, b]) for b in preface + req))
+    write("http2", "table-size", h2_seed([(0, preface + h2_frame(1, 5, 1, b"\x3f\xe1\x1f\x82"))]))
+
+
 if __name__ == "__main__":
     main()
     dns_seeds()
+    http2_seeds()

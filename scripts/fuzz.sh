@@ -16,7 +16,7 @@ else
     toolchain=+stable
     export RUSTC_BOOTSTRAP=1
 fi
-for t in engine http dns tls pcap kfl; do
+for t in engine http dns tls http2 pcap kfl; do
     mkdir -p "corpus/$t"
     echo "fuzzing $t for ${seconds}s ($toolchain)"
     log="artifacts/$t.log"

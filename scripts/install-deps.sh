@@ -23,7 +23,8 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # chromium + playwright: the dashboard's browser test drives Debian's Chromium (no browser download).
-for mod in pytest:pytest yaml:pyyaml cryptography:cryptography playwright:playwright==1.65.2; do
+# grpcio and h2: real gRPC and HTTP/2 peers for the HTTP/2 dissector's kernel test.
+for mod in pytest:pytest yaml:pyyaml cryptography:cryptography playwright:playwright==1.65.2 grpc:grpcio h2:h2; do
     python3 -c "import ${mod%%:*}" 2>/dev/null || python3 -m pip install -q "${mod#*:}"
 done
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }

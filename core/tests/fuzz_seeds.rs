@@ -35,6 +35,11 @@ fn dns_seeds() {
 }
 
 #[test]
+fn http2_seeds() {
+    replay("http2", harness::http2);
+}
+
+#[test]
 fn tls_seeds() {
     replay("tls", harness::tls);
 }
