@@ -356,3 +356,42 @@ fn kfl_selects_grpc_and_http2_fields() {
     assert_eq!(count(r#"http2.errorCode == "REFUSED_STREAM" and error.type == "http2""#), 1);
     assert_eq!(count("response.status > 400 or error or icmp or tcp"), 2, "both are errors on the dashboard");
 }
+
+#[test]
+fn an_h2c_upgrade_continues_as_http2_with_the_upgrade_request_as_stream_1() {
+    for http2 in [true, false] {
+        let mut sim = Sim::with(EngineConfig { dissect_http2: http2, ..EngineConfig::default() });
+        sim.handshake(0);
+        let (mut c, mut s) = (1001u32, 5001u32);
+        let up = b"GET /up HTTP/1.1\r\nHost: web\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
+                   HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n";
+        sim.c(10, PSH | ACK, c, s, up);
+        c += up.len() as u32;
+        // The 101 and the server's first HTTP/2 frames in one segment: its answer to the upgrade request.
+        let mut server_enc = Encoder::new();
+        let answer = server_enc.encode([(&b":status"[..], &b"503"[..])]);
+        let first = [
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec(),
+            frame(SETTINGS, 0, 0, &[]),
+            frame(HEADERS, END_HEADERS | END_STREAM, 1, &answer),
+        ]
+        .concat();
+        sim.s(11, PSH | ACK, s, c, &first);
+        s += first.len() as u32;
+        let req = Encoder::new().encode([(&b":method"[..], &b"GET"[..]), (b":path", b"/next"), (b":scheme", b"http")]);
+        let then =
+            [PREFACE.to_vec(), frame(SETTINGS, 0, 0, &[]), frame(HEADERS, END_HEADERS | END_STREAM, 3, &req)].concat();
+        sim.c(12, PSH | ACK, c, s, &then);
+        c += then.len() as u32;
+        let ok = server_enc.encode([(&b":status"[..], &b"200"[..])]);
+        sim.s(13, PSH | ACK, s, c, &frame(HEADERS, END_HEADERS | END_STREAM, 3, &ok));
+        let out = sim.finish();
+        if http2 {
+            assert_eq!(summary(&out), ["http2 /up 503", "http2 /next 200"]);
+        } else {
+            let http: Vec<_> =
+                out.iter().map(|e| (e.protocol.as_str(), e.response.as_ref().map(|r| r.status))).collect();
+            assert_eq!(http, [("http", Some(101))], "without the HTTP/2 dissector the upgrade is an exchange");
+        }
+    }
+}

@@ -68,6 +68,16 @@ struct Pending {
     waited_ms: Option<u64>,
 }
 
+/// A request answered by `101 Switching Protocols` to `h2c`, and that answer.
+pub struct Upgrade {
+    pub req_ts: Timestamp,
+    pub request: Request,
+    pub resp_ts: Timestamp,
+    pub response: Response,
+    /// The server's bytes that followed the 101: the start of its HTTP/2.
+    pub rest: Vec<u8>,
+}
+
 struct InFlight {
     request: Option<Pending>,
     response: Response,
@@ -114,6 +124,8 @@ struct Pairing {
     before_first_request: bool,
     /// A final response came while its request's body was still being sent (Expect: 100-continue).
     waive_request_body: bool,
+    /// A `101 Switching Protocols` to `h2c` answered this request: it continues as HTTP/2 stream 1.
+    h2c: Option<Upgrade>,
     counters: HttpCounters,
 }
 
@@ -133,6 +145,14 @@ impl HttpDissector {
             pairing: Pairing { before_first_request: midstream, ..Pairing::default() },
             stopped: false,
         }
+    }
+
+    /// After a `101` to `h2c`: the upgrade request (HTTP/2's stream 1), its 101, and the server's bytes
+    /// that followed — the start of its HTTP/2. The connection continues as HTTP/2.
+    pub fn take_h2c(&mut self) -> Option<Upgrade> {
+        let mut up = self.pairing.h2c.take()?;
+        up.rest = self.resp.take_tunnel_rest();
+        Some(up)
     }
 
     /// Whether dissection has stopped (failure or a protocol upgrade).
@@ -158,6 +178,10 @@ impl HttpDissector {
                 let r = self.resp.feed(data, ts, &mut ResponseSide { p: &mut self.pairing, out });
                 if std::mem::take(&mut self.pairing.waive_request_body) {
                     self.req.waive_body();
+                }
+                if self.pairing.h2c.is_none() {
+                    // Another protocol (a WebSocket): what follows is not read.
+                    drop(self.resp.take_tunnel_rest());
                 }
                 r
             }
@@ -406,6 +430,20 @@ impl Handler for ResponseSide<'_> {
         } else {
             BodyRule::Normal
         };
+        let h2c = status == 101
+            && response
+                .headers
+                .get("upgrade")
+                .is_some_and(|u| u.split(',').any(|p| p.trim().eq_ignore_ascii_case("h2c")));
+        if h2c && request.is_some() {
+            // Not a pair: the request's answer comes as HTTP/2 on stream 1 (RFC 7540 §3.2).
+            if let Some(req) = request {
+                self.p.req_lost = false;
+                self.p.h2c =
+                    Some(Upgrade { req_ts: req.ts, request: req.request, resp_ts: ts, response, rest: Vec::new() });
+            }
+            return rule;
+        }
         self.p.in_flight = Some(InFlight { request, response, ts });
         if rule == BodyRule::Tunnel {
             // The parser will not report an end: the message is complete now.

@@ -6,4 +6,4 @@ mod dissector;
 mod parser;
 
 pub use detect::{looks_like_request, looks_like_response, proxy_header_len, proxy_header_size, Verdict};
-pub use dissector::{Dir, HttpDissector, HttpOutcome};
+pub use dissector::{Dir, HttpDissector, HttpOutcome, Upgrade};

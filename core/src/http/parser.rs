@@ -104,6 +104,9 @@ pub struct Parser {
     /// The other side answered before this message's body was sent (a final status to
     /// `Expect: 100-continue`): the client may close without sending it.
     body_waived: bool,
+    /// The bytes that followed the head that made the stream a tunnel, in the same input: the start of
+    /// the protocol switched to (an `h2c` server's first frames). Taken at once by the dissector.
+    tunnel_rest: Vec<u8>,
 }
 
 impl Parser {
@@ -116,7 +119,13 @@ impl Parser {
             start_line_checked: false,
             body_size: 0,
             body_waived: false,
+            tunnel_rest: Vec::new(),
         }
+    }
+
+    /// What followed the head that started a tunnel (see `tunnel_rest`).
+    pub fn take_tunnel_rest(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.tunnel_rest)
     }
 
     pub fn is_tunnel(&self) -> bool {
@@ -210,8 +219,10 @@ impl Parser {
                     }
                 }
                 State::UntilClose | State::Tunnel | State::Failed => {
-                    if self.state == State::UntilClose {
-                        self.body_size += input.len() as u64;
+                    match self.state {
+                        State::UntilClose => self.body_size += input.len() as u64,
+                        State::Tunnel => self.tunnel_rest.extend_from_slice(input),
+                        _ => {}
                     }
                     break;
                 }

@@ -150,6 +150,16 @@ impl Http2Dissector {
         }
     }
 
+    /// A connection upgraded from HTTP/1.1 (`Upgrade: h2c`, answered `101`): `request` was stream 1; the
+    /// client's preface is still to come.
+    pub fn upgraded(ts: Timestamp, request: Request) -> Http2Dissector {
+        let mut d = Http2Dissector::new(true);
+        d.confirmed = true;
+        d.highest = 1;
+        d.streams.insert(1, Stream::upgraded(ts, request));
+        d
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.stopped
     }

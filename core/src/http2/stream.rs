@@ -89,6 +89,15 @@ impl Stream {
         }
     }
 
+    /// The HTTP/1.1 request that asked for the `h2c` upgrade: HTTP/2's stream 1, sent whole.
+    pub fn upgraded(ts: Timestamp, request: Request) -> Stream {
+        let grpc = request.headers.get("content-type").filter(|ct| grpc::is_grpc(ct)).map(|_| {
+            let (service, method) = grpc::service_and_method(&request.path);
+            GrpcInfo { service, method, status: None, status_name: None, message: None }
+        });
+        Stream { req_ts: ts, request, request_done: Some(ts), response: None, grpc, reported_missing: None }
+    }
+
     /// gRPC's status and message from a block (trailers, or a trailers-only response).
     pub fn take_grpc_status(&mut self, b: &Block) {
         let Some(g) = self.grpc.as_mut() else { return };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::reassembly::{Chunk, Fate, HeldBudget, Reassembler};
 use crate::dns::tcp::{looks_like_query, DnsStream};
 use crate::http::{
-    looks_like_request, looks_like_response, proxy_header_len, Dir, HttpDissector, HttpOutcome, Verdict,
+    looks_like_request, looks_like_response, proxy_header_len, Dir, HttpDissector, HttpOutcome, Upgrade, Verdict,
 };
 use crate::http2::{looks_like_preface, looks_like_server_preface, Http2Dissector, Http2Outcome};
 use crate::stats::Stats;
@@ -217,6 +217,9 @@ struct ChunkState<'a> {
 impl ChunkState<'_> {
     fn on_chunk(&mut self, dir_index: usize, chunk: Chunk<'_>, stats: &mut Stats, out: &mut Vec<HttpOutcome>) {
         let dir = if dir_index == *self.client_side { Dir::ClientToServer } else { Dir::ServerToClient };
+        let at = match chunk {
+            Chunk::Data(ts, _) | Chunk::Gap(_, ts) | Chunk::End(ts) => ts,
+        };
         match chunk {
             Chunk::Data(ts, bytes) => {
                 if let Proto::Unknown = self.proto {
@@ -254,6 +257,19 @@ impl ChunkState<'_> {
         }
         if let Proto::Http(d) = self.proto {
             d.drain_counters(stats);
+            // Upgraded to HTTP/2 (`h2c`): the rest of the connection is HTTP/2's, from the server's bytes
+            // that followed the 101 on.
+            if let Some(up) = d.take_h2c() {
+                if self.enabled.http2 {
+                    let mut h2 = Box::new(Http2Dissector::upgraded(up.req_ts, up.request));
+                    h2.on_data(false, at, &up.rest);
+                    *self.proto = Proto::Http2(h2);
+                } else {
+                    // HTTP/2 is not dissected: the upgrade is an exchange like any other, and the rest is not read.
+                    let Upgrade { req_ts, request, resp_ts, response, .. } = up;
+                    out.push(HttpOutcome::Pair { req_ts, request, resp_ts, response, late: None });
+                }
+            }
         }
     }
 
