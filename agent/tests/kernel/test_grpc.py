@@ -8,117 +8,15 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from netlab import SERVER4, Lab, analyze, tshark_fields
 
-GRPC_SERVER = """
-import sys, time, grpc
-from concurrent import futures
-
-def add(req, ctx):
-    return b"ok"
-
-def checkout(req, ctx):
-    ctx.abort(grpc.StatusCode.UNAVAILABLE, "no healthy upstream")
-
-def slow(req, ctx):
-    time.sleep(2)
-    return b"late"
-
-methods = {"Add": add, "Checkout": checkout, "Slow": slow}
-handler = grpc.method_handlers_generic_handler(
-    "shop.Cart", {n: grpc.unary_unary_rpc_method_handler(f) for n, f in methods.items()})
-server = grpc.server(futures.ThreadPoolExecutor(4))
-server.add_generic_rpc_handlers((handler,))
-server.add_insecure_port("0.0.0.0:" + sys.argv[1])
-server.start()
-print("listening", flush=True)
-server.wait_for_termination()
-"""
-
-GRPC_CLIENT = """
-import json, sys, grpc
-channel = grpc.insecure_channel(sys.argv[1])
-grpc.channel_ready_future(channel).result(timeout=10)
-results = []
-for method, timeout in [("Add", 5), ("Checkout", 5), ("Slow", 0.5), ("Add", 5)]:
-    try:
-        channel.unary_unary("/shop.Cart/" + method)(b"x", timeout=timeout)
-        results.append([method, "OK"])
-    except grpc.RpcError as e:
-        results.append([method, e.code().name])
-channel.close()
-print(json.dumps(results))
-"""
-
-# An HTTP/2 server on the `h2` protocol stack: /ok answers 200, /reset is refused with RST_STREAM
-# REFUSED_STREAM, /calm ends the connection with GOAWAY ENHANCE_YOUR_CALM.
-H2_SERVER = """
-import socket, sys
-import h2.config, h2.connection, h2.events
-from h2.errors import ErrorCodes
-
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1)
-print("listening", flush=True)
-sock, _ = s.accept()
-conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
-conn.initiate_connection(); sock.sendall(conn.data_to_send())
-done = False
-while not done:
-    data = sock.recv(65535)
-    if not data:
-        break
-    for ev in conn.receive_data(data):
-        if isinstance(ev, h2.events.RequestReceived):
-            path = dict(ev.headers)[b":path"]
-            if path == b"/ok":
-                conn.send_headers(ev.stream_id, [(":status", "200")], end_stream=True)
-            elif path == b"/reset":
-                conn.reset_stream(ev.stream_id, error_code=ErrorCodes.REFUSED_STREAM)
-            elif path == b"/calm":
-                conn.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM, additional_data=b"too_many_requests",
-                                      last_stream_id=ev.stream_id - 2)
-                done = True
-    sock.sendall(conn.data_to_send())
-sock.close()
-"""
-
-H2_CLIENT = """
-import json, socket, sys
-import h2.config, h2.connection, h2.events
-
-sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-conn.initiate_connection(); sock.sendall(conn.data_to_send())
-seen = []
-for path in ("/ok", "/reset", "/calm"):
-    sid = conn.get_next_available_stream_id()
-    conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "web"), (":path", path)],
-                      end_stream=True)
-    sock.sendall(conn.data_to_send())
-    waiting = True
-    while waiting:
-        data = sock.recv(65535)
-        if not data:
-            break
-        for ev in conn.receive_data(data):
-            if isinstance(ev, h2.events.ResponseReceived):
-                seen.append([path, dict(ev.headers)[b":status"].decode()])
-            elif isinstance(ev, h2.events.StreamReset):
-                seen.append([path, "reset " + ev.error_code.name])
-            elif isinstance(ev, h2.events.ConnectionTerminated):
-                seen.append([path, "goaway " + ev.error_code.name])
-            if isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset, h2.events.ConnectionTerminated)):
-                waiting = False
-        sock.sendall(conn.data_to_send())
-sock.close()
-print(json.dumps(seen))
-"""
+PEERS = str(Path(__file__).resolve().parent / "grpc_peers.py")
 
 
-def start(lab, script, *args):
-    p = subprocess.Popen(["ip", "netns", "exec", lab.s, sys.executable, "-c", script, *args],
+def start(lab, mode, *args):
+    p = subprocess.Popen(["ip", "netns", "exec", lab.s, sys.executable, PEERS, mode, *args],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lab.procs.append(p)
     line = p.stdout.readline()
@@ -126,8 +24,8 @@ def start(lab, script, *args):
     return p
 
 
-def run_client(lab, script, *args):
-    r = subprocess.run(["ip", "netns", "exec", lab.c, sys.executable, "-c", script, *args], capture_output=True,
+def run_client(lab, mode, *args):
+    r = subprocess.run(["ip", "netns", "exec", lab.c, sys.executable, PEERS, mode, *args], capture_output=True,
                        text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "GRPC_ENABLE_FORK_SUPPORT": "0"})
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
@@ -149,11 +47,11 @@ def header_values(pcap, port, name):
 def test_real_grpc_calls_and_http2_errors_are_reported_as_they_happened(tmp_path):
     pcap = tmp_path / "grpc.pcap"
     with Lab() as lab:
-        start(lab, GRPC_SERVER, "50051")
-        start(lab, H2_SERVER, "8082")
+        start(lab, "grpc-server", "50051")
+        start(lab, "h2-server", "8082")
         with lab.capture(pcap, bpf="tcp port 50051 or tcp port 8082"):
-            grpc_seen = run_client(lab, GRPC_CLIENT, f"{SERVER4}:50051")
-            h2_seen = run_client(lab, H2_CLIENT, SERVER4, "8082")
+            grpc_seen = run_client(lab, "grpc-client", f"{SERVER4}:50051")
+            h2_seen = run_client(lab, "h2-client", SERVER4, "8082")
             time.sleep(2)  # the slow call's handler finishes on the server
     # What the peers themselves reported.
     assert grpc_seen == [["Add", "OK"], ["Checkout", "UNAVAILABLE"], ["Slow", "DEADLINE_EXCEEDED"], ["Add", "OK"]]
