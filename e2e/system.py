@@ -87,6 +87,27 @@ def start_agent_pod(cluster, node):
                     json.dumps({"status": {"phase": "Running"}}))
 
 
+def grpc_calls(lab, client, server, port, *calls):
+    """A grpcio server in pod `server` (see agent/tests/kernel/grpc_peers.py: Checkout fails UNAVAILABLE) and
+    a grpcio client in pod `client` making `calls` ("Method:timeout"); returns what the client saw."""
+    import subprocess
+    import sys
+
+    from processes import REPO
+    peers = str(REPO / "agent" / "tests" / "kernel" / "grpc_peers.py")
+    srv = subprocess.Popen(["ip", "netns", "exec", lab.pods[server][0], sys.executable, peers, "grpc-server", str(port)],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "listening" in srv.stdout.readline()
+        r = subprocess.run(["ip", "netns", "exec", lab.pods[client][0], sys.executable, peers, "grpc-client",
+                            f"{PODS[server][3]}:{port}", *calls], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+    finally:
+        srv.terminate()
+        srv.wait(timeout=10)
+
+
 def make_errors(lab, sport_base):
     """From pod-a to pod-b: a refused connection, an HTTP 503, UDP to a closed port, a reset."""
     lab.traffic("a", "connect", PODS["b"][3], "81", "--sport", str(sport_base))

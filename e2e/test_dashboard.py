@@ -12,7 +12,7 @@ import pytest
 
 from cluster import ADMIN_TOKEN
 from processes import REPO, eventually
-from system import DASHBOARD, PODS, make_errors
+from system import DASHBOARD, PODS, grpc_calls, make_errors
 
 ARTIFACTS = REPO / "target" / "e2e-artifacts"
 
@@ -188,6 +188,21 @@ def test_the_page_in_a_real_browser(system, traffic):
             expect(page.locator("#detail")).to_be_visible()
             facts = page.locator("#detail-facts").inner_text()
             assert "GET /checkout" in facts and "503" in facts and "shop/pod-b" in facts, facts
+
+            # A gRPC call that failed answered with HTTP 200: the row reads as the failure it is, and the
+            # detail names the call and its status.
+            page.click("#close-detail")
+            assert grpc_calls(system["lab"], "a", "b", 50052, "Checkout:5") == [["Checkout", "UNAVAILABLE"]]
+            eventually(lambda: entries(port, "grpc")[1]["total"] == 1, timeout=30, what="the gRPC entry")
+            page.fill("#q", "grpc")
+            page.press("#q", "Enter")
+            expect(rows).to_have_count(1, timeout=30_000)
+            expect(rows.first).to_contain_text("200 · gRPC UNAVAILABLE")
+            expect(rows.first.locator("td.bad")).to_have_count(1)
+            rows.first.click()
+            expect(page.locator("#detail-facts")).to_contain_text("shop.Cart/Checkout")
+            expect(page.locator("#detail-facts")).to_contain_text("14 UNAVAILABLE: no healthy upstream")
+            page.click("#close-detail")
 
             # Live: a new error appears without a reload.
             page.click("#views a:has-text('faultline-system/all-tcp')")

@@ -5,11 +5,10 @@ import collections
 import json
 import signal
 import subprocess
-import sys
 import time
 
 from processes import INGEST_AUDIENCE, NAMESPACE, Agent, Operator, eventually, metric
-from system import DASHBOARD, PODS, make_errors, start_agent_pod, view_status
+from system import DASHBOARD, PODS, grpc_calls, make_errors, start_agent_pod, view_status
 
 def test_errors_reach_the_errorview_of_their_namespace(cluster, system):
     make_errors(system["lab"], 42000)
@@ -329,21 +328,8 @@ def test_a_dns_servfail_reaches_the_errorview_and_an_event(cluster, system, tmp_
 def test_a_grpc_unavailable_reaches_the_errorview_and_an_event(cluster, system):
     """A grpcio server in pod-b fails a call with UNAVAILABLE; pod-a's grpcio client made it: the view counts
     one grpc/UNAVAILABLE and pod-b gets a GRPCError Event naming the method."""
-    from processes import REPO
-
-    lab = system["lab"]
-    peers = str(REPO / "agent" / "tests" / "kernel" / "grpc_peers.py")
     before = view_status(cluster, "shop", "errors").get("countsByKind", {})
-    server = subprocess.Popen(["ip", "netns", "exec", lab.pods["b"][0], sys.executable, peers, "grpc-server", "50051"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert "listening" in server.stdout.readline()
-        r = subprocess.run(["ip", "netns", "exec", lab.pods["a"][0], sys.executable, peers, "grpc-client",
-                            f"{PODS['b'][3]}:50051", "Checkout:5"], capture_output=True, text=True, timeout=60)
-        assert json.loads(r.stdout) == [["Checkout", "UNAVAILABLE"]], r.stderr
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    assert grpc_calls(system["lab"], "a", "b", 50051, "Checkout:5") == [["Checkout", "UNAVAILABLE"]]
     want = dict(before, **{"grpc/UNAVAILABLE": before.get("grpc/UNAVAILABLE", 0) + 1})
     eventually(lambda: view_status(cluster, "shop", "errors").get("countsByKind") == want, timeout=40,
                what=f"one grpc/UNAVAILABLE counted (had {before})")

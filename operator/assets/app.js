@@ -46,11 +46,26 @@ function endpoint(ep) {
   return ep.name ? `${ep.namespace}/${ep.name}` : addr;
 }
 
+// What went wrong in a word or two; an entry with an error never reads as a success, even with a status.
+function errorLabel(e) {
+  if (e.grpc && e.error.type === "grpc") return `gRPC ${e.grpc.statusName || "no status"}`;
+  if (e.http2) return `${e.http2.frame} ${e.http2.errorCode}`;
+  if (e.tls) return `TLS ${e.tls.alert || "no ServerHello"}`;
+  if (e.dns) return e.error.type === "pair-not-found" ? "DNS timeout" : `DNS ${e.dns.rcodeName || "error"}`;
+  if (e.error.type === "pair-not-found") return e.error.msg.startsWith("late") ? "late response" : "half connection";
+  if (e.error.type === "dissection") return e.error.msg.startsWith("unexpected EOF") ? "unexpected EOF" : "parser error";
+  return e.error.type;
+}
+
 function statusOf(e) {
-  if (e.response) return { text: String(e.response.status), cls: e.response.status >= 500 ? "bad" : e.response.status >= 400 ? "warn" : "" };
   if (e.tcp) return { text: e.tcp.state + (e.tcp.reason ? ` (${e.tcp.reason})` : ""), cls: "bad" };
   if (e.icmp) return { text: `${e.icmp.typeName}/${e.icmp.codeName}`, cls: "bad" };
-  if (e.error) return { text: e.error.type, cls: "bad" };
+  if (e.error) {
+    const status = e.response && !e.dns ? `${e.response.status} · ` : "";
+    return { text: status + errorLabel(e), cls: "bad" };
+  }
+  if (e.dns) return { text: e.dns.rcodeName || "", cls: "" };
+  if (e.response) return { text: String(e.response.status), cls: e.response.status >= 500 ? "bad" : e.response.status >= 400 ? "warn" : "" };
   return { text: "", cls: "" };
 }
 
@@ -245,6 +260,17 @@ async function openDetail(id) {
     if (o) fact(dl, "original flow", `${o.protocol} ${endpoint(o.src)} → ${endpoint(o.dst)}`);
     if (e.icmp.mtu != null) fact(dl, "mtu", e.icmp.mtu);
   }
+  if (e.dns) {
+    fact(dl, "dns", `${e.dns.question.name} ${e.dns.question.type} (id ${e.dns.id})`);
+    fact(dl, "rcode", e.dns.rcodeName);
+    if (e.dns.answers && e.dns.answers.length) fact(dl, "answers", e.dns.answers.join(", "));
+  }
+  if (e.tls) fact(dl, "tls", [e.tls.sni, e.tls.version, e.tls.alert, e.tls.by && `by ${e.tls.by}`].filter(Boolean).join(", "));
+  if (e.grpc) {
+    fact(dl, "grpc", `${e.grpc.service}/${e.grpc.method}`);
+    if (e.grpc.statusName) fact(dl, "grpc status", `${e.grpc.status} ${e.grpc.statusName}` + (e.grpc.message ? `: ${e.grpc.message}` : ""));
+  }
+  if (e.http2) fact(dl, "http2", `${e.http2.frame} ${e.http2.errorCode} by ${e.http2.by} (stream ${e.http2.stream})`);
   if (e.request) fact(dl, "request", `${e.request.method} ${e.request.path}`);
   if (e.response) fact(dl, "response", `${e.response.status} ${e.response.statusText || ""}`);
   $("pcap").hidden = !e.pcap;
