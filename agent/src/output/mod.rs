@@ -118,6 +118,15 @@ impl Summary {
             stats.dns_untracked,
             stats.tls_broken,
         ));
+        lines.push(format!(
+            "{} HTTP/2 connections not dissected ({} streams lost), {} HTTP/2 gaps skipped, {} HTTP/2 streams over \
+             limits, {} HTTP/2 streams refused by GOAWAY",
+            stats.http2_broken,
+            stats.http2_lost_streams,
+            stats.http2_gaps_skipped,
+            stats.http2_over_limit,
+            stats.http2_refused_by_goaway,
+        ));
         for l in lines {
             // The summary is a courtesy: a closed stderr must not turn into a failure.
             let _ = writeln!(w, "{l}");
