@@ -156,11 +156,15 @@ pub struct Endpoint {
     /// Pod name, filled in by the operator when the entry arrives from a node; null offline.
     pub name: Option<String>,
     pub namespace: Option<String>,
+    /// The pod's workload as `Kind/name` (`Deployment/web`, `StatefulSet/db`, `DaemonSet/…`, `Job/…`,
+    /// `CronJob/…`; a pod without a controller: `Pod/<name>`), filled in by the operator; absent offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
 }
 
 impl Endpoint {
     pub fn new(ip: IpAddr, port: Option<u16>) -> Self {
-        Endpoint { ip, port, name: None, namespace: None }
+        Endpoint { ip, port, name: None, namespace: None, workload: None }
     }
 }
 

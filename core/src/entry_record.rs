@@ -163,6 +163,7 @@ fn endpoint<'a>(e: &'a Endpoint, rest: &[Seg]) -> Option<Value<'a>> {
         Some("port") => Some(e.port.map_or(Value::Null, |p| Value::Num(f64::from(p)))),
         Some("name") => Some(Value::from_opt_str(e.name.as_deref())),
         Some("namespace") => Some(Value::from_opt_str(e.namespace.as_deref())),
+        Some("workload") => Some(Value::from_opt_str(e.workload.as_deref())),
         _ => None,
     }
 }

@@ -189,6 +189,7 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
         Accepted::New(entries) => {
             let n = entries.len();
             ingest.views.observe(&entries);
+            ingest.metrics.entries.observe(&entries);
             ingest.metrics.entries_ingested.inc_by(n as u64);
             tracing::debug!(%tap, %node, entries = n, "batch accepted");
             answer(StatusCode::OK, format!("accepted {n}\n"))

@@ -7,6 +7,7 @@ mod clock;
 mod context;
 mod dashboard;
 mod error;
+mod error_metrics;
 mod errorview;
 mod events;
 mod http;
@@ -51,6 +52,10 @@ struct Args {
     /// Where agents reach this operator; by default its Service in its namespace.
     #[arg(long, env = "FAULTLINE_OPERATOR_URL")]
     operator_url: Option<String>,
+    /// Label sets per entry metric (`faultline_errors_total`, `faultline_requests_total`); past it, entries
+    /// are counted under an `other` series (and the capping is counted).
+    #[arg(long, env = "FAULTLINE_METRIC_SERIES", default_value_t = metrics::DEFAULT_MAX_SERIES)]
+    metric_series: usize,
     /// Recent entries kept in memory for ErrorViews.
     #[arg(long, default_value_t = 200_000)]
     store_capacity: usize,
@@ -124,7 +129,7 @@ async fn run(args: Args) -> Result<(), String> {
         _ => None,
     };
     let client = Client::try_default().await.map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
-    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics = Arc::new(metrics::Metrics::new(args.metric_series));
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -39,11 +39,26 @@ pub struct Metrics {
     pub entries_not_counted: Family<ReasonLabels, Counter>,
     /// ErrorView status writes put off to a later round by the write budget.
     pub status_writes_deferred: Counter,
+    /// The entries themselves: `faultline_errors_total`, `faultline_requests_total`.
+    pub entries: crate::error_metrics::ErrorMetrics,
 }
+
+/// Label sets per entry metric unless configured (`--metric-series`).
+pub const DEFAULT_MAX_SERIES: usize = 10_000;
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("faultline_operator");
+        Metrics::new(DEFAULT_MAX_SERIES)
+    }
+}
+
+impl Metrics {
+    pub fn new(max_series: usize) -> Metrics {
+        let mut root = Registry::default();
+        let entries = crate::error_metrics::ErrorMetrics::new(max_series);
+        entries.register_entries(root.sub_registry_with_prefix("faultline"));
+        let registry = root.sub_registry_with_prefix("faultline_operator");
+        entries.register_capped(registry);
         let reconciliations = Family::<ReconcileLabels, Counter>::default();
         registry.register("reconciliations", "Reconciliations by controller and result", reconciliations.clone());
         let reconcile_seconds = Histogram::new([0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
@@ -69,7 +84,7 @@ impl Default for Metrics {
             status_writes_deferred.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
             reconciliations,
             reconcile_seconds,
             leader,
@@ -78,6 +93,7 @@ impl Default for Metrics {
             ingest_refused,
             entries_not_counted,
             status_writes_deferred,
+            entries,
         }
     }
 }

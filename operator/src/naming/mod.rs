@@ -126,6 +126,7 @@ impl Names {
                 if let Some(p) = pod {
                     ep.name = Some(p.name);
                     ep.namespace = Some(p.namespace);
+                    ep.workload = Some(p.workload);
                 }
             }
             // The Service the client addressed: seen before DNAT (the agent kept the translated address),
@@ -224,7 +225,7 @@ mod tests {
     use faultline_core::Timestamp;
 
     fn pod(name: &str, ns: &str, node: &str) -> PodRef {
-        PodRef { name: name.into(), namespace: ns.into(), node: Some(node.into()) }
+        PodRef { name: name.into(), namespace: ns.into(), node: Some(node.into()), workload: format!("Pod/{name}") }
     }
 
     fn entry(src: &str, dst: &str, node: &str) -> Entry {

@@ -15,12 +15,39 @@ use kube::{Api, ResourceExt};
 
 use crate::tapconfig::build::TAPCONFIG_LABEL;
 
-/// A pod as far as entries care: its name, namespace and node.
+/// A pod as far as entries care: its name, namespace, node and workload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodRef {
     pub name: String,
     pub namespace: String,
     pub node: Option<String>,
+    /// `Kind/name` of what runs the pod (see `workload`).
+    pub workload: String,
+}
+
+/// The workload a pod belongs to, as `Kind/name`, from its controller (owner reference) alone — no
+/// further lookups: a ReplicaSet whose name is its Deployment's plus the pod's `pod-template-hash` is
+/// that Deployment; a Job named like a CronJob's run (`<cronjob>-<minutes since the epoch>`) is that
+/// CronJob. These names are what stays the same across rollouts and runs, unlike pod names.
+pub fn workload(p: &Pod) -> String {
+    let owner = p.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true));
+    let Some(o) = owner else { return format!("Pod/{}", p.name_any()) };
+    match o.kind.as_str() {
+        "ReplicaSet" => {
+            let hash = p.labels().get("pod-template-hash");
+            match hash.and_then(|h| o.name.strip_suffix(h.as_str())?.strip_suffix('-')) {
+                Some(deployment) if !deployment.is_empty() => format!("Deployment/{deployment}"),
+                _ => format!("ReplicaSet/{}", o.name),
+            }
+        }
+        "Job" => match o.name.rsplit_once('-') {
+            Some((cron, run)) if !cron.is_empty() && run.len() >= 8 && run.bytes().all(|b| b.is_ascii_digit()) => {
+                format!("CronJob/{cron}")
+            }
+            _ => format!("Job/{}", o.name),
+        },
+        kind => format!("{kind}/{}", o.name),
+    }
 }
 
 /// A Service: its name and namespace.
@@ -57,6 +84,7 @@ pub fn pod_entries(p: &Pod) -> Vec<(IpAddr, PodRef)> {
         name: p.name_any(),
         namespace: p.namespace().unwrap_or_default(),
         node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
+        workload: workload(p),
     };
     out.into_iter().map(|ip| (ip, r.clone())).collect()
 }
@@ -211,6 +239,27 @@ mod tests {
         by_place.apply("job", agent_entries(&done));
         assert!(!ips.read().expect("lock").contains_key(&ip), "finished: its address is someone else's now");
         assert!(!places.read().expect("lock").contains_key(&place), "a finished agent captures nothing");
+    }
+
+    #[test]
+    fn workloads_are_named_by_what_outlives_the_pod() {
+        let owned = |kind: &str, name: &str, hash: Option<&str>| -> Pod {
+            let mut labels = serde_json::Map::new();
+            if let Some(h) = hash {
+                labels.insert("pod-template-hash".into(), h.into());
+            }
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p", "namespace": "shop", "labels": labels, "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u", "controller": true}]},
+            }))
+            .expect("a pod")
+        };
+        assert_eq!(workload(&owned("ReplicaSet", "web-5d9c8b7f4", Some("5d9c8b7f4"))), "Deployment/web");
+        assert_eq!(workload(&owned("ReplicaSet", "web-5d9c8b7f4", None)), "ReplicaSet/web-5d9c8b7f4");
+        assert_eq!(workload(&owned("StatefulSet", "db", None)), "StatefulSet/db");
+        assert_eq!(workload(&owned("Job", "backup-29481230", None)), "CronJob/backup");
+        assert_eq!(workload(&owned("Job", "migrate", None)), "Job/migrate");
+        assert_eq!(workload(&pod("bare", "Running", "10.0.0.9")), "Pod/bare");
     }
 
     #[test]
