@@ -1,6 +1,6 @@
 //! Prometheus metrics of the operator, served on `/metrics`.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +18,18 @@ pub struct ReconcileLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
     pub kind: &'static str,
+}
+
+/// One node's capture under one TapConfig.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    pub tapconfig: String,
+    pub node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TapLabels {
+    pub tapconfig: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +53,16 @@ pub struct Metrics {
     pub status_writes_deferred: Counter,
     /// The entries themselves: `faultline_errors_total`, `faultline_requests_total`.
     pub entries: crate::error_metrics::ErrorMetrics,
+    /// Per node and TapConfig, as the agents last reported: the drop ratio over the last reports (what
+    /// `PacketLoss` compares with the threshold) and the packets received and dropped since the agent
+    /// started. Nodes forgotten are removed.
+    pub capture_drop_ratio: Family<NodeLabels, Gauge<f64, AtomicU64>>,
+    pub capture_received: Family<NodeLabels, Gauge<i64, AtomicI64>>,
+    pub capture_dropped: Family<NodeLabels, Gauge<i64, AtomicI64>>,
+    /// 1 while every agent of the TapConfig reports (its `AgentsReporting` condition), else 0.
+    pub agents_reporting: Family<TapLabels, Gauge<i64, AtomicI64>>,
+    /// The nodes whose capture gauges exist, per TapConfig: a node forgotten takes its series with it.
+    pub capture_nodes: std::sync::Mutex<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>>,
 }
 
 /// Label sets per entry metric unless configured (`--metric-series`).
@@ -56,7 +78,32 @@ impl Metrics {
     pub fn new(max_series: usize) -> Metrics {
         let mut root = Registry::default();
         let entries = crate::error_metrics::ErrorMetrics::new(max_series);
-        entries.register_entries(root.sub_registry_with_prefix("faultline"));
+        let faultline = root.sub_registry_with_prefix("faultline");
+        entries.register_entries(faultline);
+        let capture_drop_ratio = Family::<NodeLabels, Gauge<f64, AtomicU64>>::default();
+        faultline.register(
+            "capture_drop_ratio",
+            "Share of packets the node's capture dropped over the agent's last reports",
+            capture_drop_ratio.clone(),
+        );
+        let capture_received = Family::<NodeLabels, Gauge<i64, AtomicI64>>::default();
+        faultline.register(
+            "capture_packets_received",
+            "Packets the node's agent has seen since it started",
+            capture_received.clone(),
+        );
+        let capture_dropped = Family::<NodeLabels, Gauge<i64, AtomicI64>>::default();
+        faultline.register(
+            "capture_packets_dropped",
+            "Packets the node's capture dropped (kernel and queue) since the agent started",
+            capture_dropped.clone(),
+        );
+        let agents_reporting = Family::<TapLabels, Gauge<i64, AtomicI64>>::default();
+        faultline.register(
+            "agents_reporting",
+            "1 while every agent of the TapConfig reports (condition AgentsReporting), else 0",
+            agents_reporting.clone(),
+        );
         let registry = root.sub_registry_with_prefix("faultline_operator");
         entries.register_capped(registry);
         let reconciliations = Family::<ReconcileLabels, Counter>::default();
@@ -94,6 +141,11 @@ impl Metrics {
             entries_not_counted,
             status_writes_deferred,
             entries,
+            capture_drop_ratio,
+            capture_received,
+            capture_dropped,
+            agents_reporting,
+            capture_nodes: Default::default(),
         }
     }
 }

@@ -77,6 +77,7 @@ pub async fn run(
                 }
             }
             let status = node_status(&obj, &nodes, now);
+            export(&ctx.metrics, &tap, &status);
             let material = material(&status);
             let fresh = written.get(&tap).is_some_and(|(m, at)| *m == material && at.elapsed() < REFRESH);
             if fresh {
@@ -96,6 +97,34 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The capture statistics as gauges, from the status just computed (the forgotten nodes' series go).
+fn export(m: &crate::metrics::Metrics, tap: &str, status: &serde_json::Value) {
+    use crate::metrics::{NodeLabels, TapLabels};
+    let labels = |node: &str| NodeLabels { tapconfig: tap.to_owned(), node: node.to_owned() };
+    let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+    let now: BTreeSet<String> = nodes.iter().filter_map(|n| n["node"].as_str().map(str::to_owned)).collect();
+    if let Ok(mut known) = m.capture_nodes.lock() {
+        let before = known.remove(tap).unwrap_or_default();
+        for gone in before.difference(&now) {
+            m.capture_drop_ratio.remove(&labels(gone));
+            m.capture_received.remove(&labels(gone));
+            m.capture_dropped.remove(&labels(gone));
+        }
+        known.insert(tap.to_owned(), now);
+    }
+    for n in &nodes {
+        let Some(node) = n["node"].as_str() else { continue };
+        m.capture_drop_ratio.get_or_create(&labels(node)).set(n["dropRatio"].as_f64().unwrap_or(0.0));
+        m.capture_received.get_or_create(&labels(node)).set(n["received"].as_i64().unwrap_or(0));
+        m.capture_dropped.get_or_create(&labels(node)).set(n["dropped"].as_i64().unwrap_or(0));
+    }
+    let reporting = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "AgentsReporting"))
+        .is_some_and(|c| c["status"] == "True");
+    m.agents_reporting.get_or_create(&TapLabels { tapconfig: tap.to_owned() }).set(i64::from(reporting));
 }
 
 fn silent(r: &NodeReport, now: Timestamp) -> bool {
@@ -240,6 +269,20 @@ mod tests {
         assert!(loss_began(&t, &lossy).is_some(), "an Event when loss begins");
         t.status = Some(serde_json::from_value(lossy.clone()).expect("status"));
         assert_eq!(loss_began(&t, &lossy), None, "not again while it lasts");
+    }
+
+    #[test]
+    fn capture_statistics_are_gauges_and_a_forgotten_node_takes_its_series() {
+        let m = crate::metrics::Metrics::default();
+        let both =
+            node_status(&tap(), &[("n1".into(), report(1000, 100, None)), ("n2".into(), report(10, 0, None))], T0);
+        export(&m, "default", &both);
+        let text = m.render();
+        assert!(text.contains(r#"faultline_capture_drop_ratio{tapconfig="default",node="n1"} 0.1"#), "{text}");
+        assert!(text.contains(r#"faultline_capture_packets_dropped{tapconfig="default",node="n1"} 100"#), "{text}");
+        assert!(text.contains(r#"faultline_agents_reporting{tapconfig="default"} 1"#), "{text}");
+        export(&m, "default", &node_status(&tap(), &[("n1".into(), report(1000, 100, None))], T0));
+        assert!(!m.render().contains(r#"node="n2""#), "n2 was forgotten");
     }
 
     #[test]
