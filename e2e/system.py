@@ -108,6 +108,64 @@ def grpc_calls(lab, client, server, port, *calls):
         srv.wait(timeout=10)
 
 
+def dns_servfail(lab, client, server, tmp_path):
+    """CoreDNS (built from its module) in pod `server` answers SERVFAIL for broken.test; pod `client` asks
+    through glibc's resolver (getent), which asks twice: one exchange, one error."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from processes import REPO, eventually
+    coredns = Path(subprocess.run([str(REPO / "e2e" / "build-coredns.sh")], capture_output=True, text=True,
+                                  check=True).stdout.strip().splitlines()[-1]) / "coredns"
+    (tmp_path / "Corefile").write_text(".:53 {\n    template ANY ANY broken.test {\n        rcode SERVFAIL\n    }\n}\n")
+    srv = subprocess.Popen(["ip", "netns", "exec", lab.pods[server][0], str(coredns), "-conf", str(tmp_path / "Corefile"),
+                            "-dns.port", "53"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    conf = Path("/etc/netns") / lab.pods[client][0]
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "resolv.conf").write_text(f"nameserver {PODS[server][3]}\noptions timeout:1 attempts:2\n")
+
+    def listening():
+        out = subprocess.run(["ip", "netns", "exec", lab.pods[server][0], "ss", "-lun"], capture_output=True,
+                             text=True, check=False).stdout
+        return ":53 " in out
+    try:
+        # CoreDNS takes a moment to listen; until then the query is refused by the kernel (ICMP port
+        # unreachable), which views would count too.
+        eventually(listening, timeout=20, what="CoreDNS listening")
+        r = subprocess.run(["ip", "netns", "exec", lab.pods[client][0], "getent", "ahostsv4", "broken.test."],
+                           capture_output=True, check=False)
+        assert r.returncode != 0, "broken.test must not resolve"
+    finally:
+        srv.terminate()
+        srv.wait(timeout=10)
+        os.unlink(conf / "resolv.conf")
+        conf.rmdir()
+
+
+def tls_without_server_hello(lab, client, server, port):
+    """`openssl s_client` in pod `client` to a server in pod `server` that reads the ClientHello and closes:
+    a handshake that failed with no ServerHello."""
+    import subprocess
+    import sys
+    closer = ("import socket, sys\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+              "s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(1); print('listening', flush=True)\n"
+              "c, _ = s.accept(); c.recv(4096); c.shutdown(socket.SHUT_WR)\n"
+              # Read until the client closes too: closing with its last bytes unread would be a reset.
+              "while c.recv(4096): pass\n"
+              "c.close()\n")
+    srv = subprocess.Popen(["ip", "netns", "exec", lab.pods[server][0], sys.executable, "-c", closer, str(port)],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "listening" in srv.stdout.readline()
+        r = subprocess.run(["ip", "netns", "exec", lab.pods[client][0], "openssl", "s_client", "-connect",
+                            f"{PODS[server][3]}:{port}", "-servername", "shop.test"], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=20)
+        assert r.returncode != 0
+    finally:
+        srv.wait(timeout=10)
+
+
 def make_errors(lab, sport_base):
     """From pod-a to pod-b: a refused connection, an HTTP 503, UDP to a closed port, a reset."""
     lab.traffic("a", "connect", PODS["b"][3], "81", "--sport", str(sport_base))

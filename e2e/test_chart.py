@@ -144,3 +144,22 @@ def test_pull_secrets_priority_class_cleanup_hook_and_port_names(helm):
     assert job["spec"]["template"]["spec"]["containers"][0]["args"][0] == "cleanup"
     svc = next(d for d in docs if d["kind"] == "Service")
     assert svc["spec"]["ports"][0]["name"] == "https" and svc["spec"]["ports"][0]["appProtocol"] == "https"
+
+
+def test_monitoring_objects_carry_the_tested_rules_and_board(helm):
+    """Off by default; on, the PrometheusRule holds exactly the rules promtool tests (test_metrics.py), the
+    dashboard ConfigMap exactly the board whose queries are run there, and the PodMonitor scrapes pods."""
+    import json
+    assert not [d for d in yaml.safe_load_all(render(helm)) if d and d["kind"] in ("PodMonitor", "PrometheusRule")]
+    docs = {d["kind"]: d for d in yaml.safe_load_all(render(
+        helm, "--set", "monitoring.podMonitor.enabled=true", "--set", "monitoring.prometheusRule.enabled=true",
+        "--set", "monitoring.grafanaDashboard.enabled=true", "--set", "monitoring.labels.release=kps")) if d}
+    rules = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    assert docs["PrometheusRule"]["spec"] == rules
+    assert docs["PrometheusRule"]["metadata"]["labels"]["release"] == "kps"
+    board = [d for d in yaml.safe_load_all(render(helm, "--set", "monitoring.grafanaDashboard.enabled=true"))
+             if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "faultline-grafana-dashboard"][0]
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(board["data"]["faultline.json"]) == json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    endpoint = docs["PodMonitor"]["spec"]["podMetricsEndpoints"][0]
+    assert (endpoint["port"], endpoint["scheme"], endpoint["path"]) == ("https", "https", "/metrics")

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from processes import INGEST_AUDIENCE, NAMESPACE, Agent, Operator, eventually, metric
-from system import DASHBOARD, PODS, grpc_calls, make_errors, start_agent_pod, view_status
+from system import DASHBOARD, PODS, dns_servfail, grpc_calls, make_errors, start_agent_pod, view_status
 
 def test_errors_reach_the_errorview_of_their_namespace(cluster, system):
     make_errors(system["lab"], 42000)
@@ -285,35 +285,8 @@ def test_an_error_storm_is_counted_in_full_with_bounded_api_writes(cluster, syst
 def test_a_dns_servfail_reaches_the_errorview_and_an_event(cluster, system, tmp_path):
     """CoreDNS in pod-b answers SERVFAIL; pod-a asks through glibc's resolver: the view counts one DNS error
     (glibc's retry from a new socket is the same exchange) and pod-b gets a DNSError Event."""
-    import os
-    from pathlib import Path
-
-    from processes import REPO
-
-    lab = system["lab"]
-    coredns = Path(subprocess.run([str(REPO / "e2e" / "build-coredns.sh")], capture_output=True, text=True,
-                                  check=True).stdout.strip().splitlines()[-1]) / "coredns"
-    (tmp_path / "Corefile").write_text(".:53 {\n    template ANY ANY broken.test {\n        rcode SERVFAIL\n    }\n}\n")
     before = view_status(cluster, "shop", "errors").get("countsByKind", {})
-    server = subprocess.Popen(["ip", "netns", "exec", lab.pods["b"][0], str(coredns), "-conf",
-                               str(tmp_path / "Corefile"), "-dns.port", "53"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    conf = Path("/etc/netns") / lab.pods["a"][0]
-    conf.mkdir(parents=True, exist_ok=True)
-    (conf / "resolv.conf").write_text(f"nameserver {PODS['b'][3]}\noptions timeout:1 attempts:2\n")
-    try:
-        def ask():
-            return subprocess.run(["ip", "netns", "exec", lab.pods["a"][0], "getent", "ahostsv4", "broken.test."],
-                                  capture_output=True, check=False).returncode
-        # CoreDNS takes a moment to listen; until then the query is refused by the kernel (ICMP port
-        # unreachable), which the view would count too.
-        eventually(lambda: _listening(lab), timeout=20, what="CoreDNS listening")
-        assert ask() != 0
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        os.unlink(conf / "resolv.conf")
-        conf.rmdir()
+    dns_servfail(system["lab"], "a", "b", tmp_path)
     want = dict(before, **{"dns/SERVFAIL": before.get("dns/SERVFAIL", 0) + 1})
     eventually(lambda: view_status(cluster, "shop", "errors").get("countsByKind") == want, timeout=40,
                what=f"one dns/SERVFAIL counted (had {before})")
@@ -339,10 +312,3 @@ def test_a_grpc_unavailable_reaches_the_errorview_and_an_event(cluster, system):
         return [e for e in evs["items"] if e["reason"] == "GRPCError"]
     [event] = eventually(grpc_events, timeout=40, what="a GRPCError Event on pod-b")
     assert "UNAVAILABLE" in event["message"] and "Checkout" in event["message"], event["message"]
-
-
-def _listening(lab):
-    """Whether something listens on UDP port 53 in pod-b's namespace."""
-    out = subprocess.run(["ip", "netns", "exec", lab.pods["b"][0], "ss", "-lun"], capture_output=True, text=True,
-                         check=False).stdout
-    return ":53 " in out
