@@ -34,6 +34,9 @@ pub struct Counters {
     pub engine_beat: AtomicU64,
     pub capture_beat: AtomicU64,
     backend_note: Mutex<Option<String>>,
+    /// Every counter the engine keeps (what its dissectors dropped on purpose, gaps skipped, copies,
+    /// …), as last published by the engine thread: served whole so that no loss is silent on a live node.
+    engine: Mutex<faultline_core::Stats>,
 }
 
 /// How long a thread may go without a beat before the agent is not alive.
@@ -64,6 +67,12 @@ impl Counters {
             }
         }
         Ok(())
+    }
+
+    pub fn set_engine_stats(&self, s: &faultline_core::Stats) {
+        if let Ok(mut g) = self.engine.lock() {
+            g.clone_from(s);
+        }
     }
 
     pub fn set_backend_note(&self, note: Option<String>) {
@@ -138,6 +147,19 @@ impl Counters {
         );
         metric("outbox_entries", "gauge", "Entries waiting to be sent.", outbox_entries as u64);
         metric("outbox_bytes", "gauge", "Memory held by entries waiting to be sent.", outbox_bytes as u64);
+        // The engine's own counters, one series each, named as in analyze's summary JSON.
+        let engine = self.engine.lock().ok().and_then(|s| serde_json::to_value(&*s).ok());
+        if let Some(serde_json::Value::Object(fields)) = engine {
+            out.push_str(
+                "# HELP faultline_agent_engine_events_total What the engine counted, by counter (packets, \
+                 dissector losses, copies, ...).\n# TYPE faultline_agent_engine_events_total counter\n",
+            );
+            for (name, v) in fields {
+                if let Some(v) = v.as_u64() {
+                    out.push_str(&format!("faultline_agent_engine_events_total{{counter=\"{name}\"}} {v}\n"));
+                }
+            }
+        }
         out
     }
 }
@@ -145,6 +167,18 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_engine_counter_is_served() {
+        let c = Counters::default();
+        c.set_engine_stats(&faultline_core::Stats { http2_lost_streams: 3, tls_broken: 2, ..Default::default() });
+        let text = c.render(0, 0);
+        assert!(text.contains("faultline_agent_engine_events_total{counter=\"http2LostStreams\"} 3\n"), "{text}");
+        assert!(text.contains("faultline_agent_engine_events_total{counter=\"tlsBroken\"} 2\n"));
+        let fields = serde_json::to_value(faultline_core::Stats::default()).expect("json");
+        let n = fields.as_object().map_or(0, |o| o.len());
+        assert_eq!(text.matches("faultline_agent_engine_events_total{").count(), n, "one series per counter");
+    }
 
     #[test]
     fn alive_only_while_both_threads_beat() {

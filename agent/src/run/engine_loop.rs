@@ -218,6 +218,7 @@ fn publish_stats(engine: &Engine, published: &mut faultline_core::Stats, counter
     counters.add(&counters.streams_timed_out, s.streams_timed_out - published.streams_timed_out);
     counters.add(&counters.missed_bytes, s.missed_bytes - published.missed_bytes);
     counters.flows.store(engine.flow_count() as u64, Ordering::Relaxed);
+    counters.set_engine_stats(s);
     *published = s.clone();
 }
 

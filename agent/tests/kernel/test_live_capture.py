@@ -14,9 +14,13 @@ from netlab import SERVER4, Lab, analyzer_binary
 
 
 def metrics(lab, port):
+    """The agent's metrics by name; the engine's counters as `engine.<counter>`."""
     code = f"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
     out = lab.ns(lab.c, sys.executable, "-c", code, capture=True, check=False).stdout
-    return {m[1]: float(m[2]) for m in re.finditer(r"^faultline_agent_(\w+) ([\d.e+]+)$", out, re.M)}
+    got = {m[1]: float(m[2]) for m in re.finditer(r"^faultline_agent_(\w+) ([\d.e+]+)$", out, re.M)}
+    got.update({f"engine.{m[1]}": float(m[2]) for m in re.finditer(
+        r'^faultline_agent_engine_events_total\{counter="(\w+)"\} (\d+)$', out, re.M)})
+    return got
 
 
 @pytest.mark.parametrize("backend", ["afpacket", "libpcap"])
@@ -48,6 +52,8 @@ def test_live_capture_with_a_kernel_filter(backend, tmp_path):
             assert m["entries_total"] == 1, m
             assert m["packets_received_total"] == 2, m
             assert m["kernel_dropped_total"] == 0 and m["queue_dropped_total"] == 0, m
+            # The engine's own counters are served too: it handled the two segments the filter let through.
+            assert m["engine.packets"] == 2 and m["engine.tcpSegments"] == 2, m
         finally:
             agent.terminate()
             assert agent.wait(timeout=15) == 0, "the agent stops cleanly on SIGTERM, even on an idle link"
