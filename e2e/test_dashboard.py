@@ -4,6 +4,7 @@ driven by Playwright), leaving a screenshot in target/e2e-artifacts."""
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -236,5 +237,125 @@ def test_the_page_in_a_real_browser(system, traffic):
                 assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
                 page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"))
             assert sizes["wall"] >= 1.8 * sizes["laptop"], sizes
+        finally:
+            browser.close()
+
+
+def test_the_wall_screen_counts_what_the_api_counts_and_clicks_narrow_the_query(system, traffic):
+    """The wall view: errors per minute by kind (the bars and the legend add up to the API's counts), the
+    top failing pairs, at a laptop's, a desktop's and a wall screen's size; clicking a kind or a pair narrows
+    the KFL query, the URL and the table to it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    port = system["operator"].port
+    want = get(port, "/api/overview?minutes=15&q=" + urllib.parse.quote(DASHBOARD), ADMIN_TOKEN)[1]
+    assert want["kinds"] == entries(port, DASHBOARD)[1]["counts"], "every entry here is of the last 15 minutes"
+    assert want["total"] == sum(want["kinds"].values()) and want["pairs"]
+    url = f"http://127.0.0.1:{port}/?q={urllib.parse.quote(DASHBOARD)}&view=wall"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        try:
+            page.goto(url + "#token=" + ADMIN_TOKEN)
+            expect(page.locator("#overview")).to_be_visible()
+            expect(page.locator("#legend li")).to_have_count(len(want["kinds"]))
+            for kind, n in want["kinds"].items():
+                expect(page.locator(f'#legend li[data-kind="{kind}"] .n')).to_have_text(str(n))
+            bars = page.evaluate("() => [...document.querySelectorAll('#chart rect')]"
+                                 ".map(r => [r.dataset.kind, Number(r.dataset.count)])")
+            sums = {}
+            for kind, n in bars:
+                sums[kind] = sums.get(kind, 0) + n
+            assert sums == want["kinds"], (sums, want["kinds"])
+            for name, (w, h) in {"laptop": (1280, 800), "desktop": (1920, 1080), "wall": (3840, 2160)}.items():
+                page.set_viewport_size({"width": w, "height": h})
+                expect(page.locator("#pairs li").first).to_be_visible()
+                fits = page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+                assert fits, name
+                page.screenshot(path=str(ARTIFACTS / f"dashboard-wall-view-{name}.png"))
+
+            # A kind narrows the query (and the URL, and the table) to it.
+            page.locator('#legend li[data-kind="tcp/SynSent"]').click()
+            narrowed = f'({DASHBOARD}) and kind == "tcp/SynSent"'
+            expect(page.locator("#q")).to_have_value(narrowed)
+            assert urllib.parse.unquote(page.url).endswith(f"?q={narrowed}&view=wall"), page.url
+            expect(page.locator("#entries tbody tr")).to_have_count(entries(port, narrowed)[1]["total"])
+            expect(page.locator("#legend li")).to_have_count(1)
+
+            # So does a pair.
+            page.goto(url)
+            first = page.locator("#pairs li").first
+            pair_query, count = first.get_attribute("data-query"), int(first.locator(".n").inner_text())
+            assert pair_query == want["pairs"][0]["query"] and count == want["pairs"][0]["count"]
+            first.click()
+            expect(page.locator("#q")).to_have_value(f"({DASHBOARD}) and {pair_query}")
+            expect(page.locator("#entries tbody tr")).to_have_count(count)
+        finally:
+            browser.close()
+
+
+def test_long_names_codes_and_paths_never_make_the_page_scroll_sideways(cluster, system, traffic):
+    """A pod with a 200-character name, an ICMP CommunicationAdministrativelyProhibited, a 400-byte path: at a
+    laptop's, a desktop's and a wall screen's size the page and the table fit the width, long text is cut
+    with its whole in the cell's title, and the errors read as errors. (Runs last: pod-c's address is given
+    to the long-named pod.)"""
+    import subprocess
+
+    from playwright.sync_api import expect, sync_playwright
+
+    lab, port = system["lab"], system["operator"].port
+    long_name = "checkout-" + "very-long-" * 19 + "x"
+    ns_c, ip_c = PODS["c"][0], PODS["c"][3]
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": long_name, "namespace": ns_c},
+        "spec": {"nodeName": "node-b", "containers": [{"name": "app", "image": "example/app"}]}}))
+    cluster.kubectl("-n", ns_c, "patch", "pod", long_name, "--subresource=status", "--type=merge", "-p",
+                    json.dumps({"status": {"phase": "Running", "podIP": ip_c, "podIPs": [{"ip": ip_c}]}}))
+    time.sleep(2)  # the operator's pod watch
+    pod_d = lab.pods["d"][0]
+    rule = ["INPUT", "-p", "tcp", "--dport", "86", "-j", "REJECT", "--reject-with", "icmp-admin-prohibited"]
+    subprocess.run(["ip", "netns", "exec", pod_d, "iptables", "-I", *rule], check=True)
+    try:
+        lab.traffic("c", "connect", PODS["d"][3], "86", "--sport", "43200")
+    finally:
+        subprocess.run(["ip", "netns", "exec", pod_d, "iptables", "-D", *rule], check=True)
+    srv = lab.server("d", "serve", "8086", "error")
+    path = "/api/" + "segment/" * 50
+    lab.traffic("c", "connect", PODS["d"][3], "8086", "--sport", "43201", "--send",
+                f"GET {path} HTTP/1.1\\r\\nHost: other\\r\\n\\r\\n", "--wait", "0.5")
+    srv.wait(timeout=5)
+    q = f'src.name == "{long_name}" or dst.name == "{long_name}"'
+    eventually(lambda: entries(port, q)[1]["total"] >= 3, timeout=40, what="the long-named pod's errors")
+
+    url = f"http://127.0.0.1:{port}/?q=" + urllib.parse.quote(q)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        try:
+            page.goto(url + "#token=" + ADMIN_TOKEN)
+            for name, (w, h) in {"laptop": (1280, 800), "desktop": (1920, 1080), "wall": (3840, 2160)}.items():
+                page.set_viewport_size({"width": w, "height": h})
+                page.goto(url)
+                rows = page.locator("#entries tbody tr")
+                expect(rows).to_have_count(entries(port, q)[1]["total"])
+                fits = page.evaluate("""() => {
+                    const wrap = document.getElementById("table-wrap");
+                    return [document.documentElement.scrollWidth <= window.innerWidth,
+                            wrap.scrollWidth <= wrap.clientWidth + 1];
+                }""")
+                assert fits == [True, True], f"{name}: page, table fit: {fits}"
+                icmp = rows.filter(has_text="CommunicationAdministrativelyProhibited")
+                expect(icmp).to_have_count(1)
+                status = icmp.locator("td").nth(4)
+                assert status.get_attribute("title") == "DestinationUnreachable/CommunicationAdministrativelyProhibited"
+                assert "bad" in status.get_attribute("class")
+                ends = icmp.locator("td").nth(3).get_attribute("title")
+                assert long_name in ends, ends
+                http = rows.filter(has_text="503")
+                expect(http.first).to_be_visible()
+                # The summary column is on screen, right of the status, not pushed off it.
+                box = http.first.locator("td.summary").bounding_box()
+                assert box and box["x"] + min(box["width"], 50) <= w, (name, box)
+                page.screenshot(path=str(ARTIFACTS / f"dashboard-long-{name}.png"))
         finally:
             browser.close()

@@ -6,6 +6,7 @@ mod copies;
 pub mod dns;
 pub mod engine;
 pub mod entry;
+pub mod entry_kind;
 mod entry_record;
 mod flow;
 pub mod headers;

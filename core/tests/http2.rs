@@ -353,6 +353,8 @@ fn kfl_selects_grpc_and_http2_fields() {
     assert_eq!(count("http"), 0);
     assert_eq!(count(r#"grpc.statusName == "UNAVAILABLE" and grpc.service == "shop.Cart""#), 1);
     assert_eq!(count("grpc.status == 14"), 1);
+    assert_eq!(count(r#"kind == "grpc/UNAVAILABLE""#), 1, "the kind, as ErrorViews count it");
+    assert_eq!(count(r#"kind == "http2/REFUSED_STREAM""#), 1);
     assert_eq!(count(r#"http2.errorCode == "REFUSED_STREAM" and error.type == "http2""#), 1);
     assert_eq!(count("response.status > 400 or error or icmp or tcp"), 2, "both are errors on the dashboard");
 }

@@ -46,6 +46,7 @@ fn evaluation_does_not_allocate() {
         r#"request.path == r"^/api/v[0-9]+/""#,
         r#"src.ip.startsWith("2001:db8:") and dst.ip == "10.0.2.7""#,
         r#"timestamp >= "2026-11-27T00:00:00Z" and elapsedTime < 10"#,
+        r#"kind == "http/5xx" or kind.startsWith("tcp/")"#,
         "src.port == r\"^431\"",
     ]
     .iter()

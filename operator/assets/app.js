@@ -7,7 +7,9 @@ const MAX_ROWS = 500;
 const TOKEN_KEY = "faultline.token";
 const $ = (id) => document.getElementById(id);
 
-const state = { query: "", counts: {}, total: 0, stream: null, selected: null };
+const state = { query: "", counts: {}, total: 0, stream: null, selected: null, wall: false, overviewTimer: null };
+const OVERVIEW_MINUTES = 15;
+const OVERVIEW_EVERY_MS = 5000;
 
 // ---- access -------------------------------------------------------------------------------------------
 
@@ -69,9 +71,10 @@ function statusOf(e) {
   return { text: "", cls: "" };
 }
 
-function cell(text, cls) {
+function cell(text, cls, full) {
   const td = document.createElement("td");
   td.textContent = text;
+  td.title = full || text;  // cut with an ellipsis when long: the whole text on hover
   if (cls) td.className = cls;
   return td;
 }
@@ -81,8 +84,8 @@ function row(e, fresh) {
   tr.dataset.id = e.id;
   if (fresh) tr.className = "fresh";
   const st = statusOf(e);
-  const time = e.timestamp.replace("T", " ").replace(/\.(\d{3})\d*Z$/, ".$1");
-  tr.append(cell(time), cell(e.node || ""), cell(e.protocol), cell(`${endpoint(e.src)} → ${endpoint(e.dst)}`),
+  const time = e.timestamp.replace(/^.*T/, "").replace(/\.(\d{3})\d*Z$/, ".$1");
+  tr.append(cell(time, "", e.timestamp), cell(e.node || ""), cell(e.protocol), cell(`${endpoint(e.src)} → ${endpoint(e.dst)}`),
             cell(st.text, st.cls), cell(e.summary, "summary"));
   tr.addEventListener("click", () => openDetail(e.id));
   return tr;
@@ -101,6 +104,8 @@ function renderCounts() {
     c.className = "n";
     c.textContent = n;
     li.append(k, c);
+    li.title = `show only ${kind}`;
+    li.addEventListener("click", () => refine(`kind == ${JSON.stringify(kind)}`));
     ul.append(li);
   }
   $("total").textContent = `(${state.total})`;
@@ -291,22 +296,138 @@ async function downloadPcap() {
   URL.revokeObjectURL(a.href);
 }
 
+// ---- the wall screen: errors over time by kind, the top failing pairs ------------------------------------
+
+// A colour per kind, the same on every refresh (a hash of the name into a palette).
+const PALETTE = ["#ff6b6b", "#f4b942", "#58a6ff", "#5ccf8a", "#c678dd", "#56b6c2", "#e5c07b", "#ff9e64",
+                 "#9ece6a", "#7aa2f7", "#f7768e", "#bb9af7"];
+function colour(kind) {
+  let h = 0;
+  for (const ch of kind) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+  return PALETTE[h % PALETTE.length];
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  return el;
+}
+
+function renderOverview(o) {
+  // Stacked bars, one per minute; the tallest minute fills the height.
+  const w = 100, h = 40, n = o.buckets.length;
+  const max = Math.max(1, ...o.buckets.map((b) => Object.values(b.counts).reduce((a, c) => a + c, 0)));
+  const chart = svg("svg", { viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: "none", role: "img",
+                             "aria-label": `errors per minute, last ${n} minutes` });
+  o.buckets.forEach((b, i) => {
+    let y = h;
+    for (const [kind, c] of Object.entries(b.counts)) {
+      const bh = (c / max) * h;
+      y -= bh;
+      const rect = svg("rect", { x: (i * w) / n + 0.1, y, width: w / n - 0.2, height: bh, fill: colour(kind) });
+      rect.dataset.kind = kind;
+      rect.dataset.count = c;
+      const title = svg("title", {});
+      title.textContent = `${b.start.slice(11, 16)} ${kind}: ${c}`;
+      rect.append(title);
+      chart.append(rect);
+    }
+  });
+  $("chart").replaceChildren(chart);
+  const legend = $("legend");
+  legend.replaceChildren();
+  for (const [kind, c] of Object.entries(o.kinds).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))) {
+    const li = document.createElement("li");
+    li.dataset.kind = kind;
+    li.title = `show only ${kind}`;
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.background = colour(kind);
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = kind;
+    const count = document.createElement("span");
+    count.className = "n";
+    count.textContent = c;
+    li.append(sw, name, count);
+    li.addEventListener("click", () => refine(`kind == ${JSON.stringify(kind)}`));
+    legend.append(li);
+  }
+  $("overview-total").textContent = `— ${o.total} in the last ${n} minutes`;
+  const pairs = $("pairs");
+  pairs.replaceChildren();
+  for (const p of o.pairs) {
+    const li = document.createElement("li");
+    li.dataset.query = p.query;
+    const text = document.createElement("span");
+    text.className = "name";
+    text.textContent = `${p.source} → ${p.destination}`;
+    text.title = text.textContent;
+    const count = document.createElement("span");
+    count.className = "n";
+    count.textContent = p.count;
+    li.append(text, count);
+    li.addEventListener("click", () => refine(p.query));
+    pairs.append(li);
+  }
+}
+
+async function loadOverview() {
+  if (!state.wall) return;
+  const r = await api(`/api/overview?minutes=${OVERVIEW_MINUTES}&q=${encodeURIComponent(state.query)}`);
+  if (r.status === 200) renderOverview(r.body);
+}
+
+function showView() {
+  document.body.classList.toggle("wall", state.wall);
+  $("overview").hidden = !state.wall;
+  $("wall-toggle").textContent = state.wall ? "Table" : "Wall";
+  clearInterval(state.overviewTimer);
+  if (state.wall) {
+    loadOverview();
+    state.overviewTimer = setInterval(loadOverview, OVERVIEW_EVERY_MS);
+  }
+}
+
 // ---- wiring --------------------------------------------------------------------------------------------
+
+function urlFor(q, wall) {
+  const p = new URLSearchParams();
+  if (q) p.set("q", q);
+  if (wall) p.set("view", "wall");
+  const s = p.toString().replace(/\+/g, "%20");
+  return s ? "/?" + s : "/";
+}
 
 function apply(q) {
   state.query = q.trim();
-  const url = state.query ? "/?q=" + encodeURIComponent(state.query) : "/";
+  const url = urlFor(state.query, state.wall);
   if (location.pathname + location.search !== url) history.pushState(null, "", url);
   load();
+  loadOverview();
+}
+
+// Narrows the current query with `expr` (a clicked count or pair).
+function refine(expr) {
+  apply(state.query ? `(${state.query}) and ${expr}` : expr);
 }
 
 function fromUrl() {
-  state.query = new URLSearchParams(location.search).get("q") || "";
+  const p = new URLSearchParams(location.search);
+  state.query = p.get("q") || "";
+  state.wall = p.get("view") === "wall";
+  showView();
   load();
 }
 
 $("query-form").addEventListener("submit", (ev) => { ev.preventDefault(); apply($("q").value); });
 $("close-detail").addEventListener("click", () => { $("detail").hidden = true; });
+$("wall-toggle").addEventListener("click", () => {
+  state.wall = !state.wall;
+  history.pushState(null, "", urlFor(state.query, state.wall));
+  showView();
+});
 $("pcap").addEventListener("click", downloadPcap);
 $("sign-in").addEventListener("click", () => $("token-dialog").showModal());
 $("token-form").addEventListener("submit", (ev) => {

@@ -92,13 +92,17 @@ fn bad_query(e: ParseError) -> Response {
 
 /// What every query endpoint starts with: the query (a bad one is the caller's 400, checked first so
 /// that it costs no review) and who is asking.
-async fn query_and_viewer(a: &Dashboard, q: &str, headers: &HeaderMap) -> Result<(Option<Query>, Viewer), Response> {
+pub(super) async fn query_and_viewer(
+    a: &Dashboard,
+    q: &str,
+    headers: &HeaderMap,
+) -> Result<(Option<Query>, Viewer), Response> {
     let query = parse(q).map_err(bad_query)?;
     let viewer = a.access.viewer(headers).await.map_err(IntoResponse::into_response)?;
     Ok((query, viewer))
 }
 
-fn matches(q: &Option<Query>, scope: &Scope, e: &Entry) -> bool {
+pub(super) fn matches(q: &Option<Query>, scope: &Scope, e: &Entry) -> bool {
     scope.sees(e) && q.as_ref().is_none_or(|q| q.matches(e))
 }
 

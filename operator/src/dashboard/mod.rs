@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod api;
+pub mod overview;
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -30,6 +31,7 @@ pub fn router(dashboard: Dashboard) -> Router {
         .route("/api/entries/stream", get(api::stream))
         .route("/api/entries/{id}", get(api::one))
         .route("/api/errorviews", get(api::errorviews))
+        .route("/api/overview", get(overview::handle))
         .with_state(dashboard)
 }
 

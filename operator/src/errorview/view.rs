@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use faultline_core::entry::{Entry, ErrorType, Kind};
+use faultline_core::entry::Entry;
 use faultline_core::Timestamp;
 use faultline_crds::{Bucket, ErrorView, ErrorViewStatus, PairCount, Sample};
 use faultline_kfl::{ParseError, Query};
@@ -161,40 +161,7 @@ pub fn visible(e: &Entry, namespace: &str, cluster_wide: bool) -> bool {
 
 /// The kind an entry is counted under: TCP state, ICMP type, dissection, half connection, HTTP class.
 pub fn kind_of(e: &Entry) -> String {
-    if let Some(t) = &e.tls {
-        return format!("tls/{}", t.alert.as_deref().unwrap_or("no-server-hello"));
-    }
-    if let Some(d) = &e.dns {
-        return match (&e.error, &d.rcode_name) {
-            (Some(err), _) if err.kind == ErrorType::PairNotFound => "dns/timeout".into(),
-            // Answered fine, but only after the client asked again.
-            (Some(_), Some(rcode)) if rcode == "NOERROR" => "dns/retransmitted".into(),
-            (_, Some(rcode)) => format!("dns/{rcode}"),
-            (_, None) => "dns".into(),
-        };
-    }
-    if let (Some(err), Some(g)) = (&e.error, &e.grpc) {
-        if err.kind == ErrorType::Grpc {
-            return format!("grpc/{}", g.status_name.as_deref().unwrap_or("no-status"));
-        }
-    }
-    if let Some(h) = &e.http2 {
-        return format!("http2/{}", h.error_code);
-    }
-    match e.kind() {
-        Kind::Tcp(state) => format!("tcp/{}", state.as_str()),
-        Kind::Icmp(type_name) => format!("icmp/{type_name}"),
-        Kind::Error(ErrorType::PairNotFound) => "half-connection".into(),
-        Kind::Error(ErrorType::Dissection) => "dissection".into(),
-        Kind::Error(ErrorType::Timeout) => "stream-timeout".into(),
-        Kind::Error(ErrorType::Connection) => "connection".into(),
-        Kind::Error(ErrorType::Dns) => "dns".into(),
-        Kind::Error(ErrorType::Tls) => "tls".into(),
-        Kind::Error(ErrorType::Grpc) => "grpc".into(),
-        Kind::Error(ErrorType::Http2) => "http2".into(),
-        Kind::Response(status) => format!("{}/{}xx", e.protocol.as_str(), status / 100),
-        Kind::Other => e.protocol.as_str().to_owned(),
-    }
+    faultline_core::entry_kind::KindLabel(e).to_string()
 }
 
 /// A pod as `namespace/name`; anything else by its address alone — an ephemeral port would make every

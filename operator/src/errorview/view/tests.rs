@@ -1,4 +1,4 @@
-use faultline_core::entry::{Endpoint, EntryError, Protocol, Response, Side, TcpInfo, TcpState};
+use faultline_core::entry::{Endpoint, EntryError, ErrorType, Protocol, Response, Side, TcpInfo, TcpState};
 
 use super::*;
 
