@@ -189,6 +189,7 @@ def test_the_page_in_a_real_browser(system, traffic):
             expect(page.locator("#detail")).to_be_visible()
             facts = page.locator("#detail-facts").inner_text()
             assert "GET /checkout" in facts and "503" in facts and "shop/pod-b" in facts, facts
+            assert "Pod/pod-a → Pod/pod-b" in facts, facts
 
             # A gRPC call that failed answered with HTTP 200: the row reads as the failure it is, and the
             # detail names the call and its status.

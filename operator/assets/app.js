@@ -256,6 +256,7 @@ async function openDetail(id) {
   fact(dl, "node", e.node);
   fact(dl, "source", endpoint(e.src));
   fact(dl, "destination", endpoint(e.dst));
+  if (e.src.workload || e.dst.workload) fact(dl, "workloads", `${e.src.workload || "—"} → ${e.dst.workload || "—"}`);
   fact(dl, "elapsed", `${e.elapsedTime} ms`);
   if (e.error) fact(dl, "error", `${e.error.type}: ${e.error.msg}`);
   if (e.tcp) fact(dl, "tcp", [e.tcp.state, e.tcp.reason, e.tcp.by && `by ${e.tcp.by}`].filter(Boolean).join(", "));
