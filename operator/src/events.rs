@@ -113,7 +113,7 @@ impl Events {
                        "name": view.name_any(), "uid": view.uid()}),
             ),
         };
-        let note = format!("{}{} (ErrorView {})", summary(e), workloads(e), view.name_any());
+        let note = format!("{} (ErrorView {})", summary(e), view.name_any());
         self.record(key, regarding, note);
     }
 
@@ -326,15 +326,6 @@ enum Written {
     Gone,
 }
 
-/// ` [Deployment/client -> Deployment/web]` when the operator knows either end's workload (pod names
-/// change with every rollout; these do not).
-fn workloads(e: &Entry) -> String {
-    match (&e.src.workload, &e.dst.workload) {
-        (None, None) => String::new(),
-        (s, d) => format!(" [{} -> {}]", s.as_deref().unwrap_or("-"), d.as_deref().unwrap_or("-")),
-    }
-}
-
 /// The Event's name: the object's name and a digest of the series. Names are at most 253 characters,
 /// and an object's name may be that long itself: it is cut to leave room for the digest.
 fn event_name(key: &Key) -> String {
@@ -496,20 +487,6 @@ mod tests {
         evict_oldest(&mut m);
         assert_eq!(m.len(), 1500);
         assert!(m.keys().all(|k| k.name.trim_start_matches('p').parse::<u64>().expect("n") >= 100), "the oldest went");
-    }
-
-    #[test]
-    fn notes_name_the_workloads_when_known() {
-        use faultline_core::entry::{Endpoint, Protocol};
-        let ep = |ip: &str, w: Option<&str>| Endpoint {
-            workload: w.map(str::to_owned),
-            ..Endpoint::new(ip.parse().expect("ip"), Some(80))
-        };
-        let mut e = Entry::new(Protocol::Tcp, faultline_core::Timestamp(0), ep("10.0.0.1", None), ep("10.0.0.2", None));
-        assert_eq!(workloads(&e), "");
-        e.src.workload = Some("Deployment/client".into());
-        e.dst.workload = Some("StatefulSet/db".into());
-        assert_eq!(workloads(&e), " [Deployment/client -> StatefulSet/db]");
     }
 
     #[test]

@@ -207,7 +207,23 @@ pub fn summary(e: &Entry) -> String {
         (Some(ns), Some(n)) => format!("{ns}/{n}"),
         _ => ep.to_string(),
     };
-    format!("{} {} -> {}{via}{req}: {what}", e.protocol.as_str(), named(&e.src), named(&e.dst))
+    format!("{} {} -> {}{}{via}{req}: {what}", e.protocol.as_str(), named(&e.src), named(&e.dst), workloads(e))
+}
+
+/// ` [Deployment/client -> StatefulSet/db]` when either end's workload says more than its pod name (pod
+/// names change with every rollout; workloads do not); nothing for bare pods and unknown ends.
+fn workloads(e: &Entry) -> String {
+    fn telling(ep: &faultline_core::entry::Endpoint) -> Option<&str> {
+        match (&ep.workload, &ep.name) {
+            (Some(w), Some(n)) if w.strip_prefix("Pod/") == Some(n.as_str()) => None,
+            (Some(w), _) => Some(w.as_str()),
+            (None, _) => None,
+        }
+    }
+    match (telling(&e.src), telling(&e.dst)) {
+        (None, None) => String::new(),
+        (s, d) => format!(" [{} -> {}]", s.unwrap_or("-"), d.unwrap_or("-")),
+    }
 }
 
 fn to_time(t: Timestamp) -> Time {

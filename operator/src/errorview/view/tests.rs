@@ -189,3 +189,27 @@ fn dns_entries_are_counted_by_their_code_and_named_for_events() {
     let line = summary(&dns_entry(Some(2), Some((ErrorType::Dns, "SERVFAIL for db A"))));
     assert!(line.contains("db.shop.svc.cluster.local A: SERVFAIL"), "{line}");
 }
+
+#[test]
+fn summaries_name_workloads_that_say_more_than_the_pod() {
+    let mut e = Entry::new(
+        Protocol::Tcp,
+        Timestamp(0),
+        ep("10.0.0.1", 40000, Some(("shop", "client-7d9f-x2"))),
+        ep("10.0.0.2", 80, Some(("shop", "db-0"))),
+    );
+    e.src.workload = Some("Deployment/client".into());
+    e.dst.workload = Some("StatefulSet/db".into());
+    assert!(
+        summary(&e).starts_with("tcp shop/client-7d9f-x2 -> shop/db-0 [Deployment/client -> StatefulSet/db]"),
+        "{}",
+        summary(&e)
+    );
+    e.src.workload = Some("Pod/client-7d9f-x2".into());
+    e.dst.workload = None;
+    assert!(
+        summary(&e).starts_with("tcp shop/client-7d9f-x2 -> shop/db-0:"),
+        "a bare pod says nothing more: {}",
+        summary(&e)
+    );
+}
