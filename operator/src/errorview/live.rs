@@ -64,7 +64,8 @@ impl Views {
 
     /// Follows the ErrorViews as they are now: new ones start (from their status, or afresh with what the
     /// store holds), deleted ones go, a changed spec keeps its counts unless the query or window changed.
-    /// Entries counted from the store are never published as Events: they were, or were before the view.
+    /// Entries counted from the store are published as Events only by a view no one has counted yet, and
+    /// only those since it was created: the others were published, or happened before the view.
     pub fn sync(&self, views: &[Arc<ErrorView>], store: &Store) {
         let Ok(mut m) = self.views.lock() else { return };
         m.retain(|uid, _| views.iter().any(|v| v.uid().as_deref() == Some(uid.as_str())));
@@ -89,8 +90,15 @@ impl Views {
             };
             let mut state = ViewState::resume(v);
             if fresh {
+                // A view no one has counted yet publishes what happened since it was created: entries can
+                // reach the store before the view reaches this map (its watch, then the next round), and
+                // the first errors after `kubectl apply` are the ones its author is waiting for.
+                let publish_since = (v.status.is_none() && v.spec.publish_events).then(|| created(v)).flatten();
                 for e in store.snapshot() {
-                    state.observe(&e, &namespace, cluster_wide, MAX_SAMPLES);
+                    let counted = state.observe(&e, &namespace, cluster_wide, MAX_SAMPLES);
+                    if counted && publish_since.is_some_and(|t| e.timestamp >= t) {
+                        self.events.record_for_view(v, &e);
+                    }
                 }
             }
             m.insert(uid, Live { view: v.clone(), namespace, cluster_wide, state });
@@ -123,6 +131,12 @@ impl Views {
             })
             .collect()
     }
+}
+
+/// When the view was created, as an entry timestamp.
+fn created(v: &ErrorView) -> Option<Timestamp> {
+    let t = v.metadata.creation_timestamp.as_ref()?;
+    u64::try_from(t.0.as_nanosecond()).ok().map(Timestamp)
 }
 
 #[cfg(test)]
@@ -189,6 +203,27 @@ mod tests {
         views.activate(&[Arc::new(written)], &store);
         assert_eq!(matched(&views), 7, "resumed from status, not recounted from the store");
         assert_eq!(ev.recorded(), 7, "no Event published again");
+    }
+
+    #[tokio::test]
+    async fn entries_that_reach_the_store_before_a_new_view_is_synced_are_still_published() {
+        let (store, ev) = (Store::new(1000), events());
+        let views = Views::new(ev.clone(), "faultline-system".into());
+        views.activate(&[], &store);
+        let before = entries(&store, 1, 2);
+        // The view is created after those two entries and before the next three, which arrive before
+        // the view is synced into the map (they are not observed live).
+        let created = Timestamp(before[0].timestamp.0 + 1);
+        let late = entries(&store, 2, 3);
+        views.observe(&late);
+        let mut v = (*view("tcp", true, 1)).clone();
+        v.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(created.0)).expect("time"),
+        ));
+        assert!(late.iter().all(|e| e.timestamp >= created), "the later entries are stamped after the view");
+        views.sync(&[Arc::new(v)], &store);
+        assert_eq!(matched(&views), 5, "counted, all of them");
+        assert_eq!(ev.recorded(), 3, "published: those that happened after the view was created");
     }
 
     #[tokio::test]
