@@ -196,12 +196,7 @@ impl Http2Dissector {
         }
         if dir.skip > 0 {
             let n = dir.skip.min(data.len() as u64);
-            dir.skip -= n;
-            let (stream, ends) = (dir.skip_stream, dir.skip_ends);
-            self.add_body(d, stream, n);
-            if self.dirs[d].skip == 0 && ends {
-                self.end_stream(d, stream, ts);
-            }
+            self.pass_data(d, n, ts);
             return Ok(n as usize);
         }
         if dir.discard > 0 {
@@ -424,6 +419,18 @@ impl Http2Dissector {
         Ok(())
     }
 
+    /// `n` bytes (seen or lost) of the DATA payload direction `d` is passing over; its stream ends with
+    /// the last of them if the frame said so.
+    fn pass_data(&mut self, d: usize, n: u64, ts: Timestamp) {
+        let dir = &mut self.dirs[d];
+        dir.skip -= n;
+        let (stream, ends, done) = (dir.skip_stream, dir.skip_ends, dir.skip == 0);
+        self.add_body(d, stream, n);
+        if done && ends {
+            self.end_stream(d, stream, ts);
+        }
+    }
+
     fn add_body(&mut self, d: usize, stream: u32, n: u64) {
         if let Some(s) = self.streams.get_mut(&stream) {
             match (d, s.response.as_mut()) {
@@ -442,20 +449,11 @@ impl Http2Dissector {
             }
             return;
         }
-        let Some(s) = self.streams.get(&stream) else { return };
-        if s.response.is_none() {
-            return;
+        if self.streams.get(&stream).is_some_and(|s| s.response.is_some()) {
+            if let Some(pair) = self.streams.remove(&stream).and_then(Stream::into_pair) {
+                self.outcomes.push(pair);
+            }
         }
-        let Some(s) = self.streams.remove(&stream) else { return };
-        let Some((resp_ts, response)) = s.response else { return };
-        self.outcomes.push(Http2Outcome::Pair {
-            req_ts: s.req_ts,
-            request: s.request,
-            resp_ts,
-            response,
-            grpc: s.grpc,
-            late: s.reported_missing,
-        });
     }
 
     fn reset(&mut self, from_client: bool, stream: u32, code: u32, ts: Timestamp) {
@@ -464,14 +462,7 @@ impl Http2Dissector {
         if code == 0 {
             // NO_ERROR: the sender is done with the stream, not failing it. An answer given is the pair.
             match s.response {
-                Some((resp_ts, response)) => self.outcomes.push(Http2Outcome::Pair {
-                    req_ts: s.req_ts,
-                    request: s.request,
-                    resp_ts,
-                    response,
-                    grpc: s.grpc,
-                    late: s.reported_missing,
-                }),
+                Some(_) => self.outcomes.extend(s.into_pair()),
                 None if s.reported_missing.is_none() => self.outcomes.push(Http2Outcome::Missing {
                     req_ts: s.req_ts,
                     request: s.request,
@@ -543,13 +534,8 @@ impl Http2Dissector {
         if dir.partial.is_empty() && dir.continuation.is_none() && dir.preface_left == 0 {
             if dir.skip >= len {
                 // Inside a DATA payload: nothing HPACK needs was lost.
-                dir.skip -= len;
-                let (stream, ends) = (dir.skip_stream, dir.skip_ends);
                 self.counters.gaps_skipped += 1;
-                self.add_body(d, stream, len);
-                if self.dirs[d].skip == 0 && ends {
-                    self.end_stream(d, stream, ts);
-                }
+                self.pass_data(d, len, ts);
                 return;
             }
             if dir.discard >= len {

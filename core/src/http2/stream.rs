@@ -98,6 +98,19 @@ impl Stream {
         Stream { req_ts: ts, request, request_done: Some(ts), response: None, grpc, reported_missing: None }
     }
 
+    /// The pair of an answered stream (`None` while it has no response).
+    pub fn into_pair(self) -> Option<super::Http2Outcome> {
+        let (resp_ts, response) = self.response?;
+        Some(super::Http2Outcome::Pair {
+            req_ts: self.req_ts,
+            request: self.request,
+            resp_ts,
+            response,
+            grpc: self.grpc,
+            late: self.reported_missing,
+        })
+    }
+
     /// gRPC's status and message from a block (trailers, or a trailers-only response).
     pub fn take_grpc_status(&mut self, b: &Block) {
         let Some(g) = self.grpc.as_mut() else { return };

@@ -301,11 +301,7 @@ impl ChunkState<'_> {
                     }
                     *self.roles_settled = true;
                     let mut d = Box::new(TlsDissector::default());
-                    if buffered {
-                        d.on_data(true, ts, &self.probe[..earlier]);
-                    }
-                    d.on_data(true, ts, bytes);
-                    self.probe.clear();
+                    self.hand_over(buffered, earlier, bytes, |b| d.on_data(true, ts, b));
                     *self.proto = Proto::Tls(d);
                     return true;
                 }
@@ -324,11 +320,7 @@ impl ChunkState<'_> {
                     *self.roles_settled = true;
                     let mut d = Box::new(Http2Dissector::new(true));
                     let from_client = dir == Dir::ClientToServer;
-                    if buffered {
-                        d.on_data(from_client, ts, &self.probe[..earlier]);
-                    }
-                    d.on_data(from_client, ts, bytes);
-                    self.probe.clear();
+                    self.hand_over(buffered, earlier, bytes, |b| d.on_data(from_client, ts, b));
                     *self.proto = Proto::Http2(d);
                     return true;
                 }
@@ -341,11 +333,7 @@ impl ChunkState<'_> {
                 Verdict::Yes => {
                     *self.roles_settled = true;
                     let mut d = Box::new(DnsStream::default());
-                    if buffered {
-                        d.on_data(true, ts, &self.probe[..earlier]);
-                    }
-                    d.on_data(true, ts, bytes);
-                    self.probe.clear();
+                    self.hand_over(buffered, earlier, bytes, |b| d.on_data(true, ts, b));
                     *self.proto = Proto::Dns(d);
                     return true;
                 }
@@ -409,6 +397,16 @@ impl ChunkState<'_> {
                 false
             }
         }
+    }
+
+    /// Feeds the dissector that just claimed the stream what was probed before this chunk (`earlier`
+    /// bytes, if `buffered`), then the chunk, and empties the probe.
+    fn hand_over(&mut self, buffered: bool, earlier: usize, bytes: &[u8], mut feed: impl FnMut(&[u8])) {
+        if buffered {
+            feed(&self.probe[..earlier]);
+        }
+        feed(bytes);
+        self.probe.clear();
     }
 
     /// No enabled dissector claims these bytes: like `No`, or wait for more while roles are a guess.
