@@ -92,36 +92,51 @@ fn bad_query(e: ParseError) -> Response {
 
 /// What every query endpoint starts with: the query (a bad one is the caller's 400, checked first so
 /// that it costs no review) and who is asking.
-pub(super) async fn query_and_viewer(
-    a: &Dashboard,
-    q: &str,
-    headers: &HeaderMap,
-) -> Result<(Option<Query>, Viewer), Response> {
+async fn query_and_viewer(a: &Dashboard, q: &str, headers: &HeaderMap) -> Result<(Option<Query>, Viewer), Response> {
     let query = parse(q).map_err(bad_query)?;
     let viewer = a.access.viewer(headers).await.map_err(IntoResponse::into_response)?;
     Ok((query, viewer))
 }
 
-pub(super) fn matches(q: &Option<Query>, scope: &Scope, e: &Entry) -> bool {
+fn matches(q: &Option<Query>, scope: &Scope, e: &Entry) -> bool {
     scope.sees(e) && q.as_ref().is_none_or(|q| q.matches(e))
 }
 
-pub async fn list(State(a): State<Dashboard>, UrlQuery(p): UrlQuery<Params>, headers: HeaderMap) -> Response {
-    let (query, viewer) = match query_and_viewer(&a, &p.q, &headers).await {
-        Ok(qv) => qv,
-        Err(r) => return r,
-    };
+/// What an endpoint over the whole store works on: every entry held (in arrival order), and which of
+/// them the caller asked for and may see.
+pub(super) struct Matching {
+    pub entries: Vec<Arc<Entry>>,
+    query: Option<Query>,
+    scope: Scope,
+}
+
+impl Matching {
+    pub fn matches(&self, e: &Entry) -> bool {
+        matches(&self.query, &self.scope, e)
+    }
+}
+
+pub(super) async fn matching(a: &Dashboard, q: &str, headers: &HeaderMap) -> Result<Matching, Response> {
+    let (query, viewer) = query_and_viewer(a, q, headers).await?;
     let entries = a.store.snapshot();
-    let scope = match a.access.scope(&viewer, namespaces_of(entries.iter().map(|e| e.as_ref()))).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
+    let scope = a
+        .access
+        .scope(&viewer, namespaces_of(entries.iter().map(|e| e.as_ref())))
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok(Matching { entries, query, scope })
+}
+
+pub async fn list(State(a): State<Dashboard>, UrlQuery(p): UrlQuery<Params>, headers: HeaderMap) -> Response {
+    let m = match matching(&a, &p.q, &headers).await {
+        Ok(m) => m,
+        Err(r) => return r,
     };
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let mut listing = Listing { query: &p.q, total: 0, counts: BTreeMap::new(), entries: Vec::new() };
     // Newest by when the trouble began, not by when it was decided: a SYN timeout arrives seconds after
     // the SYN. Arrival order breaks ties (the store is in arrival order; iterated newest first).
-    let mut matched: Vec<&Entry> =
-        entries.iter().rev().map(|e| e.as_ref()).filter(|e| matches(&query, &scope, e)).collect();
+    let mut matched: Vec<&Entry> = m.entries.iter().rev().map(|e| e.as_ref()).filter(|e| m.matches(e)).collect();
     for e in &matched {
         *listing.counts.entry(kind_of(e)).or_default() += 1;
     }

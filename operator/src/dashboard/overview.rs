@@ -13,8 +13,7 @@ use faultline_core::entry_kind::KindLabel;
 use faultline_core::{Entry, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::access::namespaces_of;
-use super::api::{matches, query_and_viewer, Dashboard};
+use super::api::{matching, Dashboard};
 
 const DEFAULT_MINUTES: u64 = 15;
 const MAX_MINUTES: u64 = 60;
@@ -109,16 +108,11 @@ pub fn overview<'a>(entries: impl Iterator<Item = &'a Entry>, now: Timestamp, mi
 }
 
 pub async fn handle(State(a): State<Dashboard>, UrlQuery(p): UrlQuery<Params>, headers: HeaderMap) -> Response {
-    let (query, viewer) = match query_and_viewer(&a, &p.q, &headers).await {
-        Ok(qv) => qv,
+    let m = match matching(&a, &p.q, &headers).await {
+        Ok(m) => m,
         Err(r) => return r,
     };
-    let entries = a.store.snapshot();
-    let scope = match a.access.scope(&viewer, namespaces_of(entries.iter().map(|e| e.as_ref()))).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let matched = entries.iter().map(|e| e.as_ref()).filter(|e| matches(&query, &scope, e));
+    let matched = m.entries.iter().map(|e| e.as_ref()).filter(|e| m.matches(e));
     Json(overview(matched, crate::clock::now(), p.minutes.unwrap_or(DEFAULT_MINUTES))).into_response()
 }
 
