@@ -61,59 +61,74 @@ pub fn dns(data: &[u8]) {
     }
 }
 
-/// Both directions of a TLS handshake through the record and handshake readers. Each chunk is
-/// `[control][length][bytes]`: control bit 0 the direction (1: server), bit 1 a gap instead of data, bit 2
-/// a close after it, bits 3-7 how many 100 ms passed before it.
-pub fn tls(data: &[u8]) {
-    let mut d = faultline_core::tls::TlsDissector::default();
-    let mut rest = data;
-    let mut t = 0u64;
+/// One chunk of a two-direction stream input (the `tls` and `http2` targets): `[control][length][bytes]`,
+/// control bit 0 the direction (1: server), bit 1 a gap of `length` bytes instead of data, bit 2 a close
+/// after it, bits 3-7 how many 100 ms passed before it.
+struct StreamChunk<'a> {
+    from_client: bool,
+    gap: bool,
+    close: bool,
+    ts: Timestamp,
+    bytes: &'a [u8],
+}
+
+/// The chunks of `data`, and the time after the last of them.
+fn stream_chunks(data: &[u8]) -> (Vec<StreamChunk<'_>>, Timestamp) {
+    let (mut rest, mut t, mut out) = (data, 0u64, Vec::new());
     while let [ctl, len, tail @ ..] = rest {
         let len = usize::from(*len).min(tail.len());
-        let (chunk, next) = tail.split_at(len);
+        let (bytes, next) = tail.split_at(len);
         rest = next;
         t += u64::from(ctl >> 3) * 100;
-        let ts = Timestamp::from_millis(t);
-        if ctl & 2 != 0 {
+        out.push(StreamChunk {
+            from_client: ctl & 1 == 0,
+            gap: ctl & 2 != 0,
+            close: ctl & 4 != 0,
+            ts: Timestamp::from_millis(t),
+            bytes,
+        });
+    }
+    (out, Timestamp::from_millis(t))
+}
+
+/// Both directions of a TLS handshake through the record and handshake readers (chunks: `stream_chunks`).
+pub fn tls(data: &[u8]) {
+    let mut d = faultline_core::tls::TlsDissector::default();
+    let (chunks, end) = stream_chunks(data);
+    for c in chunks {
+        if c.gap {
             d.on_gap();
         } else {
-            d.on_data(ctl & 1 == 0, ts, chunk);
+            d.on_data(c.from_client, c.ts, c.bytes);
         }
-        d.check(ts, 10_000);
-        if ctl & 4 != 0 {
-            d.on_close(ts, "a close", None, false);
+        d.check(c.ts, 10_000);
+        if c.close {
+            d.on_close(c.ts, "a close", None, false);
         }
     }
-    d.on_close(Timestamp::from_millis(t), "capture ended", None, true);
+    d.on_close(end, "capture ended", None, true);
     for f in &d.failures {
         let _ = format!("{} {:?} {:?}", f.msg, f.sni, f.alert);
     }
 }
 
-/// Both directions of an HTTP/2 connection, from the client's preface on. Chunks as for `tls`: bit 0 the
-/// direction (1: server), bit 1 a gap of `length` bytes instead of data, bit 2 a close after it, bits 3-7
-/// how many 100 ms passed before it (the pair timer runs at 1 s).
+/// Both directions of an HTTP/2 connection, from the client's preface on (chunks: `stream_chunks`; a gap
+/// is of the chunk's length; the pair timer runs at 1 s).
 pub fn http2(data: &[u8]) {
     let mut d = faultline_core::http2::Http2Dissector::new(true);
-    let mut rest = data;
-    let mut t = 0u64;
-    while let [ctl, len, tail @ ..] = rest {
-        let len = usize::from(*len).min(tail.len());
-        let (chunk, next) = tail.split_at(len);
-        rest = next;
-        t += u64::from(ctl >> 3) * 100;
-        let ts = Timestamp::from_millis(t);
-        if ctl & 2 != 0 {
-            d.on_gap(ctl & 1 == 0, len as u64, ts);
+    let (chunks, end) = stream_chunks(data);
+    for c in chunks {
+        if c.gap {
+            d.on_gap(c.from_client, c.bytes.len() as u64, c.ts);
         } else {
-            d.on_data(ctl & 1 == 0, ts, chunk);
+            d.on_data(c.from_client, c.ts, c.bytes);
         }
-        d.check(ts, 1_000);
-        if ctl & 4 != 0 {
-            d.on_close(ts, "connection closed");
+        d.check(c.ts, 1_000);
+        if c.close {
+            d.on_close(c.ts, "connection closed");
         }
     }
-    d.on_close(Timestamp::from_millis(t), "capture ended");
+    d.on_close(end, "capture ended");
     for o in &d.outcomes {
         let _ = format!("{o:?}");
     }
