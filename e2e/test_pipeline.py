@@ -29,10 +29,22 @@ def test_errors_reach_the_errorview_of_their_namespace(cluster, system):
     assert "errors" in table and DASHBOARD in table
 
 
+def pod_events(cluster, pod, reason=None):
+    """The Events on a pod of namespace shop (with that reason, if given)."""
+    evs = cluster.kubectl_json("-n", "shop", "get", "events", "--field-selector", f"involvedObject.name={pod}")
+    return [e for e in evs["items"] if reason is None or e["reason"] == reason]
+
+
+def counted_once_more(cluster, kind, before):
+    """Waits until shop/errors counts one more `kind` than `before` (its countsByKind) and nothing else."""
+    want = dict(before, **{kind: before.get(kind, 0) + 1})
+    eventually(lambda: view_status(cluster, "shop", "errors").get("countsByKind") == want, timeout=40,
+               what=f"one {kind} counted (had {before})")
+
+
 def test_events_on_the_involved_pods(cluster, system):
     def reasons(pod):
-        evs = cluster.kubectl_json("-n", "shop", "get", "events", "--field-selector", f"involvedObject.name={pod}")
-        return {e["reason"]: e for e in evs["items"]}
+        return {e["reason"]: e for e in pod_events(cluster, pod)}
     got = eventually(lambda: (r := reasons("pod-b")) and {"TCPSynSent", "HTTPServerError", "TCPReset"} <= set(r) and r,
                      timeout=40, what="Events on pod-b")
     assert got["TCPSynSent"]["type"] == "Warning"
@@ -287,14 +299,9 @@ def test_a_dns_servfail_reaches_the_errorview_and_an_event(cluster, system, tmp_
     (glibc's retry from a new socket is the same exchange) and pod-b gets a DNSError Event."""
     before = view_status(cluster, "shop", "errors").get("countsByKind", {})
     dns_servfail(system["lab"], "a", "b", tmp_path)
-    want = dict(before, **{"dns/SERVFAIL": before.get("dns/SERVFAIL", 0) + 1})
-    eventually(lambda: view_status(cluster, "shop", "errors").get("countsByKind") == want, timeout=40,
-               what=f"one dns/SERVFAIL counted (had {before})")
-
-    def dns_events():
-        evs = cluster.kubectl_json("-n", "shop", "get", "events", "--field-selector", "involvedObject.name=pod-b")
-        return [e for e in evs["items"] if e["reason"] == "DNSError"]
-    [event] = eventually(dns_events, timeout=40, what="a DNSError Event on pod-b")
+    counted_once_more(cluster, "dns/SERVFAIL", before)
+    [event] = eventually(lambda: pod_events(cluster, "pod-b", "DNSError"), timeout=40,
+                         what="a DNSError Event on pod-b")
     assert "broken.test" in event["message"] and "SERVFAIL" in event["message"], event["message"]
 
 
@@ -303,12 +310,7 @@ def test_a_grpc_unavailable_reaches_the_errorview_and_an_event(cluster, system):
     one grpc/UNAVAILABLE and pod-b gets a GRPCError Event naming the method."""
     before = view_status(cluster, "shop", "errors").get("countsByKind", {})
     assert grpc_calls(system["lab"], "a", "b", 50051, "Checkout:5") == [["Checkout", "UNAVAILABLE"]]
-    want = dict(before, **{"grpc/UNAVAILABLE": before.get("grpc/UNAVAILABLE", 0) + 1})
-    eventually(lambda: view_status(cluster, "shop", "errors").get("countsByKind") == want, timeout=40,
-               what=f"one grpc/UNAVAILABLE counted (had {before})")
-
-    def grpc_events():
-        evs = cluster.kubectl_json("-n", "shop", "get", "events", "--field-selector", "involvedObject.name=pod-b")
-        return [e for e in evs["items"] if e["reason"] == "GRPCError"]
-    [event] = eventually(grpc_events, timeout=40, what="a GRPCError Event on pod-b")
+    counted_once_more(cluster, "grpc/UNAVAILABLE", before)
+    [event] = eventually(lambda: pod_events(cluster, "pod-b", "GRPCError"), timeout=40,
+                         what="a GRPCError Event on pod-b")
     assert "UNAVAILABLE" in event["message"] and "Checkout" in event["message"], event["message"]

@@ -73,7 +73,7 @@ fn is_request(e: &Entry) -> bool {
 /// status past 16) are `<protocol>/other`.
 fn bounded_kind(e: &Entry) -> String {
     let kind = kind_of(e);
-    let unnamed = kind.contains("error code 0x") || kind.contains("/CODE_") || kind.contains("/TYPE");
+    let unnamed = kind.contains("error code 0x") || kind.contains("/CODE_");
     match kind.split_once('/') {
         Some((proto, _)) if unnamed => format!("{proto}/{OTHER}"),
         _ => kind,
