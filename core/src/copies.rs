@@ -10,12 +10,9 @@
 //! *another* interface within a short window: the same packet twice on one interface is a retransmission.
 //!
 //! An exact copy is dropped. A NATed copy makes one of the two 4-tuples of a connection an alias of the
-//! other, and the engine decides which (`Verdict::Nat`): the tuple whose packets are seen both ways (on a
-//! node, a reply is sometimes seen half translated back on the bridge — that tuple is one-way), else the
-//! tuple after DNAT (the destination changed: the Service's backend, whose node reports it) or before SNAT
-//! (the source changed: the pod, not the node). Every packet of the alias is dropped from then on — the
-//! kept flow sees them all — and ICMP errors quoting the alias are dropped too. Everything dropped is
-//! counted.
+//! other (`Verdict::Nat`); which one is decided where the flows are tracked (`crate::aliases`). This
+//! part sees every packet of the node before flows are dispatched to engine shards, so it knows nothing
+//! of flows: only fingerprints. Everything dropped is counted.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -29,8 +26,6 @@ use crate::wire::{Packet, Transport};
 const WINDOW_NS: u64 = 50_000_000;
 /// Fingerprints remembered per window, at most (a million packets a second is 50,000 per window).
 const MAX_PER_WINDOW: usize = 1 << 18;
-/// NATed flows remembered at most (each is one connection of the node's).
-const MAX_ALIASES: usize = 1 << 17;
 /// Payload bytes that go into a fingerprint.
 const PAYLOAD_BYTES: usize = 64;
 
@@ -51,10 +46,8 @@ pub enum Verdict {
     Keep,
     /// A copy of a packet already handled (seen on another interface).
     Copy,
-    /// A packet of a flow that is a NATed copy of another.
-    Alias,
     /// This packet is a NATed copy of one seen earlier under another tuple: one of the two flows must
-    /// become the alias of the other (`Copies::alias`), as the engine decides.
+    /// become the alias of the other (`NatAliases::alias`), as the flows' shard decides.
     Nat(NatPair),
 }
 
@@ -77,10 +70,6 @@ pub struct Copies {
     exact: [Map<u64, Seen>; 2],
     nat: [Map<u64, Seen>; 2],
     window_start: u64,
-    /// 4-tuples that are NATed copies of a tracked flow, with the last time one of their packets was seen.
-    aliases: Map<FlowKey, Timestamp>,
-    /// Flows kept after DNAT: the destination their client addressed (a Service's ClusterIP and port).
-    translated: Map<FlowKey, ((std::net::IpAddr, u16), FlowKey)>,
     hasher: foldhash::fast::FixedState,
     /// Fingerprints not remembered because a window was full.
     pub saturated: u64,
@@ -113,18 +102,6 @@ impl Copies {
             }
         }
         let Some((key, dst)) = flow_of(p) else { return Verdict::Keep };
-        if let Some(seen) = self.aliases.get_mut(&key) {
-            *seen = (*seen).max(p.ts);
-            return Verdict::Alias;
-        }
-        if let Transport::Icmp(m) = &p.transport {
-            if let Some(q) = crate::icmp::parse_quote(m.version, m.body) {
-                let quoted = FlowKey::new((q.src, q.src_port), (q.dst, q.dst_port));
-                if self.aliases.contains_key(&quoted) {
-                    return Verdict::Alias;
-                }
-            }
-        }
         self.rotate(p.ts);
         let exact = self.fingerprint(p, true);
         let here = Seen { interface, key, dst };
@@ -144,11 +121,6 @@ impl Copies {
                 // The destination changed on the way: DNAT of a request (this copy has the Service's
                 // backend) or un-SNAT of a reply (this copy has the pod) — keep this one. Only the source
                 // changed: SNAT of a request or un-DNAT of a reply — the first copy had the pod.
-                if self.aliases.len() >= MAX_ALIASES {
-                    // Counted: this connection will be reported under both of its tuples.
-                    self.saturated += 1;
-                    return Verdict::Keep;
-                }
                 remember(&mut self.nat[0], nat, here, &mut self.saturated);
                 Verdict::Nat(NatPair {
                     earlier: seen.key,
@@ -162,37 +134,6 @@ impl Copies {
                 Verdict::Keep
             }
         }
-    }
-
-    /// Makes `alias` an alias of `kept`; `translated_from`: the destination the client addressed, when the
-    /// kept flow is the one after DNAT.
-    pub fn alias(
-        &mut self,
-        alias: FlowKey,
-        kept: FlowKey,
-        translated_from: Option<(std::net::IpAddr, u16)>,
-        ts: Timestamp,
-    ) {
-        self.aliases.insert(alias, ts);
-        if let Some(dst) = translated_from {
-            self.translated.insert(kept, (dst, alias));
-        }
-    }
-
-    /// Forgets aliases not seen for `idle_ms`.
-    pub fn expire(&mut self, now: Timestamp, idle_ms: u64) {
-        self.aliases.retain(|_, last| now < last.plus_millis(idle_ms));
-        // A translation lives as long as the alias it was found with.
-        let aliases = &self.aliases;
-        self.translated.retain(|_, (_, alias)| aliases.contains_key(alias));
-    }
-
-    /// The destination the client of flow `key` addressed, if it was translated (DNAT) on the way.
-    pub fn original_destination(&self, key: &FlowKey) -> Option<(std::net::IpAddr, u16)> {
-        if self.translated.is_empty() {
-            return None;
-        }
-        self.translated.get(key).map(|(dst, _)| *dst)
     }
 
     fn rotate(&mut self, ts: Timestamp) {

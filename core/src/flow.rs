@@ -46,6 +46,11 @@ impl FlowKey {
         }
     }
 
+    /// Both endpoints, the smaller first.
+    pub fn ends(&self) -> (Endpoint, Endpoint) {
+        (self.lo, self.hi)
+    }
+
     /// The endpoint of this flow that is not `one`.
     pub fn other_end(&self, one: Endpoint) -> Endpoint {
         if self.lo == one {

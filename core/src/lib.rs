@@ -1,14 +1,17 @@
 //! Faultline's engine: pure logic on byte slices. Frames come in, entries (SPEC §2) come out; no I/O, no
 //! clocks, no threads, so every part can be tested from crafted bytes and fuzzed.
 
+mod aliases;
 pub mod config;
-mod copies;
+pub mod copies;
 pub mod dns;
 pub mod engine;
 pub mod entry;
 pub mod entry_kind;
+mod entry_order;
 mod entry_record;
 mod flow;
+pub mod front;
 pub mod headers;
 pub mod http;
 pub mod http2;
@@ -16,6 +19,8 @@ pub mod icmp;
 pub mod ingest;
 pub mod pcap;
 mod record;
+mod route;
+pub mod shard;
 pub mod stats;
 pub mod tcp;
 pub mod time;

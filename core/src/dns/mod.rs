@@ -25,7 +25,7 @@ use wire::{rcode_name, Message, TypeName};
 /// How long after an NXDOMAIN the client's next search step may come (SPEC §3.5).
 pub const SEARCH_STEP_MS: u64 = 2_000;
 /// Queries waiting for an answer, at most; past it new queries are not tracked (counted).
-const MAX_PENDING: usize = 65_536;
+pub const MAX_PENDING: usize = 65_536;
 /// NXDOMAIN answers waiting to be decided, at most; past it the oldest is decided at once.
 const MAX_HELD: usize = 16_384;
 /// Servers remembered as speaking DNS on a port other than 53.
@@ -68,8 +68,9 @@ struct Held {
     until: Timestamp,
 }
 
-#[derive(Default)]
 pub struct DnsTracker {
+    /// Queries waiting for an answer, at most (`MAX_PENDING` divided among shards).
+    limit: usize,
     pending: HashMap<Key, Pending, foldhash::fast::RandomState>,
     /// NXDOMAINs waiting, by (client, first label of the name): a query is matched against its own bucket
     /// only, whatever the number held.
@@ -82,7 +83,26 @@ pub struct DnsTracker {
     truncated: HashMap<Question, Key, foldhash::fast::RandomState>,
 }
 
+impl Default for DnsTracker {
+    fn default() -> Self {
+        DnsTracker::with_limit(MAX_PENDING)
+    }
+}
+
 impl DnsTracker {
+    /// A tracker that waits for at most `limit` answers at once.
+    pub fn with_limit(limit: usize) -> DnsTracker {
+        DnsTracker {
+            limit: limit.max(1),
+            pending: Default::default(),
+            held: Default::default(),
+            held_due: Default::default(),
+            held_count: 0,
+            known_servers: Default::default(),
+            truncated: Default::default(),
+        }
+    }
+
     /// One UDP datagram from `src` to `dst`.
     #[allow(clippy::too_many_arguments)]
     pub fn on_datagram(
@@ -153,7 +173,7 @@ impl DnsTracker {
                 }
             }
         }
-        if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&key) {
+        if self.pending.len() >= self.limit && !self.pending.contains_key(&key) {
             stats.dns_untracked += 1;
             return;
         }

@@ -1,0 +1,393 @@
+//! One shard of the engine: the flows routed to it by the front (`crate::front`), their connections,
+//! timers and dissectors, the ICMP errors that quote them, the DNS exchanges of their clients. A node's
+//! engine is one shard inline (`Engine`) or several on threads; a shard never looks at another's state.
+
+use crate::aliases::NatAliases;
+use crate::config::EngineConfig;
+use crate::copies::NatPair;
+use crate::entry::{Endpoint, Entry, Protocol};
+use crate::flow::{FlowKey, FlowTable};
+use crate::icmp::{self, Kind};
+use crate::record::FlowRecorder;
+use crate::stats::Stats;
+use crate::tcp::conn::{Conn, Ctx, Keep, Phase};
+use crate::tcp::reassembly::HeldBudget;
+use crate::time::Timestamp;
+use crate::wire::{self, Decoded, IcmpMessage, LinkType, Packet, TcpSegment, Transport};
+
+/// Errors-only recording keeps at most this many flows (all shards together), packets per flow and bytes
+/// per flow.
+const RECORDED_FLOWS: usize = 1024;
+const RECORDED_PACKETS: usize = 32;
+const RECORDED_BYTES: usize = 64 * 1024;
+
+/// How often lingering flows are looked at to be forgotten, in capture time.
+const LINGER_SWEEP_MS: u64 = 5_000;
+
+/// Endpoints known to listen (they answered a SYN) are remembered up to this many, to tell the server of
+/// a connection picked up mid-stream.
+const MAX_LISTENERS: usize = 16_384;
+
+pub struct Shard {
+    cfg: EngineConfig,
+    flows: FlowTable,
+    /// Out-of-order bytes held by every stream of this shard together.
+    held: std::sync::Arc<HeldBudget>,
+    /// The NATed tuples of this shard's connections that are dropped for their other tuple.
+    aliases: NatAliases,
+    /// Endpoints seen answering a SYN with a SYN-ACK (on any shard: the front announces them to all).
+    listeners: std::collections::HashSet<(std::net::IpAddr, u16), foldhash::fast::RandomState>,
+    /// DNS exchanges over UDP.
+    dns: crate::dns::DnsTracker,
+    recorder: Option<FlowRecorder>,
+    /// (entry id, pcap of its flow) waiting for `take_recordings`.
+    recordings: Vec<(String, Vec<u8>)>,
+    pub(crate) stats: Stats,
+    /// The time of the latest sweep.
+    now: Timestamp,
+    next_linger_sweep: Option<Timestamp>,
+    next_id: u64,
+}
+
+impl Shard {
+    /// A shard with `cfg`'s budgets divided by `of` (the number of shards): a node's memory does not grow
+    /// with its shards.
+    pub fn new(cfg: EngineConfig, of: usize) -> Shard {
+        let of = of.max(1);
+        let cfg = EngineConfig {
+            max_flows: (cfg.max_flows / of).max(1),
+            max_out_of_order_total: cfg.max_out_of_order_total / of,
+            ..cfg
+        };
+        let recorder = cfg
+            .record_errors
+            .then(|| FlowRecorder::new((RECORDED_FLOWS / of).max(1), RECORDED_PACKETS, RECORDED_BYTES));
+        Shard {
+            held: HeldBudget::new(cfg.max_out_of_order_total),
+            listeners: Default::default(),
+            aliases: NatAliases::default(),
+            dns: crate::dns::DnsTracker::with_limit(crate::dns::MAX_PENDING / of),
+            cfg,
+            flows: FlowTable::default(),
+            recorder,
+            recordings: Vec::new(),
+            stats: Stats::default(),
+            now: Timestamp(0),
+            next_linger_sweep: None,
+            next_id: 0,
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// A frame the front routed here (it decoded there, so it decodes again).
+    pub fn handle_frame(
+        &mut self,
+        link: LinkType,
+        data: &[u8],
+        ts: Timestamp,
+        nat: Option<NatPair>,
+        out: &mut Vec<Entry>,
+    ) {
+        if let Ok(Decoded::Packet(p)) = wire::decode(link, data, ts) {
+            self.handle_packet(&p, link, data, nat, out);
+        }
+    }
+
+    /// `server` answered a SYN (seen on any shard).
+    pub fn learn_listener(&mut self, server: (std::net::IpAddr, u16)) {
+        if self.listeners.len() >= MAX_LISTENERS && !self.listeners.contains(&server) {
+            // Forgetting costs only a guess about roles, which the next request corrects.
+            self.listeners.clear();
+        }
+        self.listeners.insert(server);
+    }
+
+    /// A decoded packet the front routed here; `nat`: the NATed tuple pair it revealed.
+    pub fn handle_packet(
+        &mut self,
+        p: &Packet<'_>,
+        link: LinkType,
+        data: &[u8],
+        nat: Option<NatPair>,
+        out: &mut Vec<Entry>,
+    ) {
+        if self.aliases.is_alias(p) {
+            self.stats.nat_copies += 1;
+            return;
+        }
+        if let Some(pair) = nat {
+            if self.aliases.contains(&pair.earlier) {
+                // The earlier tuple is already this one's alias: a copy of a packet seen under both.
+            } else if self.aliases.is_full() {
+                // Counted: this connection will be reported under both of its tuples.
+                self.stats.copy_fingerprints_saturated += 1;
+            } else {
+                self.stats.nat_copies += 1;
+                let udp = match &p.transport {
+                    Transport::Udp(u) => Some(u.payload),
+                    _ => None,
+                };
+                if !self.keep_this_tuple(&pair, udp, p.ts) {
+                    return;
+                }
+            }
+        }
+        let start = out.len();
+        if let Some(rec) = &mut self.recorder {
+            if let Some(key) = record_key(p) {
+                rec.push(key, link, p.ts, data);
+            }
+        }
+        match &p.transport {
+            Transport::Tcp(seg) => {
+                self.stats.tcp_segments += 1;
+                self.on_tcp(p, seg, out);
+            }
+            Transport::Udp(u) => {
+                self.stats.udp_datagrams += 1;
+                if self.cfg.dissect_dns {
+                    let (src, dst) = ((p.src, u.src_port), (p.dst, u.dst_port));
+                    self.dns.on_datagram(src, dst, u.payload, p.ts, self.cfg.dns_timeout_ms, &mut self.stats, out);
+                }
+            }
+            Transport::Icmp(msg) => {
+                self.stats.icmp_messages += 1;
+                self.on_icmp(p, msg, out);
+            }
+        }
+        self.stamp(start, out);
+        self.record(start, out);
+    }
+
+    /// Timers due at `now` fire (the front says when, for every shard at once); at the end of input every
+    /// pending state is resolved as if its timer expired (SPEC §3.6). Entries found together come out in
+    /// one order whatever the shards: by time, then by content.
+    pub fn sweep(&mut self, now: Timestamp, end_of_input: bool, out: &mut Vec<Entry>) {
+        if now > self.now {
+            self.now = now;
+        }
+        let start = out.len();
+        self.sweep_flows(end_of_input, out);
+        out[start..].sort_by(crate::entry_order::canonical);
+        self.stamp(start, out);
+        self.record(start, out);
+    }
+
+    /// Pcaps of the flows of error and ICMP entries found since the last call, by entry id (only with
+    /// `record_errors`).
+    pub fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
+        std::mem::take(&mut self.recordings)
+    }
+
+    fn record(&mut self, start: usize, out: &[Entry]) {
+        let Some(rec) = &self.recorder else { return };
+        for e in out[start..].iter().filter(|e| e.error.is_some() || e.icmp.is_some()) {
+            let key = match e.icmp.as_ref().and_then(|i| i.original.as_ref()) {
+                Some(o) => FlowKey::new((o.src.ip, o.src.port), (o.dst.ip, o.dst.port)),
+                None => FlowKey::new((e.src.ip, e.src.port.unwrap_or(0)), (e.dst.ip, e.dst.port.unwrap_or(0))),
+            };
+            if let Some(pcap) = rec.pcap(&key) {
+                self.recordings.push((e.id.clone(), pcap));
+            }
+        }
+    }
+
+    fn sweep_flows(&mut self, end_of_input: bool, out: &mut Vec<Entry>) {
+        let now = self.now;
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out, held: &self.held, dns: &mut self.dns };
+        let mut over = Vec::new();
+        self.flows.live.retain(|key, conn| {
+            let keep = conn.check(now, end_of_input, &mut ctx) == Keep::Yes;
+            match conn.lingering() {
+                Some(l) if keep => {
+                    over.push((*key, l));
+                    false
+                }
+                _ => keep,
+            }
+        });
+        for (key, l) in over {
+            let d = self.flows.digest(&key);
+            self.flows.lingering.insert(d, l);
+        }
+        // Forgetting lingering flows needs no precision (they linger a minute): a pass over that table,
+        // the largest, every few seconds rather than every sweep.
+        if end_of_input || self.next_linger_sweep.is_none_or(|t| now >= t) {
+            let linger = Conn::linger_ms(&self.cfg);
+            self.flows.lingering.retain(|_, l| !end_of_input && now < l.last_ts.plus_millis(linger));
+            self.next_linger_sweep = Some(now.plus_millis(LINGER_SWEEP_MS));
+        }
+        self.dns.sweep(now, end_of_input, self.cfg.dns_timeout_ms, out);
+        self.aliases.expire(now, self.cfg.idle_timeout_ms);
+    }
+
+    fn stamp(&mut self, start: usize, out: &mut [Entry]) {
+        for e in &mut out[start..] {
+            if let (Some(sp), Some(dp)) = (e.src.port, e.dst.port) {
+                let key = FlowKey::new((e.src.ip, sp), (e.dst.ip, dp));
+                if let Some((ip, port)) = self.aliases.original_destination(&key) {
+                    e.service = Some(crate::entry::ServiceRef { ip, port, name: None, namespace: None });
+                }
+            }
+            self.next_id += 1;
+            e.id = if self.cfg.id_prefix.is_empty() {
+                self.next_id.to_string()
+            } else {
+                format!("{}{}", self.cfg.id_prefix, self.next_id)
+            };
+            e.node.clone_from(&self.cfg.node);
+            self.stats.entries += 1;
+        }
+    }
+
+    fn on_tcp(&mut self, p: &Packet<'_>, seg: &TcpSegment<'_>, out: &mut Vec<Entry>) {
+        let src = (p.src, seg.src_port);
+        let dst = (p.dst, seg.dst_port);
+        let key = FlowKey::new(src, dst);
+        let flags = seg.flags;
+        let is_syn = flags.syn() && !flags.ack();
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out, held: &self.held, dns: &mut self.dns };
+        if let Some(conn) = self.flows.live.get_mut(&key) {
+            let from_first = conn.ends[0] == src;
+            if is_syn && conn.is_new_attempt(seg) && (from_first || conn.phase != Phase::SynSent) {
+                // Port reuse, or a new attempt after an unanswered one: settle the old connection first.
+                conn.check(p.ts, true, &mut ctx);
+                *conn = Conn::syn(src, dst, p.ts, seg);
+                conn.on_segment(true, seg, p.ts, &mut ctx);
+                ctx.stats.flows_created += 1;
+                return;
+            }
+            conn.on_segment(from_first, seg, p.ts, &mut ctx);
+            if let Some(l) = conn.lingering() {
+                self.flows.retire(key, l);
+            }
+            return;
+        }
+        let digest = self.flows.digest(&key);
+        if let Some(l) = self.flows.lingering.get_mut(&digest) {
+            // A late packet of a connection that is over changes nothing but how long it is remembered; a
+            // SYN with a new initial sequence number (from either side) starts a new connection.
+            if !(is_syn && l.client_isn() != Some(seg.seq)) {
+                l.last_ts = l.last_ts.max(p.ts);
+                return;
+            }
+            self.flows.lingering.remove(&digest);
+        }
+        let conn = if is_syn {
+            Conn::syn(src, dst, p.ts, seg)
+        } else if flags.syn() {
+            Conn::syn_ack(dst, src, p.ts, seg)
+        } else if flags.rst() {
+            // An RST for a connection we never saw tells us nothing about a connection we can report.
+            ctx.stats.orphan_resets += 1;
+            return;
+        } else if self.is_server(src, dst) {
+            Conn::midstream(dst, src, p.ts)
+        } else {
+            Conn::midstream(src, dst, p.ts)
+        };
+        if self.flows.len() >= self.cfg.max_flows {
+            self.stats.flows_evicted += self.flows.evict_oldest();
+        }
+        self.stats.flows_created += 1;
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, out, held: &self.held, dns: &mut self.dns };
+        let from_first = conn.ends[0] == src;
+        let conn = self.flows.live.entry(key).or_insert(conn);
+        if !(flags.syn() && flags.ack()) {
+            conn.on_segment(from_first, seg, p.ts, &mut ctx);
+            if let Some(l) = conn.lingering() {
+                self.flows.retire(key, l);
+            }
+        }
+    }
+
+    /// Of two tuples of one connection, which to keep: the one whose packets were seen both ways (a reply
+    /// seen half translated back is one-way), else the one after DNAT or before SNAT. The other becomes an
+    /// alias, forgotten unreported. True when the current packet's tuple is kept. `udp`: the datagram's
+    /// payload, the same in both copies (NAT changes addresses and ports only).
+    fn keep_this_tuple(&mut self, pair: &NatPair, udp: Option<&[u8]>, ts: Timestamp) -> bool {
+        let two_way = |key: &FlowKey| self.flows.live.get(key).is_some_and(Conn::seen_both_ways);
+        let keep_this = match (two_way(&pair.earlier), two_way(&pair.this)) {
+            (true, false) => false,
+            (false, true) => true,
+            _ => pair.dst_changed,
+        };
+        let (alias, kept) = if keep_this { (pair.earlier, pair.this) } else { (pair.this, pair.earlier) };
+        // The client addressed the earlier copy's destination when the kept tuple is the one after DNAT.
+        let translated = (keep_this && pair.dst_changed).then_some(pair.earlier_dst);
+        self.aliases.alias(alias, kept, translated, ts);
+        self.flows.live.remove(&alias);
+        if let (true, Some(payload)) = (keep_this, udp) {
+            // The earlier copy was handled under the tuple that is now the alias: a DNS query it started
+            // would wait there for an answer that comes under the kept tuple only.
+            let earlier_src = pair.earlier.other_end(pair.earlier_dst);
+            self.dns.forget_copy(earlier_src, pair.earlier_dst, payload);
+        }
+        let d = self.flows.digest(&alias);
+        self.flows.lingering.remove(&d);
+        keep_this
+    }
+
+    /// Picked up mid-stream: is `a` the server of a connection with `b`? A side seen listening (it answered
+    /// a SYN) is; else a well-known port (below 1024) facing an ephemeral one; else the lower port. The
+    /// guess is corrected by the first request seen (SPEC §3.1, roles).
+    fn is_server(&self, a: (std::net::IpAddr, u16), b: (std::net::IpAddr, u16)) -> bool {
+        match (self.listeners.contains(&a), self.listeners.contains(&b)) {
+            (true, false) => return true,
+            (false, true) => return false,
+            _ => {}
+        }
+        match (a.1 < 1024, b.1 < 1024) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => a.1 < b.1,
+        }
+    }
+
+    fn on_icmp(&mut self, p: &Packet<'_>, msg: &IcmpMessage<'_>, out: &mut Vec<Entry>) {
+        let c = icmp::classify(msg);
+        let report = match c.kind {
+            Kind::Error | Kind::Routing => true,
+            Kind::Informational => self.cfg.show_icmp_informational,
+            Kind::Other => false,
+        };
+        if let Some(q) = &c.quoted {
+            if q.protocol == 6 && q.tcp_syn && icmp::kills_connection_attempt(msg) {
+                let key = FlowKey::new((q.src, q.src_port), (q.dst, q.dst_port));
+                if let Some(conn) = self.flows.live.get_mut(&key) {
+                    if conn.client() == (q.src, q.src_port) {
+                        conn.icmp_error_for_syn();
+                    }
+                }
+            }
+        }
+        if !report {
+            return;
+        }
+        let (src, dst) = (Endpoint::new(p.src, None), Endpoint::new(p.dst, None));
+        out.push(Entry { icmp: Some(c.info), ..Entry::new(Protocol::Icmp, p.ts, src, dst) });
+    }
+}
+
+/// The flow a packet is recorded under: its own 4-tuple, or for an ICMP error the flow it quotes (so the
+/// error sits beside the datagram it answers).
+fn record_key(p: &Packet<'_>) -> Option<FlowKey> {
+    match &p.transport {
+        Transport::Tcp(t) => Some(FlowKey::new((p.src, t.src_port), (p.dst, t.dst_port))),
+        Transport::Udp(u) => Some(FlowKey::new((p.src, u.src_port), (p.dst, u.dst_port))),
+        Transport::Icmp(m) => {
+            icmp::parse_quote(m.version, m.body).map(|q| FlowKey::new((q.src, q.src_port), (q.dst, q.dst_port)))
+        }
+    }
+}
