@@ -99,7 +99,7 @@ mod tests {
     fn both_directions_share_a_shard_and_flows_spread() {
         let mut used = [0; 4];
         for port in 40000..40400u16 {
-            let (c, s) = (("10.0.0.1".parse().unwrap(), port), ("10.0.0.2".parse().unwrap(), 80));
+            let (c, s) = (("10.0.0.1".parse().expect("address"), port), ("10.0.0.2".parse().expect("address"), 80));
             let k = shard_of(6, c, s, 4);
             assert_eq!(k, shard_of(6, s, c, 4));
             used[k] += 1;
@@ -109,8 +109,8 @@ mod tests {
 
     #[test]
     fn a_dns_clients_sockets_share_a_shard_over_udp_and_tcp() {
-        let client: IpAddr = "10.0.0.9".parse().unwrap();
-        let server = ("10.96.0.10".parse().unwrap(), 53);
+        let client: IpAddr = "10.0.0.9".parse().expect("address");
+        let server = ("10.96.0.10".parse().expect("address"), 53);
         let first = shard_of(17, (client, 33000), server, 8);
         for port in 33001..33100 {
             assert_eq!(shard_of(17, (client, port), server, 8), first);
@@ -118,7 +118,7 @@ mod tests {
             assert_eq!(shard_of(6, (client, port), server, 8), first, "the TCP retry of a truncated answer");
         }
         // DNS on another port: the ephemeral side is the client.
-        let other = ("10.0.0.3".parse().unwrap(), 5353);
+        let other = ("10.0.0.3".parse().expect("address"), 5353);
         assert_eq!(shard_of(17, (client, 40000), other, 8), shard_of(17, (client, 40001), other, 8));
     }
 }
