@@ -38,6 +38,8 @@ crds:
 
 unit:
 	$(CARGO) test --workspace --locked
+	# The engine's suite again on four shards behind one front: they must find what one engine finds.
+	FAULTLINE_TEST_SHARDS=4 $(CARGO) test --locked -p faultline-core --tests
 
 kernel-test: build
 	$(PYTEST) -q agent/tests/kernel

@@ -9,12 +9,13 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 
 use faultline_core::pcap::{PcapError, PcapReader};
-use faultline_core::{Engine, Entry};
+use faultline_core::Entry;
 use faultline_kfl::Query;
 
 use crate::cli::{AnalyzeArgs, OutputFormat};
 use crate::file_reader::read_in_batches;
 use crate::output::{Sink, Summary};
+use crate::shards::Engines;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
@@ -47,7 +48,7 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let mut engine = Engine::new(cfg);
+    let mut engine = Engines::new(cfg, args.threads);
     let recorder = Recorder { dir: args.record_errors.clone() };
     // Entries are filtered, formatted and written on a thread of their own, in batches and in order:
     // formatting costs about a third of the engine's time, and a second core can take it.
@@ -84,7 +85,7 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     summary.skipped_records += skipped;
-    summary.print(engine.stats(), filtered_out, &mut io::stderr().lock());
+    summary.print(&engine.stats(), filtered_out, &mut io::stderr().lock());
     match read_failure {
         Some(AnalyzeError::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Some(e) => {
@@ -124,7 +125,7 @@ impl Output {
 /// there (the files before it are analysed); a file that fails while read stops the run.
 fn analyze_files(
     paths: &[PathBuf],
-    engine: &mut Engine,
+    engine: &mut Engines,
     out: &mut Output,
     skipped: &mut u64,
     recorder: &Recorder,
@@ -199,7 +200,7 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn attach(&self, engine: &mut Engine, entries: &mut [Entry]) {
+    fn attach(&self, engine: &mut Engines, entries: &mut [Entry]) {
         let Some(dir) = &self.dir else { return };
         for (id, pcap) in engine.take_recordings() {
             let path = dir.join(format!("{id}.pcap"));

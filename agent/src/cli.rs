@@ -52,8 +52,26 @@ pub struct AnalyzeArgs {
     #[arg(long, short = 'q', value_name = "KFL")]
     pub query: Option<String>,
 
+    /// Engine threads, flows sharded among them by hash (the entries are the same whatever the number);
+    /// defaults to the cores available.
+    #[arg(long, value_name = "N", default_value_t = available_cores(usize::MAX), value_parser = parse_threads)]
+    pub threads: usize,
+
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// A number of engine threads: 1 to 64.
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!("{s:?} is not a number of threads from 1 to 64")),
+    }
+}
+
+/// The cores this process may use (its cgroup's CPU limit included), at most `cap`.
+pub fn available_cores(cap: usize) -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(cap)
 }
 
 /// The engine's settings; defaults are TapConfig's.
@@ -189,6 +207,11 @@ pub struct RunArgs {
     /// kernel's buffer holds what arrives meanwhile (dropping, counted, only once it is full too).
     #[arg(long, default_value_t = 65_536)]
     pub queue_size: usize,
+
+    /// Engine threads, flows sharded among them by hash; defaults to the CPU limit of the container (the
+    /// cores available), at most 8. TapConfig `spec.agent.engineThreads`.
+    #[arg(long, env = "FAULTLINE_ENGINE_THREADS", value_name = "N", default_value_t = available_cores(8), value_parser = parse_threads)]
+    pub engine_threads: usize,
 
     /// Memory for entries waiting to be sent; beyond, the oldest are dropped and counted.
     #[arg(long, default_value_t = 64 << 20)]

@@ -8,6 +8,7 @@ mod file_reader;
 mod frames;
 mod output;
 mod run;
+mod shards;
 
 /// mimalloc: the engine allocates and frees small objects (entries, header maps) at packet rate, where
 /// glibc's allocator cost a fifth of `analyze`'s time (measured with perf on `make bench`'s capture).

@@ -1,8 +1,24 @@
 //! Counters the engine keeps so that nothing it drops is dropped silently (SPEC §3.3).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// The struct, and a sum of two that names every field (a field added later cannot be forgotten).
+macro_rules! counters {
+    ($(#[$outer:meta])* pub struct $name:ident { $($(#[$doc:meta])* pub $field:ident: u64,)* }) => {
+        $(#[$outer])*
+        pub struct $name { $($(#[$doc])* pub $field: u64,)* }
+
+        impl std::ops::AddAssign<&$name> for $name {
+            /// Shards' statistics add up to the node's.
+            fn add_assign(&mut self, other: &$name) {
+                $(self.$field += other.$field;)*
+            }
+        }
+    };
+}
+
+counters! {
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     /// Frames handed to the engine.
@@ -87,4 +103,24 @@ pub struct Stats {
     pub http2_refused_by_goaway: u64,
     /// Entries emitted.
     pub entries: u64,
+}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sum_adds_every_counter() {
+        let mut v = serde_json::to_value(Stats::default()).expect("stats");
+        let map = v.as_object_mut().expect("an object");
+        map.values_mut().enumerate().for_each(|(i, n)| *n = (i as u64 + 1).into());
+        let each: Stats = serde_json::from_value(v.clone()).expect("read back");
+        let mut sum = each.clone();
+        sum += &each;
+        let summed = serde_json::to_value(&sum).expect("stats");
+        for (name, n) in v.as_object().expect("an object") {
+            assert_eq!(summed[name].as_u64(), n.as_u64().map(|n| 2 * n), "{name}");
+        }
+    }
 }

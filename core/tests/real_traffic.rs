@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{tcp_errors, Sim, ACK, FIN, PSH, RST, SYN};
+use common::{tcp_errors, Sim, TestEngine, ACK, FIN, PSH, RST, SYN};
 use faultline_core::entry::{Entry, SynReason, TcpState};
+use faultline_core::sharded::ShardedInline;
 use faultline_core::EngineConfig;
 
 /// What each entry is, in order: `tcp:<state>:<reason>:<by>`, `http:<status>`, or `<error type>:<msg>`.
@@ -333,7 +334,7 @@ fn a_far_ahead_stale_segment_is_not_held() {
 
 #[test]
 fn out_of_order_bytes_have_an_engine_wide_budget() {
-    let mut s = Sim::with(EngineConfig { max_out_of_order_total: 1000, ..Default::default() });
+    let mut s = Sim::one(EngineConfig { max_out_of_order_total: 1000, ..Default::default() });
     for port in [40_001, 40_002] {
         s.client.1 = port;
         s.handshake(0);
@@ -342,6 +343,21 @@ fn out_of_order_bytes_have_an_engine_wide_budget() {
     }
     assert_eq!(s.engine.stats().reassembly_over_budget, 1);
     assert_eq!(s.engine.stats().missed_bytes, 100, "the second connection gave its hole up");
+}
+
+#[test]
+fn shards_divide_the_budget_of_out_of_order_bytes_rather_than_multiply_it() {
+    // 1,000 bytes for the node: 250 for each of 4 shards. Eight connections each hold 600 bytes behind a
+    // hole: every one is over its shard's budget, where one engine would have let the first one hold.
+    let cfg = EngineConfig { max_out_of_order_total: 1000, ..Default::default() };
+    let mut s = Sim::on(TestEngine::Sharded(Box::new(ShardedInline::new(cfg, 4))));
+    for port in 40_001..40_009 {
+        s.client.1 = port;
+        s.handshake(0);
+        s.c(10, PSH | ACK, 1101, 5001, &[b'x'; 600]);
+    }
+    assert_eq!(s.engine.stats().reassembly_over_budget, 8);
+    assert_eq!(s.engine.stats().missed_bytes, 800);
 }
 
 // ---- HTTP (SPEC §3.5) ----------------------------------------------------------------------------------

@@ -247,7 +247,7 @@ fn a_closed_connection_is_remembered_for_a_minute_after_its_last_packet_then_for
 
 #[test]
 fn lingering_flows_make_room_before_live_ones() {
-    let mut s = Sim::with(EngineConfig { max_flows: 16, ..EngineConfig::default() });
+    let mut s = Sim::one(EngineConfig { max_flows: 16, ..EngineConfig::default() });
     for i in 0..16 {
         close_gracefully(&mut s, 30_000 + i, u64::from(i));
     }

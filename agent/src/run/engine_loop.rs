@@ -5,13 +5,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
 
-use faultline_core::{Engine, EngineConfig, Entry, Timestamp};
+use faultline_core::{EngineConfig, Entry, Timestamp};
 
 use super::counters::Counters;
 use super::outbox::{Item, Outbox};
 use super::rotate::Rotator;
 use crate::capture::{Capture, KernelStats};
 use crate::frames::{BatchPool, FrameBatch, BATCH_FRAMES};
+use crate::shards::Engines;
 
 /// How long the first frame of a batch may wait for the rest. Batches (one buffer, one channel message)
 /// because at a million packets a second a wake-up and an allocation per frame cost the capture thread
@@ -148,6 +149,7 @@ impl Clock {
 #[allow(clippy::too_many_arguments)]
 pub fn engine_loop(
     cfg: EngineConfig,
+    threads: usize,
     several_interfaces: bool,
     rx: &Receiver<FrameBatch>,
     pool: &BatchPool,
@@ -156,7 +158,7 @@ pub fn engine_loop(
     stop: &AtomicBool,
     mut rotator: Option<Rotator>,
 ) {
-    let mut engine = Engine::new(cfg);
+    let mut engine = Engines::new(cfg, threads);
     if several_interfaces {
         engine.expect_several_interfaces();
     }
@@ -189,6 +191,8 @@ pub fn engine_loop(
                     let _ = engine.handle_frame_on(f.interface, f.link_type, f.data, ts, &mut entries);
                 }
                 pool.give(batch);
+                // Sharded: the batch's frames go to their shards now, not when more arrive.
+                engine.hand_out(&mut entries);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -212,8 +216,8 @@ pub fn engine_loop(
     hand_over(&mut entries, pcaps, outbox, counters);
 }
 
-fn publish_stats(engine: &Engine, published: &mut faultline_core::Stats, counters: &Counters) {
-    let s = engine.stats();
+fn publish_stats(engine: &Engines, published: &mut faultline_core::Stats, counters: &Counters) {
+    let s = &engine.stats();
     counters.add(&counters.decode_errors, s.decode_errors - published.decode_errors);
     counters.add(&counters.streams_timed_out, s.streams_timed_out - published.streams_timed_out);
     counters.add(&counters.missed_bytes, s.missed_bytes - published.missed_bytes);
@@ -285,7 +289,7 @@ mod tests {
         tx.send(batch).expect("queued");
         drop(tx);
         let cfg = EngineConfig { syn_timeout_ms: 3000, ..EngineConfig::default() };
-        engine_loop(cfg, false, &rx, &pool, &outbox, &counters, &stop, None);
+        engine_loop(cfg, 1, false, &rx, &pool, &outbox, &counters, &stop, None);
         assert_eq!(counters.entries.load(Ordering::Relaxed), 0, "no false SynSent");
     }
 

@@ -78,14 +78,14 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     };
     let engine = {
         let (cfg, outbox, counters, stop) = (args.engine.to_config(), outbox.clone(), counters.clone(), stop.clone());
-        let pool = pool.clone();
+        let (pool, threads) = (pool.clone(), args.engine_threads);
         let cfg = faultline_core::EngineConfig {
             node: args.node_name.clone(),
             record_errors: args.recorder == crate::cli::RecorderMode::Errors,
             ..cfg
         };
         std::thread::spawn(move || {
-            engine_loop::engine_loop(cfg, several_interfaces, &rx, &pool, &outbox, &counters, &stop, rotator)
+            engine_loop::engine_loop(cfg, threads, several_interfaces, &rx, &pool, &outbox, &counters, &stop, rotator)
         })
     };
     let report_task = tokio::task::spawn_blocking({

@@ -158,12 +158,24 @@ def start_server(ns, *args):
 
 def analyze(pcap, *flags, summary=None):
     """Runs `faultline-agent analyze --output jsonl` and returns the entries; `summary` (a dict), if given,
-    receives the closing summary's counts by name (e.g. "missed bytes", "duplicate packets")."""
+    receives the closing summary's counts by name (e.g. "missed bytes", "duplicate packets").
+
+    Unless the caller chose `--threads`, every capture is analysed by one engine and by four shards, which
+    must print the same entries, in the same order, and the same summary (issue 18: every test capture)."""
     pcaps = pcap if isinstance(pcap, (list, tuple)) else [pcap]
-    r = subprocess.run([analyzer_binary(), "analyze", "--output", "jsonl", *flags, *map(str, pcaps)],
-                       capture_output=True, text=True, check=False)
-    if r.returncode != 0:
-        raise AssertionError(f"analyze failed ({r.returncode}): {r.stderr}")
+
+    def run(*extra):
+        r = subprocess.run([analyzer_binary(), "analyze", "--output", "jsonl", *extra, *flags, *map(str, pcaps)],
+                           capture_output=True, text=True, check=False)
+        if r.returncode != 0:
+            raise AssertionError(f"analyze failed ({r.returncode}): {r.stderr}")
+        return r
+
+    r = run() if "--threads" in flags else run("--threads", "1")
+    if "--threads" not in flags:
+        sharded = run("--threads", "4")
+        assert sharded.stdout == r.stdout, f"4 shards found otherwise than one engine:\n{r.stdout}\n---\n{sharded.stdout}"
+        assert sharded.stderr == r.stderr, f"4 shards counted otherwise:\n{r.stderr}\n---\n{sharded.stderr}"
     if summary is not None:
         import re
         for n, name in re.findall(r"(\d+) ([a-zA-Z][a-zA-Z -]*?)(?=[,()]|$)", r.stderr, re.M):

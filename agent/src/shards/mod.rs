@@ -1,0 +1,295 @@
+//! Flows sharded across engine threads (`--engine-threads`, `analyze --threads`): the front
+//! (`faultline_core::front`) on the caller's thread decodes each frame, drops copies and chooses its
+//! shard; each shard (`faultline_core::shard`) runs on a thread of its own; their entries are merged back
+//! into the order one engine finds them (`faultline_core::merge`). The entries are those of one engine, entry for entry.
+
+mod worker;
+
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use faultline_core::front::Front;
+use faultline_core::shard::Shard;
+use faultline_core::wire::{self, DecodeError, LinkType};
+use faultline_core::{Engine, EngineConfig, Entry, Stats, Timestamp};
+
+use faultline_core::merge::Merger;
+use worker::{Done, Item, Work};
+
+/// Frames the front gathers (over all shards) before it hands each shard its batch.
+const FRAMES_PER_ROUND: usize = 512;
+/// Batches that may wait for each shard.
+const BATCHES_AHEAD: usize = 4;
+
+/// One engine on the caller's thread, or several on threads of their own: the same entries.
+pub enum Engines {
+    Inline(Box<Engine>),
+    Sharded(Box<ShardedEngine>),
+}
+
+impl Engines {
+    /// `threads` engines (1: on the caller's thread).
+    pub fn new(cfg: EngineConfig, threads: usize) -> Engines {
+        if threads <= 1 {
+            Engines::Inline(Box::new(Engine::new(cfg)))
+        } else {
+            Engines::Sharded(Box::new(ShardedEngine::new(cfg, threads)))
+        }
+    }
+
+    pub fn expect_several_interfaces(&mut self) {
+        match self {
+            Engines::Inline(e) => e.expect_several_interfaces(),
+            Engines::Sharded(s) => s.front.expect_several_interfaces(),
+        }
+    }
+
+    /// Handles one frame; entries found (by it, or by shards catching up) are appended to `out`.
+    pub fn handle_frame_on(
+        &mut self,
+        interface: u32,
+        link: LinkType,
+        data: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), DecodeError> {
+        match self {
+            Engines::Inline(e) => e.handle_frame_on(interface, link, data, ts, out),
+            Engines::Sharded(s) => s.handle_frame_on(interface, link, data, ts, out),
+        }
+    }
+
+    /// Moves the clock on (live, when no frame waits) and hands over what the shards found so far.
+    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
+        match self {
+            Engines::Inline(e) => e.advance(now, out),
+            Engines::Sharded(s) => s.advance(now, out),
+        }
+    }
+
+    /// Sharded: hands the frames gathered to their shards now, and what shards found so far to `out`.
+    pub fn hand_out(&mut self, out: &mut Vec<Entry>) {
+        if let Engines::Sharded(s) = self {
+            s.hand_out(out);
+        }
+    }
+
+    /// End of input: everything pending is resolved.
+    pub fn finish(&mut self, out: &mut Vec<Entry>) {
+        match self {
+            Engines::Inline(e) => e.finish(out),
+            Engines::Sharded(s) => s.finish(out),
+        }
+    }
+
+    /// Recordings of the entries handed over so far, by entry id.
+    pub fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
+        match self {
+            Engines::Inline(e) => e.take_recordings(),
+            Engines::Sharded(s) => std::mem::take(&mut s.recordings),
+        }
+    }
+
+    /// The node's statistics: the front's and every shard's, summed.
+    pub fn stats(&self) -> Stats {
+        match self {
+            Engines::Inline(e) => e.stats().clone(),
+            Engines::Sharded(s) => s.stats(),
+        }
+    }
+
+    pub fn flow_count(&self) -> usize {
+        match self {
+            Engines::Inline(e) => e.flow_count(),
+            Engines::Sharded(s) => s.flows.iter().sum(),
+        }
+    }
+}
+
+pub struct ShardedEngine {
+    front: Front,
+    front_stats: Stats,
+    senders: Vec<SyncSender<Work>>,
+    threads: Vec<JoinHandle<()>>,
+    done: Receiver<Done>,
+    /// Each shard's batch being filled.
+    filling: Vec<Work>,
+    /// Emptied batches to fill again.
+    spare: Vec<Work>,
+    frames: usize,
+    /// The next frame's position.
+    pos: u64,
+    merger: Merger,
+    recordings: Vec<(String, Vec<u8>)>,
+    shard_stats: Vec<Stats>,
+    flows: Vec<usize>,
+    finished: bool,
+}
+
+impl ShardedEngine {
+    pub fn new(cfg: EngineConfig, n: usize) -> ShardedEngine {
+        let n = n.max(1);
+        let (done_tx, done) = mpsc::channel();
+        let mut senders = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for index in 0..n {
+            let (tx, rx) = mpsc::sync_channel(BATCHES_AHEAD);
+            // The shard's own ids name its recordings until the merger gives the final ones.
+            let shard = Shard::new(EngineConfig { id_prefix: format!("{index}/"), ..cfg.clone() }, n);
+            let done_tx = done_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("engine-{index}"))
+                .spawn(move || worker::run(index, shard, rx, done_tx));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    // Without the thread nothing would drain its channel: fail loudly, at start.
+                    tracing::error!(error = %e, "cannot start an engine thread");
+                    std::process::abort();
+                }
+            }
+            senders.push(tx);
+        }
+        ShardedEngine {
+            front: Front::new(&cfg, n),
+            front_stats: Stats::default(),
+            senders,
+            threads,
+            done,
+            filling: (0..n).map(|_| Work::default()).collect(),
+            spare: Vec::new(),
+            frames: 0,
+            pos: 0,
+            merger: Merger::new(n, cfg.id_prefix.clone()),
+            recordings: Vec::new(),
+            shard_stats: vec![Stats::default(); n],
+            flows: vec![0; n],
+            finished: false,
+        }
+    }
+
+    fn handle_frame_on(
+        &mut self,
+        interface: u32,
+        link: LinkType,
+        data: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), DecodeError> {
+        let decoded = wire::decode(link, data, ts);
+        let routed = self.front.route(interface, ts, &decoded, &mut self.front_stats);
+        let pos = self.pos;
+        self.pos += 1;
+        if let Some(now) = routed.sweep {
+            self.for_every_shard(|| Item::Sweep { pos, now, end_of_input: false });
+        }
+        if let Some(server) = routed.listener {
+            self.for_every_shard(|| Item::Listener(server));
+        }
+        if let Some((shard, nat)) = routed.to {
+            if let Some(w) = self.filling.get_mut(shard) {
+                let start = w.data.len();
+                w.data.extend_from_slice(data);
+                w.items.push(Item::Frame { pos, link, ts, data: start..w.data.len(), nat });
+            }
+            self.frames += 1;
+            if self.frames >= FRAMES_PER_ROUND {
+                self.hand_out(out);
+            }
+        }
+        decoded.map(|_| ())
+    }
+
+    fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
+        if let Some(now) = self.front.tick(now, &mut self.front_stats) {
+            let pos = self.pos;
+            self.pos += 1;
+            self.for_every_shard(|| Item::Sweep { pos, now, end_of_input: false });
+        }
+        self.hand_out(out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<Entry>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let (pos, now) = (self.pos, self.front.now());
+        self.pos = u64::MAX;
+        self.for_every_shard(|| Item::Sweep { pos, now, end_of_input: true });
+        self.hand_out(out);
+        self.senders.clear();
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                tracing::error!("an engine thread failed");
+            }
+        }
+        self.collect(false);
+        self.merger.release(out, &mut self.recordings);
+    }
+
+    fn stats(&self) -> Stats {
+        let mut s = self.front_stats.clone();
+        for shard in &self.shard_stats {
+            s += shard;
+        }
+        s
+    }
+
+    fn for_every_shard(&mut self, item: impl Fn() -> Item) {
+        for w in &mut self.filling {
+            w.items.push(item());
+        }
+    }
+
+    /// Hands every shard its batch (with how far the capture got), then takes what shards have done.
+    fn hand_out(&mut self, out: &mut Vec<Entry>) {
+        self.frames = 0;
+        for (k, tx) in self.senders.iter().enumerate() {
+            let fresh = self.spare.pop().unwrap_or_default();
+            let Some(slot) = self.filling.get_mut(k) else { continue };
+            let mut w = std::mem::replace(slot, fresh);
+            w.upto = self.pos;
+            if tx.send(w).is_err() {
+                tracing::error!(shard = k, "an engine thread is gone");
+            }
+        }
+        self.collect(true);
+        self.merger.release(out, &mut self.recordings);
+    }
+
+    /// Takes what the shards have done: all of it unless `only_ready`.
+    fn collect(&mut self, only_ready: bool) {
+        loop {
+            let d = if only_ready {
+                match self.done.try_recv() {
+                    Ok(d) => d,
+                    Err(_) => return,
+                }
+            } else {
+                match self.done.recv() {
+                    Ok(d) => d,
+                    Err(_) => return,
+                }
+            };
+            if let Some(s) = self.shard_stats.get_mut(d.shard) {
+                *s = d.stats;
+            }
+            if let Some(f) = self.flows.get_mut(d.shard) {
+                *f = d.flows;
+            }
+            self.merger.add(d.shard, d.handled, d.found, d.recordings);
+            self.spare.push(d.spent);
+        }
+    }
+}
+
+impl Drop for ShardedEngine {
+    fn drop(&mut self) {
+        // Closing the channels ends the threads; what they found is not wanted any more.
+        self.senders.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Shards on one thread, one after another: the same front, shards and merge as the agent's engine
+//! threads, in a form tests can drive frame by frame (and compare with `Engine`).
+
+use crate::config::EngineConfig;
+use crate::entry::Entry;
+use crate::front::Front;
+use crate::merge::{Found, Merger};
+use crate::shard::Shard;
+use crate::stats::Stats;
+use crate::time::Timestamp;
+use crate::wire::{self, DecodeError, Decoded, LinkType};
+
+pub struct ShardedInline {
+    front: Front,
+    front_stats: Stats,
+    shards: Vec<Shard>,
+    merger: Merger,
+    recordings: Vec<(String, Vec<u8>)>,
+    pos: u64,
+    scratch: Vec<Entry>,
+}
+
+impl ShardedInline {
+    pub fn new(cfg: EngineConfig, n: usize) -> ShardedInline {
+        let n = n.max(1);
+        let shards =
+            (0..n).map(|k| Shard::new(EngineConfig { id_prefix: format!("{k}/"), ..cfg.clone() }, n)).collect();
+        ShardedInline {
+            front: Front::new(&cfg, n),
+            front_stats: Stats::default(),
+            shards,
+            merger: Merger::new(n, cfg.id_prefix.clone()),
+            recordings: Vec::new(),
+            pos: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn expect_several_interfaces(&mut self) {
+        self.front.expect_several_interfaces();
+    }
+
+    pub fn handle_frame_on(
+        &mut self,
+        interface: u32,
+        link: LinkType,
+        data: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), DecodeError> {
+        let decoded = wire::decode(link, data, ts);
+        let routed = self.front.route(interface, ts, &decoded, &mut self.front_stats);
+        let pos = self.pos;
+        self.pos += 1;
+        if let Some(now) = routed.sweep {
+            self.sweep(pos, now, false);
+        }
+        if let Some(server) = routed.listener {
+            self.shards.iter_mut().for_each(|s| s.learn_listener(server));
+        }
+        if let (Ok(Decoded::Packet(p)), Some((k, nat))) = (&decoded, routed.to) {
+            if let Some(shard) = self.shards.get_mut(k) {
+                shard.handle_packet(p, link, data, nat, &mut self.scratch);
+                let found = take(&mut self.scratch, pos, false);
+                self.merger.add(k, pos, found, shard.take_recordings());
+            }
+        }
+        self.release(pos + 1, out);
+        decoded.map(|_| ())
+    }
+
+    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
+        if let Some(now) = self.front.tick(now, &mut self.front_stats) {
+            let pos = self.pos;
+            self.pos += 1;
+            self.sweep(pos, now, false);
+            self.release(pos + 1, out);
+        }
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<Entry>) {
+        let pos = self.pos;
+        self.sweep(pos, self.front.now(), true);
+        self.release(u64::MAX, out);
+    }
+
+    pub fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
+        std::mem::take(&mut self.recordings)
+    }
+
+    /// The front's statistics and every shard's, summed.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.front_stats.clone();
+        for shard in &self.shards {
+            s += shard.stats();
+        }
+        s
+    }
+
+    pub fn flow_count(&self) -> usize {
+        self.shards.iter().map(Shard::flow_count).sum()
+    }
+
+    fn sweep(&mut self, pos: u64, now: Timestamp, end_of_input: bool) {
+        for (k, shard) in self.shards.iter_mut().enumerate() {
+            shard.sweep(now, end_of_input, &mut self.scratch);
+            let found = take(&mut self.scratch, pos, true);
+            self.merger.add(k, pos, found, shard.take_recordings());
+        }
+    }
+
+    fn release(&mut self, upto: u64, out: &mut Vec<Entry>) {
+        for k in 0..self.shards.len() {
+            self.merger.add(k, upto, Vec::new(), Vec::new());
+        }
+        self.merger.release(out, &mut self.recordings);
+    }
+}
+
+/// A shard's new entries, tagged for the merger.
+pub fn take(entries: &mut Vec<Entry>, pos: u64, by_sweep: bool) -> Vec<Found> {
+    entries.drain(..).map(|mut entry| Found { pos, by_sweep, shard_id: std::mem::take(&mut entry.id), entry }).collect()
+}
