@@ -234,6 +234,11 @@ pub struct AgentSpec {
     pub port: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Engine threads per agent, flows sharded among them; when unset, the container's CPU limit (the
+    /// node's cores without one), at most 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub engine_threads: Option<i32>,
 }
 
 impl Default for AgentSpec {
@@ -245,6 +250,7 @@ impl Default for AgentSpec {
             priority_class_name: None,
             port: default_agent_port(),
             resources: None,
+            engine_threads: None,
         }
     }
 }

@@ -244,6 +244,9 @@ pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
     if spec.show_stream_timeouts {
         args.push("--show-stream-timeouts".to_owned());
     }
+    if let Some(n) = spec.agent.engine_threads {
+        args.push(format!("--engine-threads={n}"));
+    }
     match spec.recorder.mode {
         RecorderMode::None => {}
         RecorderMode::Errors => args.push("--recorder=errors".to_owned()),
@@ -270,6 +273,7 @@ fn agent_config(spec: &TapConfigSpec) -> Value {
         "dissectors": spec.dissectors,
         "recorder": spec.recorder,
         "showStreamTimeouts": spec.show_stream_timeouts,
+        "engineThreads": spec.agent.engine_threads,
     })
 }
 

@@ -74,6 +74,7 @@ fn everything_in_the_spec_reaches_the_agents() {
         "--dissector=dns",
         "--show-stream-timeouts",
         "--recorder=errors",
+        "--engine-threads=3",
     ] {
         assert!(args.iter().any(|a| a == want), "missing {want} in {args:?}");
     }
@@ -140,6 +141,14 @@ fn a_spec_change_changes_the_pod_template() {
     timeout.spec.timeouts.syn_timeout_ms = 4000;
     let c = build(&timeout, &params()).expect("builds");
     assert_ne!(container(&a.daemon_set).args, container(&c.daemon_set).args);
+    let mut threads = fixture("spec-example.yaml");
+    threads.spec.agent.engine_threads = Some(4);
+    let d = build(&threads, &params()).expect("builds");
+    assert_ne!(hash(&a), hash(&d), "engine threads roll the pods");
+    assert!(
+        !container(&a.daemon_set).args.iter().flatten().any(|a| a.starts_with("--engine-threads")),
+        "unset: the agent takes its CPU limit"
+    );
 }
 
 #[test]
