@@ -54,6 +54,12 @@ impl FrameBatch {
         self.frames.is_empty()
     }
 
+    /// Frame number `i`.
+    pub fn get(&self, i: usize) -> Option<Frame<'_>> {
+        let (interface, link_type, ts, r) = self.frames.get(i)?;
+        Some(Frame { interface: *interface, link_type: *link_type, ts: *ts, data: self.data.get(r.clone())? })
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = Frame<'_>> {
         self.frames.iter().map(|(i, l, ts, r)| Frame {
             interface: *i,

@@ -25,6 +25,10 @@ const BLOCK_TIMEOUT_MS: u32 = 50;
 
 // From <linux/if_packet.h>.
 const PACKET_RX_RING: i32 = 5;
+const PACKET_FANOUT: i32 = 18;
+/// Fanout by the flow's hash, computed by the kernel's flow dissector over both endpoints in a fixed
+/// order (`__skb_get_hash_symmetric`): both directions of a connection reach one socket.
+const PACKET_FANOUT_HASH: u32 = 0;
 const PACKET_VERSION: i32 = 10;
 const TPACKET_V3: i32 = 2;
 const TP_STATUS_USER: u32 = 1;
@@ -53,6 +57,8 @@ pub struct AfPacket {
     /// The block being read, and where in it: the next frame's offset and how many frames are left.
     block: usize,
     next: Option<(usize, u32)>,
+    /// Frames were handed out since the ring was last found empty.
+    handed_frames: bool,
     /// `PACKET_STATISTICS` resets on every read: keep the running totals.
     totals: KernelStats,
 }
@@ -107,6 +113,17 @@ struct AllInterfaces {
 pub const ALL_INTERFACES: &str = "any";
 
 impl AfPacket {
+    /// Joins fanout group `group` (per interface: every socket of the group is bound to one device): the
+    /// kernel spreads the interface's packets over the group's sockets by flow hash.
+    pub fn join_fanout(&self, group: u16) -> Result<(), CaptureError> {
+        let value: u32 = u32::from(group) | (PACKET_FANOUT_HASH << 16);
+        setsockopt(self.fd, libc::SOL_PACKET, PACKET_FANOUT, &value).map_err(|source| CaptureError::Open {
+            backend: "afpacket fanout",
+            interface: self.name.clone(),
+            source,
+        })
+    }
+
     pub fn open(name: &str, filter: Option<&str>, ring_bytes: usize) -> Result<AfPacket, CaptureError> {
         let c_name = CString::new(name).map_err(|_| CaptureError::NoInterface(name.to_owned()))?;
         // SAFETY: `c_name` is a valid NUL-terminated string for the duration of the call.
@@ -141,8 +158,11 @@ impl AfPacket {
         let open_err = |source| CaptureError::Open { backend: "afpacket", interface: name.to_owned(), source };
         let proto = (libc::ETH_P_ALL as u16).to_be();
         let kind = if ifindex == 0 { libc::SOCK_DGRAM } else { libc::SOCK_RAW };
+        // Protocol 0: the socket receives nothing until bind(2) names the interface and the protocol. Opened
+        // with ETH_P_ALL it would take every interface's packets (loopback's included) into its ring until
+        // then — seen as a whole stray connection while a test polled another agent's metrics.
         // SAFETY: socket(2) with constant arguments; the result is checked before use.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, kind | libc::SOCK_CLOEXEC, i32::from(proto)) };
+        let fd = unsafe { libc::socket(libc::AF_PACKET, kind | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
             return Err(open_err(io::Error::last_os_error()));
         }
@@ -203,6 +223,7 @@ impl AfPacket {
             all: None,
             block: 0,
             next: None,
+            handed_frames: false,
             totals: KernelStats::default(),
         })
     }
@@ -280,10 +301,16 @@ impl Capture for AfPacket {
                         }
                     };
                     let data = self.ring.bytes(data_at, snaplen as usize).unwrap_or_default();
+                    self.handed_frames = true;
                     return Ok(Some(Frame { link_type, ts, data, interface }));
                 }
                 None => {
                     if self.ring.status(self.block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+                        if std::mem::take(&mut self.handed_frames) {
+                            // The ring is empty: say so before waiting, so the caller can pass on what
+                            // it has gathered now rather than after the wait.
+                            return Ok(None);
+                        }
                         self.wait().map_err(|e| CaptureError::Read { interface: self.name.clone(), source: e })?;
                         if self.ring.status(self.block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
                             return Ok(None);

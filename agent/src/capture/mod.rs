@@ -72,13 +72,22 @@ pub enum Backend {
     Pfring,
 }
 
-/// The captures opened, and why the requested backend was replaced, if it was.
-pub type Opened = (Vec<Box<dyn Capture>>, Option<String>);
+/// The captures opened, each with the number of the interface it reads (the sockets of one interface's
+/// fanout group share it), and why the requested backend was replaced, if it was.
+pub type Opened = (Vec<(u32, Box<dyn Capture>)>, Option<String>);
 
 /// Opens `backend` on each named interface, or, when none is named, on every interface but loopback at
-/// once — those that exist now and those that appear later (a pod's veth). Returns the captures and, when
-/// a backend had to be replaced, why.
-pub fn open(backend: Backend, interfaces: &[String], filter: Option<&str>) -> Result<Opened, CaptureError> {
+/// once — those that exist now and those that appear later (a pod's veth). With AF_PACKET and `fanout`
+/// above 1, each interface gets that many sockets in a fanout group (`PACKET_FANOUT_HASH`), each with its
+/// own ring and thread, sharing the interface's ring budget: one flow's packets all reach one socket, so
+/// they stay in order however the threads run. Returns the captures and, when a backend had to be
+/// replaced, why.
+pub fn open(
+    backend: Backend,
+    interfaces: &[String],
+    filter: Option<&str>,
+    fanout: usize,
+) -> Result<Opened, CaptureError> {
     let (backend, note) = match backend {
         Backend::Pfring if !std::path::Path::new("/proc/net/pf_ring").exists() => (
             Backend::Afpacket,
@@ -90,23 +99,50 @@ pub fn open(backend: Backend, interfaces: &[String], filter: Option<&str>) -> Re
         }
         b => (b, None),
     };
+    let fanout = if backend == Backend::Libpcap { 1 } else { fanout.clamp(1, MAX_FANOUT) };
+    let mut out: Vec<(u32, Box<dyn Capture>)> = Vec::new();
     if interfaces.is_empty() {
-        let cap: Box<dyn Capture> = match backend {
-            Backend::Afpacket | Backend::Pfring => Box::new(afpacket::AfPacket::open_all(filter, ALL_RING)?),
-            Backend::Libpcap => Box::new(libpcap::Libpcap::open_all(filter)?),
-        };
-        return Ok((vec![cap], note));
+        if backend == Backend::Libpcap {
+            out.push((0, Box::new(libpcap::Libpcap::open_all(filter)?)));
+        } else {
+            let group = fanout_group(0);
+            for _ in 0..fanout {
+                let cap = afpacket::AfPacket::open_all(filter, ALL_RING / fanout)?;
+                if fanout > 1 {
+                    cap.join_fanout(group)?;
+                }
+                out.push((0, Box::new(cap)));
+            }
+        }
+        return Ok((out, note));
     }
-    let names = interfaces.to_vec();
-    let mut out: Vec<Box<dyn Capture>> = Vec::new();
-    let ring = ring_bytes(names.len());
-    for name in &names {
-        match backend {
-            Backend::Afpacket | Backend::Pfring => out.push(Box::new(afpacket::AfPacket::open(name, filter, ring)?)),
-            Backend::Libpcap => out.push(Box::new(libpcap::Libpcap::open(name, filter)?)),
+    let ring = ring_bytes(interfaces.len() * fanout);
+    for (i, name) in interfaces.iter().enumerate() {
+        let number = u32::try_from(i).unwrap_or(u32::MAX);
+        if backend == Backend::Libpcap {
+            out.push((number, Box::new(libpcap::Libpcap::open(name, filter)?)));
+            continue;
+        }
+        let group = fanout_group(i);
+        for _ in 0..fanout {
+            let cap = afpacket::AfPacket::open(name, filter, ring)?;
+            if fanout > 1 {
+                cap.join_fanout(group)?;
+            }
+            out.push((number, Box::new(cap)));
         }
     }
     Ok((out, note))
+}
+
+/// Sockets per interface at most.
+const MAX_FANOUT: usize = 8;
+
+/// A fanout group id for interface number `i`: ids are per network namespace, so they are made from the
+/// process id too (two agents in one namespace, as in the tests, must not join each other's groups).
+fn fanout_group(i: usize) -> u16 {
+    let pid = std::process::id() as usize;
+    ((pid.wrapping_mul(64) + i) & 0xffff) as u16
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub struct Counters {
     /// each goes round at least every 100 ms while it works, so an old beat means a dead or stuck thread.
     pub engine_beat: AtomicU64,
     pub capture_beat: AtomicU64,
+    /// Capture sockets open (an interface's fanout group counts each of its sockets) and engine threads.
+    pub capture_sockets: AtomicU64,
+    pub engine_threads: AtomicU64,
     backend_note: Mutex<Option<String>>,
     /// Every counter the engine keeps (what its dissectors dropped on purpose, gaps skipped, copies,
     /// …), as last published by the engine thread: served whole so that no loss is silent on a live node.
@@ -126,6 +129,8 @@ impl Counters {
         );
         metric("missed_bytes_total", "counter", "TCP bytes never seen (sequence gaps).", s.missed_bytes);
         metric("flows", "gauge", "Connections tracked.", g(&self.flows));
+        metric("capture_sockets", "gauge", "Capture sockets (and their threads).", g(&self.capture_sockets));
+        metric("engine_threads", "gauge", "Engine shards, each on a thread.", g(&self.engine_threads));
         metric(
             "clock_skewed_frames_total",
             "counter",

@@ -9,6 +9,7 @@ use faultline_core::{EngineConfig, Entry, Timestamp};
 
 use super::counters::Counters;
 use super::outbox::{Item, Outbox};
+use super::reorder::{Reorder, WINDOW_MS};
 use super::rotate::Rotator;
 use crate::capture::{Capture, KernelStats};
 use crate::frames::{BatchPool, FrameBatch, BATCH_FRAMES};
@@ -68,7 +69,9 @@ pub fn capture_loop(
         }
         unclocked = 0;
         let now = Instant::now();
-        if !batch.is_empty() && now.duration_since(first_at) >= BATCH_WAIT && !flush(&mut batch) {
+        // Passed on when it has waited long enough, or when the capture has nothing more at the moment: a
+        // frame waits for company only while more are coming.
+        if !batch.is_empty() && (!got_one || now.duration_since(first_at) >= BATCH_WAIT) && !flush(&mut batch) {
             return;
         }
         if now.duration_since(last_stats) >= Duration::from_secs(1) {
@@ -157,15 +160,34 @@ pub fn engine_loop(
     counters: &Counters,
     stop: &AtomicBool,
     mut rotator: Option<Rotator>,
+    capture_threads: usize,
 ) {
     let mut engine = Engines::new(cfg, threads);
     if several_interfaces {
         engine.expect_several_interfaces();
     }
+    // Several capture threads: their frames are put back in capture order first, and the idle clock lags
+    // by the window those frames are held (a frame held must not find its timers fired).
+    let mut reorder = (capture_threads > 1).then(Reorder::default);
+    let held_for = if reorder.is_some() { Duration::from_millis(WINDOW_MS) } else { Duration::ZERO };
     let mut entries: Vec<Entry> = Vec::new();
     let mut last_stats = Instant::now();
     let mut published = faultline_core::Stats::default();
     let mut clock = Clock { skewed: 0 };
+    let mut handle = |f: crate::frames::Frame<'_>,
+                      wall: SystemTime,
+                      clock: &mut Clock,
+                      engine: &mut Engines,
+                      entries: &mut Vec<Entry>| {
+        let ts = clock.frame_time(f.ts, wall);
+        if let Some(r) = &mut rotator {
+            if let Err(e) = r.write(f.link_type, ts, f.data) {
+                tracing::warn!(error = %e, "continuous recording failed; stopping it");
+                rotator = None;
+            }
+        }
+        let _ = engine.handle_frame_on(f.interface, f.link_type, f.data, ts, entries);
+    };
     loop {
         counters.beat(&counters.engine_beat);
         // A batch waiting is handled at once; only an empty queue lets wall time move the clock.
@@ -173,24 +195,31 @@ pub fn engine_loop(
             Ok(batch) => Ok(batch),
             Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
             Err(std::sync::mpsc::TryRecvError::Empty) => {
-                engine.advance(Clock::idle_time(SystemTime::now()), &mut entries);
+                let wall = SystemTime::now();
+                if let Some(r) = &mut reorder {
+                    let horizon = Timestamp::from(wall.checked_sub(held_for).unwrap_or(wall));
+                    r.release(Some(horizon), pool, |f| handle(f, wall, &mut clock, &mut engine, &mut entries));
+                }
+                engine.advance(Clock::idle_time(wall.checked_sub(held_for).unwrap_or(wall)), &mut entries);
                 rx.recv_timeout(Duration::from_millis(100))
             }
         };
         match next {
             Ok(batch) => {
                 let wall = SystemTime::now();
-                for f in batch.iter() {
-                    let ts = clock.frame_time(f.ts, wall);
-                    if let Some(r) = &mut rotator {
-                        if let Err(e) = r.write(f.link_type, ts, f.data) {
-                            tracing::warn!(error = %e, "continuous recording failed; stopping it");
-                            rotator = None;
-                        }
+                match &mut reorder {
+                    Some(r) => {
+                        r.push(batch);
+                        let horizon = Timestamp(r.latest().nanos().saturating_sub(WINDOW_MS * 1_000_000));
+                        r.release(Some(horizon), pool, |f| handle(f, wall, &mut clock, &mut engine, &mut entries));
                     }
-                    let _ = engine.handle_frame_on(f.interface, f.link_type, f.data, ts, &mut entries);
+                    None => {
+                        for f in batch.iter() {
+                            handle(f, wall, &mut clock, &mut engine, &mut entries);
+                        }
+                        pool.give(batch);
+                    }
                 }
-                pool.give(batch);
                 // Sharded: the batch's frames go to their shards now, not when more arrive.
                 engine.hand_out(&mut entries);
             }
@@ -209,6 +238,11 @@ pub fn engine_loop(
         if stop.load(Ordering::Relaxed) {
             break;
         }
+    }
+    if let Some(r) = &mut reorder {
+        let wall = SystemTime::now();
+        r.release(None, pool, |f| handle(f, wall, &mut clock, &mut engine, &mut entries));
+        engine.hand_out(&mut entries);
     }
     // Stopping is not the end of the network: pending states stay unresolved rather than be guessed.
     publish_stats(&engine, &mut published, counters);
@@ -289,7 +323,7 @@ mod tests {
         tx.send(batch).expect("queued");
         drop(tx);
         let cfg = EngineConfig { syn_timeout_ms: 3000, ..EngineConfig::default() };
-        engine_loop(cfg, 1, false, &rx, &pool, &outbox, &counters, &stop, None);
+        engine_loop(cfg, 1, false, &rx, &pool, &outbox, &counters, &stop, None, 1);
         assert_eq!(counters.entries.load(Ordering::Relaxed), 0, "no false SynSent");
     }
 

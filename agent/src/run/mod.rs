@@ -9,6 +9,7 @@
 mod counters;
 mod engine_loop;
 mod outbox;
+mod reorder;
 mod report;
 mod rotate;
 mod server;
@@ -46,13 +47,17 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     let outbox = Arc::new(Outbox::new(args.buffer_bytes));
     // Before capturing: a bad CA file is a configuration error to report at once.
     let reporter = report::Reporter::new(args, outbox.clone(), counters.clone())?;
-    let (captures, note) = capture::open(args.capture_backend, &args.interfaces, args.bpf_filter.as_deref())
-        .map_err(|e| format!("cannot capture: {e}"))?;
+    let (captures, note) =
+        capture::open(args.capture_backend, &args.interfaces, args.bpf_filter.as_deref(), args.engine_threads)
+            .map_err(|e| format!("cannot capture: {e}"))?;
     if let Some(note) = &note {
         tracing::warn!("{note}");
     }
     counters.set_backend_note(note);
-    tracing::info!(interfaces = ?captures.iter().map(|c| c.interface().to_owned()).collect::<Vec<_>>(), "capturing");
+    tracing::info!(interfaces = ?captures.iter().map(|(_, c)| c.interface().to_owned()).collect::<Vec<_>>(),
+        engine_threads = args.engine_threads, "capturing");
+    counters.capture_sockets.store(captures.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    counters.engine_threads.store(args.engine_threads as u64, std::sync::atomic::Ordering::Relaxed);
 
     let queued_batches = args.queue_size.div_ceil(crate::frames::BATCH_FRAMES).max(1);
     let (tx, rx) = std::sync::mpsc::sync_channel::<crate::frames::FrameBatch>(queued_batches);
@@ -60,11 +65,11 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     let pool = Arc::new(crate::frames::BatchPool::new(queued_batches + 2 * (captures.len() + 1)));
 
     // One capture of every interface, or one per named interface: copies of a packet may come from several.
-    let several_interfaces = captures.len() > 1 || args.interfaces.is_empty();
+    let several_interfaces = args.interfaces.len() != 1;
+    let capture_threads = captures.len();
     let mut threads = Vec::new();
-    for (i, cap) in captures.into_iter().enumerate() {
+    for (interface, cap) in captures {
         let (tx, pool, stop, counters) = (tx.clone(), pool.clone(), stop.clone(), counters.clone());
-        let interface = u32::try_from(i).unwrap_or(u32::MAX);
         threads
             .push(std::thread::spawn(move || engine_loop::capture_loop(cap, interface, &tx, &pool, &stop, &counters)));
     }
@@ -85,7 +90,18 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
             ..cfg
         };
         std::thread::spawn(move || {
-            engine_loop::engine_loop(cfg, threads, several_interfaces, &rx, &pool, &outbox, &counters, &stop, rotator)
+            engine_loop::engine_loop(
+                cfg,
+                threads,
+                several_interfaces,
+                &rx,
+                &pool,
+                &outbox,
+                &counters,
+                &stop,
+                rotator,
+                capture_threads,
+            )
         })
     };
     let report_task = tokio::task::spawn_blocking({
