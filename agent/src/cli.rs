@@ -53,8 +53,9 @@ pub struct AnalyzeArgs {
     pub query: Option<String>,
 
     /// Engine threads, flows sharded among them by hash (the entries are the same whatever the number);
-    /// defaults to the cores available.
-    #[arg(long, value_name = "N", default_value_t = available_cores(usize::MAX), value_parser = parse_threads)]
+    /// defaults to the cores available beyond the two that read the file and write the entries (at least
+    /// one: on two cores, shards only add work — see the README's figures).
+    #[arg(long, value_name = "N", default_value_t = available_cores(usize::MAX).saturating_sub(2).max(1), value_parser = parse_threads)]
     pub threads: usize,
 
     #[command(flatten)]

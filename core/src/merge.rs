@@ -55,16 +55,18 @@ impl Merger {
         if self.waiting.is_empty() {
             return;
         }
-        let (mut ready, rest): (Vec<Found>, Vec<Found>) = self.waiting.drain(..).partition(|f| f.pos < upto);
-        self.waiting = rest;
-        // Stable: one frame's entries keep their shard's order.
-        ready.sort_by(order);
+        // Stable: one frame's entries keep their shard's order. Those not ready sort after those ready.
+        self.waiting.sort_by(order);
+        let ready = self.waiting.partition_point(|f| f.pos < upto);
+        let ready = self.waiting.drain(..ready);
         for f in ready {
             let mut e = f.entry;
             self.next_id += 1;
             e.id = format!("{}{}", self.id_prefix, self.next_id);
-            if let Some(pcap) = self.recordings.remove(&f.shard_id) {
-                recordings.push((e.id.clone(), pcap));
+            if !self.recordings.is_empty() {
+                if let Some(pcap) = self.recordings.remove(&f.shard_id) {
+                    recordings.push((e.id.clone(), pcap));
+                }
             }
             out.push(e);
         }

@@ -17,7 +17,7 @@ use faultline_core::merge::Merger;
 use worker::{Done, Item, Work};
 
 /// Frames the front gathers (over all shards) before it hands each shard its batch.
-const FRAMES_PER_ROUND: usize = 512;
+const FRAMES_PER_ROUND: usize = 2048;
 /// Batches that may wait for each shard.
 const BATCHES_AHEAD: usize = 4;
 

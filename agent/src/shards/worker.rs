@@ -48,9 +48,8 @@ pub struct Done {
 pub fn run(index: usize, mut shard: Shard, work: Receiver<Work>, done: Sender<Done>) {
     let mut out: Vec<Entry> = Vec::new();
     for mut w in work {
-        let mut found = Vec::new();
+        let mut found = Vec::with_capacity(out.capacity());
         for item in &w.items {
-            let start = out.len();
             let (pos, by_sweep) = match item {
                 Item::Frame { pos, link, ts, data, nat } => {
                     let bytes = w.data.get(data.clone()).unwrap_or_default();
@@ -66,8 +65,12 @@ pub fn run(index: usize, mut shard: Shard, work: Receiver<Work>, done: Sender<Do
                     continue;
                 }
             };
-            let mut new = out.split_off(start);
-            found.extend(faultline_core::sharded::take(&mut new, pos, by_sweep));
+            found.extend(out.drain(..).map(|mut entry| Found {
+                pos,
+                by_sweep,
+                shard_id: std::mem::take(&mut entry.id),
+                entry,
+            }));
         }
         w.clear();
         let d = Done {
