@@ -4,6 +4,10 @@ fed by tcpreplay at increasing packet rates, each tool on its own run of the sam
 each received and dropped (the kernel's counts: PACKET_STATISTICS for the agent, pcap_stats for tcpdump).
 
     python3 bench/live.py [--packets 1000000] [--rates 50000,100000,200000,400000,600000,0]   (0 = top speed)
+                          [--engine-threads 1,2] [--backends afpacket,libpcap]
+
+Each agent run is repeated for every number of engine threads (with afpacket, as many sockets in the
+interface's fanout group); the last lines give, per tool, the highest rate it took without a drop.
 
 Needs root (network namespaces). Traffic stays on a veth between two namespaces made here."""
 
@@ -87,19 +91,19 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 """
 
 
-def with_agent(agent, backend, pcap, rate, token):
+def with_agent(agent, backend, pcap, rate, token, threads):
     port, sink_port = 19102, 19103
     sink = subprocess.Popen(["ip", "netns", "exec", RX, sys.executable, "-c", SINK, str(sink_port)])
     try:
-        return run_agent(agent, backend, pcap, rate, token, port, f"http://127.0.0.1:{sink_port}")
+        return run_agent(agent, backend, pcap, rate, token, port, f"http://127.0.0.1:{sink_port}", threads)
     finally:
         sink.kill()
         sink.wait()
 
 
-def run_agent(agent, backend, pcap, rate, token, port, operator_url):
+def run_agent(agent, backend, pcap, rate, token, port, operator_url, threads):
     p = subprocess.Popen(["ip", "netns", "exec", RX, agent, "run", "--interface", "rx0", "--node-name", "bench",
-                          "--capture-backend", backend,
+                          "--capture-backend", backend, "--engine-threads", str(threads),
                           "--operator-url", operator_url, "--token-file", token,
                           "--http-addr", f"127.0.0.1:{port}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -130,6 +134,7 @@ def main():
     ap.add_argument("--rates", default="50000,100000,200000,400000,600000,0")
     ap.add_argument("--agent", default=str(REPO / "target" / "release" / "faultline-agent"))
     ap.add_argument("--backends", default="afpacket,libpcap")
+    ap.add_argument("--engine-threads", default="1,2")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/live.py needs root (network namespaces)")
@@ -143,18 +148,25 @@ def main():
         setup()
         rows = []
         try:
-            print(f"{'rate':>10}  {'tool':<22} {'sent':>8} {'at pps':>9} {'received':>9} {'dropped':>8}")
+            print(f"{'rate':>10}  {'tool':<34} {'sent':>8} {'at pps':>9} {'received':>9} {'dropped':>8}")
             for rate in [int(r) for r in args.rates.split(",")]:
                 runs = [("tcpdump -w /dev/null", with_tcpdump(pcap, rate))]
                 for b in args.backends.split(","):
-                    runs.append((f"agent ({b})", with_agent(args.agent, b, pcap, rate, str(token))))
+                    for n in [int(t) for t in args.engine_threads.split(",")]:
+                        tool = f"agent ({b}, {n} engine thread{'s' if n > 1 else ''})"
+                        runs.append((tool, with_agent(args.agent, b, pcap, rate, str(token), n)))
                 for tool, (sent, pps, got, dropped) in runs:
                     label = "top speed" if rate == 0 else str(rate)
-                    print(f"{label:>10}  {tool:<22} {sent:>8} {pps:>9.0f} {got:>9} {dropped:>8}", flush=True)
+                    print(f"{label:>10}  {tool:<34} {sent:>8} {pps:>9.0f} {got:>9} {dropped:>8}", flush=True)
                     rows.append({"rate": rate, "tool": tool, "sent": sent, "pps": pps, "received": got,
                                  "dropped": dropped})
         finally:
             teardown()
+    print()
+    for tool in dict.fromkeys(r["tool"] for r in rows):
+        clean = [r["pps"] for r in rows if r["tool"] == tool and r["dropped"] == 0]
+        print(f"{tool:<34} highest rate without a drop: {max(clean) / 1e3:.0f}k pps" if clean
+              else f"{tool:<34} dropped at every rate")
     print(json.dumps(rows))
 
 

@@ -300,3 +300,33 @@ fn timeout_flags_reach_the_engine() {
     // With the default 3000 ms, the capture ends first (2 s after the SYN).
     assert_eq!(elapsed(&["--output", "jsonl"]), 2000.0);
 }
+
+/// The benchmark's capture (generated smaller): one engine and two or four shards print the same
+/// entries, in the same order, with the same ids, and the same summary; and they are the errors the
+/// generator made.
+#[test]
+fn engine_threads_print_what_one_engine_prints_on_the_bench_capture() {
+    let dir = tempdir("sharded");
+    let cap = dir.join("bench.pcap");
+    let generator = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/gen_capture.py");
+    let gen = Command::new("python3")
+        .args([generator, cap.to_str().expect("utf-8 path"), "--conversations", "6000"])
+        .output()
+        .expect("python3 runs the generator");
+    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    let expected: serde_json::Value = serde_json::from_slice(&gen.stdout).expect("the generator's counts");
+    let one = analyze(&["--threads", "1", "--output", "jsonl"], &[&cap]);
+    assert!(one.status.success());
+    for n in ["2", "4"] {
+        let sharded = analyze(&["--threads", n, "--output", "jsonl"], &[&cap]);
+        assert!(stdout(&sharded) == stdout(&one), "{n} threads printed other entries");
+        assert_eq!(String::from_utf8_lossy(&sharded.stderr), String::from_utf8_lossy(&one.stderr), "{n} threads");
+    }
+    let entries: Vec<serde_json::Value> =
+        stdout(&one).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let refused = entries.iter().filter(|e| e["tcp"]["reason"] == "refused").count();
+    let icmp = entries.iter().filter(|e| e["protocol"] == "icmp").count();
+    assert_eq!(Some(refused as u64), expected["refused"].as_u64());
+    assert_eq!(Some(icmp as u64), expected["icmp"].as_u64());
+    let _ = std::fs::remove_dir_all(&dir);
+}
