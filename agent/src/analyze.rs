@@ -9,13 +9,13 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 
 use faultline_core::pcap::{PcapError, PcapReader};
-use faultline_core::Entry;
+use faultline_core::{Analyzer, Entry};
 use faultline_kfl::Query;
 
 use crate::cli::{AnalyzeArgs, OutputFormat};
 use crate::file_reader::read_in_batches;
 use crate::output::{Sink, Summary};
-use crate::shards::Engines;
+use crate::shards::engines;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
@@ -48,7 +48,7 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let mut engine = Engines::new(cfg, args.threads);
+    let mut engine = engines(cfg, args.threads);
     let recorder = Recorder { dir: args.record_errors.clone() };
     // Entries are filtered, formatted and written on a thread of their own, in batches and in order:
     // formatting costs about a third of the engine's time, and a second core can take it.
@@ -66,10 +66,10 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         });
         let mut out = Output { tx, done: done_rx, batch: Vec::with_capacity(BATCH) };
         let mut skipped = 0;
-        let failure = analyze_files(&args.files, &mut engine, &mut out, &mut skipped, &recorder).err();
+        let failure = analyze_files(&args.files, engine.as_mut(), &mut out, &mut skipped, &recorder).err();
         // Whatever happened, what was seen is resolved and printed.
         engine.finish(&mut out.batch);
-        recorder.attach(&mut engine, &mut out.batch);
+        recorder.attach(engine.as_mut(), &mut out.batch);
         out.flush();
         drop(out);
         let written =
@@ -125,7 +125,7 @@ impl Output {
 /// there (the files before it are analysed); a file that fails while read stops the run.
 fn analyze_files(
     paths: &[PathBuf],
-    engine: &mut Engines,
+    engine: &mut dyn Analyzer,
     out: &mut Output,
     skipped: &mut u64,
     recorder: &Recorder,
@@ -200,7 +200,7 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn attach(&self, engine: &mut Engines, entries: &mut [Entry]) {
+    fn attach(&self, engine: &mut dyn Analyzer, entries: &mut [Entry]) {
         let Some(dir) = &self.dir else { return };
         for (id, pcap) in engine.take_recordings() {
             let path = dir.join(format!("{id}.pcap"));

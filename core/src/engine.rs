@@ -10,9 +10,75 @@ use crate::stats::Stats;
 use crate::time::Timestamp;
 use crate::wire::{self, DecodeError, Decoded, LinkType};
 
+/// Frames in, entries out: one engine on the caller's thread, or shards behind one front (on the caller's
+/// thread for tests, `ShardedInline`; on threads of their own in the agent). Whichever, the same entries.
+pub trait Analyzer: Send {
+    /// Frames will come from several interfaces of one node: look for copies from the first frame on.
+    fn expect_several_interfaces(&mut self);
+    /// Handles one frame captured on interface number `interface`; entries found go to `out`.
+    fn handle_frame_on(
+        &mut self,
+        interface: u32,
+        link: LinkType,
+        data: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), DecodeError>;
+    /// Moves the clock to `now` (live, while the network is quiet) and fires due timers.
+    fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>);
+    /// Hands over what is gathered: frames to shards on other threads, their entries back. Nothing to do
+    /// where everything runs on the caller's thread.
+    fn hand_out(&mut self, _out: &mut Vec<Entry>) {}
+    /// End of input: every pending state is resolved as if its timer expired (SPEC §3.6).
+    fn finish(&mut self, out: &mut Vec<Entry>);
+    /// Pcaps of the flows of the error and ICMP entries handed out so far, by entry id.
+    fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)>;
+    /// Every counter, all shards summed.
+    fn stats(&self) -> Stats;
+    /// Flows tracked, all shards together.
+    fn flow_count(&self) -> usize;
+}
+
 pub struct Engine {
     front: Front,
     shard: Shard,
+}
+
+impl Analyzer for Engine {
+    fn expect_several_interfaces(&mut self) {
+        Engine::expect_several_interfaces(self);
+    }
+
+    fn handle_frame_on(
+        &mut self,
+        interface: u32,
+        link: LinkType,
+        data: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), DecodeError> {
+        Engine::handle_frame_on(self, interface, link, data, ts, out)
+    }
+
+    fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
+        Engine::advance(self, now, out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<Entry>) {
+        Engine::finish(self, out);
+    }
+
+    fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
+        Engine::take_recordings(self)
+    }
+
+    fn stats(&self) -> Stats {
+        self.shard.stats().clone()
+    }
+
+    fn flow_count(&self) -> usize {
+        Engine::flow_count(self)
+    }
 }
 
 impl Engine {

@@ -30,7 +30,7 @@ pub mod tls;
 pub mod wire;
 
 pub use config::EngineConfig;
-pub use engine::Engine;
+pub use engine::{Analyzer, Engine};
 pub use entry::Entry;
 pub use stats::Stats;
 pub use time::Timestamp;

@@ -2,6 +2,7 @@
 //! threads, in a form tests can drive frame by frame (and compare with `Engine`).
 
 use crate::config::EngineConfig;
+use crate::engine::Analyzer;
 use crate::entry::Entry;
 use crate::front::Front;
 use crate::merge::{Found, Merger};
@@ -36,11 +37,28 @@ impl ShardedInline {
         }
     }
 
-    pub fn expect_several_interfaces(&mut self) {
+    fn sweep(&mut self, pos: u64, now: Timestamp, end_of_input: bool) {
+        for (k, shard) in self.shards.iter_mut().enumerate() {
+            shard.sweep(now, end_of_input, &mut self.scratch);
+            let found = take(&mut self.scratch, pos, true);
+            self.merger.add(k, pos, found, shard.take_recordings());
+        }
+    }
+
+    fn release(&mut self, upto: u64, out: &mut Vec<Entry>) {
+        for k in 0..self.shards.len() {
+            self.merger.add(k, upto, Vec::new(), Vec::new());
+        }
+        self.merger.release(out, &mut self.recordings);
+    }
+}
+
+impl Analyzer for ShardedInline {
+    fn expect_several_interfaces(&mut self) {
         self.front.expect_several_interfaces();
     }
 
-    pub fn handle_frame_on(
+    fn handle_frame_on(
         &mut self,
         interface: u32,
         link: LinkType,
@@ -69,7 +87,7 @@ impl ShardedInline {
         decoded.map(|_| ())
     }
 
-    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
+    fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
         if let Some(now) = self.front.tick(now, &mut self.front_stats) {
             let pos = self.pos;
             self.pos += 1;
@@ -78,18 +96,18 @@ impl ShardedInline {
         }
     }
 
-    pub fn finish(&mut self, out: &mut Vec<Entry>) {
+    fn finish(&mut self, out: &mut Vec<Entry>) {
         let pos = self.pos;
         self.sweep(pos, self.front.now(), true);
         self.release(u64::MAX, out);
     }
 
-    pub fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
+    fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
         std::mem::take(&mut self.recordings)
     }
 
     /// The front's statistics and every shard's, summed.
-    pub fn stats(&self) -> Stats {
+    fn stats(&self) -> Stats {
         let mut s = self.front_stats.clone();
         for shard in &self.shards {
             s += shard.stats();
@@ -97,23 +115,8 @@ impl ShardedInline {
         s
     }
 
-    pub fn flow_count(&self) -> usize {
+    fn flow_count(&self) -> usize {
         self.shards.iter().map(Shard::flow_count).sum()
-    }
-
-    fn sweep(&mut self, pos: u64, now: Timestamp, end_of_input: bool) {
-        for (k, shard) in self.shards.iter_mut().enumerate() {
-            shard.sweep(now, end_of_input, &mut self.scratch);
-            let found = take(&mut self.scratch, pos, true);
-            self.merger.add(k, pos, found, shard.take_recordings());
-        }
-    }
-
-    fn release(&mut self, upto: u64, out: &mut Vec<Entry>) {
-        for k in 0..self.shards.len() {
-            self.merger.add(k, upto, Vec::new(), Vec::new());
-        }
-        self.merger.release(out, &mut self.recordings);
     }
 }
 

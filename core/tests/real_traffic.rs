@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{tcp_errors, Sim, TestEngine, ACK, FIN, PSH, RST, SYN};
+use common::{tcp_errors, Sim, ACK, FIN, PSH, RST, SYN};
 use faultline_core::entry::{Entry, SynReason, TcpState};
 use faultline_core::sharded::ShardedInline;
 use faultline_core::EngineConfig;
@@ -350,7 +350,7 @@ fn shards_divide_the_budget_of_out_of_order_bytes_rather_than_multiply_it() {
     // 1,000 bytes for the node: 250 for each of 4 shards. Eight connections each hold 600 bytes behind a
     // hole: every one is over its shard's budget, where one engine would have let the first one hold.
     let cfg = EngineConfig { max_out_of_order_total: 1000, ..Default::default() };
-    let mut s = Sim::on(TestEngine::Sharded(Box::new(ShardedInline::new(cfg, 4))));
+    let mut s = Sim::on(Box::new(ShardedInline::new(cfg, 4)));
     for port in 40_001..40_009 {
         s.client.1 = port;
         s.handshake(0);

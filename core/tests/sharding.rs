@@ -14,7 +14,7 @@ use faultline_core::entry::{Entry, SynReason, TcpState};
 use faultline_core::sharded::ShardedInline;
 use faultline_core::stats::Stats;
 use faultline_core::wire::LinkType;
-use faultline_core::{Engine, EngineConfig, Timestamp};
+use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};
 
 const FLOWS: u16 = 64;
 
@@ -70,27 +70,16 @@ fn run(capture: &Capture, shards: usize, several_interfaces: bool) -> (Vec<Strin
     let cfg = EngineConfig { syn_timeout_ms: 3_000, dns_timeout_ms: 5_000, ..EngineConfig::default() };
     let mut out: Vec<Entry> = Vec::new();
     let at = |ms: u64| Timestamp::from_millis(T0_MS + ms);
-    let stats = if shards == 1 {
-        let mut e = Engine::new(cfg);
-        if several_interfaces {
-            e.expect_several_interfaces();
-        }
-        for (iface, ms, f) in capture {
-            e.handle_frame_on(*iface, LinkType::Ethernet, f, at(*ms), &mut out).expect("decodes");
-        }
-        e.finish(&mut out);
-        e.stats().clone()
-    } else {
-        let mut e = ShardedInline::new(cfg, shards);
-        if several_interfaces {
-            e.expect_several_interfaces();
-        }
-        for (iface, ms, f) in capture {
-            e.handle_frame_on(*iface, LinkType::Ethernet, f, at(*ms), &mut out).expect("decodes");
-        }
-        e.finish(&mut out);
-        e.stats()
-    };
+    let mut e: Box<dyn Analyzer> =
+        if shards == 1 { Box::new(Engine::new(cfg)) } else { Box::new(ShardedInline::new(cfg, shards)) };
+    if several_interfaces {
+        e.expect_several_interfaces();
+    }
+    for (iface, ms, f) in capture {
+        e.handle_frame_on(*iface, LinkType::Ethernet, f, at(*ms), &mut out).expect("decodes");
+    }
+    e.finish(&mut out);
+    let stats = e.stats();
     (out.iter().map(|e| serde_json::to_string(e).expect("json")).collect(), stats)
 }
 

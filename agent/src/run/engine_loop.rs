@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
 
-use faultline_core::{EngineConfig, Entry, Timestamp};
+use faultline_core::{Analyzer, EngineConfig, Entry, Timestamp};
 
 use super::counters::Counters;
 use super::outbox::{Item, Outbox};
@@ -13,7 +13,7 @@ use super::reorder::{Reorder, WINDOW_MS};
 use super::rotate::Rotator;
 use crate::capture::{Capture, KernelStats};
 use crate::frames::{BatchPool, FrameBatch, BATCH_FRAMES};
-use crate::shards::Engines;
+use crate::shards::engines;
 
 /// How long the first frame of a batch may wait for the rest. Batches (one buffer, one channel message)
 /// because at a million packets a second a wake-up and an allocation per frame cost the capture thread
@@ -162,7 +162,7 @@ pub fn engine_loop(
     mut rotator: Option<Rotator>,
     capture_threads: usize,
 ) {
-    let mut engine = Engines::new(cfg, threads);
+    let mut engine = engines(cfg, threads);
     if several_interfaces {
         engine.expect_several_interfaces();
     }
@@ -177,7 +177,7 @@ pub fn engine_loop(
     let mut handle = |f: crate::frames::Frame<'_>,
                       wall: SystemTime,
                       clock: &mut Clock,
-                      engine: &mut Engines,
+                      engine: &mut dyn Analyzer,
                       entries: &mut Vec<Entry>| {
         let ts = clock.frame_time(f.ts, wall);
         if let Some(r) = &mut rotator {
@@ -198,7 +198,7 @@ pub fn engine_loop(
                 let wall = SystemTime::now();
                 if let Some(r) = &mut reorder {
                     let horizon = Timestamp::from(wall.checked_sub(held_for).unwrap_or(wall));
-                    r.release(Some(horizon), pool, |f| handle(f, wall, &mut clock, &mut engine, &mut entries));
+                    r.release(Some(horizon), pool, |f| handle(f, wall, &mut clock, engine.as_mut(), &mut entries));
                 }
                 engine.advance(Clock::idle_time(wall.checked_sub(held_for).unwrap_or(wall)), &mut entries);
                 rx.recv_timeout(Duration::from_millis(100))
@@ -211,11 +211,11 @@ pub fn engine_loop(
                     Some(r) => {
                         r.push(batch);
                         let horizon = Timestamp(r.latest().nanos().saturating_sub(WINDOW_MS * 1_000_000));
-                        r.release(Some(horizon), pool, |f| handle(f, wall, &mut clock, &mut engine, &mut entries));
+                        r.release(Some(horizon), pool, |f| handle(f, wall, &mut clock, engine.as_mut(), &mut entries));
                     }
                     None => {
                         for f in batch.iter() {
-                            handle(f, wall, &mut clock, &mut engine, &mut entries);
+                            handle(f, wall, &mut clock, engine.as_mut(), &mut entries);
                         }
                         pool.give(batch);
                     }
@@ -229,7 +229,7 @@ pub fn engine_loop(
         if last_stats.elapsed() >= Duration::from_millis(100) {
             last_stats = Instant::now();
             counters.clock_skewed_frames.store(clock.skewed, Ordering::Relaxed);
-            publish_stats(&engine, &mut published, counters);
+            publish_stats(engine.as_ref(), &mut published, counters);
         }
         if !entries.is_empty() {
             let pcaps = engine.take_recordings().into_iter().collect();
@@ -241,16 +241,16 @@ pub fn engine_loop(
     }
     if let Some(r) = &mut reorder {
         let wall = SystemTime::now();
-        r.release(None, pool, |f| handle(f, wall, &mut clock, &mut engine, &mut entries));
+        r.release(None, pool, |f| handle(f, wall, &mut clock, engine.as_mut(), &mut entries));
         engine.hand_out(&mut entries);
     }
     // Stopping is not the end of the network: pending states stay unresolved rather than be guessed.
-    publish_stats(&engine, &mut published, counters);
+    publish_stats(engine.as_ref(), &mut published, counters);
     let pcaps = engine.take_recordings().into_iter().collect();
     hand_over(&mut entries, pcaps, outbox, counters);
 }
 
-fn publish_stats(engine: &Engines, published: &mut faultline_core::Stats, counters: &Counters) {
+fn publish_stats(engine: &dyn Analyzer, published: &mut faultline_core::Stats, counters: &Counters) {
     let s = &engine.stats();
     counters.add(&counters.decode_errors, s.decode_errors - published.decode_errors);
     counters.add(&counters.streams_timed_out, s.streams_timed_out - published.streams_timed_out);

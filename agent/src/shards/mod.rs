@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use faultline_core::front::Front;
 use faultline_core::shard::Shard;
 use faultline_core::wire::{self, DecodeError, LinkType};
-use faultline_core::{Engine, EngineConfig, Entry, Stats, Timestamp};
+use faultline_core::{Analyzer, Engine, EngineConfig, Entry, Stats, Timestamp};
 
 use faultline_core::merge::Merger;
 use worker::{Done, Item, Work};
@@ -21,88 +21,12 @@ const FRAMES_PER_ROUND: usize = 2048;
 /// Batches that may wait for each shard.
 const BATCHES_AHEAD: usize = 4;
 
-/// One engine on the caller's thread, or several on threads of their own: the same entries.
-pub enum Engines {
-    Inline(Box<Engine>),
-    Sharded(Box<ShardedEngine>),
-}
-
-impl Engines {
-    /// `threads` engines (1: on the caller's thread).
-    pub fn new(cfg: EngineConfig, threads: usize) -> Engines {
-        if threads <= 1 {
-            Engines::Inline(Box::new(Engine::new(cfg)))
-        } else {
-            Engines::Sharded(Box::new(ShardedEngine::new(cfg, threads)))
-        }
-    }
-
-    pub fn expect_several_interfaces(&mut self) {
-        match self {
-            Engines::Inline(e) => e.expect_several_interfaces(),
-            Engines::Sharded(s) => s.front.expect_several_interfaces(),
-        }
-    }
-
-    /// Handles one frame; entries found (by it, or by shards catching up) are appended to `out`.
-    pub fn handle_frame_on(
-        &mut self,
-        interface: u32,
-        link: LinkType,
-        data: &[u8],
-        ts: Timestamp,
-        out: &mut Vec<Entry>,
-    ) -> Result<(), DecodeError> {
-        match self {
-            Engines::Inline(e) => e.handle_frame_on(interface, link, data, ts, out),
-            Engines::Sharded(s) => s.handle_frame_on(interface, link, data, ts, out),
-        }
-    }
-
-    /// Moves the clock on (live, when no frame waits) and hands over what the shards found so far.
-    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
-        match self {
-            Engines::Inline(e) => e.advance(now, out),
-            Engines::Sharded(s) => s.advance(now, out),
-        }
-    }
-
-    /// Sharded: hands the frames gathered to their shards now, and what shards found so far to `out`.
-    pub fn hand_out(&mut self, out: &mut Vec<Entry>) {
-        if let Engines::Sharded(s) = self {
-            s.hand_out(out);
-        }
-    }
-
-    /// End of input: everything pending is resolved.
-    pub fn finish(&mut self, out: &mut Vec<Entry>) {
-        match self {
-            Engines::Inline(e) => e.finish(out),
-            Engines::Sharded(s) => s.finish(out),
-        }
-    }
-
-    /// Recordings of the entries handed over so far, by entry id.
-    pub fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
-        match self {
-            Engines::Inline(e) => e.take_recordings(),
-            Engines::Sharded(s) => std::mem::take(&mut s.recordings),
-        }
-    }
-
-    /// The node's statistics: the front's and every shard's, summed.
-    pub fn stats(&self) -> Stats {
-        match self {
-            Engines::Inline(e) => e.stats().clone(),
-            Engines::Sharded(s) => s.stats(),
-        }
-    }
-
-    pub fn flow_count(&self) -> usize {
-        match self {
-            Engines::Inline(e) => e.flow_count(),
-            Engines::Sharded(s) => s.flows.iter().sum(),
-        }
+/// `threads` engines: one on the caller's thread, or shards on threads of their own — the same entries.
+pub fn engines(cfg: EngineConfig, threads: usize) -> Box<dyn Analyzer> {
+    if threads <= 1 {
+        Box::new(Engine::new(cfg))
+    } else {
+        Box::new(ShardedEngine::new(cfg, threads))
     }
 }
 
@@ -167,6 +91,12 @@ impl ShardedEngine {
             finished: false,
         }
     }
+}
+
+impl Analyzer for ShardedEngine {
+    fn expect_several_interfaces(&mut self) {
+        self.front.expect_several_interfaces();
+    }
 
     fn handle_frame_on(
         &mut self,
@@ -194,7 +124,7 @@ impl ShardedEngine {
             }
             self.frames += 1;
             if self.frames >= FRAMES_PER_ROUND {
-                self.hand_out(out);
+                self.hand_out_now(out);
             }
         }
         decoded.map(|_| ())
@@ -206,7 +136,7 @@ impl ShardedEngine {
             self.pos += 1;
             self.for_every_shard(|| Item::Sweep { pos, now, end_of_input: false });
         }
-        self.hand_out(out);
+        self.hand_out_now(out);
     }
 
     fn finish(&mut self, out: &mut Vec<Entry>) {
@@ -217,7 +147,7 @@ impl ShardedEngine {
         let (pos, now) = (self.pos, self.front.now());
         self.pos = u64::MAX;
         self.for_every_shard(|| Item::Sweep { pos, now, end_of_input: true });
-        self.hand_out(out);
+        self.hand_out_now(out);
         self.senders.clear();
         for t in self.threads.drain(..) {
             if t.join().is_err() {
@@ -236,14 +166,28 @@ impl ShardedEngine {
         s
     }
 
+    fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
+        std::mem::take(&mut self.recordings)
+    }
+
+    fn flow_count(&self) -> usize {
+        self.flows.iter().sum()
+    }
+
+    /// Hands every shard its batch (with how far the capture got), then takes what shards have done.
+    fn hand_out(&mut self, out: &mut Vec<Entry>) {
+        self.hand_out_now(out);
+    }
+}
+
+impl ShardedEngine {
     fn for_every_shard(&mut self, item: impl Fn() -> Item) {
         for w in &mut self.filling {
             w.items.push(item());
         }
     }
 
-    /// Hands every shard its batch (with how far the capture got), then takes what shards have done.
-    fn hand_out(&mut self, out: &mut Vec<Entry>) {
+    fn hand_out_now(&mut self, out: &mut Vec<Entry>) {
         self.frames = 0;
         for (k, tx) in self.senders.iter().enumerate() {
             let fresh = self.spare.pop().unwrap_or_default();

@@ -8,92 +8,19 @@ use std::net::IpAddr;
 use etherparse::PacketBuilder;
 use faultline_core::entry::{Entry, SynReason, TcpState};
 use faultline_core::sharded::ShardedInline;
-use faultline_core::stats::Stats;
-use faultline_core::wire::DecodeError;
 use faultline_core::wire::LinkType;
-use faultline_core::{Engine, EngineConfig, Timestamp};
+use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};
 
 pub const T0_MS: u64 = 1_795_821_177_000;
 
-/// The engine the tests drive: one, or — with `FAULTLINE_TEST_SHARDS=N` in the environment (CI runs the
-/// suite both ways) — N shards behind one front, which must pass every test one engine passes.
-pub enum TestEngine {
-    One(Box<Engine>),
-    Sharded(Box<ShardedInline>),
-}
+/// The engine the tests drive: one, or — with `FAULTLINE_TEST_SHARDS=N` in the environment (`make unit`
+/// runs the suite both ways) — N shards behind one front, which must pass every test one engine passes.
+pub type TestEngine = Box<dyn Analyzer>;
 
-impl TestEngine {
-    pub fn new(cfg: EngineConfig) -> TestEngine {
-        match std::env::var("FAULTLINE_TEST_SHARDS").ok().and_then(|n| n.parse::<usize>().ok()) {
-            Some(n) if n > 1 => TestEngine::Sharded(Box::new(ShardedInline::new(cfg, n))),
-            _ => TestEngine::One(Box::new(Engine::new(cfg))),
-        }
-    }
-
-    pub fn expect_several_interfaces(&mut self) {
-        match self {
-            TestEngine::One(e) => e.expect_several_interfaces(),
-            TestEngine::Sharded(e) => e.expect_several_interfaces(),
-        }
-    }
-
-    pub fn handle_frame_on(
-        &mut self,
-        iface: u32,
-        link: LinkType,
-        frame: &[u8],
-        ts: Timestamp,
-        out: &mut Vec<Entry>,
-    ) -> Result<(), DecodeError> {
-        match self {
-            TestEngine::One(e) => e.handle_frame_on(iface, link, frame, ts, out),
-            TestEngine::Sharded(e) => e.handle_frame_on(iface, link, frame, ts, out),
-        }
-    }
-
-    pub fn handle_frame(
-        &mut self,
-        link: LinkType,
-        frame: &[u8],
-        ts: Timestamp,
-        out: &mut Vec<Entry>,
-    ) -> Result<(), DecodeError> {
-        self.handle_frame_on(0, link, frame, ts, out)
-    }
-
-    pub fn advance(&mut self, ts: Timestamp, out: &mut Vec<Entry>) {
-        match self {
-            TestEngine::One(e) => e.advance(ts, out),
-            TestEngine::Sharded(e) => e.advance(ts, out),
-        }
-    }
-
-    pub fn finish(&mut self, out: &mut Vec<Entry>) {
-        match self {
-            TestEngine::One(e) => e.finish(out),
-            TestEngine::Sharded(e) => e.finish(out),
-        }
-    }
-
-    pub fn stats(&self) -> Stats {
-        match self {
-            TestEngine::One(e) => e.stats().clone(),
-            TestEngine::Sharded(e) => e.stats(),
-        }
-    }
-
-    pub fn flow_count(&self) -> usize {
-        match self {
-            TestEngine::One(e) => e.flow_count(),
-            TestEngine::Sharded(e) => e.flow_count(),
-        }
-    }
-
-    pub fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
-        match self {
-            TestEngine::One(e) => e.take_recordings(),
-            TestEngine::Sharded(e) => e.take_recordings(),
-        }
+pub fn test_engine(cfg: EngineConfig) -> TestEngine {
+    match std::env::var("FAULTLINE_TEST_SHARDS").ok().and_then(|n| n.parse::<usize>().ok()) {
+        Some(n) if n > 1 => Box::new(ShardedInline::new(cfg, n)),
+        _ => Box::new(Engine::new(cfg)),
     }
 }
 
@@ -116,12 +43,12 @@ impl Sim {
     }
 
     pub fn with(cfg: EngineConfig) -> Sim {
-        Sim::on(TestEngine::new(cfg))
+        Sim::on(test_engine(cfg))
     }
 
     /// One engine whatever the environment: for tests of a budget one engine has to itself.
     pub fn one(cfg: EngineConfig) -> Sim {
-        Sim::on(TestEngine::One(Box::new(Engine::new(cfg))))
+        Sim::on(Box::new(Engine::new(cfg)))
     }
 
     /// A Sim on this engine (for tests about one engine, or about shards, whatever the environment).
