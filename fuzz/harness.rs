@@ -6,7 +6,8 @@
 use faultline_core::http::{Dir, HttpDissector};
 use faultline_core::pcap::PcapReader;
 use faultline_core::wire::LinkType;
-use faultline_core::{Engine, EngineConfig, Timestamp};
+use faultline_core::sharded::ShardedInline;
+use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};
 use faultline_kfl::Query;
 
 const LINKS: [LinkType; 5] =
@@ -32,6 +33,29 @@ pub fn engine(data: &[u8]) {
         // Rendering must not panic either: the table and Events print endpoints and times.
         let _ = format!("{} {} {}", e.timestamp, e.src, e.dst);
     }
+}
+
+/// The `engine` target's input through one engine and through three shards behind one front: what they
+/// find (as JSON, ids included) and count must be the same, whatever the frames. Budgets are the defaults
+/// (a fuzz input never reaches them: shards divide them, so past them shards may legitimately differ).
+pub fn shards(data: &[u8]) {
+    let Some((&first, frames)) = data.split_first() else { return };
+    let link = LINKS[usize::from(first) % LINKS.len()];
+    let run = |mut engine: Box<dyn Analyzer>| {
+        let (mut out, mut rest, mut t) = (Vec::new(), frames, 0u64);
+        while rest.len() >= 2 {
+            let len = usize::from(u16::from_le_bytes([rest[0], rest[1]])).min(rest.len() - 2);
+            t += u64::from(first) * 1_000_000;
+            let _ = engine.handle_frame_on(0, link, &rest[2..2 + len], Timestamp(t), &mut out);
+            rest = &rest[2 + len..];
+        }
+        engine.finish(&mut out);
+        let entries: Vec<String> = out.iter().map(|e| serde_json::to_string(e).unwrap_or_default()).collect();
+        (entries, engine.stats())
+    };
+    let one = run(Box::new(Engine::new(EngineConfig::default())));
+    let three = run(Box::new(ShardedInline::new(EngineConfig::default(), 3)));
+    assert_eq!(one, three, "three shards found or counted otherwise than one engine");
 }
 
 /// DNS datagrams between one client and one server on port 53, through the message parser and the

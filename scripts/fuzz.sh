@@ -16,12 +16,16 @@ else
     toolchain=+stable
     export RUSTC_BOOTSTRAP=1
 fi
-for t in engine http dns tls http2 pcap kfl; do
+# `shards` runs the engine's inputs through one engine and three shards and fails where they differ: it
+# starts from the engine's seeds.
+for t in engine shards http dns tls http2 pcap kfl; do
     mkdir -p "corpus/$t"
+    seeds="seeds/$t"
+    [ "$t" = shards ] && seeds=seeds/engine
     echo "fuzzing $t for ${seconds}s ($toolchain)"
     log="artifacts/$t.log"
     mkdir -p artifacts
-    if ! cargo "$toolchain" fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
+    if ! cargo "$toolchain" fuzz run -O "$t" "corpus/$t" "$seeds" -- \
         -max_total_time="$seconds" -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
         tail -n 60 "$log" >&2
         echo "fuzz target $t failed: the input is in fuzz/artifacts/$t/" >&2

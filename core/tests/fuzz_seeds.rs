@@ -24,6 +24,12 @@ fn engine_seeds() {
     replay("engine", harness::engine);
 }
 
+/// Every engine seed again, through one engine and three shards: the same entries and counters.
+#[test]
+fn engine_seeds_through_shards() {
+    replay("engine", harness::shards);
+}
+
 #[test]
 fn http_seeds() {
     replay("http", harness::http);

@@ -1,0 +1,7 @@
+//! See `harness::shards`: one engine against three shards, differentially.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::shards(data));
