@@ -10,6 +10,7 @@ The tests of this module run in order and share the node."""
 import json
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -175,12 +176,21 @@ def test_pods_on_routed_veths_are_observed_too(node):
 
 
 def test_a_changed_timeout_rolls_the_agents_and_takes_effect(node):
+    # Two engine threads too: the new agent captures with a fanout group of two sockets and two shards, in
+    # a pod the kubelet started, and must still time the SYN out on its flow's shard.
     old = agent_pod(node)
     node.kubectl("patch", "tapconfig", "default", "--type=merge", "-p",
-                 json.dumps({"spec": {"timeouts": {"synTimeoutMs": 1000}}}))
+                 json.dumps({"spec": {"timeouts": {"synTimeoutMs": 1000}, "agent": {"engineThreads": 2}}}))
     new = eventually(lambda: (p := agent_pod(node)) and p["metadata"]["name"] != old["metadata"]["name"]
                      and ready(p) and p, timeout=120, what="a new, ready agent")
     assert "--syn-timeout-ms=1000" in new["spec"]["containers"][0]["args"]
+    assert "--engine-threads=2" in new["spec"]["containers"][0]["args"]
+    # The agent says so itself (it shares the node's network): two shards, two sockets in the fanout group.
+    addr = next(a.split("=", 1)[1] for a in new["spec"]["containers"][0]["args"] if a.startswith("--http-addr="))
+    port = addr.rsplit(":", 1)[1]
+    metrics = eventually(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode(),
+                         what="the new agent's metrics")
+    assert "faultline_agent_engine_threads 2\n" in metrics and "faultline_agent_capture_sockets 2\n" in metrics
     web = node.kubectl_json("-n", "shop", "get", "pod", "web")["status"]["podIP"]
     # The node's firewall drops SYNs to one port: the attempt is seen, never answered.
     rule = ["FORWARD", "-d", web, "-p", "tcp", "--dport", "7777", "-j", "DROP"]

@@ -56,6 +56,7 @@ def conditions(cluster, tap):
     ("interfaces: ['eth0; rm -rf /']", "should match"),
     ("dissectors: [smtp]", 'Unsupported value: "smtp"'),
     ("recorder: {mode: off}", "mode in body must be of type string"),
+    ("agent: {engineThreads: 0}", "engineThreads in body should be greater than or equal to 1"),
 ])
 def test_api_server_rejects_invalid_tapconfigs(cluster, spec, message):
     r = cluster.kubectl("apply", "-f", "-", check=False,
@@ -141,10 +142,12 @@ def test_a_spec_change_rolls_the_daemonset(cluster, operator):
     cluster.kubectl("apply", "-f", "-", input=tap_yaml("rolling"))
     before = eventually(lambda: daemonset(cluster, "rolling"))
     cluster.kubectl("patch", "tap", "rolling", "--type=merge", "-p",
-                    json.dumps({"spec": {"captureBackend": "libpcap", "timeouts": {"synTimeoutMs": 4500}}}))
+                    json.dumps({"spec": {"captureBackend": "libpcap", "timeouts": {"synTimeoutMs": 4500},
+                                         "agent": {"engineThreads": 3}}}))
     after = eventually(lambda: (d := daemonset(cluster, "rolling"))["metadata"]["generation"] >
                        before["metadata"]["generation"] and d, what="DaemonSet updated")
     assert "--capture-backend=libpcap" in args(after) and "--syn-timeout-ms=4500" in args(after)
+    assert "--engine-threads=3" in args(after) and not any(a.startswith("--engine-threads") for a in args(before))
     # A field that only reaches the ConfigMap still changes the pod template (config hash).
     hash_of = lambda d: d["spec"]["template"]["metadata"]["annotations"]["faultline.dev/config-hash"]  # noqa: E731
     cluster.kubectl("patch", "tap", "rolling", "--type=merge", "-p", json.dumps({"spec": {"recorder": {"mode": "errors"}}}))
