@@ -15,7 +15,10 @@ use crate::wire::{self, DecodeError, Decoded, LinkType};
 pub trait Analyzer: Send {
     /// Frames will come from several interfaces of one node: look for copies from the first frame on.
     fn expect_several_interfaces(&mut self);
-    /// Handles one frame captured on interface number `interface`; entries found go to `out`.
+    /// Handles one frame captured on interface number `interface` (any numbering that tells a node's
+    /// interfaces apart); entries found go to `out`. A copy of a packet already seen on another interface
+    /// is counted and dropped (SPEC §3.1, one connection, one report); a frame that does not decode is
+    /// counted and its error returned, and the engine carries on.
     fn handle_frame_on(
         &mut self,
         interface: u32,
@@ -24,14 +27,16 @@ pub trait Analyzer: Send {
         ts: Timestamp,
         out: &mut Vec<Entry>,
     ) -> Result<(), DecodeError>;
-    /// Moves the clock to `now` (live, while the network is quiet) and fires due timers.
+    /// Moves the clock to `now` and fires due timers. Frames move it too; call it on a ticker when
+    /// capturing live, so timeouts fire while the network is quiet.
     fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>);
     /// Hands over what is gathered: frames to shards on other threads, their entries back. Nothing to do
     /// where everything runs on the caller's thread.
     fn hand_out(&mut self, _out: &mut Vec<Entry>) {}
     /// End of input: every pending state is resolved as if its timer expired (SPEC §3.6).
     fn finish(&mut self, out: &mut Vec<Entry>);
-    /// Pcaps of the flows of the error and ICMP entries handed out so far, by entry id.
+    /// Pcaps of the flows of the error and ICMP entries handed out since the last call, by entry id (only
+    /// with `record_errors`).
     fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)>;
     /// Every counter, all shards summed.
     fn stats(&self) -> Stats;
@@ -44,43 +49,6 @@ pub struct Engine {
     shard: Shard,
 }
 
-impl Analyzer for Engine {
-    fn expect_several_interfaces(&mut self) {
-        Engine::expect_several_interfaces(self);
-    }
-
-    fn handle_frame_on(
-        &mut self,
-        interface: u32,
-        link: LinkType,
-        data: &[u8],
-        ts: Timestamp,
-        out: &mut Vec<Entry>,
-    ) -> Result<(), DecodeError> {
-        Engine::handle_frame_on(self, interface, link, data, ts, out)
-    }
-
-    fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
-        Engine::advance(self, now, out);
-    }
-
-    fn finish(&mut self, out: &mut Vec<Entry>) {
-        Engine::finish(self, out);
-    }
-
-    fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
-        Engine::take_recordings(self)
-    }
-
-    fn stats(&self) -> Stats {
-        self.shard.stats().clone()
-    }
-
-    fn flow_count(&self) -> usize {
-        Engine::flow_count(self)
-    }
-}
-
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
         Engine { front: Front::new(&cfg, 1), shard: Shard::new(cfg, 1) }
@@ -90,16 +58,12 @@ impl Engine {
         self.shard.config()
     }
 
+    /// The counters, without a copy (`Analyzer::stats` returns one).
     pub fn stats(&self) -> &Stats {
         self.shard.stats()
     }
 
-    pub fn flow_count(&self) -> usize {
-        self.shard.flow_count()
-    }
-
-    /// Decodes and handles one captured frame. A frame that does not decode is counted and its error
-    /// returned; the engine carries on.
+    /// `handle_frame_on` for a capture of one interface.
     pub fn handle_frame(
         &mut self,
         link: LinkType,
@@ -109,17 +73,14 @@ impl Engine {
     ) -> Result<(), DecodeError> {
         self.handle_frame_on(0, link, data, ts, out)
     }
+}
 
-    /// Frames will come from several interfaces of one node (a live agent): look for copies from the
-    /// first frame on.
-    pub fn expect_several_interfaces(&mut self) {
+impl Analyzer for Engine {
+    fn expect_several_interfaces(&mut self) {
         self.front.expect_several_interfaces();
     }
 
-    /// Like `handle_frame`, for a frame captured on interface number `interface` (any numbering that
-    /// tells a node's interfaces apart): a copy of a packet already seen on another interface is counted
-    /// and dropped (SPEC §3.1, one connection, one report).
-    pub fn handle_frame_on(
+    fn handle_frame_on(
         &mut self,
         interface: u32,
         link: LinkType,
@@ -143,22 +104,25 @@ impl Engine {
         Ok(())
     }
 
-    /// Moves the clock to `now` and fires due timers. Called for every packet; call it on a ticker too
-    /// when capturing live, so timeouts fire while the network is quiet.
-    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
+    fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
         if let Some(now) = self.front.tick(now, &mut self.shard.stats) {
             self.shard.sweep(now, false, out);
         }
     }
 
-    /// End of input: every pending state is resolved as if its timer expired (SPEC §3.6).
-    pub fn finish(&mut self, out: &mut Vec<Entry>) {
+    fn finish(&mut self, out: &mut Vec<Entry>) {
         self.shard.sweep(self.front.now(), true, out);
     }
 
-    /// Pcaps of the flows of error and ICMP entries found since the last call, by entry id (only with
-    /// `record_errors`).
-    pub fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
+    fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
         self.shard.take_recordings()
+    }
+
+    fn stats(&self) -> Stats {
+        self.shard.stats().clone()
+    }
+
+    fn flow_count(&self) -> usize {
+        self.shard.flow_count()
     }
 }

@@ -4,7 +4,7 @@
 use faultline_core::http::{Dir, HttpDissector};
 use faultline_core::pcap::PcapReader;
 use faultline_core::wire::LinkType;
-use faultline_core::{Engine, EngineConfig, Timestamp};
+use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};
 
 /// xorshift64*: deterministic, dependency-free.
 struct Rng(u64);

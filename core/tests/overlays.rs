@@ -8,7 +8,7 @@ use common::{tcp_frame, ACK, RST, SYN};
 use etherparse::PacketBuilder;
 use faultline_core::entry::{SynReason, TcpState};
 use faultline_core::wire::LinkType;
-use faultline_core::{Engine, EngineConfig, Timestamp};
+use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};
 
 const POD_A: ([u8; 4], u16) = ([10, 244, 1, 5], 41_000);
 const POD_B: ([u8; 4], u16) = ([10, 244, 2, 7], 8080);

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use faultline_core::pcap::PcapReader;
 use faultline_core::wire::{decode, Decoded, LinkType, Transport};
-use faultline_core::{Engine, EngineConfig, Timestamp};
+use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};
 
 fn frames(pcap: &[u8]) -> Vec<(u8, u16)> {
     let mut r = PcapReader::new(pcap).expect("a pcap");

@@ -6,7 +6,7 @@
 use std::alloc::System;
 
 use faultline_core::wire::LinkType;
-use faultline_core::{Engine, EngineConfig, Timestamp};
+use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
