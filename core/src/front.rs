@@ -61,10 +61,6 @@ impl Front {
         }
     }
 
-    pub fn shards(&self) -> usize {
-        self.shards
-    }
-
     /// Frames will come from several interfaces of one node (a live agent): look for copies from the
     /// first frame on.
     pub fn expect_several_interfaces(&mut self) {
@@ -139,7 +135,6 @@ impl Front {
         if self.shards == 1 {
             return 0;
         }
-        let key = RouteKey::of(p);
         if let Some(pair) = nat {
             // Both tuples of the connection to the shard of the one seen first.
             let protocol = if matches!(p.transport, Transport::Tcp(_)) { 6 } else { 17 };
@@ -155,6 +150,7 @@ impl Front {
             }
             return shard;
         }
+        let key = RouteKey::of(p);
         if !self.overrides.is_empty() {
             if let Some((shard, last)) = key.flow.and_then(|f| self.overrides.get_mut(&f)) {
                 *last = (*last).max(p.ts);

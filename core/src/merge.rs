@@ -20,6 +20,14 @@ pub struct Found {
     pub entry: Entry,
 }
 
+impl Found {
+    /// What a shard found at `pos` (by the sweep there, or by its frame), drained from `entries` and
+    /// tagged for the merger.
+    pub fn tag(entries: &mut Vec<Entry>, pos: u64, by_sweep: bool) -> impl Iterator<Item = Found> + '_ {
+        entries.drain(..).map(move |mut entry| Found { pos, by_sweep, shard_id: std::mem::take(&mut entry.id), entry })
+    }
+}
+
 pub struct Merger {
     /// Per shard: every position below this is handled.
     handled: Vec<u64>,

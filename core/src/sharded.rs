@@ -40,8 +40,7 @@ impl ShardedInline {
     fn sweep(&mut self, pos: u64, now: Timestamp, end_of_input: bool) {
         for (k, shard) in self.shards.iter_mut().enumerate() {
             shard.sweep(now, end_of_input, &mut self.scratch);
-            let found = take(&mut self.scratch, pos, true);
-            self.merger.add(k, pos, found, shard.take_recordings());
+            self.merger.add(k, pos, Found::tag(&mut self.scratch, pos, true), shard.take_recordings());
         }
     }
 
@@ -79,8 +78,7 @@ impl Analyzer for ShardedInline {
         if let (Ok(Decoded::Packet(p)), Some((k, nat))) = (&decoded, routed.to) {
             if let Some(shard) = self.shards.get_mut(k) {
                 shard.handle_packet(p, link, data, nat, &mut self.scratch);
-                let found = take(&mut self.scratch, pos, false);
-                self.merger.add(k, pos, found, shard.take_recordings());
+                self.merger.add(k, pos, Found::tag(&mut self.scratch, pos, false), shard.take_recordings());
             }
         }
         self.release(pos + 1, out);
@@ -118,9 +116,4 @@ impl Analyzer for ShardedInline {
     fn flow_count(&self) -> usize {
         self.shards.iter().map(Shard::flow_count).sum()
     }
-}
-
-/// A shard's new entries, tagged for the merger.
-pub fn take(entries: &mut Vec<Entry>, pos: u64, by_sweep: bool) -> Vec<Found> {
-    entries.drain(..).map(|mut entry| Found { pos, by_sweep, shard_id: std::mem::take(&mut entry.id), entry }).collect()
 }

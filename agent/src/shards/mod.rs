@@ -47,7 +47,6 @@ pub struct ShardedEngine {
     recordings: Vec<(String, Vec<u8>)>,
     shard_stats: Vec<Stats>,
     flows: Vec<usize>,
-    finished: bool,
 }
 
 impl ShardedEngine {
@@ -88,7 +87,6 @@ impl ShardedEngine {
             recordings: Vec::new(),
             shard_stats: vec![Stats::default(); n],
             flows: vec![0; n],
-            finished: false,
         }
     }
 }
@@ -124,7 +122,7 @@ impl Analyzer for ShardedEngine {
             }
             self.frames += 1;
             if self.frames >= FRAMES_PER_ROUND {
-                self.hand_out_now(out);
+                self.hand_out(out);
             }
         }
         decoded.map(|_| ())
@@ -136,24 +134,18 @@ impl Analyzer for ShardedEngine {
             self.pos += 1;
             self.for_every_shard(|| Item::Sweep { pos, now, end_of_input: false });
         }
-        self.hand_out_now(out);
+        self.hand_out(out);
     }
 
     fn finish(&mut self, out: &mut Vec<Entry>) {
-        if self.finished {
-            return;
+        if self.senders.is_empty() {
+            return; // finished already
         }
-        self.finished = true;
         let (pos, now) = (self.pos, self.front.now());
         self.pos = u64::MAX;
         self.for_every_shard(|| Item::Sweep { pos, now, end_of_input: true });
-        self.hand_out_now(out);
-        self.senders.clear();
-        for t in self.threads.drain(..) {
-            if t.join().is_err() {
-                tracing::error!("an engine thread failed");
-            }
-        }
+        self.hand_out(out);
+        self.stop_shards();
         self.collect(false);
         self.merger.release(out, &mut self.recordings);
     }
@@ -176,18 +168,6 @@ impl Analyzer for ShardedEngine {
 
     /// Hands every shard its batch (with how far the capture got), then takes what shards have done.
     fn hand_out(&mut self, out: &mut Vec<Entry>) {
-        self.hand_out_now(out);
-    }
-}
-
-impl ShardedEngine {
-    fn for_every_shard(&mut self, item: impl Fn() -> Item) {
-        for w in &mut self.filling {
-            w.items.push(item());
-        }
-    }
-
-    fn hand_out_now(&mut self, out: &mut Vec<Entry>) {
         self.frames = 0;
         for (k, tx) in self.senders.iter().enumerate() {
             let fresh = self.spare.pop().unwrap_or_default();
@@ -200,6 +180,24 @@ impl ShardedEngine {
         }
         self.collect(true);
         self.merger.release(out, &mut self.recordings);
+    }
+}
+
+impl ShardedEngine {
+    /// Closing the channels ends the shards' threads once they have done what was sent.
+    fn stop_shards(&mut self) {
+        self.senders.clear();
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                tracing::error!("an engine thread failed");
+            }
+        }
+    }
+
+    fn for_every_shard(&mut self, item: impl Fn() -> Item) {
+        for w in &mut self.filling {
+            w.items.push(item());
+        }
     }
 
     /// Takes what the shards have done: all of it unless `only_ready`.
@@ -230,10 +228,7 @@ impl ShardedEngine {
 
 impl Drop for ShardedEngine {
     fn drop(&mut self) {
-        // Closing the channels ends the threads; what they found is not wanted any more.
-        self.senders.clear();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        // What they found is not wanted any more.
+        self.stop_shards();
     }
 }

@@ -48,7 +48,7 @@ pub struct Done {
 pub fn run(index: usize, mut shard: Shard, work: Receiver<Work>, done: Sender<Done>) {
     let mut out: Vec<Entry> = Vec::new();
     for mut w in work {
-        let mut found = Vec::with_capacity(out.capacity());
+        let mut found = Vec::new();
         for item in &w.items {
             let (pos, by_sweep) = match item {
                 Item::Frame { pos, link, ts, data, nat } => {
@@ -65,12 +65,7 @@ pub fn run(index: usize, mut shard: Shard, work: Receiver<Work>, done: Sender<Do
                     continue;
                 }
             };
-            found.extend(out.drain(..).map(|mut entry| Found {
-                pos,
-                by_sweep,
-                shard_id: std::mem::take(&mut entry.id),
-                entry,
-            }));
+            found.extend(Found::tag(&mut out, pos, by_sweep));
         }
         w.clear();
         let d = Done {
