@@ -105,14 +105,7 @@ pub fn open(
         if backend == Backend::Libpcap {
             out.push((0, Box::new(libpcap::Libpcap::open_all(filter)?)));
         } else {
-            let group = fanout_group(0);
-            for _ in 0..fanout {
-                let cap = afpacket::AfPacket::open_all(filter, ALL_RING / fanout)?;
-                if fanout > 1 {
-                    cap.join_fanout(group)?;
-                }
-                out.push((0, Box::new(cap)));
-            }
+            afpacket_group(0, fanout, &mut out, || afpacket::AfPacket::open_all(filter, ALL_RING / fanout))?;
         }
         return Ok((out, note));
     }
@@ -123,16 +116,28 @@ pub fn open(
             out.push((number, Box::new(libpcap::Libpcap::open(name, filter)?)));
             continue;
         }
-        let group = fanout_group(i);
-        for _ in 0..fanout {
-            let cap = afpacket::AfPacket::open(name, filter, ring)?;
-            if fanout > 1 {
-                cap.join_fanout(group)?;
-            }
-            out.push((number, Box::new(cap)));
-        }
+        afpacket_group(number, fanout, &mut out, || afpacket::AfPacket::open(name, filter, ring))?;
     }
     Ok((out, note))
+}
+
+/// `fanout` sockets made by `open` for interface number `number`, joined in one fanout group when there
+/// are several.
+fn afpacket_group(
+    number: u32,
+    fanout: usize,
+    out: &mut Vec<(u32, Box<dyn Capture>)>,
+    open: impl Fn() -> Result<afpacket::AfPacket, CaptureError>,
+) -> Result<(), CaptureError> {
+    let group = fanout_group(number);
+    for _ in 0..fanout {
+        let cap = open()?;
+        if fanout > 1 {
+            cap.join_fanout(group)?;
+        }
+        out.push((number, Box::new(cap)));
+    }
+    Ok(())
 }
 
 /// Sockets per interface at most.
@@ -140,9 +145,8 @@ const MAX_FANOUT: usize = 8;
 
 /// A fanout group id for interface number `i`: ids are per network namespace, so they are made from the
 /// process id too (two agents in one namespace, as in the tests, must not join each other's groups).
-fn fanout_group(i: usize) -> u16 {
-    let pid = std::process::id() as usize;
-    ((pid.wrapping_mul(64) + i) & 0xffff) as u16
+fn fanout_group(i: u32) -> u16 {
+    (std::process::id().wrapping_mul(64).wrapping_add(i) & 0xffff) as u16
 }
 
 #[cfg(test)]

@@ -196,11 +196,13 @@ pub fn engine_loop(
             Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
             Err(std::sync::mpsc::TryRecvError::Empty) => {
                 let wall = SystemTime::now();
+                // Frames older than the window are no longer waited for; the clock stays behind them.
+                let held_since = wall.checked_sub(held_for).unwrap_or(wall);
                 if let Some(r) = &mut reorder {
-                    let horizon = Timestamp::from(wall.checked_sub(held_for).unwrap_or(wall));
+                    let horizon = Timestamp::from(held_since);
                     r.release(Some(horizon), pool, |f| handle(f, wall, &mut clock, engine.as_mut(), &mut entries));
                 }
-                engine.advance(Clock::idle_time(wall.checked_sub(held_for).unwrap_or(wall)), &mut entries);
+                engine.advance(Clock::idle_time(held_since), &mut entries);
                 rx.recv_timeout(Duration::from_millis(100))
             }
         };
