@@ -245,6 +245,15 @@ mod tests {
         out
     }
 
+    /// Metrics capped at `max_series`, with the registry they are served in and the operator's own.
+    fn registered(max_series: usize) -> (ErrorMetrics, Registry, Registry) {
+        let (mut reg, mut op) = (Registry::default(), Registry::default());
+        let m = ErrorMetrics::new(max_series);
+        m.register_entries(&mut reg);
+        m.register_capped(&mut op);
+        (m, reg, op)
+    }
+
     fn sample(text: &str, name: &str, with: &[&str]) -> f64 {
         text.lines()
             .filter(|l| l.starts_with(name) && with.iter().all(|w| l.contains(w)))
@@ -254,10 +263,7 @@ mod tests {
 
     #[test]
     fn errors_and_requests_are_counted_by_workload_not_pod() {
-        let (mut reg, mut op) = (Registry::default(), Registry::default());
-        let m = ErrorMetrics::new(100);
-        m.register_entries(&mut reg);
-        m.register_capped(&mut op);
+        let (m, reg, _op) = registered(100);
         let client = pod_ep("10.0.0.1", "shop", "Deployment/client");
         let web = pod_ep("10.0.0.2", "shop", "Deployment/web");
         let mut half = (*http(client.clone(), web.clone(), 200)).clone();
@@ -285,10 +291,7 @@ mod tests {
 
     #[test]
     fn ten_thousand_pods_make_no_more_series_than_the_cap_and_lose_no_count() {
-        let (mut reg, mut op) = (Registry::default(), Registry::default());
-        let m = ErrorMetrics::new(1000);
-        m.register_entries(&mut reg);
-        m.register_capped(&mut op);
+        let (m, reg, op) = registered(1000);
         let web = pod_ep("10.0.0.2", "shop", "Deployment/web");
         let entries: Vec<_> = (0..10_000)
             .map(|i| {
