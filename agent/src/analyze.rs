@@ -56,14 +56,15 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
     // Written batches come back to be dropped here: memory freed by the thread that allocated it stays in
     // that thread's cache, where freeing it on the output thread costs more than formatting saves.
     let (done_tx, done_rx) = mpsc::channel::<Vec<Entry>>();
-    let (read_failure, skipped, written) = std::thread::scope(|scope| {
-        let writer = scope.spawn(move || {
+    let ran = std::thread::scope(|scope| {
+        // Named, as every thread of the agent is, for `top -H` and profiles.
+        let writer = std::thread::Builder::new().name("writer".into()).spawn_scoped(scope, move || {
             let stdout = io::stdout().lock();
             let mut sink = Sink::new(format, io::BufWriter::with_capacity(1 << 20, stdout), query);
             let mut summary = Summary::default();
             let res = write_batches(rx, &done_tx, &mut sink, &mut summary).and_then(|()| sink.finish());
             (res, summary, sink.filtered_out())
-        });
+        })?;
         let mut out = Output { tx, done: done_rx, batch: Vec::with_capacity(BATCH) };
         let mut skipped = 0;
         let failure = analyze_files(&args.files, engine.as_mut(), &mut out, &mut skipped, &recorder).err();
@@ -74,8 +75,15 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         drop(out);
         let written =
             writer.join().unwrap_or_else(|_| (Err(io::Error::other("output thread failed")), Summary::default(), 0));
-        (failure, skipped, written)
+        Ok::<_, io::Error>((failure, skipped, written))
     });
+    let (read_failure, skipped, written) = match ran {
+        Ok(ran) => ran,
+        Err(e) => {
+            eprintln!("faultline-agent: cannot start the output thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (flushed, mut summary, filtered_out) = written;
     if let Err(e) = flushed {
         if e.kind() != io::ErrorKind::BrokenPipe {

@@ -41,13 +41,17 @@ pub fn read_in_batches<R: Read + Send>(
         let (full_tx, full) = mpsc::sync_channel::<FrameBatch>(BATCHES_AHEAD);
         let pool = &pool;
         // The sender moves to the reading thread: when it ends, the channel closes and the loop below ends.
-        let reading = scope.spawn(move || {
+        let reading = std::thread::Builder::new().name("reader".into()).spawn_scoped(scope, move || {
             if readers.len() == 1 {
                 read_one(readers, &full_tx, pool)
             } else {
                 read_merged(readers, &full_tx, pool)
             }
         });
+        let reading = match reading {
+            Ok(r) => r,
+            Err(e) => return Some(ReadEnd { result: Err((0, PcapError::Io(e))), skipped: 0 }),
+        };
         let mut stopped = false;
         for batch in &full {
             if !each(&batch) {
