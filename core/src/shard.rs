@@ -47,6 +47,8 @@ pub struct Shard {
     now: Timestamp,
     next_linger_sweep: Option<Timestamp>,
     next_id: u64,
+    /// Whether entries get their ids here (one engine, or recordings to name) or from the merger only.
+    names_entries: bool,
 }
 
 impl Shard {
@@ -59,6 +61,7 @@ impl Shard {
             max_out_of_order_total: cfg.max_out_of_order_total / of,
             ..cfg
         };
+        let cfg_records = cfg.record_errors;
         let recorder = cfg
             .record_errors
             .then(|| FlowRecorder::new((RECORDED_FLOWS / of).max(1), RECORDED_PACKETS, RECORDED_BYTES));
@@ -75,6 +78,8 @@ impl Shard {
             now: Timestamp(0),
             next_linger_sweep: None,
             next_id: 0,
+            // One of several: the merger names the entries; the shard's own names only match recordings.
+            names_entries: of == 1 || cfg_records,
         }
     }
 
@@ -241,11 +246,13 @@ impl Shard {
                 }
             }
             self.next_id += 1;
-            e.id = if self.cfg.id_prefix.is_empty() {
-                self.next_id.to_string()
-            } else {
-                format!("{}{}", self.cfg.id_prefix, self.next_id)
-            };
+            if self.names_entries {
+                e.id = if self.cfg.id_prefix.is_empty() {
+                    self.next_id.to_string()
+                } else {
+                    format!("{}{}", self.cfg.id_prefix, self.next_id)
+                };
+            }
             e.node.clone_from(&self.cfg.node);
             self.stats.entries += 1;
         }
