@@ -63,6 +63,7 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
             let mut sink = Sink::new(format, io::BufWriter::with_capacity(1 << 20, stdout), query);
             let mut summary = Summary::default();
             let res = write_batches(rx, &done_tx, &mut sink, &mut summary).and_then(|()| sink.finish());
+            crate::thread_cpu::log("writer");
             (res, summary, sink.filtered_out())
         })?;
         let mut out = Output { tx, done: done_rx, batch: Vec::with_capacity(BATCH) };
@@ -73,6 +74,7 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         recorder.attach(engine.as_mut(), &mut out.batch);
         out.flush();
         drop(out);
+        crate::thread_cpu::log(if args.threads > 1 { "front" } else { "engine" });
         let written =
             writer.join().unwrap_or_else(|_| (Err(io::Error::other("output thread failed")), Summary::default(), 0));
         Ok::<_, io::Error>((failure, skipped, written))

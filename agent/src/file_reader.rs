@@ -42,11 +42,13 @@ pub fn read_in_batches<R: Read + Send>(
         let pool = &pool;
         // The sender moves to the reading thread: when it ends, the channel closes and the loop below ends.
         let reading = std::thread::Builder::new().name("reader".into()).spawn_scoped(scope, move || {
-            if readers.len() == 1 {
+            let end = if readers.len() == 1 {
                 read_one(readers, &full_tx, pool)
             } else {
                 read_merged(readers, &full_tx, pool)
-            }
+            };
+            crate::thread_cpu::log("reader");
+            end
         });
         let reading = match reading {
             Ok(r) => r,

@@ -9,6 +9,7 @@ mod frames;
 mod output;
 mod run;
 mod shards;
+mod thread_cpu;
 
 /// mimalloc: the engine allocates and frees small objects (entries, header maps) at packet rate, where
 /// glibc's allocator cost a fifth of `analyze`'s time (measured with perf on `make bench`'s capture).

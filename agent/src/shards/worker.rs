@@ -78,7 +78,8 @@ pub fn run(index: usize, mut shard: Shard, work: Receiver<Work>, done: Sender<Do
             spent: w,
         };
         if done.send(d).is_err() {
-            return;
+            break;
         }
     }
+    crate::thread_cpu::log(&format!("engine-{index}"));
 }
