@@ -30,6 +30,10 @@ pub struct Routed {
     pub listener: Option<Endpoint>,
     /// The shard that handles the packet, and the NATed tuple pair it revealed; `None`: nothing to handle.
     pub to: Option<(usize, Option<NatPair>)>,
+    /// The packet's tuple was just found to be a NATed copy of a tuple tracked on another shard: the
+    /// state of its earlier packets moves from the shard they went to (this one) to the packet's shard,
+    /// before the frame is handled.
+    pub moved: Option<(usize, FlowKey)>,
 }
 
 pub struct Front {
@@ -111,8 +115,8 @@ impl Front {
             Transport::Tcp(t) if t.flags.syn() && t.flags.ack() => Some((p.src, t.src_port)),
             _ => None,
         };
-        let shard = self.shard_of(p, nat.as_ref(), stats);
-        Routed { sweep, listener, to: Some((shard, nat)) }
+        let (shard, moved) = self.shard_of(p, nat.as_ref(), stats);
+        Routed { sweep, listener, to: Some((shard, nat)), moved }
     }
 
     /// Moves the clock to `now`; the time to sweep at, if timers are due.
@@ -131,10 +135,17 @@ impl Front {
         Some(self.now)
     }
 
-    fn shard_of(&mut self, p: &Packet<'_>, nat: Option<&NatPair>, stats: &mut Stats) -> usize {
+    /// The packet's shard, and the shard that must forget its tuple (see `Routed::moved`).
+    fn shard_of(
+        &mut self,
+        p: &Packet<'_>,
+        nat: Option<&NatPair>,
+        stats: &mut Stats,
+    ) -> (usize, Option<(usize, FlowKey)>) {
         if self.shards == 1 {
-            return 0;
+            return (0, None);
         }
+        let key = RouteKey::of(p);
         if let Some(pair) = nat {
             // Both tuples of the connection to the shard of the one seen first.
             let protocol = if matches!(p.transport, Transport::Tcp(_)) { 6 } else { 17 };
@@ -142,21 +153,28 @@ impl Front {
                 Some((s, _)) => *s,
                 None => RouteKey::of_flow(protocol, pair.earlier).shard(&self.hasher, self.shards),
             };
+            // Where this tuple's packets went until now. Usually nowhere (the pair shows on a connection's
+            // first packet); when copies were missed, its state is there, and moves: left behind, it would
+            // be reported apart (a second connection that never finished), and the pair decided without it.
+            let before = match self.overrides.get(&pair.this) {
+                Some((s, _)) => *s,
+                None => key.shard(&self.hasher, self.shards),
+            };
             if self.overrides.len() < MAX_ALIASES || self.overrides.contains_key(&pair.this) {
                 self.overrides.insert(pair.this, (shard, p.ts));
             } else {
                 // Counted: the connection's tuples may be tracked apart, and reported twice.
                 stats.copy_fingerprints_saturated += 1;
+                return (shard, None);
             }
-            return shard;
+            return (shard, (before != shard).then_some((before, pair.this)));
         }
-        let key = RouteKey::of(p);
         if !self.overrides.is_empty() {
             if let Some((shard, last)) = key.flow.and_then(|f| self.overrides.get_mut(&f)) {
                 *last = (*last).max(p.ts);
-                return *shard;
+                return (*shard, None);
             }
         }
-        key.shard(&self.hasher, self.shards)
+        (key.shard(&self.hasher, self.shards), None)
     }
 }

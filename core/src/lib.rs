@@ -32,5 +32,6 @@ pub mod wire;
 pub use config::EngineConfig;
 pub use engine::{Analyzer, Engine};
 pub use entry::Entry;
+pub use flow::FlowKey;
 pub use stats::Stats;
 pub use time::Timestamp;

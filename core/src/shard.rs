@@ -51,6 +51,13 @@ pub struct Shard {
     names_entries: bool,
 }
 
+/// One tuple's state on its way between shards (`Shard::take_flow`, `Shard::adopt_flow`). Its buffered
+/// bytes stay charged to the budget of the shard that held them until they are released.
+pub struct MovedFlow {
+    live: Option<Conn>,
+    lingering: Option<crate::flow::Lingering>,
+}
+
 impl Shard {
     /// A shard with `cfg`'s budgets divided by `of` (the number of shards): a node's memory does not grow
     /// with its shards.
@@ -116,6 +123,24 @@ impl Shard {
             self.listeners.clear();
         }
         self.listeners.insert(server);
+    }
+
+    /// Hands over the state of a tuple the front found to be a NATed copy of a flow another shard tracks
+    /// (its copies were missed until now): that shard adopts it and decides the pair as one engine would.
+    pub fn take_flow(&mut self, key: &FlowKey) -> MovedFlow {
+        let d = self.flows.digest(key);
+        MovedFlow { live: self.flows.live.remove(key), lingering: self.flows.lingering.remove(&d) }
+    }
+
+    /// Takes over a flow's state from another shard (`take_flow`).
+    pub fn adopt_flow(&mut self, key: FlowKey, flow: MovedFlow) {
+        if let Some(conn) = flow.live {
+            self.flows.live.insert(key, conn);
+        }
+        if let Some(l) = flow.lingering {
+            let d = self.flows.digest(&key);
+            self.flows.lingering.insert(d, l);
+        }
     }
 
     /// A decoded packet the front routed here; `nat`: the NATed tuple pair it revealed.

@@ -75,6 +75,13 @@ impl Analyzer for ShardedInline {
         if let Some(server) = routed.listener {
             self.shards.iter_mut().for_each(|s| s.learn_listener(server));
         }
+        if let (Some((from, key)), Some((to, _))) = (routed.moved, routed.to) {
+            if let Some(flow) = self.shards.get_mut(from).map(|s| s.take_flow(&key)) {
+                if let Some(shard) = self.shards.get_mut(to) {
+                    shard.adopt_flow(key, flow);
+                }
+            }
+        }
         if let (Ok(Decoded::Packet(p)), Some((k, nat))) = (&decoded, routed.to) {
             if let Some(shard) = self.shards.get_mut(k) {
                 shard.handle_packet(p, link, data, nat, &mut self.scratch);

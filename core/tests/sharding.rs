@@ -265,3 +265,85 @@ fn a_mixed_capture_with_timers_is_the_same_in_order() {
     assert_eq!(count(&|e| e.tcp.as_ref().is_some_and(|t| t.reason == Some(SynReason::Refused))), 50);
     assert_eq!(count(&|e| e.response.as_ref().is_some_and(|r| r.status == 500)), 50);
 }
+
+/// A small deterministic generator (xorshift64*): random scenarios that are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+#[test]
+fn natted_connections_in_any_order_with_copies_missing_are_the_same() {
+    // Service connections seen before DNAT (interface 1) and after (interface 2), in random shapes:
+    // either copy first, copies missing on one side (capture started late there, or dropped), handshakes
+    // refused, answered with 200 or 503, or left unanswered — the cases where one tuple is seen before the
+    // pair is known. Whatever happened, shards must agree with one engine.
+    let service = (ip("10.96.0.30"), 80);
+    let backends = [(ip("10.244.1.7"), 8080), (ip("10.244.1.8"), 8080)];
+    let get = b"GET /x HTTP/1.1\r\nHost: s\r\n\r\n";
+    for seed in 1..=150u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut cap = Capture::new();
+        for i in 0..16u16 {
+            let client = (ip(&format!("10.244.1.{}", 20 + rng.below(8))), 40_000 + i);
+            let backend = backends[rng.below(2) as usize];
+            let (c, s) = (rng.next() as u32, rng.next() as u32);
+            let start = rng.below(2_000);
+            // Packets of the connection, each (ms, from the client, flags, seq, ack, payload).
+            let mut packets = vec![(0, true, SYN, c, 0, Vec::new())];
+            match rng.below(4) {
+                0 => packets.push((1, false, RST | ACK, 0, c.wrapping_add(1), Vec::new())),
+                1 => {}
+                _ => {
+                    packets.push((1, false, SYN | ACK, s, c.wrapping_add(1), Vec::new()));
+                    packets.push((2, true, ACK, c.wrapping_add(1), s.wrapping_add(1), Vec::new()));
+                    packets.push((3, true, PSH | ACK, c.wrapping_add(1), s.wrapping_add(1), get.to_vec()));
+                    if rng.chance(70) {
+                        let status: &[u8] = if rng.chance(50) { b"200 OK" } else { b"503 Unavailable" };
+                        let mut resp = b"HTTP/1.1 ".to_vec();
+                        resp.extend_from_slice(status);
+                        resp.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+                        let acked = c.wrapping_add(1).wrapping_add(get.len() as u32);
+                        packets.push((4, false, PSH | ACK, s.wrapping_add(1), acked, resp));
+                    }
+                }
+            }
+            // Interface 1 may start capturing late (its first packets missing), and any copy may be lost.
+            let late = if rng.chance(30) { rng.below(packets.len() as u64) as usize } else { 0 };
+            for (n, (ms, from_client, flags, seq, ack, payload)) in packets.into_iter().enumerate() {
+                let (before, after) = if from_client {
+                    ((client, service), (client, backend))
+                } else {
+                    ((service, client), (backend, client))
+                };
+                let first_after = rng.chance(50);
+                let t = start + ms * 3;
+                let pre = (n >= late && !rng.chance(10))
+                    .then(|| (1, t + u64::from(first_after), tcp_frame(before.0, before.1, flags, seq, ack, &payload)));
+                let post = (!rng.chance(10))
+                    .then(|| (2, t + u64::from(!first_after), tcp_frame(after.0, after.1, flags, seq, ack, &payload)));
+                cap.extend(pre.into_iter().chain(post));
+            }
+        }
+        // In capture order (a stable sort: copies at one time stay in the order made).
+        cap.sort_by_key(|(_, ms, _)| *ms);
+        let (one, one_stats) = run(&cap, 1, true);
+        for n in [2, 3, 4] {
+            let (sharded, stats) = run(&cap, n, true);
+            assert_eq!(sharded, one, "seed {seed}: {n} shards found otherwise than one engine");
+            assert_eq!(stats, one_stats, "seed {seed}: {n} shards counted otherwise");
+        }
+    }
+}

@@ -9,9 +9,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use faultline_core::front::Front;
-use faultline_core::shard::Shard;
+use faultline_core::shard::{MovedFlow, Shard};
 use faultline_core::wire::{self, DecodeError, LinkType};
-use faultline_core::{Analyzer, Engine, EngineConfig, Entry, Stats, Timestamp};
+use faultline_core::{Analyzer, Engine, EngineConfig, Entry, FlowKey, Stats, Timestamp};
 
 use faultline_core::merge::Merger;
 use worker::{Done, Item, Work};
@@ -47,6 +47,8 @@ pub struct ShardedEngine {
     recordings: Vec<(String, Vec<u8>)>,
     shard_stats: Vec<Stats>,
     flows: Vec<usize>,
+    /// Tuples' state handed over by a shard (`move_flow`), until adopted by another.
+    extracted: Vec<(FlowKey, MovedFlow)>,
 }
 
 impl ShardedEngine {
@@ -87,6 +89,7 @@ impl ShardedEngine {
             recordings: Vec::new(),
             shard_stats: vec![Stats::default(); n],
             flows: vec![0; n],
+            extracted: Vec::new(),
         }
     }
 }
@@ -113,6 +116,9 @@ impl Analyzer for ShardedEngine {
         }
         if let Some(server) = routed.listener {
             self.for_every_shard(|| Item::Listener(server));
+        }
+        if let (Some((from, key)), Some((to, _))) = (routed.moved, routed.to) {
+            self.move_flow(key, from, to, pos, out);
         }
         if let Some((shard, nat)) = routed.to {
             if let Some(w) = self.filling.get_mut(shard) {
@@ -168,22 +174,50 @@ impl Analyzer for ShardedEngine {
 
     /// Hands every shard its batch (with how far the capture got), then takes what shards have done.
     fn hand_out(&mut self, out: &mut Vec<Entry>) {
-        self.frames = 0;
-        for (k, tx) in self.senders.iter().enumerate() {
-            let fresh = self.spare.pop().unwrap_or_default();
-            let Some(slot) = self.filling.get_mut(k) else { continue };
-            let mut w = std::mem::replace(slot, fresh);
-            w.upto = self.pos;
-            if tx.send(w).is_err() {
-                tracing::error!(shard = k, "an engine thread is gone");
-            }
-        }
+        self.send_round(self.pos);
         self.collect(true);
         self.merger.release(out, &mut self.recordings);
     }
 }
 
 impl ShardedEngine {
+    /// Every shard's batch on its way, every position below `upto` in one of them.
+    fn send_round(&mut self, upto: u64) {
+        self.frames = 0;
+        for (k, tx) in self.senders.iter().enumerate() {
+            let fresh = self.spare.pop().unwrap_or_default();
+            let Some(slot) = self.filling.get_mut(k) else { continue };
+            let mut w = std::mem::replace(slot, fresh);
+            w.upto = upto;
+            if tx.send(w).is_err() {
+                tracing::error!(shard = k, "an engine thread is gone");
+            }
+        }
+    }
+
+    /// Moves a tuple's state from shard `from` to shard `to` before the next frame reaches `to`: `from`
+    /// hands it over once it has handled everything before, and the front waits for it. Rare (a NATed
+    /// tuple whose copies were missed until now), so the wait — one round to one shard — costs little.
+    fn move_flow(&mut self, key: FlowKey, from: usize, to: usize, pos: u64, out: &mut Vec<Entry>) {
+        let Some(w) = self.filling.get_mut(from) else { return };
+        w.items.push(Item::Extract(key));
+        // Everything before this frame is sent; the frame itself is not.
+        self.send_round(pos);
+        let flow = loop {
+            if let Some(i) = self.extracted.iter().position(|(k, _)| *k == key) {
+                break Some(self.extracted.swap_remove(i).1);
+            }
+            // Blocks until the next shard's batch is done; `None`: the shards are gone.
+            if !self.collect_one() {
+                break None;
+            }
+        };
+        self.merger.release(out, &mut self.recordings);
+        if let (Some(flow), Some(w)) = (flow, self.filling.get_mut(to)) {
+            w.items.push(Item::Adopt(key, Box::new(flow)));
+        }
+    }
+
     /// Closing the channels ends the shards' threads once they have done what was sent.
     fn stop_shards(&mut self) {
         self.senders.clear();
@@ -214,15 +248,31 @@ impl ShardedEngine {
                     Err(_) => return,
                 }
             };
-            if let Some(s) = self.shard_stats.get_mut(d.shard) {
-                *s = d.stats;
-            }
-            if let Some(f) = self.flows.get_mut(d.shard) {
-                *f = d.flows;
-            }
-            self.merger.add(d.shard, d.handled, d.found, d.recordings);
-            self.spare.push(d.spent);
+            self.take_done(d);
         }
+    }
+
+    /// Waits for the next batch a shard has done and takes it; false when no shard is left.
+    fn collect_one(&mut self) -> bool {
+        match self.done.recv() {
+            Ok(d) => {
+                self.take_done(d);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn take_done(&mut self, d: Done) {
+        if let Some(s) = self.shard_stats.get_mut(d.shard) {
+            *s = d.stats;
+        }
+        if let Some(f) = self.flows.get_mut(d.shard) {
+            *f = d.flows;
+        }
+        self.merger.add(d.shard, d.handled, d.found, d.recordings);
+        self.extracted.extend(d.extracted);
+        self.spare.push(d.spent);
     }
 }
 
@@ -232,3 +282,6 @@ impl Drop for ShardedEngine {
         self.stop_shards();
     }
 }
+
+#[cfg(test)]
+mod tests;
