@@ -26,7 +26,7 @@ pub struct RouteKey {
     by: By,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum By {
     Flow(FlowKey),
     Address(IpAddr),
@@ -59,7 +59,16 @@ impl RouteKey {
         if n <= 1 {
             return 0;
         }
-        let h = hasher.hash_one(self.by);
+        // Integers, not the derived `Hash` of addresses (a discriminant, a length and a byte slice per
+        // address): the front hashes every frame of the node, and it is the one thread shards do not divide.
+        let h = match self.by {
+            By::Flow(key) => {
+                let (a, b) = key.ends();
+                hasher.hash_one((endpoint_bits(a), endpoint_bits(b)))
+            }
+            By::Address(ip) => hasher.hash_one(ip_bits(ip)),
+            By::Addresses(a, b) => hasher.hash_one((ip_bits(a), ip_bits(b), 1u8)),
+        };
         // The high bits of a multiply: an even spread without a division.
         ((u128::from(h) * n as u128) >> 64) as usize
     }
@@ -81,6 +90,18 @@ fn flow(protocol: u8, a: Endpoint, b: Endpoint) -> RouteKey {
         By::Flow(key)
     };
     RouteKey { flow: Some(key), by }
+}
+
+/// An address as one integer (IPv4 and IPv6 may share values: that only places them on one shard).
+fn ip_bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn endpoint_bits((ip, port): Endpoint) -> u128 {
+    ip_bits(ip).rotate_left(16) ^ u128::from(port)
 }
 
 fn addresses(a: IpAddr, b: IpAddr) -> By {
