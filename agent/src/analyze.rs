@@ -6,8 +6,9 @@ use std::fs::File;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
+use faultline_core::frames::FrameSource;
 use faultline_core::pcap::{PcapError, PcapReader};
 use faultline_core::{Analyzer, Entry};
 use faultline_kfl::Query;
@@ -160,9 +161,10 @@ fn analyze_files(
     }
     if !readers.is_empty() {
         let end = read_in_batches(readers, |batch| {
-            for f in batch.iter() {
+            let frames: Arc<dyn FrameSource> = batch.clone();
+            for (i, f) in batch.iter().enumerate() {
                 let before = out.batch.len();
-                if let Err(e) = engine.handle_frame_on(f.interface, f.link_type, f.data, f.ts, &mut out.batch) {
+                if let Err(e) = engine.handle_shared(&frames, i, f.ts, &mut out.batch) {
                     tracing::debug!(interface = f.interface, error = %e, "frame did not decode");
                 }
                 if out.batch.len() > before {

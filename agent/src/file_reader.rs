@@ -7,13 +7,13 @@
 //! number and the pcapng interface within it — so the engine can tell copies of one packet apart.
 
 use std::io::Read;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use faultline_core::pcap::{PcapError, PcapReader};
 use faultline_core::wire::LinkType;
 use faultline_core::Timestamp;
 
-use crate::frames::{BatchPool, FrameBatch, Interface};
+use crate::frames::{BatchPool, FrameBatch, Interface, SharedBatch};
 
 /// Frames per batch, and batches that may be read ahead of the engine.
 const BATCH_FRAMES: usize = 1024;
@@ -31,10 +31,11 @@ pub struct ReadEnd {
 /// reading thread then stops too). Returns how reading ended, or `None` if it was stopped.
 pub fn read_in_batches<R: Read + Send>(
     readers: Vec<(usize, PcapReader<R>)>,
-    mut each: impl FnMut(&FrameBatch) -> bool,
+    mut each: impl FnMut(&Arc<SharedBatch>) -> bool,
 ) -> Option<ReadEnd> {
-    // Batches the engine is done with go back to be filled again: no allocation per batch.
-    let pool = BatchPool::new(BATCHES_AHEAD + 2);
+    // Batches the engine is done with go back to be filled again: no allocation per batch. Engine
+    // threads may still hold a batch after `each`: it goes back when they let go.
+    let pool = Arc::new(BatchPool::new(2 * BATCHES_AHEAD + 2));
     std::thread::scope(|scope| {
         // Made inside the scope, so that if `each` panics the receiver is dropped while unwinding and a
         // reader blocked on a full channel ends, rather than the scope waiting for it forever.
@@ -56,11 +57,10 @@ pub fn read_in_batches<R: Read + Send>(
         };
         let mut stopped = false;
         for batch in &full {
-            if !each(&batch) {
+            if !each(&SharedBatch::new(batch, pool)) {
                 stopped = true;
                 break;
             }
-            pool.give(batch);
         }
         // The reader blocks on a full channel; dropping it lets a stopped reader see that and end.
         drop(full);

@@ -2,9 +2,10 @@
 //! (`analyze`): copied into one buffer per batch, so that a batch costs one allocation and one channel
 //! message rather than one per frame.
 
-use std::ops::Range;
-use std::sync::Mutex;
+use std::ops::{Deref, Range};
+use std::sync::{Arc, Mutex};
 
+use faultline_core::frames::FrameSource;
 use faultline_core::wire::LinkType;
 use faultline_core::Timestamp;
 
@@ -20,13 +21,7 @@ pub struct FrameBatch {
     frames: Vec<(Interface, LinkType, Timestamp, Range<usize>)>,
 }
 
-/// One frame of a batch.
-pub struct Frame<'a> {
-    pub interface: Interface,
-    pub link_type: LinkType,
-    pub ts: Timestamp,
-    pub data: &'a [u8],
-}
+pub use faultline_core::frames::Frame;
 
 impl FrameBatch {
     #[cfg(test)]
@@ -67,6 +62,45 @@ impl FrameBatch {
             ts: *ts,
             data: self.data.get(r.clone()).unwrap_or_default(),
         })
+    }
+}
+
+impl FrameSource for FrameBatch {
+    fn frame(&self, index: usize) -> Option<Frame<'_>> {
+        self.get(index)
+    }
+}
+
+/// A batch the engine's threads may hold on to (sharded engines read frames where they are rather than
+/// copy them); it goes back to its pool when the last of them lets go.
+pub struct SharedBatch {
+    batch: FrameBatch,
+    pool: Arc<BatchPool>,
+}
+
+impl SharedBatch {
+    pub fn new(batch: FrameBatch, pool: &Arc<BatchPool>) -> Arc<SharedBatch> {
+        Arc::new(SharedBatch { batch, pool: Arc::clone(pool) })
+    }
+}
+
+impl Deref for SharedBatch {
+    type Target = FrameBatch;
+
+    fn deref(&self) -> &FrameBatch {
+        &self.batch
+    }
+}
+
+impl FrameSource for SharedBatch {
+    fn frame(&self, index: usize) -> Option<Frame<'_>> {
+        self.batch.get(index)
+    }
+}
+
+impl Drop for SharedBatch {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.batch));
     }
 }
 
@@ -142,5 +176,20 @@ mod tests {
         pool.give(FrameBatch::default());
         pool.give(FrameBatch::default());
         assert_eq!(pool.lock().len(), 1);
+    }
+
+    #[test]
+    fn a_shared_batch_goes_back_to_its_pool_when_the_last_holder_lets_go() {
+        let pool = Arc::new(BatchPool::new(2));
+        let mut b = pool.take();
+        b.push(LinkType::Ethernet, Timestamp(1), b"frame");
+        let shared = SharedBatch::new(b, &pool);
+        let held: Arc<dyn FrameSource> = shared.clone();
+        drop(shared);
+        assert!(pool.lock().is_empty(), "still held");
+        assert_eq!(held.frame(0).map(|f| f.data), Some(&b"frame"[..]));
+        drop(held);
+        assert_eq!(pool.lock().len(), 1, "back, emptied");
+        assert!(pool.take().is_empty());
     }
 }

@@ -2,8 +2,11 @@
 //! shard (`crate::shard`: flows, timers, dissectors, ICMP) on the caller's thread. Sharded across
 //! threads (the agent's `--engine-threads`, `analyze --threads`), the same parts give the same entries.
 
+use std::sync::Arc;
+
 use crate::config::EngineConfig;
 use crate::entry::Entry;
+use crate::frames::FrameSource;
 use crate::front::Front;
 use crate::shard::Shard;
 use crate::stats::Stats;
@@ -27,6 +30,21 @@ pub trait Analyzer: Send {
         ts: Timestamp,
         out: &mut Vec<Entry>,
     ) -> Result<(), DecodeError>;
+    /// Handles frame number `index` of `frames`, as `handle_frame_on` does, at time `ts` (the capture's,
+    /// or the clock's correction of it). An engine on other threads may keep a reference to the frames
+    /// rather than copy the frame.
+    fn handle_shared(
+        &mut self,
+        frames: &Arc<dyn FrameSource>,
+        index: usize,
+        ts: Timestamp,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), DecodeError> {
+        match frames.frame(index) {
+            Some(f) => self.handle_frame_on(f.interface, f.link_type, f.data, ts, out),
+            None => Ok(()),
+        }
+    }
     /// Moves the clock to `now` and fires due timers. Frames move it too; call it on a ticker when
     /// capturing live, so timeouts fire while the network is quiet.
     fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>);

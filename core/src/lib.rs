@@ -11,6 +11,7 @@ pub mod entry_kind;
 pub mod entry_order;
 mod entry_record;
 mod flow;
+pub mod frames;
 pub mod front;
 pub mod headers;
 pub mod http;

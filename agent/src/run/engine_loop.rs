@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use faultline_core::frames::FrameSource;
 use faultline_core::{Analyzer, EngineConfig, Entry, Timestamp};
 
 use super::counters::Counters;
@@ -12,7 +14,7 @@ use super::outbox::{Item, Outbox};
 use super::reorder::{Reorder, WINDOW_MS};
 use super::rotate::Rotator;
 use crate::capture::{Capture, KernelStats};
-use crate::frames::{BatchPool, FrameBatch, BATCH_FRAMES};
+use crate::frames::{BatchPool, FrameBatch, SharedBatch, BATCH_FRAMES};
 use crate::shards::engines;
 
 /// How long the first frame of a batch may wait for the rest. Batches (one buffer, one channel message)
@@ -155,7 +157,7 @@ pub fn engine_loop(
     threads: usize,
     several_interfaces: bool,
     rx: &Receiver<FrameBatch>,
-    pool: &BatchPool,
+    pool: &Arc<BatchPool>,
     outbox: &Outbox,
     counters: &Counters,
     stop: &AtomicBool,
@@ -174,11 +176,13 @@ pub fn engine_loop(
     let mut last_stats = Instant::now();
     let mut published = faultline_core::Stats::default();
     let mut clock = Clock { skewed: 0 };
-    let mut handle = |f: crate::frames::Frame<'_>,
+    let mut handle = |frames: &Arc<dyn FrameSource>,
+                      i: usize,
                       wall: SystemTime,
                       clock: &mut Clock,
                       engine: &mut dyn Analyzer,
                       entries: &mut Vec<Entry>| {
+        let Some(f) = frames.frame(i) else { return };
         let ts = clock.frame_time(f.ts, wall);
         if let Some(r) = &mut rotator {
             if let Err(e) = r.write(f.link_type, ts, f.data) {
@@ -186,7 +190,7 @@ pub fn engine_loop(
                 rotator = None;
             }
         }
-        let _ = engine.handle_frame_on(f.interface, f.link_type, f.data, ts, entries);
+        let _ = engine.handle_shared(frames, i, ts, entries);
     };
     loop {
         counters.beat(&counters.engine_beat);
@@ -200,7 +204,7 @@ pub fn engine_loop(
                 let held_since = wall.checked_sub(held_for).unwrap_or(wall);
                 if let Some(r) = &mut reorder {
                     let horizon = Timestamp::from(held_since);
-                    r.release(Some(horizon), pool, |f| handle(f, wall, &mut clock, engine.as_mut(), &mut entries));
+                    r.release(Some(horizon), |b, i| handle(b, i, wall, &mut clock, engine.as_mut(), &mut entries));
                 }
                 engine.advance(Clock::idle_time(held_since), &mut entries);
                 rx.recv_timeout(Duration::from_millis(100))
@@ -209,17 +213,18 @@ pub fn engine_loop(
         match next {
             Ok(batch) => {
                 let wall = SystemTime::now();
+                let batch = SharedBatch::new(batch, pool);
                 match &mut reorder {
                     Some(r) => {
                         r.push(batch);
                         let horizon = Timestamp(r.latest().nanos().saturating_sub(WINDOW_MS * 1_000_000));
-                        r.release(Some(horizon), pool, |f| handle(f, wall, &mut clock, engine.as_mut(), &mut entries));
+                        r.release(Some(horizon), |b, i| handle(b, i, wall, &mut clock, engine.as_mut(), &mut entries));
                     }
                     None => {
-                        for f in batch.iter() {
-                            handle(f, wall, &mut clock, engine.as_mut(), &mut entries);
+                        let frames: Arc<dyn FrameSource> = batch.clone();
+                        for i in 0..batch.len() {
+                            handle(&frames, i, wall, &mut clock, engine.as_mut(), &mut entries);
                         }
-                        pool.give(batch);
                     }
                 }
                 // Sharded: the batch's frames go to their shards now, not when more arrive.
@@ -243,7 +248,7 @@ pub fn engine_loop(
     }
     if let Some(r) = &mut reorder {
         let wall = SystemTime::now();
-        r.release(None, pool, |f| handle(f, wall, &mut clock, engine.as_mut(), &mut entries));
+        r.release(None, |b, i| handle(b, i, wall, &mut clock, engine.as_mut(), &mut entries));
         engine.hand_out(&mut entries);
     }
     // Stopping is not the end of the network: pending states stay unresolved rather than be guessed.
@@ -308,7 +313,7 @@ mod tests {
     fn queued_frames_are_handled_on_their_own_time_before_wall_time_moves_the_clock() {
         use faultline_core::wire::LinkType;
         let (tx, rx) = sync_channel(4);
-        let pool = BatchPool::new(4);
+        let pool = Arc::new(BatchPool::new(4));
         let outbox = Outbox::new(1 << 20);
         let counters = Counters::default();
         let stop = AtomicBool::new(false);

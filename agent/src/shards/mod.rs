@@ -6,15 +6,17 @@
 mod worker;
 
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use faultline_core::frames::FrameSource;
 use faultline_core::front::Front;
 use faultline_core::shard::{MovedFlow, Shard};
 use faultline_core::wire::{self, DecodeError, LinkType};
 use faultline_core::{Analyzer, Engine, EngineConfig, Entry, FlowKey, Stats, Timestamp};
 
 use faultline_core::merge::Merger;
-use worker::{Done, Item, Work};
+use worker::{Done, FrameAt, Item, Work};
 
 /// Frames the front gathers (over all shards) before it hands each shard its batch.
 const FRAMES_PER_ROUND: usize = 2048;
@@ -107,31 +109,27 @@ impl Analyzer for ShardedEngine {
         ts: Timestamp,
         out: &mut Vec<Entry>,
     ) -> Result<(), DecodeError> {
-        let decoded = wire::decode(link, data, ts);
-        let routed = self.front.route(interface, ts, &decoded, &mut self.front_stats);
-        let pos = self.pos;
-        self.pos += 1;
-        if let Some(now) = routed.sweep {
-            self.for_every_shard(|| Item::Sweep { pos, now, end_of_input: false });
-        }
-        if let Some(server) = routed.listener {
-            self.for_every_shard(|| Item::Listener(server));
-        }
-        if let (Some((from, key)), Some((to, _))) = (routed.moved, routed.to) {
-            self.move_flow(key, from, to, pos, out);
-        }
-        if let Some((shard, nat)) = routed.to {
-            if let Some(w) = self.filling.get_mut(shard) {
-                let start = w.data.len();
-                w.data.extend_from_slice(data);
-                w.items.push(Item::Frame { pos, link, ts, data: start..w.data.len(), nat });
-            }
-            self.frames += 1;
-            if self.frames >= FRAMES_PER_ROUND {
-                self.hand_out(out);
-            }
-        }
-        decoded.map(|_| ())
+        // Copied into the shard's batch: the caller's buffer is not ours to keep.
+        self.route(interface, link, data, ts, out, |w| {
+            let start = w.data.len();
+            w.data.extend_from_slice(data);
+            FrameAt::Copied(start..w.data.len())
+        })
+    }
+
+    fn handle_shared(
+        &mut self,
+        frames: &Arc<dyn FrameSource>,
+        index: usize,
+        ts: Timestamp,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), DecodeError> {
+        let Some(f) = frames.frame(index) else { return Ok(()) };
+        // Read where it is by the shard: the batch is kept, not the frame copied.
+        self.route(f.interface, f.link_type, f.data, ts, out, |w| FrameAt::Shared {
+            source: w.source_of(frames),
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+        })
     }
 
     fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
@@ -181,6 +179,42 @@ impl Analyzer for ShardedEngine {
 }
 
 impl ShardedEngine {
+    /// Decodes and routes one frame; `place` puts its bytes in the chosen shard's batch.
+    fn route(
+        &mut self,
+        interface: u32,
+        link: LinkType,
+        data: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Entry>,
+        place: impl FnOnce(&mut Work) -> FrameAt,
+    ) -> Result<(), DecodeError> {
+        let decoded = wire::decode(link, data, ts);
+        let routed = self.front.route(interface, ts, &decoded, &mut self.front_stats);
+        let pos = self.pos;
+        self.pos += 1;
+        if let Some(now) = routed.sweep {
+            self.for_every_shard(|| Item::Sweep { pos, now, end_of_input: false });
+        }
+        if let Some(server) = routed.listener {
+            self.for_every_shard(|| Item::Listener(server));
+        }
+        if let (Some((from, key)), Some((to, _))) = (routed.moved, routed.to) {
+            self.move_flow(key, from, to, pos, out);
+        }
+        if let Some((shard, nat)) = routed.to {
+            if let Some(w) = self.filling.get_mut(shard) {
+                let at = place(w);
+                w.items.push(Item::Frame { pos, link, ts, at, nat: nat.map(Box::new) });
+            }
+            self.frames += 1;
+            if self.frames >= FRAMES_PER_ROUND {
+                self.hand_out(out);
+            }
+        }
+        decoded.map(|_| ())
+    }
+
     /// Every shard's batch on its way, every position below `upto` in one of them.
     fn send_round(&mut self, upto: u64) {
         self.frames = 0;

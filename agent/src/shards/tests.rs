@@ -3,12 +3,15 @@
 //! packets), so that one tuple was tracked on its own shard before the pair showed.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use etherparse::PacketBuilder;
+use faultline_core::frames::FrameSource;
 use faultline_core::wire::LinkType;
 use faultline_core::{Analyzer, Engine, EngineConfig, Entry, Timestamp};
 
 use super::ShardedEngine;
+use crate::frames::FrameBatch;
 
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
@@ -77,12 +80,27 @@ fn capture() -> Vec<(u32, u64, Vec<u8>)> {
     cap
 }
 
-fn run(mut engine: Box<dyn Analyzer>) -> Vec<String> {
+/// The capture through `engine`: frame by frame (copied by a sharded engine), or `shared` in buffers of a
+/// few frames each that the engine may keep (as capture threads and the file reader hand them over).
+fn run(mut engine: Box<dyn Analyzer>, shared: bool) -> Vec<String> {
     engine.expect_several_interfaces();
     let mut out: Vec<Entry> = Vec::new();
-    for (iface, ms, f) in capture() {
-        let ts = Timestamp::from_millis(1_800_000_000_000 + ms);
-        engine.handle_frame_on(iface, LinkType::Ethernet, &f, ts, &mut out).expect("decodes");
+    let at = |ms: u64| Timestamp::from_millis(1_800_000_000_000 + ms);
+    if shared {
+        for chunk in capture().chunks(7) {
+            let mut batch = FrameBatch::default();
+            for (iface, ms, f) in chunk {
+                batch.push_on(*iface, LinkType::Ethernet, at(*ms), f);
+            }
+            let frames: Arc<dyn FrameSource> = Arc::new(batch);
+            for (i, (_, ms, _)) in chunk.iter().enumerate() {
+                engine.handle_shared(&frames, i, at(*ms), &mut out).expect("decodes");
+            }
+        }
+    } else {
+        for (iface, ms, f) in capture() {
+            engine.handle_frame_on(iface, LinkType::Ethernet, &f, at(ms), &mut out).expect("decodes");
+        }
     }
     engine.finish(&mut out);
     out.iter().map(|e| serde_json::to_string(e).expect("json")).collect()
@@ -91,11 +109,12 @@ fn run(mut engine: Box<dyn Analyzer>) -> Vec<String> {
 #[test]
 fn a_natted_tuple_tracked_apart_moves_to_its_pairs_shard() {
     let cfg = EngineConfig::default();
-    let one = run(Box::new(Engine::new(cfg.clone())));
+    let one = run(Box::new(Engine::new(cfg.clone())), false);
     // Every connection once, with its 503: no second report of a tuple left behind on another shard.
     assert_eq!(one.len(), 48, "{one:#?}");
     assert!(one.iter().all(|e| e.contains("\"status\":503")), "{one:#?}");
     for n in [2, 3, 5] {
-        assert_eq!(run(Box::new(ShardedEngine::new(cfg.clone(), n))), one, "{n} engine threads");
+        assert_eq!(run(Box::new(ShardedEngine::new(cfg.clone(), n)), false), one, "{n} engine threads");
+        assert_eq!(run(Box::new(ShardedEngine::new(cfg.clone(), n)), true), one, "{n} threads, frames shared");
     }
 }

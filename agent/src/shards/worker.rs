@@ -2,8 +2,10 @@
 
 use std::ops::Range;
 use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
 
 use faultline_core::copies::NatPair;
+use faultline_core::frames::FrameSource;
 use faultline_core::shard::{MovedFlow, Shard};
 use faultline_core::wire::LinkType;
 use faultline_core::FlowKey;
@@ -17,8 +19,9 @@ pub enum Item {
         pos: u64,
         link: LinkType,
         ts: Timestamp,
-        data: Range<usize>,
-        nat: Option<NatPair>,
+        at: FrameAt,
+        /// Boxed: rare, and four times the size of the rest of the item, which is copied per frame.
+        nat: Option<Box<NatPair>>,
     },
     Sweep {
         pos: u64,
@@ -32,11 +35,21 @@ pub enum Item {
     Adopt(FlowKey, Box<MovedFlow>),
 }
 
-/// A batch of items and their frames' bytes (one buffer: one allocation, reused).
+/// Where a frame's bytes are.
+pub enum FrameAt {
+    /// In the batch's own buffer.
+    Copied(Range<usize>),
+    /// Frame `index` of the batch's source number `source`.
+    Shared { source: u32, index: u32 },
+}
+
+/// A batch of items and their frames' bytes: copied into one buffer (one allocation, reused), or in the
+/// capture's buffers, held until the shard is done with them.
 #[derive(Default)]
 pub struct Work {
     pub items: Vec<Item>,
     pub data: Vec<u8>,
+    pub sources: Vec<Arc<dyn FrameSource>>,
     /// Every position below this was sent (to this shard or another).
     pub upto: u64,
 }
@@ -45,6 +58,30 @@ impl Work {
     pub fn clear(&mut self) {
         self.items.clear();
         self.data.clear();
+        // Letting go: a capture buffer no shard holds any more goes back to be filled again.
+        self.sources.clear();
+    }
+
+    /// The number of `frames` among this batch's sources (frames come a capture buffer at a time: the
+    /// last one is nearly always it).
+    pub fn source_of(&mut self, frames: &Arc<dyn FrameSource>) -> u32 {
+        match self.sources.last() {
+            Some(last) if Arc::ptr_eq(last, frames) => {}
+            _ => self.sources.push(Arc::clone(frames)),
+        }
+        u32::try_from(self.sources.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    fn bytes(&self, at: &FrameAt) -> &[u8] {
+        match at {
+            FrameAt::Copied(range) => self.data.get(range.clone()).unwrap_or_default(),
+            FrameAt::Shared { source, index } => self
+                .sources
+                .get(*source as usize)
+                .and_then(|s| s.frame(*index as usize))
+                .map(|f| f.data)
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -67,12 +104,11 @@ pub fn run(index: usize, mut shard: Shard, work: Receiver<Work>, done: Sender<Do
     for mut w in work {
         let mut found = Vec::new();
         let mut extracted = Vec::new();
-        let data = &w.data;
-        for item in w.items.drain(..) {
+        let mut items = std::mem::take(&mut w.items);
+        for item in items.drain(..) {
             let (pos, by_sweep) = match item {
-                Item::Frame { pos, link, ts, data: range, nat } => {
-                    let bytes = data.get(range).unwrap_or_default();
-                    shard.handle_frame(link, bytes, ts, nat, &mut out);
+                Item::Frame { pos, link, ts, at, nat } => {
+                    shard.handle_frame(link, w.bytes(&at), ts, nat.map(|n| *n), &mut out);
                     (pos, false)
                 }
                 Item::Sweep { pos, now, end_of_input } => {
@@ -94,6 +130,7 @@ pub fn run(index: usize, mut shard: Shard, work: Receiver<Work>, done: Sender<Do
             };
             found.extend(Found::tag(&mut out, pos, by_sweep));
         }
+        w.items = items;
         w.clear();
         let d = Done {
             shard: index,
