@@ -57,6 +57,7 @@ def main():
     frames = pcap_frames(data)
     for i in range(0, len(frames), 40):
         write("engine", f"conversation-{i // 40}", engine_seed(frames[i:i + 40]))
+    write("engine", "nat-copies-missed", nat_seed())
     req = b"GET /api/orders HTTP/1.1\r\nHost: shop\r\nAccept: */*\r\n\r\n"
     write("http", "exchange", http_seed([(0, req), (1, b"HTTP/1.1 503 Service Unavailable\r\n"
                                                       b"Content-Length: 5\r\n\r\nbusy!")]))
@@ -70,6 +71,42 @@ def main():
                'src.name == r"^web-.*" or not (protocol == "http")', "error.type == null"]
     for i, q in enumerate(queries):
         write("kfl", f"query-{i}", q.encode())
+
+
+def tcp_frame(src, dst, sport, dport, flags, seq, ack, payload=b""):
+    """An Ethernet/IPv4/TCP frame (checksums zero: the engine does not check them)."""
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, bytes(src), bytes(dst))
+    return b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp
+
+
+def nat_seed():
+    """Eight connections to a Service seen on two interfaces (the `shards` target alternates them when the
+    first byte's high bit is set): after DNAT on interface 0, before it on interface 1, whose copy of each
+    SYN was missed. The pair shows on the SYN-ACK, when the tuple after DNAT is already tracked: on
+    another shard, its state has to move."""
+    service, backend = (10, 96, 0, 30), (10, 244, 1, 7)
+    get = b"GET / HTTP/1.1\r\nHost: s\r\n\r\n"
+    resp = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+    syn, ack, psh_ack, syn_ack = 0x02, 0x10, 0x18, 0x12
+    frames = []
+    for n, port in enumerate(range(40001, 40009)):
+        client = (10, 244, 1, 20 + n)
+        c, srv = 1000 + n * 7919, 50000 + n * 104729
+        frames.append(tcp_frame(client, backend, port, 8080, syn, c, 0))
+        for frm, flags, seq, ack_no, payload in [(False, syn_ack, srv, c + 1, b""), (True, ack, c + 1, srv + 1, b""),
+                                                  (True, psh_ack, c + 1, srv + 1, get),
+                                                  (False, psh_ack, srv + 1, c + 1 + len(get), resp)]:
+            # Interface 1 (before DNAT), then interface 0 (after): the alternation the target makes.
+            if frm:
+                frames.append(tcp_frame(client, service, port, 80, flags, seq, ack_no, payload))
+                frames.append(tcp_frame(client, backend, port, 8080, flags, seq, ack_no, payload))
+            else:
+                frames.append(tcp_frame(service, client, 80, port, flags, seq, ack_no, payload))
+                frames.append(tcp_frame(backend, client, 8080, port, flags, seq, ack_no, payload))
+        # Keep the alternation: the next connection's SYN is on interface 0 again.
+    # 130: Ethernet (130 % 5 == 0), two interfaces (high bit), 2 ms between frames (the low bits).
+    return engine_seed(frames, step=130)
 
 
 def dns_name(name):

@@ -147,27 +147,41 @@ impl Front {
         }
         let key = RouteKey::of(p);
         if let Some(pair) = nat {
-            // Both tuples of the connection to the shard of the one seen first.
+            // Both tuples of the connection to one shard: the shard of a tuple already paired (a third
+            // capture point adds a third tuple to a pair), else the shard of the one seen first. A tuple
+            // whose earlier packets went elsewhere — usually none did: the pair shows on a connection's
+            // first packet, but not when copies were missed — has its state moved there: left behind, it
+            // would be reported apart (a second connection that never finished), and the pair decided
+            // without it.
             let protocol = if matches!(p.transport, Transport::Tcp(_)) { 6 } else { 17 };
-            let shard = match self.overrides.get(&pair.earlier) {
-                Some((s, _)) => *s,
-                None => RouteKey::of_flow(protocol, pair.earlier).shard(&self.hasher, self.shards),
+            let own = |k: FlowKey| RouteKey::of_flow(protocol, k).shard(&self.hasher, self.shards);
+            let earlier = self.overrides.get(&pair.earlier).map(|(s, _)| *s);
+            let this = self.overrides.get(&pair.this).map(|(s, _)| *s);
+            let (shard, moved, was) = match (earlier, this) {
+                (Some(shard), Some(this)) => {
+                    if this != shard {
+                        // Two pairs of one connection, decided on two shards, now linked (more than two
+                        // tuples, or addresses rewritten mid-stream): this tuple's state moves, but what
+                        // the other shard decided of its pair stays there. Counted, not silent.
+                        stats.nat_tuples_apart += 1;
+                    }
+                    (shard, pair.this, this)
+                }
+                (Some(shard), None) => (shard, pair.this, key.shard(&self.hasher, self.shards)),
+                (None, Some(shard)) => (shard, pair.earlier, own(pair.earlier)),
+                (None, None) => (own(pair.earlier), pair.this, key.shard(&self.hasher, self.shards)),
             };
-            // Where this tuple's packets went until now. Usually nowhere (the pair shows on a connection's
-            // first packet); when copies were missed, its state is there, and moves: left behind, it would
-            // be reported apart (a second connection that never finished), and the pair decided without it.
-            let before = match self.overrides.get(&pair.this) {
-                Some((s, _)) => *s,
-                None => key.shard(&self.hasher, self.shards),
-            };
-            if self.overrides.len() < MAX_ALIASES || self.overrides.contains_key(&pair.this) {
-                self.overrides.insert(pair.this, (shard, p.ts));
-            } else {
-                // Counted: the connection's tuples may be tracked apart, and reported twice.
-                stats.copy_fingerprints_saturated += 1;
-                return (shard, None);
+            // Both tuples are marked as the connection's: a third tuple paired with either joins them.
+            for tuple in [pair.earlier, pair.this] {
+                if self.overrides.len() < MAX_ALIASES || self.overrides.contains_key(&tuple) {
+                    self.overrides.insert(tuple, (shard, p.ts));
+                } else {
+                    // Counted: the connection's tuples may be tracked apart, and reported twice.
+                    stats.copy_fingerprints_saturated += 1;
+                    return (shard, None);
+                }
             }
-            return (shard, (before != shard).then_some((before, pair.this)));
+            return (shard, (was != shard).then_some((was, moved)));
         }
         if !self.overrides.is_empty() {
             if let Some((shard, last)) = key.flow.and_then(|f| self.overrides.get_mut(&f)) {

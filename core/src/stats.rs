@@ -74,6 +74,10 @@ pub struct Stats {
     pub nat_copies: u64,
     /// Packets not fingerprinted for copy detection because its window was full.
     pub copy_fingerprints_saturated: u64,
+    /// Sharded engines only: tuples of one NATed connection whose pairs were decided on two shards before
+    /// a packet linked them (more than two tuples seen, or addresses rewritten mid-stream). The
+    /// connection may be reported otherwise than one engine would.
+    pub nat_tuples_apart: u64,
     /// DNS queries seen (copies included).
     pub dns_queries: u64,
     /// Datagrams to or from a DNS server that do not parse as DNS.

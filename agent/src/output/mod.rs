@@ -98,10 +98,11 @@ impl Summary {
         ));
         // What real traffic costs and was not reported as an error (SPEC §3.1: loss is not an error).
         lines.push(format!(
-            "{} duplicate packets, {} NAT copies, {} out-of-window RSTs, {} challenge ACKs, {} HTTP exchanges \
-             lost to capture gaps, {} FINs inferred",
+            "{} duplicate packets, {} NAT copies ({} tuples tracked apart), {} out-of-window RSTs, {} challenge \
+             ACKs, {} HTTP exchanges lost to capture gaps, {} FINs inferred",
             stats.duplicate_packets,
             stats.nat_copies,
+            stats.nat_tuples_apart,
             stats.rst_out_of_window,
             stats.challenge_acks,
             stats.http_lost_exchanges,
