@@ -7,6 +7,7 @@ result. Best of `--runs` wall times; peak RSS from wait4."""
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,6 +30,20 @@ def run(argv):
 def best(argv, runs):
     results = [run(argv) for _ in range(runs)]
     return min(w for w, _ in results), max(r for _, r in results)
+
+
+def thread_cpu(analyzer, capture, threads, runs):
+    """CPU milliseconds per thread (reader, engine or front, engine-k, writer), the mean of `runs` runs, as
+    each thread logs it when it ends (from /proc/thread-self/schedstat)."""
+    env = dict(os.environ, FAULTLINE_LOG="faultline_agent::thread_cpu=debug", NO_COLOR="1")
+    totals = {}
+    for _ in range(runs):
+        r = subprocess.run([analyzer, "analyze", "--threads", str(threads), "--output", "jsonl", capture],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, check=True)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", r.stderr)
+        for role, ms in re.findall(r'thread="([^"]+)" cpu_ms=([0-9.]+)', text):
+            totals[role] = totals.get(role, 0.0) + float(ms) / runs
+    return totals
 
 
 def check_entries(analyzer, capture, expected):
@@ -98,6 +113,21 @@ def main():
     print(f"analyze peak RSS: 1 thread {rss:5.1f} MiB, 2 threads {rss2:5.1f} MiB "
           f"(target at most {TARGETS['rss_mib']} MiB)")
     print(f"\nentries found and checked against the generator: {check_entries(a.analyzer, a.capture, expected)}")
+    # Where the time goes, thread by thread. The reader, the front and the writer are one thread each
+    # whatever the shards: on a machine with cores to spare, the busiest of them bounds the wall time.
+    print("\nCPU time per thread (ms, mean of the runs):")
+    for threads in (1, 2):
+        cpu = thread_cpu(a.analyzer, a.capture, threads, a.runs)
+        if not cpu:
+            print("  (no thread logged its CPU time)")
+            return
+        print(f"  --threads {threads}: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cpu.items()))
+              + f"; all {sum(cpu.values()):.0f}")
+    serial = {k: v for k, v in cpu.items() if not k.startswith("engine")}
+    bound = max(serial.values())
+    print(f"  with enough cores, sharding's wall time is bounded below by its busiest single thread: "
+          f"{max(serial, key=serial.get)} {bound:.0f} ms, i.e. at most {ours / (bound / 1e3):.1f}x the speed of "
+          f"one engine thread")
 
 
 if __name__ == "__main__":

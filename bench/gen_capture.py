@@ -52,6 +52,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("out")
     p.add_argument("--conversations", type=int, default=92_000)
+    p.add_argument("--body-padding", type=int, default=0,
+                   help="bytes of padding in every JSON response body (large frames, as bulk traffic has)")
     a = p.parse_args()
     rng = random.Random(7)
     expected = {"http": 0, "http5xx": 0, "refused": 0, "reset": 0, "unanswered": 0, "icmp": 0, "packets": 0}
@@ -102,7 +104,8 @@ def main():
                 expected["unanswered"] += 1
                 continue
             status = "503 Service Unavailable" if r < 0.06 else "200 OK"
-            body = b'{"id": %d, "name": "item", "price": 12.5}' % i
+            body = b'{"id": %d, "name": "item", "price": 12.5, "pad": "%s"}' % (i, b"x" * a.body_padding) \
+                if a.body_padding else b'{"id": %d, "name": "item", "price": 12.5}' % i
             resp = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
             emit(tcp(server, client, dport, sport, s + 1, c2, PSH | ACK, resp))
             s2 = s + 1 + len(resp)
