@@ -9,7 +9,10 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
+
+import pytest
 
 from netlab import SERVER4, Lab, analyzer_binary
 from test_live_capture import metrics
@@ -116,4 +119,86 @@ def test_two_engine_threads_on_a_fanout_group_report_what_one_engine_reports(tmp
     # socket gave its engine (the shards' counters summed), and the kernel dropped none.
     for c in ("engine.tcpSegments", "engine.udpDatagrams", "engine.icmpMessages", "engine.flowsCreated"):
         assert m2[c] == m1[c] > 0, (c, {k: (v, m2.get(k)) for k, v in m1.items() if v != m2.get(k)})
+    assert m1["kernel_dropped_total"] == m2["kernel_dropped_total"] == 0
+
+
+def router_metrics(lab, port):
+    """`metrics` of an agent running in the router's namespace."""
+    code = f"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+    out = lab.ns(lab.r, sys.executable, "-c", code, capture=True, check=False).stdout
+    got = {m[1]: float(m[2]) for m in re.finditer(r"^faultline_agent_(\w+) ([\d.e+]+)$", out, re.M)}
+    got.update({f"engine.{m[1]}": float(m[2]) for m in re.finditer(
+        r'^faultline_agent_engine_events_total\{counter="(\w+)"\} (\d+)$', out, re.M)})
+    return got
+
+
+SERVICE = "192.0.2.80"
+
+
+@pytest.mark.parametrize("missed_syns", [False, True])
+def test_natted_connections_seen_on_two_interfaces_are_reported_once_by_shards(tmp_path, missed_syns):
+    """The router DNATs a "Service" address to the server, as kube-proxy does; agents capture both of its
+    interfaces (before DNAT on r0, after it on r1), each interface a fanout group: copies of one packet
+    reach the front from different capture threads, under two tuples. One engine and two shards must each
+    report every connection once, under the backend. With `missed_syns` the agents' filter drops the SYNs
+    after DNAT to the HTTP backends (as a loaded ring would): the pair shows only at the SYN-ACK, when the
+    tuple before DNAT is tracked already — on another shard its state must move."""
+    port = 19900 + (os.getpid() % 80) + (40 if missed_syns else 0)
+    with Lab() as lab:
+        # Service ports 1000.. to one-connection servers on 8201..; port 81 to a closed port.
+        for i in range(HTTP_503):
+            lab.iptables(False, "-t", "nat", "-A", "PREROUTING", "-d", SERVICE, "-p", "tcp", "--dport",
+                         str(1000 + i), "-j", "DNAT", "--to-destination", f"{SERVER4}:{8201 + i}")
+        lab.iptables(False, "-t", "nat", "-A", "PREROUTING", "-d", SERVICE, "-p", "tcp", "--dport", "81", "-j",
+                     "DNAT", "--to-destination", f"{SERVER4}:9")
+        agents = []
+        for name, p, threads in (("one", port, 1), ("two", port + 100, 2)):
+            log = tmp_path / f"{name}.log"
+            (tmp_path / "token").write_text("unused")
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", lab.r, analyzer_binary(), "run", "--interface", "r0", "--interface", "r1",
+                 "--capture-backend", "afpacket", "--engine-threads", str(threads), "--node-name", "lab",
+                 *(["--bpf-filter", f"not (dst host {SERVER4} and dst portrange 8201-8299 and tcp[13] == 2)"]
+                   if missed_syns else []),
+                 "--token-file", str(tmp_path / "token"), "--http-addr", f"127.0.0.1:{p}", "--syn-timeout-ms",
+                 "1500", "--report-interval-ms", "200"],
+                stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+            lab.procs.append(proc)
+            agents.append((proc, log, p))
+        deadline = time.time() + 10
+        while not all(router_metrics(lab, p) for _, _, p in agents):
+            assert all(a.poll() is None for a, _, _ in agents), agents[1][1].read_text()
+            assert time.time() < deadline, agents[1][1].read_text()
+            time.sleep(0.2)
+        assert router_metrics(lab, port + 100)["capture_sockets"] == 4, "two interfaces, two sockets each"
+        time.sleep(0.5)
+        for i in range(HTTP_503):
+            lab.server("serve", str(8201 + i), "error", "--hold", "0.1")
+            lab.traffic(lab.c, "connect", SERVICE, str(1000 + i), "--sport", str(46000 + i),
+                        "--send", "GET /busy HTTP/1.1\\r\\nHost: s\\r\\n\\r\\n", "--wait", "0.3")
+        for i in range(REFUSED):
+            lab.traffic(lab.c, "connect", SERVICE, "81", "--sport", str(47000 + i))
+        want = HTTP_503 + REFUSED
+        deadline = time.time() + 15
+        while time.time() < deadline and any(len(entries(log)) < want for _, log, _ in agents):
+            time.sleep(0.3)
+        time.sleep(1.5)  # a second report of anything would come now
+        m1, m2 = router_metrics(lab, port), router_metrics(lab, port + 100)
+    a, b = entries(agents[0][1]), entries(agents[1][1])
+    assert len(a) == want, json.dumps(a, indent=1)
+    same_entries(a, b)
+    assert all(e["dst"]["ip"] == SERVER4 for e in a), json.dumps(a, indent=1)
+    assert sorted((e["dst"]["port"], e["protocol"], (e.get("response") or {}).get("status")) for e in a) == \
+        sorted([(8201 + i, "http", 503) for i in range(HTTP_503)] + [(9, "tcp", None)] * REFUSED)
+    # The Service is known from the SYN's two copies.
+    assert all(e["service"] == {"ip": SERVICE, "port": 81, "name": None, "namespace": None}
+               for e in a if e["protocol"] == "tcp"), json.dumps(a, indent=1)
+    if not missed_syns:
+        assert all(e["service"]["port"] == 1000 + e["dst"]["port"] - 8201 for e in a if e["protocol"] == "http"), \
+            json.dumps(a, indent=1)
+    # Every packet was seen twice (before and after DNAT; the filtered SYNs once): each engine counted the
+    # second copies alike.
+    for c in ("engine.natCopies", "engine.tcpSegments", "engine.flowsCreated"):
+        assert m2[c] == m1[c] > 0, (c, m1.get(c), m2.get(c))
+    assert m2["engine.natTuplesApart"] == 0
     assert m1["kernel_dropped_total"] == m2["kernel_dropped_total"] == 0
