@@ -357,13 +357,25 @@ impl Shard {
         };
         let (alias, kept) = if keep_this { (pair.earlier, pair.this) } else { (pair.this, pair.earlier) };
         // The client addressed the earlier copy's destination when the kept tuple is the one after DNAT.
-        let translated = (keep_this && pair.dst_changed).then_some(pair.earlier_dst);
+        // When the pair shows only on a reply (the request's copy after DNAT was missed), seen after DNAT
+        // first and then translated back, the kept tuple is the earlier and the Service is this copy's
+        // source: the sender is the kept connection's server, and only the source changed.
+        let earlier_src = pair.earlier.other_end(pair.earlier_dst);
+        let reply_translated_back = !keep_this
+            && !pair.dst_changed
+            && self.flows.live.get(&pair.earlier).is_some_and(|c| c.server() == earlier_src);
+        let translated = if keep_this && pair.dst_changed {
+            Some(pair.earlier_dst)
+        } else if reply_translated_back {
+            Some(pair.this.other_end(pair.earlier_dst))
+        } else {
+            None
+        };
         self.aliases.alias(alias, kept, translated, ts);
         self.flows.live.remove(&alias);
         if let (true, Some(payload)) = (keep_this, udp) {
             // The earlier copy was handled under the tuple that is now the alias: a DNS query it started
             // would wait there for an answer that comes under the kept tuple only.
-            let earlier_src = pair.earlier.other_end(pair.earlier_dst);
             self.dns.forget_copy(earlier_src, pair.earlier_dst, payload);
         }
         let d = self.flows.digest(&alias);

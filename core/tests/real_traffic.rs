@@ -578,6 +578,34 @@ fn a_service_connection_seen_before_and_after_dnat_is_reported_once_under_the_ba
 }
 
 #[test]
+fn a_service_connection_whose_syn_after_dnat_was_missed_is_still_named_by_its_service() {
+    // The capture after DNAT lost the SYN (a full ring, a filter): the pair shows only at the SYN-ACK,
+    // seen after DNAT first (the backend's veth) and then translated back (the client's). The connection
+    // is kept under the backend, and the Service is the reply's source before translation.
+    let mut s = Sim::new();
+    s.engine.expect_several_interfaces();
+    let client = (ip("10.244.0.5"), 41_000);
+    let (service, backend) = ((ip("10.96.0.10"), 80), (ip("10.244.0.9"), 8080));
+    s.frame_on(1, 0, &common::tcp_frame(client, service, SYN, 1000, 0, b""));
+    s.frame_on(2, 1, &common::tcp_frame(backend, client, SYN | ACK, 5000, 1001, b""));
+    s.frame_on(1, 1, &common::tcp_frame(service, client, SYN | ACK, 5000, 1001, b""));
+    for (iface, to) in [(1, service), (2, backend)] {
+        s.frame_on(iface, 2, &common::tcp_frame(client, to, ACK, 1001, 5001, b""));
+    }
+    for (iface, to) in [(1, service), (2, backend)] {
+        s.frame_on(iface, 3, &common::tcp_frame(client, to, PSH | ACK, 1001, 5001, GET));
+    }
+    let acked = 1001 + GET.len() as u32;
+    s.frame_on(2, 4, &common::tcp_frame(backend, client, PSH | ACK, 5001, acked, UNAVAILABLE));
+    s.frame_on(1, 4, &common::tcp_frame(service, client, PSH | ACK, 5001, acked, UNAVAILABLE));
+    let out = s.finish();
+    assert_eq!(kinds(&out), ["http:503"], "{out:?}");
+    assert_eq!((out[0].dst.ip, out[0].dst.port), (backend.0, Some(backend.1)));
+    let svc = out[0].service.as_ref().map(|s| (s.ip, s.port));
+    assert_eq!(svc, Some(service), "the Service the client addressed");
+}
+
+#[test]
 fn an_egress_connection_seen_before_and_after_snat_is_reported_once_under_the_pod() {
     let mut s = Sim::with(EngineConfig { syn_timeout_ms: 1000, ..Default::default() });
     s.engine.expect_several_interfaces();
