@@ -1,29 +1,13 @@
 //! Bad input never panics: random bytes and mutated valid frames through every parser, many times, with
 //! a fixed seed so a failure reproduces. (The `fuzz/` targets do the same, coverage-guided.)
 
+mod common;
+
+use common::rng::Rng;
 use faultline_core::http::{Dir, HttpDissector};
 use faultline_core::pcap::PcapReader;
 use faultline_core::wire::LinkType;
 use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};
-
-/// xorshift64*: deterministic, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        let n = self.below(max + 1);
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 fn seed_frames() -> Vec<Vec<u8>> {
     use etherparse::PacketBuilder;

@@ -8,6 +8,7 @@ mod common;
 
 use std::net::IpAddr;
 
+use common::rng::Rng;
 use common::{tcp_frame, ACK, PSH, RST, SYN, T0_MS};
 use etherparse::{Icmpv4Type, PacketBuilder};
 use faultline_core::entry::{Entry, SynReason, TcpState};
@@ -266,24 +267,6 @@ fn a_mixed_capture_with_timers_is_the_same_in_order() {
     assert_eq!(count(&|e| e.response.as_ref().is_some_and(|r| r.status == 500)), 50);
 }
 
-/// A small deterministic generator (xorshift64*): random scenarios that are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
 #[test]
 fn natted_connections_in_any_order_with_copies_missing_are_the_same() {
     // Service connections seen before DNAT (interface 1) and after (interface 2), in random shapes:
@@ -298,9 +281,9 @@ fn natted_connections_in_any_order_with_copies_missing_are_the_same() {
         let mut cap = Capture::new();
         for i in 0..16u16 {
             let client = (ip(&format!("10.244.1.{}", 20 + rng.below(8))), 40_000 + i);
-            let backend = backends[rng.below(2) as usize];
+            let backend = backends[rng.below(2)];
             let (c, s) = (rng.next() as u32, rng.next() as u32);
-            let start = rng.below(2_000);
+            let start = rng.below(2_000) as u64;
             // Packets of the connection, each (ms, from the client, flags, seq, ack, payload).
             let mut packets = vec![(0, true, SYN, c, 0, Vec::new())];
             match rng.below(4) {
@@ -321,7 +304,7 @@ fn natted_connections_in_any_order_with_copies_missing_are_the_same() {
                 }
             }
             // Interface 1 may start capturing late (its first packets missing), and any copy may be lost.
-            let late = if rng.chance(30) { rng.below(packets.len() as u64) as usize } else { 0 };
+            let late = if rng.chance(30) { rng.below(packets.len()) } else { 0 };
             for (n, (ms, from_client, flags, seq, ack, payload)) in packets.into_iter().enumerate() {
                 let (before, after) = if from_client {
                     ((client, service), (client, backend))

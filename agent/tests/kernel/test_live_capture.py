@@ -13,10 +13,11 @@ import pytest
 from netlab import SERVER4, Lab, analyzer_binary
 
 
-def metrics(lab, port):
-    """The agent's metrics by name; the engine's counters as `engine.<counter>`."""
+def metrics(lab, port, ns=None):
+    """The agent's metrics by name; the engine's counters as `engine.<counter>`. The agent runs in the
+    client's namespace unless `ns` says otherwise."""
     code = f"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
-    out = lab.ns(lab.c, sys.executable, "-c", code, capture=True, check=False).stdout
+    out = lab.ns(ns or lab.c, sys.executable, "-c", code, capture=True, check=False).stdout
     got = {m[1]: float(m[2]) for m in re.finditer(r"^faultline_agent_(\w+) ([\d.e+]+)$", out, re.M)}
     got.update({f"engine.{m[1]}": float(m[2]) for m in re.finditer(
         r'^faultline_agent_engine_events_total\{counter="(\w+)"\} (\d+)$', out, re.M)})

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
@@ -124,12 +123,7 @@ def test_two_engine_threads_on_a_fanout_group_report_what_one_engine_reports(tmp
 
 def router_metrics(lab, port):
     """`metrics` of an agent running in the router's namespace."""
-    code = f"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
-    out = lab.ns(lab.r, sys.executable, "-c", code, capture=True, check=False).stdout
-    got = {m[1]: float(m[2]) for m in re.finditer(r"^faultline_agent_(\w+) ([\d.e+]+)$", out, re.M)}
-    got.update({f"engine.{m[1]}": float(m[2]) for m in re.finditer(
-        r'^faultline_agent_engine_events_total\{counter="(\w+)"\} (\d+)$', out, re.M)})
-    return got
+    return metrics(lab, port, ns=lab.r)
 
 
 SERVICE = "192.0.2.80"

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod rng;
+
 use std::net::IpAddr;
 
 use etherparse::PacketBuilder;
