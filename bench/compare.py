@@ -116,14 +116,15 @@ def main():
     # Where the time goes, thread by thread. The reader, the front and the writer are one thread each
     # whatever the shards: on a machine with cores to spare, the busiest of them bounds the wall time.
     print("\nCPU time per thread (ms, mean of the runs):")
-    for threads in (1, 2):
+    for threads in (1, 2, 4):
         cpu = thread_cpu(a.analyzer, a.capture, threads, a.runs)
         if not cpu:
             print("  (no thread logged its CPU time)")
             return
         print(f"  --threads {threads}: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cpu.items()))
               + f"; all {sum(cpu.values()):.0f}")
-    serial = {k: v for k, v in cpu.items() if not k.startswith("engine")}
+    # Shards (engine-k) and JSON formatters (format-k, from 4 engine threads on) divide their work.
+    serial = {k: v for k, v in cpu.items() if not k.startswith(("engine-", "format-"))}
     bound = max(serial.values())
     print(f"  with enough cores, sharding's wall time is bounded below by its busiest single thread: "
           f"{max(serial, key=serial.get)} {bound:.0f} ms, i.e. at most {ours / (bound / 1e3):.1f}x the speed of "

@@ -15,7 +15,7 @@ use faultline_kfl::Query;
 
 use crate::cli::{AnalyzeArgs, OutputFormat};
 use crate::file_reader::read_in_batches;
-use crate::output::{Sink, Summary};
+use crate::output::{write_formatted_in_parallel, Sink, Summary};
 use crate::shards::engines;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,9 +59,17 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
     let (done_tx, done_rx) = mpsc::channel::<Vec<Entry>>();
     let ran = std::thread::scope(|scope| {
         // Named, as every thread of the agent is, for `top -H` and profiles.
+        let formatters = formatters(format, args.threads);
         let writer = std::thread::Builder::new().name("writer".into()).spawn_scoped(scope, move || {
-            let stdout = io::stdout().lock();
-            let mut sink = Sink::new(format, io::BufWriter::with_capacity(1 << 20, stdout), query);
+            let stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
+            if formatters > 0 {
+                let mut stdout = stdout;
+                return match write_formatted_in_parallel(rx, &done_tx, formatters, query, &mut stdout) {
+                    Ok((summary, filtered_out)) => (stdout.flush(), summary, filtered_out),
+                    Err(e) => (Err(e), Summary::default(), 0),
+                };
+            }
+            let mut sink = Sink::new(format, stdout, query);
             let mut summary = Summary::default();
             let res = write_batches(rx, &done_tx, &mut sink, &mut summary).and_then(|()| sink.finish());
             crate::thread_cpu::log("writer");
@@ -104,6 +112,16 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
         None => ExitCode::SUCCESS,
+    }
+}
+
+/// Threads formatting JSON lines beside the writer: none (the writer formats) unless there are engine
+/// threads to keep up with — then the writer alone would be the slowest of the undivided threads.
+fn formatters(format: OutputFormat, engine_threads: usize) -> usize {
+    if format == OutputFormat::Jsonl && engine_threads >= 4 {
+        engine_threads / 2
+    } else {
+        0
     }
 }
 

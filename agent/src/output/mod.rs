@@ -1,6 +1,9 @@
 //! Where entries go: JSON lines or a table on stdout, and a summary for people on stderr.
 
+mod parallel;
 mod table;
+
+pub use parallel::write_formatted_in_parallel;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -50,6 +53,11 @@ impl<W: Write> Sink<W> {
         self.filtered_out
     }
 
+    /// Where the entries are written (a buffer, for the formatting threads to hand over).
+    pub fn out_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
     pub fn finish(&mut self) -> io::Result<()> {
         if self.format == OutputFormat::Table && !self.header_written {
             writeln!(self.out, "No entries: nothing to report.")?;
@@ -70,6 +78,15 @@ impl Summary {
     pub fn count(&mut self, e: &Entry) {
         self.total += 1;
         *self.by_kind.entry(table::kind(e)).or_default() += 1;
+    }
+
+    /// Adds what another summary counted.
+    pub fn merge(&mut self, other: Summary) {
+        self.total += other.total;
+        self.skipped_records += other.skipped_records;
+        for (kind, n) in other.by_kind {
+            *self.by_kind.entry(kind).or_default() += n;
+        }
     }
 
     pub fn print(&self, stats: &Stats, filtered_out: u64, w: &mut impl Write) {
