@@ -91,6 +91,13 @@ pub type Digest = u64;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// One flow's state out of its table (`FlowTable::take`). Moved to another shard, its buffered bytes stay
+/// charged to the budget of the shard that held them until they are released.
+pub struct TakenFlow {
+    live: Option<Conn>,
+    lingering: Option<Lingering>,
+}
+
 #[derive(Default)]
 pub struct FlowTable {
     pub live: Map<FlowKey, Conn>,
@@ -107,6 +114,24 @@ impl FlowTable {
     pub fn digest(&self, key: &FlowKey) -> Digest {
         use std::hash::BuildHasher;
         self.digests.hash_one(key)
+    }
+
+    /// Takes whatever is known of flow `key`, live or lingering, out of the table: to forget it (the alias
+    /// of a NAT pair) or to hand it to another shard (`put`).
+    pub fn take(&mut self, key: &FlowKey) -> TakenFlow {
+        let d = self.digest(key);
+        TakenFlow { live: self.live.remove(key), lingering: self.lingering.remove(&d) }
+    }
+
+    /// Puts back what `take` took (from this table or another's).
+    pub fn put(&mut self, key: FlowKey, flow: TakenFlow) {
+        if let Some(conn) = flow.live {
+            self.live.insert(key, conn);
+        }
+        if let Some(l) = flow.lingering {
+            let d = self.digest(&key);
+            self.lingering.insert(d, l);
+        }
     }
 
     /// Moves a connection that is over to the lingering table.

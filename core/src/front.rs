@@ -40,7 +40,7 @@ pub struct Front {
     shards: usize,
     copies: Copies,
     hasher: foldhash::fast::FixedState,
-    /// The later tuple of each NATed connection, routed to the earlier tuple's shard; last seen.
+    /// The tuples of each NATed connection, all routed to one shard; last seen.
     overrides: Map<FlowKey, (usize, Timestamp)>,
     now: Timestamp,
     next_sweep: Option<Timestamp>,
@@ -167,9 +167,9 @@ impl Front {
                     }
                     (shard, pair.this, this)
                 }
-                (Some(shard), None) => (shard, pair.this, key.shard(&self.hasher, self.shards)),
+                (Some(shard), None) => (shard, pair.this, own(pair.this)),
                 (None, Some(shard)) => (shard, pair.earlier, own(pair.earlier)),
-                (None, None) => (own(pair.earlier), pair.this, key.shard(&self.hasher, self.shards)),
+                (None, None) => (own(pair.earlier), pair.this, own(pair.this)),
             };
             // Both tuples are marked as the connection's: a third tuple paired with either joins them.
             for tuple in [pair.earlier, pair.this] {

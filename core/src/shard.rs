@@ -51,12 +51,7 @@ pub struct Shard {
     names_entries: bool,
 }
 
-/// One tuple's state on its way between shards (`Shard::take_flow`, `Shard::adopt_flow`). Its buffered
-/// bytes stay charged to the budget of the shard that held them until they are released.
-pub struct MovedFlow {
-    live: Option<Conn>,
-    lingering: Option<crate::flow::Lingering>,
-}
+pub use crate::flow::TakenFlow;
 
 impl Shard {
     /// A shard with `cfg`'s budgets divided by `of` (the number of shards): a node's memory does not grow
@@ -127,20 +122,13 @@ impl Shard {
 
     /// Hands over the state of a tuple the front found to be a NATed copy of a flow another shard tracks
     /// (its copies were missed until now): that shard adopts it and decides the pair as one engine would.
-    pub fn take_flow(&mut self, key: &FlowKey) -> MovedFlow {
-        let d = self.flows.digest(key);
-        MovedFlow { live: self.flows.live.remove(key), lingering: self.flows.lingering.remove(&d) }
+    pub fn take_flow(&mut self, key: &FlowKey) -> TakenFlow {
+        self.flows.take(key)
     }
 
     /// Takes over a flow's state from another shard (`take_flow`).
-    pub fn adopt_flow(&mut self, key: FlowKey, flow: MovedFlow) {
-        if let Some(conn) = flow.live {
-            self.flows.live.insert(key, conn);
-        }
-        if let Some(l) = flow.lingering {
-            let d = self.flows.digest(&key);
-            self.flows.lingering.insert(d, l);
-        }
+    pub fn adopt_flow(&mut self, key: FlowKey, flow: TakenFlow) {
+        self.flows.put(key, flow);
     }
 
     /// A decoded packet the front routed here; `nat`: the NATed tuple pair it revealed.
@@ -372,14 +360,13 @@ impl Shard {
             None
         };
         self.aliases.alias(alias, kept, translated, ts);
-        self.flows.live.remove(&alias);
+        // The alias is forgotten, live or lingering, unreported.
+        self.flows.take(&alias);
         if let (true, Some(payload)) = (keep_this, udp) {
             // The earlier copy was handled under the tuple that is now the alias: a DNS query it started
             // would wait there for an answer that comes under the kept tuple only.
             self.dns.forget_copy(earlier_src, pair.earlier_dst, payload);
         }
-        let d = self.flows.digest(&alias);
-        self.flows.lingering.remove(&d);
         keep_this
     }
 

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use faultline_core::frames::FrameSource;
 use faultline_core::front::Front;
-use faultline_core::shard::{MovedFlow, Shard};
+use faultline_core::shard::{Shard, TakenFlow};
 use faultline_core::wire::{self, DecodeError, LinkType};
 use faultline_core::{Analyzer, Engine, EngineConfig, Entry, FlowKey, Stats, Timestamp};
 
@@ -50,7 +50,7 @@ pub struct ShardedEngine {
     shard_stats: Vec<Stats>,
     flows: Vec<usize>,
     /// Tuples' state handed over by a shard (`move_flow`), until adopted by another.
-    extracted: Vec<(FlowKey, MovedFlow)>,
+    extracted: Vec<(FlowKey, TakenFlow)>,
 }
 
 impl ShardedEngine {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use faultline_core::copies::NatPair;
 use faultline_core::frames::FrameSource;
-use faultline_core::shard::{MovedFlow, Shard};
+use faultline_core::shard::{Shard, TakenFlow};
 use faultline_core::wire::LinkType;
 use faultline_core::FlowKey;
 use faultline_core::{Entry, Stats, Timestamp};
@@ -32,7 +32,7 @@ pub enum Item {
     /// A tuple now tracked on another shard (a NATed copy found late): its state goes back in `Done`.
     Extract(FlowKey),
     /// A tuple's state from another shard's `Extract`.
-    Adopt(FlowKey, Box<MovedFlow>),
+    Adopt(FlowKey, Box<TakenFlow>),
 }
 
 /// Where a frame's bytes are.
@@ -94,7 +94,7 @@ pub struct Done {
     pub stats: Stats,
     pub flows: usize,
     /// The state of tuples the front asked for (`Item::Extract`), for another shard to adopt.
-    pub extracted: Vec<(FlowKey, MovedFlow)>,
+    pub extracted: Vec<(FlowKey, TakenFlow)>,
     /// The batch, emptied, for the front to fill again.
     pub spent: Work,
 }
