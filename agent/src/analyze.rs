@@ -58,22 +58,23 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
     // that thread's cache, where freeing it on the output thread costs more than formatting saves.
     let (done_tx, done_rx) = mpsc::channel::<Vec<Entry>>();
     let ran = std::thread::scope(|scope| {
-        // Named, as every thread of the agent is, for `top -H` and profiles.
         let formatters = formatters(format, args.threads);
+        // Named, as every thread of the agent is, for `top -H` and profiles.
         let writer = std::thread::Builder::new().name("writer".into()).spawn_scoped(scope, move || {
-            let stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
-            if formatters > 0 {
-                let mut stdout = stdout;
-                return match write_formatted_in_parallel(rx, &done_tx, formatters, query, &mut stdout) {
+            let mut stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
+            let written = if formatters > 0 {
+                match write_formatted_in_parallel(rx, &done_tx, formatters, query, &mut stdout) {
                     Ok((summary, filtered_out)) => (stdout.flush(), summary, filtered_out),
                     Err(e) => (Err(e), Summary::default(), 0),
-                };
-            }
-            let mut sink = Sink::new(format, stdout, query);
-            let mut summary = Summary::default();
-            let res = write_batches(rx, &done_tx, &mut sink, &mut summary).and_then(|()| sink.finish());
-            crate::thread_cpu::log("writer");
-            (res, summary, sink.filtered_out())
+                }
+            } else {
+                let mut sink = Sink::new(format, stdout, query);
+                let mut summary = Summary::default();
+                let res = write_batches(rx, &done_tx, &mut sink, &mut summary).and_then(|()| sink.finish());
+                (res, summary, sink.filtered_out())
+            };
+            crate::thread_cpu::log_this_thread();
+            written
         })?;
         let mut out = Output { tx, done: done_rx, batch: Vec::with_capacity(BATCH) };
         let mut skipped = 0;

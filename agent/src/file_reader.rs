@@ -48,7 +48,7 @@ pub fn read_in_batches<R: Read + Send>(
             } else {
                 read_merged(readers, &full_tx, pool)
             };
-            crate::thread_cpu::log("reader");
+            crate::thread_cpu::log_this_thread();
             end
         });
         let reading = match reading {

@@ -24,6 +24,13 @@ pub fn log(role: &str) {
     }
 }
 
+/// `log` under the calling thread's name (the agent names its threads: `reader`, `engine-0`, …).
+pub fn log_this_thread() {
+    if let Some(name) = std::thread::current().name() {
+        log(name);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,7 +67,6 @@ pub fn write_formatted_in_parallel<W: Write>(
         for (seq, f) in formatted.iter() {
             writing.write(seq, f, out, done)?;
         }
-        crate::thread_cpu::log("writer");
         if writing.next != sent {
             // A formatter failed: what followed its batch was not written, and must not pass for all.
             return Err(io::Error::other("a formatting thread failed; the output is incomplete"));
@@ -125,9 +124,7 @@ fn format_batches(
             break;
         }
     }
-    if let Some(name) = std::thread::current().name() {
-        crate::thread_cpu::log(name);
-    }
+    crate::thread_cpu::log_this_thread();
 }
 
 #[cfg(test)]

@@ -146,5 +146,5 @@ pub fn run(index: usize, mut shard: Shard, work: Receiver<Work>, done: Sender<Do
             break;
         }
     }
-    crate::thread_cpu::log(&format!("engine-{index}"));
+    crate::thread_cpu::log_this_thread();
 }
