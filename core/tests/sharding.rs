@@ -330,3 +330,30 @@ fn natted_connections_in_any_order_with_copies_missing_are_the_same() {
         }
     }
 }
+
+#[test]
+fn pairs_decided_on_two_shards_and_linked_later_are_counted() {
+    // Addresses rewritten mid-stream: two pairs of tuples (A~B, then C~D) are each routed to a shard of
+    // their own before a packet seen as B on one interface and C on the other links them. What each shard
+    // decided of its pair stays there; shards cannot join them, and say so.
+    let mut cap = Capture::new();
+    for i in 0..FLOWS {
+        let ms = u64::from(i) * 10;
+        let isn = 1000 + u32::from(i) * 7919;
+        let a = ((ip("10.0.7.1"), 40_000 + i), (ip("10.96.0.7"), 80));
+        let b = ((ip("10.0.7.1"), 40_000 + i), (ip("10.0.8.8"), 8080));
+        let c = ((ip("10.0.9.1"), 41_000 + i), (ip("10.96.0.9"), 80));
+        let d = ((ip("10.0.9.1"), 41_000 + i), (ip("10.0.8.9"), 8080));
+        cap.push((1, ms, tcp_frame(a.0, a.1, SYN, isn, 0, b"")));
+        cap.push((2, ms, tcp_frame(b.0, b.1, SYN, isn, 0, b"")));
+        cap.push((1, ms + 1, tcp_frame(c.0, c.1, SYN, isn + 7, 0, b"")));
+        cap.push((2, ms + 1, tcp_frame(d.0, d.1, SYN, isn + 7, 0, b"")));
+        cap.push((2, ms + 2, tcp_frame(b.0, b.1, PSH | ACK, isn + 1, 5, b"link")));
+        cap.push((1, ms + 2, tcp_frame(c.0, c.1, PSH | ACK, isn + 1, 5, b"link")));
+    }
+    let (_, one) = run(&cap, 1, true);
+    let (_, three) = run(&cap, 3, true);
+    assert_eq!(one.nat_tuples_apart, 0, "one engine keeps every tuple together");
+    assert!(three.nat_tuples_apart > 0, "some of the 64 linked pairs were on two shards: {three:?}");
+    assert!(three.nat_tuples_apart <= u64::from(FLOWS));
+}
