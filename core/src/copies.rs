@@ -19,7 +19,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 
 use crate::flow::FlowKey;
 use crate::time::Timestamp;
-use crate::wire::{Packet, Transport};
+use crate::wire::{self, LinkType, Packet, Transport};
 
 /// Copies of one packet on a node's interfaces are microseconds apart; a capture thread's batching may
 /// stamp them a few milliseconds apart.
@@ -31,9 +31,30 @@ const PAYLOAD_BYTES: usize = 64;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
+/// Where a frame was captured: the caller's number for the capture (live: the interface, with the
+/// direction in its lowest bit — the agent knows it from AF_PACKET; offline: the file and its pcapng
+/// interface), refined by what a Linux cooked header says (`tcpdump -i any`: the interface index and
+/// whether the packet was leaving it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapturePoint {
+    interface: u32,
+    ifindex: u32,
+    outgoing: bool,
+}
+
+impl CapturePoint {
+    pub fn of(interface: u32, link: LinkType, data: &[u8]) -> CapturePoint {
+        let (ifindex, outgoing) = match wire::cooked_capture_point(link, data) {
+            Some((ifindex, outgoing)) => (ifindex.unwrap_or(0), outgoing),
+            None => (0, false),
+        };
+        CapturePoint { interface, ifindex, outgoing }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Seen {
-    interface: u32,
+    point: CapturePoint,
     /// The flow of the copy (for NAT fingerprints: which tuple it had).
     key: FlowKey,
     /// The client-to-server direction's destination of that copy, to tell DNAT from SNAT.
@@ -66,7 +87,7 @@ pub struct Copies {
     /// Seen on more than one interface: until then nothing is fingerprinted (a single-interface capture
     /// pays nothing).
     multi: bool,
-    first_interface: Option<u32>,
+    first_point: Option<CapturePoint>,
     exact: [Map<u64, Seen>; 2],
     nat: [Map<u64, Seen>; 2],
     window_start: u64,
@@ -81,20 +102,25 @@ impl Copies {
         self.multi = true;
     }
 
-    /// What to do with `p`, captured on `interface`. Inlined: on a single interface this is two compares.
+    /// What to do with `p`, captured at `point`. Inlined: at a single point this is a few compares.
     #[inline]
-    pub fn check(&mut self, interface: u32, p: &Packet<'_>) -> Verdict {
-        if !self.multi && self.first_interface == Some(interface) {
+    pub fn check(&mut self, point: CapturePoint, p: &Packet<'_>) -> Verdict {
+        if !self.multi && self.first_point == Some(point) {
             return Verdict::Keep;
         }
-        self.check_copies(interface, p)
+        self.check_copies(point, p)
     }
 
-    fn check_copies(&mut self, interface: u32, p: &Packet<'_>) -> Verdict {
+    fn check_copies(&mut self, point: CapturePoint, p: &Packet<'_>) -> Verdict {
+        if !self.multi && point.ifindex != 0 {
+            // A capture that names each frame's interface (`tcpdump -i any`) is of several from its first
+            // frame on: that frame's copies on other interfaces come right after it.
+            self.multi = true;
+        }
         if !self.multi {
-            match self.first_interface {
-                None => self.first_interface = Some(interface),
-                Some(first) if first != interface => self.multi = true,
+            match self.first_point {
+                None => self.first_point = Some(point),
+                Some(first) if first != point => self.multi = true,
                 Some(_) => {}
             }
             if !self.multi {
@@ -104,20 +130,27 @@ impl Copies {
         let Some((key, dst)) = flow_of(p) else { return Verdict::Keep };
         self.rotate(p.ts);
         let exact = self.fingerprint(p, true);
-        let here = Seen { interface, key, dst };
+        let here = Seen { point, key, dst };
         if let Some(seen) = lookup(&self.exact, exact) {
-            if seen.interface != interface {
+            if seen.point != point {
                 return Verdict::Copy;
             }
         }
         remember(&mut self.exact[0], exact, here, &mut self.saturated);
-        // NATed copies: TCP and UDP only (ICMP follows its quoted flow's alias).
-        if matches!(p.transport, Transport::Icmp(_)) {
-            return Verdict::Keep;
-        }
         let nat = self.fingerprint(p, false);
+        if matches!(p.transport, Transport::Icmp(_)) {
+            // An ICMP error translated on the way (its addresses and the flow it quotes, by conntrack) is
+            // a copy like any other: it reports on one connection, whatever tuple it names.
+            return match lookup(&self.nat, nat) {
+                Some(seen) if seen.point != point => Verdict::Copy,
+                _ => {
+                    remember(&mut self.nat[0], nat, here, &mut self.saturated);
+                    Verdict::Keep
+                }
+            };
+        }
         match lookup(&self.nat, nat) {
-            Some(seen) if seen.interface != interface && seen.key != key => {
+            Some(seen) if seen.point != point && seen.key != key => {
                 // The destination changed on the way: DNAT of a request (this copy has the Service's
                 // backend) or un-SNAT of a reply (this copy has the pod) — keep this one. Only the source
                 // changed: SNAT of a request or un-DNAT of a reply — the first copy had the pod.
@@ -180,11 +213,25 @@ impl Copies {
                 u.payload.len().hash(&mut h);
                 u.payload[..u.payload.len().min(PAYLOAD_BYTES)].hash(&mut h);
             }
-            Transport::Icmp(m) => {
+            Transport::Icmp(m) if exact => {
                 1u8.hash(&mut h);
                 (m.icmp_type, m.code, m.rest).hash(&mut h);
                 m.body.len().hash(&mut h);
                 m.body[..m.body.len().min(PAYLOAD_BYTES)].hash(&mut h);
+            }
+            Transport::Icmp(m) => {
+                // NAT rewrites the quoted datagram's addresses, ports and checksums: what is left of the
+                // quote is its IP identification and what follows its ports (a TCP sequence number).
+                1u8.hash(&mut h);
+                (m.icmp_type, m.code, m.rest).hash(&mut h);
+                m.body.len().hash(&mut h);
+                match crate::icmp::quote_nat_invariant(m.version, m.body) {
+                    Some((protocol, ip_id, a, b)) => {
+                        (protocol, ip_id, a).hash(&mut h);
+                        b[..b.len().min(PAYLOAD_BYTES)].hash(&mut h);
+                    }
+                    None => m.body[..m.body.len().min(PAYLOAD_BYTES)].hash(&mut h),
+                }
             }
         }
         h.finish()

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::config::EngineConfig;
+use crate::copies::CapturePoint;
 use crate::entry::Entry;
 use crate::frames::FrameSource;
 use crate::front::Front;
@@ -107,7 +108,8 @@ impl Analyzer for Engine {
         out: &mut Vec<Entry>,
     ) -> Result<(), DecodeError> {
         let decoded = wire::decode(link, data, ts);
-        let routed = self.front.route(interface, ts, &decoded, &mut self.shard.stats);
+        let point = CapturePoint::of(interface, link, data);
+        let routed = self.front.route(point, ts, &decoded, &mut self.shard.stats);
         if let Some(now) = routed.sweep {
             self.shard.sweep(now, false, out);
         }

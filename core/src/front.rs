@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use crate::aliases::MAX_ALIASES;
 use crate::config::EngineConfig;
-use crate::copies::{Copies, NatPair, Verdict};
+use crate::copies::{CapturePoint, Copies, NatPair, Verdict};
 use crate::flow::{Endpoint, FlowKey};
 use crate::route::RouteKey;
 use crate::stats::Stats;
@@ -76,10 +76,10 @@ impl Front {
         self.now
     }
 
-    /// Routes one decoded frame captured on `interface` at `ts`, counting what goes no further.
+    /// Routes one decoded frame captured at `point` at `ts`, counting what goes no further.
     pub fn route(
         &mut self,
-        interface: u32,
+        point: CapturePoint,
         ts: Timestamp,
         decoded: &Result<Decoded<'_>, DecodeError>,
         stats: &mut Stats,
@@ -101,7 +101,7 @@ impl Front {
                 return Routed::default();
             }
         };
-        let verdict = self.copies.check(interface, p);
+        let verdict = self.copies.check(point, p);
         let sweep = self.tick(p.ts, stats);
         let nat = match verdict {
             Verdict::Keep => None,

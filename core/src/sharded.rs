@@ -2,6 +2,7 @@
 //! threads, in a form tests can drive frame by frame (and compare with `Engine`).
 
 use crate::config::EngineConfig;
+use crate::copies::CapturePoint;
 use crate::engine::Analyzer;
 use crate::entry::Entry;
 use crate::front::Front;
@@ -66,7 +67,8 @@ impl Analyzer for ShardedInline {
         out: &mut Vec<Entry>,
     ) -> Result<(), DecodeError> {
         let decoded = wire::decode(link, data, ts);
-        let routed = self.front.route(interface, ts, &decoded, &mut self.front_stats);
+        let point = CapturePoint::of(interface, link, data);
+        let routed = self.front.route(point, ts, &decoded, &mut self.front_stats);
         let pos = self.pos;
         self.pos += 1;
         if let Some(now) = routed.sweep {

@@ -47,6 +47,7 @@ const PKT_MAC: usize = 24;
 /// (big endian), interface index and packet type.
 const PKT_LL_PROTOCOL: usize = 48 + 2;
 const PKT_LL_IFINDEX: usize = 48 + 4;
+const PKT_LL_PKTTYPE: usize = 48 + 10;
 
 pub struct AfPacket {
     name: String,
@@ -301,8 +302,9 @@ impl Capture for AfPacket {
                         }
                     };
                     let data = self.ring.bytes(data_at, snaplen as usize).unwrap_or_default();
+                    let outgoing = self.ring.bytes(hdr + PKT_LL_PKTTYPE, 1) == Some(&[libc::PACKET_OUTGOING][..]);
                     self.handed_frames = true;
-                    return Ok(Some(Frame { link_type, ts, data, interface }));
+                    return Ok(Some(Frame { link_type, ts, data, interface, outgoing }));
                 }
                 None => {
                     if self.ring.status(self.block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {

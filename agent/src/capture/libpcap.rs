@@ -65,7 +65,13 @@ impl Capture for Libpcap {
                     }
                     _ => None,
                 };
-                Ok(Some(Frame { link_type: self.link_type, ts: Timestamp(ns), data: p.data, interface }))
+                Ok(Some(Frame {
+                    link_type: self.link_type,
+                    ts: Timestamp(ns),
+                    data: p.data,
+                    interface,
+                    outgoing: false,
+                }))
             }
             Err(pcap::Error::TimeoutExpired) => {
                 std::thread::sleep(std::time::Duration::from_millis(1));

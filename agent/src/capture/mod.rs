@@ -41,6 +41,19 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
     /// The interface's index, when one capture covers several interfaces.
     pub interface: Option<u32>,
+    /// The packet was leaving the interface (AF_PACKET's `PACKET_OUTGOING`); false where the backend does
+    /// not say.
+    pub outgoing: bool,
+}
+
+impl Frame<'_> {
+    /// The engine's number for where this frame was captured (`faultline_core::copies::CapturePoint`):
+    /// the interface (`interface`, the capture's own number, unless the frame names one) with the
+    /// direction in the lowest bit. A packet that enters and leaves one interface (a bridge's hairpin) is
+    /// then one packet seen at two points.
+    pub fn point(&self, interface: u32) -> u32 {
+        (self.interface.unwrap_or(interface) << 1) | u32::from(self.outgoing)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -51,7 +51,7 @@ pub fn capture_loop(
                 if batch.is_empty() {
                     first_at = Instant::now();
                 }
-                batch.push_on(f.interface.unwrap_or(interface), f.link_type, f.ts, f.data);
+                batch.push_on(f.point(interface), f.link_type, f.ts, f.data);
                 true
             }
             Ok(None) => false,

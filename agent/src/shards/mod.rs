@@ -190,7 +190,8 @@ impl ShardedEngine {
         place: impl FnOnce(&mut Work) -> FrameAt,
     ) -> Result<(), DecodeError> {
         let decoded = wire::decode(link, data, ts);
-        let routed = self.front.route(interface, ts, &decoded, &mut self.front_stats);
+        let point = faultline_core::copies::CapturePoint::of(interface, link, data);
+        let routed = self.front.route(point, ts, &decoded, &mut self.front_stats);
         let pos = self.pos;
         self.pos += 1;
         if let Some(now) = routed.sweep {

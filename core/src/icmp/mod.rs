@@ -5,7 +5,7 @@ mod names;
 mod quote;
 
 pub use names::Kind;
-pub use quote::{parse_quote, Quoted};
+pub use quote::{parse_quote, quote_nat_invariant, Quoted};
 
 use crate::entry::{FlowEndpoint, IcmpInfo, OriginalFlow};
 use crate::wire::{IcmpMessage, IpVersion};

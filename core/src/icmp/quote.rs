@@ -33,31 +33,7 @@ impl Quoted {
 const V6_EXTENSIONS: [u8; 5] = [0, 43, 44, 60, 135];
 
 pub fn parse_quote(version: crate::wire::IpVersion, body: &[u8]) -> Option<Quoted> {
-    // The quote's own IP version decides, not the carrier's: a v4 quote inside ICMPv6 is malformed.
-    let (protocol, src, dst, l4) = match (version, body.first()? >> 4) {
-        (crate::wire::IpVersion::V4, 4) => {
-            let ihl = usize::from(body[0] & 0x0f) * 4;
-            if ihl < 20 || body.len() < ihl {
-                return None;
-            }
-            let src = Ipv4Addr::new(body[12], body[13], body[14], body[15]);
-            let dst = Ipv4Addr::new(body[16], body[17], body[18], body[19]);
-            // A non-first fragment's payload has no transport header.
-            let frag_offset = u16::from_be_bytes([body[6], body[7]]) & 0x1fff;
-            let l4 = if frag_offset == 0 { &body[ihl..] } else { &[][..] };
-            (body[9], IpAddr::V4(src), IpAddr::V4(dst), l4)
-        }
-        (crate::wire::IpVersion::V6, 6) => {
-            if body.len() < 40 {
-                return None;
-            }
-            let src = Ipv6Addr::from(<[u8; 16]>::try_from(&body[8..24]).ok()?);
-            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&body[24..40]).ok()?);
-            let (protocol, l4) = skip_v6_extensions(body[6], &body[40..]);
-            (protocol, IpAddr::V6(src), IpAddr::V6(dst), l4)
-        }
-        _ => return None,
-    };
+    let (protocol, src, dst, _, l4) = split(version, body)?;
     let has_ports = matches!(protocol, 6 | 17 | 132 | 136);
     let (src_port, dst_port) = if has_ports && l4.len() >= 4 {
         (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]))
@@ -73,6 +49,50 @@ pub fn parse_quote(version: crate::wire::IpVersion, body: &[u8]) -> Option<Quote
         (None, false)
     };
     Some(Quoted { protocol, src, dst, src_port, dst_port, tcp_seq, tcp_syn })
+}
+
+/// What NAT leaves alone in a quoted datagram (conntrack rewrites a quote's addresses, ports and checksums
+/// as it rewrites the error's own): its protocol, IPv4 identification, and the transport bytes after the
+/// ports but the checksums (a TCP segment's sequence and acknowledgement numbers, flags and window; a UDP
+/// datagram's length and payload). Two copies of one ICMP error, before and after NAT, share these.
+pub fn quote_nat_invariant(version: crate::wire::IpVersion, body: &[u8]) -> Option<(u8, u16, &[u8], &[u8])> {
+    let (protocol, _, _, ip_id, l4) = split(version, body)?;
+    let (a, b) = match protocol {
+        6 => (l4.get(4..16).unwrap_or_default(), l4.get(20..).unwrap_or_default()),
+        17 => (l4.get(4..6).unwrap_or_default(), l4.get(8..).unwrap_or_default()),
+        _ => (l4, &[][..]),
+    };
+    Some((protocol, ip_id, a, b))
+}
+
+/// A quote's protocol, addresses, IPv4 identification (0 for IPv6) and transport bytes.
+fn split(version: crate::wire::IpVersion, body: &[u8]) -> Option<(u8, IpAddr, IpAddr, u16, &[u8])> {
+    // The quote's own IP version decides, not the carrier's: a v4 quote inside ICMPv6 is malformed.
+    let (protocol, src, dst, ip_id, l4) = match (version, body.first()? >> 4) {
+        (crate::wire::IpVersion::V4, 4) => {
+            let ihl = usize::from(body[0] & 0x0f) * 4;
+            if ihl < 20 || body.len() < ihl {
+                return None;
+            }
+            let src = Ipv4Addr::new(body[12], body[13], body[14], body[15]);
+            let dst = Ipv4Addr::new(body[16], body[17], body[18], body[19]);
+            // A non-first fragment's payload has no transport header.
+            let frag_offset = u16::from_be_bytes([body[6], body[7]]) & 0x1fff;
+            let l4 = if frag_offset == 0 { &body[ihl..] } else { &[][..] };
+            (body[9], IpAddr::V4(src), IpAddr::V4(dst), u16::from_be_bytes([body[4], body[5]]), l4)
+        }
+        (crate::wire::IpVersion::V6, 6) => {
+            if body.len() < 40 {
+                return None;
+            }
+            let src = Ipv6Addr::from(<[u8; 16]>::try_from(&body[8..24]).ok()?);
+            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&body[24..40]).ok()?);
+            let (protocol, l4) = skip_v6_extensions(body[6], &body[40..]);
+            (protocol, IpAddr::V6(src), IpAddr::V6(dst), 0, l4)
+        }
+        _ => return None,
+    };
+    Some((protocol, src, dst, ip_id, l4))
 }
 
 /// Walks hop-by-hop, routing, fragment, destination options and mobility headers, as far as the quote goes.
@@ -120,6 +140,23 @@ mod tests {
         let got = parse_quote(IpVersion::V6, &q).expect("quote");
         assert_eq!((got.protocol, got.src_port, got.dst_port, got.tcp_seq), (6, 40000, 80, Some(7)));
         assert!(got.tcp_syn, "an 8-byte TCP quote cannot show flags");
+    }
+
+    #[test]
+    fn what_nat_leaves_alone_in_a_quote() {
+        let quote = |src: [u8; 4], sport: u16, csum: u8| {
+            let mut q = vec![0x45, 0, 0, 40, 0x12, 0x34, 0x40, 0, 64, 17, csum, 0];
+            q.extend(src);
+            q.extend([10, 96, 0, 10]);
+            q.extend(sport.to_be_bytes());
+            q.extend([0, 53, 0, 20, csum, 0]);
+            q.extend(b"query bytes!");
+            q
+        };
+        let (before, after) = (quote([10, 88, 0, 6], 40000, 1), quote([10, 88, 0, 1], 61000, 9));
+        let a = quote_nat_invariant(IpVersion::V4, &before).expect("quote");
+        assert_eq!(a, quote_nat_invariant(IpVersion::V4, &after).expect("quote"));
+        assert_eq!((a.0, a.1, a.2, a.3), (17, 0x1234, &[0, 20][..], &b"query bytes!"[..]));
     }
 
     #[test]

@@ -60,6 +60,24 @@ pub(crate) fn linux_sll2(data: &[u8]) -> Result<LinkPayload<'_>, DecodeError> {
     Ok(LinkPayload::EtherType(be16(data, 0), &data[20..]))
 }
 
+/// The Linux packet type of a packet the host sent (`PACKET_OUTGOING`).
+const PACKET_OUTGOING: u8 = 4;
+
+/// Where on the node a cooked frame was captured, as far as its link header says: the interface index
+/// (Linux cooked v2 only) and whether the packet was leaving it. A bridge's hairpin sends a packet back out
+/// of the port it came in on: entering and leaving are two observations of one packet, not a
+/// retransmission. `None` for link types that do not say.
+pub fn cooked_capture_point(link: LinkType, data: &[u8]) -> Option<(Option<u32>, bool)> {
+    match link {
+        LinkType::LinuxSll if data.len() >= 16 => Some((None, be16(data, 0) == u16::from(PACKET_OUTGOING))),
+        LinkType::LinuxSll2 if data.len() >= 20 => {
+            let ifindex = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+            Some((Some(ifindex), data[10] == PACKET_OUTGOING))
+        }
+        _ => None,
+    }
+}
+
 /// BSD loopback: the address family in the writer's byte order (NULL) or big endian (LOOP). IPv4 is 2
 /// everywhere; IPv6 is 24, 28 or 30 depending on the BSD, 10 on Linux.
 pub(crate) fn loopback(data: &[u8]) -> Result<LinkPayload<'_>, DecodeError> {
@@ -84,6 +102,21 @@ mod tests {
         assert_eq!(err, Some(DecodeError::Truncated { layer: Layer::Link, need: 20, have: 7 }));
         assert!(linux_sll(&[0u8; 15]).is_err());
         assert!(loopback(&[2, 0]).is_err());
+    }
+
+    #[test]
+    fn cooked_headers_say_where_a_frame_was_captured() {
+        let mut v2 = [0u8; 20];
+        v2[4..8].copy_from_slice(&7u32.to_be_bytes());
+        v2[10] = PACKET_OUTGOING;
+        assert_eq!(cooked_capture_point(LinkType::LinuxSll2, &v2), Some((Some(7), true)));
+        v2[10] = 0;
+        assert_eq!(cooked_capture_point(LinkType::LinuxSll2, &v2), Some((Some(7), false)));
+        let mut v1 = [0u8; 16];
+        v1[1] = PACKET_OUTGOING;
+        assert_eq!(cooked_capture_point(LinkType::LinuxSll, &v1), Some((None, true)));
+        assert_eq!(cooked_capture_point(LinkType::LinuxSll2, &v2[..19]), None, "short: says nothing");
+        assert_eq!(cooked_capture_point(LinkType::Ethernet, &[0u8; 64]), None);
     }
 
     #[test]

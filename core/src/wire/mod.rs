@@ -12,5 +12,5 @@ mod packet;
 mod tunnel;
 
 pub use error::{DecodeError, Layer};
-pub use link::LinkType;
+pub use link::{cooked_capture_point, LinkType};
 pub use packet::{decode, Decoded, IcmpMessage, IpVersion, Packet, Skip, TcpFlags, TcpSegment, Transport, UdpDatagram};
