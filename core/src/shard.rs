@@ -2,7 +2,7 @@
 //! timers and dissectors, the ICMP errors that quote them, the DNS exchanges of their clients. A node's
 //! engine is one shard inline (`Engine`) or several on threads; a shard never looks at another's state.
 
-use crate::aliases::NatAliases;
+use crate::aliases::{Linked, NatAliases};
 use crate::config::EngineConfig;
 use crate::copies::NatPair;
 use crate::entry::{Endpoint, Entry, Protocol};
@@ -140,27 +140,22 @@ impl Shard {
         nat: Option<NatPair>,
         out: &mut Vec<Entry>,
     ) {
-        if self.aliases.is_alias(p) {
-            self.stats.nat_copies += 1;
-            return;
-        }
         if let Some(pair) = nat {
-            if self.aliases.contains(&pair.earlier) {
-                // The earlier tuple is already this one's alias: a copy of a packet seen under both.
-            } else if self.aliases.is_full() {
-                // Counted: this connection will be reported under both of its tuples.
-                self.stats.copy_fingerprints_saturated += 1;
-            } else {
-                self.stats.nat_copies += 1;
-                let udp = match &p.transport {
-                    Transport::Udp(u) => Some(u.payload),
-                    _ => None,
-                };
-                if !self.keep_this_tuple(&pair, udp, p.ts) {
-                    return;
-                }
+            // A copy of a packet handled under the connection's other tuple.
+            self.stats.nat_copies += 1;
+            if !self.link(&pair, p) {
+                return;
             }
         }
+        let translated;
+        let p = match self.aliases.translate(p) {
+            // Seen only under an alias (a reply half translated back): handled as its connection's.
+            Some(t) => {
+                translated = with_ends(p, t.src, t.dst);
+                &translated
+            }
+            None => p,
+        };
         let start = out.len();
         if let Some(rec) = &mut self.recorder {
             if let Some(key) = record_key(p) {
@@ -184,8 +179,7 @@ impl Shard {
                 self.on_icmp(p, msg, out);
             }
         }
-        self.stamp(start, out);
-        self.record(start, out);
+        self.finish_entries(start, out, false);
     }
 
     /// Timers due at `now` fire (the front says when, for every shard at once); at the end of input every
@@ -197,28 +191,13 @@ impl Shard {
         }
         let start = out.len();
         self.sweep_flows(end_of_input, out);
-        out[start..].sort_by(crate::entry_order::canonical);
-        self.stamp(start, out);
-        self.record(start, out);
+        self.finish_entries(start, out, true);
     }
 
     /// Pcaps of the flows of error and ICMP entries found since the last call, by entry id (only with
     /// `record_errors`).
     pub fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
         std::mem::take(&mut self.recordings)
-    }
-
-    fn record(&mut self, start: usize, out: &[Entry]) {
-        let Some(rec) = &self.recorder else { return };
-        for e in out[start..].iter().filter(|e| e.error.is_some() || e.icmp.is_some()) {
-            let key = match e.icmp.as_ref().and_then(|i| i.original.as_ref()) {
-                Some(o) => FlowKey::new((o.src.ip, o.src.port), (o.dst.ip, o.dst.port)),
-                None => FlowKey::new((e.src.ip, e.src.port.unwrap_or(0)), (e.dst.ip, e.dst.port.unwrap_or(0))),
-            };
-            if let Some(pcap) = rec.pcap(&key) {
-                self.recordings.push((e.id.clone(), pcap));
-            }
-        }
     }
 
     fn sweep_flows(&mut self, end_of_input: bool, out: &mut Vec<Entry>) {
@@ -250,14 +229,33 @@ impl Shard {
         self.aliases.expire(now, self.cfg.idle_timeout_ms);
     }
 
-    fn stamp(&mut self, start: usize, out: &mut [Entry]) {
-        for e in &mut out[start..] {
-            if let (Some(sp), Some(dp)) = (e.src.port, e.dst.port) {
-                let key = FlowKey::new((e.src.ip, sp), (e.dst.ip, dp));
-                if let Some((ip, port)) = self.aliases.original_destination(&key) {
-                    e.service = Some(crate::entry::ServiceRef { ip, port, name: None, namespace: None });
-                }
+    /// Entries found since `start`, made ready to leave the shard: each error's recording taken (its
+    /// flow as tracked), its ends shown as the connection's ends really were (`NatAliases::shown`), then
+    /// (`sort`: entries of one sweep) put in canonical order, numbered and stamped with the node.
+    fn finish_entries(&mut self, start: usize, out: &mut Vec<Entry>, sort: bool) {
+        if out.len() == start {
+            return;
+        }
+        let mut pcaps: Vec<Option<Vec<u8>>> = Vec::new();
+        if let Some(rec) = &self.recorder {
+            pcaps = out[start..].iter().map(|e| recording_of(rec, e)).collect();
+        }
+        if !self.aliases.is_empty() {
+            for e in &mut out[start..] {
+                show_ends(&self.aliases, e);
             }
+        }
+        if sort && out.len() - start > 1 {
+            let mut order: Vec<usize> = (0..out.len() - start).collect();
+            order.sort_by(|&a, &b| crate::entry_order::canonical(&out[start + a], &out[start + b]));
+            let mut taken: Vec<Option<Entry>> = out.drain(start..).map(Some).collect();
+            out.extend(order.iter().filter_map(|&i| taken[i].take()));
+            if !pcaps.is_empty() {
+                let mut old: Vec<Option<Vec<u8>>> = std::mem::take(&mut pcaps);
+                pcaps = order.iter().map(|&i| old[i].take()).collect();
+            }
+        }
+        for (i, e) in out[start..].iter_mut().enumerate() {
             self.next_id += 1;
             if self.names_entries {
                 e.id = if self.cfg.id_prefix.is_empty() {
@@ -268,6 +266,9 @@ impl Shard {
             }
             e.node.clone_from(&self.cfg.node);
             self.stats.entries += 1;
+            if let Some(pcap) = pcaps.get_mut(i).and_then(Option::take) {
+                self.recordings.push((e.id.clone(), pcap));
+            }
         }
     }
 
@@ -332,42 +333,35 @@ impl Shard {
         }
     }
 
-    /// Of two tuples of one connection, which to keep: the one whose packets were seen both ways (a reply
-    /// seen half translated back is one-way), else the one after DNAT or before SNAT. The other becomes an
-    /// alias, forgotten unreported. True when the current packet's tuple is kept. `udp`: the datagram's
-    /// payload, the same in both copies (NAT changes addresses and ports only).
-    fn keep_this_tuple(&mut self, pair: &NatPair, udp: Option<&[u8]>, ts: Timestamp) -> bool {
-        let two_way = |key: &FlowKey| self.flows.live.get(key).is_some_and(Conn::seen_both_ways);
-        let keep_this = match (two_way(&pair.earlier), two_way(&pair.this)) {
-            (true, false) => false,
-            (false, true) => true,
-            _ => pair.dst_changed,
+    /// A packet seen under two tuples of one connection (`pair`: its first copy's tuple, and this one's):
+    /// links them (`NatAliases::link`) and says whether this copy is to be handled — only when this tuple
+    /// keeps the connection and the first copy was handled under state now forgotten. The tuple that
+    /// keeps is the one that holds a connection; of two that do (copies were missed until now), the one
+    /// seen both ways (a reply seen half translated back is one-way), else the first.
+    fn link(&mut self, pair: &NatPair, p: &Packet<'_>) -> bool {
+        let Some(later) = ends_of(p) else { return false };
+        let first = (pair.earlier.other_end(pair.earlier_dst), pair.earlier_dst);
+        let this = FlowKey::new(later.0, later.1);
+        let this_root = self.aliases.kept_of(&this).unwrap_or(this);
+        let flows = &self.flows;
+        let keep_first = |f: FlowKey, l: FlowKey| match (flows.live.get(&f), flows.live.get(&l)) {
+            (None, Some(_)) => false,
+            (Some(f), Some(l)) => f.seen_both_ways() || !l.seen_both_ways(),
+            _ => true,
         };
-        let (alias, kept) = if keep_this { (pair.earlier, pair.this) } else { (pair.this, pair.earlier) };
-        // The client addressed the earlier copy's destination when the kept tuple is the one after DNAT.
-        // When the pair shows only on a reply (the request's copy after DNAT was missed), seen after DNAT
-        // first and then translated back, the kept tuple is the earlier and the Service is this copy's
-        // source: the sender is the kept connection's server, and only the source changed.
-        let earlier_src = pair.earlier.other_end(pair.earlier_dst);
-        let reply_translated_back = !keep_this
-            && !pair.dst_changed
-            && self.flows.live.get(&pair.earlier).is_some_and(|c| c.server() == earlier_src);
-        let translated = if keep_this && pair.dst_changed {
-            Some(pair.earlier_dst)
-        } else if reply_translated_back {
-            Some(pair.this.other_end(pair.earlier_dst))
-        } else {
-            None
-        };
-        self.aliases.alias(alias, kept, translated, ts);
-        // The alias is forgotten, live or lingering, unreported.
-        self.flows.take(&alias);
-        if let (true, Some(payload)) = (keep_this, udp) {
-            // The earlier copy was handled under the tuple that is now the alias: a DNS query it started
-            // would wait there for an answer that comes under the kept tuple only.
-            self.dns.forget_copy(earlier_src, pair.earlier_dst, payload);
+        match self.aliases.link(first, later, keep_first, p.ts) {
+            Linked::Already => false,
+            Linked::Full => {
+                // Counted: this connection will be reported under both of its tuples.
+                self.stats.copy_fingerprints_saturated += 1;
+                true
+            }
+            Linked::New { forget, kept } => {
+                // The alias's own state is forgotten, live or lingering, unreported.
+                self.flows.take(&forget);
+                kept == this_root
+            }
         }
-        keep_this
     }
 
     /// Picked up mid-stream: is `a` the server of a connection with `b`? A side seen listening (it answered
@@ -395,9 +389,10 @@ impl Shard {
         };
         if let Some(q) = &c.quoted {
             if q.protocol == 6 && q.tcp_syn && icmp::kills_connection_attempt(msg) {
-                let key = FlowKey::new((q.src, q.src_port), (q.dst, q.dst_port));
-                if let Some(conn) = self.flows.live.get_mut(&key) {
-                    if conn.client() == (q.src, q.src_port) {
+                let (src, dst) = ((q.src, q.src_port), (q.dst, q.dst_port));
+                let (src, dst) = self.aliases.translate_ends(&FlowKey::new(src, dst), (src, dst)).unwrap_or((src, dst));
+                if let Some(conn) = self.flows.live.get_mut(&FlowKey::new(src, dst)) {
+                    if conn.client() == src {
                         conn.icmp_error_for_syn();
                     }
                 }
@@ -408,6 +403,52 @@ impl Shard {
         }
         let (src, dst) = (Endpoint::new(p.src, None), Endpoint::new(p.dst, None));
         out.push(Entry { icmp: Some(c.info), ..Entry::new(Protocol::Icmp, p.ts, src, dst) });
+    }
+}
+
+/// `p` with other ends (a packet of an alias tuple, translated onto its kept tuple).
+fn with_ends<'a>(p: &Packet<'a>, src: (std::net::IpAddr, u16), dst: (std::net::IpAddr, u16)) -> Packet<'a> {
+    let mut q = *p;
+    (q.src, q.dst) = (src.0, dst.0);
+    match &mut q.transport {
+        Transport::Tcp(t) => (t.src_port, t.dst_port) = (src.1, dst.1),
+        Transport::Udp(u) => (u.src_port, u.dst_port) = (src.1, dst.1),
+        Transport::Icmp(_) => {}
+    }
+    q
+}
+
+/// A TCP or UDP packet's source and destination.
+fn ends_of(p: &Packet<'_>) -> Option<((std::net::IpAddr, u16), (std::net::IpAddr, u16))> {
+    match &p.transport {
+        Transport::Tcp(t) => Some(((p.src, t.src_port), (p.dst, t.dst_port))),
+        Transport::Udp(u) => Some(((p.src, u.src_port), (p.dst, u.dst_port))),
+        Transport::Icmp(_) => None,
+    }
+}
+
+/// The pcap of an error or ICMP entry's flow, as the engine tracks it (an ICMP error beside the flow it
+/// quotes).
+fn recording_of(rec: &FlowRecorder, e: &Entry) -> Option<Vec<u8>> {
+    if e.error.is_none() && e.icmp.is_none() {
+        return None;
+    }
+    let key = match e.icmp.as_ref().and_then(|i| i.original.as_ref()) {
+        Some(o) => FlowKey::new((o.src.ip, o.src.port), (o.dst.ip, o.dst.port)),
+        None => FlowKey::new((e.src.ip, e.src.port.unwrap_or(0)), (e.dst.ip, e.dst.port.unwrap_or(0))),
+    };
+    rec.pcap(&key)
+}
+
+/// An entry about a NATed connection, in terms of the tuple its state is kept under, shown with the ends
+/// the connection really had, and the Service its client addressed.
+fn show_ends(aliases: &NatAliases, e: &mut Entry) {
+    let (Some(sp), Some(dp)) = (e.src.port, e.dst.port) else { return };
+    let Some(shown) = aliases.shown((e.src.ip, sp), (e.dst.ip, dp)) else { return };
+    (e.src.ip, e.src.port) = (shown.client.0, Some(shown.client.1));
+    (e.dst.ip, e.dst.port) = (shown.server.0, Some(shown.server.1));
+    if let Some((ip, port)) = shown.service {
+        e.service = Some(crate::entry::ServiceRef { ip, port, name: None, namespace: None });
     }
 }
 

@@ -69,8 +69,9 @@ pub struct Stats {
     pub reassembly_over_budget: u64,
     /// Copies of a packet already handled, seen on another interface of the node: dropped.
     pub duplicate_packets: u64,
-    /// Packets of a flow that is the other side of a NAT (SNAT, a Service's DNAT) of a flow tracked
-    /// under its other 4-tuple: dropped.
+    /// Copies of a packet seen under another 4-tuple of its connection (before and after SNAT or a
+    /// Service's DNAT, or half translated back): dropped. A packet seen only under such a tuple is handled
+    /// as its connection's.
     pub nat_copies: u64,
     /// Packets not fingerprinted for copy detection because its window was full.
     pub copy_fingerprints_saturated: u64,

@@ -336,22 +336,6 @@ impl DnsTracker {
         }
     }
 
-    /// A query from `src` to `dst` turned out to be the copy before a NAT (a Service's DNAT) of a datagram
-    /// handled again under its other tuple: the query it started is forgotten — the copy under the kept
-    /// tuple is the exchange, and the answer will come on that tuple only. (Without this, the first query
-    /// of every new socket to a Service was a false timeout on a node that sees both sides of the DNAT.)
-    /// One lookup: the payload says which query it was.
-    pub fn forget_copy(&mut self, src: Socket, dst: Socket, payload: &[u8]) {
-        let Ok(msg) = Message::parse(payload) else { return };
-        if msg.response {
-            return;
-        }
-        let key = Key { client: src.0, server: dst, id: msg.id, name: msg.question.name, qtype: msg.question.qtype };
-        if self.pending.get(&key).is_some_and(|p| p.client_port == src.1 && !p.answered) {
-            self.pending.remove(&key);
-        }
-    }
-
     /// Queries waiting for their answer (for tests and metrics).
     pub fn pending(&self) -> usize {
         self.pending.len()
