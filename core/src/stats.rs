@@ -44,6 +44,9 @@ pub struct Stats {
     /// RSTs outside the receiver's window (stale, blind, or from a middlebox that lost state), and RSTs in
     /// SYN-SENT that do not acknowledge the SYN: ignored (RFC 5961), the connection goes on.
     pub rst_out_of_window: u64,
+    /// Connections ended by an RST that was a close, not an error: sent by a side that had already sent
+    /// its FIN (its socket was closed), or answering the peer's FIN with every byte acknowledged.
+    pub closed_by_reset: u64,
     /// ACKs answering a SYN without acknowledging it (stale TIME_WAIT state, port reuse behind SNAT).
     pub challenge_acks: u64,
     /// FINs the capture missed, known from the peer's acknowledgement of them.

@@ -156,6 +156,11 @@ impl HttpDissector {
     }
 
     /// Whether dissection has stopped (failure or a protocol upgrade).
+    /// A request is waiting for its response (or its response is still coming).
+    pub fn awaits_response(&self) -> bool {
+        !self.stopped && (!self.pairing.pending.is_empty() || self.pairing.in_flight.is_some())
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.stopped || self.resp.is_tunnel()
     }

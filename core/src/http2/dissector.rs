@@ -160,6 +160,11 @@ impl Http2Dissector {
         d
     }
 
+    /// A stream is open: a request not yet answered, or an answer still coming.
+    pub fn awaits_response(&self) -> bool {
+        !self.stopped && !self.streams.is_empty()
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.stopped
     }

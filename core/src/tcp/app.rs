@@ -112,6 +112,19 @@ impl App {
         (&mut streams[dir], state)
     }
 
+    /// The protocol was identified and nothing the client asked is unanswered: no HTTP request or HTTP/2
+    /// stream waiting, no TLS handshake under way (what goes on inside TLS cannot be known). False for a
+    /// stream whose protocol is unknown.
+    pub fn answered_all(&self) -> bool {
+        match &self.proto {
+            Proto::Http(d) => !d.awaits_response(),
+            Proto::Http2(d) => !d.awaits_response(),
+            Proto::Tls(d) => !d.in_handshake(),
+            Proto::Dns(_) => true,
+            Proto::Unknown | Proto::Other => false,
+        }
+    }
+
     /// Gives up identifying the protocol.
     pub fn give_up(&mut self) {
         self.timed_out = true;

@@ -463,7 +463,10 @@ impl Conn {
                     return;
                 }
                 let both_fins = self.halves.iter().all(|h| h.fin.is_some());
-                if !both_fins {
+                if !both_fins && self.reset_is_a_close(me, seg) {
+                    ctx.stats.closed_by_reset += 1;
+                    self.close(ts, "connection closed", ctx);
+                } else if !both_fins {
                     let by = self.side(me);
                     let mut e = self.tcp_entry(ts, TcpState::Reset, None, Some(by), ts);
                     // How long the connection lived before it was reset.
@@ -478,6 +481,46 @@ impl Conn {
             }
             Phase::Closed => {}
         }
+    }
+
+    /// An RST that ends a connection as a close, not a `Reset` (SPEC §3.1, "a closed socket's RST is a
+    /// close"; Zeek's `SF`):
+    /// - from a side that had already sent its FIN: its application closed the socket, and the kernel
+    ///   resets what still arrives or was left unread (a TLS close_notify, a late response unwanted);
+    /// - answering the peer's FIN when every byte either side sent was acknowledged (an abortive close
+    ///   after the protocol's own close handshake, `SO_LINGER` 0: RabbitMQ, proxies);
+    /// - from the client, when it had received every byte the server sent and the protocol, identified,
+    ///   has nothing the client asked unanswered: how clients end connections all day (a socket closed with
+    ///   the server's last bytes unread — Go's TLS clients with a session ticket, grpc-go channels closed
+    ///   after their GOAWAY, the kubelet's gRPC probes). The server lost nothing and every request was
+    ///   answered. On a stream whose protocol is unknown nothing says so: that RST stays a `Reset`.
+    ///
+    /// The RST's own acknowledgement counts: it says how far its sender had received.
+    fn reset_is_a_close(&self, me: usize, rst: &TcpSegment<'_>) -> bool {
+        let (mine, peer) = (&self.halves[me], &self.halves[1 - me]);
+        if mine.fin.is_some() {
+            return true;
+        }
+        let i_received = match (mine.acked(), rst.flags.ack().then_some(rst.ack)) {
+            (Some(a), Some(b)) => Some(if seq_lt(a, b) { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        // Every data byte `sender` sent was acknowledged (its FIN is no byte: an RST and the FIN it races
+        // cross on the wire).
+        let all_acked = |sender: &Half, acked: Option<u32>| match (sender.seq.get(MAX_END), acked) {
+            (Some(sent), Some(acked)) => seq_ge(acked, sent),
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        // What the peer sent, the RST's sender had received; and (for a close after the peer's FIN) what
+        // the sender sent, the peer had received.
+        let peer_lost_nothing = all_acked(peer, i_received);
+        if peer.fin.is_some() {
+            return peer_lost_nothing && all_acked(mine, peer.acked());
+        }
+        // A client's last bytes just before its own RST are its farewell (a GOAWAY, a close_notify); a
+        // request among them would be waiting in its dissector.
+        self.side(me) == Side::Client && peer_lost_nothing && self.app.as_ref().is_some_and(|a| a.answered_all())
     }
 
     fn refused(&mut self, ts: Timestamp, ctx: &mut Ctx<'_>) {

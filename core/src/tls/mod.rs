@@ -169,6 +169,11 @@ impl TlsDissector {
     }
 
     /// The handshake completed, or the connection carries something we can no longer read.
+    /// A handshake began and has neither completed nor failed.
+    pub fn in_handshake(&self) -> bool {
+        self.identified() && !self.done
+    }
+
     pub fn identified(&self) -> bool {
         self.server_hello || self.client_hello.is_some()
     }
