@@ -368,7 +368,16 @@ fn unanswered(key: &Key, port: u16, first: Timestamp, copies: u32, timeout_ms: u
     e
 }
 
+/// gRPC's optional service-config lookup (`_grpc_config.<name>` TXT, gRFC A2): most names have none, and
+/// every grpc-go channel asks (SPEC §3.5).
+fn optional_lookup(e: &Entry) -> bool {
+    e.dns.as_ref().is_some_and(|d| d.question.qtype == "TXT" && d.question.name.starts_with("_grpc_config."))
+}
+
 fn final_nxdomain(mut e: Entry) -> Entry {
+    if optional_lookup(&e) {
+        return e;
+    }
     let what = e.dns.as_ref().map(|d| format!("{} {}", d.question.name, d.question.qtype)).unwrap_or_default();
     e.error = Some(EntryError { kind: ErrorType::Dns, msg: format!("NXDOMAIN for {what}") });
     e
