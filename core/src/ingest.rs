@@ -27,6 +27,10 @@ pub struct Batch {
     pub stats: AgentStats,
     #[serde(default)]
     pub entries: Vec<Entry>,
+    /// The node's own addresses (not loopback's): an entry's end at one of them is the node itself — the
+    /// kubelet, a host-network pod — not a pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_addresses: Vec<std::net::IpAddr>,
     /// Recordings of error entries' flows (TapConfig `recorder.mode: errors`): entry id → pcap file.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "base64_map")]
     pub pcaps: BTreeMap<String, Vec<u8>>,

@@ -179,8 +179,9 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
     drop(body);
     let node = batch.node.clone();
     let reporting = |other: &str| ingest.store.reports(&tap, other);
-    let named = ingest.names.name(&tap, &node, std::mem::take(&mut batch.entries), reporting);
-    ingest.metrics.entries_not_counted(named.elsewhere, named.unwatched);
+    let entries = std::mem::take(&mut batch.entries);
+    let named = ingest.names.name(&tap, &node, &batch.node_addresses, entries, reporting);
+    ingest.metrics.entries_not_counted(named.elsewhere, named.unwatched, named.unready_probed);
     batch.entries = named.kept;
     let kept: std::collections::HashSet<&str> = batch.entries.iter().map(|e| e.id.as_str()).collect();
     batch.pcaps.retain(|id, _| kept.contains(id.as_str()));

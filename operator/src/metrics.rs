@@ -121,7 +121,8 @@ impl Metrics {
         let entries_not_counted = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "entries_not_counted",
-            "Entries received but not counted: reported by another node's agent, or not watched",
+            "Entries received but not counted: reported by another node's agent, not watched, or the node's \
+             probes of a pod that was not serving",
             entries_not_counted.clone(),
         );
         let status_writes_deferred = Counter::default();
@@ -155,8 +156,8 @@ impl Metrics {
         self.reconciliations.get_or_create(&ReconcileLabels { controller, result }).inc();
     }
 
-    pub fn entries_not_counted(&self, elsewhere: u64, unwatched: u64) {
-        for (reason, n) in [("elsewhere", elsewhere), ("unwatched", unwatched)] {
+    pub fn entries_not_counted(&self, elsewhere: u64, unwatched: u64, unready_probed: u64) {
+        for (reason, n) in [("elsewhere", elsewhere), ("unwatched", unwatched), ("unready_probed", unready_probed)] {
             if n > 0 {
                 self.entries_not_counted.get_or_create(&ReasonLabels { reason }).inc_by(n);
             }

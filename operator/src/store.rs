@@ -178,6 +178,7 @@ mod tests {
             stats: AgentStats::default(),
             entries: vec![e; n],
             pcaps: Default::default(),
+            ..Batch::default()
         }
     }
 

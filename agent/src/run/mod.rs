@@ -8,6 +8,7 @@
 
 mod counters;
 mod engine_loop;
+mod node_addresses;
 mod outbox;
 mod reorder;
 mod report;

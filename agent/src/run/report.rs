@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use faultline_core::ingest::{Batch, INGEST_PATH};
 
 use super::counters::Counters;
+use super::node_addresses;
 use super::outbox::Outbox;
 use crate::cli::RunArgs;
 
@@ -119,6 +120,7 @@ impl Reporter {
                     agent_run: self.run_id.clone(),
                     seq,
                     stats: self.counters.snapshot(),
+                    node_addresses: node_addresses::read(),
                     ..Batch::default()
                 };
                 for i in items {
@@ -229,7 +231,7 @@ fn split(batch: Batch, seq: &mut u64) -> Option<(Batch, Batch)> {
     if batch.entries.len() < 2 {
         return None;
     }
-    let Batch { node, agent_run, seq: first_seq, stats, mut entries, mut pcaps } = batch;
+    let Batch { node, agent_run, seq: first_seq, stats, mut entries, mut pcaps, node_addresses } = batch;
     let rest = entries.split_off(entries.len() / 2);
     let rest_pcaps = rest.iter().filter_map(|e| Some((e.id.clone(), pcaps.remove(&e.id)?))).collect();
     *seq += 1;
@@ -240,8 +242,9 @@ fn split(batch: Batch, seq: &mut u64) -> Option<(Batch, Batch)> {
         stats: stats.clone(),
         entries,
         pcaps,
+        node_addresses: node_addresses.clone(),
     };
-    let second = Batch { node, agent_run, seq: *seq, stats, entries: rest, pcaps: rest_pcaps };
+    let second = Batch { node, agent_run, seq: *seq, stats, entries: rest, pcaps: rest_pcaps, node_addresses };
     Some((first, second))
 }
 

@@ -50,6 +50,7 @@ fn app(anonymous: bool) -> axum::Router {
         stats: AgentStats::default(),
         entries,
         pcaps: Default::default(),
+        ..Batch::default()
     };
     store.ingest("t", batch, Timestamp(4));
     let access = Access::new(client.clone(), "faultline-system".into(), anonymous);

@@ -175,6 +175,7 @@ mod tests {
             stats: AgentStats::default(),
             entries: vec![e; n],
             pcaps: Default::default(),
+            ..Batch::default()
         };
         match store.ingest("t", batch, now) {
             crate::store::Accepted::New(v) => v,

@@ -30,11 +30,17 @@ pub struct Named {
     pub elsewhere: u64,
     /// About namespaces the TapConfig does not watch.
     pub unwatched: u64,
+    /// The node's own probes of its pods while they were not serving (`probing_unready`).
+    pub unready_probed: u64,
 }
 
 #[derive(Default)]
 pub struct Names {
     pods: watch::ByIp<PodRef>,
+    /// Pods deleted in the last minutes, by the addresses they had.
+    gone: watch::Gone<std::net::IpAddr, PodRef>,
+    /// Each node's own addresses, as its agent last reported them.
+    node_addresses: RwLock<HashMap<String, Vec<std::net::IpAddr>>>,
     services: watch::ByIp<ServiceName>,
     /// Where each TapConfig's agents run (Running agent pods), by label value and node.
     agents: watch::Shared<watch::AgentPlace, String>,
@@ -55,6 +61,7 @@ impl Names {
             watcher::Config::default(),
             names.pods.clone(),
             watch::pod_entries,
+            Some(names.gone.clone()),
             names.pods_synced.clone(),
             "pod",
         ));
@@ -63,6 +70,7 @@ impl Names {
             watcher::Config::default(),
             names.services.clone(),
             watch::service_entries,
+            None,
             names.services_synced.clone(),
             "service",
         ));
@@ -71,6 +79,7 @@ impl Names {
             watcher::Config::default().labels(TAPCONFIG_LABEL),
             names.agents.clone(),
             watch::agent_entries,
+            None,
             names.agents_synced.clone(),
             "agent pod",
         ));
@@ -87,8 +96,18 @@ impl Names {
             && self.taps_synced.load(Ordering::Relaxed)
     }
 
+    /// The pod at `ip`: one that has it now, else one that had it and was deleted in the last minutes.
     fn pod(&self, ip: &std::net::IpAddr) -> Option<PodRef> {
-        self.pods.read().ok()?.get(ip).cloned()
+        if let Some(p) = self.pods.read().ok()?.get(ip) {
+            return Some(p.clone());
+        }
+        let gone = self.gone.read().ok()?;
+        gone.get(ip).filter(|(_, at)| at.elapsed() < watch::GONE_FOR).map(|(p, _)| p.clone())
+    }
+
+    /// Whether `ip` is one of `node`'s own addresses.
+    fn is_node(&self, node: &str, ip: &std::net::IpAddr) -> bool {
+        self.node_addresses.read().is_ok_and(|n| n.get(node).is_some_and(|a| a.contains(ip)))
     }
 
     fn service(&self, ip: &std::net::IpAddr) -> Option<ServiceName> {
@@ -109,7 +128,27 @@ impl Names {
     /// source pod's — if an agent of the TapConfig runs on that node (a Running agent pod there, which
     /// every replica and every lead term sees alike; or, for the moment the pod watch lags, an agent that
     /// has `reported` to this process). Traffic with no pod at either end counts from whoever saw it.
-    pub fn name(&self, tap: &str, node: &str, entries: Vec<Entry>, reported: impl Fn(&str) -> bool) -> Named {
+    ///
+    /// `addresses` are `node`'s own (the agent says so in each batch): an end there is the node itself
+    /// (`Node/<node>`: the kubelet, a host-network pod). The node's connection errors and failed requests
+    /// to its own pods while they were not serving — starting, not Ready, or being deleted — are the
+    /// kubelet's probes finding out just that (it reports them itself, as `Unhealthy` Events): counted, not
+    /// errors (`unready_probed`).
+    pub fn name(
+        &self,
+        tap: &str,
+        node: &str,
+        addresses: &[std::net::IpAddr],
+        entries: Vec<Entry>,
+        reported: impl Fn(&str) -> bool,
+    ) -> Named {
+        if !addresses.is_empty() {
+            if let Ok(mut n) = self.node_addresses.write() {
+                if n.get(node).is_none_or(|a| a != addresses) {
+                    n.insert(node.to_owned(), addresses.to_vec());
+                }
+            }
+        }
         let watched = self.watched.read().ok().and_then(|w| w.get(tap).cloned()).unwrap_or_default();
         let tap_label = label_value(tap);
         let mut out = Named::default();
@@ -122,11 +161,18 @@ impl Names {
                 out.elsewhere += 1;
                 continue;
             }
+            let from_node = src.is_none() && self.is_node(reporter, &e.src.ip);
+            if from_node && probing_unready(&e, reporter, dst.as_ref()) {
+                out.unready_probed += 1;
+                continue;
+            }
             for (ep, pod) in [(&mut e.src, src), (&mut e.dst, dst)] {
                 if let Some(p) = pod {
                     ep.name = Some(p.name);
                     ep.namespace = Some(p.namespace);
                     ep.workload = Some(p.workload);
+                } else if self.is_node(reporter, &ep.ip) {
+                    ep.workload = Some(format!("Node/{reporter}"));
                 }
             }
             // The Service the client addressed: seen before DNAT (the agent kept the translated address),
@@ -184,6 +230,15 @@ impl Names {
     }
 }
 
+/// An entry from the node itself (its kubelet) to one of its pods that was not serving at the time, and
+/// that says something failed: a connection refused, unanswered or reset, a request unanswered, an
+/// error status — what a probe of a starting or terminating pod meets.
+fn probing_unready(e: &Entry, node: &str, server: Option<&PodRef>) -> bool {
+    let failed = e.error.is_some() || e.response.as_ref().is_some_and(|r| r.status >= 400);
+    let unready = server.is_some_and(|p| p.node.as_deref() == Some(node) && p.serving.not_serving_at(e.timestamp));
+    failed && unready
+}
+
 /// Keeps `watched` equal to the TapConfigs' `watch.namespaces`.
 async fn watch_tapconfigs(api: Api<TapConfig>, names: Arc<Names>) {
     let namespaces = |t: &TapConfig| -> BTreeSet<String> {
@@ -225,7 +280,14 @@ mod tests {
     use faultline_core::Timestamp;
 
     fn pod(name: &str, ns: &str, node: &str) -> PodRef {
-        PodRef { name: name.into(), namespace: ns.into(), node: Some(node.into()), workload: format!("Pod/{name}") }
+        let serving = watch::Serving { ready: Some((true, Timestamp(0))), deleting: None };
+        PodRef {
+            name: name.into(),
+            namespace: ns.into(),
+            node: Some(node.into()),
+            workload: format!("Pod/{name}"),
+            serving,
+        }
     }
 
     fn entry(src: &str, dst: &str, node: &str) -> Entry {
@@ -241,18 +303,18 @@ mod tests {
             vec![],
         );
         let both = |_: &str| true;
-        let from_a = n.name("t", "a", vec![entry("10.0.0.1", "10.0.1.1", "a")], both);
+        let from_a = n.name("t", "a", &[], vec![entry("10.0.0.1", "10.0.1.1", "a")], both);
         assert_eq!((from_a.kept.len(), from_a.elsewhere), (0, 1), "node b reports it");
-        let only_a = n.name("t", "a", vec![entry("10.0.0.1", "10.0.1.1", "a")], |node| node == "a");
+        let only_a = n.name("t", "a", &[], vec![entry("10.0.0.1", "10.0.1.1", "a")], |node| node == "a");
         assert_eq!(only_a.kept.len(), 1, "unless no agent of the TapConfig runs on node b");
-        let from_b = n.name("t", "b", vec![entry("10.0.0.1", "10.0.1.1", "b")], both);
+        let from_b = n.name("t", "b", &[], vec![entry("10.0.0.1", "10.0.1.1", "b")], both);
         assert_eq!(from_b.kept.len(), 1);
         let e = &from_b.kept[0];
         assert_eq!((e.src.name.as_deref(), e.dst.name.as_deref()), (Some("client"), Some("web")));
         assert_eq!(e.dst.namespace.as_deref(), Some("shop"));
         // To the outside world: the client's node reports it; between unknown addresses: whoever saw it.
-        assert_eq!(n.name("t", "a", vec![entry("10.0.0.1", "203.0.113.9", "a")], both).kept.len(), 1);
-        assert_eq!(n.name("t", "c", vec![entry("198.51.100.1", "203.0.113.9", "c")], both).kept.len(), 1);
+        assert_eq!(n.name("t", "a", &[], vec![entry("10.0.0.1", "203.0.113.9", "a")], both).kept.len(), 1);
+        assert_eq!(n.name("t", "c", &[], vec![entry("198.51.100.1", "203.0.113.9", "c")], both).kept.len(), 1);
     }
 
     #[test]
@@ -266,11 +328,11 @@ mod tests {
             vec![("t", "a"), ("t", "b"), ("other", "a")],
         );
         let nothing_received = |_: &str| false;
-        let from_a = n.name("t", "a", vec![entry("10.0.0.1", "10.0.1.1", "a")], nothing_received);
+        let from_a = n.name("t", "a", &[], vec![entry("10.0.0.1", "10.0.1.1", "a")], nothing_received);
         assert_eq!((from_a.kept.len(), from_a.elsewhere), (0, 1), "node b's agent runs: it reports it");
-        let from_b = n.name("t", "b", vec![entry("10.0.0.1", "10.0.1.1", "b")], nothing_received);
+        let from_b = n.name("t", "b", &[], vec![entry("10.0.0.1", "10.0.1.1", "b")], nothing_received);
         assert_eq!(from_b.kept.len(), 1);
-        let other = n.name("other", "a", vec![entry("10.0.0.1", "10.0.1.1", "a")], nothing_received);
+        let other = n.name("other", "a", &[], vec![entry("10.0.0.1", "10.0.1.1", "a")], nothing_received);
         assert_eq!(other.kept.len(), 1, "TapConfig other has no agent on node b: node a's copy is the only one");
     }
 
@@ -283,11 +345,70 @@ mod tests {
             vec![("t", vec!["shop"])],
         );
         let batch = vec![entry("10.0.0.1", "10.96.0.10", "a"), entry("10.0.0.2", "203.0.113.9", "a")];
-        let named = n.name("t", "a", batch, |_| true);
+        let named = n.name("t", "a", &[], batch, |_| true);
         assert_eq!((named.kept.len(), named.unwatched), (1, 1));
         let s = named.kept[0].service.as_ref().expect("a Service");
         assert_eq!((s.name.as_deref(), s.namespace.as_deref(), s.port), (Some("web"), Some("shop"), 80));
-        let other = n.name("other", "a", vec![entry("10.0.0.2", "203.0.113.9", "a")], |_| true);
+        let other = n.name("other", "a", &[], vec![entry("10.0.0.2", "203.0.113.9", "a")], |_| true);
         assert_eq!(other.kept.len(), 1, "a TapConfig that names no namespace watches them all");
+    }
+
+    use std::net::IpAddr;
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp(secs * 1_000_000_000)
+    }
+
+    fn refused(src: &str, dst: &str, secs: u64) -> Entry {
+        refused_on("a", src, dst, secs)
+    }
+
+    fn refused_on(node: &str, src: &str, dst: &str, secs: u64) -> Entry {
+        let mut e = entry(src, dst, node);
+        e.timestamp = at(secs);
+        e.error = Some(faultline_core::entry::EntryError {
+            kind: faultline_core::entry::ErrorType::Connection,
+            msg: "SynSent".into(),
+        });
+        e
+    }
+
+    #[test]
+    fn the_nodes_probes_of_a_pod_that_is_not_serving_are_not_errors_of_the_network() {
+        // Became Ready at 100 s (to the second), deleted at 200 s.
+        let mut web = pod("web", "shop", "a");
+        web.serving = watch::Serving { ready: Some((true, at(100))), deleting: Some(at(200)) };
+        let n = Names::with(vec![("10.0.0.2", web), ("10.0.0.1", pod("client", "shop", "a"))], vec![], vec![]);
+        let bridge: IpAddr = "10.0.0.254".parse().expect("ip");
+        let probe = |secs| n.name("t", "a", &[bridge], vec![refused("10.0.0.254", "10.0.0.2", secs)], |_| true);
+        let starting = probe(99);
+        assert_eq!((starting.kept.len(), starting.unready_probed), (0, 1), "refused before it was Ready");
+        assert_eq!(probe(100).unready_probed, 1, "Ready at some moment of second 100: not before it ended");
+        let serving = probe(150);
+        assert_eq!((serving.kept.len(), serving.unready_probed), (1, 0), "a Ready pod refusing is an error");
+        assert_eq!(serving.kept[0].src.workload.as_deref(), Some("Node/a"), "the node itself");
+        assert_eq!(probe(201).unready_probed, 1, "being deleted");
+        // Another pod refused the same way is no probe; nor is the node's own address on another node.
+        let from_pod = n.name("t", "a", &[bridge], vec![refused("10.0.0.1", "10.0.0.2", 99)], |_| true);
+        assert_eq!((from_pod.kept.len(), from_pod.unready_probed), (1, 0));
+        let unknown = n.name("t", "a", &[], vec![refused("10.0.0.254", "10.0.0.2", 99)], |_| true);
+        assert_eq!(unknown.unready_probed, 1, "the node's addresses are remembered from its earlier batches");
+        let elsewhere = n.name("t", "b", &[], vec![refused_on("b", "10.0.0.254", "10.0.0.2", 99)], |n| n == "b");
+        assert_eq!(elsewhere.unready_probed, 0, "not node b's address, nor node b's pod");
+    }
+
+    #[test]
+    fn a_deleted_pod_is_still_named_for_a_while() {
+        let n = Names::default();
+        let ip: IpAddr = "10.0.0.2".parse().expect("ip");
+        watch::bury(&n.gone, vec![(ip, pod("web", "shop", "a"))], std::time::Instant::now());
+        let named = n.name("t", "a", &[], vec![entry("10.0.0.1", "10.0.0.2", "a")], |_| true);
+        assert_eq!(named.kept[0].dst.name.as_deref(), Some("web"));
+        let long_ago = std::time::Instant::now().checked_sub(watch::GONE_FOR + std::time::Duration::from_secs(1));
+        if let Some(then) = long_ago {
+            watch::bury(&n.gone, vec![(ip, pod("old", "shop", "a"))], then);
+            let named = n.name("t", "a", &[], vec![entry("10.0.0.1", "10.0.0.2", "a")], |_| true);
+            assert_eq!(named.kept[0].dst.name, None, "forgotten after GONE_FOR");
+        }
     }
 }

@@ -13,9 +13,11 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 
+use faultline_core::Timestamp;
+
 use crate::tapconfig::build::TAPCONFIG_LABEL;
 
-/// A pod as far as entries care: its name, namespace, node and workload.
+/// A pod as far as entries care: its name, namespace, node and workload, and when it could serve.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodRef {
     pub name: String,
@@ -23,6 +25,46 @@ pub struct PodRef {
     pub node: Option<String>,
     /// `Kind/name` of what runs the pod (see `workload`).
     pub workload: String,
+    pub serving: Serving,
+}
+
+/// When a pod could serve, from its `Ready` condition and its deletion.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Serving {
+    /// The `Ready` condition: its status, and when it last changed (to the second, as the API keeps it).
+    pub ready: Option<(bool, Timestamp)>,
+    /// When the pod's deletion began.
+    pub deleting: Option<Timestamp>,
+}
+
+impl Serving {
+    fn of(p: &Pod) -> Serving {
+        let ready = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| (c.status == "True", c.last_transition_time.as_ref().map_or(Timestamp(0), |t| stamp(&t.0))));
+        Serving { ready, deleting: p.metadata.deletion_timestamp.as_ref().map(|t| stamp(&t.0)) }
+    }
+
+    /// Whether the pod was not serving at `t`: not yet Ready (starting), no longer Ready, or being deleted.
+    /// A condition's time is kept to the second: a pod that became Ready during the second `since` is
+    /// taken as not ready until the second is over; one that stopped being Ready then, as ready before.
+    pub fn not_serving_at(&self, t: Timestamp) -> bool {
+        if self.deleting.is_some_and(|d| d <= t) {
+            return true;
+        }
+        match self.ready {
+            Some((true, since)) => t < since.plus_millis(1_000),
+            Some((false, since)) => t >= since,
+            None => true,
+        }
+    }
+}
+
+fn stamp(t: &k8s_openapi::jiff::Timestamp) -> Timestamp {
+    Timestamp(u64::try_from(t.as_nanosecond()).unwrap_or(0))
 }
 
 /// The workload a pod belongs to, as `Kind/name`, from its controller (owner reference) alone — no
@@ -85,6 +127,7 @@ pub fn pod_entries(p: &Pod) -> Vec<(IpAddr, PodRef)> {
         namespace: p.namespace().unwrap_or_default(),
         node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
         workload: workload(p),
+        serving: Serving::of(p),
     };
     out.into_iter().map(|ip| (ip, r.clone())).collect()
 }
@@ -165,7 +208,8 @@ impl<Obj: Eq + Hash, Key: Eq + Hash + Clone, V: Clone + PartialEq> Index<Obj, Ke
         }
     }
 
-    pub fn delete(&mut self, obj: &Obj) {
+    /// Forgets `obj`; returns what it held.
+    pub fn delete(&mut self, obj: &Obj) -> Vec<(Key, V)> {
         let old = self.held.remove(obj).unwrap_or_default();
         if let Ok(mut m) = self.map.write() {
             for (k, v) in &old {
@@ -174,16 +218,44 @@ impl<Obj: Eq + Hash, Key: Eq + Hash + Clone, V: Clone + PartialEq> Index<Obj, Ke
                 }
             }
         }
+        old
+    }
+}
+
+/// How long a deleted object is remembered: entries about a pod often arrive after it is gone (a timer
+/// decided them, a batch was in flight, the pod's deletion caused them).
+pub const GONE_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+/// Deleted objects remembered at most.
+const MAX_GONE: usize = 65_536;
+
+/// Objects deleted in the last `GONE_FOR`, by key, with when they went.
+pub type Gone<Key, V> = Shared<Key, (V, std::time::Instant)>;
+
+/// Remembers what a deleted object held, forgetting what went longer ago than `GONE_FOR`.
+pub fn bury<Key: Eq + Hash, V>(gone: &Gone<Key, V>, entries: Vec<(Key, V)>, now: std::time::Instant) {
+    if entries.is_empty() {
+        return;
+    }
+    let Ok(mut g) = gone.write() else { return };
+    if g.len() + entries.len() > MAX_GONE / 2 {
+        g.retain(|_, (_, at)| now.duration_since(*at) < GONE_FOR);
+    }
+    for (k, v) in entries {
+        if g.len() < MAX_GONE {
+            g.insert(k, (v, now));
+        }
     }
 }
 
 /// Keeps `map` equal to what the objects of `api` (those `config` selects) say; `synced` once it has
-/// listed them.
+/// listed them. What a deleted object held goes to `gone`, if given (its last state: the object as
+/// deleted, else as last seen).
 pub async fn watch_index<K, Key, V>(
     api: Api<K>,
     config: watcher::Config,
     map: Shared<Key, V>,
     entries: fn(&K) -> Vec<(Key, V)>,
+    gone: Option<Gone<Key, V>>,
     synced: Arc<AtomicBool>,
     what: &'static str,
 ) where
@@ -203,7 +275,13 @@ pub async fn watch_index<K, Key, V>(
                 synced.store(true, Ordering::Relaxed);
             }
             Ok(Event::Apply(o)) => index.apply(id(&o), entries(&o)),
-            Ok(Event::Delete(o)) => index.delete(&id(&o)),
+            Ok(Event::Delete(o)) => {
+                let held = index.delete(&id(&o));
+                if let Some(gone) = &gone {
+                    let last = entries(&o);
+                    bury(gone, if last.is_empty() { held } else { last }, std::time::Instant::now());
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "{what} watch error (retrying)"),
         }
     }
