@@ -9,7 +9,8 @@ loads. The files are the release binaries and exactly the shared libraries `ldd`
 Images (tags are versions, never `latest`):
   ghcr.io/faultline-dev/faultline-operator:<version>  /usr/local/bin/faultline-operator, user 65532
   ghcr.io/faultline-dev/faultline-agent:<version>     /usr/local/bin/faultline-agent run, user root
-  ghcr.io/faultline-dev/faultline-toolbox:<version>   busybox and faultline-toolbox (test workloads)
+  ghcr.io/faultline-dev/faultline-toolbox:<version>   busybox, faultline-toolbox and the Go peers (test workloads:
+                                                      e2e/peers, grpc-go and crypto/tls, by e2e/build-peers.sh)
   registry.k8s.io/pause:3.10                          the pod sandbox (images/pause.c, static)
   registry.k8s.io/coredns/coredns:v1.15.0             CoreDNS from its Go module (e2e/build-coredns.sh)
 
@@ -53,9 +54,9 @@ def images():
         "agent": dict(tag=f"{REGISTRY}/faultline-agent:{v}", binaries=["faultline-agent"],
                       entrypoint=["/usr/local/bin/faultline-agent"], cmd=["run"], user="0:0"),
         "toolbox": dict(tag=f"{REGISTRY}/faultline-toolbox:{v}", binaries=["faultline-toolbox"], busybox=True,
-                        entrypoint=None, cmd=["/bin/sh"], user="0:0"),
-        "pause": dict(tag=PAUSE, static=("pause", "/pause"), entrypoint=["/pause"], cmd=None, user="65535:65535"),
-        "coredns": dict(tag=COREDNS, static=("coredns", "/coredns"), entrypoint=["/coredns"], cmd=None,
+                        static=[("peers", "/usr/local/bin/peers")], entrypoint=None, cmd=["/bin/sh"], user="0:0"),
+        "pause": dict(tag=PAUSE, static=[("pause", "/pause")], entrypoint=["/pause"], cmd=None, user="65535:65535"),
+        "coredns": dict(tag=COREDNS, static=[("coredns", "/coredns")], entrypoint=["/coredns"], cmd=None,
                         user="0:0"),
     }
 
@@ -136,8 +137,7 @@ def rootfs(spec, binaries):
         for lib in shared_libraries(path):
             # Each library at the path the loader will look for it (the real file, not a symlink chain).
             layer.host_file(os.path.realpath(lib), lib, 0o755)
-    if "static" in spec:
-        src, dst = spec["static"]
+    for src, dst in spec.get("static", []):
         layer.host_file(binaries[src], dst, 0o755)
     if spec.get("busybox"):
         bb = "/bin/busybox"
@@ -172,7 +172,7 @@ def docker_archive(spec, layer):
 
 
 def build_binaries(names):
-    """The inputs: release Rust binaries, the static pause program, CoreDNS."""
+    """The inputs: release Rust binaries, the static pause program, CoreDNS, the Go test peers."""
     out = {}
     rust = [n for n in names if n.startswith("faultline-")]
     if rust:
@@ -191,6 +191,8 @@ def build_binaries(names):
         out["pause"] = dst
     if "coredns" in names:
         out["coredns"] = Path(run(str(REPO / "e2e" / "build-coredns.sh")).strip().splitlines()[-1]) / "coredns"
+    if "peers" in names:
+        out["peers"] = Path(run(str(REPO / "e2e" / "build-peers.sh")).strip().splitlines()[-1]) / "peers"
     return out
 
 
@@ -200,15 +202,14 @@ def build(which):
     inputs = set()
     for s in wanted.values():
         inputs.update(s.get("binaries", []))
-        if "static" in s:
-            inputs.add(s["static"][0])
+        inputs.update(src for src, _ in s.get("static", []))
     binaries = build_binaries(sorted(inputs))
     OUT.mkdir(parents=True, exist_ok=True)
     me = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
     paths = []
     for name, spec in wanted.items():
         key = hashlib.sha256(me.encode())
-        for b in spec.get("binaries", []) + ([spec["static"][0]] if "static" in spec else []):
+        for b in spec.get("binaries", []) + [src for src, _ in spec.get("static", [])]:
             key.update(binaries[b].read_bytes())
         key = key.hexdigest()
         tar, stamp = OUT / f"{name}.tar", OUT / f"{name}.key"

@@ -11,6 +11,8 @@
 //! faultline-toolbox connect HOST:PORT [--sport N] [--send TEXT] [--wait SECS]
 //!                                             # prints "connected" (then sends, reads, closes) or "refused"
 //! faultline-toolbox udp HOST:PORT             # one datagram (to a closed port: ICMP port unreachable)
+//! faultline-toolbox dns NAME [--type N]       # one DNS query (type A, or N) to resolv.conf's first
+//!                                             # nameserver, no retry and no search list; prints the rcode
 //! ```
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         Some("http-get") => http_get(arg(&args, 1), count(&args)),
         Some("connect") => connect(arg(&args, 1), &args),
         Some("udp") => udp(arg(&args, 1)),
+        Some("dns") => dns(arg(&args, 1), flag(&args, "--type").and_then(|t| t.parse().ok()).unwrap_or(1)),
         _ => Err(io::Error::other(
             "usage: faultline-toolbox http-server PORT | http-get URL [--count N] | connect HOST:PORT | udp HOST:PORT",
         )),
@@ -126,7 +129,8 @@ fn serve(conn: TcpStream) -> io::Result<()> {
             return Ok(());
         }
         let status: u16 = path.strip_prefix("/status/").and_then(|s| s.parse().ok()).unwrap_or(200);
-        let body = format!("status {status}\n");
+        // 1xx, 204 and 304 have no body (RFC 9112 §6.3): a workload that sent one would break HTTP itself.
+        let body = if matches!(status, 100..=199 | 204 | 304) { String::new() } else { format!("status {status}\n") };
         write!(writer, "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\n\r\n{body}", reason(status), body.len())?;
         writer.flush()?;
     }
@@ -216,6 +220,43 @@ fn udp(target: &str) -> io::Result<()> {
     s.send_to(b"faultline", addr)?;
     std::thread::sleep(Duration::from_millis(200));
     println!("sent");
+    Ok(())
+}
+
+/// One query for `name` (type `qtype`), recursion desired, to the first nameserver of /etc/resolv.conf: a
+/// client whose every packet the test knows (a resolver library would add a search list, a second type
+/// and retries). Prints the answer's rcode, or "timeout" after 5 s.
+fn dns(name: &str, qtype: u16) -> io::Result<()> {
+    let conf = std::fs::read_to_string("/etc/resolv.conf")?;
+    let server = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver").map(str::trim))
+        .ok_or_else(|| io::Error::other("no nameserver in /etc/resolv.conf"))?;
+    let server: std::net::IpAddr = server.parse().map_err(io::Error::other)?;
+    let id = (std::process::id() as u16) ^ 0x5a5a;
+    let mut q = Vec::with_capacity(64);
+    q.extend(id.to_be_bytes());
+    q.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.trim_end_matches('.').split('.') {
+        q.push(u8::try_from(label.len()).map_err(io::Error::other)?);
+        q.extend(label.as_bytes());
+    }
+    q.push(0);
+    q.extend(qtype.to_be_bytes());
+    q.extend(1u16.to_be_bytes());
+    let s = UdpSocket::bind(if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.send_to(&q, (server, 53))?;
+    let mut buf = [0u8; 4096];
+    match s.recv(&mut buf) {
+        Ok(n) if n >= 4 && buf[..2] == id.to_be_bytes() => {
+            let rcode = buf[3] & 0x0f;
+            let names = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"];
+            println!("{}", names.get(usize::from(rcode)).copied().unwrap_or("OTHER"));
+        }
+        Ok(_) => println!("unexpected answer"),
+        Err(_) => println!("timeout"),
+    }
     Ok(())
 }
 
