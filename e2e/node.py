@@ -336,6 +336,9 @@ oom_score = 0
         corefile = ".:53 {\n    errors\n    health :8080\n    ready :8181\n"
         corefile += "    kubernetes cluster.local in-addr.arpa ip6.arpa {\n        pods insecure\n"
         corefile += "        fallthrough in-addr.arpa ip6.arpa\n    }\n    cache 30\n    loop\n    reload\n}\n"
+        # A name that fails on purpose, for tests that make a DNS error through the cluster's own resolver.
+        corefile += "faultline.test:53 {\n    errors\n    template ANY ANY {\n"
+        corefile += '        match "^servfail[.]faultline[.]test[.]$"\n        rcode SERVFAIL\n    }\n}\n'
         manifest = [
             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "coredns", "namespace": "kube-system"}},
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "system:coredns"},

@@ -10,10 +10,13 @@ The tests of this module run in order and share the node."""
 import json
 import subprocess
 import time
+import urllib.parse
 import urllib.request
+from datetime import datetime
 
 import pytest
 
+import healthy
 from node import NAMESPACE, Node, helm_binary
 from processes import REPO, eventually
 
@@ -133,6 +136,102 @@ def test_helm_install_runs_the_operator_leading_and_one_agent_per_node(node):
     assert tap["status"]["desiredAgents"] == nodes == 1
     cond = [c for c in tap["status"]["conditions"] if c["type"] == "Ready"][0]
     assert (cond["status"], cond["reason"]) == ("True", "AgentsReady")
+
+
+DASHBOARD = "response.status > 400 or error or icmp or tcp"
+
+
+def store(node, query=DASHBOARD):
+    """Every entry the operator holds that `query` selects, whatever its namespace."""
+    listing = node.dashboard(f"/api/entries?limit=1000&q={urllib.parse.quote(query)}")
+    assert listing["total"] <= 1000, "more entries than one page"
+    return listing["entries"]
+
+
+def when(e):
+    return datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+def router_solicitations(pcap):
+    """The Router Solicitations a capture of every interface holds, one per solicitation sent: a pod's is
+    seen on its veth, looped back by the bridge's hairpin, and on every other port; copies are microseconds
+    apart, Linux solicits again after 4 s at the soonest."""
+    out = subprocess.run(["tshark", "-r", str(pcap), "-Y", "icmpv6.type == 133", "-T", "fields",
+                          "-e", "frame.time_epoch", "-e", "ipv6.src"], capture_output=True, text=True).stdout
+    sent = []
+    for line in sorted(out.splitlines()):
+        t, src = line.split("\t")
+        if not any(s == src and float(t) - u < 1 for u, s in sent):
+            sent.append((float(t), src))
+    return sent
+
+
+def test_a_healthy_busy_node_makes_no_error(node, tmp_path):
+    """Two minutes of what a healthy node does all day — HTTP and gRPC through Services by name, HTTPS
+    probes, the kubelet's gRPC probes, host-network clients, DNS through the ClusterIP from pods and from the
+    host network (masqueraded), the API server through `kubernetes.default` (a backend on the node itself),
+    pods starting and stopping — and the operator's whole store, every namespace, holds no error: only each
+    Router Solicitation the pods sent, once."""
+    pcap = tmp_path / "rs.pcap"
+    capture = subprocess.Popen(["tcpdump", "-i", "any", "-w", str(pcap), "-U", "icmp6 and ip6[40] == 133"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        healthy.start(node)
+        churned = healthy.churn(node, 120)
+        # Long enough for what is decided late: DNS (5 s + 2 s), CloseWait (5 s), TLS (10 s), pairs (30 s).
+        time.sleep(35)
+    finally:
+        capture.terminate()
+        capture.wait()
+    assert churned >= 7
+    held = store(node)
+    errors = [f"{e['kind']}: {e['summary']}" for e in held if e["kind"] != "icmp/RouterSolicitation"]
+    assert errors == [], f"{len(errors)} false errors:\n" + "\n".join(errors[:40])
+    # Each solicitation once (copies on the bridge's ports and the hairpin are one packet), and every one
+    # the capture saw while the test ran is there.
+    seen = sorted((when(e), e["src"]["ip"]) for e in held if e["kind"] == "icmp/RouterSolicitation")
+    twice = [(t, s) for (t, s), (u, r) in zip(seen, seen[1:]) if s == r and u - t < 1]
+    assert twice == [], f"solicitations reported twice: {twice}"
+    sent = router_solicitations(pcap)
+    assert len(sent) >= churned, "every new pod solicits a router"
+    missing = [(t, s) for t, s in sent if not any(s == r and abs(t - u) < 0.5 for u, r in seen)]
+    assert missing == [], f"solicitations not reported: {missing}"
+
+
+def test_one_real_error_of_each_kind_through_the_same_paths_is_found_once(node):
+    """Through the healthy node's own paths, one error each: a connection refused through a Service
+    (kube-proxy's DNAT to a port nobody listens on), a SERVFAIL answered to a host-network client (through
+    the DNS ClusterIP and the masquerade), and a TLS handshake refused by a backend on the node itself (the
+    API server through `kubernetes.default`, to a client that offers only TLS 1.0)."""
+    before = {e["id"] for e in store(node)}
+    closed = healthy.service("closed", 80, 9999)
+    closed["spec"]["selector"] = {"app": "web"}
+    healthy.apply(node, [closed])
+    eventually(lambda: "healthy/closed" in subprocess.run(["iptables-save", "-t", "nat"], capture_output=True,
+                                                          text=True).stdout, timeout=60, what="the Service's rules")
+
+    def run(pod, *cmd):
+        return node.kubectl("-n", healthy.NS, "exec", pod, "--", *cmd, check=False).stdout.strip()
+
+    assert run("client", "faultline-toolbox", "connect", "closed.healthy.svc.cluster.local:80") == "refused"
+    assert run("hostclient", "faultline-toolbox", "dns", "servfail.faultline.test") == "SERVFAIL"
+    refused = run("client", "peers", "tls-client", "kubernetes.default.svc:443", "--max-version", "1.0", "--insecure")
+    assert "protocol version" in refused, refused
+    time.sleep(20)
+    new = [e for e in store(node) if e["id"] not in before and e["kind"] != "icmp/RouterSolicitation"]
+    kinds = sorted(e["kind"] for e in new)
+    assert kinds == ["dns/SERVFAIL", "tcp/SynSent", "tls/protocol_version"], [e["summary"] for e in new]
+    by_kind = {e["kind"]: e for e in new}
+    syn = by_kind["tcp/SynSent"]
+    assert syn["tcp"]["reason"] == "refused" and syn["dst"]["port"] == 9999 and syn["dst"]["namespace"] == "healthy"
+    assert (syn["service"]["name"], syn["service"]["namespace"]) == ("closed", "healthy"), syn
+    dns = by_kind["dns/SERVFAIL"]
+    assert dns["dns"]["question"]["name"] == "servfail.faultline.test"
+    assert dns["dst"]["namespace"] == "kube-system", dns
+    tls = by_kind["tls/protocol_version"]
+    assert tls["tls"]["alert"] == "protocol_version" and tls["tls"]["by"] == "server", tls
+    assert tls["src"]["name"] == "client" and tls["service"]["ip"] == "10.96.0.1", tls
+    healthy.stop(node)
 
 
 def test_errors_between_pods_on_the_node_are_counted_once_with_events(node):
