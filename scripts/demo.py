@@ -24,6 +24,8 @@ from node import NAMESPACE, Node  # noqa: E402
 OUT = Path(os.environ.get("FAULTLINE_DEMO_DIR", "/tmp/faultline-demo"))
 TOOLBOX = "ghcr.io/faultline-dev/faultline-toolbox:0.1.0"
 DASHBOARD = "response.status > 400 or error or icmp or tcp"
+# ICMP messages the dashboard lists that are not errors: the pods' router solicitations, and advertisements.
+INFORMATIONAL = {"icmp/RouterSolicitation", "icmp/RouterAdvertisement"}
 
 
 def say(text):
@@ -63,6 +65,13 @@ def workloads(node):
 
 
 def trouble(node, ip):
+    """Makes every kind of error, once or a known number of times; returns how many entries it made."""
+    made = 0
+
+    def expect(n):
+        nonlocal made
+        made += n
+
     def client(*args):
         return node.kubectl("-n", "shop", "exec", "client", "--", "faultline-toolbox", *args, check=False).stdout.strip()
 
@@ -75,28 +84,36 @@ def trouble(node, ip):
     step("HTTP 503 and 502, through the Service: one connection each, named by the pod and the Service")
     client("http-get", "http://web.shop.svc.cluster.local/status/503", "--count", "2")
     client("http-get", "http://web.shop.svc.cluster.local/status/502")
+    expect(3)
     step("TCP SynSent/refused: a port nobody listens on")
     client("connect", f"{web}:9999")
+    expect(1)
     step("TCP SynSent/timeout: the node's firewall drops the SYN")
     drop = ["-d", db, "-p", "tcp", "--dport", "7777", "-j", "DROP"]
     firewall("-I", *drop)
     client("connect", f"{db}:7777")
+    expect(1)
     firewall("-D", *drop)
     step("ICMP DestinationUnreachable/CommunicationAdministrativelyProhibited: the node's firewall rejects")
     reject = ["-d", db, "-p", "tcp", "--dport", "7778", "-j", "REJECT", "--reject-with", "icmp-admin-prohibited"]
     firewall("-I", *reject)
     client("connect", f"{db}:7778")
+    expect(2)  # the ICMP message, and the attempt it refused
     firewall("-D", *reject)
     step("ICMP DestinationUnreachable/Port: UDP to a closed port")
     client("udp", f"{db}:53")
+    expect(1)
     step("TCP Reset and a half connection: the server resets instead of answering")
     client("http-get", f"http://{web}:8080/reset")
+    expect(2)  # the connection's fate, and the request's
     step("a request never answered, an answer that is not HTTP, a response cut short")
     client("connect", f"{web}:8080", "--send", "GET /hang HTTP/1.1\\r\\n\\r\\n", "--wait", "4")
     client("connect", f"{web}:8080", "--send", "GET /garbage HTTP/1.1\\r\\n\\r\\n", "--wait", "0.5")
     client("connect", f"{web}:8080", "--send", "GET /short HTTP/1.1\\r\\n\\r\\n", "--wait", "0.5")
+    expect(3)
     step("TCP CloseWait: db never closes after the client's FIN")
     client("connect", f"{db}:5432", "--sport", "41006")
+    expect(1)
     step("TCP LastAck: a firewall in the client pod drops its last ACK; db retransmits its FIN")
     # Every bare ACK from the client's port but the first (the handshake's), before it leaves the pod.
     acks = ["-p", "tcp", "--sport", "41007", "--tcp-flags", "ALL", "ACK"]
@@ -108,6 +125,8 @@ def trouble(node, ip):
     client("connect", f"{db}:5433", "--sport", "41007", "--wait", "0.3")
     time.sleep(4)
     subprocess.run([*in_pod, "-F", "OUTPUT"], check=True)
+    expect(1)
+    return made
 
 
 def pod_netns(ip):
@@ -141,7 +160,7 @@ def main():
         ips = workloads(node)
         time.sleep(2)
         say("Making trouble")
-        trouble(node, ips)
+        made = trouble(node, ips)
         say("Waiting for the timeouts (SYN 1 s, close 2 s, pair 3 s) and the summaries")
         time.sleep(10)
         show(node, "get", "errorviews", "-n", "shop")
@@ -154,8 +173,15 @@ def main():
         print(described[described.find("Events:"):].rstrip())
         show(node, "get", "tapconfig", "default", "-o", "jsonpath={range .status.nodes[*]}{.node}: {.received} "
                                                         "packets, {.dropped} dropped{\"\\n\"}{end}")
-        listing = node.dashboard("/api/entries?q=" + urllib.parse.quote(DASHBOARD) + "&limit=200")
+        listing = node.dashboard("/api/entries?q=" + urllib.parse.quote(DASHBOARD) + "&limit=1000")
         say(f"The error dashboard lists {listing['total']} entries: {listing['counts']}")
+        errors = [e for e in listing["entries"] if e["kind"] not in INFORMATIONAL]
+        ours = [e for e in errors if "shop" in (e["src"].get("namespace"), e["dst"].get("namespace"))]
+        others = [e for e in errors if e not in ours]
+        print(f"   {made} errors made, {len(ours)} reported, {len(others)} others"
+              f" (and {len(listing['entries']) - len(errors)} router solicitations and advertisements, once each)")
+        for e in others:
+            print(f"   other: {e['kind']}: {e['summary']}")
         print(f"   kubectl -n {NAMESPACE} port-forward svc/faultline-operator 8080   # then open:")
         print(f"   https://127.0.0.1:8080/?q={urllib.parse.quote(DASHBOARD)}#token={ADMIN_TOKEN}")
         print(f"   (already forwarded for this demo: https://127.0.0.1:{node._forward[1]}/?q="
