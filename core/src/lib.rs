@@ -6,18 +6,13 @@ pub mod config;
 pub mod copies;
 pub mod dns;
 pub mod engine;
-pub mod entry;
-pub mod entry_kind;
 pub mod entry_order;
-mod entry_record;
 mod flow;
 pub mod frames;
 pub mod front;
-pub mod headers;
 pub mod http;
 pub mod http2;
 pub mod icmp;
-pub mod ingest;
 pub mod merge;
 pub mod pcap;
 mod record;
@@ -26,9 +21,12 @@ pub mod shard;
 pub mod sharded;
 pub mod stats;
 pub mod tcp;
-pub mod time;
 pub mod tls;
 pub mod wire;
+
+// The entry model lives in its own crate (the operator uses it without the engine); the engine speaks it
+// under the same names.
+pub use faultline_model::{entry, headers, ingest, kind, time};
 
 pub use config::EngineConfig;
 pub use engine::{Analyzer, Engine};

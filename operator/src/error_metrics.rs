@@ -9,8 +9,8 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use faultline_core::entry::{Endpoint, Protocol};
-use faultline_core::Entry;
+use faultline_model::entry::{Endpoint, Protocol};
+use faultline_model::Entry;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -205,8 +205,8 @@ impl ErrorMetrics {
 mod tests {
     use std::sync::Arc;
 
-    use faultline_core::entry::{EntryError, ErrorType, Request, Response};
-    use faultline_core::Timestamp;
+    use faultline_model::entry::{EntryError, ErrorType, Request, Response};
+    use faultline_model::Timestamp;
 
     use super::*;
 

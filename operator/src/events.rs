@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use faultline_core::entry::{Entry, ErrorType, Kind};
 use faultline_crds::ErrorView;
+use faultline_model::entry::{Entry, ErrorType, Kind};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;

@@ -28,7 +28,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let agents = Router::new()
-        .route(faultline_core::ingest::INGEST_PATH, axum::routing::post(crate::ingest::handle))
+        .route(faultline_model::ingest::INGEST_PATH, axum::routing::post(crate::ingest::handle))
         .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
         .with_state(ingest);
     let recordings = Router::new()

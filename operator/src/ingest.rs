@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use faultline_core::ingest::{Batch, INGEST_AUDIENCE};
+use faultline_model::ingest::{Batch, INGEST_AUDIENCE};
 use kube::Client;
 use tokio::sync::Semaphore;
 

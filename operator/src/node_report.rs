@@ -5,8 +5,8 @@
 
 use std::collections::VecDeque;
 
-use faultline_core::ingest::AgentStats;
-use faultline_core::Timestamp;
+use faultline_model::ingest::AgentStats;
+use faultline_model::Timestamp;
 
 /// The interval packet loss is judged over.
 pub const LOSS_WINDOW_NS: u64 = 60_000_000_000;

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use faultline_core::ingest::Batch;
-use faultline_core::{Entry, Timestamp};
+use faultline_model::ingest::Batch;
+use faultline_model::{Entry, Timestamp};
 
 pub use crate::node_report::NodeReport;
 
@@ -164,8 +164,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_core::entry::{Endpoint, Protocol};
-    use faultline_core::ingest::AgentStats;
+    use faultline_model::entry::{Endpoint, Protocol};
+    use faultline_model::ingest::AgentStats;
 
     fn batch(run: &str, seq: u64, n: usize) -> Batch {
         let src = Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1));

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use faultline_core::ingest::AgentStats;
-use faultline_core::{Entry, Timestamp};
+use faultline_model::ingest::AgentStats;
+use faultline_model::{Entry, Timestamp};
 
 #[derive(Parser)]
 struct Args {
@@ -95,7 +95,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let url = format!("{}{}", args.url.trim_end_matches('/'), faultline_core::ingest::INGEST_PATH);
+    let url = format!("{}{}", args.url.trim_end_matches('/'), faultline_model::ingest::INGEST_PATH);
     // What is sent must be what an agent sends: every kind parses as an entry.
     for n in 0..4 {
         if let Err(e) = serde_json::from_value::<Entry>(entry(0, n, args.pods_per_node, &now_rfc3339())) {

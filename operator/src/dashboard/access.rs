@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use faultline_core::Entry;
+use faultline_model::Entry;
 use k8s_openapi::api::authentication::v1::UserInfo;
 use kube::Client;
 
@@ -152,8 +152,8 @@ pub fn namespaces_of<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> HashSe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_core::entry::{Endpoint, Protocol};
-    use faultline_core::Timestamp;
+    use faultline_model::entry::{Endpoint, Protocol};
+    use faultline_model::Timestamp;
 
     fn entry(src_ns: Option<&str>, dst_ns: Option<&str>) -> Entry {
         let ep = |ns: Option<&str>| Endpoint {

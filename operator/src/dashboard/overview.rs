@@ -8,9 +8,9 @@ use axum::extract::{Query as UrlQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use faultline_core::entry::Endpoint;
-use faultline_core::entry_kind::KindLabel;
-use faultline_core::{Entry, Timestamp};
+use faultline_model::entry::Endpoint;
+use faultline_model::kind::KindLabel;
+use faultline_model::{Entry, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::api::{matching, Dashboard};
@@ -118,7 +118,7 @@ pub async fn handle(State(a): State<Dashboard>, UrlQuery(p): UrlQuery<Params>, h
 
 #[cfg(test)]
 mod tests {
-    use faultline_core::entry::{EntryError, ErrorType, Protocol, SynReason, TcpInfo, TcpState};
+    use faultline_model::entry::{EntryError, ErrorType, Protocol, SynReason, TcpInfo, TcpState};
 
     use super::*;
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
 use axum::http::{Request, StatusCode};
-use faultline_core::entry::{Endpoint, Protocol, Response as HttpResponse};
-use faultline_core::ingest::{AgentStats, Batch};
-use faultline_core::{Entry, Timestamp};
+use faultline_model::entry::{Endpoint, Protocol, Response as HttpResponse};
+use faultline_model::ingest::{AgentStats, Batch};
+use faultline_model::{Entry, Timestamp};
 use serde_json::Value;
 use tower::ServiceExt;
 

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use faultline_core::{Entry, Timestamp};
 use faultline_crds::{ErrorView, ErrorViewStatus};
+use faultline_model::{Entry, Timestamp};
 use kube::ResourceExt;
 
 use super::view::ViewState;
@@ -141,8 +141,8 @@ fn created(v: &ErrorView) -> Option<Timestamp> {
 
 #[cfg(test)]
 mod tests {
-    use faultline_core::entry::{Endpoint, Protocol};
-    use faultline_core::ingest::{AgentStats, Batch};
+    use faultline_model::entry::{Endpoint, Protocol};
+    use faultline_model::ingest::{AgentStats, Batch};
 
     use super::*;
 

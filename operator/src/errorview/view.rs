@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use faultline_core::entry::Entry;
-use faultline_core::Timestamp;
 use faultline_crds::{Bucket, ErrorView, ErrorViewStatus, PairCount, Sample};
 use faultline_kfl::{ParseError, Query};
+use faultline_model::entry::Entry;
+use faultline_model::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff;
 
@@ -161,12 +161,12 @@ pub fn visible(e: &Entry, namespace: &str, cluster_wide: bool) -> bool {
 
 /// The kind an entry is counted under: TCP state, ICMP type, dissection, half connection, HTTP class.
 pub fn kind_of(e: &Entry) -> String {
-    faultline_core::entry_kind::KindLabel(e).to_string()
+    faultline_model::kind::KindLabel(e).to_string()
 }
 
 /// A pod as `namespace/name`; anything else by its address alone — an ephemeral port would make every
 /// connection a pair of its own.
-fn endpoint(ep: &faultline_core::entry::Endpoint) -> String {
+fn endpoint(ep: &faultline_model::entry::Endpoint) -> String {
     match (&ep.namespace, &ep.name) {
         (Some(ns), Some(n)) => format!("{ns}/{n}"),
         _ => ep.ip.to_string(),
@@ -203,7 +203,7 @@ pub fn summary(e: &Entry) -> String {
         Some((ns, name)) => format!(" (via service {ns}/{name})"),
         None => String::new(),
     };
-    let named = |ep: &faultline_core::entry::Endpoint| match (&ep.namespace, &ep.name) {
+    let named = |ep: &faultline_model::entry::Endpoint| match (&ep.namespace, &ep.name) {
         (Some(ns), Some(n)) => format!("{ns}/{n}"),
         _ => ep.to_string(),
     };
@@ -213,7 +213,7 @@ pub fn summary(e: &Entry) -> String {
 /// ` [Deployment/client -> StatefulSet/db]` when either end's workload says more than its pod name (pod
 /// names change with every rollout; workloads do not); nothing for bare pods and unknown ends.
 fn workloads(e: &Entry) -> String {
-    fn telling(ep: &faultline_core::entry::Endpoint) -> Option<&str> {
+    fn telling(ep: &faultline_model::entry::Endpoint) -> Option<&str> {
         match (&ep.workload, &ep.name) {
             (Some(w), Some(n)) if w.strip_prefix("Pod/") == Some(n.as_str()) => None,
             (Some(w), _) => Some(w.as_str()),

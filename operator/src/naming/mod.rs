@@ -10,9 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use faultline_core::entry::ServiceRef;
-use faultline_core::Entry;
 use faultline_crds::TapConfig;
+use faultline_model::entry::ServiceRef;
+use faultline_model::Entry;
 use futures::StreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -276,8 +276,8 @@ async fn watch_tapconfigs(api: Api<TapConfig>, names: Arc<Names>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_core::entry::{Endpoint, Protocol};
-    use faultline_core::Timestamp;
+    use faultline_model::entry::{Endpoint, Protocol};
+    use faultline_model::Timestamp;
 
     fn pod(name: &str, ns: &str, node: &str) -> PodRef {
         let serving = watch::Serving { ready: Some((true, Timestamp(0))), deleting: None };
@@ -366,8 +366,8 @@ mod tests {
     fn refused_on(node: &str, src: &str, dst: &str, secs: u64) -> Entry {
         let mut e = entry(src, dst, node);
         e.timestamp = at(secs);
-        e.error = Some(faultline_core::entry::EntryError {
-            kind: faultline_core::entry::ErrorType::Connection,
+        e.error = Some(faultline_model::entry::EntryError {
+            kind: faultline_model::entry::ErrorType::Connection,
             msg: "SynSent".into(),
         });
         e

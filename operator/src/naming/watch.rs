@@ -13,7 +13,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 
-use faultline_core::Timestamp;
+use faultline_model::Timestamp;
 
 use crate::tapconfig::build::TAPCONFIG_LABEL;
 

@@ -161,7 +161,7 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
         json!({"name": "scratch", "emptyDir": {"sizeLimit": scratch_limit.to_string()}}),
         // The kubelet rotates it; the agent reads the file for every batch.
         json!({"name": "ingest-token", "projected": {"sources": [{"serviceAccountToken": {
-            "audience": faultline_core::ingest::INGEST_AUDIENCE, "expirationSeconds": 3600, "path": "token"}}]}}),
+            "audience": faultline_model::ingest::INGEST_AUDIENCE, "expirationSeconds": 3600, "path": "token"}}]}}),
     ];
     if let Some(secret) = &p.operator_ca_secret {
         // Only the CA certificate: the operator's key stays out of the agents' pods.

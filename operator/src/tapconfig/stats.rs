@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faultline_core::Timestamp;
 use faultline_crds::{NodeCaptureStats, TapConfig};
+use faultline_model::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff;
@@ -235,7 +235,7 @@ pub fn loss_began(tap: &TapConfig, status: &serde_json::Value) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_core::ingest::AgentStats;
+    use faultline_model::ingest::AgentStats;
 
     /// An agent that started a minute before T0 and has seen `received` packets and lost `dropped`.
     fn report(received: u64, dropped: u64, note: Option<&str>) -> NodeReport {

@@ -1,4 +1,4 @@
-use faultline_core::entry::{Endpoint, EntryError, ErrorType, Protocol, Response, Side, TcpInfo, TcpState};
+use faultline_model::entry::{Endpoint, EntryError, ErrorType, Protocol, Response, Side, TcpInfo, TcpState};
 
 use super::*;
 
@@ -163,9 +163,9 @@ fn dns_entry(rcode: Option<u8>, error: Option<(ErrorType, &str)>) -> Entry {
     e.protocol = Protocol::Dns;
     e.tcp = None;
     e.error = error.map(|(kind, msg)| EntryError { kind, msg: msg.into() });
-    e.dns = Some(faultline_core::entry::DnsInfo {
+    e.dns = Some(faultline_model::entry::DnsInfo {
         id: 1,
-        question: faultline_core::entry::DnsQuestion { name: "db.shop.svc.cluster.local".into(), qtype: "A".into() },
+        question: faultline_model::entry::DnsQuestion { name: "db.shop.svc.cluster.local".into(), qtype: "A".into() },
         rcode,
         rcode_name: rcode.map(|r| ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN"][usize::from(r)].to_owned()),
         answers: vec![],

@@ -16,7 +16,7 @@ impl Record for Entry {
             ("timestamp", []) => Some(Value::Text(Inline::format(format_args!("{}", self.timestamp)))),
             ("node", []) => Some(Value::from_opt_str(self.node.as_deref())),
             ("protocol", []) => Some(Value::Str(self.protocol.as_str())),
-            ("kind", []) => Some(Value::Text(Inline::format(format_args!("{}", crate::entry_kind::KindLabel(self))))),
+            ("kind", []) => Some(Value::Text(Inline::format(format_args!("{}", crate::kind::KindLabel(self))))),
             ("src", rest) => endpoint(&self.src, rest),
             ("dst", rest) => endpoint(&self.dst, rest),
             ("elapsedTime", []) => Some(Value::Num(self.elapsed_time)),
