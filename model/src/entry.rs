@@ -92,34 +92,6 @@ impl Entry {
     }
 }
 
-/// What an entry is about, in the order every summary asks: a TCP state, else an ICMP message, else an
-/// error, else an HTTP-style response, else only its protocol. Each place that names entries (the CLI's
-/// table, ErrorView counts, Event reasons) words these its own way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind<'a> {
-    Tcp(TcpState),
-    Icmp(&'a str),
-    Error(ErrorType),
-    Response(u16),
-    Other,
-}
-
-impl Entry {
-    pub fn kind(&self) -> Kind<'_> {
-        if let Some(t) = &self.tcp {
-            return Kind::Tcp(t.state);
-        }
-        if let Some(i) = &self.icmp {
-            return Kind::Icmp(&i.type_name);
-        }
-        match (&self.error, &self.response) {
-            (Some(err), _) => Kind::Error(err.kind),
-            (None, Some(r)) => Kind::Response(r.status),
-            (None, None) => Kind::Other,
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -156,15 +128,132 @@ pub struct Endpoint {
     /// Pod name, filled in by the operator when the entry arrives from a node; null offline.
     pub name: Option<String>,
     pub namespace: Option<String>,
-    /// The pod's workload as `Kind/name` (`Deployment/web`, `StatefulSet/db`, `DaemonSet/…`, `Job/…`,
-    /// `CronJob/…`; a pod without a controller: `Pod/<name>`), filled in by the operator; absent offline.
+    /// What runs the pod (`Deployment/web`, `StatefulSet/db`, …; a pod without a controller:
+    /// `Pod/<name>`), or `Node/<node>` for the node itself (the kubelet, a host-network pod): filled in by
+    /// the operator; absent offline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload: Option<String>,
+    pub workload: Option<Workload>,
 }
 
 impl Endpoint {
     pub fn new(ip: IpAddr, port: Option<u16>) -> Self {
         Endpoint { ip, port, name: None, namespace: None, workload: None }
+    }
+
+    /// The pod at this end, as (namespace, name), when it is one.
+    pub fn pod(&self) -> Option<(&str, &str)> {
+        Some((self.namespace.as_deref()?, self.name.as_deref()?))
+    }
+}
+
+/// What runs a pod, or the node itself: what outlives a pod's own name (which changes with every
+/// rollout). Written `Kind/name`, in JSON and KFL alike; kept in that form, so a query compares it as it is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Workload {
+    kind: WorkloadKind,
+    /// `Kind/name`.
+    text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+    Job,
+    CronJob,
+    /// A pod without a controller: the workload is the pod.
+    Pod,
+    /// The node itself.
+    Node,
+    /// Another controller kind (an operator's own resource), by its name.
+    Other(String),
+}
+
+impl WorkloadKind {
+    pub fn as_str(&self) -> &str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::CronJob => "CronJob",
+            WorkloadKind::Pod => "Pod",
+            WorkloadKind::Node => "Node",
+            WorkloadKind::Other(kind) => kind,
+        }
+    }
+
+    pub fn of(kind: &str) -> WorkloadKind {
+        match kind {
+            "Deployment" => WorkloadKind::Deployment,
+            "StatefulSet" => WorkloadKind::StatefulSet,
+            "DaemonSet" => WorkloadKind::DaemonSet,
+            "ReplicaSet" => WorkloadKind::ReplicaSet,
+            "Job" => WorkloadKind::Job,
+            "CronJob" => WorkloadKind::CronJob,
+            "Pod" => WorkloadKind::Pod,
+            "Node" => WorkloadKind::Node,
+            other => WorkloadKind::Other(other.to_owned()),
+        }
+    }
+}
+
+impl Workload {
+    pub fn new(kind: WorkloadKind, name: &str) -> Workload {
+        let text = format!("{}/{name}", kind.as_str());
+        Workload { kind, text }
+    }
+
+    pub fn kind(&self) -> &WorkloadKind {
+        &self.kind
+    }
+
+    pub fn name(&self) -> &str {
+        &self.text[self.kind.as_str().len() + 1..]
+    }
+
+    /// `Kind/name`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether it says no more than the pod's own name (a pod without a controller).
+    pub fn is_the_pod(&self, pod_name: &str) -> bool {
+        self.kind == WorkloadKind::Pod && self.name() == pod_name
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for Workload {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Workload, String> {
+        match s.split_once('/') {
+            Some((kind, name)) if !kind.is_empty() && !name.is_empty() => {
+                Ok(Workload::new(WorkloadKind::of(kind), name))
+            }
+            _ => Err(format!("a workload is Kind/name, not {s:?}")),
+        }
+    }
+}
+
+impl Serialize for Workload {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Workload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Workload, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -473,5 +562,16 @@ mod tests {
         let back: Entry = serde_json::from_str(&json).expect("parses back");
         assert_eq!(back, e);
         assert_eq!(e.dst.to_string(), "[2001:db8::7]:8080");
+    }
+
+    #[test]
+    fn workloads_are_kind_slash_name_and_read_back_typed() {
+        let w: Workload = "Deployment/web".parse().expect("a workload");
+        assert_eq!(w, Workload::new(WorkloadKind::Deployment, "web"));
+        assert_eq!(serde_json::to_string(&w).expect("json"), r#""Deployment/web""#);
+        let odd: Workload = serde_json::from_str(r#""Rollout/shop-api""#).expect("another controller");
+        assert_eq!((odd.kind(), odd.name()), (&WorkloadKind::Other("Rollout".into()), "shop-api"));
+        assert!(serde_json::from_str::<Workload>(r#""web""#).is_err());
+        assert!(Workload::new(WorkloadKind::Pod, "x").is_the_pod("x"));
     }
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use faultline_kfl::{seg_name, Inline, Record, Seg, Value};
 
-use crate::entry::{Endpoint, Entry, FlowEndpoint, Headers};
+use crate::entry::{Endpoint, Entry, FlowEndpoint, Headers, Workload};
 
 impl Record for Entry {
     fn get(&self, path: &[Seg]) -> Option<Value<'_>> {
@@ -16,7 +16,7 @@ impl Record for Entry {
             ("timestamp", []) => Some(Value::Text(Inline::format(format_args!("{}", self.timestamp)))),
             ("node", []) => Some(Value::from_opt_str(self.node.as_deref())),
             ("protocol", []) => Some(Value::Str(self.protocol.as_str())),
-            ("kind", []) => Some(Value::Text(Inline::format(format_args!("{}", crate::kind::KindLabel(self))))),
+            ("kind", []) => Some(Value::Text(Inline::format(format_args!("{}", crate::kind::Kind::of(self))))),
             ("src", rest) => endpoint(&self.src, rest),
             ("dst", rest) => endpoint(&self.dst, rest),
             ("elapsedTime", []) => Some(Value::Num(self.elapsed_time)),
@@ -164,7 +164,7 @@ fn endpoint<'a>(e: &'a Endpoint, rest: &[Seg]) -> Option<Value<'a>> {
         Some("port") => Some(e.port.map_or(Value::Null, |p| Value::Num(f64::from(p)))),
         Some("name") => Some(Value::from_opt_str(e.name.as_deref())),
         Some("namespace") => Some(Value::from_opt_str(e.namespace.as_deref())),
-        Some("workload") => Some(Value::from_opt_str(e.workload.as_deref())),
+        Some("workload") => Some(Value::from_opt_str(e.workload.as_ref().map(Workload::as_str))),
         _ => None,
     }
 }

@@ -9,14 +9,13 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use faultline_model::entry::{Endpoint, Protocol};
+use faultline_model::entry::{Endpoint, Protocol, Workload, WorkloadKind};
+use faultline_model::kind::Kind;
 use faultline_model::Entry;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-
-use crate::errorview::view::kind_of;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -55,14 +54,6 @@ pub struct ErrorMetrics {
     max_series: usize,
 }
 
-/// Whether an entry is an error to count: what the error dashboard shows (`response.status > 400 or
-/// error or icmp or tcp`), HTTP 4xx included.
-fn is_error(e: &Entry) -> bool {
-    let http_status = matches!(e.protocol, Protocol::Http | Protocol::Http2 | Protocol::Grpc)
-        && e.response.as_ref().is_some_and(|r| r.status >= 400);
-    e.error.is_some() || e.tcp.is_some() || e.icmp.is_some() || http_status
-}
-
 /// An exchange of a request/response protocol (the denominator of an error ratio).
 fn is_request(e: &Entry) -> bool {
     matches!(e.protocol, Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::Dns)
@@ -71,20 +62,21 @@ fn is_request(e: &Entry) -> bool {
 
 /// A kind with a bounded set of values: codes outside the named ones (an unknown HTTP/2 error code, a gRPC
 /// status past 16) are `<protocol>/other`.
-fn bounded_kind(e: &Entry) -> String {
-    let kind = kind_of(e);
-    let unnamed = kind.contains("error code 0x") || kind.contains("/CODE_");
-    match kind.split_once('/') {
-        Some((proto, _)) if unnamed => format!("{proto}/{OTHER}"),
-        _ => kind,
+fn bounded_kind(k: Kind<'_>) -> String {
+    match k {
+        Kind::Http2 { code, .. } if code.starts_with("error code 0x") => format!("http2/{OTHER}"),
+        Kind::Grpc(Some(status)) if status.starts_with("CODE_") => format!("grpc/{OTHER}"),
+        k => k.to_string(),
     }
 }
 
+/// An end's (namespace, workload): a pod's, the node's own (`Node/<node>`, no namespace), else external.
 fn side(ep: &Endpoint) -> (String, String) {
-    match (&ep.namespace, &ep.workload) {
-        (Some(ns), Some(w)) => (ns.clone(), w.clone()),
-        (Some(ns), None) => (ns.clone(), ep.name.clone().map_or_else(|| EXTERNAL.into(), |n| format!("Pod/{n}"))),
-        _ => (String::new(), EXTERNAL.into()),
+    let namespace = ep.namespace.clone().unwrap_or_default();
+    match (&ep.workload, ep.pod()) {
+        (Some(w), _) => (namespace, w.to_string()),
+        (None, Some((_, name))) => (namespace, Workload::new(WorkloadKind::Pod, name).to_string()),
+        (None, None) => (String::new(), EXTERNAL.into()),
     }
 }
 
@@ -125,7 +117,8 @@ impl ErrorMetrics {
     /// Counts newly arrived entries.
     pub fn observe(&self, entries: &[std::sync::Arc<Entry>]) {
         for e in entries {
-            let (err, req) = (is_error(e), is_request(e));
+            let kind = Kind::of(e);
+            let (err, req) = (kind.is_error(), is_request(e));
             if !err && !req {
                 continue;
             }
@@ -139,7 +132,7 @@ impl ErrorMetrics {
                 let labels = ErrorLabels {
                     namespace: namespace.clone(),
                     workload: workload.clone(),
-                    kind: bounded_kind(e),
+                    kind: bounded_kind(kind),
                     peer_namespace,
                     peer_workload,
                     node: node.clone(),
@@ -214,7 +207,7 @@ mod tests {
         Endpoint {
             namespace: Some(ns.into()),
             name: Some(format!("{}-x", workload.to_lowercase())),
-            workload: Some(workload.into()),
+            workload: workload.parse().ok(),
             ..Endpoint::new(ip.parse().expect("ip"), Some(80))
         }
     }

@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use faultline_crds::ErrorView;
-use faultline_model::entry::{Entry, ErrorType, Kind};
+use faultline_model::entry::Entry;
+use faultline_model::kind::Kind;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
@@ -59,34 +60,7 @@ pub struct Events {
 
 /// The PascalCase reason for an entry (SPEC §5).
 pub fn reason(e: &Entry) -> String {
-    if e.tls.is_some() {
-        return "TLSHandshakeFailure".into();
-    }
-    if e.dns.is_some() {
-        return match &e.error {
-            Some(err) if err.kind == ErrorType::PairNotFound => "DNSTimeout".into(),
-            Some(_) => "DNSError".into(),
-            None => "DNSResponse".into(),
-        };
-    }
-    if let Some(h) = &e.http2 {
-        return if h.frame == "GOAWAY" { "HTTP2GoAway".into() } else { "HTTP2StreamReset".into() };
-    }
-    match e.kind() {
-        Kind::Tcp(state) => format!("TCP{}", state.as_str()),
-        Kind::Icmp(type_name) => format!("ICMP{type_name}"),
-        Kind::Error(ErrorType::PairNotFound) => "HalfConnection".into(),
-        Kind::Error(ErrorType::Dissection) => "DissectionError".into(),
-        Kind::Error(ErrorType::Timeout) => "StreamTimeout".into(),
-        Kind::Error(ErrorType::Connection) => "ConnectionError".into(),
-        Kind::Error(ErrorType::Dns) => "DNSError".into(),
-        Kind::Error(ErrorType::Tls) => "TLSHandshakeFailure".into(),
-        Kind::Error(ErrorType::Grpc) => "GRPCError".into(),
-        Kind::Error(ErrorType::Http2) => "HTTP2StreamReset".into(),
-        Kind::Response(status) if status >= 500 => "HTTPServerError".into(),
-        Kind::Response(status) if status >= 400 => "HTTPClientError".into(),
-        Kind::Response(_) | Kind::Other => "HTTPResponse".into(),
-    }
+    Kind::of(e).event_reason()
 }
 
 impl Events {
@@ -98,13 +72,10 @@ impl Events {
     pub fn record_for_view(&self, view: &ErrorView, e: &Entry) {
         let view_ns = view.namespace().unwrap_or_default();
         // The server side first: that is usually where the error is.
-        let pod = [&e.dst, &e.src].into_iter().find_map(|ep| match (&ep.namespace, &ep.name) {
-            (Some(ns), Some(name)) if *ns == view_ns => Some((ns.clone(), name.clone())),
-            _ => None,
-        });
+        let pod = [&e.dst, &e.src].into_iter().find_map(|ep| ep.pod().filter(|(ns, _)| *ns == view_ns));
         let (key, regarding) = match pod {
             Some((ns, name)) => (
-                Key { namespace: ns.clone(), kind: "Pod", name: name.clone(), reason: reason(e) },
+                Key { namespace: ns.to_owned(), kind: "Pod", name: name.to_owned(), reason: reason(e) },
                 json!({"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name}),
             ),
             None => (

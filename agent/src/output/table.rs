@@ -1,6 +1,7 @@
 //! One line per entry, in words a person on call can act on.
 
-use faultline_core::entry::{ErrorType, Kind, Protocol, Side, SynReason, TcpState};
+use faultline_core::entry::{ErrorType, Protocol, Side, SynReason, TcpState};
+use faultline_core::kind::Kind;
 use faultline_core::Entry;
 
 const WIDTHS: [usize; 5] = [27, 5, 24, 24, 38];
@@ -25,27 +26,9 @@ fn line(cols: [&str; 5], last: &str) -> String {
     s.trim_end().to_owned()
 }
 
-/// A short name for the kind of entry, used by the table and the summary.
+/// The kind of entry (`tcp/Reset`, `http/5xx`, …), as ErrorViews and metrics count it: the summary's buckets.
 pub fn kind(e: &Entry) -> String {
-    let proto = e.protocol.as_str();
-    if let Some(t) = &e.tls {
-        return format!("tls {}", t.alert.as_deref().unwrap_or("no-server-hello"));
-    }
-    if let Some(d) = &e.dns {
-        return match (&e.error, &d.rcode_name) {
-            (Some(err), _) if err.kind == ErrorType::PairNotFound => "dns unanswered".to_owned(),
-            (Some(_), Some(rcode)) => format!("dns {rcode} (error)"),
-            (None, Some(rcode)) => format!("dns {rcode}"),
-            (_, None) => "dns".to_owned(),
-        };
-    }
-    match e.kind() {
-        Kind::Tcp(state) => format!("tcp {}", state.as_str()),
-        Kind::Icmp(type_name) => format!("icmp {type_name}"),
-        Kind::Error(err) => format!("{proto} {}", err.as_str()),
-        Kind::Response(status) => format!("{proto} {}xx", status / 100),
-        Kind::Other => proto.to_owned(),
-    }
+    Kind::of(e).to_string()
 }
 
 fn side(s: Option<Side>) -> &'static str {

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use faultline_model::entry::Endpoint;
-use faultline_model::kind::KindLabel;
+use faultline_model::kind::Kind;
 use faultline_model::{Entry, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -58,9 +58,10 @@ pub struct Pair {
 fn end(ep: &Endpoint, side: &str) -> (String, String) {
     let quoted = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
     match (&ep.namespace, &ep.workload, &ep.name) {
-        (Some(ns), Some(w), _) => {
-            (format!("{ns}/{w}"), format!("{side}.namespace == {} and {side}.workload == {}", quoted(ns), quoted(w)))
-        }
+        (Some(ns), Some(w), _) => (
+            format!("{ns}/{w}"),
+            format!("{side}.namespace == {} and {side}.workload == {}", quoted(ns), quoted(w.as_str())),
+        ),
         (Some(ns), None, Some(name)) => {
             (format!("{ns}/{name}"), format!("{side}.namespace == {} and {side}.name == {}", quoted(ns), quoted(name)))
         }
@@ -84,7 +85,7 @@ pub fn overview<'a>(entries: impl Iterator<Item = &'a Entry>, now: Timestamp, mi
         if minute < first || minute > last {
             continue;
         }
-        let kind = KindLabel(e).to_string();
+        let kind = Kind::of(e).to_string();
         *counts[(minute - first) as usize].entry(kind.clone()).or_default() += 1;
         *kinds.entry(kind).or_default() += 1;
         total += 1;
@@ -126,7 +127,7 @@ mod tests {
         let pod = |ip: &str, w: &str| Endpoint {
             namespace: Some("shop".into()),
             name: Some(format!("{}-1", w.to_lowercase())),
-            workload: Some(format!("Deployment/{w}")),
+            workload: Some(faultline_model::entry::Workload::new(faultline_model::entry::WorkloadKind::Deployment, w)),
             ..Endpoint::new(ip.parse().expect("ip"), Some(80))
         };
         let mut e = Entry::new(Protocol::Tcp, Timestamp(at_ns), pod("10.0.0.1", client), pod("10.0.0.2", server));

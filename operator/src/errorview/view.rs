@@ -161,15 +161,15 @@ pub fn visible(e: &Entry, namespace: &str, cluster_wide: bool) -> bool {
 
 /// The kind an entry is counted under: TCP state, ICMP type, dissection, half connection, HTTP class.
 pub fn kind_of(e: &Entry) -> String {
-    faultline_model::kind::KindLabel(e).to_string()
+    faultline_model::kind::Kind::of(e).to_string()
 }
 
 /// A pod as `namespace/name`; anything else by its address alone — an ephemeral port would make every
 /// connection a pair of its own.
 fn endpoint(ep: &faultline_model::entry::Endpoint) -> String {
-    match (&ep.namespace, &ep.name) {
-        (Some(ns), Some(n)) => format!("{ns}/{n}"),
-        _ => ep.ip.to_string(),
+    match ep.pod() {
+        Some((ns, n)) => format!("{ns}/{n}"),
+        None => ep.ip.to_string(),
     }
 }
 
@@ -203,9 +203,9 @@ pub fn summary(e: &Entry) -> String {
         Some((ns, name)) => format!(" (via service {ns}/{name})"),
         None => String::new(),
     };
-    let named = |ep: &faultline_model::entry::Endpoint| match (&ep.namespace, &ep.name) {
-        (Some(ns), Some(n)) => format!("{ns}/{n}"),
-        _ => ep.to_string(),
+    let named = |ep: &faultline_model::entry::Endpoint| match ep.pod() {
+        Some((ns, n)) => format!("{ns}/{n}"),
+        None => ep.to_string(),
     };
     format!("{} {} -> {}{}{via}{req}: {what}", e.protocol.as_str(), named(&e.src), named(&e.dst), workloads(e))
 }
@@ -215,7 +215,7 @@ pub fn summary(e: &Entry) -> String {
 fn workloads(e: &Entry) -> String {
     fn telling(ep: &faultline_model::entry::Endpoint) -> Option<&str> {
         match (&ep.workload, &ep.name) {
-            (Some(w), Some(n)) if w.strip_prefix("Pod/") == Some(n.as_str()) => None,
+            (Some(w), Some(n)) if w.is_the_pod(n) => None,
             (Some(w), _) => Some(w.as_str()),
             (None, _) => None,
         }

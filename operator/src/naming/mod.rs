@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use faultline_crds::TapConfig;
-use faultline_model::entry::ServiceRef;
+use faultline_model::entry::{ServiceRef, Workload, WorkloadKind};
 use faultline_model::Entry;
 use futures::StreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -172,7 +172,7 @@ impl Names {
                     ep.namespace = Some(p.namespace);
                     ep.workload = Some(p.workload);
                 } else if self.is_node(reporter, &ep.ip) {
-                    ep.workload = Some(format!("Node/{reporter}"));
+                    ep.workload = Some(Workload::new(WorkloadKind::Node, reporter));
                 }
             }
             // The Service the client addressed: seen before DNAT (the agent kept the translated address),
@@ -285,7 +285,7 @@ mod tests {
             name: name.into(),
             namespace: ns.into(),
             node: Some(node.into()),
-            workload: format!("Pod/{name}"),
+            workload: Workload::new(WorkloadKind::Pod, name),
             serving,
         }
     }
@@ -386,7 +386,7 @@ mod tests {
         assert_eq!(probe(100).unready_probed, 1, "Ready at some moment of second 100: not before it ended");
         let serving = probe(150);
         assert_eq!((serving.kept.len(), serving.unready_probed), (1, 0), "a Ready pod refusing is an error");
-        assert_eq!(serving.kept[0].src.workload.as_deref(), Some("Node/a"), "the node itself");
+        assert_eq!(serving.kept[0].src.workload.as_ref().map(Workload::as_str), Some("Node/a"), "the node itself");
         assert_eq!(probe(201).unready_probed, 1, "being deleted");
         // Another pod refused the same way is no probe; nor is the node's own address on another node.
         let from_pod = n.name("t", "a", &[bridge], vec![refused("10.0.0.1", "10.0.0.2", 99)], |_| true);

@@ -13,6 +13,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 
+use faultline_model::entry::{Workload, WorkloadKind};
 use faultline_model::Timestamp;
 
 use crate::tapconfig::build::TAPCONFIG_LABEL;
@@ -23,8 +24,8 @@ pub struct PodRef {
     pub name: String,
     pub namespace: String,
     pub node: Option<String>,
-    /// `Kind/name` of what runs the pod (see `workload`).
-    pub workload: String,
+    /// What runs the pod (see `workload`).
+    pub workload: Workload,
     pub serving: Serving,
 }
 
@@ -71,24 +72,24 @@ fn stamp(t: &k8s_openapi::jiff::Timestamp) -> Timestamp {
 /// further lookups: a ReplicaSet whose name is its Deployment's plus the pod's `pod-template-hash` is
 /// that Deployment; a Job named like a CronJob's run (`<cronjob>-<minutes since the epoch>`) is that
 /// CronJob. These names are what stays the same across rollouts and runs, unlike pod names.
-pub fn workload(p: &Pod) -> String {
+pub fn workload(p: &Pod) -> Workload {
     let owner = p.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true));
-    let Some(o) = owner else { return format!("Pod/{}", p.name_any()) };
+    let Some(o) = owner else { return Workload::new(WorkloadKind::Pod, &p.name_any()) };
     match o.kind.as_str() {
         "ReplicaSet" => {
             let hash = p.labels().get("pod-template-hash");
             match hash.and_then(|h| o.name.strip_suffix(h.as_str())?.strip_suffix('-')) {
-                Some(deployment) if !deployment.is_empty() => format!("Deployment/{deployment}"),
-                _ => format!("ReplicaSet/{}", o.name),
+                Some(deployment) if !deployment.is_empty() => Workload::new(WorkloadKind::Deployment, deployment),
+                _ => Workload::new(WorkloadKind::ReplicaSet, &o.name),
             }
         }
         "Job" => match o.name.rsplit_once('-') {
             Some((cron, run)) if !cron.is_empty() && run.len() >= 8 && run.bytes().all(|b| b.is_ascii_digit()) => {
-                format!("CronJob/{cron}")
+                Workload::new(WorkloadKind::CronJob, cron)
             }
-            _ => format!("Job/{}", o.name),
+            _ => Workload::new(WorkloadKind::Job, &o.name),
         },
-        kind => format!("{kind}/{}", o.name),
+        kind => Workload::new(WorkloadKind::of(kind), &o.name),
     }
 }
 
@@ -332,12 +333,12 @@ mod tests {
             }))
             .expect("a pod")
         };
-        assert_eq!(workload(&owned("ReplicaSet", "web-5d9c8b7f4", Some("5d9c8b7f4"))), "Deployment/web");
-        assert_eq!(workload(&owned("ReplicaSet", "web-5d9c8b7f4", None)), "ReplicaSet/web-5d9c8b7f4");
-        assert_eq!(workload(&owned("StatefulSet", "db", None)), "StatefulSet/db");
-        assert_eq!(workload(&owned("Job", "backup-29481230", None)), "CronJob/backup");
-        assert_eq!(workload(&owned("Job", "migrate", None)), "Job/migrate");
-        assert_eq!(workload(&pod("bare", "Running", "10.0.0.9")), "Pod/bare");
+        assert_eq!(workload(&owned("ReplicaSet", "web-5d9c8b7f4", Some("5d9c8b7f4"))).as_str(), "Deployment/web");
+        assert_eq!(workload(&owned("ReplicaSet", "web-5d9c8b7f4", None)).as_str(), "ReplicaSet/web-5d9c8b7f4");
+        assert_eq!(workload(&owned("StatefulSet", "db", None)).as_str(), "StatefulSet/db");
+        assert_eq!(workload(&owned("Job", "backup-29481230", None)).as_str(), "CronJob/backup");
+        assert_eq!(workload(&owned("Job", "migrate", None)).as_str(), "Job/migrate");
+        assert_eq!(workload(&pod("bare", "Running", "10.0.0.9")).as_str(), "Pod/bare");
     }
 
     #[test]

@@ -198,14 +198,14 @@ fn summaries_name_workloads_that_say_more_than_the_pod() {
         ep("10.0.0.1", 40000, Some(("shop", "client-7d9f-x2"))),
         ep("10.0.0.2", 80, Some(("shop", "db-0"))),
     );
-    e.src.workload = Some("Deployment/client".into());
-    e.dst.workload = Some("StatefulSet/db".into());
+    e.src.workload = "Deployment/client".parse().ok();
+    e.dst.workload = "StatefulSet/db".parse().ok();
     assert!(
         summary(&e).starts_with("tcp shop/client-7d9f-x2 -> shop/db-0 [Deployment/client -> StatefulSet/db]"),
         "{}",
         summary(&e)
     );
-    e.src.workload = Some("Pod/client-7d9f-x2".into());
+    e.src.workload = "Pod/client-7d9f-x2".parse().ok();
     e.dst.workload = None;
     assert!(
         summary(&e).starts_with("tcp shop/client-7d9f-x2 -> shop/db-0:"),
