@@ -3,7 +3,7 @@
 //! `fuzz/seeds/` on stable in `cargo test` — so the seed corpus, and every crash found and saved there, is
 //! a regression test wherever the tests run. Each function must not panic on any input.
 
-use faultline_core::http::{Dir, HttpDissector};
+use faultline_core::dissect::http::{Dir, HttpDissector};
 use faultline_core::pcap::PcapReader;
 use faultline_core::sharded::ShardedInline;
 use faultline_core::wire::LinkType;
@@ -78,7 +78,7 @@ pub fn shards(data: &[u8]) {
 pub fn dns(data: &[u8]) {
     let client = (std::net::IpAddr::from([10, 0, 0, 1]), 40000);
     let server = (std::net::IpAddr::from([10, 0, 0, 53]), 53);
-    let mut tracker = faultline_core::dns::DnsTracker::default();
+    let mut tracker = faultline_core::dissect::dns::DnsTracker::default();
     let mut stats = faultline_core::stats::Stats::default();
     let mut out = Vec::new();
     let mut rest = data;
@@ -88,7 +88,7 @@ pub fn dns(data: &[u8]) {
         let (payload, next) = tail.split_at(len);
         rest = next;
         t += u64::from(ctl >> 1) * 100;
-        let _ = faultline_core::dns::wire::Message::parse(payload);
+        let _ = faultline_core::dissect::dns::wire::Message::parse(payload);
         let (src, dst) = if ctl & 1 == 0 { (client, server) } else { (server, client) };
         tracker.on_datagram(src, dst, payload, Timestamp::from_millis(t), 5_000, &mut stats, &mut out);
         tracker.sweep(Timestamp::from_millis(t), false, 5_000, &mut out);
@@ -131,7 +131,7 @@ fn stream_chunks(data: &[u8]) -> (Vec<StreamChunk<'_>>, Timestamp) {
 
 /// Both directions of a TLS handshake through the record and handshake readers (chunks: `stream_chunks`).
 pub fn tls(data: &[u8]) {
-    let mut d = faultline_core::tls::TlsDissector::default();
+    let mut d = faultline_core::dissect::tls::TlsDissector::default();
     let (chunks, end) = stream_chunks(data);
     for c in chunks {
         if c.gap {
@@ -153,7 +153,7 @@ pub fn tls(data: &[u8]) {
 /// Both directions of an HTTP/2 connection, from the client's preface on (chunks: `stream_chunks`; a gap
 /// is of the chunk's length; the pair timer runs at 1 s).
 pub fn http2(data: &[u8]) {
-    let mut d = faultline_core::http2::Http2Dissector::new(true);
+    let mut d = faultline_core::dissect::http2::Http2Dissector::new(true);
     let (chunks, end) = stream_chunks(data);
     for c in chunks {
         if c.gap {

@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use etherparse::PacketBuilder;
-use faultline_core::http::{Dir, HttpDissector};
+use faultline_core::dissect::http::{Dir, HttpDissector};
 use faultline_core::wire::{decode, LinkType};
 use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};
 

@@ -86,7 +86,7 @@ impl EngineConfig {
             self.tcp_stream_channel_timeout_ms,
             self.dns_timeout_ms,
             self.tls_handshake_timeout_ms,
-            crate::dns::SEARCH_STEP_MS,
+            crate::dissect::dns::SEARCH_STEP_MS,
         ]
         .into_iter()
         .min()

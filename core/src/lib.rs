@@ -4,14 +4,12 @@
 mod aliases;
 pub mod config;
 pub mod copies;
-pub mod dns;
+pub mod dissect;
 pub mod engine;
 pub mod entry_order;
 mod flow;
 pub mod frames;
 pub mod front;
-pub mod http;
-pub mod http2;
 pub mod icmp;
 pub mod merge;
 pub mod pcap;
@@ -21,7 +19,6 @@ pub mod shard;
 pub mod sharded;
 pub mod stats;
 pub mod tcp;
-pub mod tls;
 pub mod wire;
 
 // The entry model lives in its own crate (the operator uses it without the engine); the engine speaks it

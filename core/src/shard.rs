@@ -38,7 +38,7 @@ pub struct Shard {
     /// Endpoints seen answering a SYN with a SYN-ACK (on any shard: the front announces them to all).
     listeners: std::collections::HashSet<(std::net::IpAddr, u16), foldhash::fast::RandomState>,
     /// DNS exchanges over UDP.
-    dns: crate::dns::DnsTracker,
+    dns: crate::dissect::dns::DnsTracker,
     recorder: Option<FlowRecorder>,
     /// (entry id, pcap of its flow) waiting for `take_recordings`.
     recordings: Vec<(String, Vec<u8>)>,
@@ -71,7 +71,7 @@ impl Shard {
             held: HeldBudget::new(cfg.max_out_of_order_total),
             listeners: Default::default(),
             aliases: NatAliases::default(),
-            dns: crate::dns::DnsTracker::with_limit(crate::dns::MAX_PENDING / of),
+            dns: crate::dissect::dns::DnsTracker::with_limit(crate::dissect::dns::MAX_PENDING / of),
             cfg,
             flows: FlowTable::default(),
             recorder,

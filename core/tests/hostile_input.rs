@@ -4,7 +4,7 @@
 mod common;
 
 use common::rng::Rng;
-use faultline_core::http::{Dir, HttpDissector};
+use faultline_core::dissect::http::{Dir, HttpDissector};
 use faultline_core::pcap::PcapReader;
 use faultline_core::wire::LinkType;
 use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};

@@ -21,13 +21,13 @@
 
 use std::net::IpAddr;
 
-use super::app::{App, AppOutput, Enabled, Proto};
 use super::{seq_ge, seq_lt};
 use crate::config::EngineConfig;
+use crate::dissect::http::HttpOutcome;
+use crate::dissect::http2::Http2Outcome;
+use crate::dissect::payload::{App, AppOutput, Enabled, Proto};
 use crate::entry::{Endpoint, Entry, EntryError, ErrorType, Protocol, Side, SynReason, TcpInfo, TcpState, TlsInfo};
 use crate::flow::Lingering;
-use crate::http::HttpOutcome;
-use crate::http2::Http2Outcome;
 use crate::stats::Stats;
 use crate::tcp::reassembly::HeldBudget;
 use crate::time::Timestamp;
@@ -40,7 +40,7 @@ pub(crate) struct Ctx<'a> {
     pub out: &'a mut Vec<Entry>,
     pub held: &'a std::sync::Arc<HeldBudget>,
     /// DNS exchanges, over UDP and TCP alike.
-    pub dns: &'a mut crate::dns::DnsTracker,
+    pub dns: &'a mut crate::dissect::dns::DnsTracker,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -782,7 +782,7 @@ impl Conn {
 
     fn emit_http2(&self, outcomes: Vec<Http2Outcome>, ctx: &mut Ctx<'_>) {
         for o in outcomes {
-            ctx.out.push(crate::http2::entry::build(o, |p, start, end| self.entry(p, start, end)));
+            ctx.out.push(crate::dissect::http2::entry::build(o, |p, start, end| self.entry(p, start, end)));
         }
     }
 
@@ -795,7 +795,7 @@ impl Conn {
         }
     }
 
-    fn emit_tls(&self, failures: Vec<crate::tls::TlsFailure>, ctx: &mut Ctx<'_>) {
+    fn emit_tls(&self, failures: Vec<crate::dissect::tls::TlsFailure>, ctx: &mut Ctx<'_>) {
         for f in failures {
             let mut e = self.entry(Protocol::Tls, f.start, f.decided);
             e.error = Some(EntryError { kind: ErrorType::Tls, msg: f.msg });

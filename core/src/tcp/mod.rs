@@ -1,7 +1,6 @@
 //! TCP: the per-connection state machine that finds connection errors (SPEC §3.1), and stream
 //! reassembly for the dissectors.
 
-mod app;
 pub(crate) mod conn;
 pub mod reassembly;
 

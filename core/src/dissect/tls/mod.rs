@@ -57,8 +57,8 @@ pub struct TlsDissector {
 }
 
 /// Whether `b` starts like a TLS handshake record: type 22, version 3.x, a plausible length.
-pub fn looks_like_tls(b: &[u8]) -> crate::http::Verdict {
-    use crate::http::Verdict;
+pub fn looks_like_tls(b: &[u8]) -> crate::dissect::http::Verdict {
+    use crate::dissect::http::Verdict;
     match b {
         [] => Verdict::NeedMore,
         [22] | [22, 3] => Verdict::NeedMore,

@@ -9,8 +9,8 @@ const MAX_BUFFERED: usize = 65_537;
 
 /// Whether `b`, the first bytes a client sent on a connection, look like a DNS query over TCP: a length,
 /// then a header with QR clear, a standard query, one question and no answers.
-pub fn looks_like_query(b: &[u8]) -> crate::http::Verdict {
-    use crate::http::Verdict;
+pub fn looks_like_query(b: &[u8]) -> crate::dissect::http::Verdict {
+    use crate::dissect::http::Verdict;
     if b.len() < 14 {
         return Verdict::NeedMore;
     }

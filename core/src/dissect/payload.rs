@@ -4,15 +4,15 @@
 
 use std::sync::Arc;
 
-use super::reassembly::{Chunk, Fate, HeldBudget, Reassembler};
-use crate::dns::tcp::{looks_like_query, DnsStream};
-use crate::http::{
+use crate::dissect::dns::tcp::{looks_like_query, DnsStream};
+use crate::dissect::http::{
     looks_like_request, looks_like_response, proxy_header_len, Dir, HttpDissector, HttpOutcome, Upgrade, Verdict,
 };
-use crate::http2::{looks_like_preface, looks_like_server_preface, Http2Dissector, Http2Outcome};
+use crate::dissect::http2::{looks_like_preface, looks_like_server_preface, Http2Dissector, Http2Outcome};
+use crate::dissect::tls::{looks_like_tls, TlsDissector};
 use crate::stats::Stats;
+use crate::tcp::reassembly::{Chunk, Fate, HeldBudget, Reassembler};
 use crate::time::Timestamp;
-use crate::tls::{looks_like_tls, TlsDissector};
 
 /// Payload state, allocated only for connections that carry payload.
 pub(crate) struct App {
@@ -54,7 +54,7 @@ impl Enabled {
 #[derive(Default)]
 pub(crate) struct AppOutput {
     pub http: Vec<HttpOutcome>,
-    pub tls: Vec<crate::tls::TlsFailure>,
+    pub tls: Vec<crate::dissect::tls::TlsFailure>,
     pub http2: Vec<Http2Outcome>,
     /// DNS messages: (from the client, when, bytes), for the engine's exchange tracker.
     pub dns: Vec<(bool, Timestamp, Vec<u8>)>,
@@ -159,7 +159,7 @@ impl App {
 
     /// Whether direction `dir` has not yet handed on everything before `ack` (a hole, or nothing yet).
     pub fn waits_below(&self, dir: usize, ack: u32) -> bool {
-        self.streams[dir].next_seq().is_some_and(|next| super::seq_lt(next, ack))
+        self.streams[dir].next_seq().is_some_and(|next| crate::tcp::seq_lt(next, ack))
     }
 
     /// The receiver of direction `dir` acknowledged up to `ack`: holes before it are given up.
@@ -454,5 +454,5 @@ fn flip(dir: Dir) -> Dir {
 }
 
 fn proxy_len_or_zero(b: &[u8]) -> usize {
-    crate::http::proxy_header_size(b).unwrap_or(0)
+    crate::dissect::http::proxy_header_size(b).unwrap_or(0)
 }

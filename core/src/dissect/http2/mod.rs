@@ -12,7 +12,7 @@ mod stream;
 
 pub use dissector::{Http2Counters, Http2Dissector, Http2Outcome};
 
-use crate::http::Verdict;
+use crate::dissect::http::Verdict;
 
 /// Whether a client's first bytes are the HTTP/2 connection preface.
 pub fn looks_like_preface(b: &[u8]) -> Verdict {
