@@ -3,7 +3,8 @@
 //! `fuzz/seeds/` on stable in `cargo test` — so the seed corpus, and every crash found and saved there, is
 //! a regression test wherever the tests run. Each function must not panic on any input.
 
-use faultline_core::dissect::http::{Dir, HttpDissector};
+use faultline_core::dissect::http::HttpDissector;
+use faultline_core::dissect::Direction;
 use faultline_core::pcap::PcapReader;
 use faultline_core::sharded::ShardedInline;
 use faultline_core::wire::LinkType;
@@ -185,7 +186,7 @@ pub fn http(data: &[u8]) {
         rest = next;
         t += 1;
         let ts = Timestamp::from_millis(t);
-        let dir = if ctl & 1 == 0 { Dir::ClientToServer } else { Dir::ServerToClient };
+        let dir = if ctl & 1 == 0 { Direction::ToServer } else { Direction::ToClient };
         match (ctl >> 1) & 3 {
             0 | 1 => d.on_data(dir, ts, chunk, &mut out),
             2 => d.on_gap(dir, len as u64, ts, &mut out),

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use faultline_core::dissect::{Dissector, Dissectors};
 use faultline_core::EngineConfig;
 
 #[derive(Parser, Debug)]
@@ -108,9 +109,9 @@ pub struct EngineArgs {
     #[arg(long, value_name = "MS", default_value_t = EngineConfig::default().tls_handshake_timeout_ms)]
     pub tls_handshake_timeout_ms: u64,
 
-    /// Application protocols to dissect (repeatable): http, dns, tls. All of them when none is given; a
-    /// protocol left out is treated as unidentified traffic.
-    #[arg(long = "dissector", value_enum, value_name = "NAME")]
+    /// Application protocols to dissect (repeatable): http, dns, tls, http2. All of them when none is
+    /// given; a protocol left out is treated as unidentified traffic.
+    #[arg(long = "dissector", value_name = "NAME")]
     pub dissectors: Vec<Dissector>,
 
     /// Emit an entry for every stream timeout, not only count it.
@@ -129,18 +130,14 @@ pub struct EngineArgs {
     pub id_prefix: String,
 }
 
-/// The application protocols the engine can dissect (TapConfig `spec.dissectors`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Dissector {
-    Http,
-    Dns,
-    Tls,
-    Http2,
-}
-
 impl EngineArgs {
-    fn dissects(&self, d: Dissector) -> bool {
-        self.dissectors.is_empty() || self.dissectors.contains(&d)
+    /// The dissectors named, all when none is.
+    fn dissectors(&self) -> Dissectors {
+        if self.dissectors.is_empty() {
+            Dissectors::ALL
+        } else {
+            self.dissectors.iter().copied().collect()
+        }
     }
 
     pub fn to_config(&self) -> EngineConfig {
@@ -151,10 +148,7 @@ impl EngineArgs {
             tcp_stream_channel_timeout_ms: self.tcp_stream_channel_timeout_ms,
             idle_timeout_ms: self.idle_timeout_ms,
             dns_timeout_ms: self.dns_timeout_ms,
-            dissect_http: self.dissects(Dissector::Http),
-            dissect_dns: self.dissects(Dissector::Dns),
-            dissect_tls: self.dissects(Dissector::Tls),
-            dissect_http2: self.dissects(Dissector::Http2),
+            dissectors: self.dissectors(),
             tls_handshake_timeout_ms: self.tls_handshake_timeout_ms,
             show_stream_timeouts: self.show_stream_timeouts,
             show_icmp_informational: self.show_icmp_informational,

@@ -7,7 +7,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use etherparse::PacketBuilder;
-use faultline_core::dissect::http::{Dir, HttpDissector};
+use faultline_core::dissect::http::HttpDissector;
+use faultline_core::dissect::Direction;
 use faultline_core::wire::{decode, LinkType};
 use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};
 
@@ -124,8 +125,8 @@ fn http_parse(c: &mut Criterion) {
         b.iter(|| {
             let mut d = HttpDissector::default();
             let mut out = Vec::new();
-            d.on_data(Dir::ClientToServer, Timestamp(1), black_box(REQUEST), &mut out);
-            d.on_data(Dir::ServerToClient, Timestamp(2), black_box(RESPONSE), &mut out);
+            d.on_data(Direction::ToServer, Timestamp(1), black_box(REQUEST), &mut out);
+            d.on_data(Direction::ToClient, Timestamp(2), black_box(RESPONSE), &mut out);
             black_box(out)
         })
     });

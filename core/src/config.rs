@@ -1,6 +1,8 @@
 //! The engine's knobs. Names and defaults follow TapConfig's `spec.timeouts` (SPEC §5), so the operator
 //! can pass them through unchanged and `analyze` can take them as flags of the same names.
 
+use faultline_model::dissector::Dissectors;
+
 /// Timeouts in milliseconds of capture time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineConfig {
@@ -19,14 +21,9 @@ pub struct EngineConfig {
     /// A DNS query not answered within this is a half connection; copies of a query within it are one
     /// exchange.
     pub dns_timeout_ms: u64,
-    /// Dissect HTTP/1.x (else its streams are left unidentified).
-    pub dissect_http: bool,
-    /// Dissect DNS over UDP.
-    pub dissect_dns: bool,
-    /// Dissect TLS handshakes.
-    pub dissect_tls: bool,
-    /// Dissect HTTP/2 in cleartext (and gRPC on it).
-    pub dissect_http2: bool,
+    /// The protocols dissected (TapConfig `dissectors`); a stream of a protocol left out is reassembled and
+    /// counted as unidentified, DNS over UDP left out is not read.
+    pub dissectors: Dissectors,
     /// A ClientHello not answered by a ServerHello within this is a failed handshake.
     pub tls_handshake_timeout_ms: u64,
     /// Emit an entry for each stream timeout, not only count it.
@@ -58,10 +55,7 @@ impl Default for EngineConfig {
             tcp_stream_channel_timeout_ms: 10_000,
             idle_timeout_ms: 300_000,
             dns_timeout_ms: 5_000,
-            dissect_http: true,
-            dissect_dns: true,
-            dissect_tls: true,
-            dissect_http2: true,
+            dissectors: Dissectors::ALL,
             tls_handshake_timeout_ms: 10_000,
             show_stream_timeouts: false,
             show_icmp_informational: false,

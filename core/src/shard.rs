@@ -169,7 +169,7 @@ impl Shard {
             }
             Transport::Udp(u) => {
                 self.stats.udp_datagrams += 1;
-                if self.cfg.dissect_dns {
+                if self.cfg.dissectors.contains(crate::dissect::Dissector::Dns) {
                     let (src, dst) = ((p.src, u.src_port), (p.dst, u.dst_port));
                     self.dns.on_datagram(src, dst, u.payload, p.ts, self.cfg.dns_timeout_ms, &mut self.stats, out);
                 }

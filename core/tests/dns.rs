@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use common::Sim;
 use etherparse::PacketBuilder;
+use faultline_core::dissect::{Dissector, Dissectors};
 use faultline_core::entry::{Entry, ErrorType};
 use faultline_core::EngineConfig;
 
@@ -264,7 +265,8 @@ fn dns_on_another_port_is_found_by_content() {
 
 #[test]
 fn dns_can_be_switched_off() {
-    let mut sim = Sim::with(EngineConfig { dissect_dns: false, ..EngineConfig::default() });
+    let mut sim =
+        Sim::with(EngineConfig { dissectors: Dissectors::ALL.without(Dissector::Dns), ..EngineConfig::default() });
     sim.frame(0, &udp(sock(CLIENT), sock(SERVER), &query(1, "a.example", 1)));
     sim.frame(1, &udp(sock(SERVER), sock(CLIENT), &answer(1, "a.example", 1, 2)));
     assert!(sim.finish().is_empty());

@@ -4,7 +4,8 @@
 mod common;
 
 use common::rng::Rng;
-use faultline_core::dissect::http::{Dir, HttpDissector};
+use faultline_core::dissect::http::HttpDissector;
+use faultline_core::dissect::Direction;
 use faultline_core::pcap::PcapReader;
 use faultline_core::wire::LinkType;
 use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};
@@ -122,7 +123,7 @@ fn random_bytes_through_the_http_dissector() {
         let mut d = HttpDissector::default();
         let mut out = Vec::new();
         for step in 0..rng.below(30) {
-            let dir = if rng.below(2) == 0 { Dir::ClientToServer } else { Dir::ServerToClient };
+            let dir = if rng.below(2) == 0 { Direction::ToServer } else { Direction::ToClient };
             let data = if rng.below(3) == 0 { rng.bytes(40) } else { fragments[rng.below(fragments.len())].to_vec() };
             let ts = Timestamp::from_millis(step as u64);
             match rng.below(20) {

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Sim, ACK, FIN, PSH};
+use faultline_core::dissect::{Dissector, Dissectors};
 use faultline_core::entry::{Entry, ErrorType};
 use faultline_core::EngineConfig;
 use loona_hpack::Encoder;
@@ -330,7 +331,8 @@ fn the_server_preface_may_come_first_and_the_dissector_can_be_switched_off() {
     sim.s(12, PSH | ACK, 5001 + settings.len() as u32, 1001 + bytes.len() as u32, &r);
     assert_eq!(summary(&sim.finish()), ["http2 /first 502"]);
 
-    let mut h = H2::new(EngineConfig { dissect_http2: false, ..EngineConfig::default() });
+    let mut h =
+        H2::new(EngineConfig { dissectors: Dissectors::ALL.without(Dissector::Http2), ..EngineConfig::default() });
     h.grpc_call(1, "/shop.Cart/Add");
     h.grpc_answer(1, "14", None);
     let (out, _) = h.close();
@@ -362,7 +364,10 @@ fn kfl_selects_grpc_and_http2_fields() {
 #[test]
 fn an_h2c_upgrade_continues_as_http2_with_the_upgrade_request_as_stream_1() {
     for http2 in [true, false] {
-        let mut sim = Sim::with(EngineConfig { dissect_http2: http2, ..EngineConfig::default() });
+        let mut sim = Sim::with(EngineConfig {
+            dissectors: if http2 { Dissectors::ALL } else { Dissectors::ALL.without(Dissector::Http2) },
+            ..EngineConfig::default()
+        });
         sim.handshake(0);
         let (mut c, mut s) = (1001u32, 5001u32);
         let up = b"GET /up HTTP/1.1\r\nHost: web\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\

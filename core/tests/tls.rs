@@ -4,6 +4,7 @@
 mod common;
 
 use common::{Sim, ACK, FIN, PSH, RST};
+use faultline_core::dissect::{Dissector, Dissectors};
 use faultline_core::entry::{Entry, ErrorType, Side};
 use faultline_core::EngineConfig;
 
@@ -188,7 +189,8 @@ fn a_client_hello_split_over_segments_is_read() {
 
 #[test]
 fn tls_can_be_switched_off() {
-    let mut s = Sim::with(EngineConfig { dissect_tls: false, ..EngineConfig::default() });
+    let mut s =
+        Sim::with(EngineConfig { dissectors: Dissectors::ALL.without(Dissector::Tls), ..EngineConfig::default() });
     s.handshake(0);
     let ch = client_hello("a.example", false);
     s.c(10, PSH | ACK, C, S, &ch);

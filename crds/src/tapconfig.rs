@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+pub use faultline_model::dissector::Dissector;
 use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -164,27 +165,6 @@ pub struct WatchSpec {
     pub namespaces: Vec<String>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Dissector {
-    Http,
-    Dns,
-    Tls,
-    /// HTTP/2 in cleartext, and gRPC on it.
-    Http2,
-}
-
-impl Dissector {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dissector::Http => "http",
-            Dissector::Dns => "dns",
-            Dissector::Tls => "tls",
-            Dissector::Http2 => "http2",
-        }
-    }
-}
-
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecorderSpec {
@@ -323,7 +303,7 @@ fn default_packet_loss_threshold() -> f64 {
     0.01
 }
 fn default_dissectors() -> Vec<Dissector> {
-    vec![Dissector::Http, Dissector::Dns, Dissector::Tls, Dissector::Http2]
+    Dissector::ALL.to_vec()
 }
 fn default_tls_handshake_timeout_ms() -> i64 {
     10_000

@@ -2,6 +2,7 @@
 //! prints — with its capture time, what kind it is, its KFL selectors and the batch that carries it from an
 //! agent to the operator. A leaf crate: the operator and the CRDs use it without compiling the engine.
 
+pub mod dissector;
 pub mod entry;
 pub mod headers;
 pub mod ingest;

@@ -116,35 +116,17 @@ impl Summary {
         // What real traffic costs and was not reported as an error (SPEC §3.1: loss is not an error).
         lines.push(format!(
             "{} duplicate packets, {} NAT copies ({} tuples tracked apart), {} out-of-window RSTs, {} challenge \
-             ACKs, {} HTTP exchanges lost to capture gaps, {} FINs inferred",
+             ACKs, {} closed by reset, {} FINs inferred",
             stats.duplicate_packets,
             stats.nat_copies,
             stats.nat_tuples_apart,
             stats.rst_out_of_window,
             stats.challenge_acks,
-            stats.http_lost_exchanges,
+            stats.closed_by_reset,
             stats.fins_inferred,
         ));
-        lines.push(format!(
-            "{} DNS queries, {} DNS search steps, {} DNS answers to retransmitted queries, {} DNS answers without \
-             a query, {} malformed DNS datagrams, {} DNS queries not tracked, {} TLS handshakes not dissected",
-            stats.dns_queries,
-            stats.dns_search_steps,
-            stats.dns_duplicate_answers,
-            stats.dns_unmatched_responses,
-            stats.dns_malformed,
-            stats.dns_untracked,
-            stats.tls_broken,
-        ));
-        lines.push(format!(
-            "{} HTTP/2 connections not dissected ({} streams lost), {} HTTP/2 gaps skipped, {} HTTP/2 streams over \
-             limits, {} HTTP/2 streams refused by GOAWAY",
-            stats.http2_broken,
-            stats.http2_lost_streams,
-            stats.http2_gaps_skipped,
-            stats.http2_over_limit,
-            stats.http2_refused_by_goaway,
-        ));
+        // Each protocol's own counters, in its own words.
+        lines.extend(faultline_core::dissect::REGISTRY.iter().map(|r| (r.summary)(stats)));
         for l in lines {
             // The summary is a courtesy: a closed stderr must not turn into a failure.
             let _ = writeln!(w, "{l}");

@@ -23,10 +23,8 @@ use std::net::IpAddr;
 
 use super::{seq_ge, seq_lt};
 use crate::config::EngineConfig;
-use crate::dissect::http::HttpOutcome;
-use crate::dissect::http2::Http2Outcome;
-use crate::dissect::payload::{App, AppOutput, Enabled, Proto};
-use crate::entry::{Endpoint, Entry, EntryError, ErrorType, Protocol, Side, SynReason, TcpInfo, TcpState, TlsInfo};
+use crate::dissect::payload::{self, Payload};
+use crate::entry::{Endpoint, Entry, EntryError, ErrorType, Protocol, Side, SynReason, TcpInfo, TcpState};
 use crate::flow::Lingering;
 use crate::stats::Stats;
 use crate::tcp::reassembly::HeldBudget;
@@ -41,6 +39,13 @@ pub(crate) struct Ctx<'a> {
     pub held: &'a std::sync::Arc<HeldBudget>,
     /// DNS exchanges, over UDP and TCP alike.
     pub dns: &'a mut crate::dissect::dns::DnsTracker,
+}
+
+impl Ctx<'_> {
+    /// What the payload's dissectors need of it.
+    fn payload(&mut self) -> payload::Engine<'_> {
+        payload::Engine { cfg: self.cfg, stats: self.stats, out: self.out, dns: self.dns }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,7 +150,7 @@ impl Half {
 }
 
 pub(crate) struct Conn {
-    /// The two ends; `halves` and the app's streams are indexed the same way, and never move.
+    /// The two ends; `halves` and the payload's streams are indexed the same way, and never move.
     pub ends: [(IpAddr, u16); 2],
     /// Which end is the client (0 unless a mid-stream guess was proved wrong by a request).
     client_side: u8,
@@ -167,7 +172,7 @@ pub(crate) struct Conn {
     closed_at: Timestamp,
     /// [client, server]
     halves: [Half; 2],
-    app: Option<Box<App>>,
+    payload: Option<Box<Payload>>,
 }
 
 impl Conn {
@@ -222,7 +227,7 @@ impl Conn {
             close_wait_reported: false,
             closed_at: ts,
             halves: [Half::default(), Half::default()],
-            app: None,
+            payload: None,
         }
     }
 
@@ -422,12 +427,9 @@ impl Conn {
         }
         // A hole the receiver acknowledged past is given up now, even when the capture already saw later
         // segments (held behind it): the receiver had those bytes, and what follows must not wait for them.
-        if let Some(app) = self.app.as_mut().filter(|app| app.waits_below(peer, ack)) {
-            let mut outcomes = Vec::new();
-            app.acked(peer, ack, ts, ctx.stats, &mut outcomes);
-            let output = app.output(outcomes, ctx.stats);
-            self.client_side = u8::from(app.client_side == 1);
-            self.emit_app(output, ctx);
+        if let Some(p) = self.payload.as_mut().filter(|p| p.waits_below(peer, ack)) {
+            p.acked(peer, ack, ts, &mut ctx.payload());
+            self.client_side = u8::from(p.client_side() == 1);
         }
     }
 
@@ -520,7 +522,7 @@ impl Conn {
         }
         // A client's last bytes just before its own RST are its farewell (a GOAWAY, a close_notify); a
         // request among them would be waiting in its dissector.
-        self.side(me) == Side::Client && peer_lost_nothing && self.app.as_ref().is_some_and(|a| a.answered_all())
+        self.side(me) == Side::Client && peer_lost_nothing && self.payload.as_ref().is_some_and(|p| p.answered_all())
     }
 
     fn refused(&mut self, ts: Timestamp, ctx: &mut Ctx<'_>) {
@@ -591,7 +593,7 @@ impl Conn {
                     return Keep::Remove;
                 }
                 if self.syn_reported && now >= self.last_ts.plus_millis(SYN_RETRY_WINDOW_MS) {
-                    self.app = None;
+                    self.payload = None;
                     return Keep::Remove;
                 }
                 return Keep::Yes;
@@ -630,7 +632,7 @@ impl Conn {
                 return Keep::Yes;
             }
         }
-        self.check_app(now, end_of_input, ctx);
+        self.check_app(now, ctx);
         if end_of_input {
             self.finish_app(now, "capture ended", ctx);
             return Keep::Remove;
@@ -638,7 +640,7 @@ impl Conn {
         if now >= self.last_ts.plus_millis(cfg.idle_timeout_ms) {
             // A quiet connection (a watch, a long poll) is not an error: forget it, count it, report nothing.
             ctx.stats.flows_expired += 1;
-            self.app = None;
+            self.payload = None;
             return Keep::Remove;
         }
         Keep::Yes
@@ -695,158 +697,38 @@ impl Conn {
         ctx: &mut Ctx<'_>,
     ) {
         let window = (!self.midstream || self.halves[1 - me].wscale.is_some()).then(|| self.window_of(1 - me));
-        let midstream = self.midstream;
-        let client_side = usize::from(self.client_side);
-        let app = self.app.get_or_insert_with(|| {
-            let cfg = &ctx.cfg;
-            let enabled = Enabled {
-                http: cfg.dissect_http,
-                tls: cfg.dissect_tls,
-                dns: cfg.dissect_dns,
-                http2: cfg.dissect_http2,
-            };
-            let mut app = Box::new(App::new(ctx.cfg.max_out_of_order_bytes, ctx.held, midstream, client_side, enabled));
-            if !enabled.any() {
-                // Every dissector over TCP is off: the stream is reassembled (gaps counted), not read.
-                app.proto = Proto::Other;
-            }
+        let p = self.payload.get_or_insert_with(|| {
+            let cfg = ctx.cfg;
+            let mut p = Box::new(Payload::new(
+                self.ends,
+                cfg.max_out_of_order_bytes,
+                ctx.held,
+                self.midstream,
+                usize::from(self.client_side),
+                cfg.dissectors,
+            ));
             for (i, half) in self.halves.iter().enumerate() {
                 if let Some(isn) = half.isn() {
-                    app.streams[i].start_at(isn.wrapping_add(1));
+                    p.streams[i].start_at(isn.wrapping_add(1));
                 }
             }
-            app
+            p
         });
-        let mut outcomes = Vec::new();
-        app.segment(me, ts, seq, payload, seg_len, fin, window, ctx.stats, &mut outcomes);
-        let output = app.output(outcomes, ctx.stats);
+        p.segment(me, ts, seq, payload, seg_len, fin, window, &mut ctx.payload());
         // A request from the end taken for the server: the guess was wrong (SPEC §3.1, roles).
-        self.client_side = u8::from(app.client_side == 1);
-        self.emit_app(output, ctx);
+        self.client_side = u8::from(p.client_side() == 1);
     }
 
     /// Flushes both streams (gaps counted) and closes the dissector: nothing is left pending.
     fn finish_app(&mut self, ts: Timestamp, why: &'static str, ctx: &mut Ctx<'_>) {
-        let Some(mut app) = self.app.take() else {
-            return;
-        };
-        let mut outcomes = Vec::new();
-        app.finish(ts, why, ctx.stats, &mut outcomes);
-        let output = app.output(outcomes, ctx.stats);
-        self.emit_app(output, ctx);
-    }
-
-    fn check_app(&mut self, now: Timestamp, end_of_input: bool, ctx: &mut Ctx<'_>) {
-        let cfg = ctx.cfg;
-        let Some(app) = self.app.as_mut() else { return };
-        let mut outcomes = Vec::new();
-        match &mut app.proto {
-            Proto::Http(d) => d.check(now, cfg.pair_timeout_ms, &mut outcomes),
-            Proto::Http2(d) => d.check(now, cfg.pair_timeout_ms),
-            Proto::Tls(d) if d.identified() => d.check(now, cfg.tls_handshake_timeout_ms),
-            // Only a stream whose protocol was never identified times out, and only once it is older than
-            // the timeout (also at the end of a capture). Records that look like TLS but carry no hello
-            // identify nothing.
-            Proto::Unknown | Proto::Other | Proto::Tls(_) if app.saw_payload && !app.timed_out => {
-                let deadline = self.first_ts.plus_millis(cfg.tcp_stream_channel_timeout_ms);
-                if now >= deadline {
-                    app.give_up();
-                    ctx.stats.streams_timed_out += 1;
-                    if cfg.show_stream_timeouts {
-                        let mut e = self.entry(Protocol::Tcp, self.first_ts, deadline);
-                        e.error = Some(EntryError {
-                            kind: ErrorType::Timeout,
-                            msg: format!(
-                                "stream timeout: no protocol identified within {} ms",
-                                cfg.tcp_stream_channel_timeout_ms
-                            ),
-                        });
-                        ctx.out.push(e);
-                    }
-                }
-            }
-            _ => {}
-        }
-        let _ = end_of_input;
-        if let Some(output) = self.app.as_mut().map(|app| app.output(outcomes, ctx.stats)) {
-            self.emit_app(output, ctx);
+        if let Some(mut p) = self.payload.take() {
+            p.finish(ts, why, &mut ctx.payload());
         }
     }
 
-    fn emit_app(&self, o: AppOutput, ctx: &mut Ctx<'_>) {
-        self.emit_http(o.http, ctx);
-        self.emit_tls(o.tls, ctx);
-        self.emit_dns(o.dns, ctx);
-        self.emit_http2(o.http2, ctx);
-    }
-
-    fn emit_http2(&self, outcomes: Vec<Http2Outcome>, ctx: &mut Ctx<'_>) {
-        for o in outcomes {
-            ctx.out.push(crate::dissect::http2::entry::build(o, |p, start, end| self.entry(p, start, end)));
-        }
-    }
-
-    /// DNS messages read from this connection go to the engine's tracker, as UDP datagrams do.
-    fn emit_dns(&self, messages: Vec<(bool, Timestamp, Vec<u8>)>, ctx: &mut Ctx<'_>) {
-        let (client, server) = (self.client(), self.server());
-        for (from_client, ts, msg) in messages {
-            let (src, dst) = if from_client { (client, server) } else { (server, client) };
-            ctx.dns.on_datagram(src, dst, &msg, ts, ctx.cfg.dns_timeout_ms, ctx.stats, ctx.out);
-        }
-    }
-
-    fn emit_tls(&self, failures: Vec<crate::dissect::tls::TlsFailure>, ctx: &mut Ctx<'_>) {
-        for f in failures {
-            let mut e = self.entry(Protocol::Tls, f.start, f.decided);
-            e.error = Some(EntryError { kind: ErrorType::Tls, msg: f.msg });
-            e.tls = Some(TlsInfo { sni: f.sni, version: f.version, alert: f.alert, by: f.by });
-            ctx.out.push(e);
-        }
-    }
-
-    fn emit_http(&self, outcomes: Vec<HttpOutcome>, ctx: &mut Ctx<'_>) {
-        for o in outcomes {
-            let e = match o {
-                HttpOutcome::Pair { req_ts, request, resp_ts, response, late } => {
-                    let mut e = self.entry(Protocol::Http, req_ts, resp_ts);
-                    if let Some(after_ms) = late {
-                        e.error = Some(EntryError {
-                            kind: ErrorType::PairNotFound,
-                            msg: format!(
-                                "late response: status {} came after the request was reported missing \
-                                 ({after_ms} ms without a response)",
-                                response.status
-                            ),
-                        });
-                    }
-                    e.request = Some(request);
-                    e.response = Some(response);
-                    e
-                }
-                HttpOutcome::Dissection { ts, msg, request, response } => {
-                    let start = request.as_ref().map_or(ts, |(t, _)| *t);
-                    let mut e = self.entry(Protocol::Http, start, ts);
-                    e.error = Some(EntryError { kind: ErrorType::Dissection, msg });
-                    e.request = request.map(|(_, r)| r);
-                    e.response = response;
-                    e
-                }
-                HttpOutcome::MissingResponse { req_ts, request, decided, why } => {
-                    let mut e = self.entry(Protocol::Http, req_ts, decided);
-                    e.error =
-                        Some(EntryError { kind: ErrorType::PairNotFound, msg: format!("missing response: {why}") });
-                    e.request = Some(request);
-                    e
-                }
-                HttpOutcome::MissingRequest { resp_ts, response, decided, why } => {
-                    let mut e = self.entry(Protocol::Http, resp_ts, decided);
-                    e.error =
-                        Some(EntryError { kind: ErrorType::PairNotFound, msg: format!("missing request: {why}") });
-                    e.response = Some(response);
-                    e
-                }
-            };
-            ctx.out.push(e);
+    fn check_app(&mut self, now: Timestamp, ctx: &mut Ctx<'_>) {
+        if let Some(p) = self.payload.as_mut() {
+            p.check(now, self.first_ts, &mut ctx.payload());
         }
     }
 }

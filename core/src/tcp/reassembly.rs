@@ -53,7 +53,7 @@ impl HeldBudget {
 }
 
 /// What the reassembler hands on, in stream order.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Chunk<'a> {
     Data(Timestamp, &'a [u8]),
     /// Bytes the capture never saw, noticed at the given time.

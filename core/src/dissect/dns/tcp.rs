@@ -2,15 +2,50 @@
 //! connection. The messages go to the same exchange tracker as UDP's, so that a truncated UDP answer
 //! followed by the same question over TCP is one exchange.
 
+use crate::dissect::{Claim, Direction, Dissector, Found, Probe, Registration, StreamDissector, Verdict};
+use crate::stats::Stats;
 use crate::time::Timestamp;
+
+pub const REGISTRATION: Registration = Registration { dissector: Dissector::Dns, probe, start, summary };
+
+/// A query from the client (not behind a PROXY header). A query is under 256 bytes nearly always: a first
+/// byte of 0 is worth waiting on.
+fn probe(p: &Probe<'_>) -> Claim {
+    if p.skipped > 0 || p.dir != Direction::ToServer {
+        return Claim::No;
+    }
+    match looks_like_query(p.bytes) {
+        Verdict::Yes => Claim::Yes { flipped: false, lead: 0 },
+        Verdict::NeedMore if p.bytes.first() == Some(&0) => Claim::NeedMore,
+        Verdict::NeedMore | Verdict::No => Claim::No,
+    }
+}
+
+/// What DNS, over UDP and TCP, could not pair or read, and what it found not to be errors.
+fn summary(s: &Stats) -> String {
+    format!(
+        "{} DNS queries, {} DNS search steps, {} DNS answers to retransmitted queries, {} DNS answers without a \
+         query, {} malformed DNS datagrams, {} DNS queries not tracked, {} DNS-over-TCP streams not dissected",
+        s.dns_queries,
+        s.dns_search_steps,
+        s.dns_duplicate_answers,
+        s.dns_unmatched_responses,
+        s.dns_malformed,
+        s.dns_untracked,
+        s.dns_tcp_streams_lost
+    )
+}
+
+fn start(_: &Probe<'_>) -> Box<dyn StreamDissector> {
+    Box::<DnsStream>::default()
+}
 
 /// A message is at most 65,535 bytes; a direction holds at most one message and its length.
 const MAX_BUFFERED: usize = 65_537;
 
 /// Whether `b`, the first bytes a client sent on a connection, look like a DNS query over TCP: a length,
 /// then a header with QR clear, a standard query, one question and no answers.
-pub fn looks_like_query(b: &[u8]) -> crate::dissect::http::Verdict {
-    use crate::dissect::http::Verdict;
+pub fn looks_like_query(b: &[u8]) -> Verdict {
     if b.len() < 14 {
         return Verdict::NeedMore;
     }
@@ -76,5 +111,40 @@ impl DnsStream {
         self.broken = true;
         self.lost += 1;
         self.bufs = Default::default();
+    }
+}
+
+impl DnsStream {
+    /// What one call framed: each whole message to the engine's exchange tracker, streams no longer
+    /// readable counted.
+    fn report(&mut self, found: &mut Found<'_>) {
+        found.stats.dns_tcp_streams_lost += std::mem::take(&mut self.lost);
+        for (from_client, ts, msg) in std::mem::take(&mut self.messages) {
+            let dir = if from_client { Direction::ToServer } else { Direction::ToClient };
+            found.dns_message(dir, ts, &msg);
+        }
+    }
+}
+
+impl StreamDissector for DnsStream {
+    fn data(&mut self, dir: Direction, ts: Timestamp, bytes: &[u8], found: &mut Found<'_>) {
+        self.on_data(dir.to_server(), ts, bytes);
+        self.report(found);
+    }
+
+    fn gap(&mut self, _: Direction, _: u64, _: Timestamp, found: &mut Found<'_>) {
+        self.on_gap();
+        self.report(found);
+    }
+
+    fn end(&mut self, _: Direction, _: Timestamp, _: &mut Found<'_>) {}
+
+    fn close(&mut self, _: Timestamp, _: &'static str, _: &mut Found<'_>) {}
+
+    /// Unanswered queries are the exchange tracker's to time.
+    fn check(&mut self, _: Timestamp, _: &mut Found<'_>) {}
+
+    fn answered_all(&self) -> bool {
+        true
     }
 }

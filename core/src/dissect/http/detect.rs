@@ -1,12 +1,6 @@
 //! Is this stream HTTP? Decided from its first bytes, never from the port.
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Yes,
-    No,
-    /// The bytes so far are a prefix of something that could be HTTP.
-    NeedMore,
-}
+use crate::dissect::Verdict;
 
 /// The longest method we accept as a request's start (the IANA registry's longest is 16 characters).
 const MAX_METHOD: usize = 20;

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 
 use super::parser::{BodyRule, GapEffect, Handler, Head, Parser, Role};
+use crate::dissect::Direction;
 use crate::entry::{Request, Response};
 use crate::stats::Stats;
 use crate::time::Timestamp;
@@ -19,12 +20,6 @@ use crate::time::Timestamp;
 const MAX_PENDING: usize = 1024;
 const MAX_ORPHANS: usize = 64;
 const MAX_LATE: usize = 64;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dir {
-    ClientToServer,
-    ServerToClient,
-}
 
 #[derive(Debug, PartialEq)]
 pub enum HttpOutcome {
@@ -173,13 +168,13 @@ impl HttpDissector {
         stats.http_resyncs += c.resyncs;
     }
 
-    pub fn on_data(&mut self, dir: Dir, ts: Timestamp, data: &[u8], out: &mut Vec<HttpOutcome>) {
+    pub fn on_data(&mut self, dir: Direction, ts: Timestamp, data: &[u8], out: &mut Vec<HttpOutcome>) {
         if self.is_stopped() {
             return;
         }
         let res = match dir {
-            Dir::ClientToServer => self.req.feed(data, ts, &mut RequestSide { p: &mut self.pairing }),
-            Dir::ServerToClient => {
+            Direction::ToServer => self.req.feed(data, ts, &mut RequestSide { p: &mut self.pairing }),
+            Direction::ToClient => {
                 let r = self.resp.feed(data, ts, &mut ResponseSide { p: &mut self.pairing, out });
                 if std::mem::take(&mut self.pairing.waive_request_body) {
                     self.req.waive_body();
@@ -197,24 +192,24 @@ impl HttpDissector {
     }
 
     /// Bytes the capture never saw.
-    pub fn on_gap(&mut self, dir: Dir, len: u64, ts: Timestamp, out: &mut Vec<HttpOutcome>) {
+    pub fn on_gap(&mut self, dir: Direction, len: u64, ts: Timestamp, out: &mut Vec<HttpOutcome>) {
         if self.is_stopped() {
             return;
         }
         let effect = match dir {
-            Dir::ClientToServer => self.req.gap(len, ts, &mut RequestSide { p: &mut self.pairing }),
-            Dir::ServerToClient => self.resp.gap(len, ts, &mut ResponseSide { p: &mut self.pairing, out }),
+            Direction::ToServer => self.req.gap(len, ts, &mut RequestSide { p: &mut self.pairing }),
+            Direction::ToClient => self.resp.gap(len, ts, &mut ResponseSide { p: &mut self.pairing, out }),
         };
         let GapEffect::Resync { .. } = effect else { return };
         let p = &mut self.pairing;
         p.counters.resyncs += 1;
         match dir {
-            Dir::ClientToServer => {
+            Direction::ToServer => {
                 // A request (or several) may be gone; a request whose head was cut is gone for sure.
                 p.req_lost = true;
                 p.receiving = None;
             }
-            Dir::ServerToClient => {
+            Direction::ToClient => {
                 // Responses may be gone: the requests queued so far may have had their answer in the gap.
                 p.epoch = p.epoch.wrapping_add(1);
                 p.resp_resync = true;
@@ -223,17 +218,17 @@ impl HttpDissector {
     }
 
     /// One direction ended with a FIN, in sequence order.
-    pub fn on_end(&mut self, dir: Dir, ts: Timestamp, out: &mut Vec<HttpOutcome>) {
+    pub fn on_end(&mut self, dir: Direction, ts: Timestamp, out: &mut Vec<HttpOutcome>) {
         if self.is_stopped() {
             return;
         }
         match dir {
-            Dir::ClientToServer => {
+            Direction::ToServer => {
                 if let Err(msg) = self.req.eof("connection closed", ts, &mut RequestSide { p: &mut self.pairing }) {
                     self.fail(dir, ts, msg, out);
                 }
             }
-            Dir::ServerToClient => {
+            Direction::ToClient => {
                 if let Err(msg) =
                     self.resp.eof("connection closed", ts, &mut ResponseSide { p: &mut self.pairing, out })
                 {
@@ -252,11 +247,11 @@ impl HttpDissector {
             return;
         }
         if let Err(msg) = self.resp.eof(why, ts, &mut ResponseSide { p: &mut self.pairing, out }) {
-            self.fail(Dir::ServerToClient, ts, msg, out);
+            self.fail(Direction::ToClient, ts, msg, out);
             return;
         }
         if let Err(msg) = self.req.eof(why, ts, &mut RequestSide { p: &mut self.pairing }) {
-            self.fail(Dir::ClientToServer, ts, msg, out);
+            self.fail(Direction::ToServer, ts, msg, out);
             return;
         }
         self.resolve_all(ts, why, out);
@@ -319,15 +314,15 @@ impl HttpDissector {
     }
 
     /// A dissection error: report it with the request it concerns, then stop.
-    fn fail(&mut self, dir: Dir, ts: Timestamp, msg: String, out: &mut Vec<HttpOutcome>) {
+    fn fail(&mut self, dir: Direction, ts: Timestamp, msg: String, out: &mut Vec<HttpOutcome>) {
         let (request, response) = match dir {
-            Dir::ServerToClient => match self.pairing.in_flight.take() {
+            Direction::ToClient => match self.pairing.in_flight.take() {
                 Some(f) => (f.request, Some(f.response)),
                 None => (self.pairing.pending.pop_front(), None),
             },
             // A request cut short is the newest one queued; a request that does not parse was never queued.
-            Dir::ClientToServer if msg.starts_with("unexpected EOF") => (self.pairing.pending.pop_back(), None),
-            Dir::ClientToServer => (None, None),
+            Direction::ToServer if msg.starts_with("unexpected EOF") => (self.pairing.pending.pop_back(), None),
+            Direction::ToServer => (None, None),
         };
         out.push(HttpOutcome::Dissection { ts, msg, request: request.map(|p| (p.ts, p.request)), response });
         self.stopped = true;

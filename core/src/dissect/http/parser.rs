@@ -8,7 +8,8 @@
 
 use std::mem::MaybeUninit;
 
-use super::detect::{looks_like_request, looks_like_response, Verdict};
+use super::detect::{looks_like_request, looks_like_response};
+use crate::dissect::Verdict;
 use crate::entry::{Headers, Request, Response};
 use crate::time::Timestamp;
 

@@ -5,14 +5,93 @@
 //! their error codes.
 
 mod dissector;
-pub(crate) mod entry;
+mod entries;
 pub mod frame;
 pub mod grpc;
 mod stream;
 
 pub use dissector::{Http2Counters, Http2Dissector, Http2Outcome};
 
-use crate::dissect::http::Verdict;
+use super::{Claim, Direction, Dissector, Found, Probe, Registration, StreamDissector, Verdict};
+use crate::stats::Stats;
+use crate::time::Timestamp;
+
+pub const REGISTRATION: Registration = Registration { dissector: Dissector::Http2, probe, start, summary };
+
+/// The client's connection preface, or a server's SETTINGS frame (a server may send its preface before
+/// the client's arrives; the client's then confirms it). Never mid-stream: HPACK's table cannot be known
+/// there.
+fn probe(p: &Probe<'_>) -> Claim {
+    if p.skipped > 0 || p.midstream {
+        return Claim::No;
+    }
+    let verdict = match p.dir {
+        Direction::ToServer => looks_like_preface(p.bytes),
+        Direction::ToClient => looks_like_server_preface(p.bytes),
+    };
+    match verdict {
+        Verdict::Yes => Claim::Yes { flipped: false, lead: 0 },
+        Verdict::NeedMore => Claim::NeedMore,
+        Verdict::No => Claim::No,
+    }
+}
+
+/// What HTTP/2 could not read, or dropped on purpose.
+fn summary(s: &Stats) -> String {
+    format!(
+        "{} HTTP/2 connections not dissected ({} streams lost), {} HTTP/2 gaps skipped, {} HTTP/2 streams over \
+         limits, {} HTTP/2 streams refused by GOAWAY",
+        s.http2_broken, s.http2_lost_streams, s.http2_gaps_skipped, s.http2_over_limit, s.http2_refused_by_goaway
+    )
+}
+
+fn start(_: &Probe<'_>) -> Box<dyn StreamDissector> {
+    Box::new(Http2Dissector::new(true))
+}
+
+impl Http2Dissector {
+    /// What one call found: its counters into the engine's, its outcomes as entries.
+    fn report(&mut self, found: &mut Found<'_>) {
+        let c = std::mem::take(&mut self.counters);
+        found.stats.http2_broken += c.broken;
+        found.stats.http2_lost_streams += c.lost_streams;
+        found.stats.http2_gaps_skipped += c.gaps_skipped;
+        found.stats.http2_over_limit += c.over_limit;
+        found.stats.http2_refused_by_goaway += c.refused_by_goaway;
+        for o in std::mem::take(&mut self.outcomes) {
+            let e = entries::build(o, |p, start, end| found.entry(p, start, end));
+            found.out.push(e);
+        }
+    }
+}
+
+impl StreamDissector for Http2Dissector {
+    fn data(&mut self, dir: Direction, ts: Timestamp, bytes: &[u8], found: &mut Found<'_>) {
+        self.on_data(dir.to_server(), ts, bytes);
+        self.report(found);
+    }
+
+    fn gap(&mut self, dir: Direction, len: u64, ts: Timestamp, found: &mut Found<'_>) {
+        self.on_gap(dir.to_server(), len, ts);
+        self.report(found);
+    }
+
+    fn end(&mut self, _: Direction, _: Timestamp, _: &mut Found<'_>) {}
+
+    fn close(&mut self, ts: Timestamp, why: &'static str, found: &mut Found<'_>) {
+        self.on_close(ts, why);
+        self.report(found);
+    }
+
+    fn check(&mut self, now: Timestamp, found: &mut Found<'_>) {
+        self.check(now, found.cfg.pair_timeout_ms);
+        self.report(found);
+    }
+
+    fn answered_all(&self) -> bool {
+        !self.awaits_response()
+    }
+}
 
 /// Whether a client's first bytes are the HTTP/2 connection preface.
 pub fn looks_like_preface(b: &[u8]) -> Verdict {

@@ -7,8 +7,88 @@
 
 pub mod names;
 
-use crate::entry::Side;
+use super::{Claim, Direction, Dissector, Found, Probe, Registration, StreamDissector, Verdict};
+use crate::entry::{EntryError, ErrorType, Protocol, Side, TlsInfo};
+use crate::stats::Stats;
 use crate::time::Timestamp;
+
+pub const REGISTRATION: Registration = Registration { dissector: Dissector::Tls, probe, start, summary };
+
+/// A handshake record from the client — or, mid-stream while roles are a guess, a ClientHello from the
+/// side taken for the server, which proves the guess wrong. Not behind a PROXY header (HTTP's).
+fn probe(p: &Probe<'_>) -> Claim {
+    if p.skipped > 0 {
+        return Claim::No;
+    }
+    match looks_like_tls(p.bytes) {
+        Verdict::Yes if p.dir == Direction::ToServer => Claim::Yes { flipped: false, lead: 0 },
+        Verdict::Yes if !p.roles_settled => Claim::Yes { flipped: true, lead: 0 },
+        Verdict::Yes | Verdict::No => Claim::No,
+        Verdict::NeedMore => Claim::NeedMore,
+    }
+}
+
+/// What TLS could not read.
+fn summary(s: &Stats) -> String {
+    format!("{} TLS handshakes not dissected", s.tls_broken)
+}
+
+fn start(_: &Probe<'_>) -> Box<dyn StreamDissector> {
+    Box::<TlsDissector>::default()
+}
+
+impl TlsDissector {
+    /// What one call found: streams no longer readable counted, failed handshakes as entries.
+    fn report(&mut self, found: &mut Found<'_>) {
+        found.stats.tls_broken += std::mem::take(&mut self.broken);
+        for f in std::mem::take(&mut self.failures) {
+            let mut e = found.entry(Protocol::Tls, f.start, f.decided);
+            e.error = Some(EntryError { kind: ErrorType::Tls, msg: f.msg });
+            e.tls = Some(TlsInfo { sni: f.sni, version: f.version, alert: f.alert, by: f.by });
+            found.out.push(e);
+        }
+    }
+}
+
+impl StreamDissector for TlsDissector {
+    fn data(&mut self, dir: Direction, ts: Timestamp, bytes: &[u8], found: &mut Found<'_>) {
+        self.on_data(dir.to_server(), ts, bytes);
+        self.report(found);
+    }
+
+    fn gap(&mut self, _: Direction, _: u64, _: Timestamp, found: &mut Found<'_>) {
+        self.on_gap();
+        self.report(found);
+    }
+
+    /// The server closed its side without answering the ClientHello.
+    fn end(&mut self, dir: Direction, ts: Timestamp, found: &mut Found<'_>) {
+        if dir == Direction::ToClient {
+            self.on_close(ts, "a close (FIN) from the server", Some(Side::Server), false);
+            self.report(found);
+        }
+    }
+
+    fn close(&mut self, ts: Timestamp, why: &'static str, found: &mut Found<'_>) {
+        let by = (why == "connection reset").then_some(Side::Server);
+        self.on_close(ts, why, by, why == "capture ended");
+        self.report(found);
+    }
+
+    fn check(&mut self, now: Timestamp, found: &mut Found<'_>) {
+        self.check(now, found.cfg.tls_handshake_timeout_ms);
+        self.report(found);
+    }
+
+    fn answered_all(&self) -> bool {
+        !self.in_handshake()
+    }
+
+    /// Records that look like TLS but carry no hello identify nothing.
+    fn identified(&self) -> bool {
+        TlsDissector::identified(self)
+    }
+}
 
 /// Bytes of handshake messages buffered per direction to read a ClientHello or ServerHello that spans
 /// records or segments; beyond, the handshake is not dissected (counted).
@@ -57,8 +137,7 @@ pub struct TlsDissector {
 }
 
 /// Whether `b` starts like a TLS handshake record: type 22, version 3.x, a plausible length.
-pub fn looks_like_tls(b: &[u8]) -> crate::dissect::http::Verdict {
-    use crate::dissect::http::Verdict;
+pub fn looks_like_tls(b: &[u8]) -> Verdict {
     match b {
         [] => Verdict::NeedMore,
         [22] | [22, 3] => Verdict::NeedMore,

@@ -1,14 +1,14 @@
 use super::*;
 
-const C: Dir = Dir::ClientToServer;
-const S: Dir = Dir::ServerToClient;
+const C: Direction = Direction::ToServer;
+const S: Direction = Direction::ToClient;
 
 fn t(ms: u64) -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
 /// Feeds (direction, time, bytes) in order and returns what the dissector reported.
-fn run(steps: &[(Dir, u64, &[u8])]) -> (HttpDissector, Vec<HttpOutcome>) {
+fn run(steps: &[(Direction, u64, &[u8])]) -> (HttpDissector, Vec<HttpOutcome>) {
     let mut d = HttpDissector::default();
     let mut out = Vec::new();
     for (dir, ms, bytes) in steps {
