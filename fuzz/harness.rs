@@ -5,8 +5,8 @@
 
 use faultline_core::dissect::http::HttpDissector;
 use faultline_core::dissect::Direction;
+use faultline_core::engine::inline::ShardedInline;
 use faultline_core::pcap::PcapReader;
-use faultline_core::sharded::ShardedInline;
 use faultline_core::wire::LinkType;
 use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};
 use faultline_kfl::Query;

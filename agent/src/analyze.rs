@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
 
-use faultline_core::frames::FrameSource;
+use faultline_core::engine::frames::FrameSource;
 use faultline_core::pcap::{PcapError, PcapReader};
 use faultline_core::{Analyzer, Entry};
 use faultline_kfl::Query;

@@ -5,7 +5,7 @@
 use std::ops::{Deref, Range};
 use std::sync::{Arc, Mutex};
 
-use faultline_core::frames::FrameSource;
+use faultline_core::engine::frames::FrameSource;
 use faultline_core::wire::LinkType;
 use faultline_core::Timestamp;
 
@@ -21,7 +21,7 @@ pub struct FrameBatch {
     frames: Vec<(Interface, LinkType, Timestamp, Range<usize>)>,
 }
 
-pub use faultline_core::frames::Frame;
+pub use faultline_core::engine::frames::Frame;
 
 impl FrameBatch {
     #[cfg(test)]

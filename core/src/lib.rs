@@ -1,23 +1,19 @@
 //! Faultline's engine: pure logic on byte slices. Frames come in, entries (SPEC §2) come out; no I/O, no
 //! clocks, no threads, so every part can be tested from crafted bytes and fuzzed.
+//!
+//! Where a packet goes: `wire` decodes a frame; `engine` (its front) drops copies seen at another capture
+//! point and links a connection's NATed tuples (`nat`), keeps the clock and routes the packet to the shard
+//! that tracks its flow (`flow`); there a TCP connection's state machine (`tcp`) finds connection errors
+//! and hands its payload to the application protocols (`dissect`, a folder each), UDP goes to DNS, ICMP
+//! to `icmp`; what they find are entries (`faultline_model`), merged back in capture order.
 
-mod aliases;
 pub mod config;
-pub mod copies;
 pub mod dissect;
 pub mod engine;
-pub mod entry_order;
-mod flow;
-pub mod frames;
-pub mod front;
+pub mod flow;
 pub mod icmp;
-pub mod merge;
+pub mod nat;
 pub mod pcap;
-mod record;
-mod route;
-pub mod shard;
-pub mod sharded;
-pub mod stats;
 pub mod tcp;
 pub mod wire;
 
@@ -26,8 +22,8 @@ pub mod wire;
 pub use faultline_model::{entry, headers, ingest, kind, time};
 
 pub use config::EngineConfig;
+pub use engine::stats::{self, Stats};
 pub use engine::{Analyzer, Engine};
 pub use entry::Entry;
 pub use flow::FlowKey;
-pub use stats::Stats;
 pub use time::Timestamp;

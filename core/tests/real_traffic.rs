@@ -5,8 +5,8 @@
 mod common;
 
 use common::{tcp_errors, Sim, ACK, FIN, PSH, RST, SYN};
+use faultline_core::engine::inline::ShardedInline;
 use faultline_core::entry::{Entry, SynReason, TcpState};
-use faultline_core::sharded::ShardedInline;
 use faultline_core::EngineConfig;
 
 /// What each entry is, in order: `tcp:<state>:<reason>:<by>`, `http:<status>`, or `<error type>:<msg>`.

@@ -47,7 +47,7 @@ pub struct Frame<'a> {
 }
 
 impl Frame<'_> {
-    /// The engine's number for where this frame was captured (`faultline_core::copies::CapturePoint`):
+    /// The engine's number for where this frame was captured (`faultline_core::nat::copies::CapturePoint`):
     /// the interface (`interface`, the capture's own number, unless the frame names one) with the
     /// direction in the lowest bit. A packet that enters and leaves one interface (a bridge's hairpin) is
     /// then one packet seen at two points.

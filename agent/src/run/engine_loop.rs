@@ -6,7 +6,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use faultline_core::frames::FrameSource;
+use faultline_core::engine::frames::FrameSource;
 use faultline_core::{Analyzer, EngineConfig, Entry, Timestamp};
 
 use super::counters::Counters;

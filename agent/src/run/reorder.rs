@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use faultline_core::Timestamp;
 
-use faultline_core::frames::FrameSource;
+use faultline_core::engine::frames::FrameSource;
 
 use crate::frames::SharedBatch;
 

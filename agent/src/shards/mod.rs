@@ -1,7 +1,7 @@
 //! Flows sharded across engine threads (`--engine-threads`, `analyze --threads`): the front
-//! (`faultline_core::front`) on the caller's thread decodes each frame, drops copies and chooses its
-//! shard; each shard (`faultline_core::shard`) runs on a thread of its own; their entries are merged back
-//! into the order one engine finds them (`faultline_core::merge`). The entries are those of one engine, entry for entry.
+//! (`faultline_core::engine::front`) on the caller's thread decodes each frame, drops copies and chooses its
+//! shard; each shard (`faultline_core::engine::shard`) runs on a thread of its own; their entries are merged back
+//! into the order one engine finds them (`faultline_core::engine::merge`). The entries are those of one engine, entry for entry.
 
 mod worker;
 
@@ -9,13 +9,13 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use faultline_core::frames::FrameSource;
-use faultline_core::front::Front;
-use faultline_core::shard::{Shard, TakenFlow};
+use faultline_core::engine::frames::FrameSource;
+use faultline_core::engine::front::Front;
+use faultline_core::engine::shard::{Shard, TakenFlow};
 use faultline_core::wire::{self, DecodeError, LinkType};
 use faultline_core::{Analyzer, Engine, EngineConfig, Entry, FlowKey, Stats, Timestamp};
 
-use faultline_core::merge::Merger;
+use faultline_core::engine::merge::Merger;
 use worker::{Done, FrameAt, Item, Work};
 
 /// Frames the front gathers (over all shards) before it hands each shard its batch.
@@ -190,7 +190,7 @@ impl ShardedEngine {
         place: impl FnOnce(&mut Work) -> FrameAt,
     ) -> Result<(), DecodeError> {
         let decoded = wire::decode(link, data, ts);
-        let point = faultline_core::copies::CapturePoint::of(interface, link, data);
+        let point = faultline_core::nat::copies::CapturePoint::of(interface, link, data);
         let routed = self.front.route(point, ts, &decoded, &mut self.front_stats);
         let pos = self.pos;
         self.pos += 1;

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use etherparse::PacketBuilder;
-use faultline_core::frames::FrameSource;
+use faultline_core::engine::frames::FrameSource;
 use faultline_core::wire::LinkType;
 use faultline_core::{Analyzer, Engine, EngineConfig, Entry, Timestamp};
 

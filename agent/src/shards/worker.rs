@@ -4,14 +4,14 @@ use std::ops::Range;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
-use faultline_core::copies::NatPair;
-use faultline_core::frames::FrameSource;
-use faultline_core::shard::{Shard, TakenFlow};
+use faultline_core::engine::frames::FrameSource;
+use faultline_core::engine::shard::{Shard, TakenFlow};
+use faultline_core::nat::copies::NatPair;
 use faultline_core::wire::LinkType;
 use faultline_core::FlowKey;
 use faultline_core::{Entry, Stats, Timestamp};
 
-use faultline_core::merge::Found;
+use faultline_core::engine::merge::Found;
 
 /// What the front sends one shard, in capture order.
 pub enum Item {

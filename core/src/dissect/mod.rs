@@ -18,8 +18,8 @@ pub mod tls;
 use std::net::IpAddr;
 
 use crate::config::EngineConfig;
+use crate::engine::stats::Stats;
 use crate::entry::{Endpoint, Entry, Protocol};
-use crate::stats::Stats;
 use crate::time::Timestamp;
 
 pub use faultline_model::dissector::{Dissector, Dissectors};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::http::{proxy_header_len, proxy_header_size};
 use super::{Claim, Direction, Dissectors, Found, Probe, StreamDissector, Verdict, PROBE_LIMIT, REGISTRY};
 use crate::config::EngineConfig;
+use crate::engine::stats::Stats;
 use crate::entry::{Entry, EntryError, ErrorType};
-use crate::stats::Stats;
 use crate::tcp::reassembly::{Chunk, Fate, HeldBudget, Reassembler};
 use crate::time::Timestamp;
 

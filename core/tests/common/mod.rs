@@ -8,8 +8,8 @@ pub mod rng;
 use std::net::IpAddr;
 
 use etherparse::PacketBuilder;
+use faultline_core::engine::inline::ShardedInline;
 use faultline_core::entry::{Entry, SynReason, TcpState};
-use faultline_core::sharded::ShardedInline;
 use faultline_core::wire::LinkType;
 use faultline_core::{Analyzer, Engine, EngineConfig, Timestamp};
 

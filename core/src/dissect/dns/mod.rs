@@ -17,8 +17,8 @@ pub mod wire;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
+use crate::engine::stats::Stats;
 use crate::entry::{DnsInfo, DnsQuestion, Endpoint, Entry, EntryError, ErrorType, Headers, Protocol, Response};
-use crate::stats::Stats;
 use crate::time::Timestamp;
 use wire::{rcode_name, Message, TypeName};
 

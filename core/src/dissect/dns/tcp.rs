@@ -3,7 +3,7 @@
 //! followed by the same question over TCP is one exchange.
 
 use crate::dissect::{Claim, Direction, Dissector, Found, Probe, Registration, StreamDissector, Verdict};
-use crate::stats::Stats;
+use crate::engine::stats::Stats;
 use crate::time::Timestamp;
 
 pub const REGISTRATION: Registration = Registration { dissector: Dissector::Dns, probe, start, summary };

@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 
 use super::parser::{BodyRule, GapEffect, Handler, Head, Parser, Role};
 use crate::dissect::Direction;
+use crate::engine::stats::Stats;
 use crate::entry::{Request, Response};
-use crate::stats::Stats;
 use crate::time::Timestamp;
 
 /// Bounds per connection, so a hostile peer cannot grow them without end.

@@ -11,7 +11,7 @@ pub use dissector::{HttpDissector, HttpOutcome, Upgrade};
 
 use super::http2::Http2Dissector;
 use super::{Claim, Direction, Dissector, Found, Probe, Registration, StreamDissector, Verdict, PROBE_LIMIT};
-use crate::stats::Stats;
+use crate::engine::stats::Stats;
 use crate::time::Timestamp;
 
 pub const REGISTRATION: Registration = Registration { dissector: Dissector::Http, probe, start, summary };

@@ -13,7 +13,7 @@ mod stream;
 pub use dissector::{Http2Counters, Http2Dissector, Http2Outcome};
 
 use super::{Claim, Direction, Dissector, Found, Probe, Registration, StreamDissector, Verdict};
-use crate::stats::Stats;
+use crate::engine::stats::Stats;
 use crate::time::Timestamp;
 
 pub const REGISTRATION: Registration = Registration { dissector: Dissector::Http2, probe, start, summary };

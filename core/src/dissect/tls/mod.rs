@@ -8,8 +8,8 @@
 pub mod names;
 
 use super::{Claim, Direction, Dissector, Found, Probe, Registration, StreamDissector, Verdict};
+use crate::engine::stats::Stats;
 use crate::entry::{EntryError, ErrorType, Protocol, Side, TlsInfo};
-use crate::stats::Stats;
 use crate::time::Timestamp;
 
 pub const REGISTRATION: Registration = Registration { dissector: Dissector::Tls, probe, start, summary };

@@ -6,7 +6,7 @@
 //!   higher port: the ephemeral one), TCP to or from port 53 likewise;
 //! - an ICMP error: by the flow it quotes, under the same rules (a SYN answered by "port unreachable" is
 //!   decided on the SYN's shard);
-//! - the two tuples of a NATed connection: `crate::front` routes the later one to the earlier's shard.
+//! - the two tuples of a NATed connection: `crate::engine::front` routes the later one to the earlier's shard.
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;

@@ -1,4 +1,4 @@
-//! The tuples of a NATed connection, once `crate::copies` found a packet under two of them. On a node one
+//! The tuples of a NATed connection, once `crate::nat::copies` found a packet under two of them. On a node one
 //! connection is seen under several 4-tuples: before and after a Service's DNAT, before and after SNAT
 //! (masquerade of host-network traffic), and half translated — a bridge's netfilter hook undoes SNAT on a
 //! reply before the host's own stack undoes DNAT, so `cni0` shows the reply under a tuple nothing else has.

@@ -1,7 +1,7 @@
 //! Entries from several shards back into one stream: in the order one engine would have found them. Each
 //! entry is tagged with the position of the frame (or timer sweep) that found it; entries of one frame
 //! come from the one shard that handled it, in that shard's order; entries of one sweep come from every
-//! shard and are put in one canonical order (`crate::entry_order::canonical`), as one engine's sweep
+//! shard and are put in one canonical order (`crate::engine::order::canonical`), as one engine's sweep
 //! puts them. An entry is released once every shard has handled everything before its position.
 
 use std::cmp::Ordering;
@@ -109,7 +109,7 @@ fn order(a: &Found, b: &Found) -> Ordering {
     let at = |f: &Found| (f.pos, !f.by_sweep);
     at(a).cmp(&at(b)).then_with(|| {
         if a.by_sweep && b.by_sweep {
-            crate::entry_order::canonical(&a.entry, &b.entry)
+            crate::engine::order::canonical(&a.entry, &b.entry)
         } else {
             Ordering::Equal
         }

@@ -10,7 +10,7 @@
 //! *another* interface within a short window: the same packet twice on one interface is a retransmission.
 //!
 //! An exact copy is dropped. A NATed copy makes one of the two 4-tuples of a connection an alias of the
-//! other (`Verdict::Nat`); which one is decided where the flows are tracked (`crate::aliases`). This
+//! other (`Verdict::Nat`); which one is decided where the flows are tracked (`crate::nat::aliases`). This
 //! part sees every packet of the node before flows are dispatched to engine shards, so it knows nothing
 //! of flows: only fingerprints. Everything dropped is counted.
 

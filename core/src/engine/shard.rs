@@ -1,15 +1,15 @@
-//! One shard of the engine: the flows routed to it by the front (`crate::front`), their connections,
+//! One shard of the engine: the flows routed to it by the front (`crate::engine::front`), their connections,
 //! timers and dissectors, the ICMP errors that quote them, the DNS exchanges of their clients. A node's
 //! engine is one shard inline (`Engine`) or several on threads; a shard never looks at another's state.
 
-use crate::aliases::{Linked, NatAliases};
 use crate::config::EngineConfig;
-use crate::copies::NatPair;
+use crate::engine::stats::Stats;
 use crate::entry::{Endpoint, Entry, Protocol};
+use crate::flow::recorder::FlowRecorder;
 use crate::flow::{FlowKey, FlowTable};
 use crate::icmp::{self, Kind};
-use crate::record::FlowRecorder;
-use crate::stats::Stats;
+use crate::nat::aliases::{Linked, NatAliases};
+use crate::nat::copies::NatPair;
 use crate::tcp::conn::{Conn, Ctx, Keep, Phase};
 use crate::tcp::reassembly::HeldBudget;
 use crate::time::Timestamp;
@@ -247,7 +247,7 @@ impl Shard {
         }
         if sort && out.len() - start > 1 {
             let mut order: Vec<usize> = (0..out.len() - start).collect();
-            order.sort_by(|&a, &b| crate::entry_order::canonical(&out[start + a], &out[start + b]));
+            order.sort_by(|&a, &b| crate::engine::order::canonical(&out[start + a], &out[start + b]));
             let mut taken: Vec<Option<Entry>> = out.drain(start..).map(Some).collect();
             out.extend(order.iter().filter_map(|&i| taken[i].take()));
             if !pcaps.is_empty() {

@@ -1,6 +1,6 @@
 //! The front of the engine: every frame of the node passes here, in capture order, before it reaches the
 //! shard that tracks its flow. It decodes and counts what is not a packet, drops copies of a packet seen
-//! on another interface (`crate::copies`), chooses the shard (`crate::route`), keeps the clock and says
+//! on another interface (`crate::nat::copies`), chooses the shard (`crate::engine::route`), keeps the clock and says
 //! when timers are due — for every shard at once, so that timers fire at the same point of the capture
 //! whatever the number of shards — and announces servers seen answering a SYN, which every shard uses to
 //! tell the roles of connections picked up mid-stream.
@@ -10,12 +10,12 @@
 
 use std::collections::HashMap;
 
-use crate::aliases::MAX_ALIASES;
 use crate::config::EngineConfig;
-use crate::copies::{CapturePoint, Copies, NatPair, Verdict};
+use crate::engine::route::RouteKey;
+use crate::engine::stats::Stats;
 use crate::flow::{Endpoint, FlowKey};
-use crate::route::RouteKey;
-use crate::stats::Stats;
+use crate::nat::aliases::MAX_ALIASES;
+use crate::nat::copies::{CapturePoint, Copies, NatPair, Verdict};
 use crate::time::Timestamp;
 use crate::wire::{DecodeError, Decoded, Packet, Skip, Transport};
 

@@ -2,13 +2,13 @@
 //! threads, in a form tests can drive frame by frame (and compare with `Engine`).
 
 use crate::config::EngineConfig;
-use crate::copies::CapturePoint;
+use crate::engine::front::Front;
+use crate::engine::merge::{Found, Merger};
+use crate::engine::shard::Shard;
+use crate::engine::stats::Stats;
 use crate::engine::Analyzer;
 use crate::entry::Entry;
-use crate::front::Front;
-use crate::merge::{Found, Merger};
-use crate::shard::Shard;
-use crate::stats::Stats;
+use crate::nat::copies::CapturePoint;
 use crate::time::Timestamp;
 use crate::wire::{self, DecodeError, Decoded, LinkType};
 

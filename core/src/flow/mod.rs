@@ -6,6 +6,8 @@
 //! own whose entries are a few words instead of a whole connection. That keeps the table of live
 //! connections small enough to stay in cache, and makes growing either table a small copy.
 
+pub(crate) mod recorder;
+
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -99,9 +101,9 @@ pub struct TakenFlow {
 }
 
 #[derive(Default)]
-pub struct FlowTable {
-    pub live: Map<FlowKey, Conn>,
-    pub lingering: Map<Digest, Lingering>,
+pub(crate) struct FlowTable {
+    pub(crate) live: Map<FlowKey, Conn>,
+    pub(crate) lingering: Map<Digest, Lingering>,
     digests: foldhash::fast::FixedState,
 }
 

@@ -1,16 +1,25 @@
-//! The engine: frames in, entries out. A front (`crate::front`: copies, routing, the clock) and one
-//! shard (`crate::shard`: flows, timers, dissectors, ICMP) on the caller's thread. Sharded across
+//! The engine: frames in, entries out. A front (`crate::engine::front`: copies, routing, the clock) and one
+//! shard (`crate::engine::shard`: flows, timers, dissectors, ICMP) on the caller's thread. Sharded across
 //! threads (the agent's `--engine-threads`, `analyze --threads`), the same parts give the same entries.
+
+pub mod frames;
+pub mod front;
+pub mod inline;
+pub mod merge;
+pub mod order;
+mod route;
+pub mod shard;
+pub mod stats;
 
 use std::sync::Arc;
 
 use crate::config::EngineConfig;
-use crate::copies::CapturePoint;
+use crate::engine::frames::FrameSource;
+use crate::engine::front::Front;
+use crate::engine::shard::Shard;
+use crate::engine::stats::Stats;
 use crate::entry::Entry;
-use crate::frames::FrameSource;
-use crate::front::Front;
-use crate::shard::Shard;
-use crate::stats::Stats;
+use crate::nat::copies::CapturePoint;
 use crate::time::Timestamp;
 use crate::wire::{self, DecodeError, Decoded, LinkType};
 
