@@ -1,21 +1,22 @@
 //! Flows sharded across engine threads (`--engine-threads`, `analyze --threads`): the front
 //! (`faultline_core::engine::front`) on the caller's thread decodes each frame, drops copies and chooses its
-//! shard; each shard (`faultline_core::engine::shard`) runs on a thread of its own; their entries are merged back
-//! into the order one engine finds them (`faultline_core::engine::merge`). The entries are those of one engine, entry for entry.
+//! shard; each shard (`faultline_core::engine::shard`) runs on a thread of its own; their entries are merged
+//! back into the order one engine finds them (`faultline_core::engine::merge`). The front and its steps are
+//! the engine's own coordinator's (`faultline_core::engine::Coordinator`): only how a step reaches a shard
+//! is here — in batches, over channels. The entries are those of one engine, entry for entry.
 
 mod worker;
 
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use faultline_core::engine::frames::FrameSource;
-use faultline_core::engine::front::Front;
+use faultline_core::engine::merge::Merger;
 use faultline_core::engine::shard::{Shard, TakenFlow};
-use faultline_core::wire::{self, DecodeError, LinkType};
+use faultline_core::engine::{Coordinator, ShardFrame, Shards};
+use faultline_core::flow::Endpoint;
+use faultline_core::nat::copies::NatPair;
 use faultline_core::{Analyzer, Engine, EngineConfig, Entry, FlowKey, Stats, Timestamp};
 
-use faultline_core::engine::merge::Merger;
 use worker::{Done, FrameAt, Item, Work};
 
 /// Frames the front gathers (over all shards) before it hands each shard its batch.
@@ -28,13 +29,14 @@ pub fn engines(cfg: EngineConfig, threads: usize) -> Box<dyn Analyzer> {
     if threads <= 1 {
         Box::new(Engine::new(cfg))
     } else {
-        Box::new(ShardedEngine::new(cfg, threads))
+        Box::new(threaded(cfg, threads))
     }
 }
 
-pub struct ShardedEngine {
-    front: Front,
-    front_stats: Stats,
+/// Shards on threads of their own behind one front on the caller's.
+pub type ShardedEngine = Coordinator<Threads>;
+
+pub struct Threads {
     senders: Vec<SyncSender<Work>>,
     threads: Vec<JoinHandle<()>>,
     done: Receiver<Done>,
@@ -43,196 +45,73 @@ pub struct ShardedEngine {
     /// Emptied batches to fill again.
     spare: Vec<Work>,
     frames: usize,
-    /// The next frame's position.
-    pos: u64,
     merger: Merger,
     recordings: Vec<(String, Vec<u8>)>,
     shard_stats: Vec<Stats>,
     flows: Vec<usize>,
     /// Tuples' state handed over by a shard (`move_flow`), until adopted by another.
     extracted: Vec<(FlowKey, TakenFlow)>,
+    /// Every position below this has been handed to a shard's batch.
+    upto: u64,
 }
 
-impl ShardedEngine {
-    pub fn new(cfg: EngineConfig, n: usize) -> ShardedEngine {
-        let n = n.max(1);
-        let (done_tx, done) = mpsc::channel();
-        let mut senders = Vec::with_capacity(n);
-        let mut threads = Vec::with_capacity(n);
-        for index in 0..n {
-            let (tx, rx) = mpsc::sync_channel(BATCHES_AHEAD);
-            // The shard's own ids name its recordings until the merger gives the final ones.
-            let shard = Shard::new(EngineConfig { id_prefix: format!("{index}/"), ..cfg.clone() }, n);
-            let done_tx = done_tx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("engine-{index}"))
-                .spawn(move || worker::run(index, shard, rx, done_tx));
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    // Without the thread nothing would drain its channel: fail loudly, at start.
-                    tracing::error!(error = %e, "cannot start an engine thread");
-                    std::process::abort();
-                }
+/// `n` shards on threads of their own, behind one front.
+pub fn threaded(cfg: EngineConfig, n: usize) -> ShardedEngine {
+    let n = n.max(1);
+    let (done_tx, done) = mpsc::channel();
+    let mut senders = Vec::with_capacity(n);
+    let mut threads = Vec::with_capacity(n);
+    for index in 0..n {
+        let (tx, rx) = mpsc::sync_channel(BATCHES_AHEAD);
+        // The shard's own ids name its recordings until the merger gives the final ones.
+        let shard = Shard::new(EngineConfig { id_prefix: format!("{index}/"), ..cfg.clone() }, n);
+        let done_tx = done_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("engine-{index}"))
+            .spawn(move || worker::run(index, shard, rx, done_tx));
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                // Without the thread nothing would drain its channel: fail loudly, at start.
+                tracing::error!(error = %e, "cannot start an engine thread");
+                std::process::abort();
             }
-            senders.push(tx);
         }
-        ShardedEngine {
-            front: Front::new(&cfg, n),
-            front_stats: Stats::default(),
-            senders,
-            threads,
-            done,
-            filling: (0..n).map(|_| Work::default()).collect(),
-            spare: Vec::new(),
-            frames: 0,
-            pos: 0,
-            merger: Merger::new(n, cfg.id_prefix.clone()),
-            recordings: Vec::new(),
-            shard_stats: vec![Stats::default(); n],
-            flows: vec![0; n],
-            extracted: Vec::new(),
-        }
+        senders.push(tx);
     }
+    let threaded = Threads {
+        senders,
+        threads,
+        done,
+        filling: (0..n).map(|_| Work::default()).collect(),
+        spare: Vec::new(),
+        frames: 0,
+        merger: Merger::new(n, cfg.id_prefix.clone()),
+        recordings: Vec::new(),
+        shard_stats: vec![Stats::default(); n],
+        flows: vec![0; n],
+        extracted: Vec::new(),
+        upto: 0,
+    };
+    Coordinator::with(&cfg, threaded)
 }
 
-impl Analyzer for ShardedEngine {
-    fn expect_several_interfaces(&mut self) {
-        self.front.expect_several_interfaces();
+impl Shards for Threads {
+    fn count(&self) -> usize {
+        self.filling.len()
     }
 
-    fn handle_frame_on(
-        &mut self,
-        interface: u32,
-        link: LinkType,
-        data: &[u8],
-        ts: Timestamp,
-        out: &mut Vec<Entry>,
-    ) -> Result<(), DecodeError> {
-        // Copied into the shard's batch: the caller's buffer is not ours to keep.
-        self.route(interface, link, data, ts, out, |w| {
-            let start = w.data.len();
-            w.data.extend_from_slice(data);
-            FrameAt::Copied(start..w.data.len())
-        })
+    fn sweep(&mut self, pos: u64, now: Timestamp, end_of_input: bool, _: &mut Vec<Entry>) {
+        self.for_every_shard(|| Item::Sweep { pos, now, end_of_input });
     }
 
-    fn handle_shared(
-        &mut self,
-        frames: &Arc<dyn FrameSource>,
-        index: usize,
-        ts: Timestamp,
-        out: &mut Vec<Entry>,
-    ) -> Result<(), DecodeError> {
-        let Some(f) = frames.frame(index) else { return Ok(()) };
-        // Read where it is by the shard: the batch is kept, not the frame copied.
-        self.route(f.interface, f.link_type, f.data, ts, out, |w| FrameAt::Shared {
-            source: w.source_of(frames),
-            index: u32::try_from(index).unwrap_or(u32::MAX),
-        })
+    fn listener(&mut self, server: Endpoint) {
+        self.for_every_shard(|| Item::Listener(server));
     }
 
-    fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
-        if let Some(now) = self.front.tick(now, &mut self.front_stats) {
-            let pos = self.pos;
-            self.pos += 1;
-            self.for_every_shard(|| Item::Sweep { pos, now, end_of_input: false });
-        }
-        self.hand_out(out);
-    }
-
-    fn finish(&mut self, out: &mut Vec<Entry>) {
-        if self.senders.is_empty() {
-            return; // finished already
-        }
-        let (pos, now) = (self.pos, self.front.now());
-        self.pos = u64::MAX;
-        self.for_every_shard(|| Item::Sweep { pos, now, end_of_input: true });
-        self.hand_out(out);
-        self.stop_shards();
-        self.collect(false);
-        self.merger.release(out, &mut self.recordings);
-    }
-
-    fn stats(&self) -> Stats {
-        let mut s = self.front_stats.clone();
-        for shard in &self.shard_stats {
-            s += shard;
-        }
-        s
-    }
-
-    fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
-        std::mem::take(&mut self.recordings)
-    }
-
-    fn flow_count(&self) -> usize {
-        self.flows.iter().sum()
-    }
-
-    /// Hands every shard its batch (with how far the capture got), then takes what shards have done.
-    fn hand_out(&mut self, out: &mut Vec<Entry>) {
-        self.send_round(self.pos);
-        self.collect(true);
-        self.merger.release(out, &mut self.recordings);
-    }
-}
-
-impl ShardedEngine {
-    /// Decodes and routes one frame; `place` puts its bytes in the chosen shard's batch.
-    fn route(
-        &mut self,
-        interface: u32,
-        link: LinkType,
-        data: &[u8],
-        ts: Timestamp,
-        out: &mut Vec<Entry>,
-        place: impl FnOnce(&mut Work) -> FrameAt,
-    ) -> Result<(), DecodeError> {
-        let decoded = wire::decode(link, data, ts);
-        let point = faultline_core::nat::copies::CapturePoint::of(interface, link, data);
-        let routed = self.front.route(point, ts, &decoded, &mut self.front_stats);
-        let pos = self.pos;
-        self.pos += 1;
-        if let Some(now) = routed.sweep {
-            self.for_every_shard(|| Item::Sweep { pos, now, end_of_input: false });
-        }
-        if let Some(server) = routed.listener {
-            self.for_every_shard(|| Item::Listener(server));
-        }
-        if let (Some((from, key)), Some((to, _))) = (routed.moved, routed.to) {
-            self.move_flow(key, from, to, pos, out);
-        }
-        if let Some((shard, nat)) = routed.to {
-            if let Some(w) = self.filling.get_mut(shard) {
-                let at = place(w);
-                w.items.push(Item::Frame { pos, link, ts, at, nat: nat.map(Box::new) });
-            }
-            self.frames += 1;
-            if self.frames >= FRAMES_PER_ROUND {
-                self.hand_out(out);
-            }
-        }
-        decoded.map(|_| ())
-    }
-
-    /// Every shard's batch on its way, every position below `upto` in one of them.
-    fn send_round(&mut self, upto: u64) {
-        self.frames = 0;
-        for (k, tx) in self.senders.iter().enumerate() {
-            let fresh = self.spare.pop().unwrap_or_default();
-            let Some(slot) = self.filling.get_mut(k) else { continue };
-            let mut w = std::mem::replace(slot, fresh);
-            w.upto = upto;
-            if tx.send(w).is_err() {
-                tracing::error!(shard = k, "an engine thread is gone");
-            }
-        }
-    }
-
-    /// Moves a tuple's state from shard `from` to shard `to` before the next frame reaches `to`: `from`
-    /// hands it over once it has handled everything before, and the front waits for it. Rare (a NATed
-    /// tuple whose copies were missed until now), so the wait — one round to one shard — costs little.
+    /// `from` hands the state over once it has handled everything before, and the front waits for it.
+    /// Rare (a NATed tuple whose copies were missed until now), so the wait — one round to one shard —
+    /// costs little.
     fn move_flow(&mut self, key: FlowKey, from: usize, to: usize, pos: u64, out: &mut Vec<Entry>) {
         let Some(w) = self.filling.get_mut(from) else { return };
         w.items.push(Item::Extract(key));
@@ -250,6 +129,84 @@ impl ShardedEngine {
         self.merger.release(out, &mut self.recordings);
         if let (Some(flow), Some(w)) = (flow, self.filling.get_mut(to)) {
             w.items.push(Item::Adopt(key, Box::new(flow)));
+        }
+    }
+
+    /// Copied into the shard's batch, unless the caller shares the buffer it is in (the shard then reads
+    /// it where it is).
+    fn packet(&mut self, shard: usize, pos: u64, f: &ShardFrame<'_>, nat: Option<NatPair>, _: &mut Vec<Entry>) {
+        if let Some(w) = self.filling.get_mut(shard) {
+            let at = match f.shared {
+                Some((frames, index)) => {
+                    FrameAt::Shared { source: w.source_of(frames), index: u32::try_from(index).unwrap_or(u32::MAX) }
+                }
+                None => {
+                    let start = w.data.len();
+                    w.data.extend_from_slice(f.data);
+                    FrameAt::Copied(start..w.data.len())
+                }
+            };
+            w.items.push(Item::Frame { pos, link: f.link, ts: f.ts, at, nat: nat.map(Box::new) });
+        }
+        self.frames += 1;
+    }
+
+    /// A round goes out when enough frames are gathered, and at every tick of the clock.
+    fn handed(&mut self, upto: u64, by_clock: bool, out: &mut Vec<Entry>) {
+        self.upto = upto;
+        if by_clock || self.frames >= FRAMES_PER_ROUND {
+            self.hand_out(out);
+        }
+    }
+
+    fn finish(&mut self, pos: u64, now: Timestamp, out: &mut Vec<Entry>) {
+        if self.senders.is_empty() {
+            return; // finished already
+        }
+        self.upto = u64::MAX;
+        self.for_every_shard(|| Item::Sweep { pos, now, end_of_input: true });
+        self.hand_out(out);
+        self.stop_shards();
+        self.collect(false);
+        self.merger.release(out, &mut self.recordings);
+    }
+
+    /// Hands every shard its batch (with how far the capture got), then takes what shards have done.
+    fn hand_out(&mut self, out: &mut Vec<Entry>) {
+        self.send_round(self.upto);
+        self.collect(true);
+        self.merger.release(out, &mut self.recordings);
+    }
+
+    fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
+        std::mem::take(&mut self.recordings)
+    }
+
+    fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for shard in &self.shard_stats {
+            s += shard;
+        }
+        s
+    }
+
+    fn flow_count(&self) -> usize {
+        self.flows.iter().sum()
+    }
+}
+
+impl Threads {
+    /// Every shard's batch on its way, every position below `upto` in one of them.
+    fn send_round(&mut self, upto: u64) {
+        self.frames = 0;
+        for (k, tx) in self.senders.iter().enumerate() {
+            let fresh = self.spare.pop().unwrap_or_default();
+            let Some(slot) = self.filling.get_mut(k) else { continue };
+            let mut w = std::mem::replace(slot, fresh);
+            w.upto = upto;
+            if tx.send(w).is_err() {
+                tracing::error!(shard = k, "an engine thread is gone");
+            }
         }
     }
 
@@ -311,7 +268,7 @@ impl ShardedEngine {
     }
 }
 
-impl Drop for ShardedEngine {
+impl Drop for Threads {
     fn drop(&mut self) {
         // What they found is not wanted any more.
         self.stop_shards();

@@ -10,7 +10,7 @@ use faultline_core::engine::frames::FrameSource;
 use faultline_core::wire::LinkType;
 use faultline_core::{Analyzer, Engine, EngineConfig, Entry, Timestamp};
 
-use super::ShardedEngine;
+use super::threaded;
 use crate::frames::FrameBatch;
 
 const SYN: u8 = 0x02;
@@ -114,7 +114,7 @@ fn a_natted_tuple_tracked_apart_moves_to_its_pairs_shard() {
     assert_eq!(one.len(), 48, "{one:#?}");
     assert!(one.iter().all(|e| e.contains("\"status\":503")), "{one:#?}");
     for n in [2, 3, 5] {
-        assert_eq!(run(Box::new(ShardedEngine::new(cfg.clone(), n)), false), one, "{n} engine threads");
-        assert_eq!(run(Box::new(ShardedEngine::new(cfg.clone(), n)), true), one, "{n} threads, frames shared");
+        assert_eq!(run(Box::new(threaded(cfg.clone(), n)), false), one, "{n} engine threads");
+        assert_eq!(run(Box::new(threaded(cfg.clone(), n)), true), one, "{n} threads, frames shared");
     }
 }

@@ -1,7 +1,10 @@
-//! The engine: frames in, entries out. A front (`crate::engine::front`: copies, routing, the clock) and one
-//! shard (`crate::engine::shard`: flows, timers, dissectors, ICMP) on the caller's thread. Sharded across
-//! threads (the agent's `--engine-threads`, `analyze --threads`), the same parts give the same entries.
+//! The engine: frames in, entries out. A front (`front`: copies, routing, the clock) decides, for every
+//! frame, what the shards (`shard`: flows, timers, dissectors, ICMP) must do, and a `Coordinator` hands
+//! them those steps in capture order: to one shard on the caller's thread (`Engine`), to several there
+//! (`inline::ShardedInline`), or to shards on threads of their own (the agent's `--engine-threads`,
+//! `analyze --threads`). The same parts give the same entries, merged back in order (`merge`).
 
+pub mod coordinator;
 pub mod frames;
 pub mod front;
 pub mod inline;
@@ -13,15 +16,17 @@ pub mod stats;
 
 use std::sync::Arc;
 
+pub use coordinator::{Coordinator, ShardFrame, Shards};
+
 use crate::config::EngineConfig;
 use crate::engine::frames::FrameSource;
-use crate::engine::front::Front;
 use crate::engine::shard::Shard;
 use crate::engine::stats::Stats;
 use crate::entry::Entry;
-use crate::nat::copies::CapturePoint;
+use crate::flow::{Endpoint, FlowKey};
+use crate::nat::copies::NatPair;
 use crate::time::Timestamp;
-use crate::wire::{self, DecodeError, Decoded, LinkType};
+use crate::wire::{DecodeError, LinkType};
 
 /// Frames in, entries out: one engine on the caller's thread, or shards behind one front (on the caller's
 /// thread for tests, `ShardedInline`; on threads of their own in the agent). Whichever, the same entries.
@@ -72,23 +77,23 @@ pub trait Analyzer: Send {
     fn flow_count(&self) -> usize;
 }
 
-pub struct Engine {
-    front: Front,
+/// One engine: the front and one shard on the caller's thread. What it finds is the reference every
+/// sharded engine must find too.
+pub type Engine = Coordinator<One>;
+
+/// One shard on the caller's thread: what it finds goes straight out, numbered by the shard.
+pub struct One {
     shard: Shard,
 }
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
-        Engine { front: Front::new(&cfg, 1), shard: Shard::new(cfg, 1) }
+        let front_cfg = cfg.clone();
+        Coordinator::with(&front_cfg, One { shard: Shard::new(cfg, 1) })
     }
 
     pub fn config(&self) -> &EngineConfig {
-        self.shard.config()
-    }
-
-    /// The counters, without a copy (`Analyzer::stats` returns one).
-    pub fn stats(&self) -> &Stats {
-        self.shard.stats()
+        self.shards.shard.config()
     }
 
     /// `handle_frame_on` for a capture of one interface.
@@ -103,44 +108,30 @@ impl Engine {
     }
 }
 
-impl Analyzer for Engine {
-    fn expect_several_interfaces(&mut self) {
-        self.front.expect_several_interfaces();
+impl Shards for One {
+    fn count(&self) -> usize {
+        1
     }
 
-    fn handle_frame_on(
-        &mut self,
-        interface: u32,
-        link: LinkType,
-        data: &[u8],
-        ts: Timestamp,
-        out: &mut Vec<Entry>,
-    ) -> Result<(), DecodeError> {
-        let decoded = wire::decode(link, data, ts);
-        let point = CapturePoint::of(interface, link, data);
-        let routed = self.front.route(point, ts, &decoded, &mut self.shard.stats);
-        if let Some(now) = routed.sweep {
-            self.shard.sweep(now, false, out);
-        }
-        if let Some(server) = routed.listener {
-            self.shard.learn_listener(server);
-        }
-        match (decoded, routed.to) {
-            (Ok(Decoded::Packet(p)), Some((_, nat))) => self.shard.handle_packet(&p, link, data, nat, out),
-            (Err(e), _) => return Err(e),
-            _ => {}
-        }
-        Ok(())
+    fn sweep(&mut self, _: u64, now: Timestamp, end_of_input: bool, out: &mut Vec<Entry>) {
+        self.shard.sweep(now, end_of_input, out);
     }
 
-    fn advance(&mut self, now: Timestamp, out: &mut Vec<Entry>) {
-        if let Some(now) = self.front.tick(now, &mut self.shard.stats) {
-            self.shard.sweep(now, false, out);
-        }
+    fn listener(&mut self, server: Endpoint) {
+        self.shard.learn_listener(server);
     }
 
-    fn finish(&mut self, out: &mut Vec<Entry>) {
-        self.shard.sweep(self.front.now(), true, out);
+    /// With one shard, nothing ever moves.
+    fn move_flow(&mut self, _: FlowKey, _: usize, _: usize, _: u64, _: &mut Vec<Entry>) {}
+
+    fn packet(&mut self, _: usize, _: u64, f: &ShardFrame<'_>, nat: Option<NatPair>, out: &mut Vec<Entry>) {
+        self.shard.handle_packet(f.packet, f.link, f.data, nat, out);
+    }
+
+    fn handed(&mut self, _: u64, _: bool, _: &mut Vec<Entry>) {}
+
+    fn finish(&mut self, _: u64, now: Timestamp, out: &mut Vec<Entry>) {
+        self.shard.sweep(now, true, out);
     }
 
     fn take_recordings(&mut self) -> Vec<(String, Vec<u8>)> {
