@@ -253,3 +253,60 @@ pub enum RecorderMode {
     Errors,
     Continuous,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_crds::{agent_args, TapConfigSpec};
+
+    /// What the agent makes of the arguments the operator gives it for `spec`.
+    fn engine_for(spec: &TapConfigSpec) -> EngineConfig {
+        let args = std::iter::once("faultline-agent".to_owned()).chain(agent_args(spec));
+        match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Run(run)) => run.engine.to_config(),
+            other => panic!("the operator's arguments do not parse: {other:?}"),
+        }
+    }
+
+    /// The CRD's defaults, the operator's arguments and the engine's defaults are one set of settings.
+    #[test]
+    fn a_default_tapconfig_runs_the_default_engine() {
+        assert_eq!(engine_for(&TapConfigSpec::default()), EngineConfig::default());
+    }
+
+    /// Every timeout and dissector a TapConfig sets reaches the engine, under the name the SPEC gives it.
+    #[test]
+    fn every_setting_the_operator_passes_reaches_the_engine() {
+        let mut spec = TapConfigSpec::default();
+        for (i, (t, _)) in spec.timeouts.each().into_iter().enumerate() {
+            assert!(spec.timeouts.set(t.field, 1_000 + 7 * i as i64), "{}", t.field);
+        }
+        spec.dissectors = vec![Dissector::Dns, Dissector::Http2];
+        spec.show_stream_timeouts = true;
+        let cfg = engine_for(&spec);
+        let t = &spec.timeouts;
+        let ms = |v: i64| u64::try_from(v).expect("positive");
+        assert_eq!(
+            [
+                cfg.syn_timeout_ms,
+                cfg.close_timeout_ms,
+                cfg.pair_timeout_ms,
+                cfg.tcp_stream_channel_timeout_ms,
+                cfg.idle_timeout_ms,
+                cfg.dns_timeout_ms,
+                cfg.tls_handshake_timeout_ms
+            ],
+            [
+                ms(t.syn_timeout_ms),
+                ms(t.close_timeout_ms),
+                ms(t.pair_timeout_ms),
+                ms(t.tcp_stream_channel_timeout_ms),
+                ms(t.idle_timeout_ms),
+                ms(t.dns_timeout_ms),
+                ms(t.tls_handshake_timeout_ms)
+            ]
+        );
+        assert_eq!(cfg.dissectors, [Dissector::Dns, Dissector::Http2].into_iter().collect::<Dissectors>());
+        assert!(cfg.show_stream_timeouts);
+    }
+}

@@ -4,14 +4,18 @@
 //! Validation lives in the schema so that the API server rejects bad input before any controller sees it:
 //! enums for closed sets, ranges for numbers, and CEL rules for what spans fields.
 
+mod agent_args;
 mod errorview;
 mod tapconfig;
+mod validate;
 
+pub use agent_args::agent_args;
 pub use errorview::{Bucket, ErrorView, ErrorViewSpec, ErrorViewStatus, PairCount, Sample};
 pub use tapconfig::{
     AgentSpec, CaptureBackend, Dissector, NodeCaptureStats, RecorderMode, RecorderSpec, TapConfig, TapConfigSpec,
-    TapConfigStatus, Timeouts, WatchSpec,
+    TapConfigStatus, Timeout, Timeouts, WatchSpec,
 };
+pub use validate::validate;
 
 /// The API group of every Faultline resource.
 pub const GROUP: &str = "faultline.dev";

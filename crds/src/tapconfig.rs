@@ -143,6 +143,72 @@ pub struct Timeouts {
     pub tls_handshake_timeout_ms: i64,
 }
 
+impl Default for TapConfigSpec {
+    /// What an empty spec (`spec: {}`) means: every field's own default, as the API server fills them in.
+    fn default() -> TapConfigSpec {
+        #[allow(clippy::expect_used)]
+        serde_json::from_value(serde_json::json!({})).expect("every field of a TapConfig spec has a default")
+    }
+}
+
+/// One timeout of `Timeouts`: its field's name (also the agent's flag: `synTimeoutMs` is
+/// `--syn-timeout-ms`) and the most it may be. The one list every use of the timeouts goes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout {
+    pub field: &'static str,
+    pub max: i64,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl Timeouts {
+    /// Every timeout and its value, in the order the spec lists them.
+    pub fn each(&self) -> [(Timeout, i64); 7] {
+        let t = |field, max| Timeout { field, max };
+        [
+            (t("synTimeoutMs", HOUR_MS), self.syn_timeout_ms),
+            (t("closeTimeoutMs", HOUR_MS), self.close_timeout_ms),
+            (t("pairTimeoutMs", HOUR_MS), self.pair_timeout_ms),
+            (t("tcpStreamChannelTimeoutMs", HOUR_MS), self.tcp_stream_channel_timeout_ms),
+            (t("idleTimeoutMs", 24 * HOUR_MS), self.idle_timeout_ms),
+            (t("dnsTimeoutMs", HOUR_MS), self.dns_timeout_ms),
+            (t("tlsHandshakeTimeoutMs", HOUR_MS), self.tls_handshake_timeout_ms),
+        ]
+    }
+
+    /// Sets the timeout named `field` (as `each` names it); false for no such field.
+    pub fn set(&mut self, field: &str, value: i64) -> bool {
+        let slot = match field {
+            "synTimeoutMs" => &mut self.syn_timeout_ms,
+            "closeTimeoutMs" => &mut self.close_timeout_ms,
+            "pairTimeoutMs" => &mut self.pair_timeout_ms,
+            "tcpStreamChannelTimeoutMs" => &mut self.tcp_stream_channel_timeout_ms,
+            "idleTimeoutMs" => &mut self.idle_timeout_ms,
+            "dnsTimeoutMs" => &mut self.dns_timeout_ms,
+            "tlsHandshakeTimeoutMs" => &mut self.tls_handshake_timeout_ms,
+            _ => return false,
+        };
+        *slot = value;
+        true
+    }
+}
+
+impl Timeout {
+    /// The agent's flag for it: `synTimeoutMs` is `--syn-timeout-ms`.
+    pub fn flag(self) -> String {
+        let mut flag = String::from("--");
+        for c in self.field.chars() {
+            if c.is_ascii_uppercase() {
+                flag.push('-');
+                flag.push(c.to_ascii_lowercase());
+            } else {
+                flag.push(c);
+            }
+        }
+        flag
+    }
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {

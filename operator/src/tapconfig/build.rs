@@ -77,7 +77,7 @@ pub fn label_value(name: &str) -> String {
 pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
     let name = tap.meta().name.clone().ok_or(BuildError::Unnamed)?;
     let uid = tap.meta().uid.clone().ok_or(BuildError::Unnamed)?;
-    super::validate::validate(&tap.spec).map_err(BuildError::Invalid)?;
+    faultline_crds::validate(&tap.spec).map_err(BuildError::Invalid)?;
     if name.len() > MAX_TAPCONFIG_NAME {
         return Err(BuildError::Invalid(format!(
             "the name is {} characters; its agents' objects need it to be at most {MAX_TAPCONFIG_NAME}",
@@ -122,7 +122,7 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
     let mut container = json!({
         "name": "agent",
         "image": image,
-        "args": agent_args(spec),
+        "args": faultline_crds::agent_args(spec),
         // The host's network: this port is taken on every node the TapConfig selects.
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
         // Alive while the engine and capture threads work (a dead thread fails /healthz); ready once
@@ -218,46 +218,6 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
         config_map: typed(config_map)?,
         daemon_set: typed(daemon_set)?,
     })
-}
-
-/// The agent's command line: the same flags as `faultline-agent analyze`, named after the TapConfig fields.
-pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
-    let t = &spec.timeouts;
-    let mut args = vec![
-        "run".to_owned(),
-        format!("--capture-backend={}", spec.capture_backend.as_str()),
-        format!("--syn-timeout-ms={}", t.syn_timeout_ms),
-        format!("--close-timeout-ms={}", t.close_timeout_ms),
-        format!("--pair-timeout-ms={}", t.pair_timeout_ms),
-        format!("--tcp-stream-channel-timeout-ms={}", t.tcp_stream_channel_timeout_ms),
-        format!("--idle-timeout-ms={}", t.idle_timeout_ms),
-        format!("--dns-timeout-ms={}", t.dns_timeout_ms),
-        format!("--tls-handshake-timeout-ms={}", t.tls_handshake_timeout_ms),
-        format!("--packet-loss-threshold={}", spec.packet_loss_threshold),
-        format!("--http-addr=0.0.0.0:{}", spec.agent.port),
-    ];
-    args.extend(spec.interfaces.iter().map(|i| format!("--interface={i}")));
-    if let Some(f) = &spec.bpf_filter {
-        args.push(format!("--bpf-filter={f}"));
-    }
-    args.extend(spec.dissectors.iter().map(|d| format!("--dissector={}", d.as_str())));
-    if spec.show_stream_timeouts {
-        args.push("--show-stream-timeouts".to_owned());
-    }
-    if let Some(n) = spec.agent.engine_threads {
-        args.push(format!("--engine-threads={n}"));
-    }
-    match spec.recorder.mode {
-        RecorderMode::None => {}
-        RecorderMode::Errors => args.push("--recorder=errors".to_owned()),
-        RecorderMode::Continuous => {
-            args.push("--recorder=continuous".to_owned());
-            if let Some(max) = spec.recorder.max_total_bytes {
-                args.push(format!("--record-max-bytes={max}"));
-            }
-        }
-    }
-    args
 }
 
 /// Everything the agent is configured with, for people to read (`kubectl get cm`) and for the pod-template

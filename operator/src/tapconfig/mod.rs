@@ -7,4 +7,3 @@ pub mod overlap;
 pub mod reconcile;
 pub mod stats;
 pub mod status;
-pub mod validate;

@@ -4,20 +4,15 @@
 
 use std::collections::BTreeSet;
 
-use faultline_crds::TapConfigSpec;
+use crate::TapConfigSpec;
 
+/// Every problem of `spec`, joined; `Ok` when there is none.
 pub fn validate(spec: &TapConfigSpec) -> Result<(), String> {
     let mut problems = Vec::new();
     let t = &spec.timeouts;
-    for (name, v, max) in [
-        ("synTimeoutMs", t.syn_timeout_ms, 3_600_000),
-        ("closeTimeoutMs", t.close_timeout_ms, 3_600_000),
-        ("pairTimeoutMs", t.pair_timeout_ms, 3_600_000),
-        ("tcpStreamChannelTimeoutMs", t.tcp_stream_channel_timeout_ms, 3_600_000),
-        ("idleTimeoutMs", t.idle_timeout_ms, 86_400_000),
-    ] {
-        if v < 1 || v > max {
-            problems.push(format!("timeouts.{name} is {v}, must be between 1 and {max}"));
+    for (timeout, v) in t.each() {
+        if v < 1 || v > timeout.max {
+            problems.push(format!("timeouts.{} is {v}, must be between 1 and {}", timeout.field, timeout.max));
         }
     }
     if t.close_timeout_ms > t.idle_timeout_ms {
@@ -48,13 +43,29 @@ pub fn validate(spec: &TapConfigSpec) -> Result<(), String> {
     }
     let mut dissectors = BTreeSet::new();
     for d in &spec.dissectors {
-        if !dissectors.insert(d.as_str()) {
-            problems.push(format!("dissectors: {} is listed twice", d.as_str()));
+        if !dissectors.insert(*d) {
+            problems.push(format!("dissectors: {d} is listed twice"));
         }
     }
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_timeout_is_checked_the_dns_and_tls_ones_too() {
+        assert_eq!(validate(&TapConfigSpec::default()), Ok(()));
+        for (timeout, _) in TapConfigSpec::default().timeouts.each() {
+            let mut spec = TapConfigSpec::default();
+            spec.timeouts.set(timeout.field, 0);
+            let err = validate(&spec).expect_err(timeout.field);
+            assert!(err.contains(&format!("timeouts.{} is 0", timeout.field)), "{err}");
+        }
     }
 }

@@ -1,0 +1,39 @@
+//! A TapConfig as its agents' command line: every timeout, the backend, interfaces, filter, dissectors and
+//! recorder (the agent takes nothing else from the spec). Pure, beside the types, so that the agent's own
+//! tests parse exactly these arguments back (`agent/src/cli.rs`): the CRD's defaults, the operator's
+//! arguments and the engine's defaults cannot drift apart.
+
+use crate::{RecorderMode, TapConfigSpec};
+
+/// The agent's command line: the same flags as `faultline-agent analyze`, named after the TapConfig fields.
+pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
+    let mut args = vec![
+        "run".to_owned(),
+        format!("--capture-backend={}", spec.capture_backend.as_str()),
+        format!("--packet-loss-threshold={}", spec.packet_loss_threshold),
+        format!("--http-addr=0.0.0.0:{}", spec.agent.port),
+    ];
+    args.extend(spec.timeouts.each().into_iter().map(|(t, v)| format!("{}={v}", t.flag())));
+    args.extend(spec.interfaces.iter().map(|i| format!("--interface={i}")));
+    if let Some(f) = &spec.bpf_filter {
+        args.push(format!("--bpf-filter={f}"));
+    }
+    args.extend(spec.dissectors.iter().map(|d| format!("--dissector={d}")));
+    if spec.show_stream_timeouts {
+        args.push("--show-stream-timeouts".to_owned());
+    }
+    if let Some(n) = spec.agent.engine_threads {
+        args.push(format!("--engine-threads={n}"));
+    }
+    match spec.recorder.mode {
+        RecorderMode::None => {}
+        RecorderMode::Errors => args.push("--recorder=errors".to_owned()),
+        RecorderMode::Continuous => {
+            args.push("--recorder=continuous".to_owned());
+            if let Some(max) = spec.recorder.max_total_bytes {
+                args.push(format!("--record-max-bytes={max}"));
+            }
+        }
+    }
+    args
+}
