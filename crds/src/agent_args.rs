@@ -7,13 +7,10 @@ use crate::{RecorderMode, TapConfigSpec};
 
 /// The agent's command line: the same flags as `faultline-agent analyze`, named after the TapConfig fields.
 pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
-    let mut args = vec![
-        "run".to_owned(),
-        format!("--capture-backend={}", spec.capture_backend.as_str()),
-        format!("--packet-loss-threshold={}", spec.packet_loss_threshold),
-        format!("--http-addr=0.0.0.0:{}", spec.agent.port),
-    ];
+    let mut args = vec!["run".to_owned(), format!("--capture-backend={}", spec.capture_backend.as_str())];
     args.extend(spec.timeouts.each().into_iter().map(|(t, v)| format!("{}={v}", t.flag())));
+    args.push(format!("--packet-loss-threshold={}", spec.packet_loss_threshold));
+    args.push(format!("--http-addr=0.0.0.0:{}", spec.agent.port));
     args.extend(spec.interfaces.iter().map(|i| format!("--interface={i}")));
     if let Some(f) = &spec.bpf_filter {
         args.push(format!("--bpf-filter={f}"));
