@@ -3,9 +3,19 @@
 //! filter, dissectors), and the whole configuration also sits in a ConfigMap whose hash is a pod-template
 //! annotation: any change to the spec changes the template and so rolls the DaemonSet.
 
+use std::collections::BTreeMap;
+
 use faultline_crds::{RecorderMode, TapConfig, TapConfigSpec};
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    KeyToPath, LocalObjectReference, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource,
+    ResourceRequirements, SecretVolumeSource, SecurityContext, ServiceAccount, ServiceAccountTokenProjection, Volume,
+    VolumeMount, VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -76,7 +86,10 @@ pub fn label_value(name: &str) -> String {
 
 pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
     let name = tap.meta().name.clone().ok_or(BuildError::Unnamed)?;
-    let uid = tap.meta().uid.clone().ok_or(BuildError::Unnamed)?;
+    let mut owner = tap.controller_owner_ref(&()).ok_or(BuildError::Unnamed)?;
+    // Only the garbage collector's link: blocking the owner's deletion would need the finalizers
+    // subresource of TapConfigs in the operator's RBAC, for nothing the operator relies on.
+    owner.block_owner_deletion = None;
     faultline_crds::validate(&tap.spec).map_err(BuildError::Invalid)?;
     if name.len() > MAX_TAPCONFIG_NAME {
         return Err(BuildError::Invalid(format!(
@@ -87,70 +100,66 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
     let spec = &tap.spec;
     let child = child_name(&name);
     let label = label_value(&name);
-    let labels = json!({
-        "app.kubernetes.io/name": "faultline-agent",
-        "app.kubernetes.io/instance": label,
-        "app.kubernetes.io/managed-by": "faultline-operator",
-        TAPCONFIG_LABEL: label,
-    });
-    let owner = json!([{
-        "apiVersion": TapConfig::api_version(&()),
-        "kind": TapConfig::kind(&()),
-        "name": name,
-        "uid": uid,
-        "controller": true,
-    }]);
-    let meta = |namespaced: bool| {
-        let mut m = json!({"name": child, "labels": labels, "ownerReferences": owner});
-        if namespaced {
-            m["namespace"] = json!(p.namespace);
-        }
-        m
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "faultline-agent".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), label.clone()),
+        ("app.kubernetes.io/managed-by".to_owned(), "faultline-operator".to_owned()),
+        (TAPCONFIG_LABEL.to_owned(), label.clone()),
+    ]);
+    let meta = ObjectMeta {
+        name: Some(child.clone()),
+        namespace: Some(p.namespace.clone()),
+        labels: Some(labels.clone()),
+        owner_references: Some(vec![owner]),
+        ..ObjectMeta::default()
     };
     let config = agent_config(spec);
     let config_text = serde_json::to_string_pretty(&config).map_err(|e| BuildError::Serde(e.to_string()))?;
     let hash = format!("{:x}", Sha256::digest(config_text.as_bytes()));
 
-    let service_account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(true)});
-    let config_map = json!({
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(true),
-        "data": {"config.json": config_text},
-    });
-    let selector = json!({"app.kubernetes.io/name": "faultline-agent", TAPCONFIG_LABEL: label});
-    let image = spec.agent.image.clone().unwrap_or_else(|| p.agent_image.clone());
+    let service_account = ServiceAccount { metadata: meta.clone(), ..ServiceAccount::default() };
+    let config_map = ConfigMap {
+        metadata: meta.clone(),
+        data: Some(BTreeMap::from([("config.json".to_owned(), config_text)])),
+        ..ConfigMap::default()
+    };
+    let selector = BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "faultline-agent".to_owned()),
+        (TAPCONFIG_LABEL.to_owned(), label),
+    ]);
     let port = spec.agent.port;
-    let mut container = json!({
-        "name": "agent",
-        "image": image,
-        "args": faultline_crds::agent_args(spec),
-        // The host's network: this port is taken on every node the TapConfig selects.
-        "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
-        // Alive while the engine and capture threads work (a dead thread fails /healthz); ready once
-        // capturing.
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 10, "failureThreshold": 3},
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 5},
-        "env": [
-            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-            {"name": "FAULTLINE_OPERATOR_URL", "value": p.operator_url},
-            {"name": "FAULTLINE_TOKEN_FILE", "value": format!("{INGEST_TOKEN_DIR}/token")},
-        ],
-        "resources": spec.agent.resources.clone().map_or_else(default_resources, |r| json!(r)),
-        // Raw sockets need NET_RAW, promiscuous mode and PACKET_STATISTICS need NET_ADMIN; nothing else.
-        "securityContext": {
-            "privileged": false,
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": true,
-            "capabilities": {"drop": ["ALL"], "add": ["NET_RAW", "NET_ADMIN"]},
-        },
-        "volumeMounts": [
-            {"name": "scratch", "mountPath": "/var/lib/faultline"},
-            {"name": "ingest-token", "mountPath": INGEST_TOKEN_DIR, "readOnly": true},
-        ],
-    });
-    if let Some(policy) = spec.agent.image_pull_policy {
-        container["imagePullPolicy"] = json!(policy.as_str());
-    }
+    let http_probe = |path: &str, period: i32, failures: Option<i32>| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(port),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: failures,
+        ..Probe::default()
+    };
+    let env = |name: &str, value: String| EnvVar { name: name.to_owned(), value: Some(value), ..EnvVar::default() };
+    let field = |name: &str, path: &str| EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: path.to_owned(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..EnvVar::default()
+    };
+    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    };
+    let mut env_vars = vec![
+        field("NODE_NAME", "spec.nodeName"),
+        field("POD_NAMESPACE", "metadata.namespace"),
+        env("FAULTLINE_OPERATOR_URL", p.operator_url.clone()),
+        env("FAULTLINE_TOKEN_FILE", format!("{INGEST_TOKEN_DIR}/token")),
+    ];
+    let mut mounts = vec![mount("scratch", "/var/lib/faultline", false), mount("ingest-token", INGEST_TOKEN_DIR, true)];
     // Scratch holds continuous recordings (at most maxTotalBytes) and nothing else: bounded, so a full
     // disk evicts the agent rather than its neighbours.
     let scratch_limit = match spec.recorder.mode {
@@ -158,66 +167,124 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
         _ => 64 << 20,
     };
     let mut volumes = vec![
-        json!({"name": "scratch", "emptyDir": {"sizeLimit": scratch_limit.to_string()}}),
+        Volume {
+            name: "scratch".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity(scratch_limit.to_string())),
+                ..Default::default()
+            }),
+            ..Volume::default()
+        },
         // The kubelet rotates it; the agent reads the file for every batch.
-        json!({"name": "ingest-token", "projected": {"sources": [{"serviceAccountToken": {
-            "audience": faultline_model::ingest::INGEST_AUDIENCE, "expirationSeconds": 3600, "path": "token"}}]}}),
+        Volume {
+            name: "ingest-token".into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(vec![VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        audience: Some(faultline_model::ingest::INGEST_AUDIENCE.to_owned()),
+                        expiration_seconds: Some(3600),
+                        path: "token".into(),
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Volume::default()
+        },
     ];
     if let Some(secret) = &p.operator_ca_secret {
         // Only the CA certificate: the operator's key stays out of the agents' pods.
-        volumes.push(json!({"name": "operator-ca", "secret": {"secretName": secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}));
-        if let Some(mounts) = container["volumeMounts"].as_array_mut() {
-            mounts.push(json!({"name": "operator-ca", "mountPath": OPERATOR_CA_DIR, "readOnly": true}));
-        }
-        if let Some(env) = container["env"].as_array_mut() {
-            env.push(json!({"name": "FAULTLINE_OPERATOR_CA_FILE", "value": format!("{OPERATOR_CA_DIR}/ca.crt")}));
-        }
+        volumes.push(Volume {
+            name: "operator-ca".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                items: Some(vec![KeyToPath { key: "ca.crt".into(), path: "ca.crt".into(), mode: None }]),
+                ..Default::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount("operator-ca", OPERATOR_CA_DIR, true));
+        env_vars.push(env("FAULTLINE_OPERATOR_CA_FILE", format!("{OPERATOR_CA_DIR}/ca.crt")));
     }
-    let mut pod_spec = json!({
-        "serviceAccountName": child,
-        // Agents never call the API server (the operator names pods): no API token in the pod, only the
-        // projected ingest token.
-        "automountServiceAccountToken": false,
-        "hostNetwork": true,
-        "dnsPolicy": "ClusterFirstWithHostNet",
-        "containers": [container],
-        "volumes": volumes,
-        "terminationGracePeriodSeconds": 30,
-    });
+    let container = Container {
+        name: "agent".into(),
+        image: Some(spec.agent.image.clone().unwrap_or_else(|| p.agent_image.clone())),
+        image_pull_policy: spec.agent.image_pull_policy.map(|policy| policy.as_str().to_owned()),
+        args: Some(faultline_crds::agent_args(spec)),
+        // The host's network: this port is taken on every node the TapConfig selects.
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".into()),
+            container_port: port,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        // Alive while the engine and capture threads work (a dead thread fails /healthz); ready once
+        // capturing.
+        liveness_probe: Some(http_probe("/healthz", 10, Some(3))),
+        readiness_probe: Some(http_probe("/readyz", 5, None)),
+        env: Some(env_vars),
+        resources: Some(spec.agent.resources.clone().unwrap_or_else(default_resources)),
+        // Raw sockets need NET_RAW, promiscuous mode and PACKET_STATISTICS need NET_ADMIN; nothing else.
+        security_context: Some(SecurityContext {
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: Some(vec!["NET_RAW".into(), "NET_ADMIN".into()]),
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
     let pull_secrets: Vec<String> = match &spec.agent.image_pull_secrets {
         Some(list) => list.iter().map(|r| r.name.clone()).collect(),
         None => p.agent_image_pull_secrets.clone(),
     };
-    if !pull_secrets.is_empty() {
-        pod_spec["imagePullSecrets"] = json!(pull_secrets.iter().map(|n| json!({"name": n})).collect::<Vec<_>>());
-    }
-    if let Some(class) = spec.agent.priority_class_name.as_ref().or(p.agent_priority_class.as_ref()) {
-        pod_spec["priorityClassName"] = json!(class);
-    }
-    if let Some(sel) = &spec.node_selector {
-        pod_spec["nodeSelector"] = json!(sel);
-    }
-    if let Some(t) = &spec.tolerations {
-        pod_spec["tolerations"] = json!(t);
-    }
-    let daemon_set = json!({
-        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta(true),
-        "spec": {
-            "selector": {"matchLabels": selector},
+    let pod_spec = PodSpec {
+        service_account_name: Some(child.clone()),
+        // Agents never call the API server (the operator names pods): no API token in the pod, only the
+        // projected ingest token.
+        automount_service_account_token: Some(false),
+        host_network: Some(true),
+        dns_policy: Some("ClusterFirstWithHostNet".into()),
+        containers: vec![container],
+        volumes: Some(volumes),
+        termination_grace_period_seconds: Some(30),
+        image_pull_secrets: (!pull_secrets.is_empty())
+            .then(|| pull_secrets.into_iter().map(|name| LocalObjectReference { name }).collect()),
+        priority_class_name: spec.agent.priority_class_name.clone().or_else(|| p.agent_priority_class.clone()),
+        node_selector: spec.node_selector.clone(),
+        tolerations: spec.tolerations.clone(),
+        ..PodSpec::default()
+    };
+    let daemon_set = DaemonSet {
+        metadata: meta,
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector { match_labels: Some(selector), ..LabelSelector::default() },
             // A tenth of the fleet at a time (at least one): a large fleet rolls in reasonable time, a small
             // one keeps most of its agents.
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
-            "template": {
-                "metadata": {"labels": labels, "annotations": {CONFIG_HASH_ANNOTATION: hash}},
-                "spec": pod_spec,
+            update_strategy: Some(DaemonSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDaemonSet {
+                    max_unavailable: Some(IntOrString::String("10%".into())),
+                    ..Default::default()
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), hash)])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec),
             },
-        },
-    });
-    Ok(Children {
-        service_account: typed(service_account)?,
-        config_map: typed(config_map)?,
-        daemon_set: typed(daemon_set)?,
-    })
+            ..DaemonSetSpec::default()
+        }),
+        ..DaemonSet::default()
+    };
+    Ok(Children { service_account, config_map, daemon_set })
 }
 
 /// Everything the agent is configured with, for people to read (`kubectl get cm`) and for the pod-template
@@ -237,28 +304,12 @@ fn agent_config(spec: &TapConfigSpec) -> Value {
     })
 }
 
-fn default_resources() -> Value {
-    json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}})
-}
-
-/// Converts to the typed object, and checks that nothing was lost on the way: a misspelled field would
-/// be silently dropped by serde, so the round trip must give back exactly what was built.
-fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -> Result<T, BuildError> {
-    let t: T = serde_json::from_value(v.clone()).map_err(|e| BuildError::Serde(e.to_string()))?;
-    let back = serde_json::to_value(&t).map_err(|e| BuildError::Serde(e.to_string()))?;
-    if strip_nulls(back) != strip_nulls(v) {
-        return Err(BuildError::Serde("built object does not round-trip through its type".into()));
-    }
-    Ok(t)
-}
-
-fn strip_nulls(v: Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, strip_nulls(v))).collect())
-        }
-        Value::Array(a) => Value::Array(a.into_iter().map(strip_nulls).collect()),
-        other => other,
+fn default_resources() -> ResourceRequirements {
+    let q = |v: &str| Quantity(v.to_owned());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([("cpu".to_owned(), q("100m")), ("memory".to_owned(), q("128Mi"))])),
+        limits: Some(BTreeMap::from([("memory".to_owned(), q("512Mi"))])),
+        ..ResourceRequirements::default()
     }
 }
 
