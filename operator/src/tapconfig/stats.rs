@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use faultline_crds::{NodeCaptureStats, TapConfig};
 use faultline_model::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Resource};
+use serde::Serialize;
 use serde_json::json;
 
 use super::build::{label_value, TAPCONFIG_LABEL};
@@ -29,6 +30,36 @@ use crate::context::Context;
 use crate::store::{NodeReport, Store};
 
 const MANAGER: &str = "faultline-operator-stats";
+
+/// What this task owns of a TapConfig's status: the nodes' statistics and the conditions they decide
+/// (`PacketLoss`, `BackendFallback`, `AgentsReporting`, in that order). Nothing else: server-side apply
+/// would take every field it is sent from the controller.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeStatus {
+    pub nodes: Vec<NodeCaptureStats>,
+    pub conditions: Vec<Condition>,
+}
+
+/// The part of a `NodeStatus` worth writing at once: each node's backend note and each condition's
+/// status, reason and message — not the counters and report times, which change every second and are
+/// refreshed every `REFRESH`.
+type Material = (Vec<(String, Option<String>)>, Vec<(String, String, String, String)>);
+
+impl NodeStatus {
+    fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    fn material(&self) -> Material {
+        let nodes = self.nodes.iter().map(|n| (n.node.clone(), n.backend_note.clone())).collect();
+        let conditions = self
+            .conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone()))
+            .collect();
+        (nodes, conditions)
+    }
+}
 const ROUND: Duration = Duration::from_secs(5);
 /// The longest the written statistics lag the agents' reports when no condition changes.
 pub const REFRESH: Duration = Duration::from_secs(60);
@@ -42,7 +73,7 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     // What was last written per TapConfig (its material part), and when.
-    let mut written: BTreeMap<String, (serde_json::Value, Instant)> = BTreeMap::new();
+    let mut written: BTreeMap<String, (Material, Instant)> = BTreeMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(ROUND) => {}
@@ -78,7 +109,7 @@ pub async fn run(
             }
             let status = node_status(&obj, &nodes, now);
             export(&ctx.metrics, &tap, &status);
-            let material = material(&status);
+            let material = status.material();
             let fresh = written.get(&tap).is_some_and(|(m, at)| *m == material && at.elapsed() < REFRESH);
             if fresh {
                 continue;
@@ -100,11 +131,10 @@ pub async fn run(
 }
 
 /// The capture statistics as gauges, from the status just computed (the forgotten nodes' series go).
-fn export(m: &crate::metrics::Metrics, tap: &str, status: &serde_json::Value) {
+fn export(m: &crate::metrics::Metrics, tap: &str, status: &NodeStatus) {
     use crate::metrics::{NodeLabels, TapLabels};
     let labels = |node: &str| NodeLabels { tapconfig: tap.to_owned(), node: node.to_owned() };
-    let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
-    let now: BTreeSet<String> = nodes.iter().filter_map(|n| n["node"].as_str().map(str::to_owned)).collect();
+    let now: BTreeSet<String> = status.nodes.iter().map(|n| n.node.clone()).collect();
     if let Ok(mut known) = m.capture_nodes.lock() {
         let before = known.remove(tap).unwrap_or_default();
         for gone in before.difference(&now) {
@@ -114,16 +144,12 @@ fn export(m: &crate::metrics::Metrics, tap: &str, status: &serde_json::Value) {
         }
         known.insert(tap.to_owned(), now);
     }
-    for n in &nodes {
-        let Some(node) = n["node"].as_str() else { continue };
-        m.capture_drop_ratio.get_or_create(&labels(node)).set(n["dropRatio"].as_f64().unwrap_or(0.0));
-        m.capture_received.get_or_create(&labels(node)).set(n["received"].as_i64().unwrap_or(0));
-        m.capture_dropped.get_or_create(&labels(node)).set(n["dropped"].as_i64().unwrap_or(0));
+    for n in &status.nodes {
+        m.capture_drop_ratio.get_or_create(&labels(&n.node)).set(n.drop_ratio);
+        m.capture_received.get_or_create(&labels(&n.node)).set(n.received);
+        m.capture_dropped.get_or_create(&labels(&n.node)).set(n.dropped);
     }
-    let reporting = status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "AgentsReporting"))
-        .is_some_and(|c| c["status"] == "True");
+    let reporting = status.condition("AgentsReporting").is_some_and(|c| c.status == "True");
     m.agents_reporting.get_or_create(&TapLabels { tapconfig: tap.to_owned() }).set(i64::from(reporting));
 }
 
@@ -150,26 +176,8 @@ async fn nodes_with_agent_pods(ctx: &Context, tap: &str) -> Option<BTreeSet<Stri
     }
 }
 
-/// The part of a status worth writing at once: everything but the counters and report times, which
-/// change every second and are refreshed every `REFRESH`.
-fn material(status: &serde_json::Value) -> serde_json::Value {
-    let nodes: Vec<serde_json::Value> = status["nodes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|n| json!({"node": n["node"], "backendNote": n["backendNote"]}))
-        .collect();
-    let conditions: Vec<serde_json::Value> = status["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| json!({"type": c["type"], "status": c["status"], "reason": c["reason"], "message": c["message"]}))
-        .collect();
-    json!({"nodes": nodes, "conditions": conditions})
-}
-
 /// `nodes` and the conditions they decide, for one TapConfig, as of `at`.
-pub fn node_status(tap: &TapConfig, reports: &[(String, NodeReport)], at: Timestamp) -> serde_json::Value {
+pub fn node_status(tap: &TapConfig, reports: &[(String, NodeReport)], at: Timestamp) -> NodeStatus {
     let threshold = tap.spec.packet_loss_threshold;
     let nodes: Vec<NodeCaptureStats> = reports
         .iter()
@@ -220,16 +228,15 @@ pub fn node_status(tap: &TapConfig, reports: &[(String, NodeReport)], at: Timest
         ("False", "AgentSilent", format!("no report for over {} s from {}", SILENT_AFTER.as_secs(), silent.join(", ")))
     };
     let reporting = condition(&old, "AgentsReporting", st, reason, msg, tap.metadata.generation, &now);
-    json!({"nodes": nodes, "conditions": [loss, fallback, reporting]})
+    NodeStatus { nodes, conditions: vec![loss, fallback, reporting] }
 }
 
 /// Whether this status says a node loses packets while the stored one did not: worth an Event.
-pub fn loss_began(tap: &TapConfig, status: &serde_json::Value) -> Option<String> {
-    let now_lossy =
-        status["conditions"].as_array()?.iter().find(|c| c["type"] == "PacketLoss" && c["status"] == "True")?;
+pub fn loss_began(tap: &TapConfig, status: &NodeStatus) -> Option<String> {
+    let now_lossy = status.condition("PacketLoss").filter(|c| c.status == "True")?;
     let was_lossy =
         tap.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "PacketLoss" && c.status == "True"));
-    (!was_lossy).then(|| now_lossy["message"].as_str().unwrap_or_default().to_owned())
+    (!was_lossy).then(|| now_lossy.message.clone())
 }
 
 #[cfg(test)]
@@ -260,14 +267,14 @@ mod tests {
     fn packet_loss_above_the_threshold_sets_the_condition_and_an_event_once() {
         let mut t = tap();
         let ok = node_status(&t, &[("n1".into(), report(1000, 10, None))], T0);
-        assert_eq!(ok["conditions"][0]["status"], "False");
-        assert_eq!(ok["nodes"][0]["dropRatio"], 0.01);
+        assert_eq!(ok.conditions[0].status, "False");
+        assert_eq!(ok.nodes[0].drop_ratio, 0.01);
         assert_eq!(loss_began(&t, &ok), None);
         let lossy = node_status(&t, &[("n1".into(), report(1000, 100, None)), ("n2".into(), report(10, 0, None))], T0);
-        assert_eq!(lossy["conditions"][0]["status"], "True");
-        assert_eq!(lossy["conditions"][0]["message"], "n1 drops 10.00% (threshold 5.00%)");
+        assert_eq!(lossy.conditions[0].status, "True");
+        assert_eq!(lossy.conditions[0].message, "n1 drops 10.00% (threshold 5.00%)");
         assert!(loss_began(&t, &lossy).is_some(), "an Event when loss begins");
-        t.status = Some(serde_json::from_value(lossy.clone()).expect("status"));
+        t.status = Some(serde_json::from_value(serde_json::to_value(&lossy).expect("json")).expect("status"));
         assert_eq!(loss_began(&t, &lossy), None, "not again while it lasts");
     }
 
@@ -288,24 +295,24 @@ mod tests {
     #[test]
     fn a_backend_fallback_is_a_condition() {
         let st = node_status(&tap(), &[("n1".into(), report(1, 0, Some("pfring requested but not loaded")))], T0);
-        let c = &st["conditions"][1];
-        assert_eq!((c["type"].as_str(), c["status"].as_str()), (Some("BackendFallback"), Some("True")));
-        assert_eq!(c["message"], "n1: pfring requested but not loaded");
+        let c = &st.conditions[1];
+        assert_eq!((c.type_.as_str(), c.status.as_str()), ("BackendFallback", "True"));
+        assert_eq!(c.message, "n1: pfring requested but not loaded");
     }
 
     #[test]
     fn a_node_whose_agent_went_silent_is_named() {
         let reports = [("n1".into(), report(1, 0, None)), ("n2".into(), report(1, 0, None))];
         let fresh = node_status(&tap(), &reports, Timestamp(T0.nanos() + 29_000_000_000));
-        assert_eq!(fresh["conditions"][2]["type"], "AgentsReporting");
-        assert_eq!(fresh["conditions"][2]["status"], "True");
+        assert_eq!(fresh.conditions[2].type_, "AgentsReporting");
+        assert_eq!(fresh.conditions[2].status, "True");
         let mut later = reports.clone();
         later[0].1.at = Timestamp(T0.nanos() + 31_000_000_000);
         let st = node_status(&tap(), &later, Timestamp(T0.nanos() + 31_000_000_000));
-        let c = &st["conditions"][2];
-        assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some("False"), Some("AgentSilent")));
-        assert_eq!(c["message"], "no report for over 30 s from n2 (last report 2026-11-27T23:12:57.000000Z)");
-        assert_eq!(st["nodes"].as_array().map(Vec::len), Some(2), "the silent node's statistics stay");
+        let c = &st.conditions[2];
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "AgentSilent"));
+        assert_eq!(c.message, "no report for over 30 s from n2 (last report 2026-11-27T23:12:57.000000Z)");
+        assert_eq!(st.nodes.len(), 2, "the silent node's statistics stay");
     }
 
     #[test]
@@ -327,10 +334,10 @@ mod tests {
         let a = node_status(&tap(), &[("n1".into(), report(1000, 0, None))], T0);
         let b = node_status(&tap(), &[("n1".into(), report(5000, 1, None))], Timestamp(T0.nanos() + 5_000_000_000));
         assert_ne!(a, b);
-        assert_eq!(material(&a), material(&b), "only counters and report times differ");
+        assert_eq!(a.material(), b.material(), "only counters and report times differ");
         let lossy = node_status(&tap(), &[("n1".into(), report(5000, 4000, None))], T0);
-        assert_ne!(material(&a), material(&lossy), "a condition changed");
+        assert_ne!(a.material(), lossy.material(), "a condition changed");
         let more = node_status(&tap(), &[("n1".into(), report(1, 0, None)), ("n2".into(), report(1, 0, None))], T0);
-        assert_ne!(material(&a), material(&more), "a node came");
+        assert_ne!(a.material(), more.material(), "a node came");
     }
 }
