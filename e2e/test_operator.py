@@ -154,6 +154,24 @@ def test_a_spec_change_rolls_the_daemonset(cluster, operator):
     eventually(lambda: hash_of(daemonset(cluster, "rolling")) != hash_of(after), what="config hash changed")
 
 
+def test_a_child_changed_or_deleted_by_hand_is_put_back_at_once(cluster, operator):
+    cluster.kubectl("apply", "-f", "-", input=tap_yaml("drift"))
+    eventually(lambda: daemonset(cluster, "drift"), what="DaemonSet")
+    child = "faultline-agent-drift"
+    config = lambda: cluster.kubectl_json("-n", NAMESPACE, "get", "configmap", child)["data"]["config.json"]  # noqa: E731
+    want = eventually(config, what="ConfigMap")
+    # The periodic requeue is 300 s away: only a watch on each owned kind brings these back in seconds.
+    cluster.kubectl("-n", NAMESPACE, "patch", "configmap", child, "--type=merge",
+                    "-p", json.dumps({"data": {"config.json": "{}"}}))
+    eventually(lambda: config() == want, timeout=20, what="ConfigMap put back")
+    cluster.kubectl("-n", NAMESPACE, "delete", "serviceaccount", child)
+    eventually(lambda: cluster.kubectl("-n", NAMESPACE, "get", "serviceaccount", child, check=False).returncode == 0,
+               timeout=20, what="ServiceAccount put back")
+    cluster.kubectl("-n", NAMESPACE, "delete", "daemonset", child)
+    eventually(lambda: daemonset(cluster, "drift"), timeout=20, what="DaemonSet put back")
+    cluster.kubectl("delete", "tap", "drift", "--wait=true", "--timeout=30s")
+
+
 def test_invalid_spec_gets_a_condition_and_the_operator_keeps_running(cluster, operator):
     # Passes the schema, fails the operator's own checks: an interface listed twice.
     cluster.kubectl("apply", "-f", "-", input="apiVersion: faultline.dev/v1alpha1\nkind: TapConfig\n"

@@ -6,7 +6,6 @@ mod cleanup;
 mod clock;
 mod context;
 mod dashboard;
-mod error;
 mod error_metrics;
 mod errorview;
 mod events;

@@ -3,6 +3,7 @@
 //! only `build` decides what the children look like, and it needs no client.
 
 pub mod build;
+pub mod error;
 pub mod overlap;
 pub mod reconcile;
 pub mod stats;

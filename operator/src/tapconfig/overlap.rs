@@ -19,11 +19,11 @@ pub fn selectors_overlap(a: Option<&BTreeMap<String, String>>, b: Option<&BTreeM
 }
 
 /// The oldest of `all` that `tap` overlaps and that is older than `tap`, if any.
-pub fn overlapped_by<'a>(tap: &TapConfig, all: &'a [TapConfig]) -> Option<&'a TapConfig> {
+pub fn overlapped_by<'a>(tap: &TapConfig, all: impl IntoIterator<Item = &'a TapConfig>) -> Option<&'a TapConfig> {
     let key = |t: &TapConfig| (t.metadata.creation_timestamp.clone().map(|c| c.0), t.name_any());
     let mine = key(tap);
     let mut older: Vec<&TapConfig> = all
-        .iter()
+        .into_iter()
         .filter(|o| o.name_any() != tap.name_any() && o.metadata.deletion_timestamp.is_none())
         .filter(|o| key(o) < mine)
         .filter(|o| selectors_overlap(o.spec.node_selector.as_ref(), tap.spec.node_selector.as_ref()))

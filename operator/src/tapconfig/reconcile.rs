@@ -1,5 +1,6 @@
-//! Reconcile one TapConfig: dereference → check it overlaps no older TapConfig → validate and build (pure)
-//! → apply (server-side apply, forced, one field manager) → update status. Every child carries an owner
+//! Reconcile one TapConfig: dereference → check it overlaps no older TapConfig (from the controller's own
+//! cache) → validate and build (pure) → apply (server-side apply, forced, one field manager) → update
+//! status. Every child carries an owner
 //! reference to the TapConfig, so deleting it lets the garbage collector remove them: no finalizer, which
 //! would outlive an uninstalled operator and leave the TapConfig stuck Terminating.
 
@@ -15,38 +16,57 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{predicates, reflector, watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::build::{build, child_name, owner_of, BuildError, Children, TAPCONFIG_LABEL};
+use super::error::{At, Error, Result, Step};
 use super::overlap::overlapped_by;
 use super::status::{status, unchanged, Outcome};
 use crate::context::{Context, MANAGER};
-use crate::error::{Error, Result};
 
 /// The finalizer earlier versions put on TapConfigs; removed wherever it is found.
 pub const LEGACY_FINALIZER: &str = "faultline.dev/cleanup";
 const CONTROLLER: &str = "tapconfig";
 
+/// What one reconcile needs: the shared context and the controller's cache of every TapConfig (overlaps
+/// are decided from it, not from a list call per reconcile).
+struct Reconciler {
+    ctx: Arc<Context>,
+    taps: Store<TapConfig>,
+}
+
+/// Children of a cluster-scoped owner live in a namespace, so their owner reference is read here
+/// (kube's owner mapping would give the TapConfig the child's namespace).
+fn by_owner<K: Resource>(child: K) -> Option<ObjectRef<TapConfig>> {
+    owner_of(child.meta()).map(ObjectRef::new)
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
     let taps: Api<TapConfig> = Api::all(ctx.client.clone());
-    let daemon_sets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ctx.build.namespace);
-    // Children of a cluster-scoped owner live in a namespace, so their owner reference is read here
-    // (kube's owner mapping would give the TapConfig the child's namespace).
-    let by_owner = |ds: DaemonSet| owner_of(ds.meta()).map(ObjectRef::<TapConfig>::new);
+    let ns = ctx.build.namespace.as_str();
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let service_accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
+    let owned = || watcher::Config::default().labels(TAPCONFIG_LABEL);
     // Only spec changes (a new generation) trigger a reconcile; status writes — the controller's own and
     // the capture statistics — do not. Children and the periodic requeue cover everything else.
     let (reader, writer) = reflector::store();
     let changed_specs = reflector(writer, watcher(taps, watcher::Config::default().any_semantic()))
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
+    let reconciler = Arc::new(Reconciler { ctx, taps: reader.clone() });
+    // Every kind the controller owns is watched: a child edited or deleted by hand is put back at once,
+    // not at the next periodic requeue.
     Controller::for_stream(changed_specs, reader)
-        .watches(daemon_sets, watcher::Config::default().labels(TAPCONFIG_LABEL), by_owner)
+        .watches(daemon_sets, owned(), by_owner)
+        .watches(config_maps, owned(), by_owner)
+        .watches(service_accounts, owned(), by_owner)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, reconciler)
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => tracing::debug!(tapconfig = %obj.name, "reconciled"),
@@ -56,15 +76,19 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .await;
 }
 
-async fn reconcile(tap: Arc<TapConfig>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(tap: Arc<TapConfig>, r: Arc<Reconciler>) -> Result<Action> {
+    let ctx = &r.ctx;
     let started = Instant::now();
     let res = async {
-        drop_legacy_finalizer(&tap, &ctx).await?;
+        drop_legacy_finalizer(&tap, ctx).await?;
         if tap.metadata.deletion_timestamp.is_some() {
             // The garbage collector removes the children (they are owned).
             return Ok(Action::await_change());
         }
-        apply(&tap, &ctx).await
+        // The first objects reach the controller before the cache holds them all: an overlap decided
+        // from half a list would start agents that the next reconcile removes.
+        r.taps.wait_until_ready().await.map_err(|_| Error::CacheGone)?;
+        apply(&tap, &r.taps.state(), ctx).await
     }
     .await;
     ctx.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
@@ -81,19 +105,20 @@ async fn drop_legacy_finalizer(tap: &TapConfig, ctx: &Context) -> Result<()> {
     let patch = json!({"metadata": {"finalizers": keep, "resourceVersion": tap.metadata.resource_version}});
     Api::<TapConfig>::all(ctx.client.clone())
         .patch(&tap.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+        .await
+        .at(Step::DropLegacyFinalizer)?;
     Ok(())
 }
 
-fn error_policy(tap: Arc<TapConfig>, err: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(tap: Arc<TapConfig>, err: &Error, r: Arc<Reconciler>) -> Action {
+    let ctx = &r.ctx;
     tracing::warn!(tapconfig = %tap.name_any(), error = %err, kind = err.metric_label(), "will retry");
     ctx.metrics.count(CONTROLLER, err.metric_label());
     Action::requeue(Duration::from_secs(15))
 }
 
-async fn apply(tap: &TapConfig, ctx: &Context) -> Result<Action> {
-    let all = Api::<TapConfig>::all(ctx.client.clone()).list(&ListParams::default()).await?.items;
-    if let Some(older) = overlapped_by(tap, &all) {
+async fn apply(tap: &TapConfig, all: &[Arc<TapConfig>], ctx: &Context) -> Result<Action> {
+    if let Some(older) = overlapped_by(tap, all.iter().map(|t| t.as_ref())) {
         let msg = format!(
             "its nodeSelector overlaps TapConfig {:?}, which is older and already runs agents there: two agents \
              on one node would report everything twice. Give the two disjoint node selectors.",
@@ -132,8 +157,9 @@ async fn apply(tap: &TapConfig, ctx: &Context) -> Result<Action> {
             Ok(Action::requeue(Duration::from_secs(if missing { 15 } else { 300 })))
         }
         // The API server refused what the spec asked for (say, limits below requests): say so and wait.
-        Err(Error::Kube(kube::Error::Api(e))) if e.code == 400 || e.code == 422 => {
-            update_status(tap, ctx, &Outcome::ApplyFailed(e.message.clone())).await?;
+        Err(e) if e.refused().is_some() => {
+            let msg = e.refused().unwrap_or_default().to_owned();
+            update_status(tap, ctx, &Outcome::ApplyFailed(msg)).await?;
             Ok(Action::await_change())
         }
         Err(e) => {
@@ -151,13 +177,16 @@ async fn apply_children(c: &Children, ctx: &Context) -> Result<DaemonSet> {
     let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| m.name.clone().unwrap_or_default();
     Api::<ServiceAccount>::namespaced(client.clone(), ns)
         .patch(&name(&c.service_account.metadata), &pp, &Patch::Apply(&c.service_account))
-        .await?;
+        .await
+        .at(Step::ApplyServiceAccount)?;
     Api::<ConfigMap>::namespaced(client.clone(), ns)
         .patch(&name(&c.config_map.metadata), &pp, &Patch::Apply(&c.config_map))
-        .await?;
+        .await
+        .at(Step::ApplyConfigMap)?;
     let ds = Api::<DaemonSet>::namespaced(client.clone(), ns)
         .patch(&name(&c.daemon_set.metadata), &pp, &Patch::Apply(&c.daemon_set))
-        .await?;
+        .await
+        .at(Step::ApplyDaemonSet)?;
     Ok(ds)
 }
 
@@ -170,7 +199,8 @@ async fn update_status(tap: &TapConfig, ctx: &Context, outcome: &Outcome) -> Res
     let patch = json!({"apiVersion": TapConfig::api_version(&()), "kind": TapConfig::kind(&()), "status": st});
     Api::<TapConfig>::all(ctx.client.clone())
         .patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+        .await
+        .at(Step::UpdateStatus)?;
     Ok(())
 }
 
@@ -198,12 +228,8 @@ async fn failed_create(ds: &DaemonSet, ctx: &Context) -> Option<String> {
 async fn remove_agents(tap: &TapConfig, ctx: &Context) -> Result<()> {
     let child = child_name(&tap.name_any());
     let ds = Api::<DaemonSet>::namespaced(ctx.client.clone(), &ctx.build.namespace);
-    ignore_missing(ds.delete(&child, &DeleteParams::background()).await.map(|_| ()))
-}
-
-fn ignore_missing(r: Result<(), kube::Error>) -> Result<()> {
-    match r {
+    match ds.delete(&child, &DeleteParams::background()).await {
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        other => Ok(other?),
+        other => other.map(|_| ()).at(Step::RemoveAgents),
     }
 }
