@@ -580,8 +580,7 @@ SAVED_SYSCTLS = Path("/var/tmp/faultline-node.sysctls.json")
 
 
 def helm_binary():
-    out = run(str(HERE / "build-helm.sh")).stdout.strip().splitlines()[-1]
-    return out
+    return str(Path(run(str(HERE / "build-helm.sh")).stdout.strip().splitlines()[-1]) / "helm")
 
 
 def stop_group(pgid, grace=10):

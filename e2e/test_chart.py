@@ -18,7 +18,7 @@ KUBE = ["--kube-version", "v1.36.3"]
 @pytest.fixture(scope="module")
 def helm():
     out = subprocess.run([str(REPO / "e2e" / "build-helm.sh")], check=True, capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1]
+    return str(Path(out.stdout.strip().splitlines()[-1]) / "helm")
 
 
 def render(helm, *args, namespace="faultline-chart"):
