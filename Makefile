@@ -76,10 +76,12 @@ images: deps
 	python3 scripts/build-images.py --all
 
 ## Coverage-guided fuzzing of the decoder+engine, HTTP, pcap reader and KFL from the committed seeds,
-## FUZZ_SECONDS per target (CI runs `make fuzz FUZZ_SECONDS=20`; a long run: FUZZ_SECONDS=3600).
+## FUZZ_SECONDS per target (CI runs `make fuzz FUZZ_SECONDS=20`; a long run: FUZZ_SECONDS=3600; one
+## target: FUZZ_TARGETS=http).
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= engine shards http dns tls http2 pcap kfl
 fuzz:
-	scripts/fuzz.sh $(FUZZ_SECONDS)
+	scripts/fuzz.sh $(FUZZ_SECONDS) "$(FUZZ_TARGETS)"
 
 ## The analyzer beside tcpdump and tshark on a generated 800k-packet capture (see bench/).
 bench:

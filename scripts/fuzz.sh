@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of every target in fuzz/ for SECONDS each (default 60), starting from the
+# Coverage-guided fuzzing of every target in fuzz/ (or only TARGETS, e.g. `scripts/fuzz.sh 60 http`) for
+# SECONDS each (default 60), starting from the
 # committed seeds (fuzz/seeds/<target>) and growing fuzz/corpus/<target> (not committed). A crash stops the
 # run, leaves the input in fuzz/artifacts/<target>/, and fails. To keep it as a regression test, copy the
 # input into fuzz/seeds/<target>/ (cargo test replays every seed) and fix the bug.
@@ -9,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${1:-60}
+targets=${2:-engine shards http dns tls http2 pcap kfl}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     toolchain=+nightly
@@ -18,7 +20,7 @@ else
 fi
 # `shards` runs the engine's inputs through one engine and three shards and fails where they differ: it
 # starts from the engine's seeds.
-for t in engine shards http dns tls http2 pcap kfl; do
+for t in $targets; do
     mkdir -p "corpus/$t"
     seeds="seeds/$t"
     [ "$t" = shards ] && seeds=seeds/engine
