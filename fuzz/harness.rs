@@ -151,10 +151,16 @@ pub fn tls(data: &[u8]) {
     }
 }
 
-/// Both directions of an HTTP/2 connection, from the client's preface on (chunks: `stream_chunks`; a gap
-/// is of the chunk's length; the pair timer runs at 1 s).
+/// Both directions of an HTTP/2 connection, from the client's preface on — or, after a leading `MID`,
+/// picked up mid-stream (chunks: `stream_chunks`; a gap is of the chunk's length; the pair timer runs at
+/// 1 s; a FIN ends a chunk that closes).
 pub fn http2(data: &[u8]) {
-    let mut d = faultline_core::dissect::http2::Http2Dissector::new(true);
+    use faultline_core::dissect::http2::Http2Dissector;
+    use faultline_core::dissect::Ending;
+    let (mut d, data) = match data.strip_prefix(b"MID") {
+        Some(rest) => (Http2Dissector::midstream(), rest),
+        None => (Http2Dissector::new(true), data),
+    };
     let (chunks, end) = stream_chunks(data);
     for c in chunks {
         if c.gap {
@@ -164,10 +170,11 @@ pub fn http2(data: &[u8]) {
         }
         d.check(c.ts, 1_000);
         if c.close {
-            d.on_close(c.ts, "connection closed");
+            d.on_end(c.from_client);
+            d.on_close(c.ts, Ending::Closed);
         }
     }
-    d.on_close(end, "capture ended");
+    d.on_close(end, Ending::CaptureEnded);
     for o in &d.outcomes {
         let _ = format!("{o:?}");
     }

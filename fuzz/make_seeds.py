@@ -184,6 +184,17 @@ def http2_seeds():
     write("http2", "bad-frame", h2_seed([(0, preface + req), (1, h2_frame(3, 0, 0, b"\0\0\0\1"))]))
     write("http2", "byte-by-byte", b"".join(bytes([0, 1, b]) for b in preface + req))
     write("http2", "table-size", h2_seed([(0, preface + h2_frame(1, 5, 1, b"\x3f\xe1\x1f\x82"))]))
+    # A deadline, a client's cancel at it; a server answering HTTP/1.1; grpc-status after many trailers.
+    timed = h2_frame(1, 4, 1, grpc_req + hpack_literal(b"grpc-timeout", b"500m")) + h2_frame(0, 1, 1, b"\0\0\0\0\0")
+    write("http2", "deadline-cancel", h2_seed([(0, preface + timed), (8 << 3, b""), (0, h2_frame(3, 0, 1, b"\0\0\0\x08"))]))
+    write("http2", "answered-http1", h2_seed([(0, preface + req), (1, b"HTTP/1.1 400 Bad Request\r\n\r\n")]))
+    many = b"".join(hpack_literal(b"x-t%d" % i, b"v" * 100) for i in range(80)) + hpack_literal(b"grpc-status", b"14")
+    write("http2", "late-grpc-status", h2_seed([(0, preface + req), (1, server[:len(server) - len(trailers)]
+                                                                     + h2_frame(1, 5, 1, many))]))
+    # Mid-stream (the harness starts mid-stream after "MID"): the middle of a DATA frame, then frames.
+    write("http2", "midstream", b"MID" + h2_seed([(1, b"\x07" * 40), (1, h2_frame(3, 0, 5, b"\0\0\0\x07")),
+                                                   (0, h2_frame(8, 0, 0, b"\0\0\1\0") + req3),
+                                                   (1, h2_frame(7, 0, 0, b"\0\0\0\3\0\0\0\x0b"))]))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 //! HTTP/2 and gRPC (SPEC §3.5), from crafted frames over crafted TCP: a pair per stream, gRPC status from
-//! trailers and trailers-only responses, RST_STREAM and GOAWAY named by their codes, streams never
-//! answered, grammar violations, HPACK's dynamic table across requests, and capture loss.
+//! trailers and trailers-only responses, RST_STREAM and GOAWAY named by their codes, a client's cancel,
+//! streams timed by their deadline or not at all, a client going away, streams never answered, grammar
+//! violations, HPACK's dynamic table across requests, capture loss, and connections picked up mid-stream.
 
 mod common;
 
@@ -24,6 +25,8 @@ const DATA: u8 = 0;
 const HEADERS: u8 = 1;
 const RST_STREAM: u8 = 3;
 const SETTINGS: u8 = 4;
+const PING: u8 = 6;
+const WINDOW_UPDATE: u8 = 8;
 const GOAWAY: u8 = 7;
 const CONTINUATION: u8 = 9;
 const END_STREAM: u8 = 1;
@@ -46,6 +49,11 @@ impl H2 {
         h.send(true, &frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]));
         h.send(false, &frame(SETTINGS, 0, 0, &[]));
         h
+    }
+
+    /// A connection the capture joins mid-stream: no handshake, no preface, HPACK tables already in use.
+    fn midstream(cfg: EngineConfig) -> H2 {
+        H2 { sim: Sim::with(cfg), enc: [Encoder::new(), Encoder::new()], seq: [70_001, 90_001], ms: 10 }
     }
 
     fn send(&mut self, from_client: bool, bytes: &[u8]) {
@@ -73,19 +81,23 @@ impl H2 {
     }
 
     fn grpc_call(&mut self, stream: u32, path: &str) {
-        let req = self.headers(
-            true,
-            stream,
-            &[
-                (":method", "POST"),
-                (":scheme", "http"),
-                (":path", path),
-                (":authority", "cart:50051"),
-                ("content-type", "application/grpc"),
-                ("te", "trailers"),
-            ],
-            false,
-        );
+        self.grpc_call_within(stream, path, None);
+    }
+
+    /// A gRPC call with a deadline (`grpc-timeout`), or none.
+    fn grpc_call_within(&mut self, stream: u32, path: &str, timeout: Option<&str>) {
+        let mut fields = vec![
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "cart:50051"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ];
+        if let Some(t) = timeout {
+            fields.push(("grpc-timeout", t));
+        }
+        let req = self.headers(true, stream, &fields, false);
         let body = frame(DATA, END_STREAM, stream, &[0, 0, 0, 0, 2, 8, 1]);
         self.send(true, &[req, body].concat());
     }
@@ -101,11 +113,28 @@ impl H2 {
         self.send(false, &[head, body, trailers].concat());
     }
 
-    fn close(mut self) -> (Vec<Entry>, faultline_core::stats::Stats) {
+    fn close(self) -> (Vec<Entry>, faultline_core::stats::Stats) {
+        self.close_by(false)
+    }
+
+    /// Both FINs, the server's first — or the client's (`client_first`).
+    fn close_by(mut self, client_first: bool) -> (Vec<Entry>, faultline_core::stats::Stats) {
         let (c, s) = (self.seq[0], self.seq[1]);
-        self.sim.c(self.ms, FIN | ACK, c, s, b"");
-        self.sim.s(self.ms + 1, FIN | ACK, s, c + 1, b"");
-        self.sim.c(self.ms + 2, ACK, c + 1, s + 1, b"");
+        if client_first {
+            self.sim.c(self.ms, FIN | ACK, c, s, b"");
+            self.sim.s(self.ms + 1, FIN | ACK, s, c + 1, b"");
+            self.sim.c(self.ms + 2, ACK, c + 1, s + 1, b"");
+        } else {
+            self.sim.s(self.ms, FIN | ACK, s, c, b"");
+            self.sim.c(self.ms + 1, FIN | ACK, c, s + 1, b"");
+            self.sim.s(self.ms + 2, ACK, s + 1, c + 1, b"");
+        }
+        let stats = self.sim.engine.stats().clone();
+        (self.sim.finish(), stats)
+    }
+
+    /// The capture ends with the connection open.
+    fn capture_ends(self) -> (Vec<Entry>, faultline_core::stats::Stats) {
         let stats = self.sim.engine.stats().clone();
         (self.sim.finish(), stats)
     }
@@ -200,7 +229,7 @@ fn plain_http2_pairs_carry_the_status_and_hpack_state_spans_requests() {
 fn a_reset_stream_and_a_goaway_are_named_by_their_error_codes() {
     let mut h = H2::new(EngineConfig::default());
     h.grpc_call(1, "/shop.Cart/Add");
-    h.send(true, &frame(RST_STREAM, 0, 1, &8u32.to_be_bytes())); // CANCEL from the client
+    h.send(false, &frame(RST_STREAM, 0, 1, &2u32.to_be_bytes())); // INTERNAL_ERROR from the server
     h.grpc_call(3, "/shop.Cart/Add");
     h.grpc_call(5, "/shop.Cart/Add");
     // The server processed up to stream 3, then gives up on the connection.
@@ -213,31 +242,41 @@ fn a_reset_stream_and_a_goaway_are_named_by_their_error_codes() {
     assert_eq!(
         summary(&out),
         [
-            "grpc /shop.Cart/Add http2: RST_STREAM CANCEL from the client (stream 1)",
+            "grpc /shop.Cart/Add http2: RST_STREAM INTERNAL_ERROR from the server (stream 1)",
             "grpc /shop.Cart/Add 200",
             "http2  http2: GOAWAY ENHANCE_YOUR_CALM from the server (last stream 3): too_many_pings",
         ]
     );
     let rst = out[0].http2.as_ref().expect("http2 info");
-    assert_eq!((rst.frame.as_str(), rst.error_code.as_str(), rst.by.as_str()), ("RST_STREAM", "CANCEL", "client"));
+    assert_eq!(
+        (rst.frame.as_str(), rst.error_code.as_str(), rst.by.as_str()),
+        ("RST_STREAM", "INTERNAL_ERROR", "server")
+    );
     assert_eq!(stats.http2_refused_by_goaway, 1, "stream 5 was not processed: clients retry it");
 }
 
 #[test]
 fn a_stream_never_answered_is_a_half_connection_at_the_timeout_or_the_close() {
+    // A gRPC call is timed by its deadline (plus a second); a plain HTTP/2 request by the pair timeout.
     let mut h = H2::new(EngineConfig { pair_timeout_ms: 1_000, ..EngineConfig::default() });
-    h.grpc_call(1, "/shop.Cart/Add");
-    h.grpc_call(3, "/shop.Cart/Get");
-    h.sim.advance(1_500);
+    h.grpc_call_within(1, "/shop.Cart/Add", Some("500m"));
+    h.grpc_call_within(3, "/shop.Cart/Get", Some("10S"));
+    let get =
+        h.headers(true, 5, &[(":method", "GET"), (":scheme", "http"), (":path", "/x"), (":authority", "w")], true);
+    h.send(true, &get);
+    h.sim.advance(1_700);
     // Stream 1 is answered late: still reported, as a late pair.
-    h.ms = 1_600;
+    h.ms = 1_800;
     h.grpc_answer(1, "0", None);
     let (out, _) = h.close();
     let s = summary(&out);
-    assert_eq!(s.len(), 3, "{s:?}");
-    assert!(s[0].starts_with("grpc /shop.Cart/Add pair-not-found: missing response: no response within 1000 ms"));
-    assert!(s[1].starts_with("grpc /shop.Cart/Get pair-not-found: missing response"));
+    assert_eq!(s.len(), 4, "{s:?}");
+    assert!(s[0].starts_with(
+        "grpc /shop.Cart/Add pair-not-found: missing response: no response within its grpc-timeout (500 ms)"
+    ));
+    assert!(s[1].starts_with("http2 /x pair-not-found: missing response: no response within 1000 ms"), "{s:?}");
     assert!(s[2].starts_with("grpc /shop.Cart/Add pair-not-found: late response: status 200"), "{s:?}");
+    assert!(s[3].starts_with("grpc /shop.Cart/Get pair-not-found: missing response: connection closed"), "{s:?}");
 }
 
 #[test]
@@ -401,4 +440,224 @@ fn an_h2c_upgrade_continues_as_http2_with_the_upgrade_request_as_stream_1() {
             assert_eq!(http, [("http", Some(101))], "without the HTTP/2 dissector the upgrade is an exchange");
         }
     }
+}
+
+fn cancel(h: &mut H2, stream: u32) {
+    h.send(true, &frame(RST_STREAM, 0, stream, &8u32.to_be_bytes()));
+}
+
+#[test]
+fn a_clients_cancel_is_a_pair_unless_it_came_at_the_calls_deadline() {
+    let mut h = H2::new(EngineConfig::default());
+    // No deadline: the client changed its mind (grpc-go and grpc-java cancel routinely).
+    h.grpc_call(1, "/shop.Cart/Watch");
+    h.ms += 100;
+    cancel(&mut h, 1);
+    // Cancelled well before its 2 s deadline.
+    h.grpc_call_within(3, "/shop.Cart/Get", Some("2S"));
+    h.ms += 300;
+    cancel(&mut h, 3);
+    // Cancelled at its 500 ms deadline (the header rounds up; the client's timer fires a little early).
+    h.grpc_call_within(5, "/shop.Cart/Slow", Some("500m"));
+    h.ms += 495;
+    cancel(&mut h, 5);
+    // Plain HTTP/2: a browser navigating away.
+    let get =
+        h.headers(true, 7, &[(":method", "GET"), (":scheme", "http"), (":path", "/big"), (":authority", "w")], true);
+    h.send(true, &get);
+    let head = h.headers(false, 7, &[(":status", "200")], false);
+    h.send(false, &head);
+    cancel(&mut h, 7);
+    // The server's CANCEL stays an error.
+    h.grpc_call(9, "/shop.Cart/Add");
+    h.send(false, &frame(RST_STREAM, 0, 9, &8u32.to_be_bytes()));
+    let (out, _) = h.close();
+    assert_eq!(
+        summary(&out),
+        [
+            "grpc /shop.Cart/Watch -",
+            "grpc /shop.Cart/Get -",
+            "grpc /shop.Cart/Slow grpc: DEADLINE_EXCEEDED: the client cancelled the call at its deadline \
+             (grpc-timeout 500 ms)",
+            "http2 /big 200",
+            "grpc /shop.Cart/Add http2: RST_STREAM CANCEL from the server (stream 9)",
+        ]
+    );
+    let status = |i: usize| out[i].grpc.as_ref().and_then(|g| g.status_name.clone());
+    assert_eq!(status(0).as_deref(), Some("CANCELLED"));
+    assert_eq!(status(2).as_deref(), Some("DEADLINE_EXCEEDED"));
+    for i in [0, 1, 3] {
+        assert!(!faultline_core::kind::Kind::of(&out[i]).is_error(), "{:?}", out[i]);
+        let rst = out[i].http2.as_ref().expect("the cancel is shown");
+        assert_eq!((rst.error_code.as_str(), rst.by.as_str()), ("CANCEL", "client"));
+    }
+    assert_eq!(faultline_core::kind::Kind::of(&out[2]).to_string(), "grpc/DEADLINE_EXCEEDED");
+    assert!((494.0..=496.0).contains(&out[2].elapsed_time), "{}", out[2].elapsed_time);
+}
+
+#[test]
+fn grpc_calls_without_a_deadline_are_never_timed_out() {
+    let mut h = H2::new(EngineConfig { pair_timeout_ms: 30_000, ..EngineConfig::default() });
+    // A 40 s long poll, and a server stream that sends for a minute.
+    h.grpc_call(1, "/shop.Events/Poll");
+    h.grpc_call(3, "/shop.Events/Stream");
+    let head = h.headers(false, 3, &[(":status", "200"), ("content-type", "application/grpc")], false);
+    h.send(false, &head);
+    for t in (1_000..60_000).step_by(5_000) {
+        h.ms = t;
+        h.send(false, &frame(DATA, 0, 3, &[0, 0, 0, 0, 1, 7]));
+        h.sim.advance(t + 1);
+    }
+    h.ms = 40_000;
+    h.grpc_answer(1, "0", None);
+    h.ms = 61_000;
+    let trailers = h.headers(false, 3, &[("grpc-status", "0")], true);
+    h.send(false, &trailers);
+    // A watch still open when the capture ends: nothing would have timed it out.
+    h.grpc_call(5, "/shop.Events/Watch");
+    h.ms = 200_000;
+    h.sim.advance(200_000);
+    let (out, _) = h.capture_ends();
+    assert_eq!(summary(&out), ["grpc /shop.Events/Poll 200", "grpc /shop.Events/Stream 200"]);
+    assert!((39_000.0..41_000.0).contains(&out[0].elapsed_time));
+}
+
+#[test]
+fn a_client_that_goes_away_cuts_its_own_streams_and_a_server_that_does_leaves_them_unanswered() {
+    // grpc-go's Close: GOAWAY, then the close, with a watch and a call open.
+    let mut h = H2::new(EngineConfig::default());
+    h.grpc_call(1, "/shop.Events/Watch");
+    h.grpc_call_within(3, "/shop.Cart/Get", Some("5S"));
+    let head = h.headers(false, 1, &[(":status", "200"), ("content-type", "application/grpc")], false);
+    h.send(false, &head);
+    h.send(true, &frame(GOAWAY, 0, 0, &[0; 8]));
+    let (out, stats) = h.close_by(true);
+    assert_eq!(summary(&out), Vec::<String>::new());
+    assert_eq!(stats.http2_cut_by_client, 2);
+
+    // A client that closes without GOAWAY (its process exited) left too.
+    let mut h = H2::new(EngineConfig::default());
+    h.grpc_call(1, "/shop.Events/Watch");
+    let (out, stats) = h.close_by(true);
+    assert_eq!((summary(&out).len(), stats.http2_cut_by_client), (0, 1));
+
+    // The server closing with streams open leaves them unanswered.
+    let mut h = H2::new(EngineConfig::default());
+    h.grpc_call(1, "/shop.Events/Watch");
+    h.grpc_call(3, "/shop.Cart/Get");
+    let head = h.headers(false, 1, &[(":status", "200"), ("content-type", "application/grpc")], false);
+    h.send(false, &head);
+    let (out, stats) = h.close_by(false);
+    assert_eq!(
+        summary(&out),
+        [
+            "grpc /shop.Events/Watch dissection: unexpected EOF: connection closed before stream 1 ended",
+            "grpc /shop.Cart/Get pair-not-found: missing response: connection closed",
+        ]
+    );
+    assert_eq!(stats.http2_cut_by_client, 0);
+}
+
+#[test]
+fn a_prior_knowledge_client_answered_by_http1_is_one_parser_error() {
+    let mut sim = Sim::new();
+    sim.handshake(0);
+    let req = [PREFACE.to_vec(), frame(SETTINGS, 0, 0, &[])].concat();
+    let mut enc = Encoder::new();
+    let block = enc.encode(
+        [(":method", "POST"), (":scheme", "http"), (":path", "/shop.Cart/Add"), (":authority", "web")]
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+    );
+    let req = [req, frame(HEADERS, END_HEADERS | END_STREAM, 1, &block)].concat();
+    sim.c(10, PSH | ACK, 1001, 5001, &req);
+    let resp = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\nConnection: close\r\n\r\nBad Request";
+    sim.s(11, PSH | ACK, 5001, 1001 + req.len() as u32, resp);
+    let c = 1001 + req.len() as u32;
+    let s = 5001 + resp.len() as u32;
+    sim.s(12, FIN | ACK, s, c, b"");
+    sim.c(13, FIN | ACK, c, s + 1, b"");
+    sim.s(14, ACK, s + 1, c + 1, b"");
+    let out = sim.finish();
+    assert_eq!(summary(&out), ["http2 /shop.Cart/Add dissection: parser error: server answered HTTP/1.x"]);
+}
+
+#[test]
+fn grpc_status_is_read_after_trailers_beyond_the_header_bounds() {
+    let mut h = H2::new(EngineConfig::default());
+    h.grpc_call(1, "/shop.Cart/Add");
+    let head = h.headers(false, 1, &[(":status", "200"), ("content-type", "application/grpc")], false);
+    h.send(false, &head);
+    // grpc-java appends grpc-status after the application's trailers: 100 of them here.
+    let names: Vec<String> = (0..100).map(|i| format!("x-trailer-{i}")).collect();
+    let value = "v".repeat(100);
+    let mut fields: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), value.as_str())).collect();
+    fields.push(("grpc-status", "14"));
+    fields.push(("grpc-message", "backend%20down"));
+    let trailers = h.headers(false, 1, &fields, true);
+    h.send(false, &trailers);
+    let (out, stats) = h.close();
+    assert_eq!(summary(&out), ["grpc /shop.Cart/Add grpc: UNAVAILABLE: backend down"]);
+    assert!(stats.http2_over_limit > 0, "the application's trailers were over the bounds");
+}
+
+#[test]
+fn a_connection_picked_up_mid_stream_still_reports_its_resets_and_goaways() {
+    let mut h = H2::midstream(EngineConfig::default());
+    // The middle of a DATA frame first: no frame boundary, nothing read.
+    h.send(false, &[7; 300]);
+    // Streams 1..9 began before the capture did; the server resets one, the client cancels another.
+    h.send(false, &frame(RST_STREAM, 0, 5, &7u32.to_be_bytes()));
+    cancel(&mut h, 7);
+    h.send(true, &[frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]), frame(PING, 0, 0, &[1; 8])].concat());
+    // A new call, its header block made of literals (the encoder's table starts empty here too).
+    h.grpc_call(11, "/shop.Cart/Add");
+    h.grpc_answer(11, "14", Some("down"));
+    let mut goaway = 11u32.to_be_bytes().to_vec();
+    goaway.extend_from_slice(&0xbu32.to_be_bytes());
+    h.send(false, &frame(GOAWAY, 0, 0, &goaway));
+    let (out, stats) = h.close_by(false);
+    assert_eq!(
+        summary(&out),
+        [
+            "http2  http2: RST_STREAM REFUSED_STREAM from the server (stream 5)",
+            "grpc /shop.Cart/Add grpc: UNAVAILABLE: down",
+            "http2  http2: GOAWAY ENHANCE_YOUR_CALM from the server (last stream 11)",
+        ]
+    );
+    assert_eq!(stats.http2_cancels_unseen, 1, "a client's cancel is its choice, seen or not");
+    assert!(stats.http2_resynced >= 2, "both directions found a frame boundary");
+}
+
+#[test]
+fn mid_stream_a_header_block_that_refers_to_older_entries_stops_decoding_but_not_resets() {
+    let mut h = H2::midstream(EngineConfig::default());
+    // Before the capture: the server's encoder indexed its response fields.
+    let _ = h.block(false, &[(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "0")]);
+    h.send(false, &frame(PING, 0, 0, &[0; 8]));
+    h.grpc_call(21, "/shop.Cart/Add");
+    // Its answer refers to the table entries the dissector never saw: not decoded, counted.
+    h.grpc_answer(21, "0", None);
+    h.grpc_call(23, "/shop.Cart/Add");
+    h.send(false, &frame(RST_STREAM, 0, 23, &2u32.to_be_bytes()));
+    let (out, stats) = h.close_by(false);
+    assert_eq!(summary(&out), ["grpc /shop.Cart/Add http2: RST_STREAM INTERNAL_ERROR from the server (stream 23)"]);
+    assert!(stats.http2_blocks_undecoded >= 1 && stats.http2_broken == 1, "{stats:?}");
+    assert_eq!(stats.http2_lost_streams, 1, "stream 21, open when decoding stopped: counted, not reported");
+}
+
+#[test]
+fn after_loss_outside_a_data_payload_resets_are_still_reported() {
+    let mut h = H2::new(EngineConfig::default());
+    h.grpc_call(1, "/shop.Cart/Add");
+    let lost = h.headers(false, 1, &[(":status", "200"), ("content-type", "application/grpc")], false);
+    h.lose(false, &lost);
+    let (c, s) = (h.seq[0], h.seq[1]);
+    h.sim.c(h.ms, ACK, c, s, b"");
+    h.ms += 1;
+    // The next server segment starts with a frame: read from there.
+    h.send(false, &frame(RST_STREAM, 0, 1, &2u32.to_be_bytes()));
+    let (out, stats) = h.close();
+    assert_eq!(summary(&out), ["grpc /shop.Cart/Add http2: RST_STREAM INTERNAL_ERROR from the server (stream 1)"]);
+    assert_eq!(stats.http2_broken, 1);
 }

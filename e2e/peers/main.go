@@ -2,15 +2,19 @@
 // net/http) and shipped in the toolbox image beside faultline-toolbox. Each subcommand succeeds or fails
 // in a known way, so a test knows the ground truth of what Faultline must (and must not) report.
 //
-//	peers grpc-server PORT                 faultline.Test/{Echo,Fail,Slow,Stream} and grpc.health.v1
+//	peers grpc-server PORT [flags]         faultline.Test/{Echo,Fail,Slow,Stream} and grpc.health.v1
 //	peers grpc-client ADDR CALL [flags]    one channel, CALL = echo | fail | slow | stream | health;
 //	                                       prints each call's status code, one per line
 //	peers https-server PORT                HTTPS with a certificate made at start: /healthz answers 200
 //	peers tls-client ADDR [--max-version 1.0|1.1|1.2|1.3] [--insecure] [--ca FILE] [--sni NAME]
 //	                                       one handshake; prints "ok" or the error
 //
+// grpc-server flags: --stop-after D (GracefulStop after D: GOAWAY, then Stop 2 s later with whatever
+// streams are still open), --keepalive-min D (the pings the server permits; default grpc-go's 5 min).
 // grpc-client flags: --count N (calls, default 1), --interval D (between calls), --deadline D (per call),
-// --cancel-after D (a stream call is cancelled by the client after D), --messages N (stream length).
+// --cancel-after D (a stream call is cancelled by the client after D), --messages N (stream length),
+// --slow D (how long Slow takes), --parallel (the calls at once, not one after another), --close-after D
+// (the channel is closed after D, calls still open), --keepalive D (the client pings that often).
 package main
 
 import (
@@ -28,6 +32,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -35,6 +40,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -46,7 +52,7 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "grpc-server":
-		err = grpcServer(os.Args[2])
+		err = grpcServer(os.Args[2], os.Args[3:])
 	case "grpc-client":
 		err = grpcClient(os.Args[2], os.Args[3:])
 	case "https-server":
@@ -122,12 +128,24 @@ func unary(f func(context.Context, *wrapperspb.StringValue) (*wrapperspb.StringV
 	}
 }
 
-func grpcServer(port string) error {
+func grpcServer(port string, args []string) error {
+	fs := flag.NewFlagSet("grpc-server", flag.ExitOnError)
+	stopAfter := fs.Duration("stop-after", 0, "GracefulStop after")
+	keepaliveMin := fs.Duration("keepalive-min", 5*time.Minute, "the most frequent pings permitted")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	lis, err := net.Listen("tcp", ":"+port)
 	if err != nil {
 		return err
 	}
-	s := grpc.NewServer()
+	s := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: *keepaliveMin, PermitWithoutStream: true}))
+	if *stopAfter > 0 {
+		time.AfterFunc(*stopAfter, func() {
+			time.AfterFunc(2*time.Second, s.Stop)
+			s.GracefulStop()
+		})
+	}
 	s.RegisterService(&testService, struct{}{})
 	h := health.NewServer()
 	h.SetServingStatus("faultline.Test", healthpb.HealthCheckResponse_SERVING)
@@ -148,42 +166,72 @@ func grpcClient(addr string, args []string) error {
 	cancelAfter := fs.Duration("cancel-after", 0, "cancel a stream after")
 	messages := fs.Int("messages", 3, "stream length (0: endless)")
 	slow := fs.Duration("slow", time.Second, "how long Slow takes")
+	parallel := fs.Bool("parallel", false, "the calls at once")
+	closeAfter := fs.Duration("close-after", 0, "close the channel after")
+	ping := fs.Duration("keepalive", 0, "client keepalive pings")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if *ping > 0 {
+		opts = append(opts, grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: *ping, Timeout: 5 * time.Second}))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	if *closeAfter > 0 {
+		time.AfterFunc(*closeAfter, func() { conn.Close() })
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
 	for i := 0; i < *count; i++ {
 		if i > 0 {
 			time.Sleep(*interval)
 		}
-		ctx, cancel := context.Background(), context.CancelFunc(func() {})
-		if *deadline > 0 {
-			ctx, cancel = context.WithTimeout(ctx, *deadline)
+		wg.Add(1)
+		one := func() {
+			defer wg.Done()
+			code := grpcCall(conn, call, *deadline, *slow, *messages, *cancelAfter)
+			mu.Lock()
+			fmt.Println(code)
+			mu.Unlock()
 		}
-		var err error
-		out := new(wrapperspb.StringValue)
-		switch call {
-		case "echo":
-			err = conn.Invoke(ctx, "/faultline.Test/Echo", wrapperspb.String("hello"), out)
-		case "fail":
-			err = conn.Invoke(ctx, "/faultline.Test/Fail", wrapperspb.String("x"), out)
-		case "slow":
-			err = conn.Invoke(ctx, "/faultline.Test/Slow", wrapperspb.String(strconv.Itoa(int(slow.Milliseconds()))), out)
-		case "health":
-			_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "faultline.Test"})
-		case "stream":
-			err = stream(ctx, conn, *messages, *cancelAfter)
-		default:
-			usage()
+		if *parallel {
+			go one()
+		} else {
+			one()
 		}
-		cancel()
-		fmt.Println(status.Code(err))
 	}
+	wg.Wait()
 	return nil
+}
+
+// grpcCall makes one call and returns its status code.
+func grpcCall(conn *grpc.ClientConn, call string, deadline, slow time.Duration, messages int, cancelAfter time.Duration) codes.Code {
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if deadline > 0 {
+		ctx, cancel = context.WithTimeout(ctx, deadline)
+	}
+	defer cancel()
+	var err error
+	out := new(wrapperspb.StringValue)
+	switch call {
+	case "echo":
+		err = conn.Invoke(ctx, "/faultline.Test/Echo", wrapperspb.String("hello"), out)
+	case "fail":
+		err = conn.Invoke(ctx, "/faultline.Test/Fail", wrapperspb.String("x"), out)
+	case "slow":
+		err = conn.Invoke(ctx, "/faultline.Test/Slow", wrapperspb.String(strconv.Itoa(int(slow.Milliseconds()))), out)
+	case "health":
+		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "faultline.Test"})
+	case "stream":
+		err = stream(ctx, conn, messages, cancelAfter)
+	default:
+		usage()
+	}
+	return status.Code(err)
 }
 
 func stream(ctx context.Context, conn *grpc.ClientConn, messages int, cancelAfter time.Duration) error {

@@ -71,7 +71,8 @@ impl<'a> Kind<'a> {
                 return Kind::Grpc(g.status_name.as_deref());
             }
         }
-        if let Some(h) = &e.http2 {
+        // A client's cancel carries its RST_STREAM too, without an error: it is the pair it was.
+        if let (Some(_), Some(h)) = (&e.error, &e.http2) {
             return Kind::Http2 { goaway: h.frame == "GOAWAY", code: &h.error_code };
         }
         if let Some(t) = &e.tcp {

@@ -4,7 +4,9 @@
     grpc_peers.py grpc-server PORT      /shop.Cart/Add answers OK, Checkout UNAVAILABLE, Slow after 2 s
     grpc_peers.py grpc-client HOST:PORT Add, Checkout, Slow (0.5 s deadline), Add; prints the codes as JSON
     grpc_peers.py h2-server PORT        /ok 200, /reset RST_STREAM REFUSED_STREAM, /calm GOAWAY ENHANCE_YOUR_CALM
-    grpc_peers.py h2-client HOST PORT   /ok, /reset, /calm; prints what it saw as JSON
+    grpc_peers.py h2-client HOST PORT [PAUSE]
+                                        /ok, (PAUSE seconds, after "paused" on stderr) /reset, /calm;
+                                        prints what it saw as JSON
 
 gRPC is Python's grpcio (cleartext, prior knowledge); HTTP/2 is the `h2` protocol stack. Servers print
 "listening" once they accept connections."""
@@ -94,7 +96,7 @@ def h2_server(port):
     sock.close()
 
 
-def h2_client(host, port):
+def h2_client(host, port, pause="0"):
     import h2.config
     import h2.connection
     import h2.events
@@ -105,6 +107,10 @@ def h2_client(host, port):
     sock.sendall(conn.data_to_send())
     seen = []
     for path in ("/ok", "/reset", "/calm"):
+        if path == "/reset" and float(pause) > 0:
+            # The connection is open and its HPACK tables in use: a capture that starts now joins mid-stream.
+            print("paused", file=sys.stderr, flush=True)
+            time.sleep(float(pause))
         sid = conn.get_next_available_stream_id()
         conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "web"), (":path", path)],
                           end_stream=True)

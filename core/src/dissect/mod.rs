@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use crate::config::EngineConfig;
 use crate::engine::stats::Stats;
-use crate::entry::{Endpoint, Entry, Protocol};
+use crate::entry::{Endpoint, Entry, Protocol, Side};
 use crate::time::Timestamp;
 
 pub use faultline_model::dissector::{Dissector, Dissectors};
@@ -41,6 +41,31 @@ impl Direction {
 
     pub fn to_server(self) -> bool {
         self == Direction::ToServer
+    }
+}
+
+/// How a connection ended, as its dissector is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Closed with FINs (or with an RST that closes, SPEC §3.1).
+    Closed,
+    /// Reset by this side.
+    Reset(Side),
+    /// The server refused it.
+    Refused,
+    /// The capture ended while it was open (offline: every timer is due).
+    CaptureEnded,
+}
+
+impl Ending {
+    /// In words, for messages: "missing response: connection reset".
+    pub fn words(self) -> &'static str {
+        match self {
+            Ending::Closed => "connection closed",
+            Ending::Reset(_) => "connection reset",
+            Ending::Refused => "connection refused",
+            Ending::CaptureEnded => "capture ended",
+        }
     }
 }
 
@@ -111,9 +136,8 @@ pub trait StreamDissector: Send {
     fn gap(&mut self, dir: Direction, len: u64, ts: Timestamp, found: &mut Found<'_>);
     /// Direction `dir` ended (its FIN, in order).
     fn end(&mut self, dir: Direction, ts: Timestamp, found: &mut Found<'_>);
-    /// The connection is over — `why`, in words for messages: "connection closed", "connection reset",
-    /// "connection refused", "capture ended" — and nothing may stay pending.
-    fn close(&mut self, ts: Timestamp, why: &'static str, found: &mut Found<'_>);
+    /// The connection is over (`ending` says how), and nothing may stay pending.
+    fn close(&mut self, ts: Timestamp, ending: Ending, found: &mut Found<'_>);
     /// Timers due at `now` (a request unanswered too long, a handshake never answered).
     fn check(&mut self, now: Timestamp, found: &mut Found<'_>);
     /// Nothing the client asked is unanswered (an RST from the client then closes, SPEC §3.1).

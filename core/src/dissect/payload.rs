@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::http::{proxy_header_len, proxy_header_size};
-use super::{Claim, Direction, Dissectors, Found, Probe, StreamDissector, Verdict, PROBE_LIMIT, REGISTRY};
+use super::{Claim, Direction, Dissectors, Ending, Found, Probe, StreamDissector, Verdict, PROBE_LIMIT, REGISTRY};
 use crate::config::EngineConfig;
 use crate::engine::stats::Stats;
 use crate::entry::{Entry, EntryError, ErrorType};
@@ -129,16 +129,15 @@ impl Payload {
         streams[end].acked(ack, ts, &mut |chunk| reader.on_chunk(end, chunk, e));
     }
 
-    /// Flushes both streams (gaps counted) and closes the dissector (`why`, in words): nothing is left
-    /// pending.
-    pub fn finish(&mut self, ts: Timestamp, why: &'static str, e: &mut Engine<'_>) {
+    /// Flushes both streams (gaps counted) and closes the dissector: nothing is left pending.
+    pub fn finish(&mut self, ts: Timestamp, ending: Ending, e: &mut Engine<'_>) {
         let Payload { streams, reader } = self;
         for (end, stream) in streams.iter_mut().enumerate() {
             stream.flush(&mut |chunk| reader.on_chunk(end, chunk, e));
         }
         let mut found = reader.found(e);
         if let Stage::Dissected(d) = &mut reader.stage {
-            d.close(ts, why, &mut found);
+            d.close(ts, ending, &mut found);
         }
     }
 

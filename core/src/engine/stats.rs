@@ -98,11 +98,19 @@ pub struct Stats {
     pub dns_tcp_streams_lost: u64,
     /// TLS streams whose handshake stopped making sense (or was cut by capture loss): not dissected further.
     pub tls_broken: u64,
-    /// HTTP/2 connections no longer dissected: capture loss hit a header block (HPACK state is gone), or a
-    /// header block or table was over the bounds.
+    /// HTTP/2 connections whose header blocks stopped being decoded: capture loss outside a DATA payload
+    /// (HPACK state is gone), a block or table over the bounds, or (mid-stream) an entry from before.
     pub http2_broken: u64,
     /// HTTP/2 streams open on those connections: counted, not reported.
     pub http2_lost_streams: u64,
+    /// HTTP/2 header blocks not decoded on those connections.
+    pub http2_blocks_undecoded: u64,
+    /// HTTP/2 directions read from a frame boundary found mid-stream (picked up late, or after loss).
+    pub http2_resynced: u64,
+    /// HTTP/2 streams still open when their client left (its GOAWAY, close or reset): not reported.
+    pub http2_cut_by_client: u64,
+    /// HTTP/2 client cancels of streams whose request was never seen (mid-stream).
+    pub http2_cancels_unseen: u64,
     /// Capture gaps inside HTTP/2 DATA payloads, passed over without harm.
     pub http2_gaps_skipped: u64,
     /// HTTP/2 streams not tracked, or header fields not kept, over the per-connection bounds.

@@ -24,6 +24,7 @@ use std::net::IpAddr;
 use super::{seq_ge, seq_lt};
 use crate::config::EngineConfig;
 use crate::dissect::payload::{self, Payload};
+use crate::dissect::Ending;
 use crate::engine::stats::Stats;
 use crate::entry::{Endpoint, Entry, EntryError, ErrorType, Protocol, Side, SynReason, TcpInfo, TcpState};
 use crate::flow::Lingering;
@@ -353,7 +354,7 @@ impl Conn {
         }
         let both_acked = self.halves.iter().all(|h| h.fin.as_ref().is_some_and(|f| f.is_acked));
         if both_acked {
-            self.close(ts, "connection closed", ctx);
+            self.close(ts, Ending::Closed, ctx);
         }
     }
 
@@ -456,7 +457,7 @@ impl Conn {
                     self.refused(ts, ctx);
                 } else {
                     // The client gave up (a Happy-Eyeballs loser, a health probe): not an error.
-                    self.close(ts, "connection reset", ctx);
+                    self.close(ts, Ending::Reset(Side::Client), ctx);
                 }
             }
             Phase::Open => {
@@ -467,18 +468,18 @@ impl Conn {
                 let both_fins = self.halves.iter().all(|h| h.fin.is_some());
                 if !both_fins && self.reset_is_a_close(me, seg) {
                     ctx.stats.closed_by_reset += 1;
-                    self.close(ts, "connection closed", ctx);
+                    self.close(ts, Ending::Closed, ctx);
                 } else if !both_fins {
                     let by = self.side(me);
                     let mut e = self.tcp_entry(ts, TcpState::Reset, None, Some(by), ts);
                     // How long the connection lived before it was reset.
                     e.elapsed_time = ts.millis_since(self.first_ts);
                     ctx.out.push(e);
-                    self.close(ts, "connection reset", ctx);
+                    self.close(ts, Ending::Reset(by), ctx);
                 } else {
                     // After both FINs an RST is how a peer that already left answers a retransmitted FIN;
                     // whether the last FIN was acknowledged in time is for the LastAck timer to say.
-                    self.finish_app(ts, "connection reset", ctx);
+                    self.finish_app(ts, Ending::Reset(self.side(me)), ctx);
                 }
             }
             Phase::Closed => {}
@@ -530,7 +531,7 @@ impl Conn {
             let e = self.tcp_entry(self.syn_ts, TcpState::SynSent, Some(SynReason::Refused), Some(Side::Server), ts);
             ctx.out.push(e);
         }
-        self.close(ts, "connection refused", ctx);
+        self.close(ts, Ending::Refused, ctx);
     }
 
     /// RFC 5961 §3.2: an RST counts only if its sequence number lies in the receiver's window — exactly at
@@ -589,7 +590,7 @@ impl Conn {
                     self.syn_reported = true;
                 }
                 if end_of_input {
-                    self.finish_app(now, "capture ended", ctx);
+                    self.finish_app(now, Ending::CaptureEnded, ctx);
                     return Keep::Remove;
                 }
                 if self.syn_reported && now >= self.last_ts.plus_millis(SYN_RETRY_WINDOW_MS) {
@@ -628,13 +629,13 @@ impl Conn {
                     // acknowledgement never showed is an acknowledgement the capture lost.
                     ctx.stats.unacked_fins += 1;
                 }
-                self.close(at, "connection closed", ctx);
+                self.close(at, Ending::Closed, ctx);
                 return Keep::Yes;
             }
         }
         self.check_app(now, ctx);
         if end_of_input {
-            self.finish_app(now, "capture ended", ctx);
+            self.finish_app(now, Ending::CaptureEnded, ctx);
             return Keep::Remove;
         }
         if now >= self.last_ts.plus_millis(cfg.idle_timeout_ms) {
@@ -651,8 +652,8 @@ impl Conn {
         LINGER_MS.max(cfg.close_timeout_ms)
     }
 
-    fn close(&mut self, ts: Timestamp, why: &'static str, ctx: &mut Ctx<'_>) {
-        self.finish_app(ts, why, ctx);
+    fn close(&mut self, ts: Timestamp, ending: Ending, ctx: &mut Ctx<'_>) {
+        self.finish_app(ts, ending, ctx);
         self.phase = Phase::Closed;
         self.closed_at = ts;
     }
@@ -720,9 +721,9 @@ impl Conn {
     }
 
     /// Flushes both streams (gaps counted) and closes the dissector: nothing is left pending.
-    fn finish_app(&mut self, ts: Timestamp, why: &'static str, ctx: &mut Ctx<'_>) {
+    fn finish_app(&mut self, ts: Timestamp, ending: Ending, ctx: &mut Ctx<'_>) {
         if let Some(mut p) = self.payload.take() {
-            p.finish(ts, why, &mut ctx.payload());
+            p.finish(ts, ending, &mut ctx.payload());
         }
     }
 

@@ -2,7 +2,7 @@
 //! connection. The messages go to the same exchange tracker as UDP's, so that a truncated UDP answer
 //! followed by the same question over TCP is one exchange.
 
-use crate::dissect::{Claim, Direction, Dissector, Found, Probe, Registration, StreamDissector, Verdict};
+use crate::dissect::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, StreamDissector, Verdict};
 use crate::engine::stats::Stats;
 use crate::time::Timestamp;
 
@@ -139,7 +139,7 @@ impl StreamDissector for DnsStream {
 
     fn end(&mut self, _: Direction, _: Timestamp, _: &mut Found<'_>) {}
 
-    fn close(&mut self, _: Timestamp, _: &'static str, _: &mut Found<'_>) {}
+    fn close(&mut self, _: Timestamp, _: Ending, _: &mut Found<'_>) {}
 
     /// Unanswered queries are the exchange tracker's to time.
     fn check(&mut self, _: Timestamp, _: &mut Found<'_>) {}

@@ -10,7 +10,7 @@ pub use detect::{looks_like_request, looks_like_response, proxy_header_len, prox
 pub use dissector::{HttpDissector, HttpOutcome, Upgrade};
 
 use super::http2::Http2Dissector;
-use super::{Claim, Direction, Dissector, Found, Probe, Registration, StreamDissector, Verdict, PROBE_LIMIT};
+use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, StreamDissector, Verdict, PROBE_LIMIT};
 use crate::engine::stats::Stats;
 use crate::time::Timestamp;
 
@@ -73,9 +73,9 @@ impl StreamDissector for HttpDissector {
         self.report(o, found);
     }
 
-    fn close(&mut self, ts: Timestamp, why: &'static str, found: &mut Found<'_>) {
+    fn close(&mut self, ts: Timestamp, ending: Ending, found: &mut Found<'_>) {
         let mut o = Vec::new();
-        self.on_close(ts, why, &mut o);
+        self.on_close(ts, ending.words(), &mut o);
         self.report(o, found);
     }
 

@@ -1,22 +1,28 @@
-//! Reads HTTP/2 frames in both directions of a connection and turns streams into outcomes: a pair per
-//! answered stream, a reset or GOAWAY with an error code, a stream never answered, a frame that breaks
-//! the grammar.
+//! Reads HTTP/2 frames in both directions of a connection; what the frames mean for streams is in
+//! `streams.rs`.
 //!
-//! Capture loss: a gap inside a DATA payload is skipped (its length is known and HPACK is untouched); a
-//! gap anywhere else may have taken a header block and with it HPACK's dynamic table, so the connection is
-//! no longer dissected — its open streams are counted as lost, never reported as errors.
+//! Capture loss, and connections picked up mid-stream (gRPC channels live for days; an agent starts
+//! long after them): a gap inside a DATA payload is passed over (its length is known and HPACK is
+//! untouched). Anywhere else the reader has lost its place in that direction: it finds the next frame
+//! boundary at the start of a later segment (`frame::looks_like_frames`). A lost header block may have
+//! changed HPACK's dynamic table, so that direction's blocks are no longer decoded and streams are no
+//! longer paired (counted); RST_STREAM and GOAWAY need no HPACK and are still reported (SPEC §3.5). A
+//! connection picked up mid-stream begins the same way, but its tables hold everything added since, at the
+//! same indexes as the peers' own: blocks that decode are used, and the first that does not stops decoding
+//! in its direction.
 
 use std::collections::BTreeMap;
 
 use loona_hpack::Decoder;
 
 use super::frame::{self, FrameHeader, HEADER_LEN, PREFACE};
-use super::stream::{response, Block, Stream};
-use crate::entry::{GrpcInfo, Request, Response, Side};
+use super::outcome::{Http2Counters, Http2Outcome};
+use super::stream::{Block, Stream};
+use crate::entry::Request;
 use crate::time::Timestamp;
 
 /// Streams tracked per connection; more at once are counted and not tracked.
-const MAX_STREAMS: usize = 1024;
+pub(super) const MAX_STREAMS: usize = 1024;
 /// The largest frame whose payload is read (header blocks, GOAWAY debug data); DATA is never held.
 const MAX_FRAME: usize = 256 * 1024;
 /// The largest header block (HEADERS plus CONTINUATIONs).
@@ -26,59 +32,8 @@ const MAX_TABLE: usize = 64 * 1024;
 /// GOAWAY debug data kept in the message.
 const MAX_DEBUG: usize = 200;
 
-#[derive(Debug, PartialEq)]
-pub enum Http2Outcome {
-    /// An answered stream. `late`: it had been reported missing after waiting this many ms.
-    Pair {
-        req_ts: Timestamp,
-        request: Request,
-        resp_ts: Timestamp,
-        response: Response,
-        grpc: Option<GrpcInfo>,
-        late: Option<u64>,
-    },
-    /// RST_STREAM on an open stream.
-    Reset {
-        req_ts: Timestamp,
-        request: Request,
-        response: Option<Response>,
-        grpc: Option<GrpcInfo>,
-        ts: Timestamp,
-        stream: u32,
-        code: u32,
-        by: Side,
-    },
-    /// GOAWAY with an error code.
-    GoAway { ts: Timestamp, last_stream: u32, code: u32, by: Side, debug: String },
-    /// A request with no response after the pair timeout or at the connection's end.
-    Missing { req_ts: Timestamp, request: Request, grpc: Option<GrpcInfo>, decided: Timestamp, why: String },
-    /// `parser error …` or `unexpected EOF …`.
-    Dissection {
-        ts: Timestamp,
-        msg: String,
-        request: Option<(Timestamp, Request)>,
-        response: Option<Response>,
-        grpc: Option<GrpcInfo>,
-    },
-}
-
-/// What the dissector dropped on purpose, drained into the engine's statistics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Http2Counters {
-    /// Connections no longer dissected because capture loss hit something other than a DATA payload.
-    pub broken: u64,
-    /// Streams open when that happened: counted, not reported.
-    pub lost_streams: u64,
-    /// Gaps inside DATA payloads, skipped without harm.
-    pub gaps_skipped: u64,
-    /// Streams not tracked (over the per-connection bound) or header fields not kept.
-    pub over_limit: u64,
-    /// Streams above a GOAWAY's last stream id: not processed by the server, so retried by clients.
-    pub refused_by_goaway: u64,
-}
-
 /// One direction of the connection.
-struct Direction {
+struct Half {
     /// Preface bytes still expected (the client's 24; 0 for the server).
     preface_left: usize,
     /// An incomplete frame: its header, then its payload.
@@ -92,13 +47,18 @@ struct Direction {
     /// A header block waiting for its CONTINUATION frames: stream, bytes, END_STREAM, is a PUSH_PROMISE.
     continuation: Option<(u32, Vec<u8>, bool, bool)>,
     hpack: Decoder<'static>,
+    /// Frames are read from a known boundary: false after loss outside a DATA payload, and mid-stream
+    /// until a segment starts with frames.
+    aligned: bool,
+    /// Header blocks are decoded: false once one may have been lost, or failed to decode mid-stream.
+    decoding: bool,
 }
 
-impl Direction {
-    fn new(preface: usize) -> Direction {
+impl Half {
+    fn new(preface: usize, aligned: bool) -> Half {
         let mut hpack = Decoder::new();
         hpack.set_max_allowed_table_size(MAX_TABLE);
-        Direction {
+        Half {
             preface_left: preface,
             partial: Vec::new(),
             skip: 0,
@@ -107,29 +67,43 @@ impl Direction {
             discard: 0,
             continuation: None,
             hpack,
+            aligned,
+            decoding: true,
         }
     }
 }
 
-/// Why reading stopped.
-enum Stop {
-    /// The bytes break HTTP/2's grammar: reported once as `parser error`.
-    Grammar(String),
-    /// We cannot follow (HPACK table over our bound, a header block too large): counted.
-    Untracked,
-}
+/// The bytes break HTTP/2's grammar: reported once as `parser error` (mid-stream: the reader lost its
+/// place).
+pub(super) struct Grammar(pub String);
 
 pub struct Http2Dissector {
     /// [client→server, server→client]
-    dirs: [Direction; 2],
-    streams: BTreeMap<u32, Stream>,
+    halves: [Half; 2],
+    pub(super) streams: BTreeMap<u32, Stream>,
+    /// Streams opened, or still open, while header blocks could not be decoded: by id, with the request
+    /// when it was read before.
+    pub(super) blind: BTreeMap<u32, Option<Stream>>,
     /// The highest stream the client opened: a HEADERS on a lower one that is gone is late trailers.
-    highest: u32,
+    pub(super) highest: u32,
     /// A GOAWAY from the server: streams above this were not processed.
-    goaway_last: Option<u32>,
-    stopped: bool,
+    pub(super) goaway_last: Option<u32>,
+    pub(super) stopped: bool,
     /// The client's preface has been seen (a server SETTINGS alone may have identified the stream).
     confirmed: bool,
+    /// Picked up mid-stream: bytes that break the grammar mean the reader lost its place, not that a peer
+    /// erred, and streams below the first one seen opening began before the dissector.
+    pub(super) midstream: bool,
+    /// The first stream the client was seen opening.
+    pub(super) first_seen: Option<u32>,
+    /// Some direction's header blocks are no longer decoded: streams are not paired from then on.
+    pub(super) frames_only: bool,
+    /// The client left first (GOAWAY, or its close or reset): streams still open are its to cut.
+    pub(super) client_left: bool,
+    /// The server's FIN was seen: it left first, unless the client already had.
+    pub(super) server_fin: bool,
+    /// The server's first frame was seen (it must be SETTINGS).
+    server_started: bool,
     pub outcomes: Vec<Http2Outcome>,
     pub counters: Http2Counters,
 }
@@ -139,14 +113,33 @@ impl Http2Dissector {
     /// upgrade whose preface was already consumed.
     pub fn new(client_preface: bool) -> Http2Dissector {
         Http2Dissector {
-            dirs: [Direction::new(if client_preface { PREFACE.len() } else { 0 }), Direction::new(0)],
+            halves: [Half::new(if client_preface { PREFACE.len() } else { 0 }, true), Half::new(0, true)],
             streams: BTreeMap::new(),
+            blind: BTreeMap::new(),
             highest: 0,
             goaway_last: None,
             stopped: false,
             confirmed: !client_preface,
+            midstream: false,
+            first_seen: None,
+            frames_only: false,
+            client_left: false,
+            server_fin: false,
+            server_started: false,
             outcomes: Vec::new(),
             counters: Http2Counters::default(),
+        }
+    }
+
+    /// A connection picked up mid-stream: each direction is read from its first segment that starts with
+    /// frames.
+    pub fn midstream() -> Http2Dissector {
+        Http2Dissector {
+            halves: [Half::new(0, false), Half::new(0, false)],
+            confirmed: true,
+            midstream: true,
+            server_started: true,
+            ..Http2Dissector::new(false)
         }
     }
 
@@ -156,13 +149,14 @@ impl Http2Dissector {
         let mut d = Http2Dissector::new(true);
         d.confirmed = true;
         d.highest = 1;
+        d.first_seen = Some(1);
         d.streams.insert(1, Stream::upgraded(ts, request));
         d
     }
 
     /// A stream is open: a request not yet answered, or an answer still coming.
     pub fn awaits_response(&self) -> bool {
-        !self.stopped && !self.streams.is_empty()
+        !self.stopped && (!self.streams.is_empty() || !self.blind.is_empty())
     }
 
     pub fn is_stopped(&self) -> bool {
@@ -171,132 +165,161 @@ impl Http2Dissector {
 
     pub fn on_data(&mut self, from_client: bool, ts: Timestamp, mut data: &[u8]) {
         let d = usize::from(!from_client);
-        while !self.stopped && !data.is_empty() {
+        if self.stopped {
+            return;
+        }
+        if !self.halves[d].aligned {
+            if !frame::looks_like_frames(data) {
+                return;
+            }
+            self.halves[d].aligned = true;
+            self.counters.resynced += 1;
+        }
+        while !self.stopped && self.halves[d].aligned && !data.is_empty() {
             match self.step(d, ts, data) {
                 Ok(used) => data = &data[used.min(data.len())..],
-                Err(stop) => self.stop(ts, stop),
+                Err(Grammar(_)) if self.midstream => self.lose_place(d),
+                Err(Grammar(msg)) => self.stop_grammar(ts, msg),
             }
         }
     }
 
     /// Reads what it can from the front of `data`; returns how many bytes it used (at least one).
-    fn step(&mut self, d: usize, ts: Timestamp, data: &[u8]) -> Result<usize, Stop> {
-        let dir = &mut self.dirs[d];
-        if dir.preface_left > 0 {
-            let at = PREFACE.len() - dir.preface_left;
-            let n = dir.preface_left.min(data.len());
+    fn step(&mut self, d: usize, ts: Timestamp, data: &[u8]) -> Result<usize, Grammar> {
+        let half = &mut self.halves[d];
+        if half.preface_left > 0 {
+            let at = PREFACE.len() - half.preface_left;
+            let n = half.preface_left.min(data.len());
             if data[..n] != PREFACE[at..at + n] {
                 if !self.confirmed {
                     // Taken for HTTP/2 by the server's first bytes alone, and the client says otherwise.
                     self.stopped = true;
                     return Ok(data.len());
                 }
-                return Err(Stop::Grammar("parser error: not the HTTP/2 connection preface".into()));
+                return Err(Grammar("parser error: not the HTTP/2 connection preface".into()));
             }
-            dir.preface_left -= n;
-            if dir.preface_left == 0 {
+            half.preface_left -= n;
+            if half.preface_left == 0 {
                 self.confirmed = true;
             }
             return Ok(n);
         }
-        if dir.skip > 0 {
-            let n = dir.skip.min(data.len() as u64);
+        if half.skip > 0 {
+            let n = half.skip.min(data.len() as u64);
             self.pass_data(d, n, ts);
             return Ok(n as usize);
         }
-        if dir.discard > 0 {
-            let n = dir.discard.min(data.len() as u64);
-            dir.discard -= n;
+        if half.discard > 0 {
+            let n = half.discard.min(data.len() as u64);
+            half.discard -= n;
             return Ok(n as usize);
         }
         // A frame: whole in `data` (read in place), or gathered in `partial`.
-        let have = dir.partial.len();
+        let have = half.partial.len();
         if have == 0 {
             if let Some(h) = FrameHeader::parse(data) {
                 let total = HEADER_LEN + h.len as usize;
                 if h.kind == frame::DATA || h.len as usize > MAX_FRAME || data.len() >= total {
-                    self.frame_start(d, h, ts)?;
-                    if h.kind == frame::DATA || h.len as usize > MAX_FRAME {
-                        return Ok(HEADER_LEN);
+                    if self.frame_start(d, h, ts)? {
+                        self.frame(d, h, &data[HEADER_LEN..total], ts)?;
+                        return Ok(total);
                     }
-                    self.frame(d, h, &data[HEADER_LEN..total], ts)?;
-                    return Ok(total);
+                    return Ok(HEADER_LEN);
                 }
             }
         }
-        let dir = &mut self.dirs[d];
+        let half = &mut self.halves[d];
         let want_header = HEADER_LEN.saturating_sub(have);
         if want_header > 0 {
             let n = want_header.min(data.len());
-            dir.partial.extend_from_slice(&data[..n]);
-            if dir.partial.len() < HEADER_LEN {
+            half.partial.extend_from_slice(&data[..n]);
+            if half.partial.len() < HEADER_LEN {
                 return Ok(n);
             }
-            let Some(h) = FrameHeader::parse(&dir.partial) else { return Ok(n) };
+            let Some(h) = FrameHeader::parse(&half.partial) else { return Ok(n) };
             if h.kind == frame::DATA || h.len as usize > MAX_FRAME || h.len == 0 {
-                dir.partial.clear();
-                self.frame_start(d, h, ts)?;
-                if h.kind != frame::DATA && h.len as usize <= MAX_FRAME {
+                half.partial.clear();
+                if self.frame_start(d, h, ts)? {
                     self.frame(d, h, &[], ts)?;
                 }
-                return Ok(n);
             }
             return Ok(n);
         }
-        let Some(h) = FrameHeader::parse(&dir.partial) else { return Err(Stop::Untracked) };
+        let Some(h) = FrameHeader::parse(&half.partial) else {
+            half.partial.clear();
+            return Ok(0);
+        };
         let total = HEADER_LEN + h.len as usize;
         let n = (total - have).min(data.len());
-        dir.partial.extend_from_slice(&data[..n]);
-        if dir.partial.len() == total {
-            let whole = std::mem::take(&mut dir.partial);
-            self.frame_start(d, h, ts)?;
-            self.frame(d, h, &whole[HEADER_LEN..], ts)?;
+        half.partial.extend_from_slice(&data[..n]);
+        if half.partial.len() == total {
+            let whole = std::mem::take(&mut half.partial);
+            if self.frame_start(d, h, ts)? {
+                self.frame(d, h, &whole[HEADER_LEN..], ts)?;
+            }
         }
         Ok(n)
     }
 
     /// A frame's header, before its payload: the grammar a header alone can break, and where a DATA
-    /// payload or one too large to keep goes.
-    fn frame_start(&mut self, d: usize, h: FrameHeader, ts: Timestamp) -> Result<(), Stop> {
-        if let Some(v) = h.violation() {
-            return Err(Stop::Grammar(format!("parser error: {v}")));
+    /// payload or one too large to keep goes. Returns whether the payload is to be read (`frame`).
+    fn frame_start(&mut self, d: usize, h: FrameHeader, ts: Timestamp) -> Result<bool, Grammar> {
+        if d == 1 && !self.server_started {
+            self.server_started = true;
+            // "HTTP/" read as a frame header: a length of "HTT", type 'P', flags '/'.
+            if h.len == 0x48_5454 && h.kind == b'P' && h.flags == b'/' {
+                return Err(Grammar("parser error: server answered HTTP/1.x".into()));
+            }
+            if h.kind != frame::SETTINGS {
+                let name = frame::kind_name(h.kind);
+                return Err(Grammar(format!("parser error: the server's first frame is {name}, not SETTINGS")));
+            }
         }
-        let dir = &mut self.dirs[d];
-        if let Some((stream, ..)) = &dir.continuation {
+        if let Some(v) = h.violation() {
+            return Err(Grammar(format!("parser error: {v}")));
+        }
+        let half = &mut self.halves[d];
+        if let Some((stream, ..)) = &half.continuation {
             if h.kind != frame::CONTINUATION || h.stream != *stream {
-                return Err(Stop::Grammar(format!(
+                return Err(Grammar(format!(
                     "parser error: {} frame where the CONTINUATION of stream {stream} was due",
                     frame::kind_name(h.kind)
                 )));
             }
         }
         if h.kind == frame::DATA {
-            dir.skip = u64::from(h.len);
-            dir.skip_stream = h.stream;
-            dir.skip_ends = h.has(frame::END_STREAM);
-            if h.len == 0 && dir.skip_ends {
+            half.skip = u64::from(h.len);
+            half.skip_stream = h.stream;
+            half.skip_ends = h.has(frame::END_STREAM);
+            if h.len == 0 && half.skip_ends {
                 self.end_stream(d, h.stream, ts);
             }
-        } else if h.len as usize > MAX_FRAME {
+            return Ok(false);
+        }
+        if h.len as usize > MAX_FRAME {
+            half.discard = u64::from(h.len);
             if matches!(h.kind, frame::HEADERS | frame::CONTINUATION | frame::PUSH_PROMISE) {
                 // A header block we will not hold: HPACK state is lost with it.
-                return Err(Stop::Untracked);
+                self.stop_decoding(d);
+                if h.kind == frame::HEADERS {
+                    self.headers_unread(d, h.stream, h.has(frame::END_STREAM), ts);
+                }
             }
-            dir.discard = u64::from(h.len);
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// A whole frame other than DATA.
-    fn frame(&mut self, d: usize, h: FrameHeader, payload: &[u8], ts: Timestamp) -> Result<(), Stop> {
+    fn frame(&mut self, d: usize, h: FrameHeader, payload: &[u8], ts: Timestamp) -> Result<(), Grammar> {
         let from_client = d == 0;
         match h.kind {
             frame::HEADERS | frame::PUSH_PROMISE => {
                 if h.kind == frame::PUSH_PROMISE && from_client {
-                    return Err(Stop::Grammar("parser error: PUSH_PROMISE from the client".into()));
+                    return Err(Grammar("parser error: PUSH_PROMISE from the client".into()));
                 }
                 let Some((_, range)) = frame::header_block(&h, payload) else {
-                    return Err(Stop::Grammar(format!(
+                    return Err(Grammar(format!(
                         "parser error: {} padding or fields longer than the frame",
                         frame::kind_name(h.kind)
                     )));
@@ -307,21 +330,25 @@ impl Http2Dissector {
                 if h.has(frame::END_HEADERS) {
                     self.header_block(d, h.stream, &block, end_stream, push, ts)?;
                 } else {
-                    self.dirs[d].continuation = Some((h.stream, block, end_stream, push));
+                    self.halves[d].continuation = Some((h.stream, block, end_stream, push));
                 }
             }
             frame::CONTINUATION => {
-                let Some((stream, mut block, end_stream, push)) = self.dirs[d].continuation.take() else {
-                    return Err(Stop::Grammar("parser error: CONTINUATION without HEADERS".into()));
+                let Some((stream, mut block, end_stream, push)) = self.halves[d].continuation.take() else {
+                    return Err(Grammar("parser error: CONTINUATION without HEADERS".into()));
                 };
                 if block.len() + payload.len() > MAX_HEADER_BLOCK {
-                    return Err(Stop::Untracked);
+                    self.stop_decoding(d);
+                    if !push {
+                        self.headers_unread(d, stream, end_stream, ts);
+                    }
+                    return Ok(());
                 }
                 block.extend_from_slice(payload);
                 if h.has(frame::END_HEADERS) {
                     self.header_block(d, stream, &block, end_stream, push, ts)?;
                 } else {
-                    self.dirs[d].continuation = Some((stream, block, end_stream, push));
+                    self.halves[d].continuation = Some((stream, block, end_stream, push));
                 }
             }
             frame::RST_STREAM => {
@@ -349,13 +376,27 @@ impl Http2Dissector {
         end_stream: bool,
         push: bool,
         ts: Timestamp,
-    ) -> Result<(), Stop> {
+    ) -> Result<(), Grammar> {
+        // Once streams are no longer paired, a client's requests are still read (while its table is sound):
+        // a reset then says what it cut.
+        if !self.halves[d].decoding || (self.frames_only && d == 1) {
+            if !push {
+                self.headers_unread(d, stream, end_stream, ts);
+            }
+            return Ok(());
+        }
         let mut b = Block::default();
-        if let Err(e) = self.dirs[d].hpack.decode_with_cb(block, |n, v| b.add(&n, &v)) {
-            return Err(match e {
-                loona_hpack::decoder::DecoderError::InvalidMaxDynamicSize => Stop::Untracked,
-                e => Stop::Grammar(format!("parser error: HPACK: {e}")),
-            });
+        if let Err(e) = self.halves[d].hpack.decode_with_cb(block, |n, v| b.add(&n, &v)) {
+            let ours = matches!(e, loona_hpack::decoder::DecoderError::InvalidMaxDynamicSize);
+            if !(ours || self.midstream) {
+                return Err(Grammar(format!("parser error: HPACK: {e}")));
+            }
+            // A table over our bound, or (mid-stream) an entry added before the dissector began.
+            self.stop_decoding(d);
+            if !push {
+                self.headers_unread(d, stream, end_stream, ts);
+            }
+            return Ok(());
         }
         self.counters.over_limit += b.dropped;
         if push {
@@ -369,163 +410,15 @@ impl Http2Dissector {
         }
     }
 
-    fn client_headers(&mut self, stream: u32, b: Block, end_stream: bool, ts: Timestamp) -> Result<(), Stop> {
-        if let Some(s) = self.streams.get_mut(&stream) {
-            // Trailers from the client.
-            if end_stream {
-                s.request_done = Some(ts);
-            }
-            return Ok(());
-        }
-        if stream <= self.highest {
-            // Trailers of a stream already done with, or a stream we did not track.
-            return Ok(());
-        }
-        if stream % 2 == 0 {
-            return Err(Stop::Grammar(format!("parser error: the client opened even stream {stream}")));
-        }
-        self.highest = stream;
-        if b.method.is_none() {
-            return Err(Stop::Grammar(format!("parser error: request on stream {stream} without :method")));
-        }
-        if self.streams.len() >= MAX_STREAMS {
-            self.counters.over_limit += 1;
-            return Ok(());
-        }
-        self.streams.insert(stream, Stream::new(ts, b, end_stream));
-        Ok(())
-    }
-
-    fn server_headers(&mut self, stream: u32, b: Block, end_stream: bool, ts: Timestamp) -> Result<(), Stop> {
-        let Some(s) = self.streams.get_mut(&stream) else {
-            // A pushed stream, or one not tracked.
-            return Ok(());
-        };
-        if s.response.is_none() {
-            let Some(status) = b.status.as_deref() else {
-                return Err(Stop::Grammar(format!("parser error: response on stream {stream} without :status")));
-            };
-            let Ok(status) = status.trim().parse::<u16>() else {
-                return Err(Stop::Grammar(format!("parser error: :status {status:?} on stream {stream}")));
-            };
-            if (100..200).contains(&status) {
-                // Informational: the final response is still to come.
-                return Ok(());
-            }
-            s.take_grpc_status(&b);
-            s.response = Some((ts, response(status, b.headers)));
-        } else {
-            // Trailers.
-            s.take_grpc_status(&b);
-        }
-        if end_stream {
-            self.end_stream(1, stream, ts);
-        }
-        Ok(())
-    }
-
     /// `n` bytes (seen or lost) of the DATA payload direction `d` is passing over; its stream ends with
     /// the last of them if the frame said so.
     fn pass_data(&mut self, d: usize, n: u64, ts: Timestamp) {
-        let dir = &mut self.dirs[d];
-        dir.skip -= n;
-        let (stream, ends, done) = (dir.skip_stream, dir.skip_ends, dir.skip == 0);
+        let half = &mut self.halves[d];
+        half.skip -= n;
+        let (stream, ends, done) = (half.skip_stream, half.skip_ends, half.skip == 0);
         self.add_body(d, stream, n);
         if done && ends {
             self.end_stream(d, stream, ts);
-        }
-    }
-
-    fn add_body(&mut self, d: usize, stream: u32, n: u64) {
-        if let Some(s) = self.streams.get_mut(&stream) {
-            match (d, s.response.as_mut()) {
-                (0, _) => s.request.body_size += n,
-                (_, Some((_, r))) => r.body_size += n,
-                _ => {}
-            }
-        }
-    }
-
-    /// Direction `d` ended `stream` (END_STREAM).
-    fn end_stream(&mut self, d: usize, stream: u32, ts: Timestamp) {
-        if d == 0 {
-            if let Some(s) = self.streams.get_mut(&stream) {
-                s.request_done.get_or_insert(ts);
-            }
-            return;
-        }
-        if self.streams.get(&stream).is_some_and(|s| s.response.is_some()) {
-            if let Some(pair) = self.streams.remove(&stream).and_then(Stream::into_pair) {
-                self.outcomes.push(pair);
-            }
-        }
-    }
-
-    fn reset(&mut self, from_client: bool, stream: u32, code: u32, ts: Timestamp) {
-        let Some(s) = self.streams.remove(&stream) else { return };
-        let by = if from_client { Side::Client } else { Side::Server };
-        if code == 0 {
-            // NO_ERROR: the sender is done with the stream, not failing it. An answer given is the pair.
-            match s.response {
-                Some(_) => self.outcomes.extend(s.into_pair()),
-                None if s.reported_missing.is_none() => self.outcomes.push(Http2Outcome::Missing {
-                    req_ts: s.req_ts,
-                    request: s.request,
-                    grpc: s.grpc,
-                    decided: ts,
-                    why: format!("stream reset by the {} with NO_ERROR", by.as_str()),
-                }),
-                None => {}
-            }
-            return;
-        }
-        self.outcomes.push(Http2Outcome::Reset {
-            req_ts: s.req_ts,
-            request: s.request,
-            response: s.response.map(|(_, r)| r),
-            grpc: s.grpc,
-            ts,
-            stream,
-            code,
-            by,
-        });
-    }
-
-    fn goaway(&mut self, from_client: bool, last: u32, code: u32, debug: String, ts: Timestamp) {
-        let by = if from_client { Side::Client } else { Side::Server };
-        if code != 0 {
-            self.outcomes.push(Http2Outcome::GoAway { ts, last_stream: last, code, by, debug });
-        }
-        if !from_client {
-            // Streams above `last` were not processed: clients retry them (RFC 9113 §6.8).
-            let above: Vec<u32> = self.streams.range(last.saturating_add(1)..).map(|(id, _)| *id).collect();
-            for id in above {
-                self.streams.remove(&id);
-                self.counters.refused_by_goaway += 1;
-            }
-            self.goaway_last = Some(self.goaway_last.map_or(last, |l| l.min(last)));
-        }
-    }
-
-    fn stop(&mut self, ts: Timestamp, why: Stop) {
-        self.stopped = true;
-        match why {
-            Stop::Grammar(msg) => {
-                // The stream the failure is most likely about: the newest one still open.
-                let open = self.streams.pop_last().map(|(_, s)| s);
-                self.counters.lost_streams += self.streams.len() as u64;
-                self.streams.clear();
-                let (request, response, grpc) = match open {
-                    Some(s) => (Some((s.req_ts, s.request)), s.response.map(|(_, r)| r), s.grpc),
-                    None => (None, None, None),
-                };
-                self.outcomes.push(Http2Outcome::Dissection { ts, msg, request, response, grpc });
-            }
-            Stop::Untracked => {
-                self.counters.broken += 1;
-                self.counters.lost_streams += self.streams.len() as u64;
-                self.streams.clear();
-            }
         }
     }
 
@@ -535,71 +428,55 @@ impl Http2Dissector {
             return;
         }
         let d = usize::from(!from_client);
-        let dir = &mut self.dirs[d];
-        if dir.partial.is_empty() && dir.continuation.is_none() && dir.preface_left == 0 {
-            if dir.skip >= len {
+        if d == 1 {
+            // The server's first frame may be what was lost: it can no longer be checked.
+            self.server_started = true;
+        }
+        let half = &mut self.halves[d];
+        if half.aligned && half.partial.is_empty() && half.continuation.is_none() && half.preface_left == 0 {
+            if half.skip >= len {
                 // Inside a DATA payload: nothing HPACK needs was lost.
                 self.counters.gaps_skipped += 1;
                 self.pass_data(d, len, ts);
                 return;
             }
-            if dir.discard >= len {
-                dir.discard -= len;
+            if half.discard >= len {
+                half.discard -= len;
                 self.counters.gaps_skipped += 1;
                 return;
             }
         }
-        self.stop(ts, Stop::Untracked);
+        self.lose_place(d);
     }
 
-    /// The connection ended (`why`: "connection closed", "connection reset", "capture ended"): streams
-    /// never answered are reported; a response cut short is `unexpected EOF`.
-    pub fn on_close(&mut self, ts: Timestamp, why: &str) {
-        if self.stopped {
+    /// Direction `d` no longer knows where frames begin: it looks for a boundary at the start of a later
+    /// segment, and whatever was lost may have held a header block.
+    fn lose_place(&mut self, d: usize) {
+        let half = &mut self.halves[d];
+        if !half.aligned {
             return;
         }
-        self.stopped = true;
+        half.aligned = false;
+        half.preface_left = 0;
+        half.partial.clear();
+        half.skip = 0;
+        half.discard = 0;
+        half.continuation = None;
+        self.stop_decoding(d);
+    }
+
+    /// Direction `d`'s header blocks are no longer decoded; from now on streams are known by id only, and
+    /// those open are counted as lost (never reported as unanswered).
+    fn stop_decoding(&mut self, d: usize) {
+        self.halves[d].decoding = false;
+        if self.frames_only {
+            return;
+        }
+        self.frames_only = true;
+        self.counters.broken += 1;
+        self.counters.lost_streams += self.streams.len() as u64;
         for (id, s) in std::mem::take(&mut self.streams) {
-            match s.response {
-                None if s.reported_missing.is_some() => {}
-                None => self.outcomes.push(Http2Outcome::Missing {
-                    req_ts: s.req_ts,
-                    request: s.request,
-                    grpc: s.grpc,
-                    decided: ts,
-                    why: why.to_owned(),
-                }),
-                Some((_, response)) => self.outcomes.push(Http2Outcome::Dissection {
-                    ts,
-                    msg: format!("unexpected EOF: {why} before stream {id} ended"),
-                    request: Some((s.req_ts, s.request)),
-                    response: Some(response),
-                    grpc: s.grpc,
-                }),
-            }
-        }
-    }
-
-    /// Requests sent whole more than `pair_timeout_ms` ago without a response are reported missing (a
-    /// response that comes later is still reported, as a late pair).
-    pub fn check(&mut self, now: Timestamp, pair_timeout_ms: u64) {
-        if self.stopped {
-            return;
-        }
-        for s in self.streams.values_mut() {
-            let (Some(done), None, None) = (s.request_done, &s.response, s.reported_missing) else { continue };
-            let deadline = done.plus_millis(pair_timeout_ms);
-            if deadline > now {
-                continue;
-            }
-            s.reported_missing = Some(pair_timeout_ms);
-            self.outcomes.push(Http2Outcome::Missing {
-                req_ts: s.req_ts,
-                request: s.request.clone(),
-                grpc: s.grpc.clone(),
-                decided: deadline,
-                why: format!("no response within {pair_timeout_ms} ms"),
-            });
+            self.blind.insert(id, Some(s));
         }
     }
 }

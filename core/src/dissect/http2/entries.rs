@@ -1,6 +1,6 @@
 //! HTTP/2 outcomes as entries (SPEC §3.5): `protocol` is `grpc` for gRPC calls, else `http2`; a gRPC
 //! status other than OK is an error of type `grpc`, a reset or GOAWAY with an error code one of type
-//! `http2`.
+//! `http2` — but a client's cancel is a pair (`CANCELLED`), unless it came at the call's deadline.
 
 use super::frame::error_code_name;
 use super::Http2Outcome;
@@ -57,12 +57,36 @@ pub fn build(o: Http2Outcome, entry: impl Fn(Protocol, Timestamp, Timestamp) -> 
             e.grpc = grpc;
             e
         }
-        Http2Outcome::Reset { req_ts, request, response, grpc, ts, stream, code, by } => {
+        Http2Outcome::Cancelled { req_ts, request, response, mut grpc, ts, stream, deadline, by } => {
             let mut e = entry(protocol(&grpc), req_ts, ts);
+            // The call as its client saw it end: no grpc-status crossed the wire.
+            let (code, name) = if deadline.is_some() { (4, "DEADLINE_EXCEEDED") } else { (1, "CANCELLED") };
+            if let Some(g) = grpc.as_mut().filter(|g| g.status.is_none()) {
+                g.status = Some(code);
+                g.status_name = Some(name.to_owned());
+            }
+            e.error = deadline.and_then(|t| {
+                error(
+                    ErrorType::Grpc,
+                    format!(
+                        "DEADLINE_EXCEEDED: the {} cancelled the call at its deadline (grpc-timeout {t} ms)",
+                        by.as_str()
+                    ),
+                )
+            });
+            e.http2 = Some(Http2Info { stream, frame: "RST_STREAM".into(), error_code: error_code_name(8), by });
+            e.request = Some(request);
+            e.response = response;
+            e.grpc = grpc;
+            e
+        }
+        Http2Outcome::Reset { request, response, grpc, ts, stream, code, by } => {
+            let start = request.as_ref().map_or(ts, |(t, _)| *t);
+            let mut e = entry(protocol(&grpc), start, ts);
             let name = error_code_name(code);
             e.error = error(ErrorType::Http2, format!("RST_STREAM {name} from the {} (stream {stream})", by.as_str()));
             e.http2 = Some(Http2Info { stream, frame: "RST_STREAM".into(), error_code: name, by });
-            e.request = Some(request);
+            e.request = request.map(|(_, r)| r);
             e.response = response;
             e.grpc = grpc;
             e

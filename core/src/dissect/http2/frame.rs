@@ -81,6 +81,49 @@ impl FrameHeader {
     }
 }
 
+/// The largest frame a peer may send before it has seen its peer's SETTINGS (RFC 9113 §4.2), and so the
+/// largest a resynchronising reader believes.
+const DEFAULT_MAX_FRAME: u32 = 16_384;
+
+impl FrameHeader {
+    /// Whether this header is one a peer could really have sent — a known type, only its own flags, a
+    /// stream id and length its type allows, no reserved bit: what finds frame boundaries mid-stream.
+    fn plausible(b: &[u8; HEADER_LEN]) -> bool {
+        let Some(h) = FrameHeader::parse(b) else { return false };
+        let flags_allowed = match h.kind {
+            DATA => END_STREAM | PADDED,
+            HEADERS => END_STREAM | END_HEADERS | PADDED | PRIORITY_FLAG,
+            SETTINGS | PING => ACK,
+            PUSH_PROMISE => END_HEADERS | PADDED,
+            CONTINUATION => END_HEADERS,
+            PRIORITY | RST_STREAM | GOAWAY | WINDOW_UPDATE => 0,
+            _ => return false,
+        };
+        b[5] & 0x80 == 0 && h.flags & !flags_allowed == 0 && h.len <= DEFAULT_MAX_FRAME && h.violation().is_none()
+    }
+}
+
+/// Whether `b`, the start of a segment on a connection picked up mid-stream, begins at a frame boundary:
+/// plausible frame headers, each where the last one's payload ends, that end exactly with `b`, or two
+/// whole frames and the start of a third. A segment that begins inside a frame almost never passes.
+pub fn looks_like_frames(b: &[u8]) -> bool {
+    let mut at = 0usize;
+    let mut whole = 0;
+    while let Some(head) = b.get(at..at + HEADER_LEN) {
+        let Ok(head) = <&[u8; HEADER_LEN]>::try_from(head) else { return false };
+        if !FrameHeader::plausible(head) {
+            return false;
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        at += HEADER_LEN + len;
+        if at > b.len() {
+            return whole >= 2;
+        }
+        whole += 1;
+    }
+    at == b.len() && whole >= 1 || whole >= 2
+}
+
 pub fn kind_name(kind: u8) -> String {
     match kind {
         DATA => "DATA".into(),
@@ -164,6 +207,33 @@ mod tests {
         assert!(ping.violation().is_some_and(|v| v.contains("must be 8")));
         let settings = FrameHeader { len: 7, kind: SETTINGS, flags: 0, stream: 0 };
         assert!(settings.violation().is_some());
+    }
+
+    fn raw(kind: u8, flags: u8, stream: u32, len: usize) -> Vec<u8> {
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.resize(HEADER_LEN + len, 0);
+        f
+    }
+
+    #[test]
+    fn frame_boundaries_are_found_mid_stream_and_the_middle_of_a_frame_is_not_one() {
+        let rst = raw(RST_STREAM, 0, 7, 4);
+        assert!(looks_like_frames(&rst), "one whole frame, ending with the segment");
+        let two = [raw(WINDOW_UPDATE, 0, 0, 4), raw(DATA, END_STREAM, 7, 30)].concat();
+        assert!(looks_like_frames(&two));
+        let cut = [two.clone(), raw(DATA, 0, 9, 16_000)].concat();
+        assert!(looks_like_frames(&cut[..cut.len() - 100]), "two whole frames and the start of a third");
+        assert!(!looks_like_frames(&rst[..10]), "one frame cut short proves nothing");
+        assert!(!looks_like_frames(&rst[1..]));
+        assert!(!looks_like_frames(&raw(RST_STREAM, 0, 0, 4)), "RST_STREAM on stream 0");
+        assert!(!looks_like_frames(&raw(DATA, ACK | END_HEADERS, 1, 3)), "flags DATA does not have");
+        assert!(!looks_like_frames(&raw(0x42, 0, 1, 3)), "an unknown type");
+        assert!(!looks_like_frames(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        assert!(!looks_like_frames(&[]));
+        let mut reserved = raw(PING, 0, 0, 8);
+        reserved[5] = 0x80;
+        assert!(!looks_like_frames(&reserved));
     }
 
     #[test]

@@ -20,6 +20,35 @@ pub fn service_and_method(path: &str) -> (String, String) {
     }
 }
 
+/// `grpc-timeout` in milliseconds, rounded up: at most eight digits and a unit (`H`, `M`, `S`, `m`, `u`,
+/// `n`), as the gRPC "PROTOCOL-HTTP2" document writes it. `None` for anything else.
+pub fn timeout_ms(value: &str) -> Option<u64> {
+    let v = value.trim();
+    let unit = v.chars().last()?;
+    let digits = &v[..v.len() - unit.len_utf8()];
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let nanos_per = match unit {
+        'H' => 3_600_000_000_000u64,
+        'M' => 60_000_000_000,
+        'S' => 1_000_000_000,
+        'm' => 1_000_000,
+        'u' => 1_000,
+        'n' => 1,
+        _ => return None,
+    };
+    Some(n.saturating_mul(nanos_per).div_ceil(1_000_000))
+}
+
+/// Whether a call cancelled `elapsed_ms` after it began had reached its `grpc-timeout`: clients round the
+/// header up and cancel when their own deadline fires, so within 2 % (at least 20 ms) counts (SPEC §3.5).
+pub fn past_deadline(elapsed_ms: f64, timeout_ms: u64) -> bool {
+    let slack = (timeout_ms as f64 * 0.02).max(20.0);
+    elapsed_ms >= timeout_ms as f64 - slack
+}
+
 /// A status code by its name in the gRPC spec; codes beyond them by number.
 pub fn status_name(code: u32) -> String {
     const NAMES: [&str; 17] = [
@@ -87,6 +116,23 @@ mod tests {
         assert_eq!(status_name(14), "UNAVAILABLE");
         assert_eq!(status_name(4), "DEADLINE_EXCEEDED");
         assert_eq!(status_name(99), "CODE_99");
+    }
+
+    #[test]
+    fn timeouts_are_read_in_every_unit_and_deadlines_allow_for_rounding() {
+        assert_eq!(timeout_ms("500m"), Some(500));
+        assert_eq!(timeout_ms("2S"), Some(2_000));
+        assert_eq!(timeout_ms("1M"), Some(60_000));
+        assert_eq!(timeout_ms("1H"), Some(3_600_000));
+        assert_eq!(timeout_ms("999999u"), Some(1_000), "rounded up");
+        assert_eq!(timeout_ms("1n"), Some(1));
+        assert_eq!(timeout_ms("99999999H"), Some(u64::MAX / 1_000_000 + 1), "saturates, never overflows");
+        for bad in ["", "S", "123456789S", "10x", "-1S", "1.5S", "१S", "1१"] {
+            assert_eq!(timeout_ms(bad), None, "{bad:?}");
+        }
+        assert!(past_deadline(990.0, 1_000) && past_deadline(1_200.0, 1_000));
+        assert!(!past_deadline(900.0, 1_000), "cancelled before its deadline: the client's choice");
+        assert!(past_deadline(81.0, 100) && !past_deadline(79.0, 100), "20 ms at least");
     }
 
     #[test]

@@ -8,22 +8,29 @@ mod dissector;
 mod entries;
 pub mod frame;
 pub mod grpc;
+mod outcome;
 mod stream;
+mod streams;
 
-pub use dissector::{Http2Counters, Http2Dissector, Http2Outcome};
+pub use dissector::Http2Dissector;
+pub use outcome::{Http2Counters, Http2Outcome};
 
-use super::{Claim, Direction, Dissector, Found, Probe, Registration, StreamDissector, Verdict};
+use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, StreamDissector, Verdict};
 use crate::engine::stats::Stats;
 use crate::time::Timestamp;
 
 pub const REGISTRATION: Registration = Registration { dissector: Dissector::Http2, probe, start, summary };
 
 /// The client's connection preface, or a server's SETTINGS frame (a server may send its preface before
-/// the client's arrives; the client's then confirms it). Never mid-stream: HPACK's table cannot be known
-/// there.
+/// the client's arrives; the client's then confirms it). Mid-stream, a segment that starts with frames
+/// (`frame::looks_like_frames`): resets and GOAWAYs are read without HPACK, header blocks as far as the
+/// tables allow.
 fn probe(p: &Probe<'_>) -> Claim {
-    if p.skipped > 0 || p.midstream {
+    if p.skipped > 0 {
         return Claim::No;
+    }
+    if p.midstream {
+        return if frame::looks_like_frames(p.bytes) { Claim::Yes { flipped: false, lead: 0 } } else { Claim::No };
     }
     let verdict = match p.dir {
         Direction::ToServer => looks_like_preface(p.bytes),
@@ -39,14 +46,23 @@ fn probe(p: &Probe<'_>) -> Claim {
 /// What HTTP/2 could not read, or dropped on purpose.
 fn summary(s: &Stats) -> String {
     format!(
-        "{} HTTP/2 connections not dissected ({} streams lost), {} HTTP/2 gaps skipped, {} HTTP/2 streams over \
-         limits, {} HTTP/2 streams refused by GOAWAY",
-        s.http2_broken, s.http2_lost_streams, s.http2_gaps_skipped, s.http2_over_limit, s.http2_refused_by_goaway
+        "{} HTTP/2 connections whose header blocks were lost ({} streams lost, {} blocks not decoded), {} \
+         HTTP/2 connections read from mid-stream, {} HTTP/2 gaps skipped, {} HTTP/2 streams over limits, {} \
+         HTTP/2 streams refused by GOAWAY, {} cut by their client, {} cancels of streams never seen",
+        s.http2_broken,
+        s.http2_lost_streams,
+        s.http2_blocks_undecoded,
+        s.http2_resynced,
+        s.http2_gaps_skipped,
+        s.http2_over_limit,
+        s.http2_refused_by_goaway,
+        s.http2_cut_by_client,
+        s.http2_cancels_unseen
     )
 }
 
-fn start(_: &Probe<'_>) -> Box<dyn StreamDissector> {
-    Box::new(Http2Dissector::new(true))
+fn start(p: &Probe<'_>) -> Box<dyn StreamDissector> {
+    Box::new(if p.midstream { Http2Dissector::midstream() } else { Http2Dissector::new(true) })
 }
 
 impl Http2Dissector {
@@ -58,6 +74,10 @@ impl Http2Dissector {
         found.stats.http2_gaps_skipped += c.gaps_skipped;
         found.stats.http2_over_limit += c.over_limit;
         found.stats.http2_refused_by_goaway += c.refused_by_goaway;
+        found.stats.http2_cut_by_client += c.cut_by_client;
+        found.stats.http2_resynced += c.resynced;
+        found.stats.http2_blocks_undecoded += c.blocks_undecoded;
+        found.stats.http2_cancels_unseen += c.cancels_unseen;
         for o in std::mem::take(&mut self.outcomes) {
             let e = entries::build(o, |p, start, end| found.entry(p, start, end));
             found.out.push(e);
@@ -76,10 +96,12 @@ impl StreamDissector for Http2Dissector {
         self.report(found);
     }
 
-    fn end(&mut self, _: Direction, _: Timestamp, _: &mut Found<'_>) {}
+    fn end(&mut self, dir: Direction, _: Timestamp, _: &mut Found<'_>) {
+        self.on_end(dir.to_server());
+    }
 
-    fn close(&mut self, ts: Timestamp, why: &'static str, found: &mut Found<'_>) {
-        self.on_close(ts, why);
+    fn close(&mut self, ts: Timestamp, ending: Ending, found: &mut Found<'_>) {
+        self.on_close(ts, ending);
         self.report(found);
     }
 

@@ -11,6 +11,8 @@ pub const MAX_KEPT_FIELDS: usize = 64;
 pub const MAX_KEPT_BYTES: usize = 8 * 1024;
 /// The longest `grpc-message` kept.
 const MAX_GRPC_MESSAGE: usize = 512;
+/// The longest raw `grpc-message` read (percent-encoding triples a byte at most).
+const MAX_GRPC_MESSAGE_RAW: usize = 3 * MAX_GRPC_MESSAGE;
 
 pub struct Stream {
     pub req_ts: Timestamp,
@@ -21,6 +23,9 @@ pub struct Stream {
     pub grpc: Option<GrpcInfo>,
     /// Reported missing after the pair timeout, after waiting this many ms.
     pub reported_missing: Option<u64>,
+    /// The call's `grpc-timeout` in ms: its pair timer, and what tells a client's cancel at its deadline
+    /// from one before it.
+    pub deadline_ms: Option<u64>,
 }
 
 /// A decoded header block: pseudo-header fields apart, the rest as headers.
@@ -31,6 +36,12 @@ pub struct Block {
     pub authority: Option<String>,
     pub status: Option<String>,
     pub headers: Headers,
+    /// What gRPC reads, kept whatever the bounds below: grpc-java sends `grpc-status` last, after every
+    /// trailer the application added.
+    pub content_type: Option<String>,
+    pub grpc_status: Option<String>,
+    pub grpc_message: Option<String>,
+    pub grpc_timeout: Option<String>,
     /// Fields not kept (over the bounds above).
     pub dropped: u64,
     kept_bytes: usize,
@@ -47,6 +58,14 @@ impl Block {
             ":status" => self.status = Some(value.into_owned()),
             n if n.starts_with(':') => {}
             n => {
+                let keep = |v: &str, max: usize| Some(v.chars().take(max).collect::<String>());
+                match n {
+                    "content-type" => self.content_type = keep(&value, 256),
+                    "grpc-status" => self.grpc_status = keep(&value, 16),
+                    "grpc-message" => self.grpc_message = keep(&value, MAX_GRPC_MESSAGE_RAW),
+                    "grpc-timeout" => self.grpc_timeout = keep(&value, 16),
+                    _ => {}
+                }
                 let cost = n.len() + value.len();
                 if self.headers.len() >= MAX_KEPT_FIELDS || self.kept_bytes + cost > MAX_KEPT_BYTES {
                     self.dropped += 1;
@@ -62,7 +81,7 @@ impl Block {
 impl Stream {
     pub fn new(ts: Timestamp, b: Block, end_stream: bool) -> Stream {
         let path = b.path.unwrap_or_default();
-        let grpc = b.headers.get("content-type").filter(|ct| grpc::is_grpc(ct)).map(|_| {
+        let grpc = b.content_type.as_deref().filter(|ct| grpc::is_grpc(ct)).map(|_| {
             let (service, method) = grpc::service_and_method(&path);
             GrpcInfo { service, method, status: None, status_name: None, message: None }
         });
@@ -84,6 +103,7 @@ impl Stream {
             },
             request_done: end_stream.then_some(ts),
             response: None,
+            deadline_ms: b.grpc_timeout.as_deref().and_then(grpc::timeout_ms),
             grpc,
             reported_missing: None,
         }
@@ -95,7 +115,16 @@ impl Stream {
             let (service, method) = grpc::service_and_method(&request.path);
             GrpcInfo { service, method, status: None, status_name: None, message: None }
         });
-        Stream { req_ts: ts, request, request_done: Some(ts), response: None, grpc, reported_missing: None }
+        let deadline_ms = request.headers.get("grpc-timeout").and_then(grpc::timeout_ms);
+        Stream {
+            req_ts: ts,
+            request,
+            request_done: Some(ts),
+            response: None,
+            grpc,
+            reported_missing: None,
+            deadline_ms,
+        }
     }
 
     /// The pair of an answered stream (`None` while it has no response).
@@ -114,11 +143,11 @@ impl Stream {
     /// gRPC's status and message from a block (trailers, or a trailers-only response).
     pub fn take_grpc_status(&mut self, b: &Block) {
         let Some(g) = self.grpc.as_mut() else { return };
-        if let Some(code) = b.headers.get("grpc-status").and_then(|s| s.trim().parse::<u32>().ok()) {
+        if let Some(code) = b.grpc_status.as_deref().and_then(|s| s.trim().parse::<u32>().ok()) {
             g.status = Some(code);
             g.status_name = Some(grpc::status_name(code));
         }
-        if let Some(m) = b.headers.get("grpc-message") {
+        if let Some(m) = b.grpc_message.as_deref() {
             g.message = Some(grpc::decode_message(m, MAX_GRPC_MESSAGE));
         }
     }

@@ -7,7 +7,7 @@
 
 pub mod names;
 
-use super::{Claim, Direction, Dissector, Found, Probe, Registration, StreamDissector, Verdict};
+use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, StreamDissector, Verdict};
 use crate::engine::stats::Stats;
 use crate::entry::{EntryError, ErrorType, Protocol, Side, TlsInfo};
 use crate::time::Timestamp;
@@ -69,9 +69,12 @@ impl StreamDissector for TlsDissector {
         }
     }
 
-    fn close(&mut self, ts: Timestamp, why: &'static str, found: &mut Found<'_>) {
-        let by = (why == "connection reset").then_some(Side::Server);
-        self.on_close(ts, why, by, why == "capture ended");
+    fn close(&mut self, ts: Timestamp, ending: Ending, found: &mut Found<'_>) {
+        let by = match ending {
+            Ending::Reset(_) => Some(Side::Server),
+            _ => None,
+        };
+        self.on_close(ts, ending.words(), by, ending == Ending::CaptureEnded);
         self.report(found);
     }
 
