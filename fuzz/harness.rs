@@ -142,10 +142,11 @@ pub fn tls(data: &[u8]) {
         }
         d.check(c.ts, 10_000);
         if c.close {
-            d.on_close(c.ts, "a close", None, false);
+            d.on_fin(c.ts, c.from_client, 10_000);
         }
+        let _ = d.closing(c.from_client);
     }
-    d.on_close(end, "capture ended", None, true);
+    d.on_close(end, "capture ended", None, true, 10_000);
     for f in &d.failures {
         let _ = format!("{} {:?} {:?}", f.msg, f.sni, f.alert);
     }

@@ -197,7 +197,36 @@ def http2_seeds():
                                                    (1, h2_frame(7, 0, 0, b"\0\0\0\3\0\0\0\x0b"))]))
 
 
+def tls_record(kind, body):
+    return bytes([kind, 3, 3]) + struct.pack(">H", len(body)) + body
+
+
+def tls_hello(kind, body):
+    return tls_record(22, bytes([kind, 0]) + struct.pack(">H", len(body)) + body)
+
+
+def tls_seeds():
+    """TLS 1.3 as record sizes tell it, in the tls target's chunks (h2_seed's format)."""
+    sni = b"\0\x0c\0\0\x09shop.test"
+    ch = tls_hello(1, b"\3\3" + b"\7" * 32 + b"\0\0\2\x13\x01\1\0" + struct.pack(">H", 4 + len(sni) + 7)
+                   + b"\0\0" + struct.pack(">H", len(sni)) + sni + b"\0\x2b\0\3\2\3\4")
+    sh = tls_hello(2, b"\3\3" + b"\x09" * 32 + b"\0\x13\x01\0\0\6\0\x2b\0\2\3\4")
+    hrr_random = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+    hrr = tls_hello(2, b"\3\3" + hrr_random + b"\0\x13\x01\0\0\6\0\x2b\0\2\3\4")
+    flight = sh + tls_record(20, b"\1") + tls_record(23, b"\xee" * 200)
+    alert = tls_record(23, b"\xa1" * 19)
+    write("tls", "tls13-client-alert", h2_seed([(0, ch), (1, flight), (4, alert)]))
+    write("tls", "tls13-mtls", h2_seed([(0, ch), (1, flight), (0, tls_record(23, b"\1" * 200) + tls_record(23, b"\2" * 53)),
+                                        (5, alert)]))
+    write("tls", "tls13-hrr", h2_seed([(0, ch), (1, hrr), (0, tls_record(20, b"\1") + ch), (1, flight),
+                                       (0, tls_record(23, b"\1" * 53)), (1, tls_record(23, b"\2" * 300) + alert),
+                                       (0, b"")]))
+    write("tls", "tls12-warning", h2_seed([(0, ch), (1, tls_record(21, b"\1\x70")), (5, b"")]))
+    write("tls", "answered-http", h2_seed([(0, ch), (1, b"HTTP/1.1 400 Bad Request\r\n\r\n")]))
+
+
 if __name__ == "__main__":
     main()
     dns_seeds()
     http2_seeds()
+    tls_seeds()

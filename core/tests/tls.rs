@@ -219,3 +219,241 @@ fn kfl_selects_tls_fields() {
         assert_eq!(faultline_kfl::Query::parse(q).expect("parses").matches(e), want, "{q}");
     }
 }
+
+/// One connection after `Sim::handshake`, its sequence numbers kept.
+struct Conv {
+    sim: Sim,
+    seq: [u32; 2],
+    ms: u64,
+}
+
+impl Conv {
+    fn new() -> Conv {
+        let mut sim = Sim::new();
+        sim.handshake(0);
+        Conv { sim, seq: [C, S], ms: 10 }
+    }
+
+    fn send(&mut self, from_client: bool, bytes: &[u8]) -> &mut Conv {
+        self.flags(from_client, PSH | ACK, bytes)
+    }
+
+    fn flags(&mut self, from_client: bool, flags: u8, bytes: &[u8]) -> &mut Conv {
+        let me = usize::from(!from_client);
+        let (seq, ack) = (self.seq[me], self.seq[1 - me]);
+        self.sim.tcp(self.ms, from_client, flags, seq, ack, bytes);
+        self.seq[me] = seq.wrapping_add(bytes.len() as u32 + u32::from(flags & (FIN | RST) == FIN));
+        self.ms += 1;
+        self
+    }
+
+    /// ClientHello; ServerHello (TLS 1.3), the compatibility CCS and the server's encrypted flight.
+    fn tls13(&mut self, sni: &str) -> &mut Conv {
+        self.send(true, &client_hello(sni, true));
+        let flight = [server_hello(true), record(20, &[1]), record(23, &[0xee; 2400])].concat();
+        self.send(false, &flight)
+    }
+
+    fn fins(&mut self, client_first: bool) -> Vec<Entry> {
+        self.flags(client_first, FIN | ACK, b"");
+        self.flags(!client_first, FIN | ACK, b"");
+        self.flags(client_first, ACK, b"");
+        let sim = std::mem::replace(&mut self.sim, Sim::new());
+        sim.finish()
+    }
+}
+
+/// A TLS 1.3 alert encrypted: 2 bytes, the inner content type and a 16-byte tag.
+fn encrypted_alert() -> Vec<u8> {
+    record(23, &[0xa1; 19])
+}
+
+#[test]
+fn tls13_a_client_rejecting_the_servers_certificate_sends_an_alert_sized_record_and_leaves() {
+    let mut c = Conv::new();
+    c.tls13("expired.example");
+    c.send(true, &[record(20, &[1]), encrypted_alert()].concat());
+    let out = c.fins(true);
+    assert_eq!(
+        tls(&out),
+        ["- client TLS 1.3 expired.example | encrypted alert: the client gave up after the server's handshake \
+          flight (most likely rejecting its certificate)"]
+    );
+    assert!(out.iter().all(|e| e.tcp.is_none()), "{out:?}");
+}
+
+#[test]
+fn tls13_a_server_rejecting_the_clients_certificate_answers_its_flight_with_an_alert_sized_record() {
+    let mut c = Conv::new();
+    c.tls13("mtls.example");
+    // The client's certificate, its signature and Finished; then the HTTP request it sends at once.
+    c.send(
+        true,
+        &[record(20, &[1]), record(23, &[0xc1; 900]), record(23, &[0xc2; 53]), record(23, &[0xc3; 120])].concat(),
+    );
+    c.send(false, &encrypted_alert());
+    let out = c.fins(false);
+    assert_eq!(
+        tls(&out),
+        ["- server TLS 1.3 mtls.example | encrypted alert: the server gave up after the client's handshake flight \
+          (most likely rejecting its certificate: mTLS)"]
+    );
+}
+
+#[test]
+fn tls13_completed_handshakes_and_their_close_notifies_are_no_entry() {
+    // Tickets and data both ways.
+    let mut c = Conv::new();
+    c.tls13("ok.example");
+    c.send(true, &[record(23, &[1; 53]), record(23, &[2; 300])].concat());
+    c.send(false, &[record(23, &[3; 250]), record(23, &[4; 900])].concat());
+    c.send(true, &encrypted_alert());
+    c.send(false, &encrypted_alert());
+    assert!(c.fins(true).is_empty());
+    // A handshake-only check (tickets off): Finished and close_notify, answered by the server's close_notify.
+    let mut c = Conv::new();
+    c.tls13("probe.example");
+    c.send(true, &[record(23, &[1; 53]), encrypted_alert()].concat());
+    c.send(false, &encrypted_alert());
+    assert!(c.fins(true).is_empty());
+}
+
+#[test]
+fn a_servers_close_notify_then_its_reset_is_a_close() {
+    // A Go server closing an idle keep-alive connection as the client's next request crosses it: its
+    // close_notify, then (the request unread) an RST instead of a FIN.
+    let mut c = Conv::new();
+    c.tls13("api.example");
+    c.send(true, &[record(23, &[1; 53]), record(23, &[2; 300])].concat());
+    c.send(false, &[record(23, &[3; 250]), record(23, &[4; 900])].concat());
+    c.send(false, &encrypted_alert());
+    c.send(true, &record(23, &[5; 300]));
+    c.flags(false, RST | ACK, b"");
+    let sim = std::mem::replace(&mut c.sim, Sim::new());
+    let stats = sim.engine.stats().clone();
+    let out = sim.finish();
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(stats.closed_by_reset, 1);
+
+    // Without the close_notify, the same reset is a reset.
+    let mut c = Conv::new();
+    c.tls13("api.example");
+    c.send(true, &[record(23, &[1; 53]), record(23, &[2; 300])].concat());
+    c.send(false, &[record(23, &[3; 250]), record(23, &[4; 900])].concat());
+    c.send(true, &record(23, &[5; 300]));
+    c.flags(false, RST | ACK, b"");
+    let sim = std::mem::replace(&mut c.sim, Sim::new());
+    assert_eq!(common::tcp_errors(&sim.finish()).len(), 1);
+}
+
+/// A HelloRetryRequest: a ServerHello whose random is RFC 8446's fixed value.
+fn hello_retry_request() -> Vec<u8> {
+    let random: [u8; 32] = [
+        0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2, 0xa2,
+        0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+    ];
+    let mut b = vec![3, 3];
+    b.extend_from_slice(&random);
+    b.push(0);
+    b.extend_from_slice(&[0x13, 0x01, 0]);
+    b.extend_from_slice(&[0, 6, 0, 43, 0, 2, 3, 4]);
+    handshake(2, &b)
+}
+
+#[test]
+fn a_hello_retry_request_is_not_the_server_hello() {
+    // The retry, then the client gives up on the retry's terms: its alert in the clear is read.
+    let mut c = Conv::new();
+    c.send(true, &client_hello("hrr.example", true));
+    c.send(false, &hello_retry_request());
+    c.send(true, &[record(20, &[1]), client_hello("hrr.example", true)].concat());
+    c.send(false, &[server_hello(true), record(20, &[1]), record(23, &[0xee; 2400])].concat());
+    c.send(true, &encrypted_alert());
+    let out = c.fins(true);
+    assert_eq!(tls(&out).len(), 1);
+    assert!(tls(&out)[0].starts_with("- client TLS 1.3 hrr.example | encrypted alert"), "{:?}", tls(&out));
+
+    // A retry that is never followed: the ClientHello still waits for its ServerHello.
+    let mut c = Conv::new();
+    c.send(true, &client_hello("hrr.example", true));
+    c.send(false, &hello_retry_request());
+    let out = c.fins(false);
+    assert_eq!(
+        tls(&out),
+        ["- server TLS 1.3 hrr.example | no ServerHello: the ClientHello was answered by a close (FIN) from the server"]
+    );
+}
+
+#[test]
+fn an_alert_in_the_clear_after_a_tls13_server_hello_is_read() {
+    let mut c = Conv::new();
+    c.send(true, &client_hello("clear.example", true));
+    c.send(false, &[server_hello(true), record(20, &[1]), record(23, &[0xee; 2400])].concat());
+    c.send(true, &alert(2, 47));
+    let out = c.fins(true);
+    assert_eq!(tls(&out), ["illegal_parameter client TLS 1.3 clear.example | illegal_parameter"]);
+}
+
+#[test]
+fn a_tls12_warning_ends_the_handshake_only_if_it_does_not_go_on() {
+    // unrecognized_name as a warning, then the handshake completes.
+    let mut c = Conv::new();
+    c.send(true, &client_hello("vhost.example", false));
+    c.send(false, &[alert(1, 112), server_hello(false), handshake(11, &[0, 0, 0]), handshake(14, &[])].concat());
+    c.send(true, &[handshake(16, &[0; 33]), record(20, &[1]), record(22, &[0xf0; 40])].concat());
+    c.send(false, &[record(20, &[1]), record(22, &[0xf1; 40]), record(23, &[0xf2; 200])].concat());
+    assert!(c.fins(true).is_empty());
+
+    // The same warning, and the server closes.
+    let mut c = Conv::new();
+    c.send(true, &client_hello("vhost.example", false));
+    c.send(false, &alert(1, 112));
+    let out = c.fins(false);
+    assert_eq!(tls(&out), ["unrecognized_name server TLS 1.2 vhost.example | unrecognized_name"]);
+}
+
+#[test]
+fn a_client_hello_answered_by_plain_http_is_not_tls() {
+    let mut c = Conv::new();
+    c.send(true, &client_hello("web.example", true));
+    c.send(false, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let out = c.fins(false);
+    assert_eq!(tls(&out), ["- server TLS 1.3 web.example | not TLS: the server answered \"HTTP/1.1 400 Bad Request\""]);
+}
+
+#[test]
+fn the_side_that_resets_is_the_one_named() {
+    let mut c = Conv::new();
+    c.send(true, &client_hello("gone.example", true));
+    c.flags(true, RST | ACK, b"");
+    let sim = std::mem::replace(&mut c.sim, Sim::new());
+    assert_eq!(
+        tls(&sim.finish()),
+        ["- client TLS 1.3 gone.example | no ServerHello: the ClientHello was answered by connection reset"]
+    );
+}
+
+#[test]
+fn a_client_hello_still_waiting_at_the_end_of_the_capture_is_decided_as_its_timer_would() {
+    let mut c = Conv::new();
+    c.send(true, &client_hello("late.example", true));
+    let sim = std::mem::replace(&mut c.sim, Sim::new());
+    assert_eq!(
+        tls(&sim.finish()),
+        ["- - TLS 1.3 late.example | no ServerHello within tlsHandshakeTimeoutMs (10000 ms)"]
+    );
+}
+
+#[test]
+fn the_reset_that_follows_a_failing_alert_is_no_second_error() {
+    // Go's client: its encrypted alert, then an RST (the server's flight was left unread).
+    let mut c = Conv::new();
+    c.tls13("expired.example");
+    c.send(true, &[record(20, &[1]), encrypted_alert()].concat());
+    c.flags(true, RST | ACK, b"");
+    let sim = std::mem::replace(&mut c.sim, Sim::new());
+    let out = sim.finish();
+    assert_eq!(tls(&out).len(), 1);
+    assert!(tls(&out)[0].starts_with("- client TLS 1.3 expired.example | encrypted alert"), "{:?}", tls(&out));
+    assert!(common::tcp_errors(&out).is_empty(), "{out:?}");
+}

@@ -6,6 +6,7 @@
 //	peers grpc-client ADDR CALL [flags]    one channel, CALL = echo | fail | slow | stream | health;
 //	                                       prints each call's status code, one per line
 //	peers https-server PORT                HTTPS with a certificate made at start: /healthz answers 200
+//	peers http-server PORT                 plain HTTP/1.1 (net/http, no h2c): /healthz answers 200
 //	peers tls-client ADDR [--max-version 1.0|1.1|1.2|1.3] [--insecure] [--ca FILE] [--sni NAME]
 //	                                       one handshake; prints "ok" or the error
 //
@@ -57,6 +58,8 @@ func main() {
 		err = grpcClient(os.Args[2], os.Args[3:])
 	case "https-server":
 		err = httpsServer(os.Args[2])
+	case "http-server":
+		err = httpServer(os.Args[2])
 	case "tls-client":
 		err = tlsClient(os.Args[2], os.Args[3:])
 	default:
@@ -69,7 +72,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: peers grpc-server PORT | grpc-client ADDR CALL [flags] | https-server PORT | tls-client ADDR [flags]")
+	fmt.Fprintln(os.Stderr, "usage: peers grpc-server PORT [flags] | grpc-client ADDR CALL [flags] | https-server PORT | http-server PORT | tls-client ADDR [flags]")
 	os.Exit(2)
 }
 
@@ -290,6 +293,19 @@ func httpsServer(port string) error {
 	srv := &http.Server{Addr: ":" + port, Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
 	fmt.Println("listening on", port)
 	return srv.ListenAndServeTLS("", "")
+}
+
+// httpServer is Go's own HTTP/1.1 server: what it answers a TLS ClientHello or an HTTP/2 preface with is
+// what a real server does.
+func httpServer(port string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	lis, err := net.Listen("tcp", ":"+port)
+	if err != nil {
+		return err
+	}
+	fmt.Println("listening on", port)
+	return http.Serve(lis, mux)
 }
 
 var tlsVersions = map[string]uint16{"1.0": tls.VersionTLS10, "1.1": tls.VersionTLS11, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}

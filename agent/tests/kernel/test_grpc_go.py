@@ -10,17 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from netlab import REPO, SERVER4, Lab, analyze, tshark_fields
+from netlab import SERVER4, Lab, analyze, tshark_fields
 
 H2_PEERS = str(Path(__file__).resolve().parent / "grpc_peers.py")
-
-
-@pytest.fixture(scope="module")
-def peers():
-    out = subprocess.run([str(REPO / "e2e" / "build-peers.sh")], capture_output=True, text=True, check=True)
-    return str(Path(out.stdout.strip().splitlines()[-1]) / "peers")
 
 
 def serve(lab, cmd):

@@ -1,7 +1,10 @@
 """TLS handshakes on real kernels (SPEC §3.5): `openssl s_server` with a certificate from a CA the client does
 not trust, an expired certificate, TLS 1.3 only against a TLS 1.2 client, and healthy TLS 1.2 and 1.3
-handshakes; `openssl s_client` verifying; a server that closes on the ClientHello. The ground truth is what
-the test set up; tshark names the alerts."""
+handshakes; `openssl s_client` verifying; a server that closes on the ClientHello. In TLS 1.3, where the
+alerts are encrypted: a client rejecting an untrusted or expired certificate, a server rejecting a client
+with no certificate or an untrusted one (mTLS), a HelloRetryRequest, healthy or failing after it; a TLS 1.2
+`unrecognized_name` warning after which the handshake completes; an `https` client on a plain HTTP port.
+The ground truth is what the test set up; tshark names the alerts it can see."""
 
 import datetime
 import subprocess
@@ -123,3 +126,77 @@ def test_real_handshakes_fail_exactly_as_they_did(tmp_path):
     assert (to_server.get(4432), to_server.get(4433), from_server.get(4434)) == (48, 45, 70), fatal
     # Healthy handshakes are no entry, and no stream timed out.
     assert not [e for e in entries if e["dst"]["port"] == 4431], entries
+
+
+def s_client_held(lab, d, port, sni, *flags, hold=2):
+    """`s_client` whose stdin stays open `hold` seconds (it does not close first on an empty stdin)."""
+    cmd = ["ip", "netns", "exec", lab.c, "openssl", "s_client", "-connect", f"{SERVER4}:{port}", "-servername", sni,
+           "-CAfile", str(d / "ca.crt"), "-verify_return_error", *flags]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        p.wait(timeout=hold)
+    except subprocess.TimeoutExpired:
+        p.stdin.close()
+        p.wait(timeout=10)
+    return p.returncode
+
+
+def test_tls13_failures_are_seen_through_the_encryption(tmp_path, peers):
+    make_certs(tmp_path)
+    pcap = tmp_path / "tls13.pcap"
+    crt = lambda leaf: ["-cert", str(tmp_path / f"{leaf}.crt"), "-key", str(tmp_path / f"{leaf}.key")]  # noqa: E731
+    with Lab() as lab:
+        s_server(lab, tmp_path, 4441, "rogue.test", "-tls1_3")
+        s_server(lab, tmp_path, 4442, "expired.test", "-tls1_3")
+        s_server(lab, tmp_path, 4443, "ok.test", "-tls1_3", "-Verify", "1", "-CAfile", str(tmp_path / "ca.crt"),
+                 "-verify_return_error")
+        s_server(lab, tmp_path, 4444, "ok.test", "-tls1_3", "-groups", "P-256")
+        s_server(lab, tmp_path, 4445, "expired.test", "-tls1_3", "-groups", "P-256")
+        s_server(lab, tmp_path, 4446, "ok.test", "-tls1_2", "-servername", "other.test", *[
+            a.replace("-cert", "-cert2").replace("-key", "-key2") if a.startswith("-") else a for a in crt("ok.test")])
+        # Go's own HTTP/1.1 server: what it answers a ClientHello with is what real servers do.
+        plain = subprocess.Popen(["ip", "netns", "exec", lab.s, peers, "http-server", "4447"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lab.procs.append(plain)
+        for port in range(4441, 4448):
+            wait_listening(lab, port)
+        with lab.capture(pcap, bpf="tcp portrange 4441-4447"):
+            assert s_client_held(lab, tmp_path, 4441, "rogue.test", "-tls1_3") != 0
+            assert s_client_held(lab, tmp_path, 4442, "expired.test", "-tls1_3") != 0
+            assert s_client_held(lab, tmp_path, 4443, "ok.test", "-tls1_3") != 0, "no client certificate"
+            # In TLS 1.3 the client's handshake is over before the server judges its certificate: s_client
+            # may exit 0 here; the server rejecting a certificate from a CA it does not trust is the truth.
+            s_client_held(lab, tmp_path, 4443, "ok.test", "-tls1_3", *crt("rogue.test"))
+            assert s_client_held(lab, tmp_path, 4443, "ok.test", "-tls1_3", *crt("ok.test"), hold=1) == 0
+            assert s_client_held(lab, tmp_path, 4444, "ok.test", "-tls1_3", "-groups", "X25519:P-256", hold=1) == 0
+            assert s_client_held(lab, tmp_path, 4445, "expired.test", "-tls1_3", "-groups", "X25519:P-256") != 0
+            assert s_client_held(lab, tmp_path, 4446, "ok.test", "-tls1_2", hold=1) == 0
+            assert s_client_held(lab, tmp_path, 4447, "web.test", "-tls1_3") != 0
+            # Go's client encrypts its verdict on the server's certificate (its handshake keys are in use).
+            go = subprocess.run(["ip", "netns", "exec", lab.c, peers, "tls-client", f"{SERVER4}:4442", "--ca",
+                                 str(tmp_path / "ca.crt"), "--sni", "expired.test"], capture_output=True, text=True)
+            assert "expired" in go.stdout, go.stdout + go.stderr
+            time.sleep(0.5)
+    entries = analyze(pcap)
+    got = sorted((e["dst"]["port"], e["tls"].get("alert") or "", e["tls"].get("by"), e["tls"].get("version"),
+                  e["error"]["msg"].split(":")[0]) for e in entries if e["protocol"] == "tls")
+    # OpenSSL's client sends its verdict on the server's certificate in the clear (its write keys are not
+    # yet the handshake's): read and named. A server's verdict on the client's certificate is encrypted:
+    # known by its size.
+    assert got == [
+        (4441, "unknown_ca", "client", "TLS 1.3", "unknown_ca"),
+        (4442, "", "client", "TLS 1.3", "encrypted alert"),
+        (4442, "certificate_expired", "client", "TLS 1.3", "certificate_expired"),
+        (4443, "", "server", "TLS 1.3", "encrypted alert"),
+        (4443, "", "server", "TLS 1.3", "encrypted alert"),
+        (4445, "certificate_expired", "client", "TLS 1.3", "certificate_expired"),
+        (4447, "", "server", "TLS 1.3", "not TLS"),
+    ], got
+    [plain_http] = [e for e in entries if e["dst"]["port"] == 4447]
+    assert "400" in plain_http["error"]["msg"], plain_http
+    assert not [e for e in entries if e.get("error") and e["protocol"] != "tls"], entries
+    # tshark: the retry really happened, and the 1.2 warning was sent and the handshake went on.
+    hrr = tshark_fields(pcap, "tls.handshake.type == 2 and tcp.srcport == 4444", "tls.handshake.random")
+    assert any(r.startswith("cf21ad74e59a6111be1d8c021e65b891") for (r,) in hrr), hrr
+    warning = tshark_fields(pcap, "tls.alert_message.level == 1 and tcp.srcport == 4446", "tls.alert_message.desc")
+    assert ("112",) in warning, warning

@@ -147,6 +147,11 @@ pub trait StreamDissector: Send {
     fn identified(&self) -> bool {
         true
     }
+    /// Whether the side sending `dir` announced its close in its protocol (a TLS close_notify after the
+    /// handshake): an RST it sends next is its kernel's, for bytes that crossed the close (SPEC §3.1).
+    fn closing(&self, _dir: Direction) -> bool {
+        false
+    }
     /// Another protocol continues the stream from here (HTTP/1.1 upgraded to `h2c`), if it does.
     fn take_over(&mut self, _ts: Timestamp, _found: &mut Found<'_>) -> Option<Box<dyn StreamDissector>> {
         None

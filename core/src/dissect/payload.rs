@@ -146,6 +146,14 @@ impl Payload {
         self.reader.check(now, first_ts, e);
     }
 
+    /// Whether end `end` announced its close in its protocol (see `StreamDissector::closing`).
+    pub fn closing(&self, end: usize) -> bool {
+        match &self.reader.stage {
+            Stage::Dissected(d) => d.closing(self.reader.dir_of(end)),
+            Stage::Probing | Stage::Undissected => false,
+        }
+    }
+
     /// The protocol was identified and nothing the client asked is unanswered (see `StreamDissector`).
     /// False for a stream whose protocol is unknown.
     pub fn answered_all(&self) -> bool {

@@ -501,7 +501,9 @@ impl Conn {
     /// The RST's own acknowledgement counts: it says how far its sender had received.
     fn reset_is_a_close(&self, me: usize, rst: &TcpSegment<'_>) -> bool {
         let (mine, peer) = (&self.halves[me], &self.halves[1 - me]);
-        if mine.fin.is_some() {
+        // Its socket closed: after its FIN, or after its protocol's own close (a TLS close_notify: a Go
+        // server closing an idle keep-alive connection as the client's next request crosses it).
+        if mine.fin.is_some() || self.payload.as_ref().is_some_and(|p| p.closing(me)) {
             return true;
         }
         let i_received = match (mine.acked(), rst.flags.ack().then_some(rst.ack)) {

@@ -41,12 +41,6 @@ pub fn alert(code: u8) -> &'static str {
     }
 }
 
-/// Alerts that end the handshake whatever level they were sent at (RFC 8446 §6: in TLS 1.3 every alert
-/// but close_notify and user_canceled is fatal, and implementations send error alerts as warnings too).
-pub fn always_fatal(code: u8) -> bool {
-    !matches!(code, 0 | 90 | 100)
-}
-
 /// `TLS 1.2`, `TLS 1.3`, `SSL 3.0`, or the number.
 pub fn version(v: u16) -> String {
     match v {
