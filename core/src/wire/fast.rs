@@ -88,7 +88,12 @@ fn transport<'a>(proto: u8, l4: &'a [u8], src: IpAddr, dst: IpAddr, ip_id: u16, 
                 return None;
             }
             // What follows the UDP length is padding.
-            Transport::Udp(UdpDatagram { src_port: be16(l4, 0)?, dst_port: be16(l4, 2)?, payload: l4.get(8..len)? })
+            Transport::Udp(UdpDatagram {
+                src_port: be16(l4, 0)?,
+                dst_port: be16(l4, 2)?,
+                payload: l4.get(8..len)?,
+                first_fragment: false,
+            })
         }
         _ => return None,
     };

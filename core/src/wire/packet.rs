@@ -90,6 +90,9 @@ pub struct UdpDatagram<'a> {
     pub dst_port: u16,
     /// The payload as captured.
     pub payload: &'a [u8],
+    /// The first fragment of a fragmented IPv4 datagram: `payload` is only its start. Faultline does not
+    /// reassemble; a DNS answer too big for one packet is still paired by its header and question.
+    pub first_fragment: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,7 +239,9 @@ fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Step<'a
         }
     };
     if ip_payload.fragmented {
-        return Ok(Decoded::Skipped(Skip::Fragment).into());
+        return Ok(first_udp_fragment(&sliced, &ip_payload, src, dst, ip_id, ts)
+            .map_or(Decoded::Skipped(Skip::Fragment), Decoded::Packet)
+            .into());
     }
     let transport = match sliced.transport {
         Some(TransportSlice::Tcp(tcp)) => {
@@ -262,6 +267,7 @@ fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Step<'a
             src_port: udp.source_port(),
             dst_port: udp.destination_port(),
             payload: udp.payload(),
+            first_fragment: false,
         }),
         Some(TransportSlice::Icmpv4(icmp)) => Transport::Icmp(IcmpMessage {
             version: IpVersion::V4,
@@ -283,6 +289,30 @@ fn from_sliced<'a>(sliced: LaxSlicedPacket<'a>, ts: Timestamp) -> Result<Step<'a
         _ => return transport_missing(&ip_payload, sliced.stop_err).map(Step::Done),
     };
     Ok(Decoded::Packet(Packet { ts, src, dst, ip_id, transport }).into())
+}
+
+/// The first fragment of an IPv4 UDP datagram, as a datagram whose payload is cut short.
+fn first_udp_fragment<'a>(
+    sliced: &LaxSlicedPacket<'a>,
+    ip_payload: &LaxIpPayloadSlice<'a>,
+    src: IpAddr,
+    dst: IpAddr,
+    ip_id: u16,
+    ts: Timestamp,
+) -> Option<Packet<'a>> {
+    let Some(LaxNetSlice::Ipv4(v4)) = &sliced.net else { return None };
+    if ip_payload.ip_number != ip_number::UDP || v4.header().fragments_offset().value() != 0 {
+        return None;
+    }
+    let b = ip_payload.payload;
+    let (header, payload) = (b.get(..8)?, b.get(8..)?);
+    let datagram = UdpDatagram {
+        src_port: u16::from_be_bytes([header[0], header[1]]),
+        dst_port: u16::from_be_bytes([header[2], header[3]]),
+        payload,
+        first_fragment: true,
+    };
+    Some(Packet { ts, src, dst, ip_id, transport: Transport::Udp(datagram) })
 }
 
 /// No transport slice: either a protocol we do not analyse, or one we do whose header is broken.

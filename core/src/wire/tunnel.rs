@@ -24,6 +24,9 @@ const ETHERNET_BRIDGING: u16 = 0x6558;
 /// The frame inside `p`, if `p` is a tunnel packet of a kind we know: its link type and bytes.
 pub fn inner<'a>(p: &Packet<'a>) -> Option<(LinkType, &'a [u8])> {
     let Transport::Udp(u) = &p.transport else { return None };
+    if u.first_fragment {
+        return None;
+    }
     let b = u.payload;
     if VXLAN_PORTS.contains(&u.dst_port) {
         if b.len() > VXLAN_HEADER && b[0] & VXLAN_I_FLAG != 0 {

@@ -43,8 +43,10 @@ fn start(_: &Probe<'_>) -> Box<dyn StreamDissector> {
 /// A message is at most 65,535 bytes; a direction holds at most one message and its length.
 const MAX_BUFFERED: usize = 65_537;
 
-/// Whether `b`, the first bytes a client sent on a connection, look like a DNS query over TCP: a length,
-/// then a header with QR clear, a standard query, one question and no answers.
+/// Whether `b`, the first bytes a client sent on a connection, look like a DNS request over TCP: a
+/// length, then a header with QR clear and one question — a QUERY with no answer or authority records,
+/// or a NOTIFY or UPDATE (whose zone is the question). Any other header flags are accepted: `dig +tcp`
+/// sets AD, validating resolvers CD.
 pub fn looks_like_query(b: &[u8]) -> Verdict {
     if b.len() < 14 {
         return Verdict::NeedMore;
@@ -53,8 +55,13 @@ pub fn looks_like_query(b: &[u8]) -> Verdict {
     let h = &b[2..14];
     let flags = u16::from_be_bytes([h[2], h[3]]);
     let count = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
-    let query = flags & 0x8000 == 0 && (flags >> 11) & 0x0f == 0 && flags & 0x0070 == 0;
-    if len >= 17 && query && count(4) == 1 && count(6) == 0 && count(8) == 0 && count(10) <= 1 {
+    let request = flags & 0x8000 == 0 && count(4) == 1 && len >= 17;
+    let fits = match (flags >> 11) & 0x0f {
+        0 => count(6) == 0 && count(8) == 0 && count(10) <= 2,
+        4 | 5 => true,
+        _ => false,
+    };
+    if request && fits {
         Verdict::Yes
     } else {
         Verdict::No
@@ -85,19 +92,14 @@ impl DnsStream {
             return;
         }
         buf.extend_from_slice(data);
-        loop {
-            let buf = &mut self.bufs[usize::from(!from_client)];
-            if buf.len() < 2 {
-                return;
-            }
-            let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
-            if buf.len() < 2 + len {
-                return;
-            }
-            let msg = buf[2..2 + len].to_vec();
-            buf.drain(..2 + len);
-            self.messages.push((from_client, ts, msg));
+        // Every whole message, then what is left moved to the front once: linear in the bytes.
+        let mut at = 0;
+        while let Some(len) = buf.get(at..at + 2).map(|l| usize::from(u16::from_be_bytes([l[0], l[1]]))) {
+            let Some(msg) = buf.get(at + 2..at + 2 + len) else { break };
+            self.messages.push((from_client, ts, msg.to_vec()));
+            at += 2 + len;
         }
+        buf.drain(..at);
     }
 
     /// Bytes the capture lost: message boundaries are gone.

@@ -1,7 +1,8 @@
 //! The DNS message format (RFC 1035 §4), read passively: the header, the first question, and a summary of
 //! the answers. Every read checks its bounds first; a name's compression pointers must point backwards
-//! (so they cannot loop) and a name is at most 255 bytes. Nothing here allocates except the names and
-//! answers it returns.
+//! (so they cannot loop), at most 127 of them are followed, and a name is at most 255 bytes. Nothing here
+//! allocates except the names and answers it returns, and the work is linear in the message: at most
+//! `MAX_QUESTIONS` questions are walked.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -10,20 +11,24 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub const MAX_ANSWERS: usize = 16;
 const HEADER_LEN: usize = 12;
 const MAX_NAME_LEN: usize = 255;
+/// Compression pointers followed in one name (SPEC §3.5): a name has at most 127 labels.
+const MAX_POINTERS: usize = 127;
+/// Questions walked to find the answers; a message with more is read without its answers.
+const MAX_QUESTIONS: u16 = 16;
 
 /// Why bytes are not a DNS message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DnsError {
     #[error("shorter than a DNS header")]
     ShortHeader,
-    #[error("no question")]
-    NoQuestion,
     #[error("a name runs past the end of the message")]
     NameTruncated,
     #[error("a label type that is not defined")]
     BadLabel,
     #[error("a compression pointer that does not point backwards")]
     BadPointer,
+    #[error("more than 127 compression pointers in one name")]
+    TooManyPointers,
     #[error("a name longer than 255 bytes")]
     NameTooLong,
     #[error("a record runs past the end of the message")]
@@ -40,7 +45,9 @@ pub struct Message {
     /// Truncated (TC): the answer did not fit, the client should ask again over TCP.
     pub truncated: bool,
     pub rcode: u8,
-    pub question: Question,
+    /// The first question; `None` when there is none (some servers' FORMERR, REFUSED or NOTIMP; an
+    /// UPDATE's zone is its question).
+    pub question: Option<Question>,
     /// A summary of each answer record (`A 10.0.0.1`, `CNAME a.example.`), at most `MAX_ANSWERS`.
     pub answers: Vec<String>,
 }
@@ -53,8 +60,9 @@ pub struct Question {
 }
 
 impl Message {
-    /// Parses a message. The first question is required (every query and nearly every answer has
-    /// exactly one); answers that do not parse end the summary rather than the message.
+    /// Parses a message: the header, the first question if there is one, and what answers parse (one
+    /// that does not ends the summary rather than the message — so the first fragment of an answer too
+    /// big for one datagram still reads).
     pub fn parse(b: &[u8]) -> Result<Message, DnsError> {
         if b.len() < HEADER_LEN {
             return Err(DnsError::ShortHeader);
@@ -63,23 +71,28 @@ impl Message {
         let flags = u16::from_be_bytes([b[2], b[3]]);
         let qdcount = u16::from_be_bytes([b[4], b[5]]);
         let ancount = u16::from_be_bytes([b[6], b[7]]);
-        if qdcount == 0 {
-            return Err(DnsError::NoQuestion);
+        let mut at = HEADER_LEN;
+        let mut question = None;
+        if qdcount > 0 {
+            let (name, end) = read_name(b, at)?;
+            let fixed = b.get(end..end + 4).ok_or(DnsError::RecordTruncated)?;
+            question = Some(Question { name, qtype: u16::from_be_bytes([fixed[0], fixed[1]]) });
+            at = end + 4;
         }
-        let (name, mut at) = read_name(b, HEADER_LEN)?;
-        let fixed = b.get(at..at + 4).ok_or(DnsError::RecordTruncated)?;
-        let qtype = u16::from_be_bytes([fixed[0], fixed[1]]);
-        at += 4;
-        // Further questions (never seen in practice) are skipped.
-        for _ in 1..qdcount {
-            let (_, next) = read_name(b, at)?;
-            at = next + 4;
-            if at > b.len() {
-                return Err(DnsError::RecordTruncated);
+        // Further questions (never seen in practice) are skipped, up to a bound.
+        let mut answers_readable = qdcount <= MAX_QUESTIONS;
+        for _ in 1..qdcount.min(MAX_QUESTIONS) {
+            match read_name(b, at) {
+                Ok((_, next)) if next + 4 <= b.len() => at = next + 4,
+                _ => {
+                    answers_readable = false;
+                    break;
+                }
             }
         }
         let mut answers = Vec::new();
-        for _ in 0..ancount.min(MAX_ANSWERS as u16) {
+        let readable = if answers_readable { ancount.min(MAX_ANSWERS as u16) } else { 0 };
+        for _ in 0..readable {
             match read_record(b, at) {
                 Ok((summary, next)) => {
                     answers.push(summary);
@@ -94,7 +107,7 @@ impl Message {
             opcode: ((flags >> 11) & 0x0f) as u8,
             truncated: flags & 0x0200 != 0,
             rcode: (flags & 0x000f) as u8,
-            question: Question { name, qtype },
+            question,
             answers,
         })
     }
@@ -108,6 +121,7 @@ fn read_name(b: &[u8], start: usize) -> Result<(String, usize), DnsError> {
     let mut end = None;
     // Pointers must point strictly before the label they replace: the walk cannot loop.
     let mut limit = start;
+    let mut pointers = 0;
     loop {
         let len = *b.get(at).ok_or(DnsError::NameTruncated)?;
         match len & 0xc0 {
@@ -143,6 +157,10 @@ fn read_name(b: &[u8], start: usize) -> Result<(String, usize), DnsError> {
                 let target = usize::from(u16::from_be_bytes([len & 0x3f, low]));
                 if target >= limit {
                     return Err(DnsError::BadPointer);
+                }
+                pointers += 1;
+                if pointers > MAX_POINTERS {
+                    return Err(DnsError::TooManyPointers);
                 }
                 end.get_or_insert(at + 2);
                 limit = target;
@@ -249,7 +267,7 @@ mod tests {
         let m = Message::parse(&query(0x1234, "Web.Shop.svc.cluster.local", 1)).expect("parses");
         assert_eq!(m.id, 0x1234);
         assert!(!m.response);
-        assert_eq!(m.question, Question { name: "web.shop.svc.cluster.local".into(), qtype: 1 });
+        assert_eq!(m.question, Some(Question { name: "web.shop.svc.cluster.local".into(), qtype: 1 }));
         assert!(m.answers.is_empty());
     }
 
@@ -276,6 +294,25 @@ mod tests {
         b.truncate(HEADER_LEN);
         b.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
         assert_eq!(Message::parse(&b), Err(DnsError::BadPointer));
+    }
+
+    #[test]
+    fn a_chain_of_pointers_is_followed_127_times_at_most() {
+        // The root name at offset 12, then 200 pointers, each to the one before it.
+        let mut m = vec![0, 7, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+        for i in 0..200u16 {
+            let target = if i == 0 { 12 } else { 13 + 2 * (i - 1) };
+            m.extend_from_slice(&(0xc000 | target).to_be_bytes());
+        }
+        assert_eq!(read_name(&m, 13 + 2 * 199), Err(DnsError::TooManyPointers));
+        assert_eq!(read_name(&m, 13 + 2 * 100).map(|(name, _)| name), Ok(".".to_owned()), "101 are fine");
+    }
+
+    #[test]
+    fn a_message_without_a_question_reads() {
+        let b = [0, 9, 0x81, 0x85, 0, 0, 0, 0, 0, 0, 0, 0];
+        let m = Message::parse(&b).expect("a header alone");
+        assert_eq!((m.id, m.rcode, m.question), (9, 5, None));
     }
 
     #[test]
