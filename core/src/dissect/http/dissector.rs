@@ -31,8 +31,10 @@ pub enum HttpOutcome {
         response: Response,
         late: Option<u64>,
     },
+    /// `end`: when it was decided (the server's answer to a request that did not parse, else `ts`).
     Dissection {
         ts: Timestamp,
+        end: Timestamp,
         msg: String,
         request: Option<(Timestamp, Request)>,
         response: Option<Response>,
@@ -121,6 +123,13 @@ struct Pairing {
     waive_request_body: bool,
     /// A `101 Switching Protocols` to `h2c` answered this request: it continues as HTTP/2 stream 1.
     h2c: Option<Upgrade>,
+    /// A request that did not parse (when, why), after those queued: the server's answer decides what it
+    /// was (SPEC §3.5: a 400 is the server's verdict, and must not vanish).
+    broken_request: Option<(Timestamp, String)>,
+    /// The response now coming answers the broken request.
+    answering_broken: bool,
+    /// The broken request was reported with its answer: nothing more to read.
+    done: bool,
     counters: HttpCounters,
 }
 
@@ -153,7 +162,8 @@ impl HttpDissector {
     /// Whether dissection has stopped (failure or a protocol upgrade).
     /// A request is waiting for its response (or its response is still coming).
     pub fn awaits_response(&self) -> bool {
-        !self.stopped && (!self.pairing.pending.is_empty() || self.pairing.in_flight.is_some())
+        let p = &self.pairing;
+        !self.stopped && (!p.pending.is_empty() || p.in_flight.is_some() || p.broken_request.is_some())
     }
 
     pub fn is_stopped(&self) -> bool {
@@ -186,8 +196,15 @@ impl HttpDissector {
                 r
             }
         };
-        if let Err(msg) = res {
-            self.fail(dir, ts, msg, out);
+        match res {
+            Err(msg) if dir == Direction::ToServer && msg.starts_with("parser error") => {
+                // The request side reads no further; the server's answer (or its silence) decides.
+                self.req.fail();
+                self.pairing.broken_request.get_or_insert((ts, msg));
+            }
+            Err(msg) => self.fail(dir, ts, msg, out),
+            Ok(()) if self.pairing.done => self.stop(),
+            Ok(()) => {}
         }
     }
 
@@ -289,6 +306,15 @@ impl HttpDissector {
             }
             p.late.push_back(req);
         }
+        let broken_due = p.broken_request.as_ref().is_some_and(|(at, _)| at.plus_millis(pair_timeout_ms) <= now);
+        if broken_due && p.pending.is_empty() && p.in_flight.is_none() {
+            if let Some((at, msg)) = p.broken_request.take() {
+                let end = at.plus_millis(pair_timeout_ms);
+                out.push(HttpOutcome::Dissection { ts: at, end, msg, request: None, response: None });
+            }
+            self.stop();
+            return;
+        }
         let (due, keep): (Vec<_>, Vec<_>) =
             std::mem::take(&mut p.orphans).into_iter().partition(|(ts, _)| ts.plus_millis(pair_timeout_ms) <= now);
         p.orphans = keep;
@@ -311,10 +337,36 @@ impl HttpDissector {
             out.push(HttpOutcome::MissingRequest { resp_ts, response, decided: ts, why: "no request seen" });
         }
         p.late.clear();
+        if let Some((at, msg)) = p.broken_request.take() {
+            out.push(HttpOutcome::Dissection { ts: at, end: ts, msg, request: None, response: None });
+        }
+    }
+
+    /// Nothing more is read on this connection.
+    fn stop(&mut self) {
+        self.stopped = true;
+        self.req.fail();
+        self.resp.fail();
+        let counters = self.pairing.counters;
+        self.pairing = Pairing { counters, ..Pairing::default() };
     }
 
     /// A dissection error: report it with the request it concerns, then stop.
     fn fail(&mut self, dir: Direction, ts: Timestamp, msg: String, out: &mut Vec<HttpOutcome>) {
+        let p = &mut self.pairing;
+        if dir == Direction::ToClient && p.in_flight.is_none() && p.late.is_empty() {
+            if p.pending.front().is_some_and(|r| r.request.version == "HTTP/0.9") {
+                // An HTTP/0.9 response is the body alone, no status line: the request was answered.
+                self.stop();
+                return;
+            }
+            if let (true, Some((at, why))) = (p.pending.is_empty(), p.broken_request.take()) {
+                // Not HTTP back either: the request's fault is what to report.
+                out.push(HttpOutcome::Dissection { ts: at, end: ts, msg: why, request: None, response: None });
+                self.stop();
+                return;
+            }
+        }
         let (request, response) = match dir {
             Direction::ToClient => match self.pairing.in_flight.take() {
                 Some(f) => (f.request, Some(f.response)),
@@ -324,12 +376,9 @@ impl HttpDissector {
             Direction::ToServer if msg.starts_with("unexpected EOF") => (self.pairing.pending.pop_back(), None),
             Direction::ToServer => (None, None),
         };
-        out.push(HttpOutcome::Dissection { ts, msg, request: request.map(|p| (p.ts, p.request)), response });
-        self.stopped = true;
-        self.req.fail();
-        self.resp.fail();
-        let counters = self.pairing.counters;
-        self.pairing = Pairing { counters, ..Pairing::default() };
+        let request = request.map(|p| (p.ts, p.request));
+        out.push(HttpOutcome::Dissection { ts, end: ts, msg, request, response });
+        self.stop();
     }
 }
 
@@ -398,7 +447,9 @@ impl ResponseSide<'_> {
         if let Some(late) = p.late.pop_front() {
             return Some(late);
         }
-        p.pending.pop_front()
+        let next = p.pending.pop_front();
+        p.answering_broken = next.is_none() && p.broken_request.is_some();
+        next
     }
 }
 
@@ -458,6 +509,14 @@ impl Handler for ResponseSide<'_> {
         };
         f.response.body_size = body_size;
         let p = &mut *self.p;
+        if f.request.is_none() && std::mem::take(&mut p.answering_broken) {
+            if let Some((at, msg)) = p.broken_request.take() {
+                let response = Some(f.response);
+                self.out.push(HttpOutcome::Dissection { ts: at, end: f.ts, msg, request: None, response });
+                p.done = true;
+            }
+            return;
+        }
         match f.request {
             Some(req) => {
                 p.req_lost = false;

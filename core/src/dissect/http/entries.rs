@@ -25,9 +25,9 @@ pub fn emit(outcomes: Vec<HttpOutcome>, found: &mut Found<'_>) {
                 e.response = Some(response);
                 e
             }
-            HttpOutcome::Dissection { ts, msg, request, response } => {
+            HttpOutcome::Dissection { ts, end, msg, request, response } => {
                 let start = request.as_ref().map_or(ts, |(t, _)| *t);
-                let mut e = found.entry(Protocol::Http, start, ts);
+                let mut e = found.entry(Protocol::Http, start, end);
                 e.error = Some(EntryError { kind: ErrorType::Dissection, msg });
                 e.request = request.map(|(_, r)| r);
                 e.response = response;

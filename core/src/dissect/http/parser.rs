@@ -433,8 +433,19 @@ impl Parser {
         let config = lenient();
         let noun = self.role.noun();
         let bad = |e: httparse::Error| format!("parser error: {noun} {}", describe(e));
-        let (len, head, fields) = match self.role {
-            Role::Request => {
+        let simple = if self.role == Role::Request { simple_request(data) } else { None };
+        let (len, head, fields) = match (self.role, simple) {
+            (Role::Request, Some((n, path))) => {
+                let request = Request {
+                    method: "GET".to_owned(),
+                    path: String::from_utf8_lossy(path).into_owned(),
+                    version: "HTTP/0.9".to_owned(),
+                    headers: Default::default(),
+                    body_size: 0,
+                };
+                (n, Head::Request(request), Framing { chunked: false, other_coding: false, content_length: None })
+            }
+            (Role::Request, None) => {
                 let mut req = httparse::Request::new(&mut []);
                 let parsed = config.parse_request_with_uninit_headers(&mut req, data, &mut headers);
                 let httparse::Status::Complete(n) = parsed.map_err(bad)? else {
@@ -450,7 +461,7 @@ impl Parser {
                 });
                 (n, head, fields)
             }
-            Role::Response => {
+            (Role::Response, _) => {
                 let mut resp = httparse::Response::new(&mut []);
                 let parsed = config.parse_response_with_uninit_headers(&mut resp, data, &mut headers);
                 let httparse::Status::Complete(n) = parsed.map_err(bad)? else {
@@ -487,6 +498,18 @@ impl Parser {
         }
         Ok(Some(len))
     }
+}
+
+/// An HTTP/0.9 request (`GET /path` and a line end, no version; RFC 1945 §4.1): its length and path. Its
+/// answer is the body alone, until the server closes.
+fn simple_request(data: &[u8]) -> Option<(usize, &[u8])> {
+    let end = data.iter().take(MAX_LINE).position(|b| *b == b'\n')?;
+    let line = data[..end].strip_suffix(b"\r").unwrap_or(&data[..end]);
+    let path = line.strip_prefix(b"GET /".as_slice())?;
+    if path.iter().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        return None;
+    }
+    Some((end + 1, &line[4..]))
 }
 
 /// What mainstream servers, proxies and browsers accept (SPEC §3.5): obsolete line folding, whitespace

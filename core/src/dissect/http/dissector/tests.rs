@@ -213,7 +213,9 @@ fn response_without_request_is_missing_request_at_close() {
 
 #[test]
 fn bad_request_head_is_a_parser_error_without_request() {
-    let (_, out) = run(&[(C, 0, b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n")]);
+    let (mut d, mut out) = run(&[(C, 0, b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n")]);
+    assert!(out.is_empty(), "the server's answer decides: {out:?}");
+    d.on_end(S, t(5), &mut out);
     assert!(
         matches!(&out[..], [HttpOutcome::Dissection { msg, request: None, .. }] if msg == "parser error: request invalid header name"),
         "{out:?}"
@@ -229,6 +231,9 @@ fn oversized_header_is_a_parser_error() {
     for i in 0..10 {
         d.on_data(C, t(i), &filler, &mut out);
     }
+    // Nginx answers 431; the error carries it.
+    d.on_data(S, t(11), b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n", &mut out);
+    assert!(matches!(&out[..], [HttpOutcome::Dissection { response: Some(r), .. }] if r.status == 431), "{out:?}");
     assert!(matches!(&out[..], [HttpOutcome::Dissection { msg, .. }] if msg.contains("longer than 65536")), "{out:?}");
 }
 
@@ -373,4 +378,52 @@ fn a_head_in_one_byte_segments_is_parsed_in_linear_time() {
     assert_eq!(pairs(&out).len(), 1, "{out:?}");
     // Generous: linear work is a few ms even unoptimised; quadratic was tens of seconds.
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_request_that_does_not_parse_is_a_parser_error_with_the_servers_verdict() {
+    // A pipelined good request, then one with a broken header line; nginx answers the first, then 400.
+    let (mut d, mut out) = run(&[
+        (C, 0, b"GET /ok HTTP/1.1\r\n\r\nGET /x HTTP/1.1\r\nBad Header\r\n\r\n"),
+        (S, 3, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        (S, 4, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad"),
+    ]);
+    d.on_end(S, t(5), &mut out);
+    assert_eq!(pairs(&out), vec![pair("GET", "/ok", 200, 0)]);
+    let [_, HttpOutcome::Dissection { ts, end, msg, request: None, response: Some(r) }] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!((msg.as_str(), r.status, r.body_size), ("parser error: request invalid header name", 400, 3));
+    assert_eq!((*ts, *end), (t(0), t(4)));
+}
+
+#[test]
+fn a_request_that_does_not_parse_and_is_never_answered_is_a_parser_error_at_the_pair_timeout() {
+    let (mut d, mut out) = run(&[(C, 0, b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n")]);
+    d.check(t(29_999), 30_000, &mut out);
+    assert!(out.is_empty());
+    d.check(t(30_000), 30_000, &mut out);
+    assert!(
+        matches!(&out[..], [HttpOutcome::Dissection { response: None, msg, .. }] if msg.starts_with("parser error")),
+        "{out:?}"
+    );
+    assert!(!d.awaits_response());
+}
+
+#[test]
+fn an_http_0_9_request_answered_is_no_error() {
+    // Answered with the body alone (HTTP/0.9), or with a status line (a modern server).
+    let (mut d, mut out) = run(&[(C, 0, b"GET /\r\n"), (S, 1, b"<html>hello</html>")]);
+    d.on_end(S, t(2), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    let (mut d, mut out) =
+        run(&[(C, 0, b"GET /index.html\n"), (S, 1, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")]);
+    d.on_end(S, t(2), &mut out);
+    assert_eq!(pairs(&out), vec![pair("GET", "/index.html", 400, 0)]);
+    let HttpOutcome::Pair { request, .. } = &out[0] else { panic!() };
+    assert_eq!(request.version, "HTTP/0.9");
+    // Never answered: a half connection like any request.
+    let (mut d, mut out) = run(&[(C, 0, b"GET /\r\n")]);
+    d.on_end(S, t(2), &mut out);
+    assert!(matches!(&out[..], [HttpOutcome::MissingResponse { .. }]), "{out:?}");
 }
