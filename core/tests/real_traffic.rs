@@ -647,3 +647,68 @@ fn a_reply_seen_half_translated_back_does_not_replace_the_connection_seen_both_w
         assert_eq!((e.src.ip, e.src.port), (snat.0, Some(snat.1)), "the tuple seen both ways");
     }
 }
+
+/// Dissectors' buffers (here an HTTP head arriving slowly) are charged to the same engine-wide budget as
+/// out-of-order bytes (SPEC §3.5 "Bounds"): over it, a dissector holding more than 16 KiB stops reading its
+/// stream (counted), and what it held is given back — the next connection is read again.
+#[test]
+fn dissector_buffers_are_charged_to_the_engine_wide_budget() {
+    let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+    while head.len() < 30_000 {
+        head.extend_from_slice(format!("X-Filler: {}\r\n", "a".repeat(500)).as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    for (budget, want_pairs, want_stopped) in [(1 << 20, 2, 0), (20_000, 1, 1)] {
+        let mut s = Sim::one(EngineConfig { max_out_of_order_total: budget, ..Default::default() });
+        for (port, head) in [(40_001, &head[..]), (40_002, &b"GET /small HTTP/1.1\r\n\r\n"[..])] {
+            s.client.1 = port;
+            s.handshake(0);
+            let mut seq = 1001u32;
+            for chunk in head.chunks(1000) {
+                s.c(1, PSH | ACK, seq, 5001, chunk);
+                seq += chunk.len() as u32;
+            }
+            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+            s.s(2, PSH | ACK, 5001, seq, ok);
+            s.c(3, FIN | ACK, seq, 5001 + ok.len() as u32, b"");
+            s.s(3, FIN | ACK, 5001 + ok.len() as u32, seq + 1, b"");
+            s.c(3, ACK, seq + 1, 5002 + ok.len() as u32, b"");
+        }
+        let stopped = s.engine.stats().dissector_over_budget;
+        let pairs = s.finish().iter().filter(|e| e.response.is_some() && e.error.is_none()).count();
+        assert_eq!((pairs, stopped), (want_pairs, want_stopped), "budget {budget}");
+    }
+}
+
+/// What a connection's dissector held is given back when the connection goes (here reset in the middle
+/// of a head): otherwise every such connection would shrink the budget for good.
+#[test]
+fn a_closed_connection_gives_its_dissectors_bytes_back() {
+    let filler = |n: usize| {
+        let mut h = b"GET / HTTP/1.1\r\n".to_vec();
+        while h.len() < n {
+            h.extend_from_slice(format!("X-Filler: {}\r\n", "a".repeat(500)).as_bytes());
+        }
+        h
+    };
+    let mut s = Sim::one(EngineConfig { max_out_of_order_total: 40_000, ..Default::default() });
+    s.client.1 = 40_001;
+    s.handshake(0);
+    let cut = filler(25_000);
+    s.c(1, PSH | ACK, 1001, 5001, &cut);
+    s.c(2, RST | ACK, 1001 + cut.len() as u32, 5001, b"");
+    s.client.1 = 40_002;
+    s.handshake(3);
+    let mut head = filler(30_000);
+    head.extend_from_slice(b"\r\n");
+    let mut seq = 1001u32;
+    for chunk in head.chunks(1000) {
+        s.c(4, PSH | ACK, seq, 5001, chunk);
+        seq += chunk.len() as u32;
+    }
+    s.s(5, PSH | ACK, 5001, seq, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let stopped = s.engine.stats().dissector_over_budget;
+    let out = s.finish();
+    assert_eq!(stopped, 0);
+    assert!(out.iter().any(|e| e.response.as_ref().is_some_and(|r| r.status == 200)), "{out:?}");
+}

@@ -116,7 +116,8 @@ impl Summary {
         // What real traffic costs and was not reported as an error (SPEC §3.1: loss is not an error).
         lines.push(format!(
             "{} duplicate packets, {} NAT copies ({} tuples tracked apart), {} out-of-window RSTs, {} challenge \
-             ACKs, {} closed by reset, {} FINs inferred",
+             ACKs, {} closed by reset, {} FINs inferred, {} streams over the held-bytes budget ({} dissectors \
+             stopped)",
             stats.duplicate_packets,
             stats.nat_copies,
             stats.nat_tuples_apart,
@@ -124,6 +125,8 @@ impl Summary {
             stats.challenge_acks,
             stats.closed_by_reset,
             stats.fins_inferred,
+            stats.reassembly_over_budget,
+            stats.dissector_over_budget,
         ));
         // Each protocol's own counters, in its own words.
         lines.extend(faultline_core::dissect::REGISTRY.iter().map(|r| (r.summary)(stats)));

@@ -152,6 +152,11 @@ pub trait StreamDissector: Send {
     fn closing(&self, _dir: Direction) -> bool {
         false
     }
+    /// Bytes it holds between calls (partial messages, header blocks, HPACK tables): charged to the
+    /// engine-wide budget with reassembly's held bytes (SPEC §3.5 "Bounds").
+    fn buffered(&self) -> usize {
+        0
+    }
     /// Another protocol continues the stream from here (HTTP/1.1 upgraded to `h2c`), if it does.
     fn take_over(&mut self, _ts: Timestamp, _found: &mut Found<'_>) -> Option<Box<dyn StreamDissector>> {
         None

@@ -40,7 +40,14 @@ struct Reader {
     roles_settled: bool,
     /// Which dissectors may claim the stream.
     enabled: Dissectors,
+    /// The engine's budget of held bytes, shared with reassembly; `charged` is this dissector's part.
+    budget: Arc<HeldBudget>,
+    charged: usize,
 }
+
+/// A dissector holding no more than this is never stopped for the budget: one hog must not end every
+/// ordinary stream's dissection.
+const BUDGET_FLOOR: usize = 16 * 1024;
 
 /// Where the stream stands.
 enum Stage {
@@ -86,6 +93,8 @@ impl Payload {
                 client_side,
                 roles_settled: !midstream,
                 enabled,
+                budget: budget.clone(),
+                charged: 0,
             },
         }
     }
@@ -139,6 +148,7 @@ impl Payload {
         if let Stage::Dissected(d) = &mut reader.stage {
             d.close(ts, ending, &mut found);
         }
+        reader.uncharge();
     }
 
     /// Timers at `now` (see `Reader::check`).
@@ -161,6 +171,13 @@ impl Payload {
             Stage::Dissected(d) => d.answered_all(),
             Stage::Probing | Stage::Undissected => false,
         }
+    }
+}
+
+/// A connection forgotten (closed, evicted) gives its dissector's bytes back.
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.uncharge();
     }
 }
 
@@ -190,6 +207,35 @@ impl Reader {
     /// it is older than the timeout — the stream timeout (SPEC §3.2), counted and, if asked, an entry from
     /// `first_ts`, the connection's first packet.
     fn check(&mut self, now: Timestamp, first_ts: Timestamp, e: &mut Engine<'_>) {
+        self.check_timers(now, first_ts, e);
+        self.charge(e);
+    }
+
+    /// What the dissector holds now, charged to the engine's budget. Over budget, a dissector holding
+    /// more than `BUDGET_FLOOR` stops: the stream is reassembled but no longer read (counted).
+    fn charge(&mut self, e: &mut Engine<'_>) {
+        let held = match &self.stage {
+            Stage::Dissected(d) => d.buffered(),
+            Stage::Probing | Stage::Undissected => 0,
+        };
+        if held > self.charged {
+            self.budget.take(held - self.charged);
+        } else {
+            self.budget.give(self.charged - held);
+        }
+        self.charged = held;
+        if held > BUDGET_FLOOR && self.budget.exceeded() {
+            self.stage = Stage::Undissected;
+            self.uncharge();
+            e.stats.dissector_over_budget += 1;
+        }
+    }
+
+    fn uncharge(&mut self) {
+        self.budget.give(std::mem::take(&mut self.charged));
+    }
+
+    fn check_timers(&mut self, now: Timestamp, first_ts: Timestamp, e: &mut Engine<'_>) {
         let identified = match &self.stage {
             Stage::Dissected(d) => d.identified(),
             Stage::Probing | Stage::Undissected => false,
@@ -248,6 +294,7 @@ impl Reader {
             }
         }
         self.hand_over(at, e);
+        self.charge(e);
     }
 
     /// Another protocol continues the stream (an HTTP/1.1 upgrade to `h2c`): its dissector from here.

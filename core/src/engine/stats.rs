@@ -70,6 +70,9 @@ pub struct Stats {
     /// Times the engine's budget of out-of-order bytes (all connections together) made a stream give up
     /// its holes early.
     pub reassembly_over_budget: u64,
+    /// Streams whose dissector stopped because the same budget (out-of-order bytes and dissectors'
+    /// buffers together) was spent while it held more than 16 KiB: reassembled, no longer read.
+    pub dissector_over_budget: u64,
     /// Copies of a packet already handled, seen on another interface of the node: dropped.
     pub duplicate_packets: u64,
     /// Copies of a packet seen under another 4-tuple of its connection (before and after SNAT or a

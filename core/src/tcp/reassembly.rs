@@ -39,15 +39,15 @@ impl HeldBudget {
         self.used.load(Ordering::Relaxed)
     }
 
-    fn take(&self, n: usize) {
+    pub(crate) fn take(&self, n: usize) {
         self.used.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn give(&self, n: usize) {
+    pub(crate) fn give(&self, n: usize) {
         self.used.fetch_sub(n, Ordering::Relaxed);
     }
 
-    fn exceeded(&self) -> bool {
+    pub(crate) fn exceeded(&self) -> bool {
         self.used() > self.limit
     }
 }

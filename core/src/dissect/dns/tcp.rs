@@ -149,4 +149,8 @@ impl StreamDissector for DnsStream {
     fn answered_all(&self) -> bool {
         true
     }
+
+    fn buffered(&self) -> usize {
+        self.bufs.iter().map(Vec::len).sum()
+    }
 }

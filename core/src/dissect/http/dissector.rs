@@ -166,6 +166,11 @@ impl HttpDissector {
         !self.stopped && (!p.pending.is_empty() || p.in_flight.is_some() || p.broken_request.is_some())
     }
 
+    /// Bytes held between calls: heads not yet whole.
+    pub fn buffered(&self) -> usize {
+        self.req.buffered() + self.resp.buffered()
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.stopped || self.resp.is_tunnel()
     }

@@ -55,6 +55,10 @@ impl HttpDissector {
 }
 
 impl StreamDissector for HttpDissector {
+    fn buffered(&self) -> usize {
+        HttpDissector::buffered(self)
+    }
+
     fn data(&mut self, dir: Direction, ts: Timestamp, bytes: &[u8], found: &mut Found<'_>) {
         let mut o = Vec::new();
         self.on_data(dir, ts, bytes, &mut o);

@@ -20,6 +20,8 @@ pub const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 256;
 /// Bytes kept across chunks while resynchronising: enough to recognise a start line.
 const RESYNC_KEEP: usize = 32;
+/// A head buffer's allocation kept for the next message, at most.
+const KEPT_CAPACITY: usize = 4096;
 /// Chunk-size and trailer lines longer than this are a parser error.
 const MAX_LINE: usize = 4096;
 
@@ -133,6 +135,11 @@ impl Parser {
         self.state == State::Tunnel
     }
 
+    /// Bytes held between calls (a head, or a chunk line, not yet whole).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     pub fn fail(&mut self) {
         self.state = State::Failed;
         self.buf = Vec::new();
@@ -197,7 +204,10 @@ impl Parser {
                                 // The head ends in the new bytes: the old ones alone were incomplete.
                                 input = &input[n.saturating_sub(old).min(input.len())..];
                                 buf.clear();
-                                self.buf = buf;
+                                // A big head's buffer is not kept for the next, usually small, one.
+                                if buf.capacity() <= KEPT_CAPACITY {
+                                    self.buf = buf;
+                                }
                                 self.scanned = 0;
                                 self.start_line_checked = false;
                             }

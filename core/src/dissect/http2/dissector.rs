@@ -47,6 +47,9 @@ struct Half {
     /// A header block waiting for its CONTINUATION frames: stream, bytes, END_STREAM, is a PUSH_PROMISE.
     continuation: Option<(u32, Vec<u8>, bool, bool)>,
     hpack: Decoder<'static>,
+    /// What the HPACK table may hold: the headers decoded so far (each with RFC 7541's 32 bytes of
+    /// overhead), up to the table's bound — the decoder does not say what it keeps.
+    hpack_bytes: usize,
     /// Frames are read from a known boundary: false after loss outside a DATA payload, and mid-stream
     /// until a segment starts with frames.
     aligned: bool,
@@ -67,6 +70,7 @@ impl Half {
             discard: 0,
             continuation: None,
             hpack,
+            hpack_bytes: 0,
             aligned,
             decoding: true,
         }
@@ -129,6 +133,14 @@ impl Http2Dissector {
             outcomes: Vec::new(),
             counters: Http2Counters::default(),
         }
+    }
+
+    /// Bytes held between calls: incomplete frames, header blocks awaiting CONTINUATION, HPACK tables.
+    pub fn buffered(&self) -> usize {
+        self.halves
+            .iter()
+            .map(|h| h.partial.len() + h.continuation.as_ref().map_or(0, |c| c.1.len()) + h.hpack_bytes)
+            .sum()
     }
 
     /// A connection picked up mid-stream: each direction is read from its first segment that starts with
@@ -386,7 +398,14 @@ impl Http2Dissector {
             return Ok(());
         }
         let mut b = Block::default();
-        if let Err(e) = self.halves[d].hpack.decode_with_cb(block, |n, v| b.add(&n, &v)) {
+        let mut decoded = 0;
+        let half = &mut self.halves[d];
+        let result = half.hpack.decode_with_cb(block, |n, v| {
+            decoded += n.len() + v.len() + 32;
+            b.add(&n, &v)
+        });
+        half.hpack_bytes = (half.hpack_bytes + decoded).min(MAX_TABLE);
+        if let Err(e) = result {
             let ours = matches!(e, loona_hpack::decoder::DecoderError::InvalidMaxDynamicSize);
             if !(ours || self.midstream) {
                 return Err(Grammar(format!("parser error: HPACK: {e}")));

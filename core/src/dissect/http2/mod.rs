@@ -86,6 +86,10 @@ impl Http2Dissector {
 }
 
 impl StreamDissector for Http2Dissector {
+    fn buffered(&self) -> usize {
+        Http2Dissector::buffered(self)
+    }
+
     fn data(&mut self, dir: Direction, ts: Timestamp, bytes: &[u8], found: &mut Found<'_>) {
         self.on_data(dir.to_server(), ts, bytes);
         self.report(found);

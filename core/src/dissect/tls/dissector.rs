@@ -106,6 +106,11 @@ pub struct TlsDissector {
 }
 
 impl TlsDissector {
+    /// Bytes held between calls: records cut by a segment boundary, handshake messages not yet whole.
+    pub fn buffered(&self) -> usize {
+        self.dirs.iter().map(|r| r.partial.len() + r.handshake.len()).sum()
+    }
+
     /// Bytes of direction `from_client`.
     pub fn on_data(&mut self, from_client: bool, ts: Timestamp, mut data: &[u8]) {
         let d = usize::from(!from_client);

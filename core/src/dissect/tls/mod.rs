@@ -55,6 +55,10 @@ impl TlsDissector {
 }
 
 impl StreamDissector for TlsDissector {
+    fn buffered(&self) -> usize {
+        TlsDissector::buffered(self)
+    }
+
     fn data(&mut self, dir: Direction, ts: Timestamp, bytes: &[u8], found: &mut Found<'_>) {
         self.on_data(dir.to_server(), ts, bytes);
         self.report(found);
