@@ -64,6 +64,10 @@ def main():
     write("http", "chunked", http_seed([(0, req), (1, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                                                       b"4\r\nabcd\r\n0\r\n\r\n")]))
     write("http", "pipelined", http_seed([(0, req + req), (1, b"HTTP/1.1 204 No Content\r\n\r\n" * 2)]))
+    # A request that does not parse, answered by the server's verdict; an HTTP/0.9 request answered.
+    write("http", "broken-request-answered", http_seed([(0, b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n"),
+                                                        (1, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")]))
+    write("http", "http09", http_seed([(0, b"GET /index.html\r\n"), (1, b"<html>hello</html>")]))
     queries = ["response.status > 400 or error or icmp or tcp", "!error", "!icmp and !tcp",
                'tcp.state == "SynSent" and tcp.reason == "refused"', 'src.namespace == "shop" && dst.port == 8080',
                'request.path.startsWith("/api") and response.status >= 500', 'request.headers["host"] == "shop"',
@@ -138,6 +142,16 @@ def dns_seeds():
     write("dns", "retransmitted", dns_seed([(0, 0, q), (0, 50, q), (1, 0, dns_message(1, "web.shop.svc.cluster.local", 1, 0x8180, a, 1))]))
     write("dns", "unanswered", dns_seed([(0, 0, dns_message(4, "slow.example", 28)), (0, 60, b"")]))
     write("dns", "pointer-loop", dns_seed([(0, 0, struct.pack(">HHHHHH", 5, 0x0100, 1, 0, 0, 0) + b"\xc0\x0c\0\1\0\1")]))
+    # Every opcode paired (an UPDATE refused), an answer without a question, Go's retry with a new id, an
+    # application retrying a name through its search list.
+    write("dns", "update-refused", dns_seed([(0, 0, dns_message(6, "shop.example", 6, 0x2800)),
+                                             (1, 0, dns_message(6, "shop.example", 6, 0xa805))]))
+    write("dns", "no-question", dns_seed([(0, 0, dns_message(7, "x.example")),
+                                          (1, 0, struct.pack(">HHHHHH", 7, 0x8181, 0, 0, 0, 0))]))
+    write("dns", "new-id-retry", dns_seed([(0, 0, dns_message(8, "api.example")), (0, 50, dns_message(9, "api.example")),
+                                           (1, 0, dns_message(9, "api.example", 1, 0x8180, a, 1))]))
+    write("dns", "search-retried", dns_seed([d for _ in range(2) for i, n in enumerate(steps) for d in
+                                             ((0, 0, dns_message(10 + i, n)), (1, 0, dns_message(10 + i, n, 1, 0x8183)))]))
     write("dns", "truncated", dns_seed([(0, 0, q[:20]), (1, 0, dns_message(1, "web.shop.svc.cluster.local", 1, 0x8380))]))
 
 

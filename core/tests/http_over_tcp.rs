@@ -145,3 +145,38 @@ fn sequence_gap_counts_missed_bytes() {
     );
     assert!(tcp_errors(&out).contains(&(TcpState::Reset, None, Some("client"))));
 }
+
+/// Requests no HTTP probe recognises (`GET/`, `OPTIONSHTTP/1.1`, a method with bytes outside ASCII) but
+/// that the server answers with a status line: HTTP, reported as a parser error that carries the server's
+/// verdict (SPEC §3.5). A server that answers with anything else leaves the stream undissected.
+#[test]
+fn a_request_no_probe_recognises_answered_by_an_http_status_is_a_parser_error_with_that_status() {
+    for (request, answer, want) in [
+        (&b"GET/ HTTP/1.1\r\nHost: a\r\n\r\n"[..], &b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"[..], Some(400)),
+        (b"OPTIONSHTTP/1.1\r\n\r\n", b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n", Some(405)),
+        (b"G\xc3\x89T / HTTP/1.1\r\n\r\n", b"HTTP/1.0 400 Bad Request\r\n\r\n", Some(400)),
+        (b"GET/ HTTP/1.1\r\n\r\n", b"+OK redis here\r\n", None),
+    ] {
+        let mut s = Sim::new();
+        s.handshake(0);
+        let q = request.len() as u32;
+        s.c(10, PSH | ACK, 1001, 5001, request);
+        s.s(12, PSH | ACK, 5001, 1001 + q, answer);
+        s.s(13, FIN | ACK, 5001 + answer.len() as u32, 1001 + q, b"");
+        s.c(14, FIN | ACK, 1001 + q, 5002 + answer.len() as u32, b"");
+        s.s(15, ACK, 5002 + answer.len() as u32, 1002 + q, b"");
+        let out = s.finish();
+        let http: Vec<_> = out.iter().filter(|e| e.protocol == faultline_core::entry::Protocol::Http).collect();
+        match want {
+            Some(status) => {
+                let [e] = &http[..] else { panic!("{:?}: {out:?}", String::from_utf8_lossy(request)) };
+                let err = e.error.as_ref().expect("an error");
+                assert_eq!(err.kind, ErrorType::Dissection);
+                assert!(err.msg.starts_with("parser error"), "{}", err.msg);
+                assert_eq!(e.response.as_ref().map(|r| r.status), Some(status));
+                assert_eq!(e.elapsed_time, 2.0);
+            }
+            None => assert!(http.is_empty(), "{out:?}"),
+        }
+    }
+}

@@ -35,13 +35,17 @@ def test_a_servers_verdict_on_a_request_it_cannot_parse_is_kept(tmp_path, peers)
             send_raw(lab, 8080, r"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
             # A header line without a colon: Go answers 400 and closes.
             send_raw(lab, 8080, r"GET /healthz HTTP/1.1\r\nHost: a\r\nBroken header line\r\n\r\n")
+            # No HTTP probe recognises this request line; Go answers 400: HTTP after all.
+            send_raw(lab, 8080, r"GET/ HTTP/1.1\r\nHost: a\r\n\r\n")
             # HTTP/0.9: Go answers with an HTTP/1.1 status line (400): the server's answer, no error.
             send_raw(lab, 8080, r"GET /healthz\r\n")
     statuses = sorted(int(c) for (c,) in tshark_fields(pcap, "http.response", "http.response.code"))
-    assert statuses == [200, 400, 400], statuses
+    assert statuses == [200, 400, 400, 400], statuses
     http = [e for e in analyze(pcap) if e["protocol"] == "http"]
-    assert len(http) == 3, http
-    ok, broken, simple = sorted(http, key=lambda e: e["timestamp"])
+    assert len(http) == 4, http
+    ok, broken, unrecognised, simple = sorted(http, key=lambda e: e["timestamp"])
+    assert unrecognised["error"]["msg"].startswith("parser error"), unrecognised
+    assert unrecognised["response"]["status"] == 400, unrecognised
     assert (ok["response"]["status"], ok["error"]) == (200, None), ok
     assert broken["error"]["type"] == "dissection" and broken["error"]["msg"].startswith("parser error"), broken
     assert broken["response"]["status"] == 400, broken

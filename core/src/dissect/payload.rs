@@ -55,6 +55,10 @@ enum Stage {
     Probing,
     /// Its protocol's dissector reads it.
     Dissected(Box<dyn StreamDissector>),
+    /// The client's first bytes (kept, up to `PROBE_LIMIT`) are no protocol we know; the server's answer
+    /// may still be an HTTP status line — a request that does not parse (`GET/`, `OPTIONSHTTP/1.1`)
+    /// answered 400 is HTTP, and the server's verdict is reported (SPEC §3.5, "HTTP/1.x by either side").
+    Unclaimed(Timestamp, Vec<u8>),
     /// Not a protocol we dissect (or every dissector is off): reassembled only to count gaps.
     Undissected,
 }
@@ -160,7 +164,7 @@ impl Payload {
     pub fn closing(&self, end: usize) -> bool {
         match &self.reader.stage {
             Stage::Dissected(d) => d.closing(self.reader.dir_of(end)),
-            Stage::Probing | Stage::Undissected => false,
+            Stage::Probing | Stage::Unclaimed(..) | Stage::Undissected => false,
         }
     }
 
@@ -169,7 +173,7 @@ impl Payload {
     pub fn answered_all(&self) -> bool {
         match &self.reader.stage {
             Stage::Dissected(d) => d.answered_all(),
-            Stage::Probing | Stage::Undissected => false,
+            Stage::Probing | Stage::Unclaimed(..) | Stage::Undissected => false,
         }
     }
 }
@@ -216,7 +220,7 @@ impl Reader {
     fn charge(&mut self, e: &mut Engine<'_>) {
         let held = match &self.stage {
             Stage::Dissected(d) => d.buffered(),
-            Stage::Probing | Stage::Undissected => 0,
+            Stage::Probing | Stage::Unclaimed(..) | Stage::Undissected => 0,
         };
         if held > self.charged {
             self.budget.take(held - self.charged);
@@ -238,7 +242,7 @@ impl Reader {
     fn check_timers(&mut self, now: Timestamp, first_ts: Timestamp, e: &mut Engine<'_>) {
         let identified = match &self.stage {
             Stage::Dissected(d) => d.identified(),
-            Stage::Probing | Stage::Undissected => false,
+            Stage::Probing | Stage::Unclaimed(..) | Stage::Undissected => false,
         };
         if identified {
             let mut found = self.found(e);
@@ -280,6 +284,8 @@ impl Reader {
         if let (Stage::Probing, Chunk::Data(ts, bytes)) = (&self.stage, chunk) {
             // Once identified, `identify` has fed the dissector everything, this chunk included.
             self.identify(end, dir, ts, bytes, e);
+        } else if let (Stage::Unclaimed(..), Chunk::Data(ts, bytes), Direction::ToClient) = (&self.stage, chunk, dir) {
+            self.server_answered(ts, bytes, e);
         } else {
             if let Chunk::Gap(len, _) = chunk {
                 e.stats.missed_bytes += len;
@@ -290,6 +296,7 @@ impl Reader {
                 (Stage::Dissected(d), Chunk::Gap(len, ts)) => d.gap(dir, len, ts, &mut found),
                 (Stage::Dissected(d), Chunk::End(ts)) => d.end(dir, ts, &mut found),
                 (Stage::Probing, Chunk::Gap(..)) => self.probes[end].clear(),
+                (Stage::Unclaimed(..), Chunk::Gap(..)) => self.stage = Stage::Undissected,
                 _ => {}
             }
         }
@@ -349,7 +356,11 @@ impl Reader {
             // No enabled dissector claims these bytes; while roles are a guess, try again at the next chunk
             // (mid-stream, this one may be the middle of a message).
             if self.roles_settled {
-                self.stage = Stage::Undissected;
+                self.stage = if dir == Direction::ToServer && self.enabled.contains(super::Dissector::Http) {
+                    Stage::Unclaimed(ts, probed[..probed.len().min(PROBE_LIMIT)].to_vec())
+                } else {
+                    Stage::Undissected
+                };
             }
             return;
         };
@@ -369,6 +380,21 @@ impl Reader {
         } else {
             d.data(dir, ts, &bytes[from.min(bytes.len())..], &mut found);
         }
+        self.stage = Stage::Dissected(d);
+    }
+
+    /// The server's first bytes after a client's that no protocol claimed: an HTTP status line makes the
+    /// stream HTTP, read from the client's first bytes (which then fail to parse, and the error carries
+    /// the server's answer); anything else leaves it undissected.
+    fn server_answered(&mut self, ts: Timestamp, bytes: &[u8], e: &mut Engine<'_>) {
+        let Stage::Unclaimed(asked, client) = std::mem::replace(&mut self.stage, Stage::Undissected) else { return };
+        if super::http::looks_like_response(bytes) != Verdict::Yes {
+            return;
+        }
+        let mut d: Box<dyn StreamDissector> = Box::new(super::http::HttpDissector::new(false));
+        let mut found = self.found(e);
+        d.data(Direction::ToServer, asked, &client, &mut found);
+        d.data(Direction::ToClient, ts, bytes, &mut found);
         self.stage = Stage::Dissected(d);
     }
 
