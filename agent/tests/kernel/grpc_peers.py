@@ -2,7 +2,8 @@
 """Real gRPC and HTTP/2 peers for the tests (run inside a network namespace):
 
     grpc_peers.py grpc-server PORT      /shop.Cart/Add answers OK, Checkout UNAVAILABLE, Slow after 2 s
-    grpc_peers.py grpc-client HOST:PORT Add, Checkout, Slow (0.5 s deadline), Add; prints the codes as JSON
+    grpc_peers.py grpc-client HOST:PORT Add, Checkout, Slow (0.5 s deadline), Slow cancelled by the client
+                                        after 0.3 s (5 s deadline), Add; prints the codes as JSON
     grpc_peers.py h2-server PORT        /ok 200, /reset RST_STREAM REFUSED_STREAM, /calm GOAWAY ENHANCE_YOUR_CALM
     grpc_peers.py h2-client HOST PORT [PAUSE]
                                         /ok, (PAUSE seconds, after "paused" on stderr) /reset, /calm;
@@ -43,7 +44,7 @@ def grpc_server(port):
     server.wait_for_termination()
 
 
-def grpc_client(target, calls=("Add:5", "Checkout:5", "Slow:0.5", "Add:5")):
+def grpc_client(target, calls=("Add:5", "Checkout:5", "Slow:0.5", "Slow:cancel", "Add:5")):
     import grpc
 
     channel = grpc.insecure_channel(target)
@@ -51,6 +52,13 @@ def grpc_client(target, calls=("Add:5", "Checkout:5", "Slow:0.5", "Add:5")):
     results = []
     for call in calls:
         method, timeout = call.split(":")
+        if timeout == "cancel":
+            # The application gives up: grpcio sends RST_STREAM CANCEL.
+            future = channel.unary_unary("/shop.Cart/" + method).future(b"x", timeout=5)
+            time.sleep(0.3)
+            future.cancel()
+            results.append([method, future.code().name if future.done() else "not done"])
+            continue
         try:
             channel.unary_unary("/shop.Cart/" + method)(b"x", timeout=float(timeout))
             results.append([method, "OK"])

@@ -54,7 +54,8 @@ def test_real_grpc_calls_and_http2_errors_are_reported_as_they_happened(tmp_path
             h2_seen = run_client(lab, "h2-client", SERVER4, "8082")
             time.sleep(2)  # the slow call's handler finishes on the server
     # What the peers themselves reported.
-    assert grpc_seen == [["Add", "OK"], ["Checkout", "UNAVAILABLE"], ["Slow", "DEADLINE_EXCEEDED"], ["Add", "OK"]]
+    assert grpc_seen == [["Add", "OK"], ["Checkout", "UNAVAILABLE"], ["Slow", "DEADLINE_EXCEEDED"],
+                         ["Slow", "CANCELLED"], ["Add", "OK"]]
     assert h2_seen == [["/ok", "200"], ["/reset", "reset REFUSED_STREAM"], ["/calm", "goaway ENHANCE_YOUR_CALM"]]
 
     entries = analyze(pcap)
@@ -71,7 +72,10 @@ def test_real_grpc_calls_and_http2_errors_are_reported_as_they_happened(tmp_path
     # The deadline: the client gives up (RST_STREAM CANCEL at its deadline) and/or the server answers
     # DEADLINE_EXCEEDED, whichever reached the wire first — either way one entry, a gRPC error
     # DEADLINE_EXCEEDED, after about the deadline (SPEC §3.5).
-    [slow] = by_method["Slow"]
+    slow, cancelled = by_method["Slow"]
+    # grpcio's cancel well before its deadline: the client's choice, a pair CANCELLED, not an error.
+    assert (cancelled["grpc"]["statusName"], cancelled.get("error")) == ("CANCELLED", None), cancelled
+    assert 250 <= cancelled["elapsedTime"] < 1000, cancelled
     assert slow["error"]["type"] == "grpc" and slow["error"]["msg"].startswith("DEADLINE_EXCEEDED"), slow
     assert slow["grpc"]["statusName"] == "DEADLINE_EXCEEDED", slow
     assert 400 <= slow["elapsedTime"] < 2000, slow
