@@ -457,3 +457,21 @@ fn the_reset_that_follows_a_failing_alert_is_no_second_error() {
     assert!(tls(&out)[0].starts_with("- client TLS 1.3 expired.example | encrypted alert"), "{:?}", tls(&out));
     assert!(common::tcp_errors(&out).is_empty(), "{out:?}");
 }
+
+/// Found on the real node: a client (rustls in the operator) finishes its handshake and closes the
+/// connection at once, without a close_notify (a pooled connection it did not need); Go's server answers
+/// the FIN with its own close_notify. The server's lone alert-sized record came after the client had
+/// left: a close, not a rejection of the client's certificate.
+#[test]
+fn tls13_a_servers_close_notify_after_the_client_left_is_no_rejection() {
+    let mut c = Conv::new();
+    c.tls13("kubernetes.default.svc");
+    c.send(true, &[record(20, &[1]), record(23, &[1; 53])].concat());
+    c.flags(true, FIN | ACK, b"");
+    c.send(false, &encrypted_alert());
+    c.flags(false, FIN | ACK, b"");
+    c.flags(true, ACK, b"");
+    let sim = std::mem::replace(&mut c.sim, Sim::new());
+    let out = sim.finish();
+    assert!(out.is_empty(), "{:?}", tls(&out));
+}

@@ -364,6 +364,13 @@ impl TlsDissector {
             if !(self.done || self.stopped) {
                 self.gave_up(ts);
             }
+            // A client that leaves after its whole flight (a pooled connection it did not need): what the
+            // server sends now answers the close; a rejection of its certificate can no longer be told.
+            if !self.done && matches!(self.turn, Some(Turn::Client { .. })) {
+                self.turn = Some(Turn::Over);
+                self.done = true;
+                self.warning = None;
+            }
         } else {
             self.on_close(ts, "a close (FIN) from the server", Some(Side::Server), false, timeout_ms);
         }
