@@ -35,6 +35,7 @@ fn http_entry(status: u16, error: bool) -> Entry {
         tls: None,
         grpc: None,
         http2: None,
+        cause: None,
     }
 }
 

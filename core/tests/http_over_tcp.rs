@@ -152,7 +152,11 @@ fn sequence_gap_counts_missed_bytes() {
 #[test]
 fn a_request_no_probe_recognises_answered_by_an_http_status_is_a_parser_error_with_that_status() {
     for (request, answer, want) in [
-        (&b"GET/ HTTP/1.1\r\nHost: a\r\n\r\n"[..], &b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"[..], Some(400)),
+        (
+            &b"GET/ HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            &b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"[..],
+            Some(400),
+        ),
         (b"OPTIONSHTTP/1.1\r\n\r\n", b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n", Some(405)),
         (b"G\xc3\x89T / HTTP/1.1\r\n\r\n", b"HTTP/1.0 400 Bad Request\r\n\r\n", Some(400)),
         (b"GET/ HTTP/1.1\r\n\r\n", b"+OK redis here\r\n", None),

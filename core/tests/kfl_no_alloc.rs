@@ -45,6 +45,7 @@ fn evaluation_does_not_allocate() {
         tls: None,
         grpc: None,
         http2: None,
+        cause: None,
     };
     let queries: Vec<Query> = [
         "response.status > 400 or error or icmp or tcp",

@@ -27,7 +27,17 @@ fn sample_entries() -> Vec<Entry> {
         .write(&mut f, &quoted)
         .expect("builds");
     s.frame(50, &f);
-    s.finish()
+    let mut out = s.finish();
+    // The operator's explanation (SPEC §3.7) on the refused connection.
+    if let Some(e) = out.iter_mut().find(|e| e.tcp.as_ref().is_some_and(|t| t.reason.is_some())) {
+        e.cause = Some(faultline_core::entry::Cause {
+            reason: faultline_core::entry::CauseReason::PortNotServed,
+            message: "pod shop/web does not declare port 80/TCP".into(),
+            objects: vec![faultline_core::entry::ObjectRef::new("Pod", Some("shop"), "web")],
+            evidence: vec![],
+        });
+    }
+    out
 }
 
 const QUERIES: &[&str] = &[
@@ -53,6 +63,10 @@ const QUERIES: &[&str] = &[
     "node == null",
     "src.port == null",
     "tcp.reason == null",
+    r#"cause.reason == "PortNotServed""#,
+    r#"cause.message.contains("does not declare")"#,
+    "cause == null",
+    "cause and tcp",
 ];
 
 #[test]

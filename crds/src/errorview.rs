@@ -60,6 +60,10 @@ pub struct ErrorViewStatus {
     /// Counts by kind: TCP state, ICMP type, dissection, half connection, HTTP status class.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counts_by_kind: BTreeMap<String, i64>,
+    /// Counts by cause (SPEC §3.7: `NetworkPolicyDenied`, `NoReadyEndpoints`, …); errors without one are
+    /// not counted here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts_by_cause: BTreeMap<String, i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top_pairs: Vec<PairCount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +88,8 @@ pub struct Bucket {
     pub matched: i64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kinds: BTreeMap<String, i64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub causes: BTreeMap<String, i64>,
     /// `source -> destination` to count; endpoints that are not pods are counted by address, without
     /// their (ephemeral) port, and pairs beyond the most frequent 20 under `(other pairs)`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -104,6 +110,9 @@ pub struct Sample {
     pub id: String,
     pub timestamp: String,
     pub summary: String,
+    /// Why, where the cluster's state shows it: the cause's reason and message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 fn default_window_seconds() -> i32 {

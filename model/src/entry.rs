@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::cause::{Cause, CauseReason, ObjectRef};
 pub use crate::headers::Headers;
 use crate::time::Timestamp;
 
@@ -51,6 +52,9 @@ pub struct Entry {
     /// before DNAT); `dst` is where the connection went. The operator names the Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceRef>,
+    /// Why it failed, where the cluster's state shows it (SPEC §3.7): set by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
 }
 
 /// A Service as the client addressed it.
@@ -88,6 +92,7 @@ impl Entry {
             elapsed_time: 0.0,
             pcap: None,
             service: None,
+            cause: None,
         }
     }
 }
@@ -553,6 +558,7 @@ mod tests {
             elapsed_time: 0.25,
             pcap: None,
             service: None,
+            cause: None,
         };
         let json = serde_json::to_string(&e).expect("serialises");
         assert_eq!(

@@ -2,6 +2,7 @@
 //! prints — with its capture time, what kind it is, its KFL selectors and the batch that carries it from an
 //! agent to the operator. A leaf crate: the operator and the CRDs use it without compiling the engine.
 
+pub mod cause;
 pub mod dissector;
 pub mod entry;
 pub mod headers;
@@ -10,5 +11,6 @@ pub mod kind;
 mod record;
 pub mod time;
 
+pub use cause::{Cause, CauseReason};
 pub use entry::Entry;
 pub use time::Timestamp;

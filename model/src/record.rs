@@ -121,6 +121,15 @@ impl Record for Entry {
                     _ => None,
                 }
             }
+            ("cause", rest) => {
+                let Some(c) = &self.cause else { return rest.is_empty().then_some(Value::Null) };
+                match leaf(rest)? {
+                    None => Some(Value::Present),
+                    Some("reason") => Some(Value::Str(c.reason.as_str())),
+                    Some("message") => Some(Value::Str(&c.message)),
+                    _ => None,
+                }
+            }
             ("dns", rest) => {
                 let d = self.dns.as_ref()?;
                 let Some((f, deeper)) = rest.split_first() else { return Some(Value::Present) };

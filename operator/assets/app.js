@@ -86,7 +86,8 @@ function row(e, fresh) {
   const st = statusOf(e);
   const time = e.timestamp.replace(/^.*T/, "").replace(/\.(\d{3})\d*Z$/, ".$1");
   tr.append(cell(time, "", e.timestamp), cell(e.node || ""), cell(e.protocol), cell(`${endpoint(e.src)} → ${endpoint(e.dst)}`),
-            cell(st.text, st.cls), cell(e.summary, "summary"));
+            cell(st.text, st.cls), cell(e.cause ? e.cause.reason : "", "cause", e.cause ? e.cause.message : ""),
+            cell(e.summary, "summary"));
   tr.addEventListener("click", () => openDetail(e.id));
   return tr;
 }
@@ -259,6 +260,13 @@ async function openDetail(id) {
   if (e.src.workload || e.dst.workload) fact(dl, "workloads", `${e.src.workload || "—"} → ${e.dst.workload || "—"}`);
   fact(dl, "elapsed", `${e.elapsedTime} ms`);
   if (e.error) fact(dl, "error", `${e.error.type}: ${e.error.msg}`);
+  if (e.cause) {
+    fact(dl, "cause", `${e.cause.reason}: ${e.cause.message}`);
+    if (e.cause.objects && e.cause.objects.length) {
+      fact(dl, "objects", e.cause.objects.map((o) => `${o.kind} ${o.namespace ? o.namespace + "/" : ""}${o.name}`).join(", "));
+    }
+    if (e.cause.evidence && e.cause.evidence.length) fact(dl, "evidence", e.cause.evidence.join("; "));
+  }
   if (e.tcp) fact(dl, "tcp", [e.tcp.state, e.tcp.reason, e.tcp.by && `by ${e.tcp.by}`].filter(Boolean).join(", "));
   if (e.icmp) {
     fact(dl, "icmp", `v${e.icmp.version} type ${e.icmp.type} code ${e.icmp.code}: ${e.icmp.typeName}/${e.icmp.codeName}`);

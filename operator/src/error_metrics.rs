@@ -28,6 +28,9 @@ pub struct ErrorLabels {
     pub peer_namespace: String,
     pub peer_workload: String,
     pub node: String,
+    /// Why, where the cluster's state shows it (SPEC §3.7): the reason alone (`NetworkPolicyDenied`),
+    /// empty when there is none — six values at most.
+    pub cause: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -136,6 +139,7 @@ impl ErrorMetrics {
                     peer_namespace,
                     peer_workload,
                     node: node.clone(),
+                    cause: e.cause.as_ref().map(|c| c.reason.as_str().to_owned()).unwrap_or_default(),
                 };
                 let labels = self.admit(
                     labels,
@@ -148,6 +152,7 @@ impl ErrorMetrics {
                         peer_namespace: OTHER.into(),
                         peer_workload: OTHER.into(),
                         node: OTHER.into(),
+                        cause: OTHER.into(),
                     },
                 );
                 self.errors.get_or_create(&labels).inc();
@@ -280,6 +285,28 @@ mod tests {
         );
         assert_eq!(sample(&text, "requests_total", &["workload=\"Deployment/web\"", "protocol=\"http\""]), 4.0);
         assert_eq!(sample(&text, "errors_total", &[]), 4.0, "a 200 is no error");
+    }
+
+    #[test]
+    fn errors_carry_their_cause_as_a_label_of_its_reason_alone() {
+        let (m, reg, _op) = registered(100);
+        let client = pod_ep("10.0.0.1", "shop", "Deployment/client");
+        let web = pod_ep("10.0.0.2", "shop", "Deployment/web");
+        let mut explained = (*http(client.clone(), web.clone(), 200)).clone();
+        explained.response = None;
+        explained.error = Some(EntryError { kind: ErrorType::PairNotFound, msg: "missing response".into() });
+        let plain = explained.clone();
+        explained.cause = Some(faultline_model::entry::Cause {
+            reason: faultline_model::entry::CauseReason::PodTerminating,
+            message: "pod shop/web-x was terminating (a message that must not become a label)".into(),
+            objects: vec![],
+            evidence: vec![],
+        });
+        m.observe(&[Arc::new(explained), Arc::new(plain)]);
+        let text = render(&reg);
+        assert_eq!(sample(&text, "errors_total", &["cause=\"PodTerminating\""]), 1.0, "{text}");
+        assert_eq!(sample(&text, "errors_total", &["cause=\"\""]), 1.0, "{text}");
+        assert!(!text.contains("must not become"));
     }
 
     #[test]

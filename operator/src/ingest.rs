@@ -33,6 +33,15 @@ const CONCURRENT_BATCHES: usize = 32;
 const REVIEW_BURST: u32 = 200;
 const REVIEWS_PER_SECOND: u32 = 25;
 
+/// What the operator knows of the cluster that entries need.
+#[derive(Clone)]
+pub struct Cluster {
+    /// Names entries' pods and Services, and decides which copy of a cross-node entry counts.
+    pub names: Arc<crate::naming::Names>,
+    /// Gives errors their cause from the cluster's state (SPEC §3.7).
+    pub causes: Arc<crate::cause::Explainer>,
+}
+
 #[derive(Clone)]
 pub struct Ingest {
     pub client: Client,
@@ -42,8 +51,7 @@ pub struct Ingest {
     pub leading: Arc<AtomicBool>,
     /// The views that count every accepted entry as it arrives.
     pub views: Arc<crate::errorview::live::Views>,
-    /// Names entries' pods and Services, and decides which copy of a cross-node entry counts.
-    pub names: Arc<crate::naming::Names>,
+    pub cluster: Cluster,
     metrics: Arc<crate::metrics::Metrics>,
     /// Token digest → the TapConfig its agent belongs to.
     agents: ReviewCache<[u8; 32], String>,
@@ -69,7 +77,7 @@ impl Ingest {
         store: Arc<Store>,
         leading: Arc<AtomicBool>,
         views: Arc<crate::errorview::live::Views>,
-        names: Arc<crate::naming::Names>,
+        cluster: Cluster,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Ingest {
         Ingest {
@@ -78,7 +86,7 @@ impl Ingest {
             store,
             leading,
             views,
-            names,
+            cluster,
             metrics,
             agents: ReviewCache::new(AGENT_TTL),
             strangers: ReviewCache::new(STRANGER_TTL),
@@ -154,7 +162,7 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
         return elsewhere("not the leader; retry\n");
     }
     // Nor before pods can be named: an entry named wrongly would be counted in the wrong namespace.
-    if !ingest.names.ready() {
+    if !ingest.cluster.names.ready() {
         ingest.metrics.refused("naming");
         return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "not ready; retry\n").into_response();
     }
@@ -180,9 +188,11 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
     let node = batch.node.clone();
     let reporting = |other: &str| ingest.store.reports(&tap, other);
     let entries = std::mem::take(&mut batch.entries);
-    let named = ingest.names.name(&tap, &node, &batch.node_addresses, entries, reporting);
+    let named = ingest.cluster.names.name(&tap, &node, &batch.node_addresses, entries, reporting);
     ingest.metrics.entries_not_counted(named.elsewhere, named.unwatched, named.unready_probed);
     batch.entries = named.kept;
+    let explained = ingest.cluster.causes.explain(&mut batch.entries);
+    ingest.metrics.causes(&explained);
     let kept: std::collections::HashSet<&str> = batch.entries.iter().map(|e| e.id.as_str()).collect();
     batch.pcaps.retain(|id, _| kept.contains(id.as_str()));
     drop(kept);

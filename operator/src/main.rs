@@ -2,6 +2,7 @@
 //! and runs the controllers while it leads. Everything else lives in the modules.
 
 mod auth;
+mod cause;
 mod cleanup;
 mod clock;
 mod context;
@@ -82,6 +83,10 @@ struct Args {
     /// Pull secrets (comma-separated, in the operator's namespace) for TapConfigs that name none.
     #[arg(long, env = "FAULTLINE_AGENT_IMAGE_PULL_SECRETS", value_delimiter = ',')]
     agent_image_pull_secrets: Vec<String>,
+    /// The cluster's DNS domain: an NXDOMAIN for `<service>.<namespace>.svc.<domain>` may be a
+    /// Service that does not exist (`ServiceNotFound`).
+    #[arg(long, env = "FAULTLINE_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
     /// The agents' PriorityClass for TapConfigs that name none.
     #[arg(long, env = "FAULTLINE_AGENT_PRIORITY_CLASS")]
     agent_priority_class: Option<String>,
@@ -149,13 +154,14 @@ async fn run(args: Args) -> Result<(), String> {
     let events = Arc::new(events::Events::new(client.clone(), identity.clone(), metrics.clone()));
     let views = Arc::new(errorview::live::Views::new(events.clone(), args.namespace.clone()));
     let names = naming::Names::start(client.clone());
+    let causes = Arc::new(cause::Explainer::start(client.clone(), args.cluster_domain.clone()));
     let ingest = ingest::Ingest::new(
         client.clone(),
         args.namespace.clone(),
         store.clone(),
         leading.clone(),
         views.clone(),
-        names,
+        ingest::Cluster { names, causes },
         metrics.clone(),
     );
     let pcaps = pcaps::Pcaps {

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub entries_not_counted: Family<ReasonLabels, Counter>,
     /// ErrorView status writes put off to a later round by the write budget.
     pub status_writes_deferred: Counter,
+    /// Error entries given a cause (`explained`), or not judged for want of cluster state (`unknown`).
+    pub causes: Family<ReasonLabels, Counter>,
     /// The entries themselves: `faultline_errors_total`, `faultline_requests_total`.
     pub entries: crate::error_metrics::ErrorMetrics,
     /// Per node and TapConfig, as the agents last reported: the drop ratio over the last reports (what
@@ -131,8 +133,15 @@ impl Metrics {
             "ErrorView status writes put off to a later round by the write budget",
             status_writes_deferred.clone(),
         );
+        let causes = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "causes",
+            "Error entries given a cause (explained), or not judged for want of cluster state (unknown)",
+            causes.clone(),
+        );
         Metrics {
             registry: root,
+            causes,
             reconciliations,
             reconcile_seconds,
             leader,
@@ -160,6 +169,14 @@ impl Metrics {
         for (reason, n) in [("elsewhere", elsewhere), ("unwatched", unwatched), ("unready_probed", unready_probed)] {
             if n > 0 {
                 self.entries_not_counted.get_or_create(&ReasonLabels { reason }).inc_by(n);
+            }
+        }
+    }
+
+    pub fn causes(&self, x: &crate::cause::Explained) {
+        for (reason, n) in [("explained", x.causes), ("unknown", x.unknown)] {
+            if n > 0 {
+                self.causes.get_or_create(&ReasonLabels { reason }).inc_by(n);
             }
         }
     }

@@ -85,6 +85,9 @@ impl ViewState {
         let b = self.buckets.entry(start).or_insert_with(|| Bucket { start, ..Default::default() });
         b.matched += 1;
         *b.kinds.entry(kind_of(e)).or_default() += 1;
+        if let Some(c) = &e.cause {
+            *b.causes.entry(c.reason.as_str().to_owned()).or_default() += 1;
+        }
         let key = pair(e);
         if b.pairs.contains_key(&key) || b.pairs.len() < PAIRS_PER_BUCKET {
             *b.pairs.entry(key).or_default() += 1;
@@ -94,7 +97,8 @@ impl ViewState {
         if self.last_seen.is_none_or(|t| e.timestamp > t) {
             self.last_seen = Some(e.timestamp);
         }
-        let sample = Sample { id: e.id.clone(), timestamp: e.timestamp.to_string(), summary: summary(e) };
+        let cause = e.cause.as_ref().map(|c| format!("{}: {}", c.reason, c.message));
+        let sample = Sample { id: e.id.clone(), timestamp: e.timestamp.to_string(), summary: summary(e), cause };
         self.samples.push_back((e.timestamp, sample));
         while self.samples.len() > max_samples {
             self.samples.pop_front();
@@ -119,11 +123,15 @@ impl ViewState {
         }
         let mut matched = 0;
         let mut kinds: BTreeMap<String, i64> = BTreeMap::new();
+        let mut causes: BTreeMap<String, i64> = BTreeMap::new();
         let mut pairs: BTreeMap<String, i64> = BTreeMap::new();
         for b in self.buckets.values() {
             matched += b.matched;
             for (k, n) in &b.kinds {
                 *kinds.entry(k.clone()).or_default() += n;
+            }
+            for (k, n) in &b.causes {
+                *causes.entry(k.clone()).or_default() += n;
             }
             for (k, n) in &b.pairs {
                 *pairs.entry(k.clone()).or_default() += n;
@@ -144,6 +152,7 @@ impl ViewState {
             conditions: Vec::new(),
             matched,
             counts_by_kind: kinds,
+            counts_by_cause: causes,
             top_pairs,
             last_seen: self.last_seen.map(to_time),
             samples: self.samples.iter().map(|(_, s)| s.clone()).collect(),

@@ -72,7 +72,11 @@ impl Events {
                 view.object_ref(&()),
             ),
         };
-        let note = format!("{} (ErrorView {})", summary(e), view.name_any());
+        // The cause first: the one line that says what to do; then what was seen.
+        let note = match &e.cause {
+            Some(c) => format!("{}: {}. Seen: {} (ErrorView {})", c.reason, c.message, summary(e), view.name_any()),
+            None => format!("{} (ErrorView {})", summary(e), view.name_any()),
+        };
         self.record(key, regarding, note);
     }
 

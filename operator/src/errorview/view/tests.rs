@@ -41,6 +41,7 @@ fn entry(secs: u64, dst_ns: &str, status: Option<u16>) -> Entry {
         tls: None,
         grpc: None,
         http2: None,
+        cause: None,
     };
     if let Some(s) = status {
         e.protocol = Protocol::Http;
@@ -212,4 +213,29 @@ fn summaries_name_workloads_that_say_more_than_the_pod() {
         "a bare pod says nothing more: {}",
         summary(&e)
     );
+}
+
+#[test]
+fn counts_by_cause_and_samples_carry_the_cause() {
+    use faultline_model::entry::{Cause, CauseReason};
+    let v = view("shop", "error", 120);
+    let mut s = ViewState::resume(&v);
+    let t0 = 1_795_821_120;
+    let mut denied = entry(t0, "shop", None);
+    denied.cause = Some(Cause {
+        reason: CauseReason::NetworkPolicyDenied,
+        message:
+            "NetworkPolicy shop/deny selects shop/server for ingress and admits nothing from shop/client on 80/TCP"
+                .into(),
+        objects: vec![],
+        evidence: vec![],
+    });
+    assert!(s.observe(&denied, "shop", false, 5));
+    assert!(s.observe(&entry(t0 + 1, "shop", None), "shop", false, 5));
+    let st = s.status(at(t0 + 10), 5);
+    assert_eq!(st.counts_by_cause.get("NetworkPolicyDenied"), Some(&1));
+    assert_eq!(st.counts_by_cause.len(), 1, "an error without a cause is counted by kind only");
+    let cause = st.samples[0].cause.as_deref().expect("the sample's cause");
+    assert!(cause.starts_with("NetworkPolicyDenied: NetworkPolicy shop/deny"), "{cause}");
+    assert_eq!(st.samples[1].cause, None);
 }

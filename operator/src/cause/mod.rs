@@ -1,0 +1,96 @@
+//! Causes (SPEC §3.7): why an error happened, from the entry and the cluster's state at the entry's
+//! time. `state.rs` keeps the state (fed by `watch.rs`), `netpol.rs` evaluates NetworkPolicies under
+//! the API's semantics, and `rules/` holds one pure rule per reason. Only what the state proves is
+//! claimed; what the state cannot say (not yet synced, changed since) is no cause, counted.
+
+mod netpol;
+mod rules;
+mod selector;
+mod state;
+mod watch;
+
+use std::sync::{Arc, RwLock};
+
+use faultline_model::Entry;
+
+pub use state::State;
+
+/// What explaining a batch found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Explained {
+    pub causes: u64,
+    /// Errors a rule could not judge for want of state.
+    pub unknown: u64,
+}
+
+pub struct Explainer {
+    state: Arc<RwLock<State>>,
+}
+
+impl Explainer {
+    /// Starts the watches; until each has listed, errors get no cause (counted as unknown).
+    pub fn start(client: kube::Client, cluster_domain: String) -> Explainer {
+        let state = Arc::new(RwLock::new(State { cluster_domain, ..State::default() }));
+        watch::start(client, state.clone());
+        Explainer { state }
+    }
+
+    #[cfg(test)]
+    pub fn with(state: State) -> Explainer {
+        Explainer { state: Arc::new(RwLock::new(state)) }
+    }
+
+    /// Gives each error entry the first cause a rule finds.
+    pub fn explain(&self, entries: &mut [Entry]) -> Explained {
+        let mut out = Explained::default();
+        let Ok(state) = self.state.read() else { return out };
+        for e in entries.iter_mut().filter(|e| e.error.is_some() && e.cause.is_none()) {
+            if !state.synced.all() {
+                out.unknown += 1;
+                continue;
+            }
+            for rule in rules::RULES {
+                match rule(e, &state) {
+                    Ok(Some(c)) => {
+                        e.cause = Some(c);
+                        out.causes += 1;
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(netpol::Unknown(why)) => {
+                        tracing::debug!(%why, "no cause: state unknown");
+                        out.unknown += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rules::fixtures::*;
+
+    #[test]
+    fn the_first_rule_that_explains_wins_and_unsynced_state_explains_nothing() {
+        let mut s = shop().with_policy(
+            "shop",
+            "web-9090",
+            r#"{"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"ports": [{"port": 9090}]}]}"#,
+        );
+        let mut batch = vec![syn_timeout(CART_IP, WEB_IP, 8080), refused(CART_IP, WEB_IP, 9090)];
+        let x = Explainer::with(s.clone());
+        assert_eq!(x.explain(&mut batch), Explained { causes: 0, unknown: 2 }, "nothing synced yet");
+        s.synced = state::Synced { pods: true, services: true, policies: true, namespaces: true };
+        let x = Explainer::with(s);
+        let mut ok = syn_timeout(CART_IP, WEB_IP, 8080);
+        ok.error = None;
+        batch.push(ok);
+        assert_eq!(x.explain(&mut batch), Explained { causes: 2, unknown: 0 });
+        let reasons: Vec<_> = batch.iter().map(|e| e.cause.as_ref().map(|c| c.reason.as_str())).collect();
+        assert_eq!(reasons, [Some("NetworkPolicyDenied"), Some("PortNotServed"), None]);
+    }
+}
