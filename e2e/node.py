@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A real one-node Kubernetes cluster on this machine: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler, kube-proxy and kubelet (built from Go modules by build-control-plane.sh), containerd and runc
-and the CNI plugins (Debian packages), CoreDNS (built from its Go module), and Faultline's images imported
+and the CNI plugins (Debian packages), CoreDNS (built from its Go module), kube-router's firewall enforcing
+NetworkPolicies with iptables and ipset (built from its Go module), and Faultline's images imported
 into containerd (scripts/build-images.py). No registry is involved: every image is imported and every pod
 spec says IfNotPresent.
 
@@ -18,6 +19,7 @@ import ipaddress
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import ssl
@@ -130,6 +132,8 @@ class Node:
         self._start_kubelet(ip, certs)
         self._start_kube_proxy(ip, certs)
         self._wait_node_ready(timeout)
+        # Once the Node exists: kube-router finds its own node by name at start.
+        self._start_network_policies()
         self._start_coredns()
         self.log(f"node Ready, CoreDNS Ready after {time.time() - started:.0f} s ({len(images)} images)")
         if chart:
@@ -332,6 +336,17 @@ oom_score = 0
         (self.dir / "kube-proxy-config.json").write_text(json.dumps(config, indent=2))
         self._start("kube-proxy", [str(self.bin / "kube-proxy"), f"--config={self.dir / 'kube-proxy-config.json'}"])
 
+    def _start_network_policies(self):
+        """kube-router's firewall alone (no routing, no service proxy, no CNI): it enforces NetworkPolicies
+        with iptables and ipset, as real clusters do, so a denied SYN is dropped by the kernel. Pinned to
+        v2.1.0 (the only version served here; security flaws are reported against it): test node only."""
+        out = run(str(HERE / "build-kube-router.sh")).stdout.strip().splitlines()[-1]
+        self._start("kube-router", [
+            str(Path(out) / "kube-router"), f"--kubeconfig={self.kubeconfig}", f"--hostname-override={NODE_NAME}",
+            "--run-firewall=true", "--run-router=false", "--run-service-proxy=false", "--enable-cni=false",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", f"--health-port={free_port()}", "--metrics-port=0",
+            "--v=1"])
+
     def _start_coredns(self):
         corefile = ".:53 {\n    errors\n    health :8080\n    ready :8181\n"
         corefile += "    kubernetes cluster.local in-addr.arpa ip6.arpa {\n        pods insecure\n"
@@ -471,6 +486,10 @@ oom_score = 0
                     subprocess.run([tool, "-t", table, "-F", c], capture_output=True)
                 for c in chains:
                     subprocess.run([tool, "-t", table, "-X", c], capture_output=True)
+        # kube-router's address sets (after the rules that used them are gone).
+        for name in run("ipset", "list", "-n", check=False).stdout.split() if shutil.which("ipset") else []:
+            if name.startswith(("KUBE-", "kube-router")):
+                subprocess.run(["ipset", "destroy", name], capture_output=True)
         # Addresses kube-proxy bound for Services (iptables mode binds none; ipvs would) and conntrack.
         subprocess.run(["ip", "route", "flush", "10.88.0.0/16"], capture_output=True)
 

@@ -16,6 +16,7 @@ from datetime import datetime
 
 import pytest
 
+import causes
 import healthy
 from node import NAMESPACE, Node, helm_binary
 from processes import REPO, eventually
@@ -259,6 +260,67 @@ def test_errors_between_pods_on_the_node_are_counted_once_with_events(node):
     assert evs.get(("Pod", "client", "ICMPDestinationUnreachable")) == 1, evs
     described = node.kubectl("-n", "shop", "describe", "pod", "web").stdout
     assert "TCPSynSent" in described and "HTTPServerError" in described
+
+
+def test_errors_carry_the_cause_the_clusters_state_proves(node):
+    """SPEC §3.7 on the real node: every reason made for real, each error naming the objects that explain it,
+    and the same failures where the state explains nothing carrying no cause (see causes.py)."""
+    pods = causes.setup(node)
+    causes.make_failures(node, pods)
+    causes.rollout_during_a_request(node)
+    causes.oom_during_a_request(node, pods)
+    ns, clients = causes.NS, causes.CLIENTS
+
+    def caused(query, reason):
+        """The error entries `query` selects, once one carries `reason`."""
+        def found():
+            es = [e for e in causes.entries(node, f"error and ({query})")]
+            return es if any((e.get("cause") or {}).get("reason") == reason for e in es) else None
+        return eventually(found, timeout=60, what=f"{reason} on {query}")
+
+    def objects(e):
+        return {(o["kind"], o.get("namespace"), o["name"]) for o in e["cause"]["objects"]}
+
+    denied = caused(f'src.namespace == "{clients}" and dst.name == "web"', "NetworkPolicyDenied")
+    c = next(e["cause"] for e in denied if e.get("cause"))
+    assert ("NetworkPolicy", ns, "web-ingress") in objects({"cause": c}), c
+    assert c["message"] == (f"NetworkPolicy {ns}/web-ingress selects {ns}/web for ingress and admits nothing from "
+                            f"{clients}/cart on 8080/TCP"), c
+    unready = caused(f'src.namespace == "{clients}" and dst.ip == "{causes.cluster_ip(node, "api")}"',
+                     "NoReadyEndpoints")
+    c = next(e["cause"] for e in unready if e.get("cause"))
+    assert ("Service", ns, "api") in objects({"cause": c}) and ("Pod", ns, "api") in objects({"cause": c}), c
+    assert "readiness failing" in c["message"], c
+    undeclared = caused(f'dst.name == "hog" and dst.port == 9999', "PortNotServed")
+    assert "does not declare port 9999/TCP" in next(e["cause"]["message"] for e in undeclared if e.get("cause"))
+    wrong = caused(f'dst.ip == "{causes.cluster_ip(node, "wrong")}"', "PortNotServed")
+    assert 'targetPort "htpp"' in next(e["cause"]["message"] for e in wrong if e.get("cause"))
+    terminating = caused('dst.workload == "Deployment/slow"', "PodTerminating")
+    c = next(e["cause"] for e in terminating if e.get("cause"))
+    assert any(o["kind"] == "ReplicaSet" for o in c["objects"]), c
+    oom = caused('dst.name == "hog" and dst.port == 8080', "ContainerRestarted")
+    assert "OOMKilled (exit 137)" in next(e["cause"]["message"] for e in oom if e.get("cause"))
+    typo = caused(f'dns.question.name == "web.{ns}p.svc.cluster.local"', "ServiceNotFound")
+    c = next(e["cause"] for e in typo if e.get("cause"))
+    assert c["message"].startswith(f"no namespace {ns}p, so no Service web in it;") and f" {ns}" in c["message"], c
+    assert ("Service", ns, "web") in objects({"cause": c}), c
+
+    # The negatives: errors the state does not explain carry no cause.
+    time.sleep(causes.SETTLE_S)
+    quiet = causes.entries(node, 'error and dst.name == "quiet"')
+    assert quiet and all(e.get("cause") is None for e in quiet), quiet
+    nosuch = causes.entries(node, 'error and dns.question.name == "nosuch.cluster.local"')
+    assert nosuch and all(e.get("cause") is None for e in nosuch), nosuch
+
+    # Where an SRE looks: the ErrorView's counts by cause, the pod's Events, the metrics.
+    # (The client's namespace sees them all: some never reached a pod of the servers' namespace.)
+    every = ("NetworkPolicyDenied", "NoReadyEndpoints", "PortNotServed", "PodTerminating", "ContainerRestarted",
+             "ServiceNotFound")
+    eventually(lambda: all(view(node, clients).get("countsByCause", {}).get(r) for r in every), timeout=60,
+               what=f"countsByCause (have {view(node, clients).get('countsByCause')})")
+    described = eventually(lambda: (d := node.kubectl("-n", ns, "describe", "pod", "web").stdout)
+                           and "NetworkPolicyDenied: NetworkPolicy" in d and d, timeout=60, what="the Event's cause")
+    assert f"admits nothing from {clients}/cart" in described
 
 
 def test_pods_on_routed_veths_are_observed_too(node):

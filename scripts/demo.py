@@ -54,7 +54,8 @@ def workloads(node):
         pod("web", ["faultline-toolbox", "http-server", "8080"], {"app": "web"}),
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
          "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}},
-        pod("db", ["sh", "-c", "faultline-toolbox hold-server 5432 & exec faultline-toolbox close-server 5433"]),
+        pod("db", ["sh", "-c", "faultline-toolbox hold-server 5432 & exec faultline-toolbox close-server 5433"],
+            {"app": "db"}),
         pod("client", ["sleep", "3600"]),
         {"apiVersion": "faultline.dev/v1alpha1", "kind": "ErrorView", "metadata": {"name": "errors", "namespace": "shop"},
          "spec": {"query": DASHBOARD, "publishEvents": True, "samples": 20}},
@@ -128,6 +129,19 @@ def trouble(node, ip):
     time.sleep(4)
     subprocess.run([*in_pod, "-F", "OUTPUT"], check=True)
     expect(1)
+    step("Why (SPEC §3.7): a NetworkPolicy admits only app=frontend into db; kube-router, the node's enforcer, "
+         "rejects the client — the error names the policy")
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": "db-frontend-only", "namespace": "shop"},
+              "spec": {"podSelector": {"matchLabels": {"app": "db"}},
+                       "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "frontend"}}}]}]}}
+    node.kubectl("apply", "-f", "-", input=json.dumps(policy))
+    time.sleep(3)
+    client("connect", f"{db}:5432", "--wait", "1")
+    expect(1)
+    step("Why: a name in a namespace that does not exist (web.shopp): ServiceNotFound names shop")
+    client("dns", "web.shopp.svc.cluster.local")
+    expect(1)
     return made
 
 
@@ -167,12 +181,15 @@ def main():
         time.sleep(10)
         show(node, "get", "errorviews", "-n", "shop")
         st = node.kubectl_json("-n", "shop", "get", "errorview", "errors").get("status", {})
-        say("Counts by kind (kubectl get errorview errors -n shop -o yaml)")
+        say("Counts by kind and by cause (kubectl get errorview errors -n shop -o yaml)")
         for kind, n in sorted(st.get("countsByKind", {}).items()):
             print(f"   {n:3}  {kind}")
-        described = node.kubectl("-n", "shop", "describe", "pod", "web").stdout
-        say("$ kubectl describe pod web -n shop   (its Events)")
-        print(described[described.find("Events:"):].rstrip())
+        for cause, n in sorted(st.get("countsByCause", {}).items()):
+            print(f"   {n:3}  because {cause}")
+        for name in ("web", "db"):
+            described = node.kubectl("-n", "shop", "describe", "pod", name).stdout
+            say(f"$ kubectl describe pod {name} -n shop   (its Events; a cause leads the message)")
+            print(described[described.find("Events:"):].rstrip())
         show(node, "get", "tapconfig", "default", "-o", "jsonpath={range .status.nodes[*]}{.node}: {.received} "
                                                         "packets, {.dropped} dropped{\"\\n\"}{end}")
         listing = node.dashboard("/api/entries?q=" + urllib.parse.quote(DASHBOARD) + "&limit=1000")
@@ -184,6 +201,9 @@ def main():
               f" (and {len(listing['entries']) - len(errors)} router solicitations and advertisements, once each)")
         for e in others:
             print(f"   other: {e['kind']}: {e['summary']}")
+        for e in ours:
+            if e.get("cause"):
+                print(f"   because: {e['kind']}: {e['cause']['reason']}: {e['cause']['message']}")
         print(f"   kubectl -n {NAMESPACE} port-forward svc/faultline-operator 8080   # then open:")
         print(f"   https://127.0.0.1:8080/?q={urllib.parse.quote(DASHBOARD)}#token={ADMIN_TOKEN}")
         print(f"   (already forwarded for this demo: https://127.0.0.1:{node._forward[1]}/?q="

@@ -6,7 +6,7 @@ set -euo pipefail
 need=()
 # containerd, runc, the CNI plugins and busybox: the real node (e2e/node.py) and its toolbox image; dig: DNS
 # over TCP with AD set, for the DNS kernel test.
-for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6tables:iptables ping:iputils-ping openssl:openssl chromium:chromium tcpreplay:tcpreplay containerd:containerd runc:runc busybox:busybox-static dig:bind9-dnsutils; do
+for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6tables:iptables ping:iputils-ping openssl:openssl chromium:chromium tcpreplay:tcpreplay containerd:containerd runc:runc busybox:busybox-static dig:bind9-dnsutils ipset:ipset; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")

@@ -191,7 +191,15 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
     let named = ingest.cluster.names.name(&tap, &node, &batch.node_addresses, entries, reporting);
     ingest.metrics.entries_not_counted(named.elsewhere, named.unwatched, named.unready_probed);
     batch.entries = named.kept;
-    let explained = ingest.cluster.causes.explain(&mut batch.entries);
+    let mut explained = ingest.cluster.causes.explain(&mut batch.entries);
+    if let Some(wait) = ingest.cluster.causes.settle(&batch.entries, crate::clock::now()) {
+        // The state may not have caught up with errors this fresh (a container's death is reported a
+        // relist later): ask once more when it has.
+        tokio::time::sleep(wait).await;
+        let again = ingest.cluster.causes.explain(&mut batch.entries);
+        explained.causes += again.causes;
+        explained.unknown = again.unknown;
+    }
     ingest.metrics.causes(&explained);
     let kept: std::collections::HashSet<&str> = batch.entries.iter().map(|e| e.id.as_str()).collect();
     batch.pcaps.retain(|id, _| kept.contains(id.as_str()));

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! faultline-toolbox http-server PORT          # GET /status/N answers N, /reset resets, /hang never answers,
-//!                                             # /garbage answers what is not HTTP, /short cuts its body
+//!                                             # /garbage answers what is not HTTP, /short cuts its body,
+//!                                             # /alloc allocates until the kernel kills it (OOMKilled)
 //! faultline-toolbox hold-server PORT          # accepts and never closes, whatever the client does
 //! faultline-toolbox close-server PORT         # reads until the client's FIN, then closes
 //! faultline-toolbox http-get URL [--count N]  # N requests on one keep-alive connection; prints statuses
@@ -119,6 +120,15 @@ fn serve(conn: TcpStream) -> io::Result<()> {
         if path == "/hang" {
             std::thread::sleep(Duration::from_secs(3600));
             return Ok(());
+        }
+        if path == "/alloc" {
+            // Grows without end, touching every page: under a memory limit the kernel kills the process
+            // (OOMKilled) while this request waits for its answer.
+            let mut held: Vec<Vec<u8>> = Vec::new();
+            loop {
+                held.push(vec![1u8; 1 << 20]);
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
         if path == "/garbage" {
             writer.write_all(b"\x00\x01 this is not HTTP\r\n\r\n")?;

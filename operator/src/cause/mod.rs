@@ -10,8 +10,15 @@ mod state;
 mod watch;
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use faultline_model::Entry;
+use faultline_model::{Entry, Timestamp};
+
+/// How long after an error the state may still be catching up with it: the kubelet reports a container
+/// that died (an OOM kill) on its next relist, about a second after the resets it caused — and an agent
+/// may report those resets sooner. An error about a pod that found no cause is asked again once this
+/// long has passed since it happened.
+pub const SETTLE: Duration = Duration::from_millis(2_500);
 
 pub use state::State;
 
@@ -38,6 +45,19 @@ impl Explainer {
     #[cfg(test)]
     pub fn with(state: State) -> Explainer {
         Explainer { state: Arc::new(RwLock::new(state)) }
+    }
+
+    /// How long to wait before asking again about errors that found no cause and may yet: errors about a
+    /// pod, younger than `SETTLE` at `now`. `None`: nothing to wait for.
+    pub fn settle(&self, entries: &[Entry], now: Timestamp) -> Option<Duration> {
+        let settled = entries
+            .iter()
+            .filter(|e| e.error.is_some() && e.cause.is_none())
+            .filter(|e| e.src.namespace.is_some() || e.dst.namespace.is_some())
+            .map(|e| e.timestamp.plus_millis(SETTLE.as_millis() as u64))
+            .max()?;
+        let wait = Duration::from_nanos(settled.nanos().saturating_sub(now.nanos()));
+        (!wait.is_zero()).then(|| wait.min(SETTLE))
     }
 
     /// Gives each error entry the first cause a rule finds.
@@ -92,5 +112,21 @@ mod tests {
         assert_eq!(x.explain(&mut batch), Explained { causes: 2, unknown: 0 });
         let reasons: Vec<_> = batch.iter().map(|e| e.cause.as_ref().map(|c| c.reason.as_str())).collect();
         assert_eq!(reasons, [Some("NetworkPolicyDenied"), Some("PortNotServed"), None]);
+    }
+
+    #[test]
+    fn fresh_errors_about_a_pod_without_a_cause_are_asked_again_once_the_state_settles() {
+        let x = Explainer::with(shop());
+        let mut e = reset(CART_IP, WEB_IP, 8080);
+        e.dst.namespace = Some("shop".into());
+        let now = Timestamp(e.timestamp.nanos() + 1_000_000_000);
+        assert_eq!(x.settle(std::slice::from_ref(&e), now), Some(Duration::from_millis(1_500)));
+        let later = Timestamp(e.timestamp.nanos() + 3_000_000_000);
+        assert_eq!(x.settle(std::slice::from_ref(&e), later), None, "settled already");
+        let mut outside = e.clone();
+        outside.dst.namespace = None;
+        assert_eq!(x.settle(&[outside], now), None, "no pod: nothing will change");
+        e.error = None;
+        assert_eq!(x.settle(&[e], now), None, "no error");
     }
 }

@@ -3,6 +3,10 @@
 //! NetworkPolicies and namespaces — each kept with when it came and went, so that an object created
 //! after an error is never taken for its cause. Built from typed objects by pure functions; the
 //! watches (`watch.rs`) only apply them.
+//!
+//! The API keeps these times to the second: a policy created at 12.6 s says 12 s, and an error at
+//! 12.4 s would seem to come after it. So a moment the API states is taken as the end of its second —
+//! or, when that is later, the moment the watch saw the change (it cannot have happened after that).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -149,8 +153,7 @@ impl PodState {
             return Some(format!("terminating since {d}"));
         }
         match self.ready {
-            // Transition times are kept to the second: Ready during second `since` counts from its end.
-            Some((true, since)) if t < since.plus_millis(1_000) => Some("not Ready yet".to_owned()),
+            Some((true, since)) if t < since => Some("not Ready yet".to_owned()),
             Some((true, _)) => None,
             Some((false, since)) if t >= since => Some(format!("not Ready since {since} (readiness failing)")),
             Some((false, _)) => None,
@@ -350,9 +353,22 @@ impl State {
         })
     }
 
-    pub fn apply_pod(&mut self, mut p: PodState) {
+    /// A pod as the watch saw it at `observed`: its times settled (see the module's comment) the first
+    /// time each is seen, and kept after.
+    pub fn apply_pod(&mut self, mut p: PodState, observed: Timestamp) {
         let key = (p.namespace.clone(), p.name.clone());
-        if let Some(before) = self.pods.get(&key) {
+        let settle = |t: Timestamp| settled(t, observed);
+        let before = self.pods.get(&key);
+        p.created = before.map_or_else(|| settle(p.created), |b| b.created);
+        p.deleting = match (p.deleting, before.and_then(|b| b.deleting)) {
+            (Some(_), Some(earlier)) => Some(earlier),
+            (now, _) => now.map(settle),
+        };
+        p.ready = match (p.ready, before.and_then(|b| b.ready)) {
+            (Some((status, _)), Some((was, since))) if status == was => Some((status, since)),
+            (now, _) => now.map(|(status, since)| (status, settle(since))),
+        };
+        if let Some(before) = before {
             p.keep_terminations(before);
         }
         for ip in &p.ips {
@@ -370,8 +386,9 @@ impl State {
         }
     }
 
-    pub fn apply_service(&mut self, s: ServiceState) {
+    pub fn apply_service(&mut self, mut s: ServiceState, observed: Timestamp) {
         let key = (s.namespace.clone(), s.name.clone());
+        s.created = self.services.get(&key).map_or_else(|| settled(s.created, observed), |b| b.created);
         for ip in &s.cluster_ips {
             self.service_ips.insert(*ip, key.clone());
         }
@@ -384,13 +401,18 @@ impl State {
         }
     }
 
-    pub fn apply_policy(&mut self, p: PolicyState) {
+    pub fn apply_policy(&mut self, mut p: PolicyState, observed: Timestamp) {
         let namespace = self.policies.entry(p.namespace.clone()).or_default();
-        let changed = namespace.get(&p.name).is_none_or(|before| before.spec != p.spec || before.gone.is_some());
-        let mut p = p;
-        if !changed {
-            if let Some(before) = namespace.get(&p.name) {
-                p.changed = before.changed;
+        match namespace.get(&p.name) {
+            Some(before) => {
+                p.created = before.created;
+                if before.spec == p.spec && before.gone.is_none() {
+                    p.changed = before.changed;
+                }
+            }
+            None => {
+                p.created = settled(p.created, observed);
+                p.changed = p.changed.max(p.created);
             }
         }
         namespace.insert(p.name.clone(), p);
@@ -402,7 +424,8 @@ impl State {
         }
     }
 
-    pub fn apply_namespace(&mut self, name: String, n: NamespaceState) {
+    pub fn apply_namespace(&mut self, name: String, mut n: NamespaceState, observed: Timestamp) {
+        n.created = self.namespaces.get(&name).map_or_else(|| settled(n.created, observed), |b| b.created);
         self.namespaces.insert(name, n);
     }
 
@@ -430,6 +453,12 @@ impl State {
         self.policies.retain(|_, ns| !ns.is_empty());
         self.namespaces.retain(|_, n| !old(&n.gone));
     }
+}
+
+/// A moment the API states to the second, taken as the end of that second — or as `observed`, when the
+/// watch saw it sooner.
+fn settled(t: Timestamp, observed: Timestamp) -> Timestamp {
+    t.plus_millis(1_000).min(observed)
 }
 
 pub fn stamp(t: &k8s_openapi::jiff::Timestamp) -> Timestamp {

@@ -25,7 +25,7 @@ trait Kind: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + S
 impl Kind for Pod {
     const WHAT: &'static str = "pod";
     fn apply(state: &mut State, p: &Pod) {
-        state.apply_pod(PodState::from_pod(p));
+        state.apply_pod(PodState::from_pod(p), now());
     }
     fn delete(state: &mut State, namespace: &str, name: &str) {
         state.delete_pod(namespace, name, now());
@@ -38,7 +38,7 @@ impl Kind for Pod {
 impl Kind for Service {
     const WHAT: &'static str = "service";
     fn apply(state: &mut State, s: &Service) {
-        state.apply_service(ServiceState::from_service(s));
+        state.apply_service(ServiceState::from_service(s), now());
     }
     fn delete(state: &mut State, namespace: &str, name: &str) {
         state.delete_service(namespace, name, now());
@@ -51,7 +51,8 @@ impl Kind for Service {
 impl Kind for NetworkPolicy {
     const WHAT: &'static str = "networkpolicy";
     fn apply(state: &mut State, p: &NetworkPolicy) {
-        state.apply_policy(PolicyState::from_policy(p, now()));
+        let seen = now();
+        state.apply_policy(PolicyState::from_policy(p, seen), seen);
     }
     fn delete(state: &mut State, namespace: &str, name: &str) {
         state.delete_policy(namespace, name, now());
@@ -64,7 +65,7 @@ impl Kind for NetworkPolicy {
 impl Kind for Namespace {
     const WHAT: &'static str = "namespace";
     fn apply(state: &mut State, n: &Namespace) {
-        state.apply_namespace(n.name_any(), NamespaceState::from_namespace(n));
+        state.apply_namespace(n.name_any(), NamespaceState::from_namespace(n), now());
     }
     fn delete(state: &mut State, _: &str, name: &str) {
         state.delete_namespace(name, now());

@@ -108,13 +108,15 @@ pub type ByIp<V> = Shared<IpAddr, V>;
 
 /// A pod's IPs. Host-network pods share the node's address and cannot be told apart by IP; pods that have
 /// finished (Succeeded, Failed: completed Jobs) keep their `podIP` in status, but CNIs give the address
-/// to new pods — they are not who uses it now.
+/// to new pods — they are not who uses it now. A pod that finished *because it is being deleted* (a
+/// rollout's old pod) keeps its address until the delete: its connections' errors arrive after it ended,
+/// and the deletion buries it with its name for the minutes they take.
 pub fn pod_entries(p: &Pod) -> Vec<(IpAddr, PodRef)> {
     let Some(st) = &p.status else { return Vec::new() };
     if p.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
         return Vec::new();
     }
-    if matches!(st.phase.as_deref(), Some("Succeeded" | "Failed")) {
+    if matches!(st.phase.as_deref(), Some("Succeeded" | "Failed")) && p.metadata.deletion_timestamp.is_none() {
         return Vec::new();
     }
     let mut out: Vec<IpAddr> = st.pod_ips.iter().flatten().filter_map(|i| i.ip.parse().ok()).collect();
@@ -317,6 +319,12 @@ mod tests {
         by_ip.apply("job", pod_entries(&done));
         by_place.apply("job", agent_entries(&done));
         assert!(!ips.read().expect("lock").contains_key(&ip), "finished: its address is someone else's now");
+        // A rollout's old pod finishes because it is being deleted: named until the delete buries it.
+        let mut deleting = pod("web", "Failed", "10.0.0.8");
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        by_ip.apply("web", pod_entries(&deleting));
+        assert!(ips.read().expect("lock").contains_key(&"10.0.0.8".parse::<IpAddr>().expect("ip")));
         assert!(!places.read().expect("lock").contains_key(&place), "a finished agent captures nothing");
     }
 

@@ -12,6 +12,8 @@ use super::*;
 use crate::cause::state::{NamespaceState, PodState, PolicyState, Port, State};
 
 const T: Timestamp = Timestamp(100_000_000_000);
+/// When the watch saw the objects: long after they were made (their times are settled to the second's end).
+const LATER: Timestamp = Timestamp(u64::MAX);
 
 fn ip_of(ns: &str, pod: &str) -> IpAddr {
     let n = match ns {
@@ -34,7 +36,7 @@ fn model(policies: &[Value]) -> State {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        s.apply_namespace(ns.to_owned(), NamespaceState { labels, created: Timestamp(0), gone: None });
+        s.apply_namespace(ns.to_owned(), NamespaceState { labels, created: Timestamp(0), gone: None }, LATER);
         for pod in ["a", "b", "c"] {
             let mut ports = Vec::new();
             for port in [80u16, 81] {
@@ -47,19 +49,22 @@ fn model(policies: &[Value]) -> State {
                     });
                 }
             }
-            s.apply_pod(PodState {
-                namespace: ns.to_owned(),
-                name: pod.to_owned(),
-                labels: [("pod".to_owned(), pod.to_owned())].into_iter().collect(),
-                ips: vec![ip_of(ns, pod)],
-                ports,
-                ..PodState::default()
-            });
+            s.apply_pod(
+                PodState {
+                    namespace: ns.to_owned(),
+                    name: pod.to_owned(),
+                    labels: [("pod".to_owned(), pod.to_owned())].into_iter().collect(),
+                    ips: vec![ip_of(ns, pod)],
+                    ports,
+                    ..PodState::default()
+                },
+                LATER,
+            );
         }
     }
     for p in policies {
         let np: NetworkPolicy = serde_json::from_value(p.clone()).expect("a NetworkPolicy");
-        s.apply_policy(PolicyState::from_policy(&np, Timestamp(0)));
+        s.apply_policy(PolicyState::from_policy(&np, Timestamp(0)), LATER);
     }
     s
 }
@@ -317,14 +322,14 @@ fn a_policy_created_after_the_time_or_changed_since_is_not_judged() {
         "spec": {"podSelector": {}}
     }))
     .expect("policy");
-    s.apply_policy(PolicyState::from_policy(&later, Timestamp(0)));
+    s.apply_policy(PolicyState::from_policy(&later, Timestamp(0)), LATER);
     assert!(reach(&s, "y/a", "x/a", 80, "TCP"), "created at 120 s: not in force at 100 s");
     let changed: NetworkPolicy = serde_json::from_value(json!({
         "metadata": {"namespace": "x", "name": "changed", "creationTimestamp": "1970-01-01T00:00:01Z", "generation": 2},
         "spec": {"podSelector": {}}
     }))
     .expect("policy");
-    s.apply_policy(PolicyState::from_policy(&changed, Timestamp(150_000_000_000)));
+    s.apply_policy(PolicyState::from_policy(&changed, Timestamp(150_000_000_000)), LATER);
     let a = s.pods.get(&("x".to_owned(), "a".to_owned())).expect("pod");
     let b = s.pods.get(&("y".to_owned(), "a".to_owned())).expect("pod");
     assert!(judge(&s, Direction::Ingress, a, Peer::Pod(b, b.ips[0]), 80, "TCP", T).is_err(), "changed at 150 s");

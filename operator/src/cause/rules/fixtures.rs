@@ -19,6 +19,9 @@ pub const DB_IP: &str = "10.244.0.30";
 pub const WEB_SVC: &str = "10.96.0.50";
 pub const NODE_IP: &str = "192.0.2.2";
 
+/// When the watch saw the objects: long after they were made (their times are settled to the second's end).
+pub const LATER: Timestamp = Timestamp(u64::MAX);
+
 pub fn at(secs: u64) -> Timestamp {
     Timestamp(secs * 1_000_000_000)
 }
@@ -49,20 +52,23 @@ pub fn shop() -> State {
     let mut s = State { cluster_domain: "cluster.local".into(), ..State::default() };
     for ns in ["shop", "orders", "default", "kube-system"] {
         let labels = [("kubernetes.io/metadata.name".to_owned(), ns.to_owned())].into_iter().collect();
-        s.apply_namespace(ns.into(), NamespaceState { labels, created: at(0), gone: None });
+        s.apply_namespace(ns.into(), NamespaceState { labels, created: at(0), gone: None }, LATER);
     }
-    s.apply_pod(pod("shop", "web", "web", WEB_IP, &[("http", 8080)]));
-    s.apply_pod(pod("shop", "db", "db", DB_IP, &[("pg", 5432)]));
-    s.apply_pod(pod("orders", "cart", "cart", CART_IP, &[]));
-    s.apply_service(ServiceState {
-        namespace: "shop".into(),
-        name: "web".into(),
-        cluster_ips: vec![ip(WEB_SVC)],
-        selector: Some([("app".to_owned(), "web".to_owned())].into_iter().collect()),
-        ports: vec![ServicePort { name: None, port: 80, protocol: "TCP".into(), target: Target::Number(8080) }],
-        created: at(1),
-        gone: None,
-    });
+    s.apply_pod(pod("shop", "web", "web", WEB_IP, &[("http", 8080)]), LATER);
+    s.apply_pod(pod("shop", "db", "db", DB_IP, &[("pg", 5432)]), LATER);
+    s.apply_pod(pod("orders", "cart", "cart", CART_IP, &[]), LATER);
+    s.apply_service(
+        ServiceState {
+            namespace: "shop".into(),
+            name: "web".into(),
+            cluster_ips: vec![ip(WEB_SVC)],
+            selector: Some([("app".to_owned(), "web".to_owned())].into_iter().collect()),
+            ports: vec![ServicePort { name: None, port: 80, protocol: "TCP".into(), target: Target::Number(8080) }],
+            created: at(1),
+            gone: None,
+        },
+        LATER,
+    );
     s
 }
 
@@ -79,7 +85,7 @@ impl State {
         let mut p = PolicyState::from_policy(&np, created);
         p.created = created;
         p.changed = created;
-        self.apply_policy(p);
+        self.apply_policy(p, LATER);
         self
     }
 

@@ -38,6 +38,9 @@ pub enum Failure {
     Timeout,
     /// ICMP port unreachable (kube-proxy's REJECT of a Service without endpoints, a closed UDP port).
     PortUnreachable,
+    /// The SYN was answered by an ICMP error (its own entry says which): a firewall's or kube-proxy's
+    /// REJECT, as seen on the connection.
+    Unreachable,
     /// ICMP administratively prohibited (a firewall's REJECT).
     Prohibited,
     /// An established connection reset.
@@ -58,7 +61,11 @@ pub struct Attempt {
     pub failure: Failure,
     /// The client is the node itself (the kubelet, a host-network pod).
     pub from_node: bool,
+    /// When it was tried (the entry's time).
     pub at: Timestamp,
+    /// When it was known to have failed: for a request left unanswered, when the connection ended or the
+    /// timer fired, not when the request was sent.
+    pub decided: Timestamp,
 }
 
 impl Attempt {
@@ -86,11 +93,13 @@ impl Attempt {
                 failure,
                 from_node,
                 at: e.timestamp,
+                decided: e.timestamp,
             });
         }
         let failure = match (error.kind, e.tcp.as_ref().map(|t| (t.state, t.reason))) {
             (ErrorType::Connection, Some((TcpState::SynSent, Some(SynReason::Refused)))) => Failure::Refused,
             (ErrorType::Connection, Some((TcpState::SynSent, Some(SynReason::Timeout)))) => Failure::Timeout,
+            (ErrorType::Connection, Some((TcpState::SynSent, Some(SynReason::Unreachable)))) => Failure::Unreachable,
             (ErrorType::Connection, Some((TcpState::Reset, _))) => Failure::Reset,
             (ErrorType::PairNotFound, _) => Failure::Half,
             _ => return None,
@@ -104,6 +113,7 @@ impl Attempt {
             failure,
             from_node,
             at: e.timestamp,
+            decided: e.timestamp.plus_millis(e.elapsed_time.max(0.0) as u64),
         })
     }
 }

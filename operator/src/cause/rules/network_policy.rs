@@ -1,5 +1,5 @@
-//! `NetworkPolicyDenied`: a connection attempt that failed — unanswered, refused, or refused by an
-//! ICMP administratively-prohibited — between ends the policies in force at the time do not let talk:
+//! `NetworkPolicyDenied`: a connection attempt that failed — unanswered, refused, or rejected with an
+//! ICMP error (kube-router's REJECT answers port-unreachable) — between ends the policies in force at the time do not let talk:
 //! the destination pod's ingress, or the source pod's egress, is isolated and no rule admits this peer,
 //! port and protocol. The node's own traffic is not judged (enforcers let the kubelet through).
 
@@ -12,7 +12,8 @@ use crate::cause::state::{PodState, State};
 
 pub fn explain(e: &Entry, s: &State) -> Verdict {
     let Some(a) = Attempt::of(e) else { return Ok(None) };
-    if !matches!(a.failure, Failure::Timeout | Failure::Refused | Failure::Prohibited) || a.from_node {
+    let rejected = matches!(a.failure, Failure::Prohibited | Failure::PortUnreachable | Failure::Unreachable);
+    if !(rejected || matches!(a.failure, Failure::Timeout | Failure::Refused)) || a.from_node {
         return Ok(None);
     }
     let Some(server) = s.pod_at(&a.server, a.at) else { return Ok(None) };
@@ -85,6 +86,7 @@ fn cause(dir: Direction, pod: &PodState, j: &Judgement<'_>, peer: &str, a: &Atte
 mod tests {
     use super::*;
     use crate::cause::rules::fixtures::*;
+    use faultline_model::Timestamp;
 
     #[test]
     fn a_syn_timeout_into_a_pod_a_policy_isolates_names_the_policy() {
@@ -119,6 +121,25 @@ mod tests {
         assert_eq!(explain(&syn_timeout(CART_IP, WEB_IP, 8080), &s), Ok(None));
         let s = shop().with_policy_at("shop", "early", r#"{"podSelector": {}}"#, at(50));
         assert!(explain(&syn_timeout(CART_IP, WEB_IP, 8080), &s).expect("known").is_some());
+    }
+
+    #[test]
+    fn a_policy_created_in_the_errors_second_but_seen_after_it_did_not_cause_it() {
+        // Found on the real node: the policy created 0.2 s after the failure says it was created in the
+        // same second (the API keeps seconds); the watch saw it after the error.
+        let mut s = shop();
+        let np: k8s_openapi::api::networking::v1::NetworkPolicy = serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "shop", "name": "late", "creationTimestamp": "1970-01-01T00:01:40Z"},
+            "spec": {"podSelector": {}}
+        }))
+        .expect("a policy");
+        let seen = Timestamp(100_300_000_000);
+        s.apply_policy(crate::cause::state::PolicyState::from_policy(&np, seen), seen);
+        let mut e = syn_timeout(CART_IP, WEB_IP, 8080);
+        e.timestamp = Timestamp(100_100_000_000);
+        assert_eq!(explain(&e, &s), Ok(None));
+        e.timestamp = Timestamp(100_400_000_000);
+        assert!(explain(&e, &s).expect("known").is_some(), "after the watch saw it, it was in force");
     }
 
     #[test]

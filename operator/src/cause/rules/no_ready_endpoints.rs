@@ -12,7 +12,7 @@ use crate::cause::state::{State, Target};
 
 pub fn explain(e: &Entry, s: &State) -> Verdict {
     let Some(a) = Attempt::of(e) else { return Ok(None) };
-    if !matches!(a.failure, Failure::Refused | Failure::PortUnreachable | Failure::Timeout) {
+    if !matches!(a.failure, Failure::Refused | Failure::PortUnreachable | Failure::Unreachable | Failure::Timeout) {
         return Ok(None);
     }
     // Reached the ClusterIP itself: no DNAT to a pod happened.

@@ -4,7 +4,7 @@
 //! OOM kill, a crash). The server's end is asked first.
 
 use faultline_model::cause::{Cause, CauseReason, ObjectRef};
-use faultline_model::Entry;
+use faultline_model::{Entry, Timestamp};
 
 use super::{ms_between, Attempt, Failure, Verdict};
 use crate::cause::state::{PodState, State};
@@ -12,19 +12,21 @@ use crate::cause::state::{PodState, State};
 /// How close to the error a container's end must be to explain it.
 const AROUND_MS: f64 = 2_000.0;
 
-/// The pods at the ends of an error that a pod's life can explain, the server's first.
-fn ends<'a>(e: &Entry, s: &'a State) -> Vec<&'a PodState> {
-    let Some(a) = Attempt::of(e) else { return Vec::new() };
+/// The pods at the ends of an error that a pod's life can explain, the server's first, and when the
+/// error was decided (a request left unanswered fails when its connection ends, not when it was sent).
+fn ends<'a>(e: &Entry, s: &'a State) -> (Vec<&'a PodState>, Timestamp) {
+    let Some(a) = Attempt::of(e) else { return (Vec::new(), e.timestamp) };
     if !matches!(a.failure, Failure::Reset | Failure::Refused | Failure::Half) {
-        return Vec::new();
+        return (Vec::new(), a.decided);
     }
-    [a.server, a.client].iter().filter_map(|ip| s.pod_at(ip, a.at)).collect()
+    ([a.server, a.client].iter().filter_map(|ip| s.pod_at(ip, a.at)).collect(), a.decided)
 }
 
 pub fn terminating(e: &Entry, s: &State) -> Verdict {
-    for pod in ends(e, s) {
-        let Some(began) = pod.deleting.filter(|d| *d <= e.timestamp) else { continue };
-        let before = e.timestamp.millis_since(began) / 1000.0;
+    let (pods, decided) = ends(e, s);
+    for pod in pods {
+        let Some(began) = pod.deleting.filter(|d| *d <= decided) else { continue };
+        let before = decided.millis_since(began) / 1000.0;
         let by = match (&pod.disruption, &pod.owner) {
             (Some(reason), _) => format!("evicted ({reason})"),
             (None, Some((kind, name))) => format!("owner {kind} {}/{name}", pod.namespace),
@@ -40,7 +42,7 @@ pub fn terminating(e: &Entry, s: &State) -> Verdict {
         }
         let evidence = vec![
             format!("pod {}/{}: deletion began at {began}", pod.namespace, pod.name),
-            format!("the error at {}", e.timestamp),
+            format!("the error at {decided}"),
         ];
         return Ok(Some(Cause { reason: CauseReason::PodTerminating, message, objects, evidence }));
     }
@@ -48,19 +50,20 @@ pub fn terminating(e: &Entry, s: &State) -> Verdict {
 }
 
 pub fn restarted(e: &Entry, s: &State) -> Verdict {
-    for pod in ends(e, s) {
+    let (pods, decided) = ends(e, s);
+    for pod in pods {
         let near = pod
             .terminations
             .iter()
-            .filter(|t| ms_between(t.finished, e.timestamp) <= AROUND_MS)
-            .min_by(|x, y| ms_between(x.finished, e.timestamp).total_cmp(&ms_between(y.finished, e.timestamp)));
+            .filter(|t| ms_between(t.finished, decided) <= AROUND_MS)
+            .min_by(|x, y| ms_between(x.finished, decided).total_cmp(&ms_between(y.finished, decided)));
         let Some(t) = near else { continue };
         let how = match &t.reason {
             Some(r) => format!("{r} (exit {})", t.exit_code),
             None => format!("exit {}", t.exit_code),
         };
-        let gap = ms_between(t.finished, e.timestamp) / 1000.0;
-        let when = if t.finished <= e.timestamp { "before" } else { "after" };
+        let gap = ms_between(t.finished, decided) / 1000.0;
+        let when = if t.finished <= decided { "before" } else { "after" };
         let message = format!(
             "container {} of pod {}/{} terminated {gap:.1} s {when} the error: {how}",
             t.container, pod.namespace, pod.name
@@ -68,7 +71,7 @@ pub fn restarted(e: &Entry, s: &State) -> Verdict {
         let objects = vec![ObjectRef::new("Pod", Some(&pod.namespace), &pod.name)];
         let evidence = vec![
             format!("container {} terminated at {}: {how}", t.container, t.finished),
-            format!("the error at {}", e.timestamp),
+            format!("the error at {decided}"),
         ];
         return Ok(Some(Cause { reason: CauseReason::ContainerRestarted, message, objects, evidence }));
     }
@@ -98,6 +101,16 @@ mod tests {
     }
 
     #[test]
+    fn a_request_sent_before_the_deletion_and_cut_by_it() {
+        // Sent at 100 s, the connection closed under it 3 s later — after the deletion began at 102 s.
+        let s = shop().edit_pod("shop", "web", |p| p.deleting = Some(at(102)));
+        let mut e = half(CART_IP, WEB_IP, 8080);
+        e.elapsed_time = 3_000.0;
+        let c = terminating(&e, &s).expect("known").expect("a cause");
+        assert!(c.message.contains("began 1.0 s before the error"), "{}", c.message);
+    }
+
+    #[test]
     fn no_termination_cause_before_the_deletion_or_on_a_syn_timeout() {
         let later = shop().edit_pod("shop", "web", |p| p.deleting = Some(at(101)));
         assert_eq!(terminating(&reset(CART_IP, WEB_IP, 8080), &later), Ok(None), "deleted after the error");
@@ -124,6 +137,4 @@ mod tests {
         assert_eq!(restarted(&reset(CART_IP, WEB_IP, 8080), &oom(at(97))), Ok(None), "3 s before: another story");
         assert_eq!(restarted(&reset(CART_IP, WEB_IP, 8080), &shop()), Ok(None));
     }
-
-    use faultline_model::Timestamp;
 }

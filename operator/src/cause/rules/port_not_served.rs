@@ -1,6 +1,7 @@
 //! `PortNotServed`: a refused connection to a port the pod does not declare while it declares others —
-//! nothing listens where the client knocked — or through a Service whose `targetPort` no selected pod
-//! declares (a named target no container has, or a number none listens on). A pod that declares no
+//! nothing listens where the client knocked — or a connection through a Service whose `targetPort` no
+//! selected pod declares (a named target no container has, or a number none listens on): refused after
+//! translation, or — never translated — rejected or unanswered at the ClusterIP. A pod that declares no
 //! port at all proves nothing (declaring is optional).
 
 use faultline_model::cause::{Cause, CauseReason, ObjectRef};
@@ -11,11 +12,15 @@ use crate::cause::state::{PodState, State, Target};
 
 pub fn explain(e: &Entry, s: &State) -> Verdict {
     let Some(a) = Attempt::of(e) else { return Ok(None) };
-    if !matches!(a.failure, Failure::Refused | Failure::PortUnreachable) {
+    let refused = matches!(a.failure, Failure::Refused | Failure::PortUnreachable);
+    // Through a Service: the client's address for it (seen before DNAT), or the ClusterIP itself — where,
+    // with no endpoint to translate to, any failure (a REJECT, or a SYN routed nowhere) is explained.
+    let addressed = e.service.as_ref().map(|r| (r.ip, r.port)).unwrap_or((a.server, a.port));
+    let untranslated = s.service_at(&a.server, a.at).is_some();
+    let failed = refused || (untranslated && matches!(a.failure, Failure::Timeout | Failure::Unreachable));
+    if !failed {
         return Ok(None);
     }
-    // Through a Service: the client's address for it (seen before DNAT), or the ClusterIP itself.
-    let addressed = e.service.as_ref().map(|r| (r.ip, r.port)).unwrap_or((a.server, a.port));
     if let Some(svc) = s.service_at(&addressed.0, a.at) {
         let Some(port) = svc.ports.iter().find(|p| p.port == addressed.1 && p.protocol == a.protocol) else {
             return Ok(None);
@@ -47,7 +52,7 @@ pub fn explain(e: &Entry, s: &State) -> Verdict {
             declared.iter().map(|p| format!("pod {}/{} declares {}", p.namespace, p.name, list_ports(p))).collect();
         return Ok(Some(Cause { reason: CauseReason::PortNotServed, message, objects, evidence }));
     }
-    let Some(pod) = s.pod_at(&a.server, a.at) else { return Ok(None) };
+    let Some(pod) = s.pod_at(&a.server, a.at).filter(|_| refused) else { return Ok(None) };
     let mine: Vec<_> = pod.ports.iter().filter(|p| p.protocol == a.protocol).collect();
     if mine.is_empty() || pod.declares(a.port, a.protocol) {
         return Ok(None);
@@ -107,5 +112,10 @@ mod tests {
         let number = shop().edit_service(|s| s.ports[0].target = Target::Number(8081));
         assert!(explain(&refused_at_service(CART_IP), &number).expect("known").is_some());
         assert_eq!(explain(&refused_at_service(CART_IP), &shop()), Ok(None), "8080 is declared");
+        // Never translated, the SYN went nowhere (an enforcer accepted it before kube-proxy's REJECT).
+        let mut timeout = syn_timeout(CART_IP, WEB_SVC, 80);
+        timeout.service = refused_at_service(CART_IP).service;
+        assert!(explain(&timeout, &named).expect("known").is_some());
+        assert_eq!(explain(&syn_timeout(CART_IP, WEB_IP, 9090), &shop()), Ok(None), "a pod's timeout is no refusal");
     }
 }
