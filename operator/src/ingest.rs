@@ -191,30 +191,39 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
     let named = ingest.cluster.names.name(&tap, &node, &batch.node_addresses, entries, reporting);
     ingest.metrics.entries_not_counted(named.elsewhere, named.unwatched, named.unready_probed);
     batch.entries = named.kept;
-    let mut explained = ingest.cluster.causes.explain(&mut batch.entries);
-    if let Some(wait) = ingest.cluster.causes.settle(&batch.entries, crate::clock::now()) {
-        // The state may not have caught up with errors this fresh (a container's death is reported a
-        // relist later): ask once more when it has.
-        tokio::time::sleep(wait).await;
-        let again = ingest.cluster.causes.explain(&mut batch.entries);
-        explained.causes += again.causes;
-        explained.unknown = again.unknown;
-    }
+    let explained = ingest.cluster.causes.explain(&mut batch.entries);
     ingest.metrics.causes(&explained);
+    // The state may not have caught up with errors this fresh (a container's death is reported a relist
+    // later): those are held back and asked again, the rest of the batch goes on now.
+    let held = ingest.cluster.causes.hold_unsettled(&mut batch.entries, crate::clock::now());
     let kept: std::collections::HashSet<&str> = batch.entries.iter().map(|e| e.id.as_str()).collect();
     batch.pcaps.retain(|id, _| kept.contains(id.as_str()));
     drop(kept);
     match ingest.store.ingest(&tap, batch, crate::clock::now()) {
         Accepted::New(entries) => {
-            let n = entries.len();
-            ingest.views.observe(&entries);
-            ingest.metrics.entries.observe(&entries);
-            ingest.metrics.entries_ingested.inc_by(n as u64);
+            let n = entries.len() + held.as_ref().map_or(0, |(h, _)| h.len());
+            counted(&ingest, &entries);
+            if let Some((mut held, wait)) = held {
+                let ingest = ingest.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    ingest.metrics.causes(&ingest.cluster.causes.explain(&mut held));
+                    let entries = ingest.store.add_later(held);
+                    counted(&ingest, &entries);
+                });
+            }
             tracing::debug!(%tap, %node, entries = n, "batch accepted");
             answer(StatusCode::OK, format!("accepted {n}\n"))
         }
         Accepted::Duplicate => answer(StatusCode::OK, "duplicate batch ignored\n"),
     }
+}
+
+/// Stored entries, counted where they are counted: the views, the metrics.
+fn counted(ingest: &Ingest, entries: &[std::sync::Arc<faultline_model::Entry>]) {
+    ingest.views.observe(entries);
+    ingest.metrics.entries.observe(entries);
+    ingest.metrics.entries_ingested.inc_by(entries.len() as u64);
 }
 
 #[cfg(test)]

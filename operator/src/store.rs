@@ -78,7 +78,6 @@ impl Store {
                 g.nodes.insert(key, r);
             }
         }
-        let mut added = Vec::with_capacity(batch.entries.len());
         for (id, pcap) in std::mem::take(&mut batch.pcaps) {
             g.pcap_bytes += pcap.len();
             g.pcaps.insert(id.clone(), Arc::new(pcap));
@@ -90,7 +89,19 @@ impl Store {
                 g.pcap_bytes -= p.len();
             }
         }
-        for mut e in batch.entries {
+        Accepted::New(self.push(&mut g, batch.entries))
+    }
+
+    /// Entries of a batch already accepted, held back until the cluster's state settled (their cause
+    /// asked again): stored now, with the recordings their batch brought.
+    pub fn add_later(&self, entries: Vec<Entry>) -> Vec<Arc<Entry>> {
+        let Ok(mut g) = self.inner.lock() else { return Vec::new() };
+        self.push(&mut g, entries)
+    }
+
+    fn push(&self, g: &mut Inner, entries: Vec<Entry>) -> Vec<Arc<Entry>> {
+        let mut added = Vec::with_capacity(entries.len());
+        for mut e in entries {
             if g.pcaps.contains_key(&e.id) {
                 e.pcap = Some(pcap_path(&e.id));
             }
@@ -105,7 +116,7 @@ impl Store {
             g.evicted += 1;
         }
         self.head.send_replace(g.next_seq - 1);
-        Accepted::New(added)
+        added
     }
 
     /// At most `max` entries numbered after `cursor` (and the cursor to pass next time), oldest first, and how many after `cursor` the
@@ -197,6 +208,20 @@ mod tests {
         let Since { entries: new, cursor, .. } = s.since_bounded(cursor, usize::MAX);
         assert_eq!((new.len(), cursor), (1, 6));
         assert_eq!(s.node_reports().len(), 1, "one (tapconfig, node)");
+    }
+
+    #[test]
+    fn entries_held_back_join_later_with_their_batchs_recording() {
+        let s = Store::new(100);
+        let mut b = batch("a", 1, 1);
+        b.pcaps.insert("held".into(), vec![1, 2, 3]);
+        let mut held = b.entries[0].clone();
+        held.id = "held".into();
+        assert!(matches!(s.ingest("t", b, Timestamp(1)), Accepted::New(v) if v.len() == 1));
+        let later = s.add_later(vec![held]);
+        assert_eq!(later[0].pcap.as_deref(), Some("/api/v1/entries/held/pcap"));
+        let Since { entries, cursor, .. } = s.since_bounded(0, usize::MAX);
+        assert_eq!((entries.len(), cursor), (2, 2), "a reader sees it as new");
     }
 
     #[test]

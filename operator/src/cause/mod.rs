@@ -16,8 +16,8 @@ use faultline_model::{Entry, Timestamp};
 
 /// How long after an error the state may still be catching up with it: the kubelet reports a container
 /// that died (an OOM kill) on its next relist, about a second after the resets it caused — and an agent
-/// may report those resets sooner. An error about a pod that found no cause is asked again once this
-/// long has passed since it happened.
+/// may report those resets sooner. An error about a pod that found no cause is held back (the rest of its
+/// batch goes on at once) and asked again once this long has passed since it happened.
 pub const SETTLE: Duration = Duration::from_millis(2_500);
 
 pub use state::State;
@@ -47,17 +47,24 @@ impl Explainer {
         Explainer { state: Arc::new(RwLock::new(state)) }
     }
 
-    /// How long to wait before asking again about errors that found no cause and may yet: errors about a
-    /// pod, younger than `SETTLE` at `now`. `None`: nothing to wait for.
-    pub fn settle(&self, entries: &[Entry], now: Timestamp) -> Option<Duration> {
-        let settled = entries
-            .iter()
-            .filter(|e| e.error.is_some() && e.cause.is_none())
-            .filter(|e| e.src.namespace.is_some() || e.dst.namespace.is_some())
-            .map(|e| e.timestamp.plus_millis(SETTLE.as_millis() as u64))
-            .max()?;
-        let wait = Duration::from_nanos(settled.nanos().saturating_sub(now.nanos()));
-        (!wait.is_zero()).then(|| wait.min(SETTLE))
+    /// Takes out of `entries` the errors that found no cause and may yet — errors about a pod, younger
+    /// than `SETTLE` at `now` — with how long to wait before asking again. `None`: nothing to hold back.
+    pub fn hold_unsettled(&self, entries: &mut Vec<Entry>, now: Timestamp) -> Option<(Vec<Entry>, Duration)> {
+        let settle_ms = SETTLE.as_millis() as u64;
+        let unsettled = |e: &Entry| {
+            e.error.is_some()
+                && e.cause.is_none()
+                && (e.src.namespace.is_some() || e.dst.namespace.is_some())
+                && e.timestamp.plus_millis(settle_ms) > now
+        };
+        if !entries.iter().any(unsettled) {
+            return None;
+        }
+        let (held, rest): (Vec<Entry>, Vec<Entry>) = std::mem::take(entries).into_iter().partition(unsettled);
+        *entries = rest;
+        let settled = held.iter().map(|e| e.timestamp.plus_millis(settle_ms)).max()?;
+        let wait = Duration::from_nanos(settled.nanos().saturating_sub(now.nanos())).min(SETTLE);
+        Some((held, wait))
     }
 
     /// Gives each error entry the first cause a rule finds.
@@ -115,18 +122,19 @@ mod tests {
     }
 
     #[test]
-    fn fresh_errors_about_a_pod_without_a_cause_are_asked_again_once_the_state_settles() {
+    fn fresh_errors_about_a_pod_without_a_cause_are_held_until_the_state_settles() {
         let x = Explainer::with(shop());
-        let mut e = reset(CART_IP, WEB_IP, 8080);
-        e.dst.namespace = Some("shop".into());
-        let now = Timestamp(e.timestamp.nanos() + 1_000_000_000);
-        assert_eq!(x.settle(std::slice::from_ref(&e), now), Some(Duration::from_millis(1_500)));
-        let later = Timestamp(e.timestamp.nanos() + 3_000_000_000);
-        assert_eq!(x.settle(std::slice::from_ref(&e), later), None, "settled already");
-        let mut outside = e.clone();
+        let mut about_a_pod = reset(CART_IP, WEB_IP, 8080);
+        about_a_pod.dst.namespace = Some("shop".into());
+        let mut outside = about_a_pod.clone();
         outside.dst.namespace = None;
-        assert_eq!(x.settle(&[outside], now), None, "no pod: nothing will change");
-        e.error = None;
-        assert_eq!(x.settle(&[e], now), None, "no error");
+        let mut fine = about_a_pod.clone();
+        fine.error = None;
+        let now = Timestamp(about_a_pod.timestamp.nanos() + 1_000_000_000);
+        let mut batch = vec![about_a_pod.clone(), outside, fine];
+        let (held, wait) = x.hold_unsettled(&mut batch, now).expect("one held back");
+        assert_eq!((held.len(), batch.len(), wait), (1, 2, Duration::from_millis(1_500)));
+        let later = Timestamp(about_a_pod.timestamp.nanos() + 3_000_000_000);
+        assert_eq!(x.hold_unsettled(&mut vec![about_a_pod], later), None, "settled already");
     }
 }
