@@ -153,8 +153,9 @@ async fn run(args: Args) -> Result<(), String> {
     });
     let events = Arc::new(events::Events::new(client.clone(), identity.clone(), metrics.clone()));
     let views = Arc::new(errorview::live::Views::new(events.clone(), args.namespace.clone()));
-    let names = naming::Names::start(client.clone());
-    let causes = Arc::new(cause::Explainer::start(client.clone(), args.cluster_domain.clone()));
+    let (causes, pods, services) = cause::Explainer::start(client.clone(), args.cluster_domain.clone());
+    let causes = Arc::new(causes);
+    let names = naming::Names::start(client.clone(), pods, services);
     let ingest = ingest::Ingest::new(
         client.clone(),
         args.namespace.clone(),

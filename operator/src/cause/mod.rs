@@ -35,11 +35,20 @@ pub struct Explainer {
 }
 
 impl Explainer {
-    /// Starts the watches; until each has listed, errors get no cause (counted as unknown).
-    pub fn start(client: kube::Client, cluster_domain: String) -> Explainer {
+    /// Starts the watches of NetworkPolicies and Namespaces, and returns what feeds the state from the
+    /// naming module's watches of Pods and Services; until each has listed, errors get no cause
+    /// (counted as unknown).
+    pub fn start(
+        client: kube::Client,
+        cluster_domain: String,
+    ) -> (
+        Explainer,
+        crate::naming::Also<k8s_openapi::api::core::v1::Pod>,
+        crate::naming::Also<k8s_openapi::api::core::v1::Service>,
+    ) {
         let state = Arc::new(RwLock::new(State { cluster_domain, ..State::default() }));
-        watch::start(client, state.clone());
-        Explainer { state }
+        let (pods, services) = watch::start(client, state.clone());
+        (Explainer { state }, pods, services)
     }
 
     #[cfg(test)]

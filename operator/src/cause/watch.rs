@@ -1,5 +1,6 @@
-//! The watches that keep `State`: Pods, Services, NetworkPolicies and Namespaces, cluster-wide. An
-//! object deleted is kept (marked gone) for `GONE_FOR_MS`: its errors arrive after it.
+//! What keeps `State`: Pods, Services, NetworkPolicies and Namespaces, cluster-wide — Pods and Services
+//! from the naming module's own watches (fed through `Also`), the others watched here. An object
+//! deleted is kept (marked gone) for `GONE_FOR_MS`: its errors arrive after it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
@@ -13,6 +14,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use super::state::{NamespaceState, PodState, PolicyState, ServiceState, State, Synced};
 use crate::clock::now;
+use crate::naming::Also;
 
 /// How one kind updates the state.
 trait Kind: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static {
@@ -75,45 +77,103 @@ impl Kind for Namespace {
     }
 }
 
-pub fn start(client: Client, state: Arc<RwLock<State>>) {
-    tokio::spawn(follow::<Pod>(Api::all(client.clone()), state.clone()));
-    tokio::spawn(follow::<Service>(Api::all(client.clone()), state.clone()));
+/// Pods and Services come from the naming module's watches (one watch of each kind on the API server);
+/// NetworkPolicies and Namespaces are watched here.
+pub fn start(client: Client, state: Arc<RwLock<State>>) -> (Also<Pod>, Also<Service>) {
     tokio::spawn(follow::<NetworkPolicy>(Api::all(client.clone()), state.clone()));
-    tokio::spawn(follow::<Namespace>(Api::all(client), state));
+    tokio::spawn(follow::<Namespace>(Api::all(client), state.clone()));
+    let mut pods = Follower::<Pod>::new(state.clone());
+    let mut services = Follower::<Service>::new(state);
+    (Some(Box::new(move |ev| pods.on(ev))), Some(Box::new(move |ev| services.on(ev))))
 }
 
 async fn follow<K: Kind>(api: Api<K>, state: Arc<RwLock<State>>) {
-    let key = |o: &K| (o.namespace().unwrap_or_default(), o.name_any());
     let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
-    let mut listed: HashSet<(String, String)> = HashSet::new();
-    let mut known: HashSet<(String, String)> = HashSet::new();
+    let mut follower = Follower::<K>::new(state);
     while let Some(ev) = stream.next().await {
-        let Ok(mut s) = state.write() else { return };
         match ev {
-            Ok(Event::Init) => listed.clear(),
-            Ok(Event::InitApply(o)) => {
-                listed.insert(key(&o));
-                K::apply(&mut s, &o);
+            Ok(ev) => follower.on(&ev),
+            Err(e) => tracing::warn!(error = %e, what = K::WHAT, "cause watch error (retrying)"),
+        }
+    }
+}
+
+/// One kind's events applied to the state, re-lists included: what a re-list no longer has was deleted
+/// while the watch was away.
+struct Follower<K> {
+    state: Arc<RwLock<State>>,
+    listed: HashSet<(String, String)>,
+    known: HashSet<(String, String)>,
+    kind: std::marker::PhantomData<K>,
+}
+
+impl<K: Kind> Follower<K> {
+    fn new(state: Arc<RwLock<State>>) -> Follower<K> {
+        Follower { state, listed: HashSet::new(), known: HashSet::new(), kind: std::marker::PhantomData }
+    }
+
+    fn on(&mut self, ev: &Event<K>) {
+        let key = |o: &K| (o.namespace().unwrap_or_default(), o.name_any());
+        let Ok(mut s) = self.state.write() else { return };
+        match ev {
+            Event::Init => self.listed.clear(),
+            Event::InitApply(o) => {
+                self.listed.insert(key(o));
+                K::apply(&mut s, o);
             }
-            Ok(Event::InitDone) => {
-                // What a re-list no longer has was deleted while the watch was away.
-                for (ns, name) in known.difference(&listed) {
+            Event::InitDone => {
+                for (ns, name) in self.known.difference(&self.listed) {
                     K::delete(&mut s, ns, name);
                 }
-                known = std::mem::take(&mut listed);
+                self.known = std::mem::take(&mut self.listed);
                 K::synced(&mut s.synced);
                 s.prune(now());
             }
-            Ok(Event::Apply(o)) => {
-                known.insert(key(&o));
-                K::apply(&mut s, &o);
+            Event::Apply(o) => {
+                self.known.insert(key(o));
+                K::apply(&mut s, o);
             }
-            Ok(Event::Delete(o)) => {
-                let (ns, name) = key(&o);
+            Event::Delete(o) => {
+                let (ns, name) = key(o);
                 K::delete(&mut s, &ns, &name);
-                known.remove(&(ns, name));
+                self.known.remove(&(ns, name));
             }
-            Err(e) => tracing::warn!(error = %e, what = K::WHAT, "cause watch error (retrying)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, ip: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "shop", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"containers": []},
+            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]},
+        }))
+        .expect("a pod")
+    }
+
+    #[test]
+    fn a_relist_that_no_longer_has_a_pod_marks_it_gone_and_the_kind_synced() {
+        let state = Arc::new(RwLock::new(State::default()));
+        let mut f = Follower::<Pod>::new(state.clone());
+        f.on(&Event::Init);
+        f.on(&Event::InitApply(pod("a", "10.0.0.1")));
+        f.on(&Event::InitApply(pod("b", "10.0.0.2")));
+        f.on(&Event::InitDone);
+        let gone = |name: &str| {
+            state.read().expect("lock").pods.get(&("shop".to_owned(), name.to_owned())).map(|p| p.gone.is_some())
+        };
+        assert!(state.read().expect("lock").synced.pods);
+        assert_eq!((gone("a"), gone("b")), (Some(false), Some(false)));
+        // The watch was away while b was deleted: the next re-list says so.
+        f.on(&Event::Init);
+        f.on(&Event::InitApply(pod("a", "10.0.0.1")));
+        f.on(&Event::InitDone);
+        assert_eq!((gone("a"), gone("b")), (Some(false), Some(true)));
+        f.on(&Event::Delete(pod("a", "10.0.0.1")));
+        assert_eq!(gone("a"), Some(true));
     }
 }

@@ -18,7 +18,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 
-pub use watch::{PodRef, ServiceName};
+pub use watch::{Also, PodRef, ServiceName};
 
 use crate::tapconfig::build::{label_value, TAPCONFIG_LABEL};
 
@@ -53,8 +53,14 @@ pub struct Names {
 }
 
 impl Names {
-    /// Starts the watches; `ready()` once each has listed.
-    pub fn start(client: Client) -> Arc<Names> {
+    /// Starts the watches; `ready()` once each has listed. `pods_too` and `services_too` are fed every
+    /// event of the pod and Service watches (the causes' state), so that the API server serves one watch
+    /// of each, not two.
+    pub fn start(
+        client: Client,
+        pods_too: watch::Also<k8s_openapi::api::core::v1::Pod>,
+        services_too: watch::Also<k8s_openapi::api::core::v1::Service>,
+    ) -> Arc<Names> {
         let names = Arc::new(Names::default());
         tokio::spawn(watch::watch_index(
             Api::all(client.clone()),
@@ -64,6 +70,7 @@ impl Names {
             Some(names.gone.clone()),
             names.pods_synced.clone(),
             "pod",
+            pods_too,
         ));
         tokio::spawn(watch::watch_index(
             Api::all(client.clone()),
@@ -73,6 +80,7 @@ impl Names {
             None,
             names.services_synced.clone(),
             "service",
+            services_too,
         ));
         tokio::spawn(watch::watch_index(
             Api::all(client.clone()),
@@ -82,6 +90,7 @@ impl Names {
             None,
             names.agents_synced.clone(),
             "agent pod",
+            None,
         ));
         tokio::spawn(watch_tapconfigs(Api::all(client), names.clone()));
         names

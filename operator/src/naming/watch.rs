@@ -253,6 +253,11 @@ pub fn bury<Key: Eq + Hash, V>(gone: &Gone<Key, V>, entries: Vec<(Key, V)>, now:
 /// Keeps `map` equal to what the objects of `api` (those `config` selects) say; `synced` once it has
 /// listed them. What a deleted object held goes to `gone`, if given (its last state: the object as
 /// deleted, else as last seen).
+/// Something else fed by the same watch (the causes' state reads every pod too): one watch on the API
+/// server instead of two.
+pub type Also<K> = Option<Box<dyn FnMut(&Event<K>) + Send>>;
+
+#[allow(clippy::too_many_arguments)]
 pub async fn watch_index<K, Key, V>(
     api: Api<K>,
     config: watcher::Config,
@@ -261,6 +266,7 @@ pub async fn watch_index<K, Key, V>(
     gone: Option<Gone<Key, V>>,
     synced: Arc<AtomicBool>,
     what: &'static str,
+    mut also: Also<K>,
 ) where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     Key: Eq + Hash + Clone + Send + Sync + 'static,
@@ -270,6 +276,9 @@ pub async fn watch_index<K, Key, V>(
     let id = |o: &K| (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default());
     let mut index = Index::new(map);
     while let Some(ev) = stream.next().await {
+        if let (Some(also), Ok(ev)) = (also.as_mut(), &ev) {
+            also(ev);
+        }
         match ev {
             Ok(Event::Init) => index.relist_start(),
             Ok(Event::InitApply(o)) => index.relisted(id(&o), entries(&o)),
