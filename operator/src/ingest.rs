@@ -193,12 +193,13 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
     batch.entries = named.kept;
     let explained = ingest.cluster.causes.explain(&mut batch.entries);
     ingest.metrics.causes(&explained);
-    // The state may not have caught up with errors this fresh (a container's death is reported a relist
-    // later): those are held back and asked again, the rest of the batch goes on now.
-    let held = ingest.cluster.causes.hold_unsettled(&mut batch.entries, crate::clock::now());
     let kept: std::collections::HashSet<&str> = batch.entries.iter().map(|e| e.id.as_str()).collect();
     batch.pcaps.retain(|id, _| kept.contains(id.as_str()));
     drop(kept);
+    // The state may not have caught up with errors this fresh (a container's death is reported a relist
+    // later): those are held back and asked again, the rest of the batch goes on now — their recordings
+    // are stored with it.
+    let held = ingest.cluster.causes.hold_unsettled(&mut batch.entries, crate::clock::now());
     match ingest.store.ingest(&tap, batch, crate::clock::now()) {
         Accepted::New(entries) => {
             let n = entries.len() + held.as_ref().map_or(0, |(h, _)| h.len());
