@@ -475,3 +475,17 @@ fn tls13_a_servers_close_notify_after_the_client_left_is_no_rejection() {
     let out = sim.finish();
     assert!(out.is_empty(), "{:?}", tls(&out));
 }
+
+/// Found on the real node: the API server closes a connection a client opened, finished its handshake on
+/// and never used — its close_notify comes tens of seconds after the client's flight. A verdict on a
+/// certificate comes at once; this is a close.
+#[test]
+fn tls13_a_servers_close_notify_long_after_the_clients_flight_is_no_rejection() {
+    let mut c = Conv::new();
+    c.tls13("kubernetes.default.svc");
+    c.send(true, &[record(20, &[1]), record(23, &[1; 25]), record(23, &[1; 53])].concat());
+    c.ms += 30_000;
+    c.send(false, &encrypted_alert());
+    let out = c.fins(false);
+    assert!(out.is_empty(), "{:?}", tls(&out));
+}

@@ -24,6 +24,9 @@ const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
 const MAX_RECORD: usize = (1 << 14) + 2048;
 /// The largest TLS 1.3 record that can only be an alert: 2 bytes, the inner content type, a 16-byte tag.
 const ALERT_SIZED: usize = 24;
+/// How soon after the other side's flight a lone alert-sized record is a verdict on it (certificates
+/// are judged at once); later, it is a close.
+const VERDICT_WINDOW_MS: u64 = 3_000;
 
 const CHANGE_CIPHER_SPEC: u8 = 20;
 const ALERT: u8 = 21;
@@ -96,6 +99,8 @@ pub struct TlsDissector {
     /// A warning alert (TLS 1.2's `unrecognized_name`, say) that ends the handshake only if it does not go
     /// on: when, which, from whom.
     warning: Option<(Timestamp, &'static str, Side)>,
+    /// When each side last sent an encrypted record ([client, server]).
+    last_encrypted: [Timestamp; 2],
     /// The handshake is decided: completed, failed, or no longer readable.
     done: bool,
     /// Nothing more is read (the stream stopped making sense as TLS).
@@ -225,15 +230,20 @@ impl TlsDissector {
                 self.dirs[d].handshake.extend_from_slice(body);
                 self.parse_handshake(from_client, ts);
             }
-            (APPLICATION_DATA, _) | (ALERT | HANDSHAKE, _) => self.encrypted_record(from_client, len),
+            (APPLICATION_DATA, _) | (ALERT | HANDSHAKE, _) => self.encrypted_record(from_client, len, ts),
             _ => {}
         }
     }
 
     /// A record that cannot be read: TLS 1.3's encrypted handshake is followed by its sizes; in TLS 1.2
     /// the server's application data ends the handshake.
-    fn encrypted_record(&mut self, from_client: bool, len: usize) {
+    fn encrypted_record(&mut self, from_client: bool, len: usize, ts: Timestamp) {
         let small = len <= ALERT_SIZED;
+        // A verdict on a certificate comes at once; an alert long after the other side's flight is a
+        // server closing a connection left idle (found on the real node: the API server closing a
+        // connection the operator's client opened and never used).
+        let late = ts > self.last_encrypted[usize::from(from_client)].plus_millis(VERDICT_WINDOW_MS);
+        self.last_encrypted[usize::from(!from_client)] = ts;
         let Some(turn) = self.turn else {
             if self.server_hello && !from_client {
                 self.done = true;
@@ -244,6 +254,7 @@ impl TlsDissector {
         let next = match (turn, from_client) {
             (Turn::Over, _) => Turn::Over,
             (Turn::Server, false) => Turn::Server,
+            (Turn::Server, true) if small && late => Turn::Over,
             (Turn::Server, true) => Turn::Client { records: 1, small },
             (Turn::Client { records, .. }, true) => Turn::Client { records: records + 1, small },
             // The client's turn ended with its close_notify after its Finished: it closed, and what the
@@ -251,6 +262,7 @@ impl TlsDissector {
             (Turn::Client { records, small: true }, false) if records > 1 => Turn::Over,
             // Tickets or data from the server after the client's flight: completed.
             (Turn::Client { .. } | Turn::ServerReply { .. }, false) if !small => Turn::Over,
+            (Turn::Client { .. }, false) if late => Turn::Over,
             (Turn::Client { .. }, false) => Turn::ServerReply { records: 1, small },
             (Turn::ServerReply { records, small: last }, false) => {
                 Turn::ServerReply { records: records + 1, small: last }
