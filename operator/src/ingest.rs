@@ -200,6 +200,7 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
     // later): those are held back and asked again, the rest of the batch goes on now — their recordings
     // are stored with it.
     let held = ingest.cluster.causes.hold_unsettled(&mut batch.entries, crate::clock::now());
+    ingest.metrics.causes_not_held(ingest.cluster.causes.take_not_held());
     match ingest.store.ingest(&tap, batch, crate::clock::now()) {
         Accepted::New(entries) => {
             let n = entries.len() + held.as_ref().map_or(0, |(h, _)| h.len());
@@ -209,6 +210,7 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
                 tokio::spawn(async move {
                     tokio::time::sleep(wait).await;
                     ingest.metrics.causes(&ingest.cluster.causes.explain(&mut held));
+                    ingest.cluster.causes.released(held.len());
                     let entries = ingest.store.add_later(held);
                     counted(&ingest, &entries);
                 });
@@ -216,7 +218,13 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
             tracing::debug!(%tap, %node, entries = n, "batch accepted");
             answer(StatusCode::OK, format!("accepted {n}\n"))
         }
-        Accepted::Duplicate => answer(StatusCode::OK, "duplicate batch ignored\n"),
+        Accepted::Duplicate => {
+            // Counted when the batch first came: what was held of it now is not.
+            if let Some((h, _)) = &held {
+                ingest.cluster.causes.released(h.len());
+            }
+            answer(StatusCode::OK, "duplicate batch ignored\n")
+        }
     }
 }
 

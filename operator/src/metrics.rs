@@ -136,7 +136,8 @@ impl Metrics {
         let causes = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "causes",
-            "Error entries given a cause (explained), or not judged for want of cluster state (unknown)",
+            "Error entries given a cause (explained), not judged for want of cluster state (unknown), or not \
+             held back to be asked again because too many were (not_held)",
             causes.clone(),
         );
         Metrics {
@@ -178,6 +179,12 @@ impl Metrics {
             if n > 0 {
                 self.causes.get_or_create(&ReasonLabels { reason }).inc_by(n);
             }
+        }
+    }
+
+    pub fn causes_not_held(&self, n: u64) {
+        if n > 0 {
+            self.causes.get_or_create(&ReasonLabels { reason: "not_held" }).inc_by(n);
         }
     }
 

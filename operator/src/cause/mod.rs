@@ -30,8 +30,15 @@ pub struct Explained {
     pub unknown: u64,
 }
 
+/// Entries held back at once, at most (about 1 KiB each): past it, fresh errors are counted at once with
+/// the cause they have (an error storm must not become a memory one), and counted as `not_held`.
+pub const MAX_HELD: usize = 10_000;
+
 pub struct Explainer {
     state: Arc<RwLock<State>>,
+    /// Entries held back now.
+    held: std::sync::atomic::AtomicUsize,
+    not_held: std::sync::atomic::AtomicU64,
 }
 
 impl Explainer {
@@ -48,17 +55,18 @@ impl Explainer {
     ) {
         let state = Arc::new(RwLock::new(State { cluster_domain, ..State::default() }));
         let (pods, services) = watch::start(client, state.clone());
-        (Explainer { state }, pods, services)
+        (Explainer { state, held: Default::default(), not_held: Default::default() }, pods, services)
     }
 
     #[cfg(test)]
     pub fn with(state: State) -> Explainer {
-        Explainer { state: Arc::new(RwLock::new(state)) }
+        Explainer { state: Arc::new(RwLock::new(state)), held: Default::default(), not_held: Default::default() }
     }
 
     /// Takes out of `entries` the errors that found no cause and may yet — errors about a pod, younger
     /// than `SETTLE` at `now` — with how long to wait before asking again. `None`: nothing to hold back.
     pub fn hold_unsettled(&self, entries: &mut Vec<Entry>, now: Timestamp) -> Option<(Vec<Entry>, Duration)> {
+        use std::sync::atomic::Ordering;
         let settle_ms = SETTLE.as_millis() as u64;
         let unsettled = |e: &Entry| {
             e.error.is_some()
@@ -66,7 +74,12 @@ impl Explainer {
                 && (e.src.namespace.is_some() || e.dst.namespace.is_some())
                 && e.timestamp.plus_millis(settle_ms) > now
         };
-        if !entries.iter().any(unsettled) {
+        let n = entries.iter().filter(|e| unsettled(e)).count();
+        if n == 0 || self.held.fetch_add(n, Ordering::Relaxed) + n > MAX_HELD {
+            if n > 0 {
+                self.held.fetch_sub(n, Ordering::Relaxed);
+                self.not_held.fetch_add(n as u64, Ordering::Relaxed);
+            }
             return None;
         }
         let (held, rest): (Vec<Entry>, Vec<Entry>) = std::mem::take(entries).into_iter().partition(unsettled);
@@ -74,6 +87,16 @@ impl Explainer {
         let settled = held.iter().map(|e| e.timestamp.plus_millis(settle_ms)).max()?;
         let wait = Duration::from_nanos(settled.nanos().saturating_sub(now.nanos())).min(SETTLE);
         Some((held, wait))
+    }
+
+    /// Held entries asked again: no longer held.
+    pub fn released(&self, n: usize) {
+        self.held.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Fresh errors not held back because `MAX_HELD` were (since the last call).
+    pub fn take_not_held(&self) -> u64 {
+        self.not_held.swap(0, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Gives each error entry the first cause a rule finds.
@@ -143,6 +166,12 @@ mod tests {
         let mut batch = vec![about_a_pod.clone(), outside, fine];
         let (held, wait) = x.hold_unsettled(&mut batch, now).expect("one held back");
         assert_eq!((held.len(), batch.len(), wait), (1, 2, Duration::from_millis(1_500)));
+        // Bounded: past MAX_HELD, fresh errors go on at once (counted).
+        let mut storm: Vec<Entry> = (0..MAX_HELD).map(|_| about_a_pod.clone()).collect();
+        assert_eq!(x.hold_unsettled(&mut storm, now), None, "1 held + 10,000 is past the bound");
+        assert_eq!((storm.len(), x.take_not_held()), (MAX_HELD, MAX_HELD as u64));
+        x.released(held.len());
+        assert!(x.hold_unsettled(&mut storm, now).is_some(), "room again once released");
         let later = Timestamp(about_a_pod.timestamp.nanos() + 3_000_000_000);
         assert_eq!(x.hold_unsettled(&mut vec![about_a_pod], later), None, "settled already");
     }
