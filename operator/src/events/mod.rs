@@ -62,13 +62,14 @@ impl Events {
         let view_ns = view.namespace().unwrap_or_default();
         // The server side first: that is usually where the error is.
         let pod = [&e.dst, &e.src].into_iter().find_map(|ep| ep.pod().filter(|(ns, _)| *ns == view_ns));
+        let cause = e.cause.as_ref().map_or("", |c| c.reason.as_str());
         let (key, regarding) = match pod {
             Some((ns, name)) => (
-                Key { namespace: ns.to_owned(), kind: "Pod", name: name.to_owned(), reason: reason(e) },
+                Key { namespace: ns.to_owned(), kind: "Pod", name: name.to_owned(), reason: reason(e), cause },
                 reference("v1", "Pod", Some(ns), name),
             ),
             None => (
-                Key { namespace: view_ns.clone(), kind: "ErrorView", name: view.name_any(), reason: reason(e) },
+                Key { namespace: view_ns.clone(), kind: "ErrorView", name: view.name_any(), reason: reason(e), cause },
                 view.object_ref(&()),
             ),
         };
@@ -82,7 +83,13 @@ impl Events {
 
     /// An Event on a TapConfig (cluster-scoped, so the Event lives in `default`).
     pub fn record_for_tapconfig(&self, tap: &faultline_crds::TapConfig, reason: &str, note: String) {
-        let key = Key { namespace: "default".into(), kind: "TapConfig", name: tap.name_any(), reason: reason.into() };
+        let key = Key {
+            namespace: "default".into(),
+            kind: "TapConfig",
+            name: tap.name_any(),
+            reason: reason.into(),
+            cause: "",
+        };
         self.record(key, tap.object_ref(&()), note);
     }
 
@@ -225,7 +232,12 @@ fn saturating(count: u64) -> i32 {
 /// The Event's name: the object's name and a digest of the series. Names are at most 253 characters,
 /// and an object's name may be that long itself: it is cut to leave room for the digest.
 fn event_name(key: &Key) -> String {
-    let digest = Sha256::digest(format!("{}/{}/{}/{}", key.namespace, key.kind, key.name, key.reason));
+    // Without a cause, the names earlier runs gave their Events (continued after a restart).
+    let series = match key.cause {
+        "" => format!("{}/{}/{}/{}", key.namespace, key.kind, key.name, key.reason),
+        cause => format!("{}/{}/{}/{}/{cause}", key.namespace, key.kind, key.name, key.reason),
+    };
+    let digest = Sha256::digest(series);
     let suffix = format!("{:x}", u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8])));
     let mut prefix = key.name.as_str();
     let room = 253 - 1 - suffix.len();
@@ -253,7 +265,7 @@ mod tests {
     use super::*;
 
     fn key() -> Key {
-        Key { namespace: "shop".into(), kind: "Pod", name: "web".into(), reason: "TCPReset".into() }
+        Key { namespace: "shop".into(), kind: "Pod", name: "web".into(), reason: "TCPReset".into(), cause: "" }
     }
 
     #[tokio::test(start_paused = true)]
@@ -284,12 +296,23 @@ mod tests {
 
     #[test]
     fn event_names_fit_however_long_the_pod_name() {
-        let key =
-            |name: &str| Key { namespace: "shop".into(), kind: "Pod", name: name.into(), reason: "TCPReset".into() };
+        let key = |name: &str| Key {
+            namespace: "shop".into(),
+            kind: "Pod",
+            name: name.into(),
+            reason: "TCPReset".into(),
+            cause: "",
+        };
         let long = "a".repeat(253);
         let n = event_name(&key(&long));
         assert!(n.len() <= 253 && n.starts_with("aaaa"), "{} characters", n.len());
         assert_ne!(event_name(&key("web")), event_name(&key("web2")));
+        // A series with a cause is an Event of its own; without one, the name earlier runs gave it.
+        let caused = Key { cause: "NetworkPolicyDenied", ..key("web") };
+        assert_ne!(event_name(&caused), event_name(&key("web")));
+        let digest = Sha256::digest("shop/Pod/web/TCPReset");
+        let suffix = format!("{:x}", u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")));
+        assert_eq!(event_name(&key("web")), format!("web.{suffix}"));
     }
 
     #[test]

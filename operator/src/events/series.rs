@@ -19,6 +19,9 @@ pub struct Key {
     pub kind: &'static str,
     pub name: String,
     pub reason: String,
+    /// The cause's reason (SPEC §3.7), empty without one: errors with a cause are a series of their own,
+    /// so that the note that says why is not hidden behind an earlier Event's (a note is immutable).
+    pub cause: &'static str,
 }
 
 pub struct Series {
@@ -174,7 +177,7 @@ mod tests {
     use super::*;
 
     fn key() -> Key {
-        Key { namespace: "shop".into(), kind: "Pod", name: "web".into(), reason: "TCPReset".into() }
+        Key { namespace: "shop".into(), kind: "Pod", name: "web".into(), reason: "TCPReset".into(), cause: "" }
     }
 
     fn now_due(m: &mut SeriesMap) -> Vec<Due> {
@@ -225,7 +228,7 @@ mod tests {
         let mut m = SeriesMap::default();
         let t0 = Instant::now();
         for i in 0..1600u64 {
-            let key = Key { namespace: "ns".into(), kind: "Pod", name: format!("p{i}"), reason: "R".into() };
+            let key = Key { namespace: "ns".into(), kind: "Pod", name: format!("p{i}"), reason: "R".into(), cause: "" };
             let s = Series {
                 regarding: ObjectReference::default(),
                 note: String::new(),
