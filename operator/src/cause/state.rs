@@ -19,6 +19,7 @@ use kube::ResourceExt;
 use faultline_model::Timestamp;
 
 use super::selector::Labels;
+use crate::clock::from_api;
 
 /// How long deleted objects are remembered (entries arrive seconds after what they saw; a rollout's
 /// errors come while its old pods go).
@@ -93,14 +94,14 @@ impl PodState {
         let ready = status
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| (c.status == "True", c.last_transition_time.as_ref().map_or(Timestamp(0), |t| stamp(&t.0))));
+            .map(|c| (c.status == "True", c.last_transition_time.as_ref().map_or(Timestamp(0), |t| from_api(&t.0))));
         let disruption = status
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == "DisruptionTarget" && c.status == "True"))
             .and_then(|c| c.reason.clone());
         let grace = p.metadata.deletion_grace_period_seconds.unwrap_or(0).max(0) as u64;
         let deleting = p.metadata.deletion_timestamp.as_ref().map(|t| {
-            let at = stamp(&t.0);
+            let at = from_api(&t.0);
             Timestamp(at.0.saturating_sub(grace.saturating_mul(1_000_000_000)))
         });
         let mut terminations = Vec::new();
@@ -112,7 +113,7 @@ impl PodState {
                         container: cs.name.clone(),
                         reason: t.reason.clone(),
                         exit_code: t.exit_code,
-                        finished: stamp(&finished.0),
+                        finished: from_api(&finished.0),
                     });
                 }
             }
@@ -132,7 +133,7 @@ impl PodState {
             node: spec.and_then(|s| s.node_name.clone()),
             host_network: spec.and_then(|s| s.host_network) == Some(true),
             ports,
-            created: p.metadata.creation_timestamp.as_ref().map_or(Timestamp(0), |t| stamp(&t.0)),
+            created: p.metadata.creation_timestamp.as_ref().map_or(Timestamp(0), |t| from_api(&t.0)),
             ready,
             deleting,
             disruption,
@@ -243,7 +244,7 @@ impl ServiceState {
             cluster_ips,
             selector: spec.and_then(|s| s.selector.clone()).filter(|s| !s.is_empty()),
             ports,
-            created: s.metadata.creation_timestamp.as_ref().map_or(Timestamp(0), |t| stamp(&t.0)),
+            created: s.metadata.creation_timestamp.as_ref().map_or(Timestamp(0), |t| from_api(&t.0)),
             gone: None,
         }
     }
@@ -266,7 +267,7 @@ pub struct PolicyState {
 
 impl PolicyState {
     pub fn from_policy(p: &NetworkPolicy, seen: Timestamp) -> PolicyState {
-        let created = p.metadata.creation_timestamp.as_ref().map_or(Timestamp(0), |t| stamp(&t.0));
+        let created = p.metadata.creation_timestamp.as_ref().map_or(Timestamp(0), |t| from_api(&t.0));
         PolicyState {
             namespace: p.namespace().unwrap_or_default(),
             name: p.name_any(),
@@ -297,7 +298,7 @@ impl NamespaceState {
     pub fn from_namespace(n: &Namespace) -> NamespaceState {
         NamespaceState {
             labels: n.labels().clone(),
-            created: n.metadata.creation_timestamp.as_ref().map_or(Timestamp(0), |t| stamp(&t.0)),
+            created: n.metadata.creation_timestamp.as_ref().map_or(Timestamp(0), |t| from_api(&t.0)),
             gone: None,
         }
     }
@@ -459,8 +460,4 @@ impl State {
 /// watch saw it sooner.
 fn settled(t: Timestamp, observed: Timestamp) -> Timestamp {
     t.plus_millis(1_000).min(observed)
-}
-
-pub fn stamp(t: &k8s_openapi::jiff::Timestamp) -> Timestamp {
-    Timestamp(u64::try_from(t.as_nanosecond()).unwrap_or(0))
 }

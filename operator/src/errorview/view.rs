@@ -241,7 +241,7 @@ fn to_time(t: Timestamp) -> Time {
 }
 
 fn from_time(t: &Time) -> Timestamp {
-    Timestamp(u64::try_from(t.0.as_nanosecond()).unwrap_or(0))
+    crate::clock::from_api(&t.0)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use kube::{Api, ResourceExt};
 use faultline_model::entry::{Workload, WorkloadKind};
 use faultline_model::Timestamp;
 
+use crate::clock::from_api;
 use crate::tapconfig::build::TAPCONFIG_LABEL;
 
 /// A pod as far as entries care: its name, namespace, node and workload, and when it could serve.
@@ -45,8 +46,8 @@ impl Serving {
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| (c.status == "True", c.last_transition_time.as_ref().map_or(Timestamp(0), |t| stamp(&t.0))));
-        Serving { ready, deleting: p.metadata.deletion_timestamp.as_ref().map(|t| stamp(&t.0)) }
+            .map(|c| (c.status == "True", c.last_transition_time.as_ref().map_or(Timestamp(0), |t| from_api(&t.0))));
+        Serving { ready, deleting: p.metadata.deletion_timestamp.as_ref().map(|t| from_api(&t.0)) }
     }
 
     /// Whether the pod was not serving at `t`: not yet Ready (starting), no longer Ready, or being deleted.
@@ -62,10 +63,6 @@ impl Serving {
             None => true,
         }
     }
-}
-
-fn stamp(t: &k8s_openapi::jiff::Timestamp) -> Timestamp {
-    Timestamp(u64::try_from(t.as_nanosecond()).unwrap_or(0))
 }
 
 /// The workload a pod belongs to, as `Kind/name`, from its controller (owner reference) alone — no
