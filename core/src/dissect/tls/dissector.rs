@@ -242,8 +242,9 @@ impl TlsDissector {
         // A verdict on a certificate comes at once; an alert long after the other side's flight is a
         // server closing a connection left idle (found on the real node: the API server closing a
         // connection the operator's client opened and never used).
-        let late = ts > self.last_encrypted[usize::from(from_client)].plus_millis(VERDICT_WINDOW_MS);
-        self.last_encrypted[usize::from(!from_client)] = ts;
+        let d = usize::from(!from_client);
+        let late = ts > self.last_encrypted[1 - d].plus_millis(VERDICT_WINDOW_MS);
+        self.last_encrypted[d] = ts;
         let Some(turn) = self.turn else {
             if self.server_hello && !from_client {
                 self.done = true;
