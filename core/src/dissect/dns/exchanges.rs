@@ -269,15 +269,18 @@ impl DnsTracker {
             self.known_servers.insert(server);
         }
         let waited = ts.millis_since(x.first);
-        let asked = asked(x.question.as_ref());
         let rcode = rcode_name(msg.rcode);
         let retransmitted =
             (x.copies > 1).then(|| format!("answered after retransmission: {} queries over {waited:.0} ms", x.copies));
         let nxdomain_of_a_query = msg.rcode == NXDOMAIN && msg.opcode == QUERY;
+        // The question in words only for an error's message: most answers are none.
+        let asked = || asked(x.question.as_ref());
         let error = match retransmitted {
-            Some(r) if is_error_rcode(msg.rcode) || nxdomain_of_a_query => Some(format!("{rcode} for {asked} ({r})")),
-            Some(r) => Some(format!("{r} ({rcode} for {asked})")),
-            None if is_error_rcode(msg.rcode) => Some(format!("{rcode} for {asked}")),
+            Some(r) if is_error_rcode(msg.rcode) || nxdomain_of_a_query => {
+                Some(format!("{rcode} for {} ({r})", asked()))
+            }
+            Some(r) => Some(format!("{r} ({rcode} for {})", asked())),
+            None if is_error_rcode(msg.rcode) => Some(format!("{rcode} for {}", asked())),
             None => None,
         };
         let mut e = exchange_entry(x, Some(&msg));
