@@ -92,6 +92,10 @@ pub struct Registration {
     pub start: fn(&Probe<'_>) -> Box<dyn StreamDissector>,
     /// Its counters in words, for `analyze`'s summary (what it dropped on purpose, or could not read).
     pub summary: fn(&Stats) -> String,
+    /// Whether the server's first bytes prove a stream this protocol's even though no probe claimed the
+    /// client's (an HTTP status line answering a request that does not parse): its dissector is then fed
+    /// the client's first bytes, and the server's. `None`: only the client's bytes can tell.
+    pub answered_by: Option<fn(&[u8]) -> bool>,
 }
 
 /// The first bytes of one direction of a stream, offered to each protocol in turn.

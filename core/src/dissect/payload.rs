@@ -56,8 +56,7 @@ enum Stage {
     /// Its protocol's dissector reads it.
     Dissected(Box<dyn StreamDissector>),
     /// The client's first bytes (kept, up to `PROBE_LIMIT`) are no protocol we know; the server's answer
-    /// may still be an HTTP status line — a request that does not parse (`GET/`, `OPTIONSHTTP/1.1`)
-    /// answered 400 is HTTP, and the server's verdict is reported (SPEC §3.5, "HTTP/1.x by either side").
+    /// may still prove the stream a protocol's (`Registration::answered_by`: an HTTP status line).
     Unclaimed(Timestamp, Vec<u8>),
     /// Not a protocol we dissect (or every dissector is off): reassembled only to count gaps.
     Undissected,
@@ -356,7 +355,8 @@ impl Reader {
             // No enabled dissector claims these bytes; while roles are a guess, try again at the next chunk
             // (mid-stream, this one may be the middle of a message).
             if self.roles_settled {
-                self.stage = if dir == Direction::ToServer && self.enabled.contains(super::Dissector::Http) {
+                let answerable = REGISTRY.iter().any(|r| r.answered_by.is_some() && self.enabled.contains(r.dissector));
+                self.stage = if dir == Direction::ToServer && answerable {
                     Stage::Unclaimed(ts, probed[..probed.len().min(PROBE_LIMIT)].to_vec())
                 } else {
                     Stage::Undissected
@@ -383,15 +383,21 @@ impl Reader {
         self.stage = Stage::Dissected(d);
     }
 
-    /// The server's first bytes after a client's that no protocol claimed: an HTTP status line makes the
-    /// stream HTTP, read from the client's first bytes (which then fail to parse, and the error carries
-    /// the server's answer); anything else leaves it undissected.
+    /// The server's first bytes after a client's that no protocol claimed: a protocol they prove
+    /// (`Registration::answered_by`) reads the stream from the client's first bytes (which then fail to
+    /// parse, and the error carries the server's answer); anything else leaves it undissected.
     fn server_answered(&mut self, ts: Timestamp, bytes: &[u8], e: &mut Engine<'_>) {
         let Stage::Unclaimed(asked, client) = std::mem::replace(&mut self.stage, Stage::Undissected) else { return };
-        if super::http::looks_like_response(bytes) != Verdict::Yes {
-            return;
-        }
-        let mut d: Box<dyn StreamDissector> = Box::new(super::http::HttpDissector::new(false));
+        let proves = |r: &&super::Registration| r.answered_by.is_some_and(|f| f(bytes));
+        let Some(r) = REGISTRY.iter().filter(|r| self.enabled.contains(r.dissector)).find(proves) else { return };
+        let probe = Probe {
+            bytes: &client,
+            dir: Direction::ToServer,
+            skipped: 0,
+            midstream: self.midstream,
+            roles_settled: self.roles_settled,
+        };
+        let mut d = (r.start)(&probe);
         let mut found = self.found(e);
         d.data(Direction::ToServer, asked, &client, &mut found);
         d.data(Direction::ToClient, ts, bytes, &mut found);

@@ -6,7 +6,8 @@ use crate::dissect::{Claim, Direction, Dissector, Ending, Found, Probe, Registra
 use crate::engine::stats::Stats;
 use crate::time::Timestamp;
 
-pub const REGISTRATION: Registration = Registration { dissector: Dissector::Dns, probe, start, summary };
+pub const REGISTRATION: Registration =
+    Registration { dissector: Dissector::Dns, probe, start, summary, answered_by: None };
 
 /// A query from the client (not behind a PROXY header). A query is under 256 bytes nearly always: a first
 /// byte of 0 is worth waiting on.

@@ -14,7 +14,14 @@ use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, Str
 use crate::engine::stats::Stats;
 use crate::time::Timestamp;
 
-pub const REGISTRATION: Registration = Registration { dissector: Dissector::Http, probe, start, summary };
+pub const REGISTRATION: Registration =
+    Registration { dissector: Dissector::Http, probe, start, summary, answered_by: Some(answered_by) };
+
+/// A status line from the server: a request no probe recognised (`GET/`, `OPTIONSHTTP/1.1`) answered by
+/// HTTP is HTTP, and the server's verdict is reported (SPEC §3.5, "HTTP/1.x by either side").
+fn answered_by(server_first: &[u8]) -> bool {
+    looks_like_response(server_first) == Verdict::Yes
+}
 
 /// A request line from the client, or a status line from the server — and, mid-stream while roles are a
 /// guess, a request line from the side taken for the server, which proves the guess wrong. Empty lines

@@ -19,7 +19,8 @@ use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, Str
 use crate::engine::stats::Stats;
 use crate::time::Timestamp;
 
-pub const REGISTRATION: Registration = Registration { dissector: Dissector::Http2, probe, start, summary };
+pub const REGISTRATION: Registration =
+    Registration { dissector: Dissector::Http2, probe, start, summary, answered_by: None };
 
 /// The client's connection preface, or a server's SETTINGS frame (a server may send its preface before
 /// the client's arrives; the client's then confirms it). Mid-stream, a segment that starts with frames

@@ -16,7 +16,8 @@ use crate::engine::stats::Stats;
 use crate::entry::{EntryError, ErrorType, Protocol, TlsInfo};
 use crate::time::Timestamp;
 
-pub const REGISTRATION: Registration = Registration { dissector: Dissector::Tls, probe, start, summary };
+pub const REGISTRATION: Registration =
+    Registration { dissector: Dissector::Tls, probe, start, summary, answered_by: None };
 
 /// A handshake record from the client — or, mid-stream while roles are a guess, a ClientHello from the
 /// side taken for the server, which proves the guess wrong. Not behind a PROXY header (HTTP's).
