@@ -35,6 +35,9 @@ fn http_entry(status: u16, error: bool) -> Entry {
         tls: None,
         grpc: None,
         http2: None,
+        redis: None,
+        postgresql: None,
+        mysql: None,
         cause: None,
     }
 }

@@ -45,6 +45,9 @@ fn evaluation_does_not_allocate() {
         tls: None,
         grpc: None,
         http2: None,
+        redis: None,
+        postgresql: None,
+        mysql: None,
         cause: None,
     };
     let queries: Vec<Query> = [

@@ -289,7 +289,7 @@ fn bare(sel: Vec<Seg>) -> Expr {
     if let [Seg::Field(name)] = sel.as_slice() {
         match name.as_str() {
             "error" => return Expr::HasError(sel),
-            "http" | "dns" | "tls" | "tcp" | "icmp" | "grpc" => {
+            "http" | "dns" | "tls" | "tcp" | "icmp" | "grpc" | "redis" | "postgresql" | "mysql" | "kafka" | "amqp" => {
                 return Expr::Protocol { sel: vec![Seg::Field("protocol".into())], name: name.clone() }
             }
             // gRPC rides on HTTP/2: `http2` is every HTTP/2 stream, gRPC calls included.

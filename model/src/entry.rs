@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::cause::{Cause, CauseReason, ObjectRef};
+pub use crate::datastore::{MysqlInfo, PostgresqlInfo, RedisInfo};
 pub use crate::headers::Headers;
 use crate::time::Timestamp;
 
@@ -41,6 +42,15 @@ pub struct Entry {
     /// An HTTP/2 RST_STREAM or GOAWAY: the frame, its error code and who sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http2: Option<Http2Info>,
+    /// A Redis command and its reply (SPEC §3.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisInfo>,
+    /// A PostgreSQL query (or startup) and how it ended (SPEC §3.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgresql: Option<PostgresqlInfo>,
+    /// A MySQL command (or login) and how it ended (SPEC §3.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<MysqlInfo>,
     /// Milliseconds: request to response for HTTP, attempt or event to the packet or timer that decided
     /// it for TCP, 0 for ICMP.
     pub elapsed_time: f64,
@@ -89,6 +99,9 @@ impl Entry {
             tls: None,
             grpc: None,
             http2: None,
+            redis: None,
+            postgresql: None,
+            mysql: None,
             elapsed_time: 0.0,
             pcap: None,
             service: None,
@@ -107,6 +120,9 @@ pub enum Protocol {
     Http2,
     /// gRPC calls (HTTP/2 streams with a gRPC content type).
     Grpc,
+    Redis,
+    Postgresql,
+    Mysql,
     Tcp,
     Icmp,
 }
@@ -119,6 +135,9 @@ impl Protocol {
             Protocol::Tls => "tls",
             Protocol::Http2 => "http2",
             Protocol::Grpc => "grpc",
+            Protocol::Redis => "redis",
+            Protocol::Postgresql => "postgresql",
+            Protocol::Mysql => "mysql",
             Protocol::Tcp => "tcp",
             Protocol::Icmp => "icmp",
         }
@@ -300,6 +319,15 @@ pub enum ErrorType {
     /// An HTTP/2 stream reset (RST_STREAM) or connection ended (GOAWAY) with an error code (§3.5).
     #[serde(rename = "http2")]
     Http2,
+    /// A Redis error reply (§3.5).
+    #[serde(rename = "redis")]
+    Redis,
+    /// A PostgreSQL ErrorResponse of severity ERROR, FATAL or PANIC (§3.5).
+    #[serde(rename = "postgresql")]
+    Postgresql,
+    /// A MySQL ERR packet (§3.5).
+    #[serde(rename = "mysql")]
+    Mysql,
 }
 
 impl ErrorType {
@@ -313,6 +341,9 @@ impl ErrorType {
             ErrorType::Tls => "tls",
             ErrorType::Grpc => "grpc",
             ErrorType::Http2 => "http2",
+            ErrorType::Redis => "redis",
+            ErrorType::Postgresql => "postgresql",
+            ErrorType::Mysql => "mysql",
         }
     }
 }
@@ -555,6 +586,9 @@ mod tests {
             tls: None,
             grpc: None,
             http2: None,
+            redis: None,
+            postgresql: None,
+            mysql: None,
             elapsed_time: 0.25,
             pcap: None,
             service: None,

@@ -26,6 +26,9 @@ pub enum Kind<'a> {
     Grpc(Option<&'a str>),
     /// An HTTP/2 stream reset, or connection ended, with an error code (its RFC 9113 name).
     Http2 { goaway: bool, code: &'a str },
+    /// A datastore's error reply (§3.5): its protocol and code — a Redis error's first word, a
+    /// PostgreSQL SQLSTATE, a MySQL error number.
+    Datastore { protocol: Protocol, code: Code<'a> },
     /// A request without response or a response without request (§3.5).
     HalfConnection,
     /// A payload that broke its protocol's grammar, or ended inside a message.
@@ -38,6 +41,13 @@ pub enum Kind<'a> {
     Response(Protocol, u16),
     /// None of the above: the protocol alone.
     Other(Protocol),
+}
+
+/// A datastore error's code, as its protocol writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code<'a> {
+    Text(&'a str),
+    Number(u16),
 }
 
 /// A DNS exchange, as counted.
@@ -75,6 +85,9 @@ impl<'a> Kind<'a> {
         if let (Some(_), Some(h)) = (&e.error, &e.http2) {
             return Kind::Http2 { goaway: h.frame == "GOAWAY", code: &h.error_code };
         }
+        if let Some(kind) = datastore(e) {
+            return kind;
+        }
         if let Some(t) = &e.tcp {
             return Kind::Tcp(t.state);
         }
@@ -103,6 +116,7 @@ impl<'a> Kind<'a> {
             | Kind::Tls(_)
             | Kind::Grpc(_)
             | Kind::Http2 { .. }
+            | Kind::Datastore { .. }
             | Kind::HalfConnection
             | Kind::Dissection
             | Kind::StreamTimeout
@@ -130,6 +144,7 @@ impl<'a> Kind<'a> {
             Kind::Grpc(_) => "GRPCError",
             Kind::Http2 { goaway: true, .. } => "HTTP2GoAway",
             Kind::Http2 { goaway: false, .. } => "HTTP2StreamReset",
+            Kind::Datastore { protocol, .. } => datastore_reason(protocol),
             Kind::HalfConnection => "HalfConnection",
             Kind::Dissection => "DissectionError",
             Kind::StreamTimeout => "StreamTimeout",
@@ -142,12 +157,38 @@ impl<'a> Kind<'a> {
                 ErrorType::PairNotFound => "HalfConnection",
                 ErrorType::Dissection => "DissectionError",
                 ErrorType::Timeout => "StreamTimeout",
+                ErrorType::Redis => "RedisError",
+                ErrorType::Postgresql => "PostgreSQLError",
+                ErrorType::Mysql => "MySQLError",
             },
             Kind::Response(_, status) if status >= 500 => "HTTPServerError",
             Kind::Response(_, status) if status >= 400 => "HTTPClientError",
             Kind::Response(..) | Kind::Other(_) => "HTTPResponse",
         };
         fixed.to_owned()
+    }
+}
+
+/// A datastore's error reply, where the entry is one: an error of its protocol's own type (a half
+/// connection or broken grammar on the same connection is counted as such).
+fn datastore(e: &Entry) -> Option<Kind<'_>> {
+    let err = e.error.as_ref()?;
+    let (protocol, code) = match err.kind {
+        ErrorType::Redis => (Protocol::Redis, Code::Text(e.redis.as_ref()?.code.as_deref()?)),
+        ErrorType::Postgresql => (Protocol::Postgresql, Code::Text(e.postgresql.as_ref()?.sqlstate.as_deref()?)),
+        ErrorType::Mysql => (Protocol::Mysql, Code::Number(e.mysql.as_ref()?.code?)),
+        _ => return None,
+    };
+    Some(Kind::Datastore { protocol, code })
+}
+
+/// The Event reason of a datastore's error (SPEC §3.5).
+fn datastore_reason(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Redis => "RedisError",
+        Protocol::Postgresql => "PostgreSQLError",
+        Protocol::Mysql => "MySQLError",
+        _ => "Error",
     }
 }
 
@@ -173,6 +214,8 @@ impl fmt::Display for Kind<'_> {
             Kind::Dns(Dns::Bare) => f.write_str("dns"),
             Kind::Grpc(status) => write!(f, "grpc/{}", status.unwrap_or("no-status")),
             Kind::Http2 { code, .. } => write!(f, "http2/{code}"),
+            Kind::Datastore { protocol, code: Code::Text(c) } => write!(f, "{}/{c}", protocol.as_str()),
+            Kind::Datastore { protocol, code: Code::Number(n) } => write!(f, "{}/{n}", protocol.as_str()),
             Kind::HalfConnection => f.write_str("half-connection"),
             Kind::Dissection => f.write_str("dissection"),
             Kind::StreamTimeout => f.write_str("stream-timeout"),
@@ -187,7 +230,8 @@ impl fmt::Display for Kind<'_> {
 mod tests {
     use super::*;
     use crate::entry::{
-        DnsInfo, DnsQuestion, Endpoint, EntryError, Http2Info, IcmpInfo, Response, Side, TcpInfo, TlsInfo,
+        DnsInfo, DnsQuestion, Endpoint, EntryError, Http2Info, IcmpInfo, MysqlInfo, PostgresqlInfo, RedisInfo,
+        Response, Side, TcpInfo, TlsInfo,
     };
     use crate::headers::Headers;
     use crate::time::Timestamp;
@@ -258,7 +302,31 @@ mod tests {
         };
         let mut half = response(Protocol::Http, 200);
         half.error = error(ErrorType::PairNotFound);
+        let mut redis = entry(Protocol::Redis);
+        redis.redis =
+            Some(RedisInfo { command: "GET".into(), reply: Some("error".into()), code: Some("WRONGTYPE".into()) });
+        redis.error = error(ErrorType::Redis);
+        let mut redis_ok = redis.clone();
+        redis_ok.error = None;
+        let mut pg = entry(Protocol::Postgresql);
+        pg.postgresql = Some(PostgresqlInfo {
+            command: "startup".into(),
+            query: None,
+            severity: Some("FATAL".into()),
+            sqlstate: Some("28P01".into()),
+        });
+        pg.error = error(ErrorType::Postgresql);
+        let mut mysql = entry(Protocol::Mysql);
+        mysql.mysql = Some(MysqlInfo { command: "login".into(), query: None, code: Some(1045), sqlstate: None });
+        mysql.error = error(ErrorType::Mysql);
+        let mut mysql_half = mysql.clone();
+        mysql_half.error = error(ErrorType::PairNotFound);
         let cases: Vec<(Entry, &str, &str, bool)> = vec![
+            (redis, "redis/WRONGTYPE", "RedisError", true),
+            (redis_ok, "redis", "HTTPResponse", false),
+            (pg, "postgresql/28P01", "PostgreSQLError", true),
+            (mysql, "mysql/1045", "MySQLError", true),
+            (mysql_half, "half-connection", "HalfConnection", true),
             (tcp, "tcp/Reset", "TCPReset", true),
             (icmp(4, 3, "DestinationUnreachable"), "icmp/DestinationUnreachable", "ICMPDestinationUnreachable", true),
             (icmp(6, 133, "RouterSolicitation"), "icmp/RouterSolicitation", "ICMPRouterSolicitation", false),

@@ -3,6 +3,7 @@
 //! agent to the operator. A leaf crate: the operator and the CRDs use it without compiling the engine.
 
 pub mod cause;
+pub mod datastore;
 pub mod dissector;
 pub mod entry;
 pub mod headers;

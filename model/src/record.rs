@@ -121,6 +121,38 @@ impl Record for Entry {
                     _ => None,
                 }
             }
+            ("redis", rest) => {
+                let r = self.redis.as_ref()?;
+                match leaf(rest)? {
+                    None => Some(Value::Present),
+                    Some("command") => Some(Value::Str(&r.command)),
+                    Some("reply") => Some(Value::from_opt_str(r.reply.as_deref())),
+                    Some("code") => Some(Value::from_opt_str(r.code.as_deref())),
+                    _ => None,
+                }
+            }
+            ("postgresql", rest) => {
+                let p = self.postgresql.as_ref()?;
+                match leaf(rest)? {
+                    None => Some(Value::Present),
+                    Some("command") => Some(Value::Str(&p.command)),
+                    Some("query") => Some(Value::from_opt_str(p.query.as_deref())),
+                    Some("severity") => Some(Value::from_opt_str(p.severity.as_deref())),
+                    Some("sqlstate") => Some(Value::from_opt_str(p.sqlstate.as_deref())),
+                    _ => None,
+                }
+            }
+            ("mysql", rest) => {
+                let m = self.mysql.as_ref()?;
+                match leaf(rest)? {
+                    None => Some(Value::Present),
+                    Some("command") => Some(Value::Str(&m.command)),
+                    Some("query") => Some(Value::from_opt_str(m.query.as_deref())),
+                    Some("code") => Some(m.code.map_or(Value::Null, |c| Value::Num(f64::from(c)))),
+                    Some("sqlstate") => Some(Value::from_opt_str(m.sqlstate.as_deref())),
+                    _ => None,
+                }
+            }
             ("cause", rest) => {
                 let Some(c) = &self.cause else { return rest.is_empty().then_some(Value::Null) };
                 match leaf(rest)? {

@@ -54,6 +54,9 @@ function errorLabel(e) {
   if (e.http2) return `${e.http2.frame} ${e.http2.errorCode}`;
   if (e.tls) return `TLS ${e.tls.alert || "no ServerHello"}`;
   if (e.dns) return e.error.type === "pair-not-found" ? "DNS timeout" : `DNS ${e.dns.rcodeName || "error"}`;
+  if (e.error.type === "redis") return `Redis ${e.redis.code}`;
+  if (e.error.type === "postgresql") return `PostgreSQL ${e.postgresql.sqlstate}`;
+  if (e.error.type === "mysql") return `MySQL ${e.mysql.code}`;
   if (e.error.type === "pair-not-found") return e.error.msg.startsWith("late") ? "late response" : "half connection";
   if (e.error.type === "dissection") return e.error.msg.startsWith("unexpected EOF") ? "unexpected EOF" : "parser error";
   return e.error.type;
@@ -285,6 +288,9 @@ async function openDetail(id) {
     if (e.grpc.statusName) fact(dl, "grpc status", `${e.grpc.status} ${e.grpc.statusName}` + (e.grpc.message ? `: ${e.grpc.message}` : ""));
   }
   if (e.http2) fact(dl, "http2", `${e.http2.frame} ${e.http2.errorCode} by ${e.http2.by} (stream ${e.http2.stream})`);
+  if (e.redis) fact(dl, "redis", [e.redis.command, e.redis.reply && `→ ${e.redis.reply}`, e.redis.code].filter(Boolean).join(" "));
+  if (e.postgresql) fact(dl, "postgresql", [e.postgresql.command, e.postgresql.query, e.postgresql.sqlstate && `(${e.postgresql.severity} ${e.postgresql.sqlstate})`].filter(Boolean).join(" "));
+  if (e.mysql) fact(dl, "mysql", [e.mysql.command, e.mysql.query, e.mysql.code && `(${e.mysql.code}${e.mysql.sqlstate ? " " + e.mysql.sqlstate : ""})`].filter(Boolean).join(" "));
   if (e.request) fact(dl, "request", `${e.request.method} ${e.request.path}`);
   if (e.response) fact(dl, "response", `${e.response.status} ${e.response.statusText || ""}`);
   $("pcap").hidden = !e.pcap;

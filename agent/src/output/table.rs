@@ -43,6 +43,18 @@ fn other(s: Option<Side>) -> &'static str {
     }
 }
 
+/// A datastore call's protocol as people write it, its command and what it asked.
+fn datastore(e: &Entry) -> Option<(&'static str, &str, Option<&str>)> {
+    if let Some(r) = &e.redis {
+        return Some(("Redis", &r.command, None));
+    }
+    if let Some(p) = &e.postgresql {
+        return Some(("PostgreSQL", &p.command, p.query.as_deref()));
+    }
+    let m = e.mysql.as_ref()?;
+    Some(("MySQL", &m.command, m.query.as_deref()))
+}
+
 fn describe(e: &Entry) -> (String, String) {
     let ms = e.elapsed_time;
     if let Some(t) = &e.tcp {
@@ -75,6 +87,20 @@ fn describe(e: &Entry) -> (String, String) {
             detail.push_str(&format!(" (next-hop MTU {mtu})"));
         }
         return (format!("{}/{}", i.type_name, i.code_name), detail);
+    }
+    if let Some((name, command, query)) = datastore(e) {
+        let what = match &e.error {
+            Some(err) if err.kind == ErrorType::PairNotFound => format!("{name} unanswered"),
+            Some(err) if err.kind == ErrorType::Dissection => format!("{name} dissection error"),
+            Some(_) => format!("{name} error"),
+            None => name.to_owned(),
+        };
+        let asked = query.map_or_else(|| command.to_owned(), |q| format!("{command} {q}"));
+        let detail = match &e.error {
+            Some(err) => format!("{asked}: {}", err.msg),
+            None => format!("{asked} ({ms} ms)"),
+        };
+        return (what, detail);
     }
     let request = e.request.as_ref().map(|r| format!("{} {}", r.method, r.path));
     if let (Some(t), Some(err)) = (&e.tls, &e.error) {
@@ -114,6 +140,9 @@ fn describe(e: &Entry) -> (String, String) {
                     "gRPC {}",
                     e.grpc.as_ref().and_then(|g| g.status_name.as_deref()).unwrap_or("without status")
                 ),
+                ErrorType::Redis => "Redis error".to_owned(),
+                ErrorType::Postgresql => "PostgreSQL error".to_owned(),
+                ErrorType::Mysql => "MySQL error".to_owned(),
                 ErrorType::Http2 => match &e.http2 {
                     Some(h) => format!("HTTP/2 {} {}", h.frame, h.error_code),
                     None => "HTTP/2 error".to_owned(),

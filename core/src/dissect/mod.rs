@@ -9,10 +9,15 @@
 //! protocol claims it (from its content, never its port), and then handed to that protocol's dissector.
 //! Adding a protocol over TCP is its folder and its line in `REGISTRY`.
 
+pub(crate) mod calls;
 pub mod dns;
+pub(crate) mod framing;
 pub mod http;
 pub mod http2;
+pub mod mysql;
 pub(crate) mod payload;
+pub mod postgresql;
+pub mod redis;
 pub mod tls;
 
 use std::net::IpAddr;
@@ -127,10 +132,18 @@ pub enum Claim {
 }
 
 /// In the order they are tried: the first claim wins. TLS and HTTP/2 before HTTP (their first bytes are
-/// nothing like a request line, and a TLS ClientHello seen from the server's side settles roles); DNS over
-/// TCP only from the client.
-pub const REGISTRY: [Registration; 4] =
-    [tls::REGISTRATION, http2::REGISTRATION, dns::tcp::REGISTRATION, http::REGISTRATION];
+/// nothing like a request line, and a TLS ClientHello seen from the server's side settles roles); the
+/// datastores' first bytes (a RESP array, a PostgreSQL startup, a MySQL greeting) before DNS over TCP,
+/// whose probe only checks a length and a header; DNS over TCP only from the client.
+pub const REGISTRY: [Registration; 7] = [
+    tls::REGISTRATION,
+    http2::REGISTRATION,
+    redis::REGISTRATION,
+    postgresql::REGISTRATION,
+    mysql::REGISTRATION,
+    dns::tcp::REGISTRATION,
+    http::REGISTRATION,
+];
 
 /// A protocol's dissector on one connection.
 pub trait StreamDissector: Send {

@@ -120,6 +120,18 @@ pub struct Stats {
     pub http2_over_limit: u64,
     /// HTTP/2 streams above a GOAWAY's last stream id (not processed; clients retry them).
     pub http2_refused_by_goaway: u64,
+    /// Redis commands (PostgreSQL, MySQL calls) dropped because capture loss may have hidden their answers.
+    pub redis_calls_lost: u64,
+    pub postgresql_calls_lost: u64,
+    pub mysql_calls_lost: u64,
+    /// Redis replies (PostgreSQL, MySQL answers) to requests never seen: picked up mid-stream.
+    pub redis_replies_unpaired: u64,
+    pub postgresql_answers_unpaired: u64,
+    pub mysql_answers_unpaired: u64,
+    /// Calls not tracked over the per-connection bound (`calls::MAX_WAITING`).
+    pub redis_calls_over_limit: u64,
+    pub postgresql_calls_over_limit: u64,
+    pub mysql_calls_over_limit: u64,
     /// Entries emitted.
     pub entries: u64,
 }

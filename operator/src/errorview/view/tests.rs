@@ -41,6 +41,9 @@ fn entry(secs: u64, dst_ns: &str, status: Option<u16>) -> Entry {
         tls: None,
         grpc: None,
         http2: None,
+        redis: None,
+        postgresql: None,
+        mysql: None,
         cause: None,
     };
     if let Some(s) = status {

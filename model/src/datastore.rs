@@ -1,0 +1,54 @@
+//! What an entry says about a call to a datastore pods talk to (SPEC §3.5): the command asked and how
+//! it ended. The error's text is the entry's `error.msg`; here is what names and counts it.
+
+use serde::{Deserialize, Serialize};
+
+/// A Redis command and its reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisInfo {
+    /// The command's name in upper case (`GET`, `EVALSHA`, `CLIENT`), `?` when it was not seen.
+    pub command: String,
+    /// The reply's RESP type: `simple`, `error`, `integer`, `bulk`, `null`, `array`, `map`, `set`, …;
+    /// absent when none came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// An error reply's code, its first word (`WRONGTYPE`, `NOAUTH`, `OOM`, `READONLY`, `ERR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// A PostgreSQL call: the startup and authentication, a simple query, or an extended-protocol batch up to
+/// its Sync — each answered by one ReadyForQuery (or a fatal error).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresqlInfo {
+    /// `startup`, `query` (simple), `execute` (extended: Parse/Bind/Execute … Sync), `function`.
+    pub command: String,
+    /// The SQL (its first 256 bytes), or `user@database` for a startup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The ErrorResponse's severity (`ERROR`, `FATAL`, `PANIC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// The ErrorResponse's SQLSTATE (`28P01`, `42P01`, `23505`, `53300`, `57014`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+}
+
+/// A MySQL command and its answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MysqlInfo {
+    /// `login` (the handshake and authentication), `COM_QUERY`, `COM_STMT_PREPARE`, `COM_STMT_EXECUTE`, …
+    pub command: String,
+    /// The SQL of a query or prepared statement (its first 256 bytes), or the user of a login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// An ERR packet's error number (`1045`, `1146`, `1062`, `1040`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    /// An ERR packet's SQLSTATE (`28000`, `42S02`, `23000`), where the server sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+}
