@@ -234,3 +234,42 @@ pub fn kfl(data: &[u8]) {
         Err(e) => assert!(e.column >= 1 && e.column <= text.chars().count() + 1, "{e}"),
     }
 }
+
+/// Both directions of a stream through a protocol's dissector as the engine drives it — data, gaps, a
+/// side's end, timers, a hand-over to another protocol, the close (chunks: `stream_chunks`): the targets
+/// of the datastores (`redis`, `postgresql`, `mysql`).
+pub fn stream(r: &faultline_core::dissect::Registration, data: &[u8]) {
+    use faultline_core::dissect::dns::DnsTracker;
+    use faultline_core::dissect::{Direction, Ending, Found, Probe};
+    use faultline_core::engine::stats::Stats;
+    let (cfg, mut stats, mut out, mut dns) =
+        (EngineConfig::default(), Stats::default(), Vec::new(), DnsTracker::default());
+    let (chunks, end) = stream_chunks(data);
+    let first = chunks.first().map_or(&[][..], |c| c.bytes);
+    let probe = Probe { bytes: first, dir: Direction::ToServer, skipped: 0, midstream: false, roles_settled: true };
+    let _ = (r.probe)(&probe);
+    let mut d = (r.start)(&probe);
+    let ip = std::net::IpAddr::from([10, 0, 0, 1]);
+    let mut found =
+        Found { client: (ip, 40000), server: (ip, 6379), cfg: &cfg, stats: &mut stats, out: &mut out, dns: &mut dns };
+    for c in chunks {
+        let dir = if c.from_client { Direction::ToServer } else { Direction::ToClient };
+        if c.gap {
+            d.gap(dir, c.bytes.len() as u64, c.ts, &mut found);
+        } else {
+            d.data(dir, c.ts, c.bytes, &mut found);
+        }
+        if c.close {
+            d.end(dir, c.ts, &mut found);
+        }
+        d.check(c.ts, &mut found);
+        let _ = (d.answered_all(), d.buffered(), d.identified());
+        if let Some(next) = d.take_over(c.ts, &mut found) {
+            d = next;
+        }
+    }
+    d.close(end, Ending::Reset(faultline_core::entry::Side::Client), &mut found);
+    for e in found.out.iter() {
+        let _ = serde_json::to_string(e);
+    }
+}

@@ -75,6 +75,50 @@ def main():
                'src.name == r"^web-.*" or not (protocol == "http")', "error.type == null"]
     for i, q in enumerate(queries):
         write("kfl", f"query-{i}", q.encode())
+    datastore_seeds()
+
+
+def tcp_streams(pcap, server_port):
+    """The TCP payloads of a classic Ethernet/IPv4 pcap, per connection to `server_port`, in capture order:
+    {client port: [(from_server, bytes)]}."""
+    data = Path(pcap).read_bytes()
+    at, streams = 24, {}
+    while at + 16 <= len(data):
+        caplen = struct.unpack_from("<I", data, at + 8)[0]
+        frame = data[at + 16:at + 16 + caplen]
+        at += 16 + caplen
+        if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
+            continue
+        ip = frame[14:]
+        tcp = ip[(ip[0] & 15) * 4:]
+        sport, dport = struct.unpack_from(">HH", tcp)
+        payload = tcp[(tcp[12] >> 4) * 4:struct.unpack_from(">H", ip, 2)[0] - (ip[0] & 15) * 4]
+        if payload and server_port in (sport, dport):
+            streams.setdefault(dport if sport == server_port else sport, []).append((int(sport == server_port), payload))
+    return streams
+
+
+def stream_seed(chunks):
+    """(from_server, bytes) as the stream targets read them: [control][length][bytes], bit 0 the server."""
+    out = b""
+    for direction, data in chunks:
+        for i in range(0, len(data), 255):
+            part = data[i:i + 255]
+            out += bytes([direction, len(part)]) + part
+    return out
+
+
+def datastore_seeds():
+    """Each connection of the real datastore captures (core/tests/fixtures/datastores) as a seed of its
+    protocol's target, and its first half (a call cut short)."""
+    fixtures = HERE.parent / "core" / "tests" / "fixtures" / "datastores"
+    for target, ports in [("redis", (6379, 6380, 6381)), ("postgresql", (5432,)), ("mysql", (3306,))]:
+        n = 0
+        for port in ports:
+            for chunks in tcp_streams(fixtures / f"{target}.pcap", port).values():
+                write(target, f"real-{n}", stream_seed(chunks))
+                write(target, f"real-{n}-cut", stream_seed(chunks[:max(1, len(chunks) // 2)]))
+                n += 1
 
 
 def tcp_frame(src, dst, sport, dport, flags, seq, ack, payload=b""):

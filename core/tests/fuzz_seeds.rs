@@ -59,3 +59,18 @@ fn pcap_seeds() {
 fn kfl_seeds() {
     replay("kfl", harness::kfl);
 }
+
+#[test]
+fn redis_seeds() {
+    replay("redis", |d| harness::stream(&faultline_core::dissect::redis::REGISTRATION, d));
+}
+
+#[test]
+fn postgresql_seeds() {
+    replay("postgresql", |d| harness::stream(&faultline_core::dissect::postgresql::REGISTRATION, d));
+}
+
+#[test]
+fn mysql_seeds() {
+    replay("mysql", |d| harness::stream(&faultline_core::dissect::mysql::REGISTRATION, d));
+}

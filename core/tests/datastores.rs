@@ -1,0 +1,226 @@
+//! The datastores pods talk to (SPEC §3.5). First, real captures (`fixtures/datastores/`, written by
+//! `agent/tests/kernel/test_datastores.py` against Debian's redis-server, PostgreSQL 15 and MariaDB 10.11,
+//! the OOM connection left out for size): the errors the servers sent, once each. Then crafted streams for
+//! what those captures do not hold: pub/sub, MULTI/EXEC, blocking commands, pipelined extended queries,
+//! calls left unanswered by a reset.
+
+mod common;
+
+use common::{Sim, ACK, PSH, RST};
+use faultline_core::entry::{Entry, ErrorType, Protocol};
+use faultline_core::kind::Kind;
+use faultline_core::pcap::PcapReader;
+use faultline_core::EngineConfig;
+
+fn analyze(name: &str) -> Vec<Entry> {
+    let path = format!("{}/tests/fixtures/datastores/{name}.pcap", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).expect("fixture");
+    let mut reader = PcapReader::new(&bytes[..]).expect("a pcap");
+    let mut engine = common::test_engine(EngineConfig::default());
+    let mut out = Vec::new();
+    while let Some(r) = reader.next_record().expect("a record") {
+        let _ = engine.handle_frame_on(r.interface, r.link_type, r.data, r.ts, &mut out);
+    }
+    engine.finish(&mut out);
+    out
+}
+
+/// The kinds of the error entries, sorted.
+fn error_kinds(out: &[Entry]) -> Vec<String> {
+    let mut k: Vec<String> = out.iter().filter(|e| e.error.is_some()).map(|e| Kind::of(e).to_string()).collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn real_redis_errors_are_the_servers_and_feature_probes_are_not_errors() {
+    let out = analyze("redis");
+    assert_eq!(
+        error_kinds(&out),
+        [
+            "redis/ERR",
+            "redis/NOAUTH",
+            "redis/READONLY",
+            "redis/WRONGTYPE",
+            "redis/WRONGTYPE",
+            "redis/WRONGTYPE",
+            "redis/WRONGTYPE"
+        ]
+    );
+    let probes = out.iter().filter(|e| e.redis.as_ref().is_some_and(|r| r.command == "CLIENT")).count();
+    assert!(probes >= 2, "redis-py's CLIENT SETINFO are pairs, without error");
+    assert!(out.iter().all(|e| e.protocol == Protocol::Redis), "every connection is Redis");
+}
+
+#[test]
+fn real_postgresql_errors_carry_their_sqlstate() {
+    let out = analyze("postgresql");
+    assert_eq!(
+        error_kinds(&out),
+        [
+            "postgresql/23505",
+            "postgresql/28P01",
+            "postgresql/42P01",
+            "postgresql/42P01",
+            "postgresql/53300",
+            "postgresql/57014"
+        ]
+    );
+    let denied = out.iter().find(|e| Kind::of(e).to_string() == "postgresql/28P01").expect("28P01");
+    assert_eq!(
+        denied.error.as_ref().map(|e| e.msg.as_str()),
+        Some("28P01 password authentication failed for user \"postgres\"")
+    );
+}
+
+#[test]
+fn real_mysql_errors_carry_their_number() {
+    let out = analyze("mysql");
+    let kinds = error_kinds(&out);
+    assert!(kinds.contains(&"mysql/1045".to_owned()) && kinds.contains(&"mysql/1146".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"mysql/1062".to_owned()) && kinds.contains(&"mysql/1040".to_owned()), "{kinds:?}");
+    assert!(kinds.iter().all(|k| k.starts_with("mysql/")), "{kinds:?}");
+    let ok = out.iter().filter(|e| e.error.is_none() && e.mysql.as_ref().is_some_and(|m| m.command == "login")).count();
+    assert!(ok >= 10, "successful logins are pairs: {ok}");
+}
+
+/// A conversation on one connection: (from the client?, bytes), 5 ms apart; then how it ends.
+fn converse(port: u16, turns: &[(bool, &[u8])], reset_by_client: bool) -> Vec<Entry> {
+    let mut s = Sim::with(EngineConfig::default());
+    s.server.1 = port;
+    s.handshake(0);
+    let (mut c, mut v) = (1001u32, 5001u32);
+    let mut t = 10;
+    for (from_client, bytes) in turns {
+        if *from_client {
+            s.c(t, ACK | PSH, c, v, bytes);
+            c += bytes.len() as u32;
+        } else {
+            s.s(t, ACK | PSH, v, c, bytes);
+            v += bytes.len() as u32;
+        }
+        t += 5;
+    }
+    if reset_by_client {
+        s.c(t, RST | ACK, c, v, &[]);
+    }
+    s.advance(t + 100);
+    s.finish()
+}
+
+fn resp(args: &[&str]) -> Vec<u8> {
+    let mut b = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        b.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    b
+}
+
+#[test]
+fn pub_sub_messages_are_not_replies_and_exec_reports_the_error_inside_it() {
+    let sub = resp(&["SUBSCRIBE", "a", "b"]);
+    let ping = resp(&["PING"]);
+    let multi = resp(&["MULTI"]);
+    let incr = resp(&["INCR", "s"]);
+    let exec = resp(&["EXEC"]);
+    let unsub = resp(&["UNSUBSCRIBE"]);
+    let out = converse(
+        6379,
+        &[
+            (true, &multi),
+            (false, b"+OK\r\n"),
+            (true, &incr),
+            (false, b"+QUEUED\r\n"),
+            (true, &exec),
+            (false, b"*1\r\n-ERR value is not an integer or out of range\r\n"),
+            (true, &sub),
+            (false, b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n"),
+            (false, b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n"),
+            (true, &ping),
+            (false, b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"),
+            (true, &unsub),
+            (false, b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n"),
+            (true, &ping),
+            (false, b"+PONG\r\n"),
+        ],
+        false,
+    );
+    let calls: Vec<(String, bool)> =
+        out.iter().filter_map(|e| e.redis.as_ref().map(|r| (r.command.clone(), e.error.is_some()))).collect();
+    assert_eq!(
+        calls,
+        [
+            ("MULTI".into(), false),
+            ("INCR".into(), false),
+            ("EXEC".into(), true),
+            ("PING".into(), false),
+            ("PING".into(), false)
+        ]
+    );
+    let exec = out.iter().find(|e| e.error.is_some()).expect("EXEC");
+    assert_eq!(Kind::of(exec).to_string(), "redis/ERR");
+}
+
+#[test]
+fn a_command_left_unanswered_by_a_reset_is_half_but_a_blocking_one_is_not() {
+    let get = resp(&["GET", "k"]);
+    let out = converse(6379, &[(true, &get)], true);
+    let half: Vec<_> =
+        out.iter().filter(|e| e.error.as_ref().is_some_and(|x| x.kind == ErrorType::PairNotFound)).collect();
+    assert_eq!(half.len(), 1, "{out:#?}");
+    assert_eq!(half[0].error.as_ref().map(|e| e.msg.as_str()), Some("missing response: connection reset"));
+    let blpop = resp(&["BLPOP", "q", "0"]);
+    let out = converse(6379, &[(true, &blpop)], true);
+    assert!(out.iter().all(|e| e.error.as_ref().is_none_or(|x| x.kind != ErrorType::PairNotFound)), "{out:#?}");
+}
+
+fn pg(t: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![t];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+#[test]
+fn pipelined_extended_batches_pair_in_turn_and_only_errors_are_errors() {
+    let mut startup = vec![0, 0, 0, 0, 0, 3, 0, 0];
+    startup.extend_from_slice(b"user\0app\0\0");
+    let n = startup.len() as u32;
+    startup[..4].copy_from_slice(&n.to_be_bytes());
+    let ready = pg(b'Z', b"I");
+    let mut client = Vec::new();
+    for q in ["SELECT 1\0", "SELECT * FROM nowhere\0"] {
+        client.extend(pg(b'P', format!("\0{q}\0\0").as_bytes()));
+        client.extend(pg(b'B', b"\0\0\0\0\0\0\0\0"));
+        client.extend(pg(b'E', b"\0\0\0\0\0"));
+        client.extend(pg(b'S', b""));
+    }
+    let mut server = pg(b'1', b"");
+    server.extend(pg(b'N', b"SWARNING\0VWARNING\0C01000\0Mjust so\0\0"));
+    server.extend(pg(b'C', b"SELECT 1\0"));
+    server.extend(&ready);
+    server.extend(pg(b'E', b"SERROR\0VERROR\0C42P01\0Mrelation \"nowhere\" does not exist\0\0"));
+    server.extend(&ready);
+    let mut auth = pg(b'R', &[0, 0, 0, 0]);
+    auth.extend(&ready);
+    let out = converse(5432, &[(true, &startup), (false, &auth), (true, &client), (false, &server)], false);
+    let calls: Vec<(String, Option<String>, Option<String>)> = out
+        .iter()
+        .filter_map(|e| {
+            let p = e.postgresql.as_ref()?;
+            Some((p.command.clone(), p.query.clone(), e.error.as_ref().map(|x| x.msg.clone())))
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("startup".into(), Some("app@app".into()), None),
+            ("execute".into(), Some("SELECT 1".into()), None),
+            (
+                "execute".into(),
+                Some("SELECT * FROM nowhere".into()),
+                Some("42P01 relation \"nowhere\" does not exist".into())
+            ),
+        ]
+    );
+}
