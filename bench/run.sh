@@ -11,3 +11,4 @@ if [ ! -s "$cap" ] || [ bench/gen_capture.py -nt "$cap" ]; then
     python3 bench/gen_capture.py "$cap" > "$cap.expected.json"
 fi
 python3 bench/compare.py "$cap" "$@"
+python3 bench/backends.py

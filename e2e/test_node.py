@@ -22,6 +22,8 @@ from node import NAMESPACE, Node, helm_binary
 from processes import REPO, eventually
 
 TOOLBOX = "ghcr.io/faultline-dev/faultline-toolbox:0.1.0"
+# Debian's redis-server and redis-cli (scripts/build-images.py).
+REDIS = "ghcr.io/faultline-dev/faultline-test-redis:0.1.0"
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +108,7 @@ def counts_settle(node, ns, want, timeout=60):
 
 
 FAULTLINE_REASONS = {"TCPSynSent", "TCPReset", "TCPCloseWait", "TCPLastAck", "HalfConnection", "DissectionError",
-                     "HTTPServerError", "HTTPClientError", "ICMPDestinationUnreachable"}
+                     "HTTPServerError", "HTTPClientError", "ICMPDestinationUnreachable", "RedisError"}
 
 
 def events(node, ns):
@@ -321,6 +323,55 @@ def test_errors_carry_the_cause_the_clusters_state_proves(node):
     described = eventually(lambda: (d := node.kubectl("-n", ns, "describe", "pod", "web").stdout)
                            and "NetworkPolicyDenied: NetworkPolicy" in d and d, timeout=60, what="the Event's cause")
     assert f"admits nothing from {clients}/cart" in described
+
+
+def test_a_redis_pods_errors_reach_the_view_the_events_and_the_metrics(node):
+    """SPEC §3.5 on the real node: Debian's redis-server in a pod, behind a Service, refusing a client pod's
+    commands (WRONGTYPE, as redis-cli prints it); the client's successful commands are no error."""
+    ns = "cache"
+
+    def redis_pod(name, command, labels=None):
+        p = pod(name, ns, command, labels)
+        p["spec"]["containers"][0]["image"] = REDIS
+        return p
+
+    apply(node, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+          redis_pod("redis", ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "",
+                              "--dir", "/tmp"], {"app": "redis"}),
+          redis_pod("client", ["sleep", "3600"]),
+          {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "redis", "namespace": ns},
+           "spec": {"selector": {"app": "redis"}, "ports": [{"port": 6379}]}},
+          {"apiVersion": "faultline.dev/v1alpha1", "kind": "ErrorView", "metadata": {"name": "errors", "namespace": ns},
+           "spec": {"query": "error", "publishEvents": True, "samples": 5}})
+    node.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/redis", "pod/client", "--timeout=120s")
+    ip = node.kubectl_json("-n", ns, "get", "pod", "redis")["status"]["podIP"]
+    eventually(lambda: f"--to-destination {ip}:6379" in subprocess.run(
+        ["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout, timeout=60,
+        what="kube-proxy's rules for the Service")
+
+    def cli(*args):
+        return node.kubectl("-n", ns, "exec", "client", "--", "redis-cli", "-h", "redis.cache.svc.cluster.local",
+                            *args).stdout.strip()
+
+    assert cli("SET", "s", "x") == "OK"
+    said = [cli("LPUSH", "s", "y"), cli("LPUSH", "s", "z")]
+    assert all(s.startswith("WRONGTYPE") for s in said), said
+    assert cli("GET", "s") == "x"
+    counts_settle(node, ns, {"redis/WRONGTYPE": 2})
+    samples = view(node, ns)["samples"]
+    assert len(samples) == 2 and all("WRONGTYPE" in s["summary"] for s in samples), samples
+    # The Event is on the pod that answered with the error.
+    eventually(lambda: events(node, ns).get(("Pod", "redis", "RedisError")) == 2, timeout=40,
+               what=f"RedisError Events (have {events(node, ns)})")
+    leader = [p for p in operator_pods(node) if p["metadata"].get("labels", {}).get("faultline.dev/leader") == "true"]
+
+    def counted():
+        text = node.operator_pod_get(leader[0]["status"]["podIP"], "/metrics")
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("faultline_errors_total{") and 'kind="redis/WRONGTYPE"' in line
+                   and 'namespace="cache"' in line)
+
+    eventually(lambda: counted() == 2, timeout=30, what="faultline_errors_total{kind=redis/WRONGTYPE} = 2")
 
 
 def test_pods_on_routed_veths_are_observed_too(node):

@@ -76,6 +76,7 @@ def main():
     for i, q in enumerate(queries):
         write("kfl", f"query-{i}", q.encode())
     datastore_seeds()
+    amqp_seeds()
 
 
 def tcp_streams(pcap, server_port):
@@ -108,16 +109,42 @@ def stream_seed(chunks):
     return out
 
 
+def amqp_frame(kind, channel, payload):
+    return bytes([kind]) + struct.pack(">HI", channel, len(payload)) + payload + b"\xce"
+
+
+def amqp_method(channel, cls, method, args=b""):
+    return amqp_frame(1, channel, struct.pack(">HH", cls, method) + args)
+
+
+def amqp_seeds():
+    """Crafted AMQP beside the real ones: a declare answered by a close, a declare with no-wait, a return
+    before content frames and a heartbeat."""
+    text = b"NOT_FOUND - no queue 'q'"
+    close = amqp_method(1, 20, 40, struct.pack(">H", 404) + bytes([len(text)]) + text + struct.pack(">HH", 50, 10))
+    declare = amqp_method(1, 50, 10, b"\0\0\x01q\x01\0\0\0\0")
+    write("amqp", "declare-closed", stream_seed([(0, b"AMQP\0\0\x09\x01" + amqp_method(1, 20, 10, b"\0")),
+                                                 (1, amqp_method(1, 20, 11, b"\0\0\0\0")), (0, declare),
+                                                 (1, close)]))
+    ret = amqp_method(1, 60, 50, struct.pack(">H", 312) + b"\x08NO_ROUTE\x00\x01k")
+    write("amqp", "returned", stream_seed([(0, b"AMQP\0\0\x09\x01" + amqp_method(1, 50, 10, b"\0\0\x01q\x10")),
+                                           (1, ret + amqp_frame(2, 1, b"\0" * 14) + amqp_frame(3, 1, b"x")
+                                            + amqp_frame(8, 0, b""))]))
+
+
 def datastore_seeds():
-    """Each connection of the real datastore captures (core/tests/fixtures/datastores) as a seed of its
-    protocol's target, and its first half (a call cut short)."""
-    fixtures = HERE.parent / "core" / "tests" / "fixtures" / "datastores"
-    for target, ports in [("redis", (6379, 6380, 6381)), ("postgresql", (5432,)), ("mysql", (3306,))]:
+    """Each connection of the real backend captures (core/tests/fixtures/backends) as a seed of its
+    protocol's target, and its first quarter, half and three quarters (calls cut short)."""
+    fixtures = HERE.parent / "core" / "tests" / "fixtures" / "backends"
+    for target, ports in [("redis", (6379, 6380, 6381)), ("postgresql", (5432,)), ("mysql", (3306,)),
+                          ("amqp", (5672,))]:
         n = 0
         for port in ports:
             for chunks in tcp_streams(fixtures / f"{target}.pcap", port).values():
                 write(target, f"real-{n}", stream_seed(chunks))
-                write(target, f"real-{n}-cut", stream_seed(chunks[:max(1, len(chunks) // 2)]))
+                for quarter in (1, 2, 3):
+                    cut = stream_seed(chunks[:max(1, len(chunks) * quarter // 4)])
+                    write(target, f"real-{n}-cut" if quarter == 2 else f"real-{n}-cut{quarter}", cut)
                 n += 1
 
 

@@ -11,6 +11,8 @@ Images (tags are versions, never `latest`):
   ghcr.io/faultline-dev/faultline-agent:<version>     /usr/local/bin/faultline-agent run, user root
   ghcr.io/faultline-dev/faultline-toolbox:<version>   busybox, faultline-toolbox and the Go peers (test workloads:
                                                       e2e/peers, grpc-go and crypto/tls, by e2e/build-peers.sh)
+  ghcr.io/faultline-dev/faultline-test-redis:<version> busybox and Debian's redis-server and redis-cli (a real
+                                                      datastore for the e2e tests; never shipped)
   registry.k8s.io/pause:3.10                          the pod sandbox (images/pause.c, static)
   registry.k8s.io/coredns/coredns:v1.15.0             CoreDNS from its Go module (e2e/build-coredns.sh)
 
@@ -55,6 +57,8 @@ def images():
                       entrypoint=["/usr/local/bin/faultline-agent"], cmd=["run"], user="0:0"),
         "toolbox": dict(tag=f"{REGISTRY}/faultline-toolbox:{v}", binaries=["faultline-toolbox"], busybox=True,
                         static=[("peers", "/usr/local/bin/peers")], entrypoint=None, cmd=["/bin/sh"], user="0:0"),
+        "redis": dict(tag=f"{REGISTRY}/faultline-test-redis:{v}", busybox=True, entrypoint=None,
+                      host=["/usr/bin/redis-server", "/usr/bin/redis-cli"], cmd=["/bin/sh"], user="0:0"),
         "pause": dict(tag=PAUSE, static=[("pause", "/pause")], entrypoint=["/pause"], cmd=None, user="65535:65535"),
         "coredns": dict(tag=COREDNS, static=[("coredns", "/coredns")], entrypoint=["/coredns"], cmd=None,
                         user="0:0"),
@@ -139,6 +143,11 @@ def rootfs(spec, binaries):
             layer.host_file(os.path.realpath(lib), lib, 0o755)
     for src, dst in spec.get("static", []):
         layer.host_file(binaries[src], dst, 0o755)
+    # Programs of this machine's distribution, at their own paths, with their libraries.
+    for path in spec.get("host", []):
+        layer.host_file(os.path.realpath(path), path, 0o755)
+        for lib in shared_libraries(path):
+            layer.host_file(os.path.realpath(lib), lib, 0o755)
     if spec.get("busybox"):
         bb = "/bin/busybox"
         layer.host_file(bb, bb, 0o755)
@@ -211,6 +220,8 @@ def build(which):
         key = hashlib.sha256(me.encode())
         for b in spec.get("binaries", []) + [src for src, _ in spec.get("static", [])]:
             key.update(binaries[b].read_bytes())
+        for path in spec.get("host", []):
+            key.update(Path(path).read_bytes())
         key = key.hexdigest()
         tar, stamp = OUT / f"{name}.tar", OUT / f"{name}.key"
         if not (tar.exists() and stamp.exists() and stamp.read_text() == key):

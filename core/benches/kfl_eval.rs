@@ -38,6 +38,7 @@ fn http_entry(status: u16, error: bool) -> Entry {
         redis: None,
         postgresql: None,
         mysql: None,
+        amqp: None,
         cause: None,
     }
 }

@@ -19,7 +19,7 @@ pub mod wire;
 
 // The entry model lives in its own crate (the operator uses it without the engine); the engine speaks it
 // under the same names.
-pub use faultline_model::{entry, headers, ingest, kind, time};
+pub use faultline_model::{backend, entry, headers, ingest, kind, time};
 
 pub use config::EngineConfig;
 pub use engine::stats::{self, Stats};

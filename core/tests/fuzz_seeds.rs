@@ -74,3 +74,8 @@ fn postgresql_seeds() {
 fn mysql_seeds() {
     replay("mysql", |d| harness::stream(&faultline_core::dissect::mysql::REGISTRATION, d));
 }
+
+#[test]
+fn amqp_seeds() {
+    replay("amqp", |d| harness::stream(&faultline_core::dissect::amqp::REGISTRATION, d));
+}

@@ -48,6 +48,7 @@ fn evaluation_does_not_allocate() {
         redis: None,
         postgresql: None,
         mysql: None,
+        amqp: None,
         cause: None,
     };
     let queries: Vec<Query> = [

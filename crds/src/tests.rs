@@ -21,7 +21,9 @@ fn spec_defaults_match_the_spec_example() {
     assert_eq!(tap.timeouts.dns_timeout_ms, 5000);
     assert_eq!(tap.packet_loss_threshold, 0.01);
     assert_eq!(tap.timeouts.tls_handshake_timeout_ms, 10000);
-    assert_eq!(tap.dissectors, vec![Dissector::Http, Dissector::Dns, Dissector::Tls, Dissector::Http2]);
+    // Every dissector implemented (SPEC §4: "default all").
+    assert_eq!(tap.dissectors, Dissector::ALL.to_vec());
+    assert_eq!(tap.dissectors[..4], [Dissector::Http, Dissector::Dns, Dissector::Tls, Dissector::Http2]);
     assert_eq!(tap.recorder.mode, RecorderMode::None);
 }
 

@@ -17,11 +17,13 @@ pub enum Dissector {
     Redis,
     Postgresql,
     Mysql,
+    /// AMQP 0-9-1 (RabbitMQ).
+    Amqp,
 }
 
 impl Dissector {
     /// Every one, in the order the CRD lists them.
-    pub const ALL: [Dissector; 7] = [
+    pub const ALL: [Dissector; 8] = [
         Dissector::Http,
         Dissector::Dns,
         Dissector::Tls,
@@ -29,6 +31,7 @@ impl Dissector {
         Dissector::Redis,
         Dissector::Postgresql,
         Dissector::Mysql,
+        Dissector::Amqp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +43,7 @@ impl Dissector {
             Dissector::Redis => "redis",
             Dissector::Postgresql => "postgresql",
             Dissector::Mysql => "mysql",
+            Dissector::Amqp => "amqp",
         }
     }
 

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::backend::{AmqpInfo, MysqlInfo, PostgresqlInfo, RedisInfo};
 pub use crate::cause::{Cause, CauseReason, ObjectRef};
-pub use crate::datastore::{MysqlInfo, PostgresqlInfo, RedisInfo};
 pub use crate::headers::Headers;
 use crate::time::Timestamp;
 
@@ -51,6 +51,9 @@ pub struct Entry {
     /// A MySQL command (or login) and how it ended (SPEC §3.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mysql: Option<MysqlInfo>,
+    /// An AMQP 0-9-1 method and the broker's answer (SPEC §3.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amqp: Option<AmqpInfo>,
     /// Milliseconds: request to response for HTTP, attempt or event to the packet or timer that decided
     /// it for TCP, 0 for ICMP.
     pub elapsed_time: f64,
@@ -102,6 +105,7 @@ impl Entry {
             redis: None,
             postgresql: None,
             mysql: None,
+            amqp: None,
             elapsed_time: 0.0,
             pcap: None,
             service: None,
@@ -123,6 +127,7 @@ pub enum Protocol {
     Redis,
     Postgresql,
     Mysql,
+    Amqp,
     Tcp,
     Icmp,
 }
@@ -138,6 +143,7 @@ impl Protocol {
             Protocol::Redis => "redis",
             Protocol::Postgresql => "postgresql",
             Protocol::Mysql => "mysql",
+            Protocol::Amqp => "amqp",
             Protocol::Tcp => "tcp",
             Protocol::Icmp => "icmp",
         }
@@ -328,6 +334,10 @@ pub enum ErrorType {
     /// A MySQL ERR packet (§3.5).
     #[serde(rename = "mysql")]
     Mysql,
+    /// An AMQP `connection.close` or `channel.close` from the broker with a reply code other than 200, or
+    /// a `basic.return` (§3.5).
+    #[serde(rename = "amqp")]
+    Amqp,
 }
 
 impl ErrorType {
@@ -344,6 +354,7 @@ impl ErrorType {
             ErrorType::Redis => "redis",
             ErrorType::Postgresql => "postgresql",
             ErrorType::Mysql => "mysql",
+            ErrorType::Amqp => "amqp",
         }
     }
 }
@@ -589,6 +600,7 @@ mod tests {
             redis: None,
             postgresql: None,
             mysql: None,
+            amqp: None,
             elapsed_time: 0.25,
             pcap: None,
             service: None,

@@ -26,9 +26,9 @@ pub enum Kind<'a> {
     Grpc(Option<&'a str>),
     /// An HTTP/2 stream reset, or connection ended, with an error code (its RFC 9113 name).
     Http2 { goaway: bool, code: &'a str },
-    /// A datastore's error reply (§3.5): its protocol and code — a Redis error's first word, a
-    /// PostgreSQL SQLSTATE, a MySQL error number.
-    Datastore { protocol: Protocol, code: Code<'a> },
+    /// A backend's error (§3.5): its protocol and code — a Redis error's first word, a PostgreSQL
+    /// SQLSTATE, a MySQL error number, an AMQP reply code.
+    Backend { protocol: Protocol, code: Code<'a> },
     /// A request without response or a response without request (§3.5).
     HalfConnection,
     /// A payload that broke its protocol's grammar, or ended inside a message.
@@ -43,7 +43,7 @@ pub enum Kind<'a> {
     Other(Protocol),
 }
 
-/// A datastore error's code, as its protocol writes it.
+/// A backend error's code, as its protocol writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code<'a> {
     Text(&'a str),
@@ -85,7 +85,7 @@ impl<'a> Kind<'a> {
         if let (Some(_), Some(h)) = (&e.error, &e.http2) {
             return Kind::Http2 { goaway: h.frame == "GOAWAY", code: &h.error_code };
         }
-        if let Some(kind) = datastore(e) {
+        if let Some(kind) = backend(e) {
             return kind;
         }
         if let Some(t) = &e.tcp {
@@ -116,7 +116,7 @@ impl<'a> Kind<'a> {
             | Kind::Tls(_)
             | Kind::Grpc(_)
             | Kind::Http2 { .. }
-            | Kind::Datastore { .. }
+            | Kind::Backend { .. }
             | Kind::HalfConnection
             | Kind::Dissection
             | Kind::StreamTimeout
@@ -144,7 +144,7 @@ impl<'a> Kind<'a> {
             Kind::Grpc(_) => "GRPCError",
             Kind::Http2 { goaway: true, .. } => "HTTP2GoAway",
             Kind::Http2 { goaway: false, .. } => "HTTP2StreamReset",
-            Kind::Datastore { protocol, .. } => datastore_reason(protocol),
+            Kind::Backend { protocol, .. } => backend_reason(protocol),
             Kind::HalfConnection => "HalfConnection",
             Kind::Dissection => "DissectionError",
             Kind::StreamTimeout => "StreamTimeout",
@@ -160,6 +160,7 @@ impl<'a> Kind<'a> {
                 ErrorType::Redis => "RedisError",
                 ErrorType::Postgresql => "PostgreSQLError",
                 ErrorType::Mysql => "MySQLError",
+                ErrorType::Amqp => "AMQPError",
             },
             Kind::Response(_, status) if status >= 500 => "HTTPServerError",
             Kind::Response(_, status) if status >= 400 => "HTTPClientError",
@@ -169,25 +170,27 @@ impl<'a> Kind<'a> {
     }
 }
 
-/// A datastore's error reply, where the entry is one: an error of its protocol's own type (a half
+/// A backend's error, where the entry is one: an error of its protocol's own type (a half
 /// connection or broken grammar on the same connection is counted as such).
-fn datastore(e: &Entry) -> Option<Kind<'_>> {
+fn backend(e: &Entry) -> Option<Kind<'_>> {
     let err = e.error.as_ref()?;
     let (protocol, code) = match err.kind {
         ErrorType::Redis => (Protocol::Redis, Code::Text(e.redis.as_ref()?.code.as_deref()?)),
         ErrorType::Postgresql => (Protocol::Postgresql, Code::Text(e.postgresql.as_ref()?.sqlstate.as_deref()?)),
         ErrorType::Mysql => (Protocol::Mysql, Code::Number(e.mysql.as_ref()?.code?)),
+        ErrorType::Amqp => (Protocol::Amqp, Code::Number(e.amqp.as_ref()?.reply_code?)),
         _ => return None,
     };
-    Some(Kind::Datastore { protocol, code })
+    Some(Kind::Backend { protocol, code })
 }
 
-/// The Event reason of a datastore's error (SPEC §3.5).
-fn datastore_reason(p: Protocol) -> &'static str {
+/// The Event reason of a backend's error (SPEC §3.5).
+fn backend_reason(p: Protocol) -> &'static str {
     match p {
         Protocol::Redis => "RedisError",
         Protocol::Postgresql => "PostgreSQLError",
         Protocol::Mysql => "MySQLError",
+        Protocol::Amqp => "AMQPError",
         _ => "Error",
     }
 }
@@ -214,8 +217,8 @@ impl fmt::Display for Kind<'_> {
             Kind::Dns(Dns::Bare) => f.write_str("dns"),
             Kind::Grpc(status) => write!(f, "grpc/{}", status.unwrap_or("no-status")),
             Kind::Http2 { code, .. } => write!(f, "http2/{code}"),
-            Kind::Datastore { protocol, code: Code::Text(c) } => write!(f, "{}/{c}", protocol.as_str()),
-            Kind::Datastore { protocol, code: Code::Number(n) } => write!(f, "{}/{n}", protocol.as_str()),
+            Kind::Backend { protocol, code: Code::Text(c) } => write!(f, "{}/{c}", protocol.as_str()),
+            Kind::Backend { protocol, code: Code::Number(n) } => write!(f, "{}/{n}", protocol.as_str()),
             Kind::HalfConnection => f.write_str("half-connection"),
             Kind::Dissection => f.write_str("dissection"),
             Kind::StreamTimeout => f.write_str("stream-timeout"),

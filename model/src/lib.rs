@@ -2,8 +2,8 @@
 //! prints — with its capture time, what kind it is, its KFL selectors and the batch that carries it from an
 //! agent to the operator. A leaf crate: the operator and the CRDs use it without compiling the engine.
 
+pub mod backend;
 pub mod cause;
-pub mod datastore;
 pub mod dissector;
 pub mod entry;
 pub mod headers;

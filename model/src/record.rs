@@ -153,6 +153,17 @@ impl Record for Entry {
                     _ => None,
                 }
             }
+            ("amqp", rest) => {
+                let a = self.amqp.as_ref()?;
+                match leaf(rest)? {
+                    None => Some(Value::Present),
+                    Some("method") => Some(Value::Str(&a.method)),
+                    Some("channel") => Some(Value::Num(f64::from(a.channel))),
+                    Some("replyCode") => Some(a.reply_code.map_or(Value::Null, |c| Value::Num(f64::from(c)))),
+                    Some("replyText") => Some(Value::from_opt_str(a.reply_text.as_deref())),
+                    _ => None,
+                }
+            }
             ("cause", rest) => {
                 let Some(c) = &self.cause else { return rest.is_empty().then_some(Value::Null) };
                 match leaf(rest)? {

@@ -43,18 +43,6 @@ fn other(s: Option<Side>) -> &'static str {
     }
 }
 
-/// A datastore call's protocol as people write it, its command and what it asked.
-fn datastore(e: &Entry) -> Option<(&'static str, &str, Option<&str>)> {
-    if let Some(r) = &e.redis {
-        return Some(("Redis", &r.command, None));
-    }
-    if let Some(p) = &e.postgresql {
-        return Some(("PostgreSQL", &p.command, p.query.as_deref()));
-    }
-    let m = e.mysql.as_ref()?;
-    Some(("MySQL", &m.command, m.query.as_deref()))
-}
-
 fn describe(e: &Entry) -> (String, String) {
     let ms = e.elapsed_time;
     if let Some(t) = &e.tcp {
@@ -88,7 +76,7 @@ fn describe(e: &Entry) -> (String, String) {
         }
         return (format!("{}/{}", i.type_name, i.code_name), detail);
     }
-    if let Some((name, command, query)) = datastore(e) {
+    if let Some((name, command, query)) = faultline_core::backend::call_of(e) {
         let what = match &e.error {
             Some(err) if err.kind == ErrorType::PairNotFound => format!("{name} unanswered"),
             Some(err) if err.kind == ErrorType::Dissection => format!("{name} dissection error"),
@@ -143,6 +131,7 @@ fn describe(e: &Entry) -> (String, String) {
                 ErrorType::Redis => "Redis error".to_owned(),
                 ErrorType::Postgresql => "PostgreSQL error".to_owned(),
                 ErrorType::Mysql => "MySQL error".to_owned(),
+                ErrorType::Amqp => "AMQP error".to_owned(),
                 ErrorType::Http2 => match &e.http2 {
                     Some(h) => format!("HTTP/2 {} {}", h.frame, h.error_code),
                     None => "HTTP/2 error".to_owned(),

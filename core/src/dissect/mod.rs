@@ -9,6 +9,7 @@
 //! protocol claims it (from its content, never its port), and then handed to that protocol's dissector.
 //! Adding a protocol over TCP is its folder and its line in `REGISTRY`.
 
+pub mod amqp;
 pub(crate) mod calls;
 pub mod dns;
 pub(crate) mod framing;
@@ -133,14 +134,16 @@ pub enum Claim {
 
 /// In the order they are tried: the first claim wins. TLS and HTTP/2 before HTTP (their first bytes are
 /// nothing like a request line, and a TLS ClientHello seen from the server's side settles roles); the
-/// datastores' first bytes (a RESP array, a PostgreSQL startup, a MySQL greeting) before DNS over TCP,
+/// backends' first bytes (a RESP array, a PostgreSQL startup, a MySQL greeting, AMQP's header) before DNS
+/// over TCP,
 /// whose probe only checks a length and a header; DNS over TCP only from the client.
-pub const REGISTRY: [Registration; 7] = [
+pub const REGISTRY: [Registration; 8] = [
     tls::REGISTRATION,
     http2::REGISTRATION,
     redis::REGISTRATION,
     postgresql::REGISTRATION,
     mysql::REGISTRATION,
+    amqp::REGISTRATION,
     dns::tcp::REGISTRATION,
     http::REGISTRATION,
 ];

@@ -206,7 +206,14 @@ pub fn summary(e: &Entry) -> String {
     let req = match (&e.request, &e.dns) {
         (Some(r), _) => format!(" {} {}", r.method, r.path),
         (None, Some(d)) => format!(" {} {}", d.question.name, d.question.qtype),
-        (None, None) => e.tls.as_ref().and_then(|t| t.sni.as_ref()).map(|sni| format!(" {sni}")).unwrap_or_default(),
+        (None, None) => match (&e.tls, faultline_model::backend::call_of(e)) {
+            (Some(t), _) => t.sni.as_ref().map(|sni| format!(" {sni}")).unwrap_or_default(),
+            (None, Some((_, command, query))) => match query {
+                Some(q) => format!(" {command} {q}"),
+                None => format!(" {command}"),
+            },
+            (None, None) => String::new(),
+        },
     };
     let via = match e.service.as_ref().and_then(|s| Some((s.namespace.as_ref()?, s.name.as_ref()?))) {
         Some((ns, name)) => format!(" (via service {ns}/{name})"),

@@ -44,6 +44,7 @@ fn entry(secs: u64, dst_ns: &str, status: Option<u16>) -> Entry {
         redis: None,
         postgresql: None,
         mysql: None,
+        amqp: None,
         cause: None,
     };
     if let Some(s) = status {

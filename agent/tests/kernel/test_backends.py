@@ -15,7 +15,7 @@ from pathlib import Path
 
 from netlab import SERVER4, Lab, analyze
 
-CLIENTS = str(Path(__file__).resolve().parent / "datastore_clients.py")
+CLIENTS = str(Path(__file__).resolve().parent / "backend_clients.py")
 
 
 def client(lab, *args, timeout=60):
@@ -29,8 +29,8 @@ def library(lab, *args):
     return json.loads(r.stdout)
 
 
-def wait_port(lab, port):
-    for _ in range(100):
+def wait_port(lab, port, tries=100):
+    for _ in range(tries):
         r = subprocess.run(["ip", "netns", "exec", lab.s, "ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True)
         if r.stdout.strip():
             return
@@ -261,3 +261,56 @@ def mysql_errors(home, pcap):
     oracle = subprocess.run(["tshark", "-r", str(pcap), "-Y", "mysql.error_code", "-T", "fields", "-E", "aggregator=|",
                              "-e", "mysql.error_code"], capture_output=True, text=True, check=True).stdout
     assert sorted(int(c) for line in oracle.splitlines() for c in line.split("|") if c) == sorted(c for c, _ in got)
+
+
+def test_amqp_errors_are_the_brokers_closes_and_returns(tmp_path):
+    home = tmp_path / "rabbit"
+    home.mkdir()
+    (home / "rabbitmq.conf").write_text("loopback_users = none\ndefault_user = app\ndefault_pass = s3cret\n"
+                                        "listeners.tcp.default = 5672\n")
+    env = {"PATH": "/usr/lib/rabbitmq/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": str(home),
+           "RABBITMQ_NODENAME": "rabbit@localhost", "RABBITMQ_MNESIA_BASE": str(home / "mnesia"),
+           "RABBITMQ_LOG_BASE": str(home / "log"), "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq.conf"),
+           "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "plugins"), "RABBITMQ_NODE_IP_ADDRESS": SERVER4,
+           "RABBITMQ_PID_FILE": str(home / "pid")}
+    (home / "plugins").write_text("[].\n")
+    pcap = tmp_path / "amqp.pcap"
+    with Lab() as lab:
+        p = subprocess.Popen(["ip", "netns", "exec", lab.s, "/usr/lib/rabbitmq/bin/rabbitmq-server"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        lab.procs.append(p)
+        try:
+            wait_port(lab, 5672, tries=600)
+            with lab.capture(pcap, bpf="tcp port 5672"):
+                said = library(lab, "amqp", SERVER4, "5672", "app", "s3cret")
+                time.sleep(0.3)
+        finally:
+            subprocess.run(["ip", "netns", "exec", lab.s, "/usr/lib/rabbitmq/bin/rabbitmqctl", "shutdown"], env=env,
+                           capture_output=True, timeout=60)
+            # Erlang's port mapper outlives the broker: whatever still runs in the namespace goes with it.
+            pids = subprocess.run(["ip", "netns", "pids", lab.s], capture_output=True, text=True).stdout.split()
+            subprocess.run(["kill", "-9", *pids], capture_output=True)
+    assert "ACCESS_REFUSED" in said["login"], said
+    assert said["good"] == "ok" and said["returned"] == "unroutable", said
+    assert said["missing_queue"][0] == 404 and said["precondition"][0] == 406, said
+    assert said["missing_exchange"][0] == 404, said
+
+    entries = analyze(pcap)
+    errors = errors_of(entries, "amqp")
+    got = sorted((e["amqp"]["replyCode"], e["amqp"]["method"]) for e in errors)
+    assert got == sorted([(403, "connection.start-ok"), (404, "queue.declare"), (406, "queue.declare"),
+                          (312, "basic.publish"), (404, "basic.publish")]), [(e["amqp"], e["error"]) for e in errors]
+    for e in errors:
+        assert e["error"]["type"] == "amqp" and e["error"]["msg"] == f'{e["amqp"]["replyCode"]} {e["amqp"]["replyText"]}'
+    [missing] = [e for e in errors if e["amqp"]["method"] == "queue.declare" and e["amqp"]["replyCode"] == 404]
+    assert missing["error"]["msg"] == "404 " + said["missing_queue"][1]
+    assert not [e for e in entries if e.get("error") and e["protocol"] != "amqp"], "no other error"
+    ok = {e["amqp"]["method"] for e in entries if e["protocol"] == "amqp" and not e.get("error")}
+    assert {"queue.declare", "basic.get", "channel.open", "confirm.select", "connection.close"} <= ok, ok
+    # tshark's AMQP dissector: the same reply codes in the broker's closes and returns.
+    oracle = subprocess.run(["tshark", "-r", str(pcap), "-Y", "amqp.method.arguments.reply_code && tcp.srcport == 5672",
+                             "-T", "fields",
+                             "-E", "aggregator=|", "-e", "amqp.method.arguments.reply_code"],
+                            capture_output=True, text=True, check=True).stdout
+    codes = sorted(int(c) for line in oracle.splitlines() for c in line.split("|") if c and int(c) != 200)
+    assert codes == sorted(c for c, _ in got)

@@ -57,5 +57,60 @@ def mysql_many(host, port, user, password, n):
     return out
 
 
+def amqp(host, port, user, password):
+    """What pika says of each: a login refused, a queue that is not there, a declare that contradicts the
+    queue, a mandatory message no queue takes, a publish to an exchange that is not there — and a queue
+    declared, a message published and got back."""
+    import pika
+    from pika.exceptions import ChannelClosedByBroker, ProbableAuthenticationError, UnroutableError
+
+    def connect(pw):
+        return pika.BlockingConnection(pika.ConnectionParameters(
+            host=host, port=int(port), credentials=pika.PlainCredentials(user, pw), connection_attempts=1,
+            socket_timeout=10, blocked_connection_timeout=10))
+
+    out = {}
+    try:
+        connect("wrong").close()
+        out["login"] = "ok"
+    except ProbableAuthenticationError as e:
+        out["login"] = str(e)
+    c = connect(password)
+
+    def on_channel(name, action):
+        ch = c.channel()
+        try:
+            action(ch)
+            out[name] = "ok"
+            ch.close()
+        except ChannelClosedByBroker as e:
+            out[name] = [e.reply_code, e.reply_text]
+        except UnroutableError:
+            out[name] = "unroutable"
+            ch.close()
+
+    def good(ch):
+        ch.queue_declare("orders", durable=True)
+        ch.basic_publish("", "orders", b"one")
+        method, _, body = ch.basic_get("orders", auto_ack=True)
+        assert body == b"one", body
+
+    def returned(ch):
+        ch.confirm_delivery()
+        ch.basic_publish("", "nowhere", b"x", mandatory=True)
+
+    def missing_exchange(ch):
+        ch.confirm_delivery()
+        ch.basic_publish("no-such-exchange", "k", b"x")
+
+    on_channel("good", good)
+    on_channel("missing_queue", lambda ch: ch.queue_declare("nowhere", passive=True))
+    on_channel("precondition", lambda ch: ch.queue_declare("orders", durable=False))
+    on_channel("returned", returned)
+    on_channel("missing_exchange", missing_exchange)
+    c.close()
+    return out
+
+
 if __name__ == "__main__":
     print(json.dumps(globals()[sys.argv[1]](*sys.argv[2:])))

@@ -1,6 +1,6 @@
-//! The datastores pods talk to (SPEC §3.5). First, real captures (`fixtures/datastores/`, written by
-//! `agent/tests/kernel/test_datastores.py` against Debian's redis-server, PostgreSQL 15 and MariaDB 10.11,
-//! the OOM connection left out for size): the errors the servers sent, once each. Then crafted streams for
+//! The backends pods talk to (SPEC §3.5). First, real captures (`fixtures/backends/`, written by
+//! `agent/tests/kernel/test_backends.py` against Debian's redis-server, PostgreSQL 15, MariaDB 10.11 and
+//! RabbitMQ 3.10, the Redis OOM connection left out for size): the errors the servers sent, once each. Then crafted streams for
 //! what those captures do not hold: pub/sub, MULTI/EXEC, blocking commands, pipelined extended queries,
 //! calls left unanswered by a reset.
 
@@ -13,7 +13,7 @@ use faultline_core::pcap::PcapReader;
 use faultline_core::EngineConfig;
 
 fn analyze(name: &str) -> Vec<Entry> {
-    let path = format!("{}/tests/fixtures/datastores/{name}.pcap", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/fixtures/backends/{name}.pcap", env!("CARGO_MANIFEST_DIR"));
     let bytes = std::fs::read(&path).expect("fixture");
     let mut reader = PcapReader::new(&bytes[..]).expect("a pcap");
     let mut engine = common::test_engine(EngineConfig::default());
@@ -82,6 +82,16 @@ fn real_mysql_errors_carry_their_number() {
     assert!(kinds.iter().all(|k| k.starts_with("mysql/")), "{kinds:?}");
     let ok = out.iter().filter(|e| e.error.is_none() && e.mysql.as_ref().is_some_and(|m| m.command == "login")).count();
     assert!(ok >= 10, "successful logins are pairs: {ok}");
+}
+
+#[test]
+fn real_amqp_errors_are_the_brokers_closes_and_returns() {
+    let out = analyze("amqp");
+    assert_eq!(error_kinds(&out), ["amqp/312", "amqp/403", "amqp/404", "amqp/404", "amqp/406"]);
+    let methods: Vec<&str> =
+        out.iter().filter(|e| e.error.is_some()).filter_map(|e| e.amqp.as_ref().map(|a| a.method.as_str())).collect();
+    assert!(methods.contains(&"connection.start-ok") && methods.contains(&"queue.declare"), "{methods:?}");
+    assert!(out.iter().any(|e| e.error.is_none() && e.amqp.as_ref().is_some_and(|a| a.method == "basic.get")));
 }
 
 /// A conversation on one connection: (from the client?, bytes), 5 ms apart; then how it ends.

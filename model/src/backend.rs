@@ -1,5 +1,6 @@
-//! What an entry says about a call to a datastore pods talk to (SPEC §3.5): the command asked and how
-//! it ended. The error's text is the entry's `error.msg`; here is what names and counts it.
+//! What an entry says about a call to a backend pods talk to (SPEC §3.5) — a datastore (Redis,
+//! PostgreSQL, MySQL) or a message broker (AMQP): the command asked and how it ended. The error's text
+//! is the entry's `error.msg`; here is what names and counts it.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,4 +52,35 @@ pub struct MysqlInfo {
     /// An ERR packet's SQLSTATE (`28000`, `42S02`, `23000`), where the server sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlstate: Option<String>,
+}
+
+/// A backend call as people write it: its protocol's name, its command and what it asked, if the
+/// entry is one (`("PostgreSQL", "query", Some("SELECT …"))`).
+pub fn call_of(e: &crate::Entry) -> Option<(&'static str, &str, Option<&str>)> {
+    if let Some(r) = &e.redis {
+        return Some(("Redis", &r.command, None));
+    }
+    if let Some(p) = &e.postgresql {
+        return Some(("PostgreSQL", &p.command, p.query.as_deref()));
+    }
+    if let Some(a) = &e.amqp {
+        return Some(("AMQP", &a.method, None));
+    }
+    let m = e.mysql.as_ref()?;
+    Some(("MySQL", &m.command, m.query.as_deref()))
+}
+
+/// An AMQP 0-9-1 method and how the broker answered it, or a broker's close or return on its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AmqpInfo {
+    /// `class.method` (`queue.declare`, `basic.publish`): the client's method, or the one a close names.
+    pub method: String,
+    pub channel: u16,
+    /// The reply code of a `channel.close`, `connection.close` or `basic.return` (`404`, `403`, `406`,
+    /// `312`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_code: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_text: Option<String>,
 }
