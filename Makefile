@@ -79,7 +79,7 @@ images: deps
 ## FUZZ_SECONDS per target (CI runs `make fuzz FUZZ_SECONDS=20`; a long run: FUZZ_SECONDS=3600; one
 ## target: FUZZ_TARGETS=http).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= engine shards http dns tls http2 redis postgresql mysql amqp pcap kfl
+FUZZ_TARGETS ?= engine shards http dns tls http2 redis postgresql mysql amqp kafka pcap kfl
 fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS) "$(FUZZ_TARGETS)"
 

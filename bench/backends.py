@@ -1,5 +1,5 @@
 """make bench, the backend lines: each real capture of core/tests/fixtures/backends (Redis, PostgreSQL,
-MySQL, AMQP, from the kernel test's real servers) replayed as many distinct connections (the client's address
+MySQL, AMQP, Kafka, from the kernel test's real servers) replayed as many distinct connections (the client's address
 and port rewritten, times shifted) into one capture per protocol of about --megabytes, then analysed by the
 release analyzer on one thread, best of --runs: MB/s of that protocol's traffic, and the entries found
 (which must be the replicas' times the fixture's own)."""
@@ -68,8 +68,9 @@ def main():
     a = p.parse_args()
     out_dir = REPO / "target" / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
-    one = {n: entries(FIXTURES / f"{n}.pcap") for n in ("redis", "postgresql", "mysql", "amqp")}
-    for name, ports in [("redis", (6379, 6380, 6381)), ("postgresql", (5432,)), ("mysql", (3306,)), ("amqp", (5672,))]:
+    one = {n: entries(FIXTURES / f"{n}.pcap") for n in ("redis", "postgresql", "mysql", "amqp", "kafka")}
+    for name, ports in [("redis", (6379, 6380, 6381)), ("postgresql", (5432,)), ("mysql", (3306,)), ("amqp", (5672,)),
+                        ("kafka", (9092,))]:
         cap = out_dir / f"{name}.pcap"
         copies, size = build(name, ports, a.megabytes, cap)
         best = None

@@ -83,7 +83,7 @@ def test_defaults_are_applied_and_printer_columns_work(cluster, operator):
     assert spec["timeouts"] == {"synTimeoutMs": 3000, "closeTimeoutMs": 5000, "pairTimeoutMs": 30000,
                                 "tcpStreamChannelTimeoutMs": 10000, "idleTimeoutMs": 300000, "dnsTimeoutMs": 5000,
                                 "tlsHandshakeTimeoutMs": 10000}
-    assert spec["dissectors"] == ["http", "dns", "tls", "http2", "redis", "postgresql", "mysql", "amqp"]
+    assert spec["dissectors"] == ["http", "dns", "tls", "http2", "redis", "postgresql", "mysql", "amqp", "kafka"]
     table = cluster.kubectl("get", "tap", "defaults").stdout
     assert table.split("\n")[0].split() == ["NAME", "BACKEND", "DESIRED", "READY", "STATUS", "AGE"]
     cluster.kubectl("delete", "tap", "defaults", "--wait=true")

@@ -237,7 +237,7 @@ pub fn kfl(data: &[u8]) {
 
 /// Both directions of a stream through a protocol's dissector as the engine drives it — data, gaps, a
 /// side's end, timers, a hand-over to another protocol, the close (chunks: `stream_chunks`): the targets
-/// of the backends (`redis`, `postgresql`, `mysql`, `amqp`).
+/// of the backends (`redis`, `postgresql`, `mysql`, `amqp`, `kafka`).
 pub fn stream(r: &faultline_core::dissect::Registration, data: &[u8]) {
     use faultline_core::dissect::dns::DnsTracker;
     use faultline_core::dissect::{Direction, Ending, Found, Probe};

@@ -6,8 +6,8 @@ set -euo pipefail
 need=()
 # containerd, runc, the CNI plugins and busybox: the real node (e2e/node.py) and its toolbox image; dig: DNS
 # over TCP with AD set, for the DNS kernel test; Redis, PostgreSQL, MariaDB and RabbitMQ servers and
-# clients: the backend dissectors' kernel tests.
-for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6tables:iptables ping:iputils-ping openssl:openssl chromium:chromium tcpreplay:tcpreplay containerd:containerd runc:runc busybox:busybox-static dig:bind9-dnsutils ipset:ipset redis-server:redis-server redis-cli:redis-tools mariadbd:mariadb-server mariadb:mariadb-client rabbitmqctl:rabbitmq-server; do
+# clients, and Java and Maven for Kafka's broker (e2e/build-kafka.sh): the backend dissectors' kernel tests.
+for pair in tshark:tshark tcpdump:tcpdump ip:iproute2 iptables:iptables ip6tables:iptables ping:iputils-ping openssl:openssl chromium:chromium tcpreplay:tcpreplay containerd:containerd runc:runc busybox:busybox-static dig:bind9-dnsutils ipset:ipset redis-server:redis-server redis-cli:redis-tools mariadbd:mariadb-server mariadb:mariadb-client rabbitmqctl:rabbitmq-server java:default-jre-headless mvn:maven; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
@@ -28,8 +28,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # chromium + playwright: the dashboard's browser test drives Debian's Chromium (no browser download).
 # grpcio and h2: real gRPC and HTTP/2 peers for the HTTP/2 dissector's kernel test; redis, pg8000 and
-# pymysql, pika: client libraries (their exceptions are ground truth) for the backend kernel tests.
-for mod in pytest:pytest yaml:pyyaml cryptography:cryptography playwright:playwright==1.65.2 grpc:grpcio h2:h2 redis:redis pg8000:pg8000 pymysql:pymysql pika:pika; do
+# pymysql, pika, confluent-kafka (librdkafka): client libraries (their exceptions are ground truth) for the backend kernel tests.
+for mod in pytest:pytest yaml:pyyaml cryptography:cryptography playwright:playwright==1.65.2 grpc:grpcio h2:h2 redis:redis pg8000:pg8000 pymysql:pymysql pika:pika confluent_kafka:confluent-kafka; do
     python3 -c "import ${mod%%:*}" 2>/dev/null || python3 -m pip install -q "${mod#*:}"
 done
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }

@@ -1,6 +1,6 @@
 //! The backends pods talk to (SPEC §3.5). First, real captures (`fixtures/backends/`, written by
 //! `agent/tests/kernel/test_backends.py` against Debian's redis-server, PostgreSQL 15, MariaDB 10.11 and
-//! RabbitMQ 3.10, the Redis OOM connection left out for size): the errors the servers sent, once each. Then crafted streams for
+//! RabbitMQ 3.10 and Kafka 4.4 (KRaft), the Redis OOM connection left out for size): the errors the servers sent, once each. Then crafted streams for
 //! what those captures do not hold: pub/sub, MULTI/EXEC, blocking commands, pipelined extended queries,
 //! calls left unanswered by a reset.
 
@@ -92,6 +92,19 @@ fn real_amqp_errors_are_the_brokers_closes_and_returns() {
         out.iter().filter(|e| e.error.is_some()).filter_map(|e| e.amqp.as_ref().map(|a| a.method.as_str())).collect();
     assert!(methods.contains(&"connection.start-ok") && methods.contains(&"queue.declare"), "{methods:?}");
     assert!(out.iter().any(|e| e.error.is_none() && e.amqp.as_ref().is_some_and(|a| a.method == "basic.get")));
+}
+
+#[test]
+fn real_kafka_errors_are_named_by_the_brokers_codes_and_the_rebalance_is_not_one() {
+    let out = analyze("kafka");
+    let kinds = error_kinds(&out);
+    assert!(kinds.iter().all(|k| k.starts_with("kafka/")), "{kinds:?}");
+    for k in ["kafka/TOPIC_ALREADY_EXISTS", "kafka/OFFSET_OUT_OF_RANGE", "kafka/UNKNOWN_TOPIC_OR_PARTITION"] {
+        assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
+    }
+    let routine: Vec<&str> =
+        out.iter().filter(|e| e.error.is_none()).filter_map(|e| e.kafka.as_ref()?.error_name.as_deref()).collect();
+    assert!(routine.contains(&"MEMBER_ID_REQUIRED"), "{routine:?}");
 }
 
 /// A conversation on one connection: (from the client?, bytes), 5 ms apart; then how it ends.
@@ -233,4 +246,31 @@ fn pipelined_extended_batches_pair_in_turn_and_only_errors_are_errors() {
             ),
         ]
     );
+}
+
+/// A Kafka request: size, API key and version, correlation id, client id, then `body`.
+fn kafka_request(key: i16, version: i16, correlation: i32, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&key.to_be_bytes());
+    m.extend_from_slice(&version.to_be_bytes());
+    m.extend_from_slice(&correlation.to_be_bytes());
+    m.extend_from_slice(&[0, 3]);
+    m.extend_from_slice(b"app");
+    m.extend_from_slice(body);
+    let mut out = (m.len() as u32).to_be_bytes().to_vec();
+    out.extend(m);
+    out
+}
+
+#[test]
+fn a_produce_without_acks_is_not_waited_for_but_one_with_acks_is() {
+    // Produce v3 (classic): transactional id null, then acks.
+    let fire_and_forget = kafka_request(0, 3, 7, &[0xff, 0xff, 0, 0, 0, 0, 0x75, 0x30, 0, 0, 0, 0]);
+    let out = converse(9092, &[(true, &fire_and_forget)], true);
+    assert!(out.iter().all(|e| e.error.is_none()), "{out:#?}");
+    let acked = kafka_request(0, 3, 8, &[0xff, 0xff, 0xff, 0xff, 0, 0, 0x75, 0x30, 0, 0, 0, 0]);
+    let out = converse(9092, &[(true, &acked)], true);
+    let half: Vec<_> = out.iter().filter(|e| e.error.as_ref().is_some_and(|x| x.kind == ErrorType::PairNotFound)).collect();
+    assert_eq!(half.len(), 1, "{out:#?}");
+    assert_eq!(half[0].kafka.as_ref().map(|k| (k.api.as_str(), k.correlation_id)), Some(("Produce", 8)));
 }

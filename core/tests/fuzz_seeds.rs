@@ -79,3 +79,8 @@ fn mysql_seeds() {
 fn amqp_seeds() {
     replay("amqp", |d| harness::stream(&faultline_core::dissect::amqp::REGISTRATION, d));
 }
+
+#[test]
+fn kafka_seeds() {
+    replay("kafka", |d| harness::stream(&faultline_core::dissect::kafka::REGISTRATION, d));
+}

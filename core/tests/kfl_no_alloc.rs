@@ -49,6 +49,7 @@ fn evaluation_does_not_allocate() {
         postgresql: None,
         mysql: None,
         amqp: None,
+        kafka: None,
         cause: None,
     };
     let queries: Vec<Query> = [

@@ -1,5 +1,5 @@
 //! What an entry says about a call to a backend pods talk to (SPEC §3.5) — a datastore (Redis,
-//! PostgreSQL, MySQL) or a message broker (AMQP): the command asked and how it ended. The error's text
+//! PostgreSQL, MySQL) or a message broker (AMQP, Kafka): the command asked and how it ended. The error's text
 //! is the entry's `error.msg`; here is what names and counts it.
 
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,9 @@ pub fn call_of(e: &crate::Entry) -> Option<(&'static str, &str, Option<&str>)> {
     if let Some(a) = &e.amqp {
         return Some(("AMQP", &a.method, None));
     }
+    if let Some(k) = &e.kafka {
+        return Some(("Kafka", &k.api, k.topic.as_deref()));
+    }
     let m = e.mysql.as_ref()?;
     Some(("MySQL", &m.command, m.query.as_deref()))
 }
@@ -83,4 +86,29 @@ pub struct AmqpInfo {
     pub reply_code: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_text: Option<String>,
+}
+
+/// A Kafka request and its response, paired by correlation id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaInfo {
+    pub api_key: i16,
+    /// The API by its protocol name (`Produce`, `Fetch`, `Metadata`, `JoinGroup`), `Unknown` for a key not
+    /// known here.
+    pub api: String,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The response's first error code (an error's, before one the protocol uses by design), by number
+    /// and name (`6`, `NOT_LEADER_OR_FOLLOWER`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_name: Option<String>,
+    /// Where that code was: its topic and partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
 }

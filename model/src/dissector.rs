@@ -19,11 +19,12 @@ pub enum Dissector {
     Mysql,
     /// AMQP 0-9-1 (RabbitMQ).
     Amqp,
+    Kafka,
 }
 
 impl Dissector {
     /// Every one, in the order the CRD lists them.
-    pub const ALL: [Dissector; 8] = [
+    pub const ALL: [Dissector; 9] = [
         Dissector::Http,
         Dissector::Dns,
         Dissector::Tls,
@@ -32,6 +33,7 @@ impl Dissector {
         Dissector::Postgresql,
         Dissector::Mysql,
         Dissector::Amqp,
+        Dissector::Kafka,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +46,7 @@ impl Dissector {
             Dissector::Postgresql => "postgresql",
             Dissector::Mysql => "mysql",
             Dissector::Amqp => "amqp",
+            Dissector::Kafka => "kafka",
         }
     }
 
@@ -124,7 +127,7 @@ mod tests {
             assert_eq!(d.as_str().parse::<Dissector>(), Ok(d));
             assert_eq!(serde_json::to_string(&d).expect("json"), format!("\"{d}\""));
         }
-        assert!("kafka".parse::<Dissector>().is_err(), "not yet");
+        assert!("mongodb".parse::<Dissector>().is_err());
         let some: Dissectors = [Dissector::Dns, Dissector::Http2].into_iter().collect();
         assert_eq!(some.iter().collect::<Vec<_>>(), vec![Dissector::Dns, Dissector::Http2]);
         assert!(!some.contains(Dissector::Http) && Dissectors::ALL.contains(Dissector::Http));

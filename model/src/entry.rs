@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use crate::backend::{AmqpInfo, MysqlInfo, PostgresqlInfo, RedisInfo};
+pub use crate::backend::{AmqpInfo, KafkaInfo, MysqlInfo, PostgresqlInfo, RedisInfo};
 pub use crate::cause::{Cause, CauseReason, ObjectRef};
 pub use crate::headers::Headers;
 use crate::time::Timestamp;
@@ -54,6 +54,9 @@ pub struct Entry {
     /// An AMQP 0-9-1 method and the broker's answer (SPEC §3.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amqp: Option<AmqpInfo>,
+    /// A Kafka request and its response (SPEC §3.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaInfo>,
     /// Milliseconds: request to response for HTTP, attempt or event to the packet or timer that decided
     /// it for TCP, 0 for ICMP.
     pub elapsed_time: f64,
@@ -106,6 +109,7 @@ impl Entry {
             postgresql: None,
             mysql: None,
             amqp: None,
+            kafka: None,
             elapsed_time: 0.0,
             pcap: None,
             service: None,
@@ -128,6 +132,7 @@ pub enum Protocol {
     Postgresql,
     Mysql,
     Amqp,
+    Kafka,
     Tcp,
     Icmp,
 }
@@ -144,6 +149,7 @@ impl Protocol {
             Protocol::Postgresql => "postgresql",
             Protocol::Mysql => "mysql",
             Protocol::Amqp => "amqp",
+            Protocol::Kafka => "kafka",
             Protocol::Tcp => "tcp",
             Protocol::Icmp => "icmp",
         }
@@ -338,6 +344,9 @@ pub enum ErrorType {
     /// a `basic.return` (§3.5).
     #[serde(rename = "amqp")]
     Amqp,
+    /// A Kafka response with an error code other than NONE, top-level or per partition (§3.5).
+    #[serde(rename = "kafka")]
+    Kafka,
 }
 
 impl ErrorType {
@@ -355,6 +364,7 @@ impl ErrorType {
             ErrorType::Postgresql => "postgresql",
             ErrorType::Mysql => "mysql",
             ErrorType::Amqp => "amqp",
+            ErrorType::Kafka => "kafka",
         }
     }
 }
@@ -601,6 +611,7 @@ mod tests {
             postgresql: None,
             mysql: None,
             amqp: None,
+            kafka: None,
             elapsed_time: 0.25,
             pcap: None,
             service: None,

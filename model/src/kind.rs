@@ -27,7 +27,7 @@ pub enum Kind<'a> {
     /// An HTTP/2 stream reset, or connection ended, with an error code (its RFC 9113 name).
     Http2 { goaway: bool, code: &'a str },
     /// A backend's error (§3.5): its protocol and code — a Redis error's first word, a PostgreSQL
-    /// SQLSTATE, a MySQL error number, an AMQP reply code.
+    /// SQLSTATE, a MySQL error number, an AMQP reply code, a Kafka error's name.
     Backend { protocol: Protocol, code: Code<'a> },
     /// A request without response or a response without request (§3.5).
     HalfConnection,
@@ -161,6 +161,7 @@ impl<'a> Kind<'a> {
                 ErrorType::Postgresql => "PostgreSQLError",
                 ErrorType::Mysql => "MySQLError",
                 ErrorType::Amqp => "AMQPError",
+                ErrorType::Kafka => "KafkaError",
             },
             Kind::Response(_, status) if status >= 500 => "HTTPServerError",
             Kind::Response(_, status) if status >= 400 => "HTTPClientError",
@@ -179,6 +180,7 @@ fn backend(e: &Entry) -> Option<Kind<'_>> {
         ErrorType::Postgresql => (Protocol::Postgresql, Code::Text(e.postgresql.as_ref()?.sqlstate.as_deref()?)),
         ErrorType::Mysql => (Protocol::Mysql, Code::Number(e.mysql.as_ref()?.code?)),
         ErrorType::Amqp => (Protocol::Amqp, Code::Number(e.amqp.as_ref()?.reply_code?)),
+        ErrorType::Kafka => (Protocol::Kafka, Code::Text(e.kafka.as_ref()?.error_name.as_deref()?)),
         _ => return None,
     };
     Some(Kind::Backend { protocol, code })
@@ -191,6 +193,7 @@ fn backend_reason(p: Protocol) -> &'static str {
         Protocol::Postgresql => "PostgreSQLError",
         Protocol::Mysql => "MySQLError",
         Protocol::Amqp => "AMQPError",
+        Protocol::Kafka => "KafkaError",
         _ => "Error",
     }
 }

@@ -164,6 +164,22 @@ impl Record for Entry {
                     _ => None,
                 }
             }
+            ("kafka", rest) => {
+                let k = self.kafka.as_ref()?;
+                match leaf(rest)? {
+                    None => Some(Value::Present),
+                    Some("apiKey") => Some(Value::Num(f64::from(k.api_key))),
+                    Some("api") => Some(Value::Str(&k.api)),
+                    Some("apiVersion") => Some(Value::Num(f64::from(k.api_version))),
+                    Some("correlationId") => Some(Value::Num(f64::from(k.correlation_id))),
+                    Some("clientId") => Some(Value::from_opt_str(k.client_id.as_deref())),
+                    Some("errorCode") => Some(k.error_code.map_or(Value::Null, |c| Value::Num(f64::from(c)))),
+                    Some("errorName") => Some(Value::from_opt_str(k.error_name.as_deref())),
+                    Some("topic") => Some(Value::from_opt_str(k.topic.as_deref())),
+                    Some("partition") => Some(k.partition.map_or(Value::Null, |p| Value::Num(f64::from(p)))),
+                    _ => None,
+                }
+            }
             ("cause", rest) => {
                 let Some(c) = &self.cause else { return rest.is_empty().then_some(Value::Null) };
                 match leaf(rest)? {

@@ -58,6 +58,7 @@ function errorLabel(e) {
   if (e.error.type === "postgresql") return `PostgreSQL ${e.postgresql.sqlstate}`;
   if (e.error.type === "mysql") return `MySQL ${e.mysql.code}`;
   if (e.error.type === "amqp") return `AMQP ${e.amqp.replyCode}`;
+  if (e.error.type === "kafka") return `Kafka ${e.kafka.errorName}`;
   if (e.error.type === "pair-not-found") return e.error.msg.startsWith("late") ? "late response" : "half connection";
   if (e.error.type === "dissection") return e.error.msg.startsWith("unexpected EOF") ? "unexpected EOF" : "parser error";
   return e.error.type;
@@ -293,6 +294,7 @@ async function openDetail(id) {
   if (e.postgresql) fact(dl, "postgresql", [e.postgresql.command, e.postgresql.query, e.postgresql.sqlstate && `(${e.postgresql.severity} ${e.postgresql.sqlstate})`].filter(Boolean).join(" "));
   if (e.mysql) fact(dl, "mysql", [e.mysql.command, e.mysql.query, e.mysql.code && `(${e.mysql.code}${e.mysql.sqlstate ? " " + e.mysql.sqlstate : ""})`].filter(Boolean).join(" "));
   if (e.amqp) fact(dl, "amqp", [e.amqp.method, `channel ${e.amqp.channel}`, e.amqp.replyCode && `${e.amqp.replyCode} ${e.amqp.replyText || ""}`].filter(Boolean).join(", "));
+  if (e.kafka) fact(dl, "kafka", [`${e.kafka.api} v${e.kafka.apiVersion}`, e.kafka.clientId && `client ${e.kafka.clientId}`, e.kafka.errorName && `${e.kafka.errorName}${e.kafka.topic ? ` on ${e.kafka.topic}${e.kafka.partition != null ? "-" + e.kafka.partition : ""}` : ""}`].filter(Boolean).join(", "));
   if (e.request) fact(dl, "request", `${e.request.method} ${e.request.path}`);
   if (e.response) fact(dl, "response", `${e.response.status} ${e.response.statusText || ""}`);
   $("pcap").hidden = !e.pcap;

@@ -132,6 +132,7 @@ fn describe(e: &Entry) -> (String, String) {
                 ErrorType::Postgresql => "PostgreSQL error".to_owned(),
                 ErrorType::Mysql => "MySQL error".to_owned(),
                 ErrorType::Amqp => "AMQP error".to_owned(),
+                ErrorType::Kafka => "Kafka error".to_owned(),
                 ErrorType::Http2 => match &e.http2 {
                     Some(h) => format!("HTTP/2 {} {}", h.frame, h.error_code),
                     None => "HTTP/2 error".to_owned(),

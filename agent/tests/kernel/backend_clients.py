@@ -112,5 +112,53 @@ def amqp(host, port, user, password):
     return out
 
 
+def kafka(bootstrap):
+    """What librdkafka (confluent-kafka) reports: a topic created twice, a produce to a topic that does not
+    exist (the broker does not create topics here), a fetch from an offset past the end, and two consumers
+    of one group (a rebalance) that read what was produced."""
+    import time
+    from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+    out = {}
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic("orders", 1, 1)])["orders"].result(10)
+    try:
+        admin.create_topics([NewTopic("orders", 1, 1)])["orders"].result(10)
+        out["again"] = "ok"
+    except KafkaException as e:
+        out["again"] = e.args[0].name()
+    delivered = []
+    p = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 3000})
+    p.produce("orders", b"one", on_delivery=lambda err, msg: delivered.append(err.name() if err else "ok"))
+    p.flush(10)
+    p.produce("missing-topic", b"x", on_delivery=lambda err, msg: delivered.append(err.name() if err else "ok"))
+    p.flush(10)
+    out["produce"] = delivered
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "auto.offset.reset": "error",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition("orders", 0, 100)])
+    m = c.poll(10)
+    out["out_of_range"] = m.error().name() if m is not None and m.error() else None
+    c.close()
+    conf = {"bootstrap.servers": bootstrap, "group.id": "group", "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 300}
+    first, got = Consumer(conf), []
+    first.subscribe(["orders"])
+    deadline = time.time() + 20
+    while not got and time.time() < deadline:
+        m = first.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    second = Consumer(conf)
+    second.subscribe(["orders"])
+    for _ in range(12):
+        first.poll(0.25)
+        second.poll(0.25)
+    first.close()
+    second.close()
+    out["consumed"] = got
+    return out
+
+
 if __name__ == "__main__":
     print(json.dumps(globals()[sys.argv[1]](*sys.argv[2:])))

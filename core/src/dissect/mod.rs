@@ -15,6 +15,7 @@ pub mod dns;
 pub(crate) mod framing;
 pub mod http;
 pub mod http2;
+pub mod kafka;
 pub mod mysql;
 pub(crate) mod payload;
 pub mod postgresql;
@@ -134,16 +135,17 @@ pub enum Claim {
 
 /// In the order they are tried: the first claim wins. TLS and HTTP/2 before HTTP (their first bytes are
 /// nothing like a request line, and a TLS ClientHello seen from the server's side settles roles); the
-/// backends' first bytes (a RESP array, a PostgreSQL startup, a MySQL greeting, AMQP's header) before DNS
-/// over TCP,
+/// backends' first bytes (a RESP array, a PostgreSQL startup, a MySQL greeting, AMQP's header, a Kafka
+/// request header) before DNS over TCP,
 /// whose probe only checks a length and a header; DNS over TCP only from the client.
-pub const REGISTRY: [Registration; 8] = [
+pub const REGISTRY: [Registration; 9] = [
     tls::REGISTRATION,
     http2::REGISTRATION,
     redis::REGISTRATION,
     postgresql::REGISTRATION,
     mysql::REGISTRATION,
     amqp::REGISTRATION,
+    kafka::REGISTRATION,
     dns::tcp::REGISTRATION,
     http::REGISTRATION,
 ];

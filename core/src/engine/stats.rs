@@ -125,16 +125,21 @@ pub struct Stats {
     pub postgresql_calls_lost: u64,
     pub mysql_calls_lost: u64,
     pub amqp_calls_lost: u64,
+    pub kafka_calls_lost: u64,
     /// Redis replies (PostgreSQL, MySQL answers) to requests never seen: picked up mid-stream.
     pub redis_replies_unpaired: u64,
     pub postgresql_answers_unpaired: u64,
     pub mysql_answers_unpaired: u64,
     pub amqp_answers_unpaired: u64,
+    pub kafka_answers_unpaired: u64,
+    /// Kafka responses of an API not read here, or cut short by the bytes kept before their codes.
+    pub kafka_responses_unread: u64,
     /// Calls not tracked over the per-connection bound (`calls::MAX_WAITING`).
     pub redis_calls_over_limit: u64,
     pub postgresql_calls_over_limit: u64,
     pub mysql_calls_over_limit: u64,
     pub amqp_calls_over_limit: u64,
+    pub kafka_calls_over_limit: u64,
     /// Entries emitted.
     pub entries: u64,
 }

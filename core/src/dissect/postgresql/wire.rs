@@ -138,7 +138,8 @@ pub fn looks_like_client(b: &[u8]) -> crate::dissect::Verdict {
         && match code {
             SSL_REQUEST | GSSENC_REQUEST => len == 8,
             CANCEL_REQUEST => len == 16,
-            c => c >> 16 == 3 && len > 8,
+            // Protocol 3.0 (3.2 from PostgreSQL 18), then parameters by name: `user` and the like.
+            c => (0x0003_0000..=0x0003_0002).contains(&c) && len > 8 && b.get(8).is_none_or(u8::is_ascii_lowercase),
         };
     if startup {
         return Verdict::Yes;

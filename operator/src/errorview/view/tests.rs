@@ -45,6 +45,7 @@ fn entry(secs: u64, dst_ns: &str, status: Option<u16>) -> Entry {
         postgresql: None,
         mysql: None,
         amqp: None,
+        kafka: None,
         cause: None,
     };
     if let Some(s) = status {
