@@ -68,7 +68,8 @@ pub struct TapConfigSpec {
 
     /// Application protocols to dissect.
     #[serde(default = "default_dissectors")]
-    #[schemars(length(max = 8))]
+    // Room for every dissector named once (there are 9), and a few more to come.
+    #[schemars(length(max = 16))]
     pub dissectors: Vec<Dissector>,
 
     /// pcap recording for Wireshark (SPEC §6). Off by default: captures can hold secrets.
