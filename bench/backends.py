@@ -70,7 +70,7 @@ def main():
     out_dir.mkdir(parents=True, exist_ok=True)
     one = {n: entries(FIXTURES / f"{n}.pcap") for n in ("redis", "postgresql", "mysql", "amqp", "kafka")}
     for name, ports in [("redis", (6379, 6380, 6381)), ("postgresql", (5432,)), ("mysql", (3306,)), ("amqp", (5672,)),
-                        ("kafka", (9092,))]:
+                        ("kafka", (9092, 9094))]:
         cap = out_dir / f"{name}.pcap"
         copies, size = build(name, ports, a.megabytes, cap)
         best = None

@@ -137,7 +137,7 @@ def datastore_seeds():
     protocol's target, and its first quarter, half and three quarters (calls cut short)."""
     fixtures = HERE.parent / "core" / "tests" / "fixtures" / "backends"
     for target, ports in [("redis", (6379, 6380, 6381)), ("postgresql", (5432,)), ("mysql", (3306,)),
-                          ("amqp", (5672,)), ("kafka", (9092,))]:
+                          ("amqp", (5672,)), ("kafka", (9092, 9094))]:
         n = 0
         for port in ports:
             for chunks in tcp_streams(fixtures / f"{target}.pcap", port).values():

@@ -144,7 +144,7 @@ def kafka(bootstrap):
             "session.timeout.ms": 6000, "heartbeat.interval.ms": 300}
     first, got = Consumer(conf), []
     first.subscribe(["orders"])
-    deadline = time.time() + 20
+    deadline = time.time() + 40
     while not got and time.time() < deadline:
         m = first.poll(0.5)
         if m is not None and not m.error():
@@ -158,6 +158,73 @@ def kafka(bootstrap):
     second.close()
     out["consumed"] = got
     return out
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli), as Kafka's record batches carry it."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def varint(n):
+    n = (n << 1) ^ (n >> 63)  # zigzag
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def record_batch(value):
+    """One record in a v2 record batch, as a producer writes it."""
+    import struct
+    body = b"\0" + varint(0) + varint(0) + varint(-1) + varint(len(value)) + value + varint(0)
+    record = varint(len(body)) + body
+    after_crc = struct.pack(">hiqqqhii", 0, 0, 0, 0, -1, -1, -1, 1) + record
+    header = struct.pack(">iB", 0, 2)  # partition leader epoch, magic
+    batch = header + struct.pack(">I", crc32c(after_crc)) + after_crc
+    return struct.pack(">qi", 0, len(batch)) + batch
+
+
+def kafka_follower(bootstrap):
+    """A produce sent by hand to the broker that follows the partition, not the one that leads it: the
+    error code the broker answers (a client library always finds the leader first)."""
+    import socket
+    import struct
+    import time
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic("replicated", 1, 2)])["replicated"].result(10)
+    for _ in range(100):
+        md = admin.list_topics(topic="replicated", timeout=5)
+        part = md.topics["replicated"].partitions.get(0)
+        if part is not None and part.leader >= 0 and len(part.isrs) == 2:
+            break
+        time.sleep(0.1)
+    follower = next(b for b in md.brokers.values() if b.id != part.leader)
+    records = record_batch(b"misdirected")
+    topic = b"replicated"
+    body = struct.pack(">hhi", -1, -1, 30000) + struct.pack(">i", 1) + struct.pack(">h", len(topic)) + topic
+    body += struct.pack(">i", 1) + struct.pack(">ii", 0, len(records)) + records
+    header = struct.pack(">hhih", 0, 3, 4242, 3) + b"raw"
+    request = header + body
+    with socket.create_connection((follower.host, follower.port), timeout=10) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        size = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))[0]
+        resp = sock.recv(size, socket.MSG_WAITALL)
+    correlation, = struct.unpack_from(">i", resp, 0)
+    n = struct.unpack_from(">h", resp, 8)[0]
+    at = 10 + n + 4  # topic name, partition count
+    index, code = struct.unpack_from(">ih", resp, at)
+    return {"correlation": correlation, "partition": index, "code": code, "leader": part.leader,
+            "follower": follower.id, "port": follower.port}
 
 
 if __name__ == "__main__":

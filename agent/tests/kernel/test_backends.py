@@ -333,25 +333,43 @@ def test_kafka_errors_are_the_brokers_codes_by_name(tmp_path):
         "auto.create.topics.enable=false", "offsets.topic.replication.factor=1", "offsets.topic.num.partitions=1",
         "transaction.state.log.replication.factor=1", "transaction.state.log.min.isr=1",
         "group.initial.rebalance.delay.ms=0"]) + "\n")
-    subprocess.run([str(kafka), "kafka.tools.StorageTool", "format", "-t", "q1Sh-9_ISia_zwGINzRvyQ", "-c", str(props)],
-                   check=True, capture_output=True)
+    # A second broker (no controller), so a partition has a follower to send a produce to by mistake.
+    second = tmp_path / "second.properties"
+    second.write_text("\n".join([
+        "process.roles=broker", "node.id=2", f"controller.quorum.voters=1@{SERVER4}:9093",
+        f"listeners=PLAINTEXT://{SERVER4}:9094", f"advertised.listeners=PLAINTEXT://{SERVER4}:9094",
+        "controller.listener.names=CONTROLLER", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"log.dirs={tmp_path / 'data2'}", "auto.create.topics.enable=false", "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1", "transaction.state.log.min.isr=1",
+        "group.initial.rebalance.delay.ms=0", "offsets.topic.num.partitions=1"]) + "\n")
+    for p in (props, second):
+        subprocess.run([str(kafka), "kafka.tools.StorageTool", "format", "-t", "q1Sh-9_ISia_zwGINzRvyQ", "-c", str(p)],
+                       check=True, capture_output=True)
     pcap = tmp_path / "kafka.pcap"
     with Lab() as lab:
         serve(lab, str(kafka), "kafka.Kafka", str(props))
+        serve(lab, str(kafka), "kafka.Kafka", str(second))
         wait_port(lab, 9092, tries=600)
-        with lab.capture(pcap, bpf="tcp port 9092"):
+        wait_port(lab, 9094, tries=600)
+        with lab.capture(pcap, bpf="tcp port 9092 or tcp port 9094"):
             said = library(lab, "kafka", f"{SERVER4}:9092")
+            misdirected = library(lab, "kafka_follower", f"{SERVER4}:9092")
             time.sleep(0.3)
     assert said["again"] == "TOPIC_ALREADY_EXISTS", said
     assert said["produce"] == ["ok", "_MSG_TIMED_OUT"] or said["produce"][1] == "UNKNOWN_TOPIC_OR_PART", said
     assert said["out_of_range"] == "_AUTO_OFFSET_RESET" and said["consumed"] == ["one"], said
+    assert misdirected["code"] == 6 and misdirected["leader"] != misdirected["follower"], misdirected
 
     entries = analyze(pcap)
-    errors = errors_of(entries, "kafka")
+    errors = [e for e in errors_of(entries, "kafka") if e["error"]["type"] == "kafka"]
     names = [e["kafka"]["errorName"] for e in errors]
     assert names.count("TOPIC_ALREADY_EXISTS") == 1, names
     assert names.count("OFFSET_OUT_OF_RANGE") >= 1, names
     assert names.count("UNKNOWN_TOPIC_OR_PARTITION") >= 1, names
+    [follower] = [e for e in errors if e["kafka"]["errorName"] == "NOT_LEADER_OR_FOLLOWER"]
+    assert follower["error"]["msg"] == "NOT_LEADER_OR_FOLLOWER Produce replicated-0", follower
+    assert (follower["kafka"]["correlationId"], follower["kafka"]["clientId"]) == (4242, "raw")
+    assert follower["dst"]["port"] == misdirected["port"]
     for e in errors:
         k = e["kafka"]
         assert e["error"]["type"] == "kafka" and e["error"]["msg"].startswith(f'{k["errorName"]} {k["api"]}'), e
@@ -367,11 +385,13 @@ def test_kafka_errors_are_the_brokers_codes_by_name(tmp_path):
     assert any(e["kafka"]["errorName"] == "MEMBER_ID_REQUIRED" for e in routine), "each consumer's first JoinGroup"
     assert {"Produce", "Fetch", "JoinGroup", "SyncGroup", "Heartbeat", "OffsetFetch", "FindCoordinator"} <= \
         {e["kafka"]["api"] for e in entries if e["protocol"] == "kafka"}
-    assert not [e for e in entries if e.get("error") and e["protocol"] != "kafka"], "no other error"
+    others = [e for e in entries if e.get("error") and e["error"]["type"] != "kafka"]
+    assert not others, [(e["protocol"], e.get("kafka"), e["error"]) for e in others]
     # tshark's Kafka dissector (Debian's 4.0) as the oracle, response by response, where it can read them:
     # it misreads Metadata v13 when a topic is there (codes like 15687) and does not know Fetch v16 — there
     # the client is the ground truth (librdkafka's _AUTO_OFFSET_RESET is its OFFSET_OUT_OF_RANGE).
-    rows = subprocess.run(["tshark", "-r", str(pcap), "-Y", "kafka.request_frame", "-T", "fields", "-E",
+    rows = subprocess.run(["tshark", "-r", str(pcap), "-d", "tcp.port==9094,kafka", "-Y", "kafka.request_frame",
+                           "-T", "fields", "-E",
                            "aggregator=|", "-e", "kafka.api_key", "-e", "kafka.error"],
                           capture_output=True, text=True, check=True).stdout
     routine_codes = {(18, 35), (11, 79), (11, 27), (12, 27), (14, 27), (8, 27), (3, 5)}

@@ -3,12 +3,30 @@
 //!
 //! A call is judged unanswered only when its connection ends without the answer, never by a timer: a
 //! query may run for minutes and a blocking command (`BLPOP`) may wait for hours by design, and a client
-//! that stops waiting closes or resets its connection, which is then what tells. Capture loss on a
-//! connection loses the calls waiting on it (counted), never reports them.
+//! that stops waiting closes or resets its connection, which is then what tells (`unanswered`). Capture
+//! loss on a connection loses the calls waiting on it (counted), never reports them.
 
 use std::collections::VecDeque;
 
+use crate::dissect::Ending;
+use crate::entry::Side;
 use crate::time::Timestamp;
+
+/// How long a client must have waited before it left for the call it left to be unanswered: a client
+/// that closes a moment after asking (a library's background metadata refresh as the process exits, a
+/// pipeline's last command before QUIT) did not wait for the answer, and no server failed it.
+pub const WAITED_MS: f64 = 1_000.0;
+
+/// Whether a call asked at `asked` and still waiting when its connection ended at `ended`, as `ending`
+/// says, went unanswered: the server reset the connection, or the client had waited `WAITED_MS`. At the
+/// end of a capture nothing is known.
+pub fn unanswered(ending: Ending, asked: Timestamp, ended: Timestamp) -> bool {
+    match ending {
+        Ending::CaptureEnded => false,
+        Ending::Reset(Side::Server) | Ending::Refused => true,
+        Ending::Closed | Ending::Reset(Side::Client) => ended.millis_since(asked) >= WAITED_MS,
+    }
+}
 
 /// Calls waiting at once on one connection, at most (a pipeline deeper than this is not paired past it:
 /// counted).

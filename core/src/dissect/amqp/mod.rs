@@ -235,7 +235,7 @@ impl StreamDissector for AmqpDissector {
             waiting.extend(calls.take_all().map(|w| (channel, w.ts, w.call)));
         }
         waiting.sort_by_key(|w| (w.1, w.0));
-        for (channel, at, method) in waiting {
+        for (channel, at, method) in waiting.into_iter().filter(|w| super::calls::unanswered(ending, w.1, ts)) {
             let mut e = found.entry(Protocol::Amqp, at, ts);
             e.error = Some(EntryError {
                 kind: ErrorType::PairNotFound,

@@ -5,7 +5,10 @@
 //! (its code still shows in `kafka.errorName`): a client learning which ApiVersions the broker speaks
 //! (`UNSUPPORTED_VERSION`), a consumer's first JoinGroup (`MEMBER_ID_REQUIRED`), the coordinator telling
 //! members to rejoin (`REBALANCE_IN_PROGRESS`), a topic's leader still being elected in Metadata
-//! (`LEADER_NOT_AVAILABLE`). A Produce with `acks=0` gets no response and is not waited for.
+//! (`LEADER_NOT_AVAILABLE`). A Produce with `acks=0` gets no response and is not waited for; nor, when the
+//! connection ends other than by the broker's reset, are the requests that wait by design — a Fetch
+//! (a long poll, up to its max wait), a JoinGroup or SyncGroup (until the group rebalances): clients close
+//! connections with those in flight whenever they stop.
 
 mod names;
 mod read;
@@ -16,7 +19,7 @@ use std::collections::HashMap;
 use super::framing::{Broken, Framer};
 use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, StreamDissector, Verdict, PROBE_LIMIT};
 use crate::engine::stats::Stats;
-use crate::entry::{EntryError, ErrorType, KafkaInfo, Protocol};
+use crate::entry::{EntryError, ErrorType, KafkaInfo, Protocol, Side};
 use crate::time::Timestamp;
 use read::Reader;
 
@@ -260,6 +263,10 @@ impl StreamDissector for KafkaDissector {
         let mut waiting: Vec<(i32, Request)> = self.waiting.drain().collect();
         waiting.sort_by_key(|(c, r)| (r.ts, *c));
         for (correlation, req) in waiting {
+            let waits = matches!(req.key, 1 | 11 | 14) && ending != Ending::Reset(Side::Server);
+            if waits || !super::calls::unanswered(ending, req.ts, ts) {
+                continue;
+            }
             let mut e = found.entry(Protocol::Kafka, req.ts, ts);
             e.error = Some(EntryError {
                 kind: ErrorType::PairNotFound,

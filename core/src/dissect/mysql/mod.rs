@@ -295,6 +295,9 @@ impl StreamDissector for MysqlDissector {
                 self.report(w.ts, last, w.call, None, found);
                 continue;
             }
+            if !super::calls::unanswered(ending, w.ts, ts) {
+                continue;
+            }
             let mut e = found.entry(Protocol::Mysql, w.ts, ts);
             e.error = Some(EntryError {
                 kind: ErrorType::PairNotFound,

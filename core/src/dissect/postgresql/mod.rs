@@ -247,7 +247,7 @@ impl StreamDissector for PostgresqlDissector {
             return;
         }
         let waiting: Vec<_> = self.calls.take_all().collect();
-        for w in waiting {
+        for w in waiting.into_iter().filter(|w| super::calls::unanswered(ending, w.ts, ts)) {
             let mut e = found.entry(Protocol::Postgresql, w.ts, ts);
             e.error = Some(EntryError {
                 kind: ErrorType::PairNotFound,

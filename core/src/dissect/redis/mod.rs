@@ -280,7 +280,7 @@ impl StreamDissector for RedisDissector {
             return;
         }
         for w in self.calls.take_all() {
-            if w.call.waits {
+            if w.call.waits || !super::calls::unanswered(ending, w.ts, ts) {
                 continue;
             }
             let mut e = found.entry(Protocol::Redis, w.ts, ts);
