@@ -295,6 +295,51 @@ def test_the_wall_screen_counts_what_the_api_counts_and_clicks_narrow_the_query(
             browser.close()
 
 
+def test_the_error_map_draws_the_apis_failing_pairs_and_a_click_narrows_to_one(system, traffic):
+    """The map view: an edge per failing client → server pair the API counts (each pair's count is the
+    errors its query selects), drawn edge for edge at a laptop's and a wall screen's size; clicking an
+    edge narrows the KFL query, the URL and the table to that pair."""
+    from playwright.sync_api import expect, sync_playwright
+
+    port = system["operator"].port
+    want = get(port, "/api/map?minutes=15&q=" + urllib.parse.quote(DASHBOARD), ADMIN_TOKEN)[1]
+    assert len(want["edges"]) >= 2 and want["total"] == sum(e["count"] for e in want["edges"]), want
+    for e in want["edges"]:
+        # What the entries API selects for the pair (every entry this traffic made is an error).
+        assert entries(port, f"({DASHBOARD}) and {e['query']}")[1]["total"] == e["count"], e
+    assert {ns["name"] for ns in want["namespaces"]} >= {"shop", "other"}, want["namespaces"]
+    url = f"http://127.0.0.1:{port}/?q={urllib.parse.quote(DASHBOARD)}&view=map"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        try:
+            page.goto(url + "#token=" + ADMIN_TOKEN)
+            expect(page.locator("#error-map")).to_be_visible()
+            expect(page.locator("#map path.edge")).to_have_count(len(want["edges"]))
+            drawn = page.evaluate("() => [...document.querySelectorAll('#map path.edge')]"
+                                  ".map(p => [p.dataset.source, p.dataset.destination, Number(p.dataset.count)])")
+            assert sorted(drawn) == sorted([e["source"], e["destination"], e["count"]] for e in want["edges"])
+            nodes = page.evaluate("() => [...document.querySelectorAll('#map .node')].map(n => n.dataset.id)")
+            assert sorted(nodes) == sorted(n for ns in want["namespaces"] for n in ns["nodes"])
+            for name, (w, h) in {"laptop": (1280, 800), "wall": (3840, 2160)}.items():
+                page.set_viewport_size({"width": w, "height": h})
+                expect(page.locator("#map svg")).to_be_visible()
+                fits = page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+                assert fits, name
+                page.screenshot(path=str(ARTIFACTS / f"dashboard-map-{name}.png"))
+            page.set_viewport_size({"width": 1280, "height": 800})
+            busiest = want["edges"][0]
+            page.evaluate("q => [...document.querySelectorAll('#map path.edge')].find(p => p.dataset.query === q)"
+                          ".dispatchEvent(new MouseEvent('click', {bubbles: true}))", busiest["query"])
+            narrowed = f"({DASHBOARD}) and {busiest['query']}"
+            expect(page.locator("#q")).to_have_value(narrowed)
+            assert urllib.parse.unquote(page.url).endswith(f"?q={narrowed}&view=map"), page.url
+            expect(page.locator("#entries tbody tr")).to_have_count(entries(port, narrowed)[1]["total"])
+            expect(page.locator("#map path.edge")).to_have_count(1)
+        finally:
+            browser.close()
+
+
 def test_long_names_codes_and_paths_never_make_the_page_scroll_sideways(cluster, system, traffic):
     """A pod with a 200-character name, an ICMP CommunicationAdministrativelyProhibited, a 400-byte path: at a
     laptop's, a desktop's and a wall screen's size the page and the table fit the width, long text is cut

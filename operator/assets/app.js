@@ -7,7 +7,8 @@ const MAX_ROWS = 500;
 const TOKEN_KEY = "faultline.token";
 const $ = (id) => document.getElementById(id);
 
-const state = { query: "", counts: {}, total: 0, stream: null, selected: null, wall: false, overviewTimer: null };
+const state = { query: "", counts: {}, total: 0, stream: null, selected: null, view: "table", wall: false,
+                overviewTimer: null };
 const OVERVIEW_MINUTES = 15;
 const OVERVIEW_EVERY_MS = 5000;
 
@@ -399,32 +400,137 @@ async function loadOverview() {
 }
 
 function showView() {
+  state.wall = state.view === "wall";
   document.body.classList.toggle("wall", state.wall);
   $("overview").hidden = !state.wall;
+  $("error-map").hidden = state.view !== "map";
   $("wall-toggle").textContent = state.wall ? "Table" : "Wall";
+  $("map-toggle").textContent = state.view === "map" ? "Table" : "Map";
   clearInterval(state.overviewTimer);
   if (state.wall) {
     loadOverview();
     state.overviewTimer = setInterval(loadOverview, OVERVIEW_EVERY_MS);
+  } else if (state.view === "map") {
+    loadMap();
+    state.overviewTimer = setInterval(loadMap, OVERVIEW_EVERY_MS);
   }
+}
+
+// ---- the error map: workloads by namespace, an edge per failing pair --------------------------------------
+
+function shortName(id) {
+  const parts = id.split("/");
+  return parts[parts.length - 1];
+}
+
+function renderMap(m) {
+  const cols = Math.max(1, m.namespaces.length);
+  const rows = Math.max(1, ...m.namespaces.map((n) => n.nodes.length));
+  const W = 1000, colW = W / cols, top = 40, rowH = 90, H = top + rows * rowH + 20;
+  const at = {};
+  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "error map" });
+  const defs = svg("defs", {});
+  chart.append(defs);
+  m.namespaces.forEach((ns, i) => {
+    const g = svg("g", { class: "ns" });
+    g.dataset.namespace = ns.name;
+    g.append(svg("rect", { x: i * colW + 6, y: 6, width: colW - 12, height: H - 12, rx: 8 }));
+    const label = svg("text", { x: i * colW + colW / 2, y: 26, "text-anchor": "middle" });
+    label.textContent = ns.name || "outside the cluster";
+    g.append(label);
+    chart.append(g);
+    ns.nodes.forEach((id, j) => {
+      const x = i * colW + colW / 2, y = top + j * rowH + rowH / 2;
+      at[id] = { x, y };
+      const node = svg("g", { class: "node" });
+      node.dataset.id = id;
+      node.append(svg("circle", { cx: x, cy: y, r: 7 }));
+      const t = svg("text", { x, y: y + 22, "text-anchor": "middle" });
+      const name = shortName(id);
+      t.textContent = name.length > 22 ? name.slice(0, 21) + "…" : name;
+      const title = svg("title", {});
+      title.textContent = id;
+      node.append(title, t);
+      chart.append(node);
+    });
+  });
+  const legend = {};
+  for (const e of m.edges) {
+    const a = at[e.source], b = at[e.destination];
+    if (!a || !b) continue;
+    const label = e.cause || e.topKind;
+    const c = colour(label);
+    legend[label] = c;
+    const marker = `arrow-${c.slice(1)}`;
+    if (!defs.querySelector(`#${marker}`)) {
+      // Sized in the map's units, not the stroke's: a wide edge keeps a readable arrowhead.
+      const mk = svg("marker", { id: marker, viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 12,
+                                 markerHeight: 12, markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" });
+      mk.append(svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: c }));
+      defs.append(mk);
+    }
+    // A curve bent to one side, so a pair each way draws two edges; a pair of one end loops.
+    let d;
+    if (e.source === e.destination) {
+      d = `M ${a.x - 6} ${a.y - 6} C ${a.x - 40} ${a.y - 50}, ${a.x + 40} ${a.y - 50}, ${a.x + 6} ${a.y - 6}`;
+    } else {
+      const mx = (a.x + b.x) / 2, my = (a.y + b.y) / 2, dx = b.x - a.x, dy = b.y - a.y;
+      const len = Math.hypot(dx, dy) || 1, bend = Math.min(60, len / 4);
+      const cx = mx - (dy / len) * bend, cy = my + (dx / len) * bend;
+      const ex = b.x - (dx / len) * 9, ey = b.y - (dy / len) * 9;
+      d = `M ${a.x} ${a.y} Q ${cx} ${cy} ${ex} ${ey}`;
+    }
+    const path = svg("path", { class: "edge", d, stroke: c, "stroke-width": 1.5 + 2 * Math.log2(e.count),
+                               "marker-end": `url(#${marker})` });
+    path.dataset.source = e.source;
+    path.dataset.destination = e.destination;
+    path.dataset.count = e.count;
+    path.dataset.query = e.query;
+    const title = svg("title", {});
+    const kinds = Object.entries(e.kinds).map(([k, n]) => `${k} ${n}`).join(", ");
+    title.textContent = `${e.source} → ${e.destination}: ${e.count} (${kinds})` + (e.cause ? `, ${e.cause}` : "");
+    path.append(title);
+    path.addEventListener("click", () => refine(e.query));
+    chart.append(path);
+  }
+  $("map").replaceChildren(chart);
+  const ul = $("map-legend");
+  ul.replaceChildren();
+  for (const [label, c] of Object.entries(legend).sort()) {
+    const li = document.createElement("li");
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.background = c;
+    li.append(sw, document.createTextNode(label));
+    ul.append(li);
+  }
+  const more = m.omittedEdges ? ` (${m.omittedEdges} more pairs with ${m.omittedErrors} errors not drawn)` : "";
+  $("map-total").textContent = `— ${m.total} errors, ${m.edges.length} pairs, last ${OVERVIEW_MINUTES} minutes${more}`;
+}
+
+async function loadMap() {
+  if (state.view !== "map") return;
+  const r = await api(`/api/map?minutes=${OVERVIEW_MINUTES}&q=${encodeURIComponent(state.query)}`);
+  if (r.status === 200) renderMap(r.body);
 }
 
 // ---- wiring --------------------------------------------------------------------------------------------
 
-function urlFor(q, wall) {
+function urlFor(q, view) {
   const p = new URLSearchParams();
   if (q) p.set("q", q);
-  if (wall) p.set("view", "wall");
+  if (view && view !== "table") p.set("view", view);
   const s = p.toString().replace(/\+/g, "%20");
   return s ? "/?" + s : "/";
 }
 
 function apply(q) {
   state.query = q.trim();
-  const url = urlFor(state.query, state.wall);
+  const url = urlFor(state.query, state.view);
   if (location.pathname + location.search !== url) history.pushState(null, "", url);
   load();
   loadOverview();
+  loadMap();
 }
 
 // Narrows the current query with `expr` (a clicked count or pair).
@@ -435,18 +541,20 @@ function refine(expr) {
 function fromUrl() {
   const p = new URLSearchParams(location.search);
   state.query = p.get("q") || "";
-  state.wall = p.get("view") === "wall";
+  state.view = ["wall", "map"].includes(p.get("view")) ? p.get("view") : "table";
   showView();
   load();
 }
 
 $("query-form").addEventListener("submit", (ev) => { ev.preventDefault(); apply($("q").value); });
 $("close-detail").addEventListener("click", () => { $("detail").hidden = true; });
-$("wall-toggle").addEventListener("click", () => {
-  state.wall = !state.wall;
-  history.pushState(null, "", urlFor(state.query, state.wall));
+function toggle(view) {
+  state.view = state.view === view ? "table" : view;
+  history.pushState(null, "", urlFor(state.query, state.view));
   showView();
-});
+}
+$("wall-toggle").addEventListener("click", () => toggle("wall"));
+$("map-toggle").addEventListener("click", () => toggle("map"));
 $("pcap").addEventListener("click", downloadPcap);
 $("sign-in").addEventListener("click", () => $("token-dialog").showModal());
 $("token-form").addEventListener("submit", (ev) => {

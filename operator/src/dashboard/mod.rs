@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod api;
+pub mod map;
 pub mod overview;
 
 use axum::http::header;
@@ -32,6 +33,7 @@ pub fn router(dashboard: Dashboard) -> Router {
         .route("/api/entries/{id}", get(api::one))
         .route("/api/errorviews", get(api::errorviews))
         .route("/api/overview", get(overview::handle))
+        .route("/api/map", get(map::handle))
         .with_state(dashboard)
 }
 

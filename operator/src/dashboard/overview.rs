@@ -55,7 +55,7 @@ pub struct Pair {
 
 /// An end as the wall shows it (`namespace/Kind/name` for a pod, else its address) and the KFL that
 /// selects it on side `side` (`src` or `dst`).
-fn end(ep: &Endpoint, side: &str) -> (String, String) {
+pub(super) fn end(ep: &Endpoint, side: &str) -> (String, String) {
     let quoted = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
     match (&ep.namespace, &ep.workload, &ep.name) {
         (Some(ns), Some(w), _) => (
