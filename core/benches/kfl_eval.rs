@@ -39,6 +39,7 @@ fn http_entry(status: u16, error: bool) -> Entry {
         postgresql: None,
         mysql: None,
         amqp: None,
+        kafka: None,
         cause: None,
     }
 }
