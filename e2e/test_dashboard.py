@@ -405,3 +405,93 @@ def test_long_names_codes_and_paths_never_make_the_page_scroll_sideways(cluster,
                 page.screenshot(path=str(ARTIFACTS / f"dashboard-long-{name}.png"))
         finally:
             browser.close()
+
+
+def mcp_session(port, token, work):
+    """Runs `work(session)` in a session of the official MCP Python SDK against the operator's `/mcp`."""
+    import anyio
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    async def run():
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with streamablehttp_client(f"http://127.0.0.1:{port}/mcp", headers=headers) as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await work(session)
+    return anyio.run(run)
+
+
+def tool_json(result):
+    assert not result.isError, result.content
+    return json.loads(result.content[0].text)
+
+
+def test_an_assistant_asks_through_mcp_and_sees_what_the_dashboard_shows_it(system, traffic, tokens):
+    """MCP (the official Python SDK as the assistant's side): the tools are listed; list_errors returns the
+    errors the entries API returns for the same query; get_entry, explain and error_summary agree with it;
+    a token that may read ErrorViews only in shop gets none of other's entries, and one that may read none
+    gets nothing."""
+    port = system["operator"].port
+
+    async def everything(s):
+        names = sorted(t.name for t in (await s.list_tools()).tools)
+        listed = tool_json(await s.call_tool("list_errors", {"query": DASHBOARD, "limit": 100}))
+        first = listed["entries"][0]["id"]
+        entry = tool_json(await s.call_tool("get_entry", {"id": first}))
+        why = tool_json(await s.call_tool("explain", {"id": first}))
+        summary = tool_json(await s.call_tool("error_summary", {"query": DASHBOARD}))
+        shop = tool_json(await s.call_tool("list_errors", {"query": DASHBOARD, "namespace": "shop"}))
+        views = tool_json(await s.call_tool("list_views", {}))
+        missing = await s.call_tool("get_entry", {"id": "no-such-entry"})
+        return names, listed, entry, why, summary, shop, views, missing
+
+    names, listed, entry, why, summary, shop, views, missing = mcp_session(port, ADMIN_TOKEN, everything)
+    assert names == ["error_summary", "explain", "get_entry", "get_pcap", "list_errors", "list_views"]
+    want = entries(port, DASHBOARD)[1]
+    assert [e["id"] for e in listed["entries"]] == [e["id"] for e in want["entries"]]
+    assert listed["counts"] == want["counts"] and listed["total"] == want["total"]
+    assert entry["id"] == want["entries"][0]["id"] and entry["summary"] == want["entries"][0]["summary"]
+    assert why["id"] == entry["id"] and why["explained"] == ("cause" in entry)
+    assert summary["total"] == want["total"] and summary["byKind"] == want["counts"]
+    assert sum(p["count"] for p in summary["pairs"]) == want["total"]
+    assert {e["id"] for e in shop["entries"]} == {e["id"] for e in entries(port, f"({DASHBOARD}) and "
+                                                                           '(src.namespace == "shop" or dst.namespace == "shop")')[1]["entries"]}
+    assert {(v["namespace"], v["name"]) for v in views["views"]} >= {("shop", "errors"), ("other", "errors")}
+    assert missing.isError and "404" in missing.content[0].text
+
+    # Scoped exactly as the dashboard: shop's viewer sees shop's entries only; nobody sees nothing.
+    async def listing(s):
+        return tool_json(await s.call_tool("list_errors", {"query": DASHBOARD, "limit": 100}))
+
+    seen = mcp_session(port, tokens["shop"], listing)
+    namespaces = {ep.get("namespace") for e in seen["entries"] for ep in (e["src"], e["dst"])}
+    assert seen["entries"] and "other" not in namespaces, namespaces
+    assert seen["total"] == entries(port, DASHBOARD, tokens["shop"])[1]["total"]
+    assert mcp_session(port, tokens["nobody"], listing)["entries"] == []
+
+
+def test_the_stdio_server_an_assistant_starts_answers_as_the_operator_would_for_its_token(system, traffic, tokens):
+    """`faultline-agent mcp` (stdio), as an assistant starts it, with shop's viewer's token: the SDK's stdio
+    client gets the tools, and list_errors returns exactly what the entries API shows that token."""
+    import anyio
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    port = system["operator"].port
+    params = StdioServerParameters(command=str(REPO / "target" / "debug" / "faultline-agent"),
+                                   args=["mcp", "--url", f"http://127.0.0.1:{port}/mcp"],
+                                   env={"FAULTLINE_TOKEN": tokens["shop"], "PATH": "/usr/bin:/bin"})
+
+    async def run():
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as s:
+                await s.initialize()
+                names = sorted(t.name for t in (await s.list_tools()).tools)
+                listed = tool_json(await s.call_tool("list_errors", {"query": DASHBOARD, "limit": 100}))
+                return names, listed
+
+    names, listed = anyio.run(run)
+    assert "list_errors" in names and "explain" in names
+    want = entries(port, DASHBOARD, tokens["shop"])[1]
+    assert [e["id"] for e in listed["entries"]] == [e["id"] for e in want["entries"]] and want["entries"]

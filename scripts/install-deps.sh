@@ -28,8 +28,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # chromium + playwright: the dashboard's browser test drives Debian's Chromium (no browser download).
 # grpcio and h2: real gRPC and HTTP/2 peers for the HTTP/2 dissector's kernel test; redis, pg8000 and
-# pymysql, pika, confluent-kafka (librdkafka): client libraries (their exceptions are ground truth) for the backend kernel tests.
-for mod in pytest:pytest yaml:pyyaml cryptography:cryptography playwright:playwright==1.65.2 grpc:grpcio h2:h2 redis:redis pg8000:pg8000 pymysql:pymysql pika:pika confluent_kafka:confluent-kafka; do
+# pymysql, pika, confluent-kafka (librdkafka): client libraries (their exceptions are ground truth) for the
+# backend kernel tests; mcp (the official MCP SDK, 1.x: protocol 2025-06-18/11-25) as an assistant's side.
+for mod in pytest:pytest yaml:pyyaml cryptography:cryptography playwright:playwright==1.65.2 grpc:grpcio h2:h2 redis:redis pg8000:pg8000 pymysql:pymysql pika:pika confluent_kafka:confluent-kafka mcp:mcp==1.27.0; do
     python3 -c "import ${mod%%:*}" 2>/dev/null || python3 -m pip install -q "${mod#*:}"
 done
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }

@@ -76,6 +76,11 @@ pub struct Access {
 }
 
 impl Access {
+    /// This access, but never open to callers without a token (recordings can hold secrets).
+    pub fn with_token_required(&self) -> Access {
+        Access { anonymous: false, ..self.clone() }
+    }
+
     pub fn new(client: Client, namespace: String, anonymous: bool) -> Access {
         Access { client, namespace, anonymous, users: ReviewCache::new(TTL), decisions: ReviewCache::new(TTL) }
     }

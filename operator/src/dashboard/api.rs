@@ -53,6 +53,13 @@ pub struct Params {
     limit: Option<usize>,
 }
 
+impl Params {
+    /// The parameters of a call made in-process (the MCP tools).
+    pub fn new(q: String, limit: Option<usize>) -> Params {
+        Params { q, limit }
+    }
+}
+
 /// An entry as the dashboard shows it: every field of the entry, plus its kind and a one-line summary.
 #[derive(Serialize)]
 pub struct Shown<'a> {

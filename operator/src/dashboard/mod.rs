@@ -6,6 +6,7 @@
 pub mod access;
 pub mod api;
 pub mod map;
+pub mod mcp;
 pub mod overview;
 
 use axum::http::header;
@@ -34,6 +35,7 @@ pub fn router(dashboard: Dashboard) -> Router {
         .route("/api/errorviews", get(api::errorviews))
         .route("/api/overview", get(overview::handle))
         .route("/api/map", get(map::handle))
+        .route("/mcp", axum::routing::post(mcp::handle).get(mcp::not_here).delete(mcp::not_here))
         .with_state(dashboard)
 }
 

@@ -27,6 +27,13 @@ pub struct Params {
     minutes: Option<u64>,
 }
 
+impl Params {
+    /// The parameters of a call made in-process (the MCP tools).
+    pub fn new(q: String, minutes: Option<u64>) -> Params {
+        Params { q, minutes }
+    }
+}
+
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Overview {

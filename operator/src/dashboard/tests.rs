@@ -121,3 +121,39 @@ async fn the_page_and_its_assets_are_served() {
         assert!(ct.starts_with(kind), "{path}: {ct}");
     }
 }
+
+async fn mcp(app: axum::Router, msg: Value, token: Option<&str>) -> (StatusCode, Value) {
+    let mut req = Request::post("/mcp").header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = app.oneshot(req.body(Body::from(msg.to_string())).expect("request")).await.expect("response");
+    let status = resp.status();
+    let body = to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn mcp_speaks_json_rpc_over_the_dashboards_own_handlers_and_access() {
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                                  "params": {"protocolVersion": "2025-06-18", "capabilities": {}}});
+    let (status, body) = mcp(app(true), init, None).await;
+    assert_eq!((status, body["result"]["protocolVersion"].as_str()), (StatusCode::OK, Some("2025-06-18")));
+    let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(mcp(app(true), note, None).await.0, StatusCode::ACCEPTED, "a notification is not answered");
+    let list = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                                  "params": {"name": "list_errors", "arguments": {"query": "response.status >= 500"}}});
+    let (_, body) = mcp(app(true), list.clone(), None).await;
+    let listed = &body["result"]["structuredContent"];
+    assert_eq!((listed["total"].as_u64(), listed["entries"][0]["id"].as_str()), (Some(1), Some("b")));
+    let bad = serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                                 "params": {"name": "list_errors", "arguments": {"query": "response.status = 1"}}});
+    let (_, body) = mcp(app(true), bad, None).await;
+    assert_eq!(body["result"]["isError"], true, "a bad query is the tool's error, told to the assistant");
+    let unknown = serde_json::json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "rm"}});
+    assert_eq!(mcp(app(true), unknown, None).await.1["error"]["code"], -32602);
+    // Without a token where the dashboard wants one, the tool says so and shows nothing.
+    let (_, body) = mcp(app(false), list, None).await;
+    assert_eq!(body["result"]["isError"], true);
+    assert!(body["result"]["content"][0]["text"].as_str().is_some_and(|t| t.contains("401")), "{body}");
+}
