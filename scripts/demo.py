@@ -208,6 +208,20 @@ def main():
         print(f"   https://127.0.0.1:8080/?q={urllib.parse.quote(DASHBOARD)}#token={ADMIN_TOKEN}")
         print(f"   (already forwarded for this demo: https://127.0.0.1:{node._forward[1]}/?q="
               f"{urllib.parse.quote(DASHBOARD)}#token={ADMIN_TOKEN})")
+        error_map = node.dashboard("/api/map?q=" + urllib.parse.quote(DASHBOARD))
+        say(f"The error map: {len(error_map['edges'])} failing pairs, "
+            f"{sum(len(n['nodes']) for n in error_map['namespaces'])} workloads")
+        for e in error_map["edges"]:
+            print(f"   {e['source']} -> {e['destination']}: {e['count']} ({e['topKind']}"
+                  + (f", {e['cause']}" if e.get("cause") else "") + ")")
+        print(f"   https://127.0.0.1:{node._forward[1]}/?q={urllib.parse.quote(DASHBOARD)}&view=map#token={ADMIN_TOKEN}")
+        say("Ask from an AI assistant (MCP): point it at the operator's /mcp with a token, over HTTP:")
+        print(f'   {{"mcpServers": {{"faultline": {{"type": "http", "url": "https://127.0.0.1:{node._forward[1]}/mcp",'
+              f' "headers": {{"Authorization": "Bearer {ADMIN_TOKEN}"}}}}}}}}')
+        print("   or as a stdio server it starts itself (the CA of the operator's certificate is in the Secret"
+              f" {NAMESPACE}/faultline-operator-tls):")
+        print(f"   FAULTLINE_TOKEN={ADMIN_TOKEN} faultline-agent mcp --url https://127.0.0.1:{node._forward[1]}/mcp"
+              " --ca-file ca.crt")
         pcap = save_pcap(node, listing)
         hold = int(os.environ.get("FAULTLINE_DEMO_HOLD", "0"))
         if sys.stdin.isatty():

@@ -23,6 +23,22 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Capture live traffic on this node and report entries to the operator (the DaemonSet mode).
     Run(Box<RunArgs>),
+    /// An MCP server on stdin/stdout for an AI assistant, answered by the operator's `/mcp` with your
+    /// token: what the dashboard would show you.
+    Mcp(McpArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct McpArgs {
+    /// The operator's MCP endpoint, e.g. https://127.0.0.1:8080/mcp (a port-forward of its Service).
+    #[arg(long)]
+    pub url: String,
+    /// A bearer token (`kubectl create token …`); its ErrorView access decides what the assistant sees.
+    #[arg(long, env = "FAULTLINE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The CA that signed the operator's certificate (the Secret `faultline-operator-tls`'s `ca.crt`).
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -6,6 +6,7 @@ mod capture;
 mod cli;
 mod file_reader;
 mod frames;
+mod mcp;
 mod output;
 mod run;
 mod shards;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
             args.engine.id_prefix = format!("{}-", args.run_id);
             run::run(&args)
         }
+        cli::Command::Mcp(args) => mcp::run(&args),
     }
 }
 
@@ -44,5 +46,7 @@ fn default_log(c: &cli::Command) -> &'static str {
     match c {
         cli::Command::Analyze(_) => "warn",
         cli::Command::Run(_) => "info",
+        // stdout is the protocol; only warnings go to stderr.
+        cli::Command::Mcp(_) => "warn",
     }
 }

@@ -11,7 +11,7 @@ mod engine_loop;
 mod node_addresses;
 mod outbox;
 mod reorder;
-mod report;
+pub(crate) mod report;
 mod rotate;
 mod server;
 

@@ -256,7 +256,7 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
 }
 
 /// TLS that trusts exactly the certificates in `pem` (read from `path`), to verify the operator.
-fn operator_ca(path: &std::path::Path, pem: &[u8]) -> Result<ureq::tls::TlsConfig, String> {
+pub(crate) fn operator_ca(path: &std::path::Path, pem: &[u8]) -> Result<ureq::tls::TlsConfig, String> {
     use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
     let mut certs = Vec::new();
     for item in parse_pem(pem) {
