@@ -118,6 +118,20 @@ pub struct Probe<'a> {
     pub roles_settled: bool,
 }
 
+/// The claim of a protocol whose side `first` speaks first (a client's request, a MySQL server's
+/// greeting), from `verdict` on that side's bytes: the other side's bytes can only show it while the roles
+/// are a guess (then the stream is claimed flipped).
+pub fn claim_first_speaker(p: &Probe<'_>, first: Direction, verdict: fn(&[u8]) -> Verdict) -> Claim {
+    if p.dir != first && p.roles_settled {
+        return Claim::No;
+    }
+    match verdict(p.bytes) {
+        Verdict::Yes => Claim::Yes { flipped: p.dir != first, lead: 0 },
+        Verdict::NeedMore if p.skipped + p.bytes.len() < PROBE_LIMIT => Claim::NeedMore,
+        _ => Claim::No,
+    }
+}
+
 /// A protocol's answer to a [`Probe`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Claim {
@@ -203,6 +217,27 @@ impl Found<'_> {
         let src = Endpoint::new(self.client.0, Some(self.client.1));
         let dst = Endpoint::new(self.server.0, Some(self.server.1));
         Entry { elapsed_time: decided.millis_since(start), ..Entry::new(protocol, start, src, dst) }
+    }
+
+    /// A request of `protocol` asked at `asked` and left without its answer when the connection ended at
+    /// `ended` as `ending` says: a half connection (the caller adds what was asked).
+    pub fn unanswered(&self, protocol: Protocol, asked: Timestamp, ended: Timestamp, ending: Ending) -> Entry {
+        let mut e = self.entry(protocol, asked, ended);
+        e.error = Some(crate::entry::EntryError {
+            kind: crate::entry::ErrorType::PairNotFound,
+            msg: format!("missing response: {}", ending.words()),
+        });
+        e
+    }
+
+    /// The stream broke `protocol`'s grammar at `ts` (`why`): one `parser error` entry.
+    pub fn parser_error(&mut self, protocol: Protocol, ts: Timestamp, why: &str) {
+        let mut e = self.entry(protocol, ts, ts);
+        e.error = Some(crate::entry::EntryError {
+            kind: crate::entry::ErrorType::Dissection,
+            msg: format!("parser error: {why}"),
+        });
+        self.out.push(e);
     }
 
     /// A DNS message read from this connection, for the exchange tracker.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use super::calls::Calls;
 use super::framing::{Broken, Framer};
-use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, StreamDissector, Verdict, PROBE_LIMIT};
+use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, StreamDissector, Verdict};
 use crate::engine::stats::Stats;
 use crate::entry::{AmqpInfo, EntryError, ErrorType, Protocol};
 use crate::time::Timestamp;
@@ -35,15 +35,7 @@ fn looks_like_header(b: &[u8]) -> Verdict {
 }
 
 fn probe(p: &Probe<'_>) -> Claim {
-    if p.dir == Direction::ToClient && p.roles_settled {
-        return Claim::No;
-    }
-    match (looks_like_header(p.bytes), p.dir) {
-        (Verdict::Yes, Direction::ToServer) => Claim::Yes { flipped: false, lead: 0 },
-        (Verdict::Yes, Direction::ToClient) => Claim::Yes { flipped: true, lead: 0 },
-        (Verdict::NeedMore, _) if p.skipped + p.bytes.len() < PROBE_LIMIT => Claim::NeedMore,
-        _ => Claim::No,
-    }
+    super::claim_first_speaker(p, Direction::ToServer, looks_like_header)
 }
 
 fn summary(s: &Stats) -> String {
@@ -211,9 +203,7 @@ impl StreamDissector for AmqpDissector {
         if let Err(why) = self.read(dir, ts, bytes, found) {
             self.stopped = true;
             self.lose_all();
-            let mut e = found.entry(Protocol::Amqp, ts, ts);
-            e.error = Some(EntryError { kind: ErrorType::Dissection, msg: format!("parser error: {}", why.0) });
-            found.out.push(e);
+            found.parser_error(Protocol::Amqp, ts, &why.0);
         }
         self.drain_counters(found.stats);
     }
@@ -236,11 +226,7 @@ impl StreamDissector for AmqpDissector {
         }
         waiting.sort_by_key(|w| (w.1, w.0));
         for (channel, at, method) in waiting.into_iter().filter(|w| super::calls::unanswered(ending, w.1, ts)) {
-            let mut e = found.entry(Protocol::Amqp, at, ts);
-            e.error = Some(EntryError {
-                kind: ErrorType::PairNotFound,
-                msg: format!("missing response: {}", ending.words()),
-            });
+            let mut e = found.unanswered(Protocol::Amqp, at, ts, ending);
             e.amqp = Some(AmqpInfo { method: wire::method_name(method), channel, reply_code: None, reply_text: None });
             found.out.push(e);
         }

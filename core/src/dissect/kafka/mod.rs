@@ -67,15 +67,7 @@ fn looks_like_request(b: &[u8]) -> Verdict {
 }
 
 fn probe(p: &Probe<'_>) -> Claim {
-    if p.dir == Direction::ToClient && p.roles_settled {
-        return Claim::No;
-    }
-    match (looks_like_request(p.bytes), p.dir) {
-        (Verdict::Yes, Direction::ToServer) => Claim::Yes { flipped: false, lead: 0 },
-        (Verdict::Yes, Direction::ToClient) => Claim::Yes { flipped: true, lead: 0 },
-        (Verdict::NeedMore, _) if p.skipped + p.bytes.len() < PROBE_LIMIT => Claim::NeedMore,
-        _ => Claim::No,
-    }
+    super::claim_first_speaker(p, Direction::ToServer, looks_like_request)
 }
 
 fn summary(s: &Stats) -> String {
@@ -240,9 +232,7 @@ impl StreamDissector for KafkaDissector {
             self.stopped = true;
             self.lost += self.waiting.len() as u64;
             self.waiting.clear();
-            let mut e = found.entry(Protocol::Kafka, ts, ts);
-            e.error = Some(EntryError { kind: ErrorType::Dissection, msg: format!("parser error: {}", why.0) });
-            found.out.push(e);
+            found.parser_error(Protocol::Kafka, ts, &why.0);
         }
         self.drain_counters(found.stats);
     }
@@ -267,11 +257,7 @@ impl StreamDissector for KafkaDissector {
             if waits || !super::calls::unanswered(ending, req.ts, ts) {
                 continue;
             }
-            let mut e = found.entry(Protocol::Kafka, req.ts, ts);
-            e.error = Some(EntryError {
-                kind: ErrorType::PairNotFound,
-                msg: format!("missing response: {}", ending.words()),
-            });
+            let mut e = found.unanswered(Protocol::Kafka, req.ts, ts, ending);
             e.kafka = Some(KafkaInfo {
                 api_key: req.key,
                 api: names::api(req.key).to_owned(),

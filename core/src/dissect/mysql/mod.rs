@@ -9,7 +9,7 @@ mod wire;
 
 use super::calls::Calls;
 use super::framing::{Broken, Framer};
-use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, StreamDissector, Verdict, PROBE_LIMIT};
+use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, StreamDissector};
 use crate::engine::stats::Stats;
 use crate::entry::{EntryError, ErrorType, MysqlInfo, Protocol};
 use crate::time::Timestamp;
@@ -19,16 +19,7 @@ pub const REGISTRATION: Registration =
 
 /// The server speaks first: its greeting tells.
 fn probe(p: &Probe<'_>) -> Claim {
-    // Only the side that speaks first can show it, unless the roles are a guess.
-    if p.dir == Direction::ToServer && p.roles_settled {
-        return Claim::No;
-    }
-    match (wire::looks_like_greeting(p.bytes), p.dir) {
-        (Verdict::Yes, Direction::ToClient) => Claim::Yes { flipped: false, lead: 0 },
-        (Verdict::Yes, Direction::ToServer) if !p.roles_settled => Claim::Yes { flipped: true, lead: 0 },
-        (Verdict::NeedMore, _) if p.skipped + p.bytes.len() < PROBE_LIMIT => Claim::NeedMore,
-        _ => Claim::No,
-    }
+    super::claim_first_speaker(p, Direction::ToClient, wire::looks_like_greeting)
 }
 
 fn summary(s: &Stats) -> String {
@@ -268,9 +259,7 @@ impl StreamDissector for MysqlDissector {
         if let Err(why) = self.read(dir, ts, bytes, found) {
             self.stopped = true;
             self.calls.lose_all();
-            let mut e = found.entry(Protocol::Mysql, ts, ts);
-            e.error = Some(EntryError { kind: ErrorType::Dissection, msg: format!("parser error: {}", why.0) });
-            found.out.push(e);
+            found.parser_error(Protocol::Mysql, ts, &why.0);
         }
         self.drain_counters(found.stats);
     }
@@ -298,11 +287,7 @@ impl StreamDissector for MysqlDissector {
             if !super::calls::unanswered(ending, w.ts, ts) {
                 continue;
             }
-            let mut e = found.entry(Protocol::Mysql, w.ts, ts);
-            e.error = Some(EntryError {
-                kind: ErrorType::PairNotFound,
-                msg: format!("missing response: {}", ending.words()),
-            });
+            let mut e = found.unanswered(Protocol::Mysql, w.ts, ts, ending);
             e.mysql =
                 Some(MysqlInfo { command: w.call.command.to_owned(), query: w.call.query, code: None, sqlstate: None });
             found.out.push(e);

@@ -9,7 +9,7 @@ mod wire;
 
 use super::calls::Calls;
 use super::framing::{Broken, Framer};
-use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, StreamDissector, Verdict, PROBE_LIMIT};
+use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, StreamDissector};
 use crate::engine::stats::Stats;
 use crate::entry::{EntryError, ErrorType, PostgresqlInfo, Protocol};
 use crate::time::Timestamp;
@@ -18,16 +18,7 @@ pub const REGISTRATION: Registration =
     Registration { dissector: Dissector::Postgresql, probe, start, summary, answered_by: None };
 
 fn probe(p: &Probe<'_>) -> Claim {
-    // Only the side that speaks first can show it, unless the roles are a guess.
-    if p.dir == Direction::ToClient && p.roles_settled {
-        return Claim::No;
-    }
-    match (wire::looks_like_client(p.bytes), p.dir) {
-        (Verdict::Yes, Direction::ToServer) => Claim::Yes { flipped: false, lead: 0 },
-        (Verdict::Yes, Direction::ToClient) if !p.roles_settled => Claim::Yes { flipped: true, lead: 0 },
-        (Verdict::NeedMore, _) if p.skipped + p.bytes.len() < PROBE_LIMIT => Claim::NeedMore,
-        _ => Claim::No,
-    }
+    super::claim_first_speaker(p, Direction::ToServer, wire::looks_like_client)
 }
 
 fn summary(s: &Stats) -> String {
@@ -160,9 +151,7 @@ impl PostgresqlDissector {
     fn broken(&mut self, ts: Timestamp, why: Broken, found: &mut Found<'_>) {
         self.stopped = true;
         self.calls.lose_all();
-        let mut e = found.entry(Protocol::Postgresql, ts, ts);
-        e.error = Some(EntryError { kind: ErrorType::Dissection, msg: format!("parser error: {}", why.0) });
-        found.out.push(e);
+        found.parser_error(Protocol::Postgresql, ts, &why.0);
     }
 
     fn read_client(&mut self, ts: Timestamp, mut bytes: &[u8]) -> Result<(), Broken> {
@@ -248,11 +237,7 @@ impl StreamDissector for PostgresqlDissector {
         }
         let waiting: Vec<_> = self.calls.take_all().collect();
         for w in waiting.into_iter().filter(|w| super::calls::unanswered(ending, w.ts, ts)) {
-            let mut e = found.entry(Protocol::Postgresql, w.ts, ts);
-            e.error = Some(EntryError {
-                kind: ErrorType::PairNotFound,
-                msg: format!("missing response: {}", ending.words()),
-            });
+            let mut e = found.unanswered(Protocol::Postgresql, w.ts, ts, ending);
             e.postgresql = Some(PostgresqlInfo {
                 command: w.call.command.to_owned(),
                 query: w.call.query,

@@ -10,7 +10,7 @@
 mod resp;
 
 use super::calls::Calls;
-use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, StreamDissector, Verdict, PROBE_LIMIT};
+use super::{Claim, Direction, Dissector, Ending, Found, Probe, Registration, StreamDissector, Verdict};
 use crate::engine::stats::Stats;
 use crate::entry::{EntryError, ErrorType, Protocol, RedisInfo};
 use crate::time::Timestamp;
@@ -97,16 +97,7 @@ impl Part {
 }
 
 fn probe(p: &Probe<'_>) -> Claim {
-    // Only the side that speaks first can show it, unless the roles are a guess.
-    if p.dir == Direction::ToClient && p.roles_settled {
-        return Claim::No;
-    }
-    match (looks_like_command(p.bytes), p.dir) {
-        (Verdict::Yes, Direction::ToServer) => Claim::Yes { flipped: false, lead: 0 },
-        (Verdict::Yes, Direction::ToClient) if !p.roles_settled => Claim::Yes { flipped: true, lead: 0 },
-        (Verdict::NeedMore, _) if p.skipped + p.bytes.len() < PROBE_LIMIT => Claim::NeedMore,
-        _ => Claim::No,
-    }
+    super::claim_first_speaker(p, Direction::ToServer, looks_like_command)
 }
 
 fn summary(s: &Stats) -> String {
@@ -203,9 +194,7 @@ impl RedisDissector {
     fn broken(&mut self, ts: Timestamp, why: resp::Broken, found: &mut Found<'_>) {
         self.stopped = true;
         self.calls.lose_all();
-        let mut e = found.entry(Protocol::Redis, ts, ts);
-        e.error = Some(EntryError { kind: ErrorType::Dissection, msg: format!("parser error: {}", why.0) });
-        found.out.push(e);
+        found.parser_error(Protocol::Redis, ts, &why.0);
     }
 
     fn drain_counters(&mut self, stats: &mut Stats) {
@@ -283,11 +272,7 @@ impl StreamDissector for RedisDissector {
             if w.call.waits || !super::calls::unanswered(ending, w.ts, ts) {
                 continue;
             }
-            let mut e = found.entry(Protocol::Redis, w.ts, ts);
-            e.error = Some(EntryError {
-                kind: ErrorType::PairNotFound,
-                msg: format!("missing response: {}", ending.words()),
-            });
+            let mut e = found.unanswered(Protocol::Redis, w.ts, ts, ending);
             e.redis = Some(RedisInfo { command: w.call.command, reply: None, code: None });
             found.out.push(e);
         }
