@@ -230,6 +230,15 @@ impl Found<'_> {
         e
     }
 
+    /// TLS continuing a stream whose protocol switched to it (PostgreSQL's `SSLRequest`, MySQL's TLS
+    /// request), or nothing if TLS is not dissected.
+    pub fn tls_from_here(&self) -> Option<Box<dyn StreamDissector>> {
+        self.cfg
+            .dissectors
+            .contains(Dissector::Tls)
+            .then(|| Box::<tls::TlsDissector>::default() as Box<dyn StreamDissector>)
+    }
+
     /// The stream broke `protocol`'s grammar at `ts` (`why`): one `parser error` entry.
     pub fn parser_error(&mut self, protocol: Protocol, ts: Timestamp, why: &str) {
         let mut e = self.entry(protocol, ts, ts);

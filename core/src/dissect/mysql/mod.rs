@@ -309,10 +309,6 @@ impl StreamDissector for MysqlDissector {
             return None;
         }
         self.stopped = true;
-        found
-            .cfg
-            .dissectors
-            .contains(Dissector::Tls)
-            .then(|| Box::<super::tls::TlsDissector>::default() as Box<dyn StreamDissector>)
+        found.tls_from_here()
     }
 }

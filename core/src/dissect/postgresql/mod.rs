@@ -263,9 +263,6 @@ impl StreamDissector for PostgresqlDissector {
             return None;
         }
         self.stopped = true;
-        if !found.cfg.dissectors.contains(Dissector::Tls) {
-            return None;
-        }
-        Some(Box::<super::tls::TlsDissector>::default())
+        found.tls_from_here()
     }
 }
