@@ -162,6 +162,14 @@ class Node:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # And the containers' processes, which outlive their killed shims (reparented to init, and a
+        # container's first process ignores SIGTERM): every process in the pods' cgroups.
+        for procs in Path("/sys/fs/cgroup/pids/kubepods").rglob("cgroup.procs"):
+            for pid in procs.read_text().split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
         self._unmount_all()
         self._cleanup_network()
         self._restore_sysctls()
