@@ -155,6 +155,28 @@ def when(e):
     return datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
+def really_waited(ends, e, seconds):
+    """Whether the capture of FINs and RSTs (`ends`) shows a CloseWait entry's waiting side answering the
+    other's FIN only `seconds` or more later, or never: the entry is what happened."""
+    r = subprocess.run(["tshark", "-r", str(ends), "-T", "fields", "-e", "frame.time_epoch", "-e", "ip.src", "-e",
+                        "tcp.srcport", "-e", "ip.dst", "-e", "tcp.dstport", "-e", "tcp.flags.fin"],
+                       capture_output=True, text=True, check=True)
+    client = (e["src"]["ip"], str(e["src"]["port"]))
+    server = (e["dst"]["ip"], str(e["dst"]["port"]))
+    waiting = server if e["tcp"].get("by") == "server" else client
+    other = client if waiting == server else server
+    first_fin, answer = None, None
+    for line in r.stdout.splitlines():
+        t, sip, sport, dip, dport, _fin = (line.split("\t") + [""] * 6)[:6]
+        if {(sip, sport), (dip, dport)} != {client, server}:
+            continue
+        if (sip, sport) == other and first_fin is None:
+            first_fin = float(t)
+        elif (sip, sport) == waiting and first_fin is not None and answer is None:
+            answer = float(t)
+    return first_fin is not None and (answer is None or answer - first_fin >= seconds)
+
+
 def router_solicitations(pcap):
     """The Router Solicitations a capture of every interface holds, one per solicitation sent: a pod's is
     seen on its veth, looped back by the bridge's hairpin, and on every other port; copies are microseconds
@@ -175,21 +197,29 @@ def test_a_healthy_busy_node_makes_no_error(node, tmp_path):
     host network (masqueraded), the API server through `kubernetes.default` (a backend on the node itself),
     pods starting and stopping — and the operator's whole store, every namespace, holds no error: only each
     Router Solicitation the pods sent, once."""
-    pcap = tmp_path / "rs.pcap"
-    capture = subprocess.Popen(["tcpdump", "-i", "any", "-w", str(pcap), "-U", "icmp6 and ip6[40] == 133"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pcap, ends = tmp_path / "rs.pcap", tmp_path / "ends.pcap"
+    captures = [subprocess.Popen(["tcpdump", "-i", "any", "-w", str(out), "-U", flt],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for out, flt in [(pcap, "icmp6 and ip6[40] == 133"),
+                                 (ends, "tcp[tcpflags] & (tcp-fin|tcp-rst) != 0")]]
     try:
         healthy.start(node)
         churned = healthy.churn(node, 120)
         # Long enough for what is decided late: DNS (5 s + 2 s), CloseWait (5 s), TLS (10 s), pairs (30 s).
         time.sleep(35)
     finally:
-        capture.terminate()
-        capture.wait()
+        for c in captures:
+            c.terminate()
+            c.wait()
     assert churned >= 7
     held = store(node)
-    errors = [f"{e['kind']}: {e['summary']}" for e in held if e["kind"] != "icmp/RouterSolicitation"]
+    # A side that really sat in CLOSE_WAIT for the whole closeTimeoutMs (the wire shows its FIN or RST no
+    # sooner, or never) is the truth on a 2-core machine running a whole cluster, not a false error.
+    true_waits = [e for e in held if e["kind"] == "tcp/CloseWait" and really_waited(ends, e, 5.0)]
+    errors = [f"{e['kind']}: {e['summary']}" for e in held
+              if e["kind"] != "icmp/RouterSolicitation" and e not in true_waits]
     assert errors == [], f"{len(errors)} false errors:\n" + "\n".join(errors[:40])
+    assert len(true_waits) <= 1, [e["summary"] for e in true_waits]
     # Each solicitation once (copies on the bridge's ports and the hairpin are one packet), and every one
     # the capture saw while the test ran is there.
     seen = sorted((when(e), e["src"]["ip"]) for e in held if e["kind"] == "icmp/RouterSolicitation")

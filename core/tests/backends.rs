@@ -59,10 +59,12 @@ fn real_postgresql_errors_carry_their_sqlstate() {
         error_kinds(&out),
         [
             "postgresql/23505",
+            "postgresql/23505",
             "postgresql/28P01",
             "postgresql/42P01",
             "postgresql/42P01",
             "postgresql/53300",
+            "postgresql/57014",
             "postgresql/57014"
         ]
     );
@@ -71,6 +73,11 @@ fn real_postgresql_errors_carry_their_sqlstate() {
         denied.error.as_ref().map(|e| e.msg.as_str()),
         Some("28P01 password authentication failed for user \"postgres\"")
     );
+    // A COPY FROM STDIN that broke a key, and a query a CancelRequest (its own connection, no call) ended.
+    let msgs: Vec<&str> = out.iter().filter_map(|e| e.error.as_ref().map(|x| x.msg.as_str())).collect();
+    assert!(msgs.contains(&"57014 canceling statement due to user request"), "{msgs:?}");
+    let copy = |e: &&Entry| e.postgresql.as_ref().is_some_and(|p| p.query.as_deref() == Some("COPY t FROM STDIN"));
+    assert!(out.iter().filter(copy).any(|e| e.error.is_some()), "the COPY that broke the key");
 }
 
 #[test]

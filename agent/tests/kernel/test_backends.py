@@ -7,9 +7,10 @@ import glob
 import json
 import re
 import shutil
-import tempfile
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -171,25 +172,42 @@ def postgresql_errors(home, pcap):
             for h in holders:
                 h.wait(timeout=30)
             extended = library(lab, "pg", SERVER4, "5432", "postgres", "s3cret", "SELECT 1", "SELECT * FROM nowhere")
+            # COPY FROM STDIN: rows that fit, then rows of which one breaks the key (the COPY fails).
+            for name, rows in [("copy", "2\n3\n"), ("copy_duplicate", "4\n1\n")]:
+                said[name] = subprocess.run(["ip", "netns", "exec", lab.c, *psql, "-c", "COPY t FROM STDIN"],
+                                            input=rows, capture_output=True, text=True, timeout=30).stderr.strip()
+            # A user's Ctrl-C: psql sends a CancelRequest on a connection of its own; the query ends 57014.
+            sleeper = subprocess.Popen(["ip", "netns", "exec", lab.c, *psql, "-c", "SELECT pg_sleep(5)"],
+                                       stderr=subprocess.PIPE, text=True)
+            time.sleep(1.5)
+            sleeper.send_signal(signal.SIGINT)
+            said["cancelled"] = sleeper.communicate(timeout=30)[1].strip()
             time.sleep(0.3)
     assert "nowhere" in said["missing"] and "duplicate key" in said["unique"], said
     assert "statement timeout" in said["timeout"] and "password authentication failed" in said["password"], said
     assert "too many clients" in said["too_many"] and "does not exist, skipping" in said["notice"], said
     assert extended == ["ok", "42P01"], extended
+    assert said["copy"] == "" and "duplicate key" in said["copy_duplicate"], said
+    assert "canceling statement due to user request" in said["cancelled"], said
 
     entries = analyze(pcap)
     errors = errors_of(entries, "postgresql")
     got = sorted((e["postgresql"]["sqlstate"], e["postgresql"]["command"]) for e in errors)
     # psql's simple queries, pg8000's extended protocol, and the startups refused.
     assert got == sorted([("42P01", "query"), ("23505", "query"), ("57014", "query"), ("28P01", "startup"),
-                          ("53300", "startup"), ("42P01", "execute")]), [e["error"] for e in errors]
+                          ("53300", "startup"), ("42P01", "execute"), ("23505", "query"), ("57014", "query")]), \
+        [e["error"] for e in errors]
     for e in errors:
         assert e["error"]["type"] == "postgresql" and e["error"]["msg"].startswith(e["postgresql"]["sqlstate"] + " ")
     [denied] = [e for e in errors if e["postgresql"]["sqlstate"] == "28P01"]
     assert denied["error"]["msg"] == '28P01 password authentication failed for user "postgres"'
     assert denied["postgresql"]["severity"] == "FATAL" and denied["postgresql"]["query"] == "postgres@postgres"
-    [timeout] = [e for e in errors if e["postgresql"]["sqlstate"] == "57014"]
+    [timeout] = [e for e in errors if e["error"]["msg"] == "57014 canceling statement due to statement timeout"]
     assert 150 <= timeout["elapsedTime"] < 2000, timeout
+    [cancelled] = [e for e in errors if e["error"]["msg"] == "57014 canceling statement due to user request"]
+    assert 1000 <= cancelled["elapsedTime"] < 5000, cancelled
+    [copy] = [e for e in errors if e["postgresql"].get("query") == "COPY t FROM STDIN"]
+    assert copy["error"]["msg"].startswith("23505 duplicate key"), copy
     # The notice (DROP … IF EXISTS) is no error; every other call paired without one.
     assert not [e for e in entries if e.get("error") and e["protocol"] != "postgresql"], "no other error"
     ok = [e for e in entries if e["protocol"] == "postgresql" and not e.get("error")]
