@@ -12,30 +12,13 @@ use axum::Json;
 use faultline_model::entry::Endpoint;
 use faultline_model::kind::Kind;
 use faultline_model::{Entry, Timestamp};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::api::{matching, Dashboard};
-use super::overview::end;
+use super::overview::{end, Params, DEFAULT_MINUTES, MAX_MINUTES, MINUTE_NS};
 
-const DEFAULT_MINUTES: u64 = 15;
-const MAX_MINUTES: u64 = 60;
 /// Edges drawn at most, the busiest first (a map of more is not read by anyone); the rest are counted.
 pub const MAX_EDGES: usize = 200;
-const MINUTE_NS: u64 = 60_000_000_000;
-
-#[derive(Deserialize)]
-pub struct Params {
-    #[serde(default)]
-    q: String,
-    minutes: Option<u64>,
-}
-
-impl Params {
-    /// The parameters of a call made in-process (the MCP tools).
-    pub fn new(q: String, minutes: Option<u64>) -> Params {
-        Params { q, minutes }
-    }
-}
 
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -45,6 +28,9 @@ pub struct Map {
     pub edges: Vec<Edge>,
     /// Errors on the map.
     pub total: u64,
+    /// The window's errors that have a cause, by the cause's reason (each error counted by its own cause;
+    /// the omitted pairs' too).
+    pub causes: BTreeMap<String, u64>,
     /// Pairs left out past `MAX_EDGES`, and their errors.
     pub omitted_edges: usize,
     pub omitted_errors: u64,
@@ -110,6 +96,10 @@ pub fn map<'a>(entries: impl Iterator<Item = &'a Entry>, now: Timestamp, minutes
     }
     let mut ranked: Vec<((String, String), Tally)> = pairs.into_iter().collect();
     ranked.sort_by(|(a, x), (b, y)| y.count.cmp(&x.count).then_with(|| a.cmp(b)));
+    let mut causes = BTreeMap::new();
+    for (reason, n) in ranked.iter().flat_map(|(_, t)| &t.causes) {
+        *causes.entry(reason.clone()).or_default() += n;
+    }
     let omitted = ranked.split_off(ranked.len().min(MAX_EDGES));
     let mut namespaces: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     let mut total = 0;
@@ -134,6 +124,7 @@ pub fn map<'a>(entries: impl Iterator<Item = &'a Entry>, now: Timestamp, minutes
             .collect(),
         edges,
         total,
+        causes,
         omitted_edges: omitted.len(),
         omitted_errors: omitted.iter().map(|(_, t)| t.count).sum(),
     }
@@ -206,6 +197,7 @@ mod tests {
         let q = faultline_kfl::Query::parse(&m.edges[0].query).expect("a query");
         assert_eq!(entries.iter().filter(|e| q.matches(*e) && e.error.is_some()).count(), 3);
         assert_eq!(m.edges[0].top_kind, "tcp/Reset");
+        assert_eq!(m.causes, BTreeMap::from([("NetworkPolicyDenied".to_owned(), 2)]), "each error by its own cause");
     }
 
     #[test]

@@ -177,21 +177,18 @@ async fn call(a: &Dashboard, headers: &HeaderMap, name: &str, args: &Value) -> R
         "error_summary" => {
             let q = query_of(args, "error");
             let minutes = args.get("minutes").and_then(Value::as_u64).unwrap_or(15).clamp(1, 60);
-            let p = super::map::Params::new(q.clone(), Some(minutes));
-            let map = body_of(super::map::handle(st(), UrlQuery(p), headers.clone()).await).await?;
-            let p = super::overview::Params::new(q.clone(), Some(minutes));
-            let overview = body_of(super::overview::handle(st(), UrlQuery(p), headers.clone()).await).await?;
-            let mut causes = serde_json::Map::new();
-            for e in map.get("edges").and_then(Value::as_array).into_iter().flatten() {
-                if let Some(c) = e.get("cause").and_then(Value::as_str) {
-                    let n = causes.get(c).and_then(Value::as_u64).unwrap_or(0)
-                        + e.get("count").and_then(Value::as_u64).unwrap_or(0);
-                    causes.insert(c.to_owned(), n.into());
-                }
-            }
+            // One review of the caller and one snapshot of the store, for both counts.
+            let m = match api::matching(a, &q, headers).await {
+                Ok(m) => m,
+                Err(refused) => return Err(body_of(refused).await.err().unwrap_or(Failure::Tool("refused".into()))),
+            };
+            let now = crate::clock::now();
+            let matched = || m.entries.iter().map(|e| e.as_ref()).filter(|e| m.matches(e));
+            let overview = super::overview::overview(matched(), now, minutes);
+            let map = super::map::map(matched(), now, minutes);
             Ok(json!({
-                "query": q, "minutes": minutes, "total": overview.get("total"), "byKind": overview.get("kinds"),
-                "byCause": causes, "pairs": map.get("edges"),
+                "query": q, "minutes": minutes, "total": overview.total, "byKind": overview.kinds,
+                "byCause": map.causes, "pairs": map.edges,
             }))
         }
         "list_views" => {

@@ -15,23 +15,17 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{matching, Dashboard};
 
-const DEFAULT_MINUTES: u64 = 15;
-const MAX_MINUTES: u64 = 60;
+pub(super) const DEFAULT_MINUTES: u64 = 15;
+pub(super) const MAX_MINUTES: u64 = 60;
 const TOP_PAIRS: usize = 10;
-const MINUTE_NS: u64 = 60_000_000_000;
+pub(super) const MINUTE_NS: u64 = 60_000_000_000;
 
+/// A query and a window of minutes: the wall's and the map's parameters.
 #[derive(Deserialize)]
 pub struct Params {
     #[serde(default)]
-    q: String,
-    minutes: Option<u64>,
-}
-
-impl Params {
-    /// The parameters of a call made in-process (the MCP tools).
-    pub fn new(q: String, minutes: Option<u64>) -> Params {
-        Params { q, minutes }
-    }
+    pub(super) q: String,
+    pub(super) minutes: Option<u64>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]

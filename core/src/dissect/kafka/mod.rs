@@ -89,6 +89,23 @@ struct Request {
     client_id: Option<String>,
 }
 
+impl Request {
+    /// What the entry says of this request, its answer's code not yet known.
+    fn info(self, correlation_id: i32) -> KafkaInfo {
+        KafkaInfo {
+            api_key: self.key,
+            api: names::api(self.key).to_owned(),
+            api_version: self.version,
+            correlation_id,
+            client_id: self.client_id,
+            error_code: None,
+            error_name: None,
+            topic: None,
+            partition: None,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct KafkaDissector {
     client: Framer,
@@ -160,21 +177,11 @@ impl KafkaDissector {
         }
         let mut e = found.entry(Protocol::Kafka, req.ts, ts);
         let first = codes.iter().find(|c| !routine(req.key, c.code)).or(codes.first());
-        let api = names::api(req.key);
-        let mut info = KafkaInfo {
-            api_key: req.key,
-            api: api.to_owned(),
-            api_version: req.version,
-            correlation_id: correlation,
-            client_id: req.client_id,
-            error_code: None,
-            error_name: None,
-            topic: None,
-            partition: None,
-        };
+        let (api, key) = (names::api(req.key), req.key);
+        let mut info = req.info(correlation);
         if let Some(c) = first {
             let name = names::error(c.code);
-            if !routine(req.key, c.code) {
+            if !routine(key, c.code) {
                 let at = match (&c.topic, c.partition) {
                     (Some(t), Some(p)) => format!(" {t}-{p}"),
                     (Some(t), None) => format!(" {t}"),
@@ -258,17 +265,7 @@ impl StreamDissector for KafkaDissector {
                 continue;
             }
             let mut e = found.unanswered(Protocol::Kafka, req.ts, ts, ending);
-            e.kafka = Some(KafkaInfo {
-                api_key: req.key,
-                api: names::api(req.key).to_owned(),
-                api_version: req.version,
-                correlation_id: correlation,
-                client_id: req.client_id,
-                error_code: None,
-                error_name: None,
-                topic: None,
-                partition: None,
-            });
+            e.kafka = Some(req.info(correlation));
             found.out.push(e);
         }
     }

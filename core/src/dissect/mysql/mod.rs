@@ -58,6 +58,13 @@ struct Call {
     last: Timestamp,
 }
 
+impl Call {
+    /// What the entry says of this call, before its error.
+    fn info(self) -> MysqlInfo {
+        MysqlInfo { command: self.command.to_owned(), query: self.query, code: None, sqlstate: None }
+    }
+}
+
 #[derive(Default)]
 pub struct MysqlDissector {
     client: Framer,
@@ -213,7 +220,7 @@ impl MysqlDissector {
         found: &mut Found<'_>,
     ) {
         let mut e = found.entry(Protocol::Mysql, start, end);
-        let mut info = MysqlInfo { command: call.command.to_owned(), query: call.query, code: None, sqlstate: None };
+        let mut info = call.info();
         if let Some(err) = err {
             e.error = Some(EntryError { kind: ErrorType::Mysql, msg: err.words() });
             info.code = Some(err.code);
@@ -288,8 +295,7 @@ impl StreamDissector for MysqlDissector {
                 continue;
             }
             let mut e = found.unanswered(Protocol::Mysql, w.ts, ts, ending);
-            e.mysql =
-                Some(MysqlInfo { command: w.call.command.to_owned(), query: w.call.query, code: None, sqlstate: None });
+            e.mysql = Some(w.call.info());
             found.out.push(e);
         }
     }

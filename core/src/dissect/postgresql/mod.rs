@@ -42,6 +42,13 @@ struct Call {
     error: Option<wire::ServerError>,
 }
 
+impl Call {
+    /// What the entry says of this call, before its error.
+    fn info(self) -> PostgresqlInfo {
+        PostgresqlInfo { command: self.command.to_owned(), query: self.query, severity: None, sqlstate: None }
+    }
+}
+
 #[derive(Default)]
 pub struct PostgresqlDissector {
     client: Framer,
@@ -132,11 +139,11 @@ impl PostgresqlDissector {
         }
     }
 
-    fn report(&mut self, start: Timestamp, end: Timestamp, call: Call, found: &mut Found<'_>) {
+    fn report(&mut self, start: Timestamp, end: Timestamp, mut call: Call, found: &mut Found<'_>) {
         let mut e = found.entry(Protocol::Postgresql, start, end);
-        let mut info =
-            PostgresqlInfo { command: call.command.to_owned(), query: call.query, severity: None, sqlstate: None };
-        if let Some(err) = call.error {
+        let error = call.error.take();
+        let mut info = call.info();
+        if let Some(err) = error {
             if matches!(err.severity.as_str(), "ERROR" | "FATAL" | "PANIC") {
                 e.error =
                     Some(EntryError { kind: ErrorType::Postgresql, msg: format!("{} {}", err.sqlstate, err.message) });
@@ -238,12 +245,7 @@ impl StreamDissector for PostgresqlDissector {
         let waiting: Vec<_> = self.calls.take_all().collect();
         for w in waiting.into_iter().filter(|w| super::calls::unanswered(ending, w.ts, ts)) {
             let mut e = found.unanswered(Protocol::Postgresql, w.ts, ts, ending);
-            e.postgresql = Some(PostgresqlInfo {
-                command: w.call.command.to_owned(),
-                query: w.call.query,
-                severity: None,
-                sqlstate: None,
-            });
+            e.postgresql = Some(w.call.info());
             found.out.push(e);
         }
     }
