@@ -12,8 +12,8 @@ mod validate;
 pub use agent_args::agent_args;
 pub use errorview::{Bucket, ErrorView, ErrorViewSpec, ErrorViewStatus, PairCount, Sample};
 pub use tapconfig::{
-    AgentSpec, CaptureBackend, Dissector, NodeCaptureStats, RecorderMode, RecorderSpec, TapConfig, TapConfigSpec,
-    TapConfigStatus, Timeout, Timeouts, WatchSpec,
+    AgentSpec, CaptureBackend, Dissector, ExportSpec, NodeCaptureStats, OtlpExport, OtlpProtocol, OtlpTls,
+    RecorderMode, RecorderSpec, SecretName, TapConfig, TapConfigSpec, TapConfigStatus, Timeout, Timeouts, WatchSpec,
 };
 pub use validate::validate;
 

@@ -83,6 +83,71 @@ pub struct TapConfigSpec {
     /// The agent pods: image and resources.
     #[serde(default)]
     pub agent: AgentSpec,
+
+    /// Where the operator also sends every entry it accepts from this TapConfig's agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportSpec>,
+}
+
+/// Entries sent on to a pipeline the cluster already runs.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportSpec {
+    /// An OpenTelemetry Collector (or any OTLP endpoint): each entry one log record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<OtlpExport>,
+}
+
+/// OTLP logs, sent by the operator as it accepts entries: named and explained, once per entry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OtlpExport {
+    /// `http://host:port` or `https://host:port`: for `grpc` the collector's gRPC port (4317); for
+    /// `http/protobuf` its HTTP port (4318), where `/v1/logs` is added when the URL has no path.
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"))]
+    pub endpoint: String,
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    /// A Secret in the operator's namespace whose every key is a header sent with each request
+    /// (`authorization: Bearer …`, `x-scope-orgid: …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<SecretName>,
+    /// Trust for an `https` endpoint; the system's roots when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<OtlpTls>,
+    /// Entries waiting to be sent, at most; past it the newest are dropped and counted in
+    /// `faultline_export_dropped_total{reason="queue_full"}`.
+    #[serde(default = "default_export_queue")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub queue_size: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum OtlpProtocol {
+    #[default]
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretName {
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OtlpTls {
+    /// A Secret in the operator's namespace holding the PEM CA bundle that signs the collector's
+    /// certificate, under `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<SecretName>,
+    /// The name the certificate must carry, when it is not the endpoint's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -364,6 +429,10 @@ pub struct NodeCaptureStats {
     pub backend_note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_report: Option<Time>,
+}
+
+fn default_export_queue() -> i64 {
+    10_000
 }
 
 fn default_packet_loss_threshold() -> f64 {

@@ -12,6 +12,8 @@ pub struct Context {
     /// Where agents and their configuration live, and the default agent image.
     pub build: BuildParams,
     pub metrics: Arc<Metrics>,
+    /// The OTLP exporters, configured by the TapConfig reconcile, fed by ingest.
+    pub exports: Arc<crate::export::Exports>,
 }
 
 /// The field manager for server-side apply: what this operator owns in every object it writes.

@@ -42,6 +42,15 @@ pub struct Cluster {
     pub causes: Arc<crate::cause::Explainer>,
 }
 
+/// Where accepted entries go besides the store and the metrics.
+#[derive(Clone)]
+pub struct Outputs {
+    /// The views that count every accepted entry as it arrives.
+    pub views: Arc<crate::errorview::live::Views>,
+    /// The OTLP exporters, per TapConfig.
+    pub exports: Arc<crate::export::Exports>,
+}
+
 #[derive(Clone)]
 pub struct Ingest {
     pub client: Client,
@@ -49,8 +58,7 @@ pub struct Ingest {
     pub store: Arc<Store>,
     /// Only the leader counts entries; a standby refuses them so agents retry (and reach the leader).
     pub leading: Arc<AtomicBool>,
-    /// The views that count every accepted entry as it arrives.
-    pub views: Arc<crate::errorview::live::Views>,
+    pub outputs: Outputs,
     pub cluster: Cluster,
     metrics: Arc<crate::metrics::Metrics>,
     /// Token digest → the TapConfig its agent belongs to.
@@ -76,7 +84,7 @@ impl Ingest {
         namespace: String,
         store: Arc<Store>,
         leading: Arc<AtomicBool>,
-        views: Arc<crate::errorview::live::Views>,
+        outputs: Outputs,
         cluster: Cluster,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Ingest {
@@ -85,7 +93,7 @@ impl Ingest {
             namespace,
             store,
             leading,
-            views,
+            outputs,
             cluster,
             metrics,
             agents: ReviewCache::new(AGENT_TTL),
@@ -157,7 +165,7 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
         }
     };
     // Not before the views are counting: an entry accepted now would be counted nowhere.
-    if !ingest.leading.load(Ordering::Relaxed) || !ingest.views.active() {
+    if !ingest.leading.load(Ordering::Relaxed) || !ingest.outputs.views.active() {
         ingest.metrics.refused("standby");
         return elsewhere("not the leader; retry\n");
     }
@@ -204,15 +212,15 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
     match ingest.store.ingest(&tap, batch, crate::clock::now()) {
         Accepted::New(entries) => {
             let n = entries.len() + held.as_ref().map_or(0, |(h, _)| h.len());
-            counted(&ingest, &entries);
+            counted(&ingest, &tap, &entries);
             if let Some((mut held, wait)) = held {
-                let ingest = ingest.clone();
+                let (ingest, tap) = (ingest.clone(), tap.clone());
                 tokio::spawn(async move {
                     tokio::time::sleep(wait).await;
                     ingest.metrics.causes(&ingest.cluster.causes.explain(&mut held));
                     ingest.cluster.causes.released(held.len());
                     let entries = ingest.store.add_later(held);
-                    counted(&ingest, &entries);
+                    counted(&ingest, &tap, &entries);
                 });
             }
             tracing::debug!(%tap, %node, entries = n, "batch accepted");
@@ -228,9 +236,10 @@ pub async fn handle(State(ingest): State<Ingest>, req: Request) -> Response {
     }
 }
 
-/// Stored entries, counted where they are counted: the views, the metrics.
-fn counted(ingest: &Ingest, entries: &[std::sync::Arc<faultline_model::Entry>]) {
-    ingest.views.observe(entries);
+/// Stored entries, counted where they are counted: the views, the metrics, the export.
+fn counted(ingest: &Ingest, tap: &str, entries: &[std::sync::Arc<faultline_model::Entry>]) {
+    ingest.outputs.views.observe(entries);
+    ingest.outputs.exports.observe(tap, entries);
     ingest.metrics.entries.observe(entries);
     ingest.metrics.entries_ingested.inc_by(entries.len() as u64);
 }

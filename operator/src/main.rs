@@ -10,6 +10,7 @@ mod dashboard;
 mod error_metrics;
 mod errorview;
 mod events;
+mod export;
 mod http;
 mod ingest;
 mod leader;
@@ -156,12 +157,13 @@ async fn run(args: Args) -> Result<(), String> {
     let (causes, pods, services) = cause::Explainer::start(client.clone(), args.cluster_domain.clone());
     let causes = Arc::new(causes);
     let names = naming::Names::start(client.clone(), pods, services);
+    let exports = Arc::new(export::Exports::new(metrics.export.clone()));
     let ingest = ingest::Ingest::new(
         client.clone(),
         args.namespace.clone(),
         store.clone(),
         leading.clone(),
-        views.clone(),
+        ingest::Outputs { views: views.clone(), exports: exports.clone() },
         ingest::Cluster { names, causes },
         metrics.clone(),
     );
@@ -216,6 +218,7 @@ async fn run(args: Args) -> Result<(), String> {
             agent_priority_class: args.agent_priority_class.clone().filter(|c| !c.is_empty()),
         },
         metrics: metrics.clone(),
+        exports,
     });
     // Lead while the lease is ours; when it is lost (the API server was unreachable too long, say), stop
     // acting and campaign again — without restarting the process.

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub agents_reporting: Family<TapLabels, Gauge<i64, AtomicI64>>,
     /// The nodes whose capture gauges exist, per TapConfig: a node forgotten takes its series with it.
     pub capture_nodes: std::sync::Mutex<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>>,
+    /// `faultline_export_*`: what the OTLP exporters sent and dropped.
+    pub export: crate::export::ExportMetrics,
 }
 
 /// Label sets per entry metric unless configured (`--metric-series`).
@@ -106,6 +108,8 @@ impl Metrics {
             "1 while every agent of the TapConfig reports (condition AgentsReporting), else 0",
             agents_reporting.clone(),
         );
+        let export = crate::export::ExportMetrics::default();
+        export.register(faultline);
         let registry = root.sub_registry_with_prefix("faultline_operator");
         entries.register_capped(registry);
         let reconciliations = Family::<ReconcileLabels, Counter>::default();
@@ -157,6 +161,7 @@ impl Metrics {
             capture_dropped,
             agents_reporting,
             capture_nodes: Default::default(),
+            export,
         }
     }
 }

@@ -141,6 +141,7 @@ async fn apply(tap: &TapConfig, all: &[Arc<TapConfig>], ctx: &Context) -> Result
     };
     match apply_children(&children, ctx).await {
         Ok(ds) => {
+            configure_export(tap, ctx).await;
             let st = ds.status.clone().unwrap_or_default();
             // Pods the DaemonSet could not create (Pod Security admission refusing host networking, a
             // quota) show only as Events on the DaemonSet: say so, not merely "0 of N ready".
@@ -152,7 +153,8 @@ async fn apply(tap: &TapConfig, all: &[Arc<TapConfig>], ctx: &Context) -> Result
                     return Ok(Action::requeue(Duration::from_secs(15)));
                 }
             }
-            let outcome = Outcome::Applied { desired: st.desired_number_scheduled, ready: st.number_ready };
+            let export = ctx.exports.problem(&tap.name_any());
+            let outcome = Outcome::Applied { desired: st.desired_number_scheduled, ready: st.number_ready, export };
             update_status(tap, ctx, &outcome).await?;
             Ok(Action::requeue(Duration::from_secs(if missing { 15 } else { 300 })))
         }
@@ -167,6 +169,13 @@ async fn apply(tap: &TapConfig, all: &[Arc<TapConfig>], ctx: &Context) -> Result
             Err(e)
         }
     }
+}
+
+/// Starts, changes or stops the TapConfig's OTLP exporter (`spec.export`). A configuration that cannot
+/// be used (a missing Secret) does not stop the agents: its entries are counted as dropped.
+async fn configure_export(tap: &TapConfig, ctx: &Context) {
+    let wanted = crate::export::config::wanted(&ctx.client, &ctx.build.namespace, tap.spec.export.as_ref()).await;
+    ctx.exports.configure(&tap.name_any(), wanted);
 }
 
 /// Server-side applies every child; returns the DaemonSet as stored (with its status).

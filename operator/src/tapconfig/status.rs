@@ -6,8 +6,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 /// What one reconcile came to.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    /// Children applied; the DaemonSet reports this many agents scheduled and ready.
-    Applied { desired: i32, ready: i32 },
+    /// Children applied; the DaemonSet reports this many agents scheduled and ready; `export`: why the
+    /// OTLP export cannot run, when it cannot.
+    Applied { desired: i32, ready: i32, export: Option<String> },
     /// The spec is invalid: nothing was changed.
     Invalid(String),
     /// The API server refused a child (its message).
@@ -22,7 +23,7 @@ pub fn status(tap: &TapConfig, outcome: &Outcome, now: &Time) -> TapConfigStatus
     let old = tap.status.clone().unwrap_or_default();
     let generation = tap.metadata.generation;
     let (ready, degraded) = match outcome {
-        Outcome::Applied { desired, ready } => {
+        Outcome::Applied { desired, ready, export } => {
             let r = if *desired > 0 && ready == desired {
                 ("True", "AgentsReady", format!("{ready} of {desired} agents ready"))
             } else if *desired == 0 {
@@ -34,7 +35,11 @@ pub fn status(tap: &TapConfig, outcome: &Outcome, now: &Time) -> TapConfigStatus
             } else {
                 ("False", "AgentsNotReady", format!("{ready} of {desired} agents ready"))
             };
-            (r, ("False", "Reconciled", "agents, RBAC and configuration are applied".to_owned()))
+            let degraded = match export {
+                Some(why) => ("True", "ExportUnusable", format!("entries are not exported over OTLP: {why}")),
+                None => ("False", "Reconciled", "agents, RBAC and configuration are applied".to_owned()),
+            };
+            (r, degraded)
         }
         Outcome::Invalid(msg) => (("False", "InvalidSpec", msg.clone()), ("True", "InvalidSpec", msg.clone())),
         Outcome::ApplyFailed(msg) => (("False", "ApplyFailed", msg.clone()), ("True", "ApplyFailed", msg.clone())),
@@ -45,7 +50,7 @@ pub fn status(tap: &TapConfig, outcome: &Outcome, now: &Time) -> TapConfigStatus
         }
     };
     let (desired_agents, ready_agents) = match outcome {
-        Outcome::Applied { desired, ready } => (*desired, *ready),
+        Outcome::Applied { desired, ready, .. } => (*desired, *ready),
         Outcome::Overlaps(_) => (0, 0),
         _ => (old.desired_agents, old.ready_agents),
     };
@@ -116,13 +121,18 @@ mod tests {
 
     #[test]
     fn ready_when_every_scheduled_agent_is_ready() {
-        let s = status(&tap(), &Outcome::Applied { desired: 2, ready: 2 }, &at(0));
+        let s = status(&tap(), &Outcome::Applied { desired: 2, ready: 2, export: None }, &at(0));
         assert_eq!((cond(&s, "Ready").status.as_str(), cond(&s, "Ready").reason.as_str()), ("True", "AgentsReady"));
         assert_eq!(cond(&s, "Degraded").status, "False");
         assert_eq!((s.desired_agents, s.ready_agents, s.observed_generation), (2, 2, Some(3)));
-        let s = status(&tap(), &Outcome::Applied { desired: 2, ready: 1 }, &at(0));
+        let s = status(&tap(), &Outcome::Applied { desired: 2, ready: 1, export: None }, &at(0));
         assert_eq!(cond(&s, "Ready").message, "1 of 2 agents ready");
-        let s = status(&tap(), &Outcome::Applied { desired: 0, ready: 0 }, &at(0));
+        let s = status(&tap(), &Outcome::Applied { desired: 0, ready: 0, export: None }, &at(0));
+        let broken = Some("Secret faultline-system/otlp does not exist".to_owned());
+        let d = status(&tap(), &Outcome::Applied { desired: 1, ready: 1, export: broken }, &at(0));
+        let degraded = d.conditions.iter().find(|c| c.type_ == "Degraded").expect("Degraded is set");
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "ExportUnusable"));
+        assert!(degraded.message.contains("does not exist"), "{}", degraded.message);
         assert_eq!(cond(&s, "Ready").reason, "NoAgentsScheduled");
     }
 
@@ -139,10 +149,10 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_the_status_changes() {
         let mut t = tap();
-        t.status = Some(status(&t, &Outcome::Applied { desired: 1, ready: 0 }, &at(0)));
-        let same = status(&t, &Outcome::Applied { desired: 1, ready: 0 }, &at(60));
+        t.status = Some(status(&t, &Outcome::Applied { desired: 1, ready: 0, export: None }, &at(0)));
+        let same = status(&t, &Outcome::Applied { desired: 1, ready: 0, export: None }, &at(60));
         assert_eq!(cond(&same, "Ready").last_transition_time, at(0));
-        let changed = status(&t, &Outcome::Applied { desired: 1, ready: 1 }, &at(60));
+        let changed = status(&t, &Outcome::Applied { desired: 1, ready: 1, export: None }, &at(60));
         assert_eq!(cond(&changed, "Ready").last_transition_time, at(60));
         assert_eq!(cond(&changed, "Degraded").last_transition_time, at(0), "Degraded stayed False");
     }

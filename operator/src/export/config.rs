@@ -1,0 +1,74 @@
+//! A TapConfig's `spec.export` dereferenced: its Secrets read (headers, CA) and the target built. The
+//! reconcile that applies the TapConfig calls this, so a changed spec takes effect at once and a changed
+//! Secret at the next periodic reconcile.
+
+use std::collections::BTreeMap;
+
+use faultline_crds::ExportSpec;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use sha2::{Digest, Sha256};
+
+use super::transport::Target;
+use super::Wanted;
+
+/// The CA bundle's key in `tls.caSecret`.
+pub const CA_KEY: &str = "ca.crt";
+
+/// What `spec` asks for, with a fingerprint of everything it was built from (the spec and the Secrets'
+/// contents); `None` when it asks for no export.
+pub async fn wanted(client: &Client, namespace: &str, spec: Option<&ExportSpec>) -> Option<(String, Wanted)> {
+    let otlp = spec?.otlp.as_ref()?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut fingerprint = Sha256::new();
+    fingerprint.update(serde_json::to_vec(otlp).unwrap_or_default());
+    let read = |name: &str| {
+        let secrets = secrets.clone();
+        let name = name.to_owned();
+        async move {
+            match secrets.get_opt(&name).await {
+                Ok(Some(s)) => Ok(s.data.unwrap_or_default()),
+                Ok(None) => Err(format!("Secret {namespace}/{name} does not exist")),
+                Err(e) => Err(format!("Secret {namespace}/{name} cannot be read: {e}")),
+            }
+        }
+    };
+    let headers = match &otlp.headers {
+        Some(h) => match read(&h.secret_name).await {
+            Ok(data) => data,
+            Err(why) => return Some((why.clone(), Wanted::Broken(why))),
+        },
+        None => BTreeMap::new(),
+    };
+    let ca = match otlp.tls.as_ref().and_then(|t| t.ca_secret.as_ref()) {
+        Some(s) => match read(&s.secret_name).await {
+            Ok(mut data) => match data.remove(CA_KEY) {
+                Some(pem) => Some(pem.0),
+                None => {
+                    let why = format!("Secret {namespace}/{} has no {CA_KEY}", s.secret_name);
+                    return Some((why.clone(), Wanted::Broken(why)));
+                }
+            },
+            Err(why) => return Some((why.clone(), Wanted::Broken(why))),
+        },
+        None => None,
+    };
+    let headers: Vec<(String, String)> =
+        headers.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned())).collect();
+    for (k, v) in &headers {
+        fingerprint.update(k.as_bytes());
+        fingerprint.update([0]);
+        fingerprint.update(v.as_bytes());
+        fingerprint.update([0]);
+    }
+    if let Some(ca) = &ca {
+        fingerprint.update(ca);
+    }
+    let fingerprint = format!("{:x}", fingerprint.finalize());
+    let server_name = otlp.tls.as_ref().and_then(|t| t.server_name.as_deref());
+    let queue_size = usize::try_from(otlp.queue_size).unwrap_or(1).max(1);
+    Some(match Target::new(&otlp.endpoint, otlp.protocol, &headers, ca.as_deref(), server_name) {
+        Ok(target) => (fingerprint, Wanted::Send { target, queue_size }),
+        Err(e) => (fingerprint, Wanted::Broken(e.to_string())),
+    })
+}
