@@ -94,9 +94,10 @@ bench-live: deps
 
 ## The operator under a cluster's load: N simulated agents (50, 200, 500 nodes; 10 pods each) posting to
 ## the release operator against a real kube-apiserver; entries/s, latency, CPU, memory, API writes/s.
+## With OTLP export to a collector on this machine: make bench-operator BENCH_ARGS="--export grpc".
 bench-operator: deps control-plane
 	$(CARGO) build --release --locked -p faultline-operator -p faultline-ingest-load
-	python3 bench/operator_scale.py
+	python3 bench/operator_scale.py $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

@@ -6,7 +6,11 @@ one per namespace; then N simulated agents (bench/ingest-load) post a batch a se
 10 s, for `--seconds`. For N in `--nodes` it prints, per run: entries/s accepted, post latency p50/p99/max,
 failures by status, the operator's CPU and peak RSS, the API server's mutating requests per second by
 resource (from its own /metrics), the watches the operator holds on pods, the largest ErrorView status, and
-whether the cluster-wide view counted exactly the entries accepted (ground truth: what the load sent)."""
+whether the cluster-wide view counted exactly the entries accepted (ground truth: what the load sent).
+
+With `--export grpc` (or `http/protobuf`) the TapConfig also exports every entry over OTLP to a real
+OpenTelemetry Collector (e2e/build-otelcol.sh, its file exporter writing to /dev/null) on this machine: each
+run then adds the records the collector took, the entries dropped (by reason) and the collector's CPU."""
 
 import argparse
 import json
@@ -106,12 +110,44 @@ def proc_mem_mib(pid):
     return {k: int(status[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
 
 
+def start_collector(work, protocol):
+    """The collector (built from its Go modules, cached) with an OTLP receiver and a file exporter writing
+    to /dev/null: the bench measures the operator's sending, not a disk."""
+    out = subprocess.run([str(REPO / "e2e" / "build-otelcol.sh")], capture_output=True, text=True, check=True)
+    binary = Path(out.stdout.strip().splitlines()[-1]) / "otelcol"
+    port = 14317 if protocol == "grpc" else 14318
+    receiver = "grpc" if protocol == "grpc" else "http"
+    config = {"receivers": {"otlp": {"protocols": {receiver: {"endpoint": f"127.0.0.1:{port}"}}}},
+              "exporters": {"file": {"path": "/dev/null"}},
+              "service": {"telemetry": {"metrics": {"level": "none"}},
+                          "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["file"]}}}}
+    (work / "otelcol.yaml").write_text(json.dumps(config))
+    log = open(work / "otelcol.log", "w")
+    proc = subprocess.Popen([str(binary), "--config", str(work / "otelcol.yaml")], stdout=log, stderr=log)
+    eventually(lambda: "Everything is ready" in (work / "otelcol.log").read_text(), timeout=30, what="collector")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def export_counts(operator):
+    """faultline_export_records_total and _dropped_total (by reason) from the operator's /metrics."""
+    _, text = operator.get("/metrics")
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("faultline_export_records_total"):
+            counts["records"] = counts.get("records", 0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith("faultline_export_dropped_total"):
+            reason = line.split('reason="', 1)[1].split('"', 1)[0]
+            counts[reason] = counts.get(reason, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", default="50,200,500", help="comma-separated node counts, ascending")
     p.add_argument("--seconds", type=int, default=30)
     p.add_argument("--entries", type=int, default=100, help="entries per agent per second outside bursts")
     p.add_argument("--out", default=str(REPO / "target" / "bench" / "operator-scale.json"))
+    p.add_argument("--export", choices=["grpc", "http/protobuf"], help="also export over OTLP to a collector")
     a = p.parse_args()
     sizes = sorted(int(n) for n in a.nodes.split(","))
     work = REPO / "target" / "bench" / "operator-scale"
@@ -121,7 +157,7 @@ def main():
 
     cluster = Cluster(work / "cluster").up()
     results = []
-    operator = None
+    operator = collector = None
     try:
         cluster.kubectl("apply", "-f", str(REPO / "crds" / "faultline.dev.yaml"))
         cluster.kubectl("wait", "--for=condition=Established", "crd/tapconfigs.faultline.dev",
@@ -133,8 +169,13 @@ def main():
         kubeconfig = cluster.service_account_kubeconfig(NAMESPACE, "faultline-operator", work / "operator.kubeconfig")
         operator = Operator(kubeconfig, work / "operator.log", "bench")
         operator.wait_ready(timeout=60)
+        spec = {}
+        if a.export:
+            collector, endpoint = start_collector(work, a.export)
+            spec = {"export": {"otlp": {"endpoint": endpoint, "protocol": a.export}}}
         cluster.kubectl("apply", "-f", "-", input=json.dumps({
-            "apiVersion": "faultline.dev/v1alpha1", "kind": "TapConfig", "metadata": {"name": "default"}, "spec": {}}))
+            "apiVersion": "faultline.dev/v1alpha1", "kind": "TapConfig", "metadata": {"name": "default"},
+            "spec": spec}))
         token = ingest_token(cluster, "default", work / "agent.token")
         for i in range(NAMESPACES):
             cluster.kubectl("apply", "-f", "-", input=json.dumps({
@@ -165,6 +206,8 @@ def main():
             matched_before = matched()
             before, _ = apiserver_counts(api)
             cpu0 = proc_cpu_seconds(operator.proc.pid)
+            exported0 = export_counts(operator)
+            collector_cpu0 = proc_cpu_seconds(collector.pid) if collector else 0
             r = subprocess.run([str(load), "--url", operator.base, "--token-file", str(token), "--agents", str(n),
                                 "--entries", str(a.entries), "--seconds", str(a.seconds),
                                 "--pods-per-node", str(PODS_PER_NODE)], capture_output=True, text=True, check=True)
@@ -183,7 +226,15 @@ def main():
                 pass
             sizes_by_view = [len(json.dumps(v.get("status", {}))) for v in
                              cluster.kubectl_json("get", "errorviews", "-A")["items"]]
-            res = {"nodes": n, "pods": n * PODS_PER_NODE, **run,
+            export = {}
+            if collector:
+                # What is still queued when the load stops is sent within a few seconds.
+                time.sleep(5)
+                got = {k: v - exported0.get(k, 0) for k, v in export_counts(operator).items()}
+                export = {"export": a.export, "exported_records": got.pop("records", 0), "export_dropped": got,
+                          "collector_cpu_cores": round((proc_cpu_seconds(collector.pid) - collector_cpu0)
+                                                       / run["seconds"], 3)}
+            res = {"nodes": n, "pods": n * PODS_PER_NODE, **run, **export,
                    "operator_cpu_cores": round(cpu / run["seconds"], 3), "operator_mem_mib": proc_mem_mib(operator.proc.pid),
                    "apiserver_mutating_per_second": dict(sorted(mutating.items())),
                    "operator_pod_watches": pod_watches, "largest_view_status_bytes": max(sizes_by_view),
@@ -194,6 +245,9 @@ def main():
     finally:
         if operator:
             operator.stop()
+        if collector:
+            collector.terminate()
+            collector.wait()
         cluster.down()
     Path(a.out).write_text(json.dumps(results, indent=2))
     return 0 if all(r["view_counted_equals_accepted"] and not r["failed"] for r in results) else 1

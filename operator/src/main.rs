@@ -218,8 +218,9 @@ async fn run(args: Args) -> Result<(), String> {
             agent_priority_class: args.agent_priority_class.clone().filter(|c| !c.is_empty()),
         },
         metrics: metrics.clone(),
-        exports,
+        exports: exports.clone(),
     });
+    let exports_at_exit = exports;
     // Lead while the lease is ours; when it is lost (the API server was unreachable too long, say), stop
     // acting and campaign again — without restarting the process.
     loop {
@@ -252,6 +253,8 @@ async fn run(args: Args) -> Result<(), String> {
         let _ = elector.await;
         leader::Elector::release(client, &args.namespace, &args.lease_name, &identity).await;
     }
+    // What was accepted while leading is still sent (the next leader exports only what it accepts).
+    exports_at_exit.drain(std::time::Duration::from_secs(3)).await;
     // Live dashboard streams end on the same signal; anything else gets a few seconds to finish.
     if tokio::time::timeout(std::time::Duration::from_secs(5), http_server).await.is_err() {
         tracing::warn!("requests still open after 5 s; exiting anyway");

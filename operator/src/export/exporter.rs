@@ -1,7 +1,9 @@
-//! One TapConfig's OTLP exporter: a bounded queue that ingest pushes to without waiting, and a task that
-//! sends it in batches, retrying with backoff what the receiver could not take now.
+//! One TapConfig's OTLP exporter: a bounded queue that ingest pushes to without waiting, and `SENDERS`
+//! tasks, each with a connection of its own, that send it in batches, retrying with backoff what the
+//! receiver could not take now. Several requests in flight keep a collector busy while the next batch
+//! is encoded, and a slow round trip from stalling the rest.
 //!
-//! The bound (`queueSize`) counts every entry the exporter holds, the batch being sent included: while
+//! The bound (`queueSize`) counts every entry the exporter holds, the batches being sent included: while
 //! a collector is down, exactly that many are kept for when it comes back and every further one is
 //! dropped and counted (`faultline_export_dropped_total{reason="queue_full"}`). Ingest never waits on
 //! the exporter: a push is a lock and a length check.
@@ -22,8 +24,10 @@ use super::record::record;
 use super::transport::{Outcome, Sender};
 use super::ExportMetrics;
 
-/// Records per request, at most.
-const MAX_BATCH: usize = 512;
+/// Records per request, at most (~0.6 MB of protobuf; a collector takes 4 MiB by default).
+const MAX_BATCH: usize = 1024;
+/// Requests in flight at once, each on its own connection.
+pub const SENDERS: usize = 4;
 /// After the first entry of a batch arrives, how long to wait for more before sending.
 const LINGER: Duration = Duration::from_millis(200);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -33,7 +37,7 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
 
 struct Queue {
     waiting: VecDeque<Arc<Entry>>,
-    /// Entries of the batch being sent: held, so counted against the bound.
+    /// Entries of the batches being sent: held, so counted against the bound.
     sending: usize,
 }
 
@@ -88,31 +92,41 @@ impl Exporter {
         let Ok(mut q) = self.queue.lock() else { return Vec::new() };
         let n = q.waiting.len().min(MAX_BATCH);
         let batch: Vec<Arc<Entry>> = q.waiting.drain(..n).collect();
-        q.sending = batch.len();
+        q.sending += batch.len();
+        let more = !q.waiting.is_empty();
+        drop(q);
+        if more {
+            // Another sender may take the rest now.
+            self.wake.notify_one();
+        }
         batch
     }
 
-    fn batch_done(&self) {
+    fn batch_done(&self, n: usize) {
         if let Ok(mut q) = self.queue.lock() {
-            q.sending = 0;
+            q.sending = q.sending.saturating_sub(n);
         }
     }
 
-    /// Sends until the task is aborted (the exporter replaced or removed).
+    fn waiting(&self) -> usize {
+        self.queue.lock().map_or(0, |q| q.waiting.len())
+    }
+
+    /// One sender: sends until its task is aborted (the exporter replaced or removed).
     pub async fn run(self: Arc<Exporter>, mut sender: Sender) {
         loop {
-            if self.held() == 0 {
+            if self.waiting() == 0 {
                 self.wake.notified().await;
             }
             // A full batch goes at once; a short one waits a little for company.
-            if self.queue.lock().map_or(0, |q| q.waiting.len()) < MAX_BATCH {
+            if self.waiting() < MAX_BATCH {
                 tokio::time::sleep(LINGER).await;
             }
             let batch = self.take_batch();
             if batch.is_empty() {
                 continue;
             }
-            let n = batch.len() as u64;
+            let (taken, n) = (batch.len(), batch.len() as u64);
             let message = Bytes::from(encode(&batch, &self.tapconfig).encode_to_vec());
             drop(batch);
             let started = Instant::now();
@@ -146,7 +160,7 @@ impl Exporter {
                     }
                 }
             }
-            self.batch_done();
+            self.batch_done(taken);
         }
     }
 }
@@ -211,7 +225,7 @@ mod tests {
         x.push(&entries(4));
         assert_eq!(x.held(), 5);
         assert_eq!(dropped(&m), r#"faultline_export_dropped_total{tapconfig="t",reason="queue_full"} 2"#);
-        x.batch_done();
+        x.batch_done(batch.len());
         assert_eq!(x.held(), 2);
         x.discard("reconfigured");
         assert!(dropped(&m).contains(r#"reason="reconfigured"} 2"#), "{}", dropped(&m));

@@ -86,7 +86,7 @@ pub enum Wanted {
 }
 
 enum Running {
-    Sending { exporter: Arc<Exporter>, task: tokio::task::JoinHandle<()> },
+    Sending { exporter: Arc<Exporter>, senders: Vec<tokio::task::JoinHandle<()>> },
     Broken(String),
 }
 
@@ -131,8 +131,8 @@ impl Exports {
             }
         }
         if let Some(old) = slots.remove(tapconfig) {
-            if let Running::Sending { exporter, task } = old.running {
-                task.abort();
+            if let Running::Sending { exporter, senders } = old.running {
+                senders.iter().for_each(|s| s.abort());
                 exporter.discard("reconfigured");
             }
         }
@@ -140,9 +140,11 @@ impl Exports {
         let running = match wanted {
             Wanted::Send { target, queue_size } => {
                 let exporter = Exporter::new(tapconfig, queue_size, self.metrics.clone());
-                let task = tokio::spawn(exporter.clone().run(Sender::new(target)));
+                let senders = (0..exporter::SENDERS)
+                    .map(|_| tokio::spawn(exporter.clone().run(Sender::new(target.clone()))))
+                    .collect();
                 tracing::info!(%tapconfig, queue_size, "exporting entries over OTLP");
-                Running::Sending { exporter, task }
+                Running::Sending { exporter, senders }
             }
             Wanted::Broken(why) => {
                 tracing::warn!(%tapconfig, %why, "OTLP export configured but not usable; entries are not exported");
@@ -150,6 +152,28 @@ impl Exports {
             }
         };
         slots.insert(tapconfig.to_owned(), Slot { fingerprint, running });
+    }
+
+    /// At shutdown: gives the exporters up to `within` to send what they hold, then says what is left
+    /// (the process is going; its counters go with it, so the log is where that loss is told).
+    pub async fn drain(&self, within: std::time::Duration) {
+        let held = || -> Vec<(String, usize)> {
+            let Ok(slots) = self.slots.read() else { return Vec::new() };
+            slots
+                .iter()
+                .filter_map(|(tap, s)| match &s.running {
+                    Running::Sending { exporter, .. } if exporter.held() > 0 => Some((tap.clone(), exporter.held())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let deadline = tokio::time::Instant::now() + within;
+        while !held().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        for (tapconfig, n) in held() {
+            tracing::warn!(%tapconfig, entries = n, "entries not exported at shutdown");
+        }
     }
 
     /// Why `tapconfig`'s export cannot run, if it cannot.

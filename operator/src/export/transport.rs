@@ -45,6 +45,7 @@ pub enum TargetError {
 }
 
 /// Where and how to send: built once per configuration, by the reconcile that read it.
+#[derive(Clone)]
 pub struct Target {
     protocol: OtlpProtocol,
     host: String,
