@@ -148,6 +148,7 @@ def main():
     p.add_argument("--entries", type=int, default=100, help="entries per agent per second outside bursts")
     p.add_argument("--out", default=str(REPO / "target" / "bench" / "operator-scale.json"))
     p.add_argument("--export", choices=["grpc", "http/protobuf"], help="also export over OTLP to a collector")
+    p.add_argument("--export-queue", type=int, default=300_000, help="the export's queueSize")
     a = p.parse_args()
     sizes = sorted(int(n) for n in a.nodes.split(","))
     work = REPO / "target" / "bench" / "operator-scale"
@@ -172,7 +173,8 @@ def main():
         spec = {}
         if a.export:
             collector, endpoint = start_collector(work, a.export)
-            spec = {"export": {"otlp": {"endpoint": endpoint, "protocol": a.export}}}
+            # Room for a burst (500 agents × 5 × 100 entries in one second) while the senders catch up.
+            spec = {"export": {"otlp": {"endpoint": endpoint, "protocol": a.export, "queueSize": a.export_queue}}}
         cluster.kubectl("apply", "-f", "-", input=json.dumps({
             "apiVersion": "faultline.dev/v1alpha1", "kind": "TapConfig", "metadata": {"name": "default"},
             "spec": spec}))

@@ -124,8 +124,10 @@ def collector(otelcol, certs, tmp_path_factory, cluster):
 
 
 def export(cluster, otlp):
-    cluster.kubectl("patch", "tapconfig", "default", "--type=merge", "-p",
-                    json.dumps({"spec": {"export": {"otlp": otlp} if otlp else None}}))
+    """Sets the TapConfig's export to exactly `otlp` (none: removes it)."""
+    patch = [{"op": "add", "path": "/spec/export", "value": {"otlp": otlp}}] if otlp else \
+        [{"op": "remove", "path": "/spec/export"}]
+    cluster.kubectl("patch", "tapconfig", "default", "--type=json", "-p", json.dumps(patch), check=bool(otlp))
 
 
 def exporting(system, what):
@@ -283,3 +285,55 @@ def test_an_export_that_cannot_be_used_says_so_and_counts_what_it_loses(cluster,
     eventually(lambda: operator_metric(
         system, 'faultline_export_dropped_total{tapconfig="default",reason="unconfigured"}') == 1,
         timeout=40, what="the entry counted as not exported")
+
+
+def test_agents_that_send_export_what_they_find_and_the_operator_stops(cluster, system, collector, tmp_path):
+    """`sender: agents`: the operator puts the export on the agents' command line and mounts the Secret, and
+    stops exporting itself. The agents here are local processes: node-a's is restarted with the DaemonSet's
+    own arguments (the Secret's mount replaced by a directory holding what the kubelet would write)."""
+    export(cluster, {"endpoint": f"http://127.0.0.1:{collector.grpc}", "protocol": "grpc", "sender": "agents",
+                     "headers": {"secretName": "otlp-headers"}, "queueSize": 500})
+
+    def agent_container():
+        ds = cluster.kubectl_json("-n", NAMESPACE, "get", "daemonset", "faultline-agent-default")
+        return ds["spec"]["template"]["spec"]["containers"][0], ds["spec"]["template"]["spec"]["volumes"]
+    container, volumes = eventually(lambda: (c := agent_container()) and any(
+        a.startswith("--otlp-endpoint=") for a in c[0]["args"]) and c, timeout=30, what="the DaemonSet's export")
+    otlp = [a for a in container["args"] if a.startswith("--otlp-")]
+    assert otlp == [f"--otlp-endpoint=http://127.0.0.1:{collector.grpc}", "--otlp-protocol=grpc",
+                    "--otlp-queue-size=500", "--otlp-headers-dir=/etc/faultline/otlp-headers"], otlp
+    assert {"name": "FAULTLINE_TAPCONFIG", "value": "default"} in container["env"]
+    assert any(v["name"] == "otlp-headers" and v["secret"]["secretName"] == "otlp-headers" for v in volumes)
+    assert any(m["mountPath"] == "/etc/faultline/otlp-headers" for m in container["volumeMounts"])
+    # What the kubelet would mount: each key of the Secret a file.
+    mounted = tmp_path / "otlp-headers"
+    mounted.mkdir()
+    (mounted / "authorization").write_text(f"Bearer {TOKEN}")
+    args = [a.replace("/etc/faultline/otlp-headers", str(mounted)) for a in otlp] + ["--tapconfig", "default"]
+    old = system["agents"][0]
+    interfaces = [old.proc.args[i + 1] for i, a in enumerate(old.proc.args) if a == "--interface"]
+    old.stop()
+    from processes import Agent
+    token = Path(system["logs"]) / "agent.token"
+    system["agents"][0] = agent = Agent("node-a", interfaces, system["operator"].port, token,
+                                        Path(system["logs"]) / "agent-a-export.log", extra=args)
+    eventually(lambda: agent.metric("faultline_agent_batches_sent_total"), timeout=30, what="the agent reports")
+    already = len(collector.records())
+    make_errors(system["lab"], 45500)
+    records = eventually(lambda: len(r := collector.records()[already:]) >= 4 and r, timeout=40,
+                         what="the agent's records")
+    time.sleep(3)
+    records = collector.records()[already:]
+    # Every record is node-a's agent's (the operator no longer sends): the four errors, found there, with
+    # the node and no names — the agent knows no pods.
+    assert sorted(r["attrs"]["faultline.kind"] for r in records) == sorted(
+        ["tcp/SynSent", "http/5xx", "icmp/DestinationUnreachable", "tcp/Reset"])
+    assert {r["attrs"]["k8s.node.name"] for r in records} == {"node-a"}
+    assert not any("k8s.pod.name" in r["attrs"] for r in records)
+    assert {r["resource"]["faultline.tapconfig"] for r in records} == {"default"}
+    assert agent.metric('faultline_export_records_total{tapconfig="default"}') == 4
+    # The operator holds the same errors, named.
+    held = eventually(lambda: len(h := [e for e in store(system).values()
+                                        if e["src"].get("port") in (45500, 45501, 45503) or e["kind"].startswith("icmp")
+                                        ]) >= 4 and h, timeout=30, what="the operator's entries")
+    assert {e["kind"] for e in held} >= {"tcp/SynSent", "http/5xx", "tcp/Reset"}

@@ -197,6 +197,35 @@ pub struct RunArgs {
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
 
+    /// Also export every entry found as an OTLP log record to this endpoint, from this agent (a
+    /// TapConfig's `export.otlp` with `sender: agents`): `http://host:4317` or `https://…`.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+
+    /// `grpc` or `http/protobuf`.
+    #[arg(long, default_value = "grpc", value_parser = ["grpc", "http/protobuf"])]
+    pub otlp_protocol: String,
+
+    /// A directory whose every file is a header sent with each OTLP request (a mounted Secret).
+    #[arg(long)]
+    pub otlp_headers_dir: Option<std::path::PathBuf>,
+
+    /// PEM CA bundle to trust for an https OTLP endpoint.
+    #[arg(long)]
+    pub otlp_ca_file: Option<std::path::PathBuf>,
+
+    /// The name the collector's certificate must carry, when not the endpoint's host.
+    #[arg(long)]
+    pub otlp_server_name: Option<String>,
+
+    /// Entries held for the collector at most; the rest are dropped and counted.
+    #[arg(long, default_value_t = 10_000)]
+    pub otlp_queue_size: usize,
+
+    /// The TapConfig this agent runs for: the exported records' resource and the export metrics' label.
+    #[arg(long, env = "FAULTLINE_TAPCONFIG", default_value = "")]
+    pub tapconfig: String,
+
     /// Where the operator listens, e.g. http://faultline-operator.faultline-system.svc:8080.
     #[arg(long, env = "FAULTLINE_OPERATOR_URL")]
     pub operator_url: Option<String>,
@@ -282,6 +311,21 @@ mod tests {
             Ok(Command::Run(run)) => run.engine.to_config(),
             other => panic!("the operator's arguments do not parse: {other:?}"),
         }
+    }
+
+    /// An export the agents send: the operator's flags parse, and say what the TapConfig says.
+    #[test]
+    fn the_operators_export_flags_parse() {
+        let export = serde_json::from_value(serde_json::json!({"otlp": {
+            "endpoint": "http://otel:4317", "sender": "agents", "headers": {"secretName": "h"}, "queueSize": 7}}))
+        .expect("an export spec");
+        let spec = TapConfigSpec { export, ..TapConfigSpec::default() };
+        let args = std::iter::once("faultline-agent".to_owned()).chain(agent_args(&spec));
+        let Ok(Command::Run(run)) = Cli::try_parse_from(args).map(|c| c.command) else { panic!("does not parse") };
+        assert_eq!(run.otlp_endpoint.as_deref(), Some("http://otel:4317"));
+        assert_eq!((run.otlp_protocol.as_str(), run.otlp_queue_size), ("grpc", 7));
+        assert_eq!(run.otlp_headers_dir.as_deref(), Some(std::path::Path::new("/etc/faultline/otlp-headers")));
+        assert_eq!(run.otlp_ca_file, None);
     }
 
     /// The CRD's defaults, the operator's arguments and the engine's defaults are one set of settings.

@@ -1,9 +1,13 @@
-//! A TapConfig as its agents' command line: every timeout, the backend, interfaces, filter, dissectors and
-//! recorder (the agent takes nothing else from the spec). Pure, beside the types, so that the agent's own
+//! A TapConfig as its agents' command line: every timeout, the backend, interfaces, filter, dissectors,
+//! recorder and an export the agents send (the agent takes nothing else from the spec). Pure, beside the types, so that the agent's own
 //! tests parse exactly these arguments back (`agent/src/cli.rs`): the CRD's defaults, the operator's
 //! arguments and the engine's defaults cannot drift apart.
 
-use crate::{RecorderMode, TapConfigSpec};
+use crate::{ExportSender, RecorderMode, TapConfigSpec};
+
+/// Where the agent pod mounts a `sender: agents` export's headers Secret and CA Secret.
+pub const OTLP_HEADERS_DIR: &str = "/etc/faultline/otlp-headers";
+pub const OTLP_CA_DIR: &str = "/etc/faultline/otlp-ca";
 
 /// The agent's command line: the same flags as `faultline-agent analyze`, named after the TapConfig fields.
 pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
@@ -29,6 +33,23 @@ pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
             args.push("--recorder=continuous".to_owned());
             if let Some(max) = spec.recorder.max_total_bytes {
                 args.push(format!("--record-max-bytes={max}"));
+            }
+        }
+    }
+    if let Some(otlp) = spec.export.as_ref().and_then(|e| e.otlp.as_ref()).filter(|o| o.sender == ExportSender::Agents)
+    {
+        args.push(format!("--otlp-endpoint={}", otlp.endpoint));
+        args.push(format!("--otlp-protocol={}", otlp.protocol.as_str()));
+        args.push(format!("--otlp-queue-size={}", otlp.queue_size));
+        if otlp.headers.is_some() {
+            args.push(format!("--otlp-headers-dir={OTLP_HEADERS_DIR}"));
+        }
+        if let Some(tls) = &otlp.tls {
+            if tls.ca_secret.is_some() {
+                args.push(format!("--otlp-ca-file={OTLP_CA_DIR}/ca.crt"));
+            }
+            if let Some(name) = &tls.server_name {
+                args.push(format!("--otlp-server-name={name}"));
             }
         }
     }

@@ -9,11 +9,12 @@ mod errorview;
 mod tapconfig;
 mod validate;
 
-pub use agent_args::agent_args;
+pub use agent_args::{agent_args, OTLP_CA_DIR, OTLP_HEADERS_DIR};
 pub use errorview::{Bucket, ErrorView, ErrorViewSpec, ErrorViewStatus, PairCount, Sample};
 pub use tapconfig::{
-    AgentSpec, CaptureBackend, Dissector, ExportSpec, NodeCaptureStats, OtlpExport, OtlpProtocol, OtlpTls,
-    RecorderMode, RecorderSpec, SecretName, TapConfig, TapConfigSpec, TapConfigStatus, Timeout, Timeouts, WatchSpec,
+    AgentSpec, CaptureBackend, Dissector, ExportSender, ExportSpec, NodeCaptureStats, OtlpExport, OtlpProtocol,
+    OtlpTls, RecorderMode, RecorderSpec, SecretName, TapConfig, TapConfigSpec, TapConfigStatus, Timeout, Timeouts,
+    WatchSpec,
 };
 pub use validate::validate;
 

@@ -98,10 +98,16 @@ pub struct ExportSpec {
     pub otlp: Option<OtlpExport>,
 }
 
-/// OTLP logs, sent by the operator as it accepts entries: named and explained, once per entry.
+/// OTLP logs: each entry one log record.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OtlpExport {
+    /// Who sends: `operator` (the default: records name pods, workloads and Services and carry causes,
+    /// and an entry two nodes' agents saw is one record) or `agents` (each agent sends what it finds,
+    /// keeping the operator out of the path for clusters whose errors outgrow one operator; records carry
+    /// the node but no names or causes, and a connection between two nodes may be sent by both).
+    #[serde(default)]
+    pub sender: ExportSender,
     /// `http://host:port` or `https://host:port`: for `grpc` the collector's gRPC port (4317); for
     /// `http/protobuf` its HTTP port (4318), where `/v1/logs` is added when the URL has no path.
     #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"))]
@@ -123,12 +129,29 @@ pub struct OtlpExport {
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ExportSender {
+    #[default]
+    Operator,
+    Agents,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum OtlpProtocol {
     #[default]
     #[serde(rename = "grpc")]
     Grpc,
     #[serde(rename = "http/protobuf")]
     HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

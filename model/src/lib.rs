@@ -10,6 +10,7 @@ pub mod headers;
 pub mod ingest;
 pub mod kind;
 mod record;
+pub mod summary;
 pub mod time;
 
 pub use cause::{Cause, CauseReason};

@@ -158,7 +158,7 @@ pub fn engine_loop(
     several_interfaces: bool,
     rx: &Receiver<FrameBatch>,
     pool: &Arc<BatchPool>,
-    outbox: &Outbox,
+    outputs: Outputs<'_>,
     counters: &Counters,
     stop: &AtomicBool,
     mut rotator: Option<Rotator>,
@@ -240,7 +240,7 @@ pub fn engine_loop(
         }
         if !entries.is_empty() {
             let pcaps = engine.take_recordings().into_iter().collect();
-            hand_over(&mut entries, pcaps, outbox, counters);
+            hand_over(&mut entries, pcaps, &outputs, counters);
         }
         if stop.load(Ordering::Relaxed) {
             break;
@@ -254,7 +254,7 @@ pub fn engine_loop(
     // Stopping is not the end of the network: pending states stay unresolved rather than be guessed.
     publish_stats(engine.as_ref(), &mut published, counters);
     let pcaps = engine.take_recordings().into_iter().collect();
-    hand_over(&mut entries, pcaps, outbox, counters);
+    hand_over(&mut entries, pcaps, &outputs, counters);
 }
 
 fn publish_stats(engine: &dyn Analyzer, published: &mut faultline_core::Stats, counters: &Counters) {
@@ -267,8 +267,24 @@ fn publish_stats(engine: &dyn Analyzer, published: &mut faultline_core::Stats, c
     *published = s.clone();
 }
 
-/// Hands entries (and their recordings) to the reporter; counts what the outbox had to drop.
-fn hand_over(entries: &mut Vec<Entry>, mut pcaps: HashMap<String, Vec<u8>>, outbox: &Outbox, counters: &Counters) {
+/// Where entries go: the outbox (to the operator) and, when the agent exports, the OTLP queue.
+pub struct Outputs<'a> {
+    pub outbox: &'a Outbox,
+    pub export: Option<&'a super::export::AgentExport>,
+}
+
+/// Hands entries (and their recordings) to the reporter and the export; counts what the outbox had to
+/// drop (the export counts its own).
+fn hand_over(
+    entries: &mut Vec<Entry>,
+    mut pcaps: HashMap<String, Vec<u8>>,
+    outputs: &Outputs<'_>,
+    counters: &Counters,
+) {
+    if let Some(export) = outputs.export {
+        export.push(entries);
+    }
+    let outbox = outputs.outbox;
     let batch: Vec<Item> = entries.drain(..).map(|entry| Item { pcap: pcaps.remove(&entry.id), entry }).collect();
     counters.add(&counters.entries, batch.len() as u64);
     let dropped = outbox.push(batch);
@@ -330,7 +346,8 @@ mod tests {
         tx.send(batch).expect("queued");
         drop(tx);
         let cfg = EngineConfig { syn_timeout_ms: 3000, ..EngineConfig::default() };
-        engine_loop(cfg, 1, false, &rx, &pool, &outbox, &counters, &stop, None, 1);
+        let outputs = Outputs { outbox: &outbox, export: None };
+        engine_loop(cfg, 1, false, &rx, &pool, outputs, &counters, &stop, None, 1);
         assert_eq!(counters.entries.load(Ordering::Relaxed), 0, "no false SynSent");
     }
 

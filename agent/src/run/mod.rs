@@ -8,6 +8,7 @@
 
 mod counters;
 mod engine_loop;
+mod export;
 mod node_addresses;
 mod outbox;
 mod reorder;
@@ -48,6 +49,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     let outbox = Arc::new(Outbox::new(args.buffer_bytes));
     // Before capturing: a bad CA file is a configuration error to report at once.
     let reporter = report::Reporter::new(args, outbox.clone(), counters.clone())?;
+    let export = export::AgentExport::start(args)?.map(Arc::new);
     let (captures, note) =
         capture::open(args.capture_backend, &args.interfaces, args.bpf_filter.as_deref(), args.engine_threads)
             .map_err(|e| format!("cannot capture: {e}"))?;
@@ -84,7 +86,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     };
     let engine = {
         let (cfg, outbox, counters, stop) = (args.engine.to_config(), outbox.clone(), counters.clone(), stop.clone());
-        let (pool, threads) = (pool.clone(), args.engine_threads);
+        let (pool, threads, export) = (pool.clone(), args.engine_threads, export.clone());
         let cfg = faultline_core::EngineConfig {
             node: args.node_name.clone(),
             record_errors: args.recorder == crate::cli::RecorderMode::Errors,
@@ -97,7 +99,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
                 several_interfaces,
                 &rx,
                 &pool,
-                &outbox,
+                engine_loop::Outputs { outbox: &outbox, export: export.as_deref() },
                 &counters,
                 &stop,
                 rotator,
@@ -109,7 +111,8 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
         let stop = stop.clone();
         move || reporter.run(&stop)
     });
-    let server = tokio::spawn(server::serve(args.http_addr, counters.clone(), outbox.clone(), stop.clone()));
+    let server =
+        tokio::spawn(server::serve(args.http_addr, counters.clone(), outbox.clone(), export.clone(), stop.clone()));
 
     wait_for_signal().await;
     tracing::info!("stopping: flushing what is buffered");

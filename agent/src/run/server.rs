@@ -12,16 +12,24 @@ use axum::routing::get;
 use axum::Router;
 
 use super::counters::Counters;
+use super::export::AgentExport;
 use super::outbox::Outbox;
 
 #[derive(Clone)]
 struct S {
     counters: Arc<Counters>,
     outbox: Arc<Outbox>,
+    export: Option<Arc<AgentExport>>,
     stop: Arc<AtomicBool>,
 }
 
-pub async fn serve(addr: SocketAddr, counters: Arc<Counters>, outbox: Arc<Outbox>, stop: Arc<AtomicBool>) {
+pub async fn serve(
+    addr: SocketAddr,
+    counters: Arc<Counters>,
+    outbox: Arc<Outbox>,
+    export: Option<Arc<AgentExport>>,
+    stop: Arc<AtomicBool>,
+) {
     let app = Router::new()
         .route(
             "/healthz",
@@ -50,10 +58,14 @@ pub async fn serve(addr: SocketAddr, counters: Arc<Counters>, outbox: Arc<Outbox
             "/metrics",
             get(|State(s): State<S>| async move {
                 let (n, bytes) = s.outbox.len_and_bytes();
-                s.counters.render(n, bytes)
+                let mut text = s.counters.render(n, bytes);
+                if let Some(export) = &s.export {
+                    text.push_str(&export.render());
+                }
+                text
             }),
         )
-        .with_state(S { counters, outbox, stop });
+        .with_state(S { counters, outbox, export, stop });
     match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => {
             if let Err(e) = axum::serve(l, app).await {

@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use sha2::{Digest, Sha256};
 
-use super::transport::Target;
+use faultline_otlp::{Protocol, Target};
+
 use super::Wanted;
 
 /// The CA bundle's key in `tls.caSecret`.
@@ -18,7 +19,8 @@ pub const CA_KEY: &str = "ca.crt";
 /// What `spec` asks for, with a fingerprint of everything it was built from (the spec and the Secrets'
 /// contents); `None` when it asks for no export.
 pub async fn wanted(client: &Client, namespace: &str, spec: Option<&ExportSpec>) -> Option<(String, Wanted)> {
-    let otlp = spec?.otlp.as_ref()?;
+    // Agents that send are configured by their DaemonSet (`agent_args`), not here.
+    let otlp = spec?.otlp.as_ref().filter(|o| o.sender == faultline_crds::ExportSender::Operator)?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut fingerprint = Sha256::new();
     fingerprint.update(serde_json::to_vec(otlp).unwrap_or_default());
@@ -67,8 +69,15 @@ pub async fn wanted(client: &Client, namespace: &str, spec: Option<&ExportSpec>)
     let fingerprint = format!("{:x}", fingerprint.finalize());
     let server_name = otlp.tls.as_ref().and_then(|t| t.server_name.as_deref());
     let queue_size = usize::try_from(otlp.queue_size).unwrap_or(1).max(1);
-    Some(match Target::new(&otlp.endpoint, otlp.protocol, &headers, ca.as_deref(), server_name) {
+    Some(match Target::new(&otlp.endpoint, protocol(otlp.protocol), &headers, ca.as_deref(), server_name) {
         Ok(target) => (fingerprint, Wanted::Send { target, queue_size }),
         Err(e) => (fingerprint, Wanted::Broken(e.to_string())),
     })
+}
+
+fn protocol(p: faultline_crds::OtlpProtocol) -> Protocol {
+    match p {
+        faultline_crds::OtlpProtocol::Grpc => Protocol::Grpc,
+        faultline_crds::OtlpProtocol::HttpProtobuf => Protocol::HttpProtobuf,
+    }
 }

@@ -6,73 +6,18 @@
 //! nodes' agents is one record, not two. Ingest pushes to a bounded queue per TapConfig and never waits
 //! on it; what does not fit, or is refused, is counted.
 //!
-//! - `proto.rs` — the OTLP messages (prost);
-//! - `record.rs` — an entry as a log record (semantic conventions, severity);
-//! - `transport.rs` — gRPC and HTTP/protobuf, TLS, what the receiver's answer means;
-//! - `exporter.rs` — the queue, batches, retries with backoff.
+//! The records, the transports and the bounded queue are the `faultline-otlp` crate (`otlp/`), which the
+//! agents use too when a TapConfig has them send (`sender: agents`); here: which TapConfig exports where
+//! (`Exports`), and `config.rs`, its Secrets read.
 
 pub mod config;
-pub mod exporter;
-pub mod proto;
-pub mod record;
-pub mod transport;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use faultline_model::Entry;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
-
-use exporter::Exporter;
-use transport::{Sender, Target};
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DropLabels {
-    tapconfig: String,
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TapLabels {
-    tapconfig: String,
-}
-
-/// `faultline_export_*`: records taken by the receiver, dropped (by why), and requests retried.
-#[derive(Clone, Default)]
-pub struct ExportMetrics {
-    sent: Family<TapLabels, Counter>,
-    dropped: Family<DropLabels, Counter>,
-    retries: Family<TapLabels, Counter>,
-}
-
-impl ExportMetrics {
-    pub fn register(&self, faultline: &mut Registry) {
-        faultline.register("export_records", "Entries the OTLP receiver took, as log records", self.sent.clone());
-        faultline.register(
-            "export_dropped",
-            "Entries not exported, by why: queue_full (the queue bound bit), refused or rejected (by the \
-             receiver), retries_exhausted, unconfigured (the export's configuration cannot be used), \
-             reconfigured (held when the configuration changed)",
-            self.dropped.clone(),
-        );
-        faultline.register("export_retries", "OTLP requests sent again after a failure", self.retries.clone());
-    }
-
-    pub fn sent(&self, tapconfig: &str, n: u64) {
-        self.sent.get_or_create(&TapLabels { tapconfig: tapconfig.to_owned() }).inc_by(n);
-    }
-
-    pub fn dropped(&self, tapconfig: &str, reason: &'static str, n: u64) {
-        self.dropped.get_or_create(&DropLabels { tapconfig: tapconfig.to_owned(), reason }).inc_by(n);
-    }
-
-    fn retried(&self, tapconfig: &str) {
-        self.retries.get_or_create(&TapLabels { tapconfig: tapconfig.to_owned() }).inc();
-    }
-}
+pub use faultline_otlp::ExportMetrics;
+use faultline_otlp::{Exporter, Sender, Target};
 
 /// What a TapConfig asks for, once its Secrets are read: a target, or why there cannot be one.
 pub enum Wanted {
@@ -140,7 +85,7 @@ impl Exports {
         let running = match wanted {
             Wanted::Send { target, queue_size } => {
                 let exporter = Exporter::new(tapconfig, queue_size, self.metrics.clone());
-                let senders = (0..exporter::SENDERS)
+                let senders = (0..faultline_otlp::SENDERS)
                     .map(|_| tokio::spawn(exporter.clone().run(Sender::new(target.clone()))))
                     .collect();
                 tracing::info!(%tapconfig, queue_size, "exporting entries over OTLP");

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use faultline_crds::{RecorderMode, TapConfig, TapConfigSpec};
+use faultline_crds::{ExportSender, RecorderMode, TapConfig, TapConfigSpec};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
@@ -205,6 +205,29 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
         });
         mounts.push(mount("operator-ca", OPERATOR_CA_DIR, true));
         env_vars.push(env("FAULTLINE_OPERATOR_CA_FILE", format!("{OPERATOR_CA_DIR}/ca.crt")));
+    }
+    // Agents that export themselves read the export's Secrets (in this namespace) as files.
+    if let Some(otlp) = spec.export.as_ref().and_then(|e| e.otlp.as_ref()).filter(|o| o.sender == ExportSender::Agents)
+    {
+        env_vars.push(env("FAULTLINE_TAPCONFIG", name.clone()));
+        let ca = otlp.tls.as_ref().and_then(|t| t.ca_secret.as_ref());
+        let secrets = [
+            ("otlp-headers", otlp.headers.as_ref(), faultline_crds::OTLP_HEADERS_DIR, None),
+            ("otlp-ca", ca, faultline_crds::OTLP_CA_DIR, Some("ca.crt")),
+        ];
+        for (volume, secret, dir, only) in secrets {
+            let Some(secret) = secret else { continue };
+            volumes.push(Volume {
+                name: volume.into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.secret_name.clone()),
+                    items: only.map(|k| vec![KeyToPath { key: k.into(), path: k.into(), mode: None }]),
+                    ..Default::default()
+                }),
+                ..Volume::default()
+            });
+            mounts.push(mount(volume, dir, true));
+        }
     }
     let container = Container {
         name: "agent".into(),

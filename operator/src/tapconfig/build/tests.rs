@@ -249,3 +249,48 @@ fn long_names_make_valid_labels_and_too_long_ones_are_refused() {
     tap.metadata.name = Some("x".repeat(MAX_TAPCONFIG_NAME + 1));
     assert!(matches!(build(&tap, &params()), Err(BuildError::Invalid(m)) if m.contains("at most")));
 }
+
+#[test]
+fn agents_that_export_get_the_flags_and_the_secrets_and_the_operator_alone_gets_nothing() {
+    let mut tap = fixture("spec-example.yaml");
+    let otlp = |sender: &str| {
+        serde_json::from_value::<faultline_crds::ExportSpec>(serde_json::json!({"otlp": {
+            "endpoint": "https://otel.observability.svc:4318", "protocol": "http/protobuf", "sender": sender,
+            "headers": {"secretName": "otlp-headers"}, "queueSize": 500,
+            "tls": {"caSecret": {"secretName": "otlp-ca"}, "serverName": "otel"}}}))
+        .expect("an export spec")
+    };
+    tap.spec.export = Some(otlp("agents"));
+    let c = build(&tap, &params()).expect("builds");
+    let ctr = container(&c.daemon_set);
+    let args: Vec<&str> = ctr.args.iter().flatten().map(String::as_str).filter(|a| a.starts_with("--otlp-")).collect();
+    assert_eq!(
+        args,
+        [
+            "--otlp-endpoint=https://otel.observability.svc:4318",
+            "--otlp-protocol=http/protobuf",
+            "--otlp-queue-size=500",
+            "--otlp-headers-dir=/etc/faultline/otlp-headers",
+            "--otlp-ca-file=/etc/faultline/otlp-ca/ca.crt",
+            "--otlp-server-name=otel",
+        ]
+    );
+    let pod = c.daemon_set.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec");
+    let secret_of = |volume: &str| {
+        let v = pod.volumes.iter().flatten().find(|v| v.name == volume).expect("volume");
+        let s = v.secret.as_ref().expect("a Secret volume");
+        (s.secret_name.clone(), s.items.iter().flatten().map(|i| i.key.clone()).collect::<Vec<_>>())
+    };
+    assert_eq!(secret_of("otlp-headers"), (Some("otlp-headers".into()), Vec::new()), "every key a header");
+    assert_eq!(secret_of("otlp-ca"), (Some("otlp-ca".into()), vec!["ca.crt".to_owned()]), "only the CA");
+    let mounts: Vec<(&str, &str)> =
+        ctr.volume_mounts.iter().flatten().map(|m| (m.name.as_str(), m.mount_path.as_str())).collect();
+    assert!(mounts.contains(&("otlp-headers", "/etc/faultline/otlp-headers")), "{mounts:?}");
+    assert!(mounts.contains(&("otlp-ca", "/etc/faultline/otlp-ca")), "{mounts:?}");
+
+    tap.spec.export = Some(otlp("operator"));
+    let c = build(&tap, &params()).expect("builds");
+    assert!(container(&c.daemon_set).args.iter().flatten().all(|a| !a.starts_with("--otlp-")));
+    let pod = c.daemon_set.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec");
+    assert!(pod.volumes.iter().flatten().all(|v| !v.name.starts_with("otlp-")), "the operator reads the Secrets");
+}

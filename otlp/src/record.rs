@@ -10,8 +10,8 @@
 use faultline_model::entry::{Endpoint, Entry, Protocol};
 use faultline_model::kind::Kind;
 
-use super::proto::{AnyValue, KeyValue, LogRecord, Value, SEVERITY_ERROR, SEVERITY_INFO, SEVERITY_WARN};
-use crate::errorview::view::summary;
+use crate::proto::{AnyValue, KeyValue, LogRecord, Value, SEVERITY_ERROR, SEVERITY_INFO, SEVERITY_WARN};
+use faultline_model::summary::summary;
 
 /// The `event_name` of every record.
 pub const EVENT_NAME: &str = "faultline.entry";

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use faultline_crds::OtlpProtocol;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
@@ -21,7 +20,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::proto::ExportLogsServiceResponse;
+use crate::proto::ExportLogsServiceResponse;
 
 const GRPC_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 const HTTP_PATH: &str = "/v1/logs";
@@ -29,6 +28,27 @@ const HTTP_PATH: &str = "/v1/logs";
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// A response body read at most (a receiver's answer is a few bytes; an error page may be more).
 const MAX_RESPONSE: usize = 64 << 10;
+
+/// How records go: the two OTLP transports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// gRPC: `LogsService/Export` over HTTP/2 (a collector's port 4317).
+    #[default]
+    Grpc,
+    /// HTTP/protobuf: `POST /v1/logs` over HTTP/1.1 (port 4318).
+    HttpProtobuf,
+}
+
+impl Protocol {
+    /// By its name in OTLP's configuration (`OTEL_EXPORTER_OTLP_PROTOCOL`): `grpc`, `http/protobuf`.
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        match name {
+            "grpc" => Some(Protocol::Grpc),
+            "http/protobuf" => Some(Protocol::HttpProtobuf),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -47,7 +67,7 @@ pub enum TargetError {
 /// Where and how to send: built once per configuration, by the reconcile that read it.
 #[derive(Clone)]
 pub struct Target {
-    protocol: OtlpProtocol,
+    protocol: Protocol,
     host: String,
     port: u16,
     /// The request's URI (path and authority).
@@ -61,7 +81,7 @@ impl Target {
     /// must carry when it is not the endpoint's host.
     pub fn new(
         endpoint: &str,
-        protocol: OtlpProtocol,
+        protocol: Protocol,
         headers: &[(String, String)],
         ca: Option<&[u8]>,
         server_name: Option<&str>,
@@ -77,9 +97,9 @@ impl Target {
         let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let path = match (protocol, parsed.path()) {
-            (OtlpProtocol::Grpc, _) => GRPC_PATH,
-            (OtlpProtocol::HttpProtobuf, "" | "/") => HTTP_PATH,
-            (OtlpProtocol::HttpProtobuf, p) => p,
+            (Protocol::Grpc, _) => GRPC_PATH,
+            (Protocol::HttpProtobuf, "" | "/") => HTTP_PATH,
+            (Protocol::HttpProtobuf, p) => p,
         };
         let uri = Uri::builder()
             .scheme(if https { "https" } else { "http" })
@@ -106,7 +126,7 @@ impl Target {
     }
 }
 
-fn client_config(ca: Option<&[u8]>, protocol: OtlpProtocol) -> Result<rustls::ClientConfig, TargetError> {
+fn client_config(ca: Option<&[u8]>, protocol: Protocol) -> Result<rustls::ClientConfig, TargetError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(pem) => {
@@ -127,8 +147,8 @@ fn client_config(ca: Option<&[u8]>, protocol: OtlpProtocol) -> Result<rustls::Cl
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = match protocol {
-        OtlpProtocol::Grpc => vec![b"h2".to_vec()],
-        OtlpProtocol::HttpProtobuf => vec![b"http/1.1".to_vec()],
+        Protocol::Grpc => vec![b"h2".to_vec()],
+        Protocol::HttpProtobuf => vec![b"http/1.1".to_vec()],
     };
     Ok(config)
 }
@@ -183,11 +203,11 @@ impl Sender {
         }
         let t = &self.target;
         let (content_type, body) = match t.protocol {
-            OtlpProtocol::Grpc => ("application/grpc", grpc_frame(&message)),
-            OtlpProtocol::HttpProtobuf => ("application/x-protobuf", message),
+            Protocol::Grpc => ("application/grpc", grpc_frame(&message)),
+            Protocol::HttpProtobuf => ("application/x-protobuf", message),
         };
         let mut req = Request::builder().method(Method::POST).uri(t.uri.clone()).header(CONTENT_TYPE, content_type);
-        if t.protocol == OtlpProtocol::Grpc {
+        if t.protocol == Protocol::Grpc {
             req = req.header("te", "trailers");
         } else {
             req = req.header(http::header::HOST, t.uri.authority().map(|a| a.as_str()).unwrap_or_default());
@@ -210,8 +230,8 @@ impl Sender {
         let trailers = collected.trailers().cloned();
         let body = collected.to_bytes();
         Ok(match t.protocol {
-            OtlpProtocol::Grpc => grpc_outcome(parts.status, &parts.headers, trailers.as_ref(), &body),
-            OtlpProtocol::HttpProtobuf => http_outcome(parts.status, &body),
+            Protocol::Grpc => grpc_outcome(parts.status, &parts.headers, trailers.as_ref(), &body),
+            Protocol::HttpProtobuf => http_outcome(parts.status, &body),
         })
     }
 
@@ -233,7 +253,7 @@ impl Sender {
         };
         let io = TokioIo::new(io);
         match t.protocol {
-            OtlpProtocol::Grpc => {
+            Protocol::Grpc => {
                 let (send, conn) =
                     http2::handshake(TokioExecutor::new(), io).await.map_err(|e| format!("HTTP/2: {e}"))?;
                 tokio::spawn(async move {
@@ -241,7 +261,7 @@ impl Sender {
                 });
                 Ok(Connection::Http2(send))
             }
-            OtlpProtocol::HttpProtobuf => {
+            Protocol::HttpProtobuf => {
                 let (send, conn) = http1::handshake(io).await.map_err(|e| format!("HTTP/1.1: {e}"))?;
                 tokio::spawn(async move {
                     let _ = conn.await;
@@ -317,32 +337,31 @@ fn grpc_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::proto::ExportLogsPartialSuccess;
+    use crate::proto::ExportLogsPartialSuccess;
 
     #[test]
     fn endpoints_become_the_request_uri() {
-        let t = Target::new("http://collector:4318", OtlpProtocol::HttpProtobuf, &[], None, None).expect("valid");
+        let t = Target::new("http://collector:4318", Protocol::HttpProtobuf, &[], None, None).expect("valid");
         assert_eq!(
             (t.host.as_str(), t.port, t.uri.to_string().as_str()),
             ("collector", 4318, "http://collector:4318/v1/logs")
         );
-        let t = Target::new("http://[::1]:4317", OtlpProtocol::Grpc, &[], None, None).expect("valid");
+        let t = Target::new("http://[::1]:4317", Protocol::Grpc, &[], None, None).expect("valid");
         assert_eq!((t.host.as_str(), t.port), ("::1", 4317));
         assert!(t.uri.path().ends_with("LogsService/Export"));
-        let t =
-            Target::new("https://otel.example/custom/logs", OtlpProtocol::HttpProtobuf, &[], None, None).expect("ok");
+        let t = Target::new("https://otel.example/custom/logs", Protocol::HttpProtobuf, &[], None, None).expect("ok");
         assert_eq!((t.port, t.uri.path()), (443, "/custom/logs"));
         assert!(t.tls.is_some());
         for bad in ["collector:4317", "ftp://x", "http://", "not a url"] {
-            assert!(Target::new(bad, OtlpProtocol::Grpc, &[], None, None).is_err(), "{bad}");
+            assert!(Target::new(bad, Protocol::Grpc, &[], None, None).is_err(), "{bad}");
         }
         let bad_header = [("bad header".to_owned(), "x".to_owned())];
         assert!(matches!(
-            Target::new("http://c:1", OtlpProtocol::Grpc, &bad_header, None, None),
+            Target::new("http://c:1", Protocol::Grpc, &bad_header, None, None),
             Err(TargetError::Header(_))
         ));
         assert!(matches!(
-            Target::new("https://c:1", OtlpProtocol::Grpc, &[], Some(b"no pem here"), None),
+            Target::new("https://c:1", Protocol::Grpc, &[], Some(b"no pem here"), None),
             Err(TargetError::NoCertificate)
         ));
     }

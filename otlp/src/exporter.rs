@@ -173,7 +173,9 @@ fn jittered(d: Duration) -> Duration {
 
 /// One request: one resource (Faultline's operator), one scope, a record per entry.
 pub fn encode(batch: &[Arc<Entry>], tapconfig: &str) -> ExportLogsServiceRequest {
-    let now = crate::clock::now().0;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     let attr = |k: &str, v: &str| KeyValue { key: k.to_owned(), value: Some(AnyValue::string(v)) };
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
