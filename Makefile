@@ -88,9 +88,10 @@ bench:
 	bench/run.sh
 
 ## Live capture: the agent's backends beside tcpdump on a veth fed by tcpreplay at rising rates (root).
+## With the agent's own OTLP export to a collector beside it: make bench-live BENCH_ARGS="--export grpc".
 bench-live: deps
 	$(CARGO) build --release --locked -p faultline-agent
-	python3 bench/live.py
+	python3 bench/live.py $(BENCH_ARGS)
 
 ## The operator under a cluster's load: N simulated agents (50, 200, 500 nodes; 10 pods each) posting to
 ## the release operator against a real kube-apiserver; entries/s, latency, CPU, memory, API writes/s.

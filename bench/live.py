@@ -4,7 +4,7 @@ fed by tcpreplay at increasing packet rates, each tool on its own run of the sam
 each received and dropped (the kernel's counts: PACKET_STATISTICS for the agent, pcap_stats for tcpdump).
 
     python3 bench/live.py [--packets 1000000] [--rates 50000,100000,200000,400000,600000,0]   (0 = top speed)
-                          [--engine-threads 1,2] [--backends afpacket,libpcap]
+                          [--engine-threads 1,2] [--backends afpacket,libpcap] [--export grpc|http/protobuf]
 
 Each agent run is repeated for every number of engine threads (with afpacket, as many sockets in the
 interface's fanout group); the last lines give, per tool, the highest rate it took without a drop.
@@ -71,7 +71,11 @@ def agent_metrics(port):
     code = (f"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics',"
             "timeout=2).read().decode())")
     text = sh("ip", "netns", "exec", RX, sys.executable, "-c", code).stdout
-    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^faultline_agent_(\w+) ([\d.e+]+)$", text, re.M)}
+    m = {m.group(1): float(m.group(2)) for m in re.finditer(r"^faultline_agent_(\w+) ([\d.e+]+)$", text, re.M)}
+    # The agent's own OTLP export (--export): records taken and entries dropped, whatever the reason.
+    for name, key in (("export_records_total", "exported"), ("export_dropped_total", "export_dropped")):
+        m[key] = sum(float(v) for v in re.findall(rf"^faultline_{name}{{[^}}]*}} ([\d.e+]+)$", text, re.M))
+    return m
 
 
 # Stands in for the operator: takes every batch of entries and answers 204, so that entries leave the agent
@@ -91,21 +95,44 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 """
 
 
-def with_agent(agent, backend, pcap, rate, token, threads):
+def start_collector(tmp, protocol):
+    """A collector (e2e/build-otelcol.sh) in the agent's namespace, its file exporter writing to /dev/null:
+    what the agent's own export costs it, not a disk. Returns the process and the agent's flags."""
+    out = sh(str(REPO / "e2e" / "build-otelcol.sh")).stdout
+    binary = Path(out.strip().splitlines()[-1]) / "otelcol"
+    port, receiver = (14317, "grpc") if protocol == "grpc" else (14318, "http")
+    config = Path(tmp) / "otelcol.yaml"
+    config.write_text(json.dumps({
+        "receivers": {"otlp": {"protocols": {receiver: {"endpoint": f"127.0.0.1:{port}"}}}},
+        "exporters": {"file": {"path": "/dev/null"}},
+        "service": {"telemetry": {"metrics": {"level": "none"}},
+                    "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["file"]}}}}))
+    log = open(Path(tmp) / "otelcol.log", "w")
+    proc = subprocess.Popen(["ip", "netns", "exec", RX, str(binary), "--config", str(config)], stdout=log, stderr=log)
+    deadline = time.time() + 30
+    while "Everything is ready" not in (Path(tmp) / "otelcol.log").read_text():
+        if time.time() > deadline:
+            raise RuntimeError("the collector did not start")
+        time.sleep(0.2)
+    return proc, ["--otlp-endpoint", f"http://127.0.0.1:{port}", "--otlp-protocol", protocol,
+                  "--otlp-queue-size", "200000", "--tapconfig", "bench"]
+
+
+def with_agent(agent, backend, pcap, rate, token, threads, export=()):
     port, sink_port = 19102, 19103
     sink = subprocess.Popen(["ip", "netns", "exec", RX, sys.executable, "-c", SINK, str(sink_port)])
     try:
-        return run_agent(agent, backend, pcap, rate, token, port, f"http://127.0.0.1:{sink_port}", threads)
+        return run_agent(agent, backend, pcap, rate, token, port, f"http://127.0.0.1:{sink_port}", threads, export)
     finally:
         sink.kill()
         sink.wait()
 
 
-def run_agent(agent, backend, pcap, rate, token, port, operator_url, threads):
+def run_agent(agent, backend, pcap, rate, token, port, operator_url, threads, export=()):
     p = subprocess.Popen(["ip", "netns", "exec", RX, agent, "run", "--interface", "rx0", "--node-name", "bench",
                           "--capture-backend", backend, "--engine-threads", str(threads),
                           "--operator-url", operator_url, "--token-file", token,
-                          "--http-addr", f"127.0.0.1:{port}"],
+                          "--http-addr", f"127.0.0.1:{port}", *export],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
     while True:
@@ -125,6 +152,9 @@ def run_agent(agent, backend, pcap, rate, token, port, operator_url, threads):
     p.wait(timeout=20)
     # Kernel drops (the socket or ring overflowed) plus frames the agent's own queue had no room for.
     dropped = int(m.get("kernel_dropped_total", 0) + m.get("queue_dropped_total", 0))
+    if export:
+        print(f"    export: {int(m.get('entries_total', 0))} entries found, {int(m['exported'])} exported, "
+              f"{int(m['export_dropped'])} dropped", flush=True)
     return sent, pps, int(m.get("packets_received_total", 0)) - dropped, dropped
 
 
@@ -135,6 +165,8 @@ def main():
     ap.add_argument("--agent", default=str(REPO / "target" / "release" / "faultline-agent"))
     ap.add_argument("--backends", default="afpacket,libpcap")
     ap.add_argument("--engine-threads", default="1,2")
+    ap.add_argument("--export", choices=["grpc", "http/protobuf"],
+                    help="the agent also exports every entry over OTLP to a collector in its namespace")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/live.py needs root (network namespaces)")
@@ -147,20 +179,28 @@ def main():
         token.write_text("bench")
         setup()
         rows = []
+        collector, export = (None, ())
         try:
+            if args.export:
+                collector, export = start_collector(tmp, args.export)
             print(f"{'rate':>10}  {'tool':<34} {'sent':>8} {'at pps':>9} {'received':>9} {'dropped':>8}")
             for rate in [int(r) for r in args.rates.split(",")]:
                 runs = [("tcpdump -w /dev/null", with_tcpdump(pcap, rate))]
                 for b in args.backends.split(","):
                     for n in [int(t) for t in args.engine_threads.split(",")]:
                         tool = f"agent ({b}, {n} engine thread{'s' if n > 1 else ''})"
-                        runs.append((tool, with_agent(args.agent, b, pcap, rate, str(token), n)))
+                        if export:
+                            tool += " +OTLP"
+                        runs.append((tool, with_agent(args.agent, b, pcap, rate, str(token), n, export)))
                 for tool, (sent, pps, got, dropped) in runs:
                     label = "top speed" if rate == 0 else str(rate)
                     print(f"{label:>10}  {tool:<34} {sent:>8} {pps:>9.0f} {got:>9} {dropped:>8}", flush=True)
                     rows.append({"rate": rate, "tool": tool, "sent": sent, "pps": pps, "received": got,
                                  "dropped": dropped})
         finally:
+            if collector:
+                collector.terminate()
+                collector.wait()
             teardown()
     print()
     for tool in dict.fromkeys(r["tool"] for r in rows):
