@@ -319,6 +319,28 @@ fn tls13_completed_handshakes_and_their_close_notifies_are_no_entry() {
 }
 
 #[test]
+fn a_clients_reset_after_its_close_notify_crossing_the_servers_close_is_a_close() {
+    // Found on the real node (a Go TLS client's handshake-only check through the masquerade): the client
+    // sends Finished and close_notify and closes its socket with the server's ticket unread, so its kernel
+    // resets (RST|ACK) just as the server's close_notify and FIN, in one segment, cross it; the FIN then
+    // finds no socket (a bare RST). The server's close_notify was never received, and nothing was lost.
+    let mut c = Conv::new();
+    c.tls13("secure.example");
+    c.send(true, &[record(23, &[1; 53]), encrypted_alert()].concat());
+    c.send(false, &record(23, &[3; 250]));
+    let before_close = c.seq[1];
+    c.flags(false, FIN | PSH | ACK, &encrypted_alert());
+    let client = c.seq[0];
+    c.sim.tcp(c.ms, true, RST | ACK, client, before_close, b"");
+    c.sim.tcp(c.ms + 1, true, RST, client, 0, b"");
+    let sim = std::mem::replace(&mut c.sim, Sim::new());
+    let stats = sim.engine.stats().clone();
+    let out = sim.finish();
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(stats.closed_by_reset, 1);
+}
+
+#[test]
 fn a_servers_close_notify_then_its_reset_is_a_close() {
     // A Go server closing an idle keep-alive connection as the client's next request crosses it: its
     // close_notify, then (the request unread) an RST instead of a FIN.

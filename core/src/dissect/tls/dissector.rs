@@ -277,6 +277,11 @@ impl TlsDissector {
             Turn::ServerReply { records: 1, small: true } => self.dirs[1].closing = true,
             _ => {}
         }
+        // The client's turn ended with its close_notify after its Finished: it closed (a later RST from it
+        // is its closed socket's, even when the server's own close crosses it unread).
+        if matches!((turn, from_client), (Turn::Client { records: 2.., small: true }, false)) {
+            self.dirs[0].closing = true;
+        }
         if next == Turn::Over {
             self.done = true;
             self.warning = None;
