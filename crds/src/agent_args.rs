@@ -3,7 +3,7 @@
 //! tests parse exactly these arguments back (`agent/src/cli.rs`): the CRD's defaults, the operator's
 //! arguments and the engine's defaults cannot drift apart.
 
-use crate::{ExportSender, RecorderMode, TapConfigSpec};
+use crate::{RecorderMode, TapConfigSpec};
 
 /// Where the agent pod mounts a `sender: agents` export's headers Secret and CA Secret.
 pub const OTLP_HEADERS_DIR: &str = "/etc/faultline/otlp-headers";
@@ -36,8 +36,7 @@ pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
             }
         }
     }
-    if let Some(otlp) = spec.export.as_ref().and_then(|e| e.otlp.as_ref()).filter(|o| o.sender == ExportSender::Agents)
-    {
+    if let Some(otlp) = spec.agents_export() {
         args.push(format!("--otlp-endpoint={}", otlp.endpoint));
         args.push(format!("--otlp-protocol={}", otlp.protocol.as_str()));
         args.push(format!("--otlp-queue-size={}", otlp.queue_size));

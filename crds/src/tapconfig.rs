@@ -89,6 +89,14 @@ pub struct TapConfigSpec {
     pub export: Option<ExportSpec>,
 }
 
+impl TapConfigSpec {
+    /// The OTLP export the agents send themselves (`sender: agents`), if any: the agents' flags and the
+    /// Secrets their pods mount follow from it.
+    pub fn agents_export(&self) -> Option<&OtlpExport> {
+        self.export.as_ref()?.otlp.as_ref().filter(|o| o.sender == ExportSender::Agents)
+    }
+}
+
 /// Entries sent on to a pipeline the cluster already runs.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

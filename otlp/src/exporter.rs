@@ -21,7 +21,7 @@ use super::proto::{
     AnyValue, ExportLogsServiceRequest, InstrumentationScope, KeyValue, Resource, ResourceLogs, ScopeLogs,
 };
 use super::record::record;
-use super::transport::{Outcome, Sender};
+use super::transport::{Outcome, Sender, Target};
 use super::ExportMetrics;
 
 /// Records per request, at most (~0.6 MB of protobuf; a collector takes 4 MiB by default).
@@ -58,6 +58,19 @@ impl Exporter {
             wake: Notify::new(),
             metrics,
         })
+    }
+
+    /// An exporter with its `SENDERS` tasks started on the current runtime, each with a connection to
+    /// `target` of its own; aborting the handles stops it.
+    pub fn start(
+        tapconfig: &str,
+        bound: usize,
+        metrics: ExportMetrics,
+        target: &Target,
+    ) -> (Arc<Exporter>, Vec<tokio::task::JoinHandle<()>>) {
+        let exporter = Exporter::new(tapconfig, bound, metrics);
+        let senders = (0..SENDERS).map(|_| tokio::spawn(exporter.clone().run(Sender::new(target.clone())))).collect();
+        (exporter, senders)
     }
 
     /// Queues what fits under the bound; the rest is dropped and counted. Never waits.

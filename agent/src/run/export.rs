@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use faultline_core::Entry;
-use faultline_otlp::{ExportMetrics, Exporter, Protocol, Sender, Target, SENDERS};
+use faultline_otlp::{ExportMetrics, Exporter, Protocol, Target};
 
 use crate::cli::RunArgs;
 
@@ -37,10 +37,8 @@ impl AgentExport {
         let target = Target::new(endpoint, protocol, &headers, ca.as_deref(), args.otlp_server_name.as_deref())
             .map_err(|e| format!("OTLP export: {e}"))?;
         let metrics = ExportMetrics::default();
-        let exporter = Exporter::new(&args.tapconfig, args.otlp_queue_size, metrics.clone());
-        for _ in 0..SENDERS {
-            tokio::spawn(exporter.clone().run(Sender::new(target.clone())));
-        }
+        // The senders run as long as the process: their handles are not needed.
+        let (exporter, _senders) = Exporter::start(&args.tapconfig, args.otlp_queue_size, metrics.clone(), &target);
         tracing::info!(%endpoint, protocol = %args.otlp_protocol, queue_size = args.otlp_queue_size,
             "exporting entries over OTLP");
         Ok(Some(AgentExport { exporter, metrics }))

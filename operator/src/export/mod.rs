@@ -1,10 +1,10 @@
 //! Entries sent on to an OpenTelemetry pipeline (`spec.export.otlp` of a TapConfig): each entry the
 //! operator accepts, named and explained, becomes one OTLP log record.
 //!
-//! The operator sends, not the agents: names (pods, workloads, Services) and causes exist only here, a
-//! record without them would say less than the Event about the same error, and an entry seen by two
-//! nodes' agents is one record, not two. Ingest pushes to a bounded queue per TapConfig and never waits
-//! on it; what does not fit, or is refused, is counted.
+//! The operator sends by default (`sender: operator`): names (pods, workloads, Services) and causes exist
+//! only here, a record without them would say less than the Event about the same error, and an entry seen
+//! by two nodes' agents is one record, not two. Ingest pushes to a bounded queue per TapConfig and never
+//! waits on it; what does not fit, or is refused, is counted.
 //!
 //! The records, the transports and the bounded queue are the `faultline-otlp` crate (`otlp/`), which the
 //! agents use too when a TapConfig has them send (`sender: agents`); here: which TapConfig exports where
@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use faultline_model::Entry;
 pub use faultline_otlp::ExportMetrics;
-use faultline_otlp::{Exporter, Sender, Target};
+use faultline_otlp::{Exporter, Target};
 
 /// What a TapConfig asks for, once its Secrets are read: a target, or why there cannot be one.
 pub enum Wanted {
@@ -84,10 +84,7 @@ impl Exports {
         let Some((fingerprint, wanted)) = wanted else { return };
         let running = match wanted {
             Wanted::Send { target, queue_size } => {
-                let exporter = Exporter::new(tapconfig, queue_size, self.metrics.clone());
-                let senders = (0..faultline_otlp::SENDERS)
-                    .map(|_| tokio::spawn(exporter.clone().run(Sender::new(target.clone()))))
-                    .collect();
+                let (exporter, senders) = Exporter::start(tapconfig, queue_size, self.metrics.clone(), &target);
                 tracing::info!(%tapconfig, queue_size, "exporting entries over OTLP");
                 Running::Sending { exporter, senders }
             }
@@ -107,8 +104,8 @@ impl Exports {
             slots
                 .iter()
                 .filter_map(|(tap, s)| match &s.running {
-                    Running::Sending { exporter, .. } if exporter.held() > 0 => Some((tap.clone(), exporter.held())),
-                    _ => None,
+                    Running::Sending { exporter, .. } => Some((tap.clone(), exporter.held())).filter(|(_, n)| *n > 0),
+                    Running::Broken(_) => None,
                 })
                 .collect()
         };

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use faultline_crds::{ExportSender, RecorderMode, TapConfig, TapConfigSpec};
+use faultline_crds::{RecorderMode, TapConfig, TapConfigSpec};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
@@ -207,8 +207,7 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
         env_vars.push(env("FAULTLINE_OPERATOR_CA_FILE", format!("{OPERATOR_CA_DIR}/ca.crt")));
     }
     // Agents that export themselves read the export's Secrets (in this namespace) as files.
-    if let Some(otlp) = spec.export.as_ref().and_then(|e| e.otlp.as_ref()).filter(|o| o.sender == ExportSender::Agents)
-    {
+    if let Some(otlp) = spec.agents_export() {
         env_vars.push(env("FAULTLINE_TAPCONFIG", name.clone()));
         let ca = otlp.tls.as_ref().and_then(|t| t.ca_secret.as_ref());
         let secrets = [
