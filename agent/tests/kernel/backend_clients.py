@@ -201,9 +201,15 @@ def kafka_follower(bootstrap):
     import time
     from confluent_kafka.admin import AdminClient, NewTopic
     admin = AdminClient({"bootstrap.servers": bootstrap})
+    from confluent_kafka import KafkaError
     admin.create_topics([NewTopic("replicated", 1, 2)])["replicated"].result(10)
+    # Right after its creation a broker may not know the topic yet and answer UNKNOWN_TOPIC_OR_PARTITION:
+    # a real error on the wire, counted here so that the test knows how many to expect.
+    unknown = 0
     for _ in range(100):
         md = admin.list_topics(topic="replicated", timeout=5)
+        error = md.topics["replicated"].error
+        unknown += error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
         part = md.topics["replicated"].partitions.get(0)
         if part is not None and part.leader >= 0 and len(part.isrs) == 2:
             break
@@ -224,7 +230,7 @@ def kafka_follower(bootstrap):
     at = 10 + n + 4  # topic name, partition count
     index, code = struct.unpack_from(">ih", resp, at)
     return {"correlation": correlation, "partition": index, "code": code, "leader": part.leader,
-            "follower": follower.id, "port": follower.port}
+            "follower": follower.id, "port": follower.port, "unknown": unknown}
 
 
 if __name__ == "__main__":
