@@ -21,6 +21,15 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{rep.when}", rep)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """The node's state at each failure of test_node.py, last, where CI's truncated output still shows it."""
+    module = sys.modules.get("test_node")
+    for test, lines in (getattr(module, "DIAGNOSES", None) or {}).items():
+        terminalreporter.write_line(f"the node when {test} failed:")
+        for line in lines:
+            terminalreporter.write_line(f"  {line}")
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("cluster")

@@ -320,8 +320,10 @@ oom_score = 0
             "authorization": {"mode": "Webhook"},
             "tlsCertFile": str(certs / "kubelet.crt"), "tlsPrivateKeyFile": str(certs / "kubelet.key"),
             "port": 10250, "healthzPort": 0, "readOnlyPort": 0,
-            # The disk is shared with everything else on this machine: evict only when it is truly full.
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%",
+            # The disk is shared with everything else on this machine (builds, caches, other checkouts): evict
+            # only when it is truly full. In bytes, not percent: 1% of a 252 GB disk is 2.5 GB, and a machine with
+            # less than that free would put the node under DiskPressure (its taint leaves new pods Pending).
+            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "300Mi", "imagefs.available": "300Mi",
                              "nodefs.inodesFree": "1%"},
             "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
             "serializeImagePulls": False, "registerNode": True, "maxPods": 110,
@@ -594,6 +596,32 @@ oom_score = 0
         if check and r.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {r.stderr}")
         return r
+
+    def diagnosis(self):
+        """A few lines on why pods may not run: the node's conditions that are not as they should be, the
+        disk, and each pod that is not ready with the reason its kubelet gives. For CI's output, which is
+        all one sees of a failure on another machine."""
+        lines = []
+        r = self.kubectl("get", "node", NODE_NAME, "-o", "json", check=False)
+        if r.returncode != 0:
+            return [f"the API server does not answer: {r.stderr.strip()[:200]}"]
+        conds = json.loads(r.stdout)["status"].get("conditions", [])
+        lines += [f"node {c['type']}={c['status']} {c.get('reason', '')}: {c.get('message', '')[:160]}"
+                  for c in conds if (c["type"] == "Ready") != (c["status"] == "True")]
+        disk = shutil.disk_usage(self.dir)
+        lines.append(f"disk: {disk.free / 2**30:.1f} GiB free of {disk.total / 2**30:.0f}")
+        pods = json.loads(self.kubectl("get", "pods", "-A", "-o", "json", check=False).stdout or "{}")
+        for pod in pods.get("items", []):
+            st = pod.get("status", {})
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", [])) \
+                    or st.get("phase") == "Succeeded":
+                continue
+            why = [c.get("message") or c.get("reason") for c in st.get("conditions", []) if c["status"] != "True"]
+            why += [f"{k}: {v.get('reason')} {v.get('message', '')[:120]}" for cs in st.get("containerStatuses", [])
+                    for k, v in cs.get("state", {}).items() if k != "running"]
+            lines.append(f"pod {pod['metadata']['namespace']}/{pod['metadata']['name']} {st.get('phase')}: "
+                         f"{'; '.join(w for w in why if w)[:300]}")
+        return lines[:20]
 
     def kubectl_json(self, *args):
         return json.loads(self.kubectl(*args, "-o", "json").stdout)

@@ -35,6 +35,10 @@ def node(tmp_path_factory):
     n.down()
 
 
+# What the node looked like when each test failed; printed at the end of the run (conftest.py).
+DIAGNOSES = {}
+
+
 @pytest.fixture(autouse=True)
 def keep_logs_of_a_failure(node, request):
     """When a test fails, what the operator and the agents logged, the Events and the lease go to
@@ -45,6 +49,7 @@ def keep_logs_of_a_failure(node, request):
         return
     out = REPO / "target" / "e2e-artifacts" / f"node-{request.node.name}"
     out.mkdir(parents=True, exist_ok=True)
+    DIAGNOSES.setdefault(request.node.name, node.diagnosis())
     pods = node.kubectl("-n", NAMESPACE, "get", "pods", "-o", "name", check=False).stdout.split()
     for pod in pods:
         for previous in ([], ["--previous"]):
