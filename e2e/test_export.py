@@ -287,6 +287,45 @@ def test_an_export_that_cannot_be_used_says_so_and_counts_what_it_loses(cluster,
         timeout=40, what="the entry counted as not exported")
 
 
+def test_a_rotated_token_takes_effect_at_once_and_the_queue_is_kept(cluster, system, collector):
+    """The operator watches the Secrets an export names: a rotated token is used within seconds (not at
+    the 5-minute requeue), by the running exporter, so what it held while the collector was away is
+    delivered with the new token and nothing is counted lost."""
+    cluster.kubectl("-n", NAMESPACE, "create", "secret", "generic", "otlp-rotating",
+                    "--from-literal=authorization=Bearer not-the-token")
+    export(cluster, {"endpoint": f"http://127.0.0.1:{collector.grpc}", "protocol": "grpc",
+                     "headers": {"secretName": "otlp-rotating"}, "queueSize": 50})
+    exporting(system, 50)
+    refused = 'faultline_export_dropped_total{tapconfig="default",reason="refused"}'
+    refused_before, already = operator_metric(system, refused), len(collector.records())
+    system["lab"].traffic("a", "connect", PODS["b"][3], "81", "--sport", "45700")
+    eventually(lambda: operator_metric(system, refused) == refused_before + 1, timeout=40,
+               what="the record refused for the old token")
+    # The collector goes away; an error made now is held (the sender retries the unreachable collector).
+    lost = lambda: {reason: operator_metric(  # noqa: E731
+        system, f'faultline_export_dropped_total{{tapconfig="default",reason="{reason}"}}')
+        for reason in ("reconfigured", "queue_full", "retries_exhausted", "refused", "rejected")}
+    lost_before = lost()
+    collector.stop()
+    before = set(store(system))
+    system["lab"].traffic("a", "connect", PODS["b"][3], "81", "--sport", "45701")
+    [held] = eventually(lambda: list(set(store(system)) - before), timeout=40, what="the second error held")
+    rotated = cluster.kubectl("-n", NAMESPACE, "create", "secret", "generic", "otlp-rotating",
+                              f"--from-literal=authorization=Bearer {TOKEN}", "--dry-run=client", "-o", "yaml").stdout
+    cluster.kubectl("apply", "-f", "-", input=rotated)
+    rotated_at = time.time()
+    log = Path(system["logs"]) / "operator.log"
+    eventually(lambda: "OTLP export reconfigured; the queue is kept" in log.read_text(), timeout=20,
+               what="the exporter taking the rotated token")
+    assert time.time() - rotated_at < 20
+    collector.start()
+    [r] = eventually(lambda: collector.records()[already:], timeout=40, what="the held record delivered")
+    time.sleep(2)
+    assert [x["attrs"]["faultline.entry.id"] for x in collector.records()[already:]] == [held]
+    assert lost() == lost_before, "nothing lost to the rotation"
+    cluster.kubectl("-n", NAMESPACE, "delete", "secret", "otlp-rotating", check=False)
+
+
 def test_agents_that_send_export_what_they_find_and_the_operator_stops(cluster, system, collector, tmp_path):
     """`sender: agents`: the operator puts the export on the agents' command line and mounts the Secret, and
     stops exporting itself. The agents here are local processes: node-a's is restarted with the DaemonSet's
@@ -306,9 +345,10 @@ def test_agents_that_send_export_what_they_find_and_the_operator_stops(cluster, 
     assert any(v["name"] == "otlp-headers" and v["secret"]["secretName"] == "otlp-headers" for v in volumes)
     assert any(m["mountPath"] == "/etc/faultline/otlp-headers" for m in container["volumeMounts"])
     # What the kubelet would mount: each key of the Secret a file.
+    # First a token the collector refuses (a Secret not yet rotated): the agent counts what it cannot send.
     mounted = tmp_path / "otlp-headers"
     mounted.mkdir()
-    (mounted / "authorization").write_text(f"Bearer {TOKEN}")
+    (mounted / "authorization").write_text("Bearer not-the-token")
     args = [a.replace("/etc/faultline/otlp-headers", str(mounted)) for a in otlp] + ["--tapconfig", "default"]
     old = system["agents"][0]
     interfaces = [old.proc.args[i + 1] for i, a in enumerate(old.proc.args) if a == "--interface"]
@@ -319,6 +359,15 @@ def test_agents_that_send_export_what_they_find_and_the_operator_stops(cluster, 
                                         Path(system["logs"]) / "agent-a-export.log", extra=args)
     eventually(lambda: agent.metric("faultline_agent_batches_sent_total"), timeout=30, what="the agent reports")
     already = len(collector.records())
+    make_errors(system["lab"], 45600)
+    refused = 'faultline_export_dropped_total{tapconfig="default",reason="refused"}'
+    eventually(lambda: agent.metric(refused) == 4, timeout=40, what="the 4 records refused for the token")
+    assert len(collector.records()) == already
+    # The Secret rotated: the kubelet rewrites the mounted file, and the agent, which reads it again every
+    # 20 s, sends with the new token — no rollout.
+    (mounted / "authorization").write_text(f"Bearer {TOKEN}")
+    log = Path(system["logs"]) / "agent-a-export.log"
+    eventually(lambda: "Secrets changed" in log.read_text(), timeout=40, what="the agent reading the new token")
     make_errors(system["lab"], 45500)
     records = eventually(lambda: len(r := collector.records()[already:]) >= 4 and r, timeout=40,
                          what="the agent's records")
@@ -332,8 +381,10 @@ def test_agents_that_send_export_what_they_find_and_the_operator_stops(cluster, 
     assert not any("k8s.pod.name" in r["attrs"] for r in records)
     assert {r["resource"]["faultline.tapconfig"] for r in records} == {"default"}
     assert agent.metric('faultline_export_records_total{tapconfig="default"}') == 4
+    assert agent.metric(refused) == 4
     # The operator holds the same errors, named.
     held = eventually(lambda: len(h := [e for e in store(system).values()
                                         if e["src"].get("port") in (45500, 45501, 45503) or e["kind"].startswith("icmp")
                                         ]) >= 4 and h, timeout=30, what="the operator's entries")
     assert {e["kind"] for e in held} >= {"tcp/SynSent", "http/5xx", "tcp/Reset"}
+

@@ -231,7 +231,9 @@ def test_deleting_the_tapconfig_removes_what_it_created(cluster, operator):
 
 def test_operator_runs_with_least_privilege(cluster, operator, operator_kubeconfig):
     # Everything above was done by an operator holding only its ServiceAccount's token. It may not do more:
-    for verb, what in [("delete", "nodes"), ("get", "secrets"), ("create", "daemonsets --namespace=default"),
+    # Secrets: read and watched in its own namespace only (an export's token and CA).
+    for verb, what in [("delete", "nodes"), ("get", "secrets"), ("watch", "secrets --all-namespaces"),
+                       ("list", "secrets --namespace=default"), ("create", "daemonsets --namespace=default"),
                        ("create", "pods"), ("create", "clusterrolebindings"), ("patch", "clusterroles"),
                        ("patch", "pods --namespace=default")]:
         r = cluster.kubectl("auth", "can-i", verb, *what.split(), kubeconfig=operator_kubeconfig, check=False)

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use faultline_model::Entry;
 use prost::Message;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use super::proto::{
     AnyValue, ExportLogsServiceRequest, InstrumentationScope, KeyValue, Resource, ResourceLogs, ScopeLogs,
@@ -47,6 +47,9 @@ pub struct Exporter {
     queue: Mutex<Queue>,
     wake: Notify,
     metrics: ExportMetrics,
+    /// Where the senders send; changed in place (a rotated token, a new CA) so that what the queue holds
+    /// is sent to the new target rather than lost with the old exporter.
+    target: watch::Sender<Option<Target>>,
 }
 
 impl Exporter {
@@ -57,6 +60,7 @@ impl Exporter {
             queue: Mutex::new(Queue { waiting: VecDeque::new(), sending: 0 }),
             wake: Notify::new(),
             metrics,
+            target: watch::Sender::new(None),
         })
     }
 
@@ -69,8 +73,15 @@ impl Exporter {
         target: &Target,
     ) -> (Arc<Exporter>, Vec<tokio::task::JoinHandle<()>>) {
         let exporter = Exporter::new(tapconfig, bound, metrics);
-        let senders = (0..SENDERS).map(|_| tokio::spawn(exporter.clone().run(Sender::new(target.clone())))).collect();
+        exporter.retarget(target.clone());
+        let senders = (0..SENDERS).map(|_| tokio::spawn(exporter.clone().run())).collect();
         (exporter, senders)
+    }
+
+    /// Sends from now on to `target`: each sender takes it before its next attempt (a batch in flight
+    /// finishes on its connection); the queue is kept.
+    pub fn retarget(&self, target: Target) {
+        self.target.send_replace(Some(target));
     }
 
     /// Queues what fits under the bound; the rest is dropped and counted. Never waits.
@@ -86,6 +97,11 @@ impl Exporter {
             self.metrics.dropped(&self.tapconfig, "queue_full", dropped as u64);
         }
         self.wake.notify_one();
+    }
+
+    /// How many entries it may hold.
+    pub fn bound(&self) -> usize {
+        self.bound
     }
 
     /// Entries held now, waiting or being sent.
@@ -125,8 +141,11 @@ impl Exporter {
         self.queue.lock().map_or(0, |q| q.waiting.len())
     }
 
-    /// One sender: sends until its task is aborted (the exporter replaced or removed).
-    pub async fn run(self: Arc<Exporter>, mut sender: Sender) {
+    /// One sender: sends until its task is aborted (the exporter replaced or removed), to the target of
+    /// the moment.
+    pub async fn run(self: Arc<Exporter>) {
+        let mut target = self.target.subscribe();
+        let mut sender: Option<Sender> = None;
         loop {
             if self.waiting() == 0 {
                 self.wake.notified().await;
@@ -145,6 +164,14 @@ impl Exporter {
             let started = Instant::now();
             let mut backoff = FIRST_BACKOFF;
             loop {
+                if sender.is_none() || target.has_changed().unwrap_or(false) {
+                    sender = target.borrow_and_update().clone().map(Sender::new);
+                }
+                let Some(sender) = sender.as_mut() else {
+                    // No target yet: wait for one, keeping the batch (it is counted as held).
+                    let _ = target.changed().await;
+                    continue;
+                };
                 match sender.send(message.clone()).await {
                     Outcome::Sent { rejected } => {
                         let rejected = rejected.min(n);

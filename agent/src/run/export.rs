@@ -7,8 +7,9 @@
 //! and a connection between two nodes may be found by both nodes' agents — the price of keeping the
 //! operator out of the path.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use faultline_core::Entry;
 use faultline_otlp::{ExportMetrics, Exporter, Protocol, Target};
@@ -22,25 +23,27 @@ pub struct AgentExport {
 
 impl AgentExport {
     /// The export `args` ask for, its senders started on the current runtime; none when not asked.
+    /// The mounted Secrets are read again every `RELOAD`: the kubelet updates a Secret's volume when the
+    /// Secret changes, and a rotated token is then sent from here without a rollout or a lost queue.
     pub fn start(args: &RunArgs) -> Result<Option<AgentExport>, String> {
         let Some(endpoint) = &args.otlp_endpoint else { return Ok(None) };
         let protocol = Protocol::from_name(&args.otlp_protocol)
             .ok_or_else(|| format!("--otlp-protocol {:?}: grpc or http/protobuf", args.otlp_protocol))?;
-        let headers = match &args.otlp_headers_dir {
-            Some(dir) => headers(dir).map_err(|e| format!("--otlp-headers-dir {}: {e}", dir.display()))?,
-            None => Vec::new(),
+        let source = Source {
+            endpoint: endpoint.clone(),
+            protocol,
+            headers_dir: args.otlp_headers_dir.clone(),
+            ca_file: args.otlp_ca_file.clone(),
+            server_name: args.otlp_server_name.clone(),
         };
-        let ca = match &args.otlp_ca_file {
-            Some(f) => Some(std::fs::read(f).map_err(|e| format!("--otlp-ca-file {}: {e}", f.display()))?),
-            None => None,
-        };
-        let target = Target::new(endpoint, protocol, &headers, ca.as_deref(), args.otlp_server_name.as_deref())
-            .map_err(|e| format!("OTLP export: {e}"))?;
+        let secrets = Secrets::read(&source)?;
+        let target = source.target(&secrets)?;
         let metrics = ExportMetrics::default();
         // The senders run as long as the process: their handles are not needed.
         let (exporter, _senders) = Exporter::start(&args.tapconfig, args.otlp_queue_size, metrics.clone(), &target);
         tracing::info!(%endpoint, protocol = %args.otlp_protocol, queue_size = args.otlp_queue_size,
             "exporting entries over OTLP");
+        tokio::spawn(reload(exporter.clone(), source, secrets));
         Ok(Some(AgentExport { exporter, metrics }))
     }
 
@@ -63,6 +66,71 @@ impl AgentExport {
         }
         // The encoder ends with `# EOF`, which only the last part of a page may carry.
         out.lines().filter(|l| *l != "# EOF").map(|l| format!("{l}\n")).collect()
+    }
+}
+
+/// How often the mounted Secrets are read again.
+const RELOAD: Duration = Duration::from_secs(20);
+
+/// Where the agent sends, as its flags say.
+struct Source {
+    endpoint: String,
+    protocol: Protocol,
+    headers_dir: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    server_name: Option<String>,
+}
+
+impl Source {
+    fn target(&self, secrets: &Secrets) -> Result<Target, String> {
+        let ca = secrets.ca.as_deref();
+        Target::new(&self.endpoint, self.protocol, &secrets.headers, ca, self.server_name.as_deref())
+            .map_err(|e| format!("OTLP export: {e}"))
+    }
+}
+
+/// What the mounted Secrets held when last read.
+#[derive(PartialEq)]
+struct Secrets {
+    headers: Vec<(String, String)>,
+    ca: Option<Vec<u8>>,
+}
+
+impl Secrets {
+    fn read(source: &Source) -> Result<Secrets, String> {
+        let headers = match &source.headers_dir {
+            Some(dir) => headers(dir).map_err(|e| format!("--otlp-headers-dir {}: {e}", dir.display()))?,
+            None => Vec::new(),
+        };
+        let ca = match &source.ca_file {
+            Some(f) => Some(std::fs::read(f).map_err(|e| format!("--otlp-ca-file {}: {e}", f.display()))?),
+            None => None,
+        };
+        Ok(Secrets { headers, ca })
+    }
+}
+
+/// Follows the mounted Secrets: a change becomes the exporter's target; one that cannot be used (a file
+/// gone half-way through an update, a bad header) is logged and the last good target kept.
+async fn reload(exporter: Arc<Exporter>, source: Source, mut last: Secrets) {
+    loop {
+        tokio::time::sleep(RELOAD).await;
+        let now = match Secrets::read(&source) {
+            Ok(now) if now != last => now,
+            Ok(_) => continue,
+            Err(why) => {
+                tracing::warn!(%why, "the OTLP export's Secrets cannot be read again; the last ones are used");
+                continue;
+            }
+        };
+        match source.target(&now) {
+            Ok(target) => {
+                exporter.retarget(target);
+                tracing::info!("the OTLP export's Secrets changed; sending with the new ones");
+                last = now;
+            }
+            Err(why) => tracing::warn!(%why, "the OTLP export's changed Secrets cannot be used; the last ones are"),
+        }
     }
 }
 

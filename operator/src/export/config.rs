@@ -1,6 +1,7 @@
 //! A TapConfig's `spec.export` dereferenced: its Secrets read (headers, CA) and the target built. The
-//! reconcile that applies the TapConfig calls this, so a changed spec takes effect at once and a changed
-//! Secret at the next periodic reconcile.
+//! reconcile that applies the TapConfig calls this; the controller watches the Secrets of the operator's
+//! namespace and reconciles the TapConfigs that name one when it changes, so a changed spec or a rotated
+//! Secret takes effect at once.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,14 @@ use super::Wanted;
 
 /// The CA bundle's key in `tls.caSecret`.
 pub const CA_KEY: &str = "ca.crt";
+
+/// The Secrets (of the operator's namespace) that `spec` names, whichever sends.
+pub fn secrets(spec: Option<&ExportSpec>) -> impl Iterator<Item = &str> {
+    let otlp = spec.and_then(|s| s.otlp.as_ref());
+    let headers = otlp.and_then(|o| o.headers.as_ref()).map(|h| h.secret_name.as_str());
+    let ca = otlp.and_then(|o| o.tls.as_ref()?.ca_secret.as_ref()).map(|c| c.secret_name.as_str());
+    headers.into_iter().chain(ca)
+}
 
 /// What `spec` asks for, with a fingerprint of everything it was built from (the spec and the Secrets'
 /// contents); `None` when it asks for no export.

@@ -67,12 +67,21 @@ impl Exports {
 
     /// Sets `tapconfig`'s export to `wanted` (none: no export). `fingerprint` identifies the
     /// configuration with its Secrets' contents: the same one again keeps the running exporter and its
-    /// queue; another replaces it (what it held is counted as dropped, `reconfigured`).
+    /// queue; a new target (a rotated token, another endpoint) is taken by the running exporter, queue
+    /// and all; a new queue size replaces it (what it held is counted as dropped, `reconfigured`).
     pub fn configure(&self, tapconfig: &str, wanted: Option<(String, Wanted)>) {
         let Ok(mut slots) = self.slots.write() else { return };
-        if let (Some(slot), Some((fingerprint, _))) = (slots.get(tapconfig), &wanted) {
+        if let (Some(slot), Some((fingerprint, wanted))) = (slots.get_mut(tapconfig), &wanted) {
             if slot.fingerprint == *fingerprint {
                 return;
+            }
+            if let (Running::Sending { exporter, .. }, Wanted::Send { target, queue_size }) = (&slot.running, wanted) {
+                if exporter.bound() == *queue_size {
+                    exporter.retarget(target.clone());
+                    slot.fingerprint = fingerprint.clone();
+                    tracing::info!(%tapconfig, "OTLP export reconfigured; the queue is kept");
+                    return;
+                }
             }
         }
         if let Some(old) = slots.remove(tapconfig) {
@@ -125,5 +134,55 @@ impl Exports {
             Running::Broken(why) => Some(why.clone()),
             Running::Sending { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use faultline_model::entry::{Endpoint, Protocol as EntryProtocol};
+    use faultline_model::Timestamp;
+    use faultline_otlp::Protocol;
+
+    use super::*;
+
+    fn entries(n: usize) -> Vec<Arc<Entry>> {
+        let ep = Endpoint::new("10.0.0.1".parse().expect("ip"), Some(1));
+        (0..n).map(|i| Arc::new(Entry::new(EntryProtocol::Tcp, Timestamp(i as u64), ep.clone(), ep.clone()))).collect()
+    }
+
+    /// A collector that is not there (nothing listens on port 9 here): what is pushed stays held.
+    fn send(token: &str, queue_size: usize) -> Option<(String, Wanted)> {
+        let headers = [("authorization".to_owned(), format!("Bearer {token}"))];
+        let target = Target::new("http://127.0.0.1:9", Protocol::Grpc, &headers, None, None).expect("valid");
+        Some((format!("{token}/{queue_size}"), Wanted::Send { target, queue_size }))
+    }
+
+    fn held(x: &Exports) -> usize {
+        match &x.slots.read().expect("lock").get("t").expect("configured").running {
+            Running::Sending { exporter, .. } => exporter.held(),
+            Running::Broken(_) => 0,
+        }
+    }
+
+    fn dropped(m: &ExportMetrics, reason: &str) -> bool {
+        let mut registry = prometheus_client::registry::Registry::default();
+        m.register(registry.sub_registry_with_prefix("faultline"));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).expect("encodes");
+        out.contains(&format!("reason=\"{reason}\""))
+    }
+
+    #[tokio::test]
+    async fn a_rotated_secret_keeps_the_queue_and_a_new_queue_size_replaces_it() {
+        let m = ExportMetrics::default();
+        let x = Exports::new(m.clone());
+        x.configure("t", send("old", 10));
+        x.observe("t", &entries(3));
+        x.configure("t", send("new", 10));
+        assert_eq!(held(&x), 3, "the running exporter took the new token, queue and all");
+        assert!(!dropped(&m, "reconfigured"));
+        x.configure("t", send("new", 20));
+        assert_eq!(held(&x), 0, "a new queue");
+        assert!(dropped(&m, "reconfigured"), "what the old queue held is counted");
     }
 }

@@ -11,10 +11,11 @@ use faultline_crds::TapConfig;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Event;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{predicates, reflector, watcher, WatchStreamExt};
@@ -58,6 +59,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let changed_specs = reflector(writer, watcher(taps, watcher::Config::default().any_semantic()))
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
+    // A Secret an export names (a collector's token, a CA) changed: its TapConfigs are reconciled now, so
+    // a rotated token is sent at once rather than refused until the periodic requeue.
+    // Their metadata only: the operator keeps no Secret's contents but those it reads to export.
+    let secrets: Api<PartialObjectMeta<Secret>> = Api::namespaced(ctx.client.clone(), ns);
+    let taps_naming = {
+        let taps = reader.clone();
+        move |secret: PartialObjectMeta<Secret>| -> Vec<ObjectRef<TapConfig>> {
+            let name = secret.name_any();
+            taps.state()
+                .iter()
+                .filter(|t| crate::export::config::secrets(t.spec.export.as_ref()).any(|s| s == name))
+                .map(|t| ObjectRef::from_obj(t.as_ref()))
+                .collect()
+        }
+    };
     let reconciler = Arc::new(Reconciler { ctx, taps: reader.clone() });
     // Every kind the controller owns is watched: a child edited or deleted by hand is put back at once,
     // not at the next periodic requeue.
@@ -65,6 +81,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .watches(daemon_sets, owned(), by_owner)
         .watches(config_maps, owned(), by_owner)
         .watches(service_accounts, owned(), by_owner)
+        .watches(secrets, watcher::Config::default(), taps_naming)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, reconciler)
         .for_each(|res| async move {
