@@ -31,7 +31,8 @@ impl ExportMetrics {
             "export_dropped",
             "Entries not exported, by why: queue_full (the queue bound bit), refused or rejected (by the \
              receiver), retries_exhausted, unconfigured (the export's configuration cannot be used), \
-             reconfigured (held when the configuration changed)",
+             reconfigured (held when the queue size changed or export was turned off), removed (held when \
+             its TapConfig was deleted)",
             self.dropped.clone(),
         );
         faultline.register("export_retries", "OTLP requests sent again after a failure", self.retries.clone());

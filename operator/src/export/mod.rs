@@ -105,6 +105,23 @@ impl Exports {
         slots.insert(tapconfig.to_owned(), Slot { fingerprint, running });
     }
 
+    /// Stops the exporters of TapConfigs that are gone (deleted TapConfigs are not reconciled: they have
+    /// no finalizer); what they held is counted as dropped, `removed`.
+    pub fn retain(&self, exists: impl Fn(&str) -> bool) {
+        let Ok(mut slots) = self.slots.write() else { return };
+        slots.retain(|tapconfig, slot| {
+            if exists(tapconfig) {
+                return true;
+            }
+            if let Running::Sending { exporter, senders } = &slot.running {
+                senders.iter().for_each(|s| s.abort());
+                exporter.discard("removed");
+            }
+            tracing::info!(%tapconfig, "the TapConfig is gone; its OTLP export stopped");
+            false
+        });
+    }
+
     /// At shutdown: gives the exporters up to `within` to send what they hold, then says what is left
     /// (the process is going; its counters go with it, so the log is where that loss is told).
     pub async fn drain(&self, within: std::time::Duration) {
@@ -184,5 +201,18 @@ mod tests {
         x.configure("t", send("new", 20));
         assert_eq!(held(&x), 0, "a new queue");
         assert!(dropped(&m, "reconfigured"), "what the old queue held is counted");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_tapconfigs_exporter_stops_and_what_it_held_is_counted() {
+        let m = ExportMetrics::default();
+        let x = Exports::new(m.clone());
+        x.configure("t", send("token", 10));
+        x.observe("t", &entries(2));
+        x.retain(|name| name == "t");
+        assert_eq!(held(&x), 2, "a TapConfig that exists keeps its export");
+        x.retain(|_| false);
+        assert!(x.slots.read().expect("lock").is_empty());
+        assert!(dropped(&m, "removed"));
     }
 }

@@ -74,6 +74,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 .collect()
         }
     };
+    tokio::spawn(stop_exports_of_deleted(ctx.clone(), reader.clone()));
     let reconciler = Arc::new(Reconciler { ctx, taps: reader.clone() });
     // Every kind the controller owns is watched: a child edited or deleted by hand is put back at once,
     // not at the next periodic requeue.
@@ -91,6 +92,19 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
             }
         })
         .await;
+}
+
+/// A deleted TapConfig is not reconciled (no finalizer): its exporter is stopped here, once a minute,
+/// when the controller's cache no longer holds it.
+async fn stop_exports_of_deleted(ctx: Arc<Context>, taps: Store<TapConfig>) {
+    if taps.wait_until_ready().await.is_err() {
+        return;
+    }
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let names: std::collections::HashSet<String> = taps.state().iter().map(|t| t.name_any()).collect();
+        ctx.exports.retain(|name| names.contains(name));
+    }
 }
 
 async fn reconcile(tap: Arc<TapConfig>, r: Arc<Reconciler>) -> Result<Action> {
