@@ -74,7 +74,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 .collect()
         }
     };
-    tokio::spawn(stop_exports_of_deleted(ctx.clone(), reader.clone()));
+    // Its cache stops with this controller: so does the task that reads it (a replica that leads again
+    // starts another, on the new cache).
+    let pruning = tokio::spawn(stop_exports_of_deleted(ctx.clone(), reader.clone()));
     let reconciler = Arc::new(Reconciler { ctx, taps: reader.clone() });
     // Every kind the controller owns is watched: a child edited or deleted by hand is put back at once,
     // not at the next periodic requeue.
@@ -92,6 +94,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
             }
         })
         .await;
+    pruning.abort();
 }
 
 /// A deleted TapConfig is not reconciled (no finalizer): its exporter is stopped here, once a minute,
