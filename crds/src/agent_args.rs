@@ -8,6 +8,8 @@ use crate::{RecorderMode, TapConfigSpec};
 /// Where the agent pod mounts a `sender: agents` export's headers Secret and CA Secret.
 pub const OTLP_HEADERS_DIR: &str = "/etc/faultline/otlp-headers";
 pub const OTLP_CA_DIR: &str = "/etc/faultline/otlp-ca";
+/// The CA bundle's key in an export's `tls.caSecret`, and its file's name where agents mount it.
+pub const OTLP_CA_KEY: &str = "ca.crt";
 
 /// The agent's command line: the same flags as `faultline-agent analyze`, named after the TapConfig fields.
 pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
@@ -45,7 +47,7 @@ pub fn agent_args(spec: &TapConfigSpec) -> Vec<String> {
         }
         if let Some(tls) = &otlp.tls {
             if tls.ca_secret.is_some() {
-                args.push(format!("--otlp-ca-file={OTLP_CA_DIR}/ca.crt"));
+                args.push(format!("--otlp-ca-file={OTLP_CA_DIR}/{OTLP_CA_KEY}"));
             }
             if let Some(name) = &tls.server_name {
                 args.push(format!("--otlp-server-name={name}"));

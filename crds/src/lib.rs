@@ -9,7 +9,7 @@ mod errorview;
 mod tapconfig;
 mod validate;
 
-pub use agent_args::{agent_args, OTLP_CA_DIR, OTLP_HEADERS_DIR};
+pub use agent_args::{agent_args, OTLP_CA_DIR, OTLP_CA_KEY, OTLP_HEADERS_DIR};
 pub use errorview::{Bucket, ErrorView, ErrorViewSpec, ErrorViewStatus, PairCount, Sample};
 pub use tapconfig::{
     AgentSpec, CaptureBackend, Dissector, ExportSender, ExportSpec, NodeCaptureStats, OtlpExport, OtlpProtocol,

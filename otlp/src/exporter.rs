@@ -49,18 +49,18 @@ pub struct Exporter {
     metrics: ExportMetrics,
     /// Where the senders send; changed in place (a rotated token, a new CA) so that what the queue holds
     /// is sent to the new target rather than lost with the old exporter.
-    target: watch::Sender<Option<Target>>,
+    target: watch::Sender<Target>,
 }
 
 impl Exporter {
-    pub fn new(tapconfig: &str, bound: usize, metrics: ExportMetrics) -> Arc<Exporter> {
+    pub fn new(tapconfig: &str, bound: usize, metrics: ExportMetrics, target: &Target) -> Arc<Exporter> {
         Arc::new(Exporter {
             tapconfig: tapconfig.to_owned(),
             bound: bound.max(1),
             queue: Mutex::new(Queue { waiting: VecDeque::new(), sending: 0 }),
             wake: Notify::new(),
             metrics,
-            target: watch::Sender::new(None),
+            target: watch::Sender::new(target.clone()),
         })
     }
 
@@ -72,8 +72,7 @@ impl Exporter {
         metrics: ExportMetrics,
         target: &Target,
     ) -> (Arc<Exporter>, Vec<tokio::task::JoinHandle<()>>) {
-        let exporter = Exporter::new(tapconfig, bound, metrics);
-        exporter.retarget(target.clone());
+        let exporter = Exporter::new(tapconfig, bound, metrics, target);
         let senders = (0..SENDERS).map(|_| tokio::spawn(exporter.clone().run())).collect();
         (exporter, senders)
     }
@@ -81,7 +80,7 @@ impl Exporter {
     /// Sends from now on to `target`: each sender takes it before its next attempt (a batch in flight
     /// finishes on its connection); the queue is kept.
     pub fn retarget(&self, target: Target) {
-        self.target.send_replace(Some(target));
+        self.target.send_replace(target);
     }
 
     /// Queues what fits under the bound; the rest is dropped and counted. Never waits.
@@ -145,7 +144,7 @@ impl Exporter {
     /// the moment.
     pub async fn run(self: Arc<Exporter>) {
         let mut target = self.target.subscribe();
-        let mut sender: Option<Sender> = None;
+        let mut sender = Sender::new(target.borrow_and_update().clone());
         loop {
             if self.waiting() == 0 {
                 self.wake.notified().await;
@@ -164,14 +163,9 @@ impl Exporter {
             let started = Instant::now();
             let mut backoff = FIRST_BACKOFF;
             loop {
-                if sender.is_none() || target.has_changed().unwrap_or(false) {
-                    sender = target.borrow_and_update().clone().map(Sender::new);
+                if target.has_changed().unwrap_or(false) {
+                    sender = Sender::new(target.borrow_and_update().clone());
                 }
-                let Some(sender) = sender.as_mut() else {
-                    // No target yet: wait for one, keeping the batch (it is counted as held).
-                    let _ = target.changed().await;
-                    continue;
-                };
                 match sender.send(message.clone()).await {
                     Outcome::Sent { rejected } => {
                         let rejected = rejected.min(n);
@@ -260,7 +254,8 @@ mod tests {
     #[test]
     fn the_bound_counts_the_batch_being_sent_and_what_does_not_fit_is_counted() {
         let m = ExportMetrics::default();
-        let x = Exporter::new("t", 5, m.clone());
+        let target = Target::new("http://127.0.0.1:9", crate::Protocol::Grpc, &[], None, None).expect("valid");
+        let x = Exporter::new("t", 5, m.clone(), &target);
         x.push(&entries(3));
         let batch = x.take_batch();
         assert_eq!((batch.len(), x.held()), (3, 3), "a batch being sent is still held");

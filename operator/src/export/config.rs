@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use faultline_crds::ExportSpec;
+use faultline_crds::{ExportSpec, OTLP_CA_KEY};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use sha2::{Digest, Sha256};
@@ -13,9 +13,6 @@ use sha2::{Digest, Sha256};
 use faultline_otlp::{Protocol, Target};
 
 use super::Wanted;
-
-/// The CA bundle's key in `tls.caSecret`.
-pub const CA_KEY: &str = "ca.crt";
 
 /// The Secrets (of the operator's namespace) that `spec` names, whichever sends.
 pub fn secrets(spec: Option<&ExportSpec>) -> impl Iterator<Item = &str> {
@@ -53,10 +50,10 @@ pub async fn wanted(client: &Client, namespace: &str, spec: Option<&ExportSpec>)
     };
     let ca = match otlp.tls.as_ref().and_then(|t| t.ca_secret.as_ref()) {
         Some(s) => match read(&s.secret_name).await {
-            Ok(mut data) => match data.remove(CA_KEY) {
+            Ok(mut data) => match data.remove(OTLP_CA_KEY) {
                 Some(pem) => Some(pem.0),
                 None => {
-                    let why = format!("Secret {namespace}/{} has no {CA_KEY}", s.secret_name);
+                    let why = format!("Secret {namespace}/{} has no {OTLP_CA_KEY}", s.secret_name);
                     return Some((why.clone(), Wanted::Broken(why)));
                 }
             },

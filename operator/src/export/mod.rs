@@ -35,6 +35,16 @@ enum Running {
     Broken(String),
 }
 
+impl Running {
+    /// Stops the senders; what the exporter still held is counted as dropped for `reason`.
+    fn stop(&self, reason: &'static str) {
+        if let Running::Sending { exporter, senders } = self {
+            senders.iter().for_each(|s| s.abort());
+            exporter.discard(reason);
+        }
+    }
+}
+
 struct Slot {
     /// What the running exporter was made from; the same fingerprint again changes nothing.
     fingerprint: String,
@@ -85,10 +95,7 @@ impl Exports {
             }
         }
         if let Some(old) = slots.remove(tapconfig) {
-            if let Running::Sending { exporter, senders } = old.running {
-                senders.iter().for_each(|s| s.abort());
-                exporter.discard("reconfigured");
-            }
+            old.running.stop("reconfigured");
         }
         let Some((fingerprint, wanted)) = wanted else { return };
         let running = match wanted {
@@ -113,10 +120,7 @@ impl Exports {
             if exists(tapconfig) {
                 return true;
             }
-            if let Running::Sending { exporter, senders } = &slot.running {
-                senders.iter().for_each(|s| s.abort());
-                exporter.discard("removed");
-            }
+            slot.running.stop("removed");
             tracing::info!(%tapconfig, "the TapConfig is gone; its OTLP export stopped");
             false
         });

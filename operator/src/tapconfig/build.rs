@@ -212,7 +212,7 @@ pub fn build(tap: &TapConfig, p: &BuildParams) -> Result<Children, BuildError> {
         let ca = otlp.tls.as_ref().and_then(|t| t.ca_secret.as_ref());
         let secrets = [
             ("otlp-headers", otlp.headers.as_ref(), faultline_crds::OTLP_HEADERS_DIR, None),
-            ("otlp-ca", ca, faultline_crds::OTLP_CA_DIR, Some("ca.crt")),
+            ("otlp-ca", ca, faultline_crds::OTLP_CA_DIR, Some(faultline_crds::OTLP_CA_KEY)),
         ];
         for (volume, secret, dir, only) in secrets {
             let Some(secret) = secret else { continue };
