@@ -6,6 +6,8 @@ from the documentation ranges (RFC 5737, RFC 3849)."""
 import itertools
 import json
 import os
+import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -58,6 +60,14 @@ class Lab:
         self.close()
 
     def _setup(self):
+        # The servers' names resolve without a network: `ip netns exec` mounts /etc/netns/<ns>/* over /etc.
+        # Servers look up the machine's name as they start (Kafka's JVM, RabbitMQ's Erlang node); through
+        # the machine's resolvers, unreachable from here, each lookup waits for a timeout (5 s per resolver
+        # and try): CI once saw a Kafka broker not listening after a minute.
+        names = Path("/etc/netns") / self.s
+        names.mkdir(parents=True, exist_ok=True)
+        (names / "hosts").write_text(f"127.0.0.1 localhost {socket.gethostname()}\n::1 localhost\n")
+        (names / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
         for ns in (self.c, self.r, self.s):
             sh("ip", "netns", "add", ns)
             self.ns(ns, "ip", "link", "set", "lo", "up")
@@ -102,8 +112,11 @@ class Lab:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+            if hasattr(p, "log"):  # what a server printed, kept until the lab goes
+                os.unlink(p.log)
         for ns in (self.c, self.r, self.s):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(Path("/etc/netns") / self.s, ignore_errors=True)
 
     def ns(self, ns, *cmd, check=True, capture=False):
         return sh("ip", "netns", "exec", ns, *cmd, check=check, capture=capture)

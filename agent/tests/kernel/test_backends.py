@@ -36,14 +36,28 @@ def wait_port(lab, port, tries=100):
         if r.stdout.strip():
             return
         time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
+    raise AssertionError(f"nothing listens on {port} after {tries / 10:.0f} s; the servers: {served(lab)}")
 
 
 def serve(lab, *cmd, user=None):
+    """Starts a server in the server's namespace; what it prints is kept (`served`) for when it never listens."""
     argv = ["ip", "netns", "exec", lab.s, *(["runuser", "-u", user, "--"] if user else []), *cmd]
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tempfile.NamedTemporaryFile(prefix="served-", suffix=".log", delete=False)
+    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    p.log = log.name
     lab.procs.append(p)
     return p
+
+
+def served(lab):
+    """Each server `serve` started: still running or its exit status, and the last lines it printed."""
+    out = []
+    for p in lab.procs:
+        if hasattr(p, "log"):
+            tail = Path(p.log).read_text(errors="replace").splitlines()[-15:]
+            state = "running" if p.poll() is None else f"exited {p.returncode}"
+            out.append(f"\n{' '.join(map(str, p.args[4:]))} ({state}):\n  " + "\n  ".join(tail))
+    return "".join(out)
 
 
 def errors_of(entries, protocol):
@@ -367,8 +381,9 @@ def test_kafka_errors_are_the_brokers_codes_by_name(tmp_path):
     with Lab() as lab:
         serve(lab, str(kafka), "kafka.Kafka", str(props))
         serve(lab, str(kafka), "kafka.Kafka", str(second))
-        wait_port(lab, 9092, tries=600)
-        wait_port(lab, 9094, tries=600)
+        # Two JVMs and a KRaft quorum: ~10 s here, much longer on a loaded 2-core machine.
+        wait_port(lab, 9092, tries=1800)
+        wait_port(lab, 9094, tries=1800)
         with lab.capture(pcap, bpf="tcp port 9092 or tcp port 9094"):
             said = library(lab, "kafka", f"{SERVER4}:9092")
             misdirected = library(lab, "kafka_follower", f"{SERVER4}:9092")
