@@ -410,12 +410,14 @@ def test_long_names_codes_and_paths_never_make_the_page_scroll_sideways(cluster,
 def mcp_session(port, token, work):
     """Runs `work(session)` in a session of the official MCP Python SDK against the operator's `/mcp`."""
     import anyio
+    import httpx
     from mcp import ClientSession
-    from mcp.client.streamable_http import streamablehttp_client
+    from mcp.client.streamable_http import streamable_http_client
 
     async def run():
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with streamablehttp_client(f"http://127.0.0.1:{port}/mcp", headers=headers) as (read, write, _):
+        async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=300)) as http, \
+                streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http) as (read, write, _):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 return await work(session)
