@@ -30,7 +30,7 @@ def library(lab, *args):
     return json.loads(r.stdout)
 
 
-def wait_port(lab, port, tries=100):
+def wait_port(lab, port, tries=300):
     for _ in range(tries):
         r = subprocess.run(["ip", "netns", "exec", lab.s, "ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True)
         if r.stdout.strip():
