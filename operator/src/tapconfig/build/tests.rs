@@ -16,7 +16,7 @@ fn params() -> BuildParams {
 fn fixture(name: &str) -> TapConfig {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut tap: TapConfig = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut tap: TapConfig = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
     // What the API server adds.
     tap.metadata.uid = Some("0d9c9d6e-0000-4000-8000-000000000001".into());
     tap
