@@ -43,7 +43,8 @@ def serve(lab, *cmd, user=None):
     """Starts a server in the server's namespace; what it prints is kept (`served`) for when it never listens."""
     argv = ["ip", "netns", "exec", lab.s, *(["runuser", "-u", user, "--"] if user else []), *cmd]
     log = tempfile.NamedTemporaryFile(prefix="served-", suffix=".log", delete=False)
-    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    with log:  # the server writes to its own copy of the descriptor
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     p.log = log.name
     lab.procs.append(p)
     return p
@@ -381,7 +382,7 @@ def test_kafka_errors_are_the_brokers_codes_by_name(tmp_path):
     with Lab() as lab:
         serve(lab, str(kafka), "kafka.Kafka", str(props))
         serve(lab, str(kafka), "kafka.Kafka", str(second))
-        # Two JVMs and a KRaft quorum: ~10 s here, much longer on a loaded 2-core machine.
+        # Two JVMs and a KRaft quorum: a few seconds here, far longer on a loaded 2-core machine.
         wait_port(lab, 9092, tries=1800)
         wait_port(lab, 9094, tries=1800)
         with lab.capture(pcap, bpf="tcp port 9092 or tcp port 9094"):
