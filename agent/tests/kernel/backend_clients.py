@@ -193,27 +193,34 @@ def record_batch(value):
     return struct.pack(">qi", 0, len(batch)) + batch
 
 
-def kafka_follower(bootstrap):
-    """A produce sent by hand to the broker that follows the partition, not the one that leads it: the
-    error code the broker answers (a client library always finds the leader first)."""
-    import socket
-    import struct
+def kafka_replicated(bootstrap):
+    """Creates the topic `replicated` (one partition on both brokers) and waits until its leader and both
+    replicas are known. Run before the capture: right after its creation a broker may not know the topic
+    yet and answer a Metadata request UNKNOWN_TOPIC_OR_PARTITION, and librdkafka asks again by itself —
+    real errors on the wire, but not the ones the test makes."""
     import time
     from confluent_kafka.admin import AdminClient, NewTopic
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    from confluent_kafka import KafkaError
     admin.create_topics([NewTopic("replicated", 1, 2)])["replicated"].result(10)
-    # Right after its creation a broker may not know the topic yet and answer UNKNOWN_TOPIC_OR_PARTITION:
-    # a real error on the wire, counted here so that the test knows how many to expect.
-    unknown = 0
     for _ in range(100):
         md = admin.list_topics(topic="replicated", timeout=5)
-        error = md.topics["replicated"].error
-        unknown += error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
         part = md.topics["replicated"].partitions.get(0)
-        if part is not None and part.leader >= 0 and len(part.isrs) == 2:
-            break
+        if md.topics["replicated"].error is None and part is not None and part.leader >= 0 and len(part.isrs) == 2:
+            return {"leader": part.leader}
         time.sleep(0.1)
+    raise RuntimeError("the topic replicated never had a leader and two in-sync replicas")
+
+
+def kafka_follower(bootstrap):
+    """A produce sent by hand to the broker that follows the partition, not the one that leads it: the
+    error code the broker answers (a client library always finds the leader first). `replicated` must
+    exist (`kafka_replicated`)."""
+    import socket
+    import struct
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    md = admin.list_topics(topic="replicated", timeout=5)
+    part = md.topics["replicated"].partitions[0]
     follower = next(b for b in md.brokers.values() if b.id != part.leader)
     records = record_batch(b"misdirected")
     topic = b"replicated"
@@ -230,7 +237,7 @@ def kafka_follower(bootstrap):
     at = 10 + n + 4  # topic name, partition count
     index, code = struct.unpack_from(">ih", resp, at)
     return {"correlation": correlation, "partition": index, "code": code, "leader": part.leader,
-            "follower": follower.id, "port": follower.port, "unknown": unknown}
+            "follower": follower.id, "port": follower.port}
 
 
 if __name__ == "__main__":
