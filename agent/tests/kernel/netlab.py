@@ -11,6 +11,7 @@ import socket
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -131,6 +132,37 @@ class Lab:
         p = start_server(self.s, *args)
         self.procs.append(p)
         return p
+
+    def serve(self, *cmd, user=None):
+        """Starts any server in the server namespace (as `user`, if given); what it prints is kept, for
+        `wait_listening` to show when it never listens."""
+        argv = ["ip", "netns", "exec", self.s, *(["runuser", "-u", user, "--"] if user else []), *cmd]
+        log = tempfile.NamedTemporaryFile(prefix="served-", suffix=".log", delete=False)
+        with log:  # the server writes to its own copy of the descriptor
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        p.log = log.name
+        self.procs.append(p)
+        return p
+
+    def wait_listening(self, port, tries=300):
+        """Returns once a TCP socket listens on `port` in the server namespace (checked every 0.1 s)."""
+        for _ in range(tries):
+            r = subprocess.run(["ip", "netns", "exec", self.s, "ss", "-ltnH", f"sport = :{port}"],
+                               capture_output=True, text=True)
+            if r.stdout.strip():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"nothing listens on {port} after {tries / 10:.0f} s; the servers: {self.served()}")
+
+    def served(self):
+        """Each server `serve` started: still running or its exit status, and the last lines it printed."""
+        out = []
+        for p in self.procs:
+            if hasattr(p, "log"):
+                tail = Path(p.log).read_text(errors="replace").splitlines()[-15:]
+                state = "running" if p.poll() is None else f"exited {p.returncode}"
+                out.append(f"\n{' '.join(map(str, p.args[4:]))} ({state}):\n  " + "\n  ".join(tail))
+        return "".join(out)
 
     @contextmanager
     def capture(self, path, where="client", bpf=None, also=()):

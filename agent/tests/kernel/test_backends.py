@@ -30,37 +30,6 @@ def library(lab, *args):
     return json.loads(r.stdout)
 
 
-def wait_port(lab, port, tries=300):
-    for _ in range(tries):
-        r = subprocess.run(["ip", "netns", "exec", lab.s, "ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True)
-        if r.stdout.strip():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port} after {tries / 10:.0f} s; the servers: {served(lab)}")
-
-
-def serve(lab, *cmd, user=None):
-    """Starts a server in the server's namespace; what it prints is kept (`served`) for when it never listens."""
-    argv = ["ip", "netns", "exec", lab.s, *(["runuser", "-u", user, "--"] if user else []), *cmd]
-    log = tempfile.NamedTemporaryFile(prefix="served-", suffix=".log", delete=False)
-    with log:  # the server writes to its own copy of the descriptor
-        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    p.log = log.name
-    lab.procs.append(p)
-    return p
-
-
-def served(lab):
-    """Each server `serve` started: still running or its exit status, and the last lines it printed."""
-    out = []
-    for p in lab.procs:
-        if hasattr(p, "log"):
-            tail = Path(p.log).read_text(errors="replace").splitlines()[-15:]
-            state = "running" if p.poll() is None else f"exited {p.returncode}"
-            out.append(f"\n{' '.join(map(str, p.args[4:]))} ({state}):\n  " + "\n  ".join(tail))
-    return "".join(out)
-
-
 def errors_of(entries, protocol):
     return [e for e in entries if e["protocol"] == protocol and e.get("error")]
 
@@ -69,12 +38,12 @@ def test_redis_errors_are_the_servers_own_once_each(tmp_path):
     pcap = tmp_path / "redis.pcap"
     with Lab() as lab:
         common = ["--bind", SERVER4, "--protected-mode", "no", "--save", "", "--appendonly", "no"]
-        serve(lab, "redis-server", "--port", "6379", "--maxmemory", "2mb", "--maxmemory-policy", "noeviction",
+        lab.serve("redis-server", "--port", "6379", "--maxmemory", "2mb", "--maxmemory-policy", "noeviction",
               "--dir", str(tmp_path), *common)
-        serve(lab, "redis-server", "--port", "6380", "--requirepass", "s3cret", "--dir", str(tmp_path), *common)
-        serve(lab, "redis-server", "--port", "6381", "--replicaof", SERVER4, "6379", "--dir", str(tmp_path), *common)
+        lab.serve("redis-server", "--port", "6380", "--requirepass", "s3cret", "--dir", str(tmp_path), *common)
+        lab.serve("redis-server", "--port", "6381", "--replicaof", SERVER4, "6379", "--dir", str(tmp_path), *common)
         for port in (6379, 6380, 6381):
-            wait_port(lab, port)
+            lab.wait_listening(port)
         cli = ["redis-cli", "-h", SERVER4]
         with lab.capture(pcap, bpf="tcp portrange 6379-6381"):
             seen = {}
@@ -162,10 +131,10 @@ def postgresql_errors(home, pcap):
     with open(data / "pg_hba.conf", "a") as f:
         f.write("host all all 0.0.0.0/0 scram-sha-256\n")
     with Lab() as lab:
-        serve(lab, postgres_bin("postgres"), "-D", str(data), "-c", f"listen_addresses={SERVER4}", "-c", "port=5432",
+        lab.serve(postgres_bin("postgres"), "-D", str(data), "-c", f"listen_addresses={SERVER4}", "-c", "port=5432",
               "-c", "max_connections=3", "-c", "superuser_reserved_connections=0", "-c",
               f"unix_socket_directories={tmp_path}", "-c", "ssl=off", user="postgres")
-        wait_port(lab, 5432)
+        lab.wait_listening(5432)
         env = ["env", "PGPASSWORD=s3cret", "PGCONNECT_TIMEOUT=10"]
         psql = [*env, "psql", "-h", SERVER4, "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=0", "-X", "-q"]
         with lab.capture(pcap, bpf="tcp port 5432"):
@@ -248,10 +217,10 @@ def mysql_errors(home, pcap):
     subprocess.run(["mariadb-install-db", f"--datadir={data}", "--user=root", "--auth-root-authentication-method=socket",
                     "--skip-test-db"], check=True, capture_output=True)
     with Lab() as lab:
-        serve(lab, "mariadbd", "--no-defaults", f"--datadir={data}", "--user=root", f"--bind-address={SERVER4}",
+        lab.serve("mariadbd", "--no-defaults", f"--datadir={data}", "--user=root", f"--bind-address={SERVER4}",
               "--port=3306", f"--socket={sock}", "--max-connections=10", "--skip-name-resolve",
               f"--pid-file={home / 'pid'}", "--skip-log-bin", "--innodb-buffer-pool-size=16M")
-        wait_port(lab, 3306)
+        lab.wait_listening(3306)
         setup = ("CREATE DATABASE shop; CREATE USER 'app'@'%' IDENTIFIED BY 's3cret'; "
                  "GRANT ALL ON shop.* TO 'app'@'%'; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1);")
         subprocess.run(["ip", "netns", "exec", lab.s, "mariadb", "--no-defaults", "-S", str(sock), "-u", "root", "-e", setup],
@@ -313,7 +282,7 @@ def test_amqp_errors_are_the_brokers_closes_and_returns(tmp_path):
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         lab.procs.append(p)
         try:
-            wait_port(lab, 5672, tries=600)
+            lab.wait_listening(5672, tries=600)
             with lab.capture(pcap, bpf="tcp port 5672"):
                 said = library(lab, "amqp", SERVER4, "5672", "app", "s3cret")
                 time.sleep(0.3)
@@ -380,11 +349,11 @@ def test_kafka_errors_are_the_brokers_codes_by_name(tmp_path):
                        check=True, capture_output=True)
     pcap = tmp_path / "kafka.pcap"
     with Lab() as lab:
-        serve(lab, str(kafka), "kafka.Kafka", str(props))
-        serve(lab, str(kafka), "kafka.Kafka", str(second))
+        lab.serve(str(kafka), "kafka.Kafka", str(props))
+        lab.serve(str(kafka), "kafka.Kafka", str(second))
         # Two JVMs and a KRaft quorum: a few seconds here, far longer on a loaded 2-core machine.
-        wait_port(lab, 9092, tries=1800)
-        wait_port(lab, 9094, tries=1800)
+        lab.wait_listening(9092, tries=1800)
+        lab.wait_listening(9094, tries=1800)
         library(lab, "kafka_replicated", f"{SERVER4}:9092")
         with lab.capture(pcap, bpf="tcp port 9092 or tcp port 9094"):
             said = library(lab, "kafka", f"{SERVER4}:9092")

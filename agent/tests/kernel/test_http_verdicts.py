@@ -3,11 +3,9 @@ answers them with a status line, and that verdict must not vanish — the entry 
 the server's `response.status`. An HTTP/0.9 request line (`GET /`, no version) that the server answers is
 no error. The bytes are written raw from the client's namespace; tshark reads what the server answered."""
 
-import subprocess
 import sys
 
 from netlab import SERVER4, Lab, analyze, tshark_fields
-from test_tls import wait_listening
 
 RAW = """
 import socket, sys
@@ -27,10 +25,8 @@ def send_raw(lab, port, data):
 def test_a_servers_verdict_on_a_request_it_cannot_parse_is_kept(tmp_path, peers):
     pcap = tmp_path / "verdicts.pcap"
     with Lab() as lab:
-        server = subprocess.Popen(["ip", "netns", "exec", lab.s, peers, "http-server", "8080"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        lab.procs.append(server)
-        wait_listening(lab, 8080)
+        lab.serve(peers, "http-server", "8080")
+        lab.wait_listening(8080)
         with lab.capture(pcap, bpf="tcp port 8080"):
             send_raw(lab, 8080, r"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
             # A header line without a colon: Go answers 400 and closes.

@@ -56,11 +56,8 @@ def make_certs(d):
 
 
 def s_server(lab, d, port, leaf, *flags):
-    p = subprocess.Popen(["ip", "netns", "exec", lab.s, "openssl", "s_server", "-quiet", "-accept", str(port),
-                          "-cert", str(d / f"{leaf}.crt"), "-key", str(d / f"{leaf}.key"), *flags],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    lab.procs.append(p)
-    return p
+    return lab.serve("openssl", "s_server", "-quiet", "-accept", str(port), "-cert", str(d / f"{leaf}.crt"),
+                     "-key", str(d / f"{leaf}.key"), *flags)
 
 
 def s_client(lab, d, port, sni, *flags):
@@ -68,15 +65,6 @@ def s_client(lab, d, port, sni, *flags):
                         "-servername", sni, "-CAfile", str(d / "ca.crt"), "-verify_return_error", *flags],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
     return r.returncode
-
-
-def wait_listening(lab, port):
-    for _ in range(50):
-        out = subprocess.run(["ip", "netns", "exec", lab.s, "ss", "-ltn"], capture_output=True, text=True).stdout
-        if f":{port} " in out:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 CLOSER = """
@@ -95,10 +83,9 @@ def test_real_handshakes_fail_exactly_as_they_did(tmp_path):
         s_server(lab, tmp_path, 4432, "rogue.test")
         s_server(lab, tmp_path, 4433, "expired.test")
         s_server(lab, tmp_path, 4434, "ok.test", "-tls1_3")
-        closer = subprocess.Popen(["ip", "netns", "exec", lab.s, sys.executable, "-c", CLOSER, "4435"])
-        lab.procs.append(closer)
+        lab.serve(sys.executable, "-c", CLOSER, "4435")
         for port in (4431, 4432, 4433, 4434, 4435):
-            wait_listening(lab, port)
+            lab.wait_listening(port)
         with lab.capture(pcap, bpf="tcp portrange 4431-4435"):
             assert s_client(lab, tmp_path, 4431, "ok.test", "-tls1_3") == 0
             assert s_client(lab, tmp_path, 4431, "ok.test", "-tls1_2") == 0
@@ -155,11 +142,9 @@ def test_tls13_failures_are_seen_through_the_encryption(tmp_path, peers):
         s_server(lab, tmp_path, 4446, "ok.test", "-tls1_2", "-servername", "other.test", *[
             a.replace("-cert", "-cert2").replace("-key", "-key2") if a.startswith("-") else a for a in crt("ok.test")])
         # Go's own HTTP/1.1 server: what it answers a ClientHello with is what real servers do.
-        plain = subprocess.Popen(["ip", "netns", "exec", lab.s, peers, "http-server", "4447"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        lab.procs.append(plain)
+        lab.serve(peers, "http-server", "4447")
         for port in range(4441, 4448):
-            wait_listening(lab, port)
+            lab.wait_listening(port)
         with lab.capture(pcap, bpf="tcp portrange 4441-4447"):
             assert s_client_held(lab, tmp_path, 4441, "rogue.test", "-tls1_3") != 0
             assert s_client_held(lab, tmp_path, 4442, "expired.test", "-tls1_3") != 0
